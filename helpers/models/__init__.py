@@ -1,0 +1,1 @@
+"""Plain-torch models: CNNs, transformer segmenters and the foundation-model encoders."""
