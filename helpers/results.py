@@ -1,0 +1,215 @@
+"""The one tidy results table every model run writes to and every figure reads from.
+
+One row per measurement with its whole context (GEO-Bench style): a run of ``(dataset, model, seed)`` writes its
+aggregates (``class`` blank) and per-class values (``class`` = class name) for each scored split. Writes are
+atomic (temporary file + ``os.replace``) and a rerun of the same ``(dataset, model, seed)`` replaces its earlier
+rows, so the table never holds duplicates or a half-written run.
+
+A model that could not be run (e.g. Prithvi without its weights file) writes one row with ``status="not_run"``
+and the reason in ``note``; it is never filled with another model's numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers import metrics as _metrics
+
+DEFAULT_PATH = Path("results") / "results.csv"
+
+#: Columns in their fixed order. Extra keys given by a caller are kept after these.
+COLUMNS = [
+    "task",
+    "dataset",
+    "simulated",
+    "model",
+    "family",
+    "pretraining",
+    "weights",
+    "seed",
+    "split",
+    "metric",
+    "class",
+    "value",
+    "status",
+    "note",
+    "n_train_pixels",
+    "n_features",
+    "n_params",
+    "epochs",
+    "best_epoch",
+    "runtime_s",
+    "fit_s",
+    "predict_s",
+    "peak_mem_mb",
+    "model_size_mb",
+    "git_sha",
+    "timestamp",
+]
+
+#: A run is identified by these columns; rewriting a run replaces all its rows.
+RUN_KEY = ["dataset", "model", "seed"]
+
+FAMILIES = ("classical", "cnn", "fm")
+
+
+def git_sha(cwd: str | os.PathLike | None = None) -> str:
+    """Short commit of the code that produced a row ("unknown" outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        sha = out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def score_rows(
+    scores: Mapping,
+    *,
+    split: str,
+    class_names: Sequence[str],
+    context: Mapping | None = None,
+) -> list[dict]:
+    """Turn :func:`helpers.metrics.scores` output into tidy rows.
+
+    Args:
+        scores: Output of :func:`helpers.metrics.scores`.
+        split: The split these scores were computed on (``"val"``, ``"test"``, ...).
+        class_names: Names of classes ``0..C-1``, used in the ``class`` column.
+        context: Columns shared by every row (task, dataset, model, family, seed, runtime_s, ...).
+
+    Returns:
+        One row per aggregate metric and one per (per-class metric, class).
+    """
+    base = dict(context or {})
+    base["split"] = split
+    rows = [{**base, "metric": m, "class": "", "value": float(scores[m])} for m in _metrics.AGGREGATES]
+    for m in _metrics.PER_CLASS:
+        values = np.asarray(scores[m], dtype=float)
+        if len(values) != len(class_names):
+            raise ValueError(
+                f"{len(values)} per-class values for metric {m!r} but {len(class_names)} class names"
+            )
+        rows += [
+            {**base, "metric": m, "class": name, "value": float(v)}
+            for name, v in zip(class_names, values, strict=True)
+        ]
+    return rows
+
+
+def not_run_row(reason: str, context: Mapping) -> dict:
+    """A row stating that a model could not be run, and why (never a stand-in number)."""
+    return {
+        **context,
+        "split": "",
+        "metric": "not_run",
+        "class": "",
+        "value": np.nan,
+        "status": "not_run",
+        "note": reason,
+    }
+
+
+def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
+    """Read the results table (an empty frame with the standard columns if it does not exist yet)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], low_memory=False)
+    for col in ("class", "note", "status", "pretraining", "weights", "split"):
+        if col in df:
+            df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
+    """Append one or more runs' rows, replacing earlier rows of the same ``(dataset, model, seed)``.
+
+    Columns filled automatically when absent: ``status`` ("ok"), ``git_sha``, ``timestamp`` (UTC ISO),
+    ``simulated`` (from the dataset name: ``sim-*`` datasets are simulated).
+
+    Args:
+        rows: Tidy rows, each with at least ``task``, ``dataset``, ``model``, ``family``, ``seed``, ``metric``
+            and ``value``.
+        path: The CSV file (created with its folder if missing).
+
+    Returns:
+        The full table as written.
+    """
+    new = pd.DataFrame(list(rows))
+    if new.empty:
+        return read(path)
+    missing = [c for c in ("task", "dataset", "model", "family", "seed", "metric", "value") if c not in new]
+    if missing:
+        raise ValueError(f"results rows lack required columns {missing}")
+    bad_family = set(new["family"]) - set(FAMILIES)
+    if bad_family:
+        raise ValueError(f"unknown family {sorted(bad_family)}; expected one of {FAMILIES}")
+    if "status" not in new:
+        new["status"] = "ok"
+    new["status"] = new["status"].fillna("ok")
+    if "simulated" not in new:
+        new["simulated"] = new["dataset"].astype(str).str.startswith("sim-")
+    new["git_sha"] = new["git_sha"] if "git_sha" in new else git_sha()
+    new["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    path = Path(path)
+    old = read(path)
+    if not old.empty:
+        keys = new[RUN_KEY].astype(str).drop_duplicates()
+        old_keys = old[RUN_KEY].astype(str)
+        drop = old_keys.merge(keys, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+        old = old.loc[~drop]
+    frames = [f for f in (old, new) if not f.empty]
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    cols = [c for c in COLUMNS if c in out] + [c for c in out if c not in COLUMNS]
+    for c in COLUMNS:
+        if c not in out:
+            out[c] = np.nan if c not in ("class", "note", "pretraining", "weights") else ""
+    out = out[COLUMNS + [c for c in cols if c not in COLUMNS]]
+    _atomic_write_csv(out, path)
+    return out
+
+
+def has_run(dataset: str, model: str, seed: int, path: str | os.PathLike = DEFAULT_PATH) -> bool:
+    """Whether a finished (status ``ok``) run of ``(dataset, model, seed)`` is already in the table."""
+    df = read(path)
+    if df.empty:
+        return False
+    sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
+    sel &= df["seed"].astype(str) == str(seed)
+    return bool((sel & (df["status"] == "ok")).any())
