@@ -1,0 +1,525 @@
+"""Loaders for the study's datasets, real and simulated, in their published on-disk layouts.
+
+One small API serves every dataset, so pointing ``data_dir`` at the real data is all a user changes::
+
+    ds = datasets.open("sen1floods11", root)   # or "burn_scars", "crop", "sim-crop", "indian-pines-hls", ...
+    ds.splits                                   # ["train", "val", "test", "bolivia"]
+    x, y = ds.read(ds.chip_ids("test")[0])      # DataArray (band, y, x) | (time, band, y, x); int64 labels
+
+Conventions (STUDY.md §2 and §4):
+
+* Images come back as float32 surface reflectance (roughly 0..1.5) in the six HLS bands
+  ``B02, B03, B04, B8A, B11, B12``; the multi-temporal crop data as ``(time, band, y, x)``.
+* Labels come back as int64 class indices ``0..num_classes-1`` with every invalid pixel (no data, cloud, missing
+  label, nodata in the image) set to ``ignore_index`` (-1 for every dataset).
+* Crop and burn scars have no validation split apart from the one the paper tests on, so ``val`` is a seeded 10 %
+  hold-out of the training chips (``val_seed``, ``val_fraction``), never taken from test. Sen1Floods11 uses its
+  official validation list.
+
+Simulated datasets (``sim-*``) and the Indian Pines scene are written by :mod:`helpers.simulate` in one of the three
+original layouts plus a ``dataset.json`` card (class names, layout, ``simulated`` flag), and read by the same
+classes below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from helpers.io import DataError, check_aligned, read_raster
+
+HLS_BANDS = ["B02", "B03", "B04", "B8A", "B11", "B12"]
+#: Sentinel-2 L1C band order of Sen1Floods11's S2Hand files.
+S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+#: Indices of the six HLS-equivalent bands (B2, B3, B4, B8A, B11, B12) in ``S2_BANDS``, as Prithvi uses them.
+S2_TO_HLS = [1, 2, 3, 8, 11, 12]
+IGNORE_INDEX = -1
+
+CROP_CLASSES = [
+    "natural_vegetation",
+    "forest",
+    "corn",
+    "soybeans",
+    "wetlands",
+    "developed_barren",
+    "open_water",
+    "winter_wheat",
+    "alfalfa",
+    "fallow_idle_cropland",
+    "cotton",
+    "sorghum",
+    "other",
+]
+BURN_CLASSES = ["not_burned", "burn_scar"]
+FLOOD_CLASSES = ["not_water", "water"]
+
+#: Reflectance guard: after scaling, valid pixels must stay inside this range (per-pixel outliers aside).
+REFLECTANCE_RANGE = (-0.5, 5.0)
+
+
+def _first_existing(candidates: Sequence[Path]) -> Path | None:
+    return next((p for p in candidates if p.exists()), None)
+
+
+def _read_list(path: Path) -> list[str]:
+    """Chip ids from a split list: one per line (``.txt``) or the first column of an official ``.csv``."""
+    ids = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        first = line.split(",")[0].strip()
+        stem = first.removesuffix(".tif")
+        for suffix in ("_S1Hand", "_S2Hand", "_LabelHand"):
+            stem = stem.removesuffix(suffix)
+        ids.append(stem)
+    return ids
+
+
+def holdout_split(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Split ``ids`` into (train, val) with a seeded hold-out, both kept in the input order.
+
+    Used where a dataset has no validation split of its own: model selection then never sees the test chips.
+    """
+    ids = list(ids)
+    n_val = int(round(fraction * len(ids))) if len(ids) >= 2 else 0
+    n_val = min(max(n_val, 1 if len(ids) >= 2 and fraction > 0 else 0), len(ids) - 1 if ids else 0)
+    chosen = (
+        set(np.random.default_rng(seed).choice(len(ids), size=n_val, replace=False).tolist())
+        if n_val
+        else set()
+    )
+    train = [c for i, c in enumerate(ids) if i not in chosen]
+    val = [c for i, c in enumerate(ids) if i in chosen]
+    return train, val
+
+
+class ChipDataset:
+    """A labelled chip dataset on disk; subclasses know one published layout each.
+
+    Attributes:
+        name: Dataset name as used in the results table (e.g. ``"sen1floods11"``, ``"sim-crop"``).
+        task: What is being mapped (``"flood"``, ``"burn"``, ``"crop"``, ``"texture"``, ``"landcover"``).
+        root: The dataset folder.
+        classes: Class names in label order.
+        ignore_index: Label value of invalid pixels (-1).
+        n_times: Number of dates per chip (3 for crop, else 1).
+        simulated: Whether the data is simulated (every table and figure says so).
+        scale: Factor from stored values to reflectance.
+    """
+
+    layout = ""
+    image_bands = 6
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        name: str,
+        task: str,
+        classes: Sequence[str],
+        n_times: int = 1,
+        simulated: bool = False,
+        scale: float = 1.0,
+        splits_dir: str | os.PathLike | None = None,
+        val_fraction: float = 0.1,
+        val_seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(
+                f"{self.root}: dataset root for {name!r} not found (expected a folder in the {self.layout} layout)"
+            )
+        self.name = name
+        self.task = task
+        self.classes = list(classes)
+        self.ignore_index = IGNORE_INDEX
+        self.n_times = n_times
+        self.simulated = simulated
+        self.scale = scale
+        self.splits_dir = Path(splits_dir) if splits_dir is not None else None
+        self.val_fraction = val_fraction
+        self.val_seed = val_seed
+        self._splits = self._list_splits()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (labels ``0..num_classes-1``)."""
+        return len(self.classes)
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of :meth:`read_arrays` output: six HLS bands per date."""
+        return len(HLS_BANDS) * self.n_times
+
+    @property
+    def splits(self) -> list[str]:
+        """Names of the splits, in protocol order."""
+        return list(self._splits)
+
+    def chip_ids(self, split: str) -> list[str]:
+        """Chip ids of one split, in split-file order."""
+        if split not in self._splits:
+            raise KeyError(f"{self.name}: no split {split!r}; available: {self.splits}")
+        return list(self._splits[split])
+
+    def read(self, chip_id: str) -> tuple[xr.DataArray, np.ndarray]:
+        """Read one chip as reflectance and labels.
+
+        Returns:
+            ``x``: float32 DataArray ``(band, y, x)`` or ``(time, band, y, x)``, HLS band names, CRS and transform
+            kept, nodata pixels filled with 0. ``y``: int64 ``(H, W)`` labels, invalid pixels = ``ignore_index``.
+
+        Raises:
+            DataError: Missing/corrupt file, wrong band count, misaligned label, unexpected label values, or values
+                that are not reflectance at the layout's scale.
+        """
+        image_path, label_path = self.paths(chip_id)
+        raw = read_raster(image_path, bands=self.image_bands * self.n_times)
+        lab = read_raster(label_path, bands=1)
+        check_aligned(raw, lab, image_path, label_path)
+        data, valid = self._decode_image(raw, image_path)
+        labels = self._decode_label(np.asarray(lab.values[0]), label_path)
+        labels[~valid] = self.ignore_index
+        data = np.where(valid[None], data, np.float32(0))
+        self._check_reflectance(data, valid, image_path)
+        x = self._to_dataarray(data, raw, chip_id, image_path)
+        return x, labels
+
+    def read_arrays(self, chip_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Read one chip as plain arrays for models: float32 ``(6 * n_times, H, W)`` date-major, int64 ``(H, W)``."""
+        x, y = self.read(chip_id)
+        a = np.ascontiguousarray(x.values.reshape(-1, x.sizes["y"], x.sizes["x"]), dtype=np.float32)
+        return a, y
+
+    def paths(self, chip_id: str) -> tuple[Path, Path]:
+        """Image and label file of a chip (checked to exist)."""
+        image_path, label_path = self._paths(chip_id)
+        for p in (image_path, label_path):
+            if not p.is_file():
+                raise DataError(
+                    f"{p}: chip {chip_id!r} is listed in a split of {self.name!r} but this file is missing"
+                )
+        return image_path, label_path
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(v)}" for s, v in self._splits.items())
+        sim = ", SIMULATED" if self.simulated else ""
+        return f"<{type(self).__name__} {self.name!r} ({self.task}{sim}) {self.num_classes} classes, {sizes} at {self.root}>"
+
+    # ------------------------------------------------------------------ layout hooks
+    def _list_splits(self) -> dict[str, list[str]]:
+        raise NotImplementedError
+
+    def _paths(self, chip_id: str) -> tuple[Path, Path]:
+        raise NotImplementedError
+
+    def _select_bands(self, values: np.ndarray) -> np.ndarray:
+        return values
+
+    def _decode_image(self, raw: xr.DataArray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Scaled float32 bands and a per-pixel validity mask (declared nodata or non-finite → invalid)."""
+        values = self._select_bands(np.asarray(raw.values))
+        valid = (
+            np.isfinite(values).all(axis=0) if values.dtype.kind == "f" else np.ones(values.shape[1:], bool)
+        )
+        nodata = raw.rio.nodata
+        if nodata is not None and np.isfinite(nodata):
+            valid &= ~(values == nodata).any(axis=0)
+        data = values.astype(np.float32) * np.float32(self.scale)
+        return data, valid
+
+    def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared checks
+    def _check_labels(self, raw: np.ndarray, allowed: Sequence[int], path: Path) -> None:
+        bad = np.setdiff1d(np.unique(raw), np.asarray(allowed))
+        if bad.size:
+            raise DataError(
+                f"{path}: label values {bad.tolist()[:10]} outside the class set of {self.name!r}; "
+                f"expected values in {sorted(set(int(a) for a in allowed))}"
+            )
+
+    def _check_reflectance(self, data: np.ndarray, valid: np.ndarray, path: Path) -> None:
+        if not valid.any():
+            return
+        v = data[:, valid]
+        lo, hi = np.percentile(v, [0.1, 99.9])
+        if lo < REFLECTANCE_RANGE[0] or hi > REFLECTANCE_RANGE[1]:
+            hint = ""
+            if hi > 100:
+                hint = " The values look like reflectance x 1e4: open the dataset with scale=1e-4."
+            elif hi < 0.05 and self.scale < 1:
+                hint = " The values look already scaled: open the dataset with scale=1.0."
+            raise DataError(
+                f"{path}: values after scaling by {self.scale:g} span {lo:.3g}..{hi:.3g} (0.1-99.9 percentile); "
+                f"expected surface reflectance within {REFLECTANCE_RANGE}.{hint}"
+            )
+
+    def _to_dataarray(self, data: np.ndarray, raw: xr.DataArray, chip_id: str, path: Path) -> xr.DataArray:
+        coords = {"band": HLS_BANDS, "y": raw["y"].values, "x": raw["x"].values}
+        if self.n_times > 1:
+            data = data.reshape(self.n_times, len(HLS_BANDS), *data.shape[1:])
+            dims: tuple[str, ...] = ("time", "band", "y", "x")
+            coords["time"] = np.arange(self.n_times)
+        else:
+            dims = ("band", "y", "x")
+        x = xr.DataArray(
+            data,
+            dims=dims,
+            coords=coords,
+            name="reflectance",
+            attrs={
+                "dataset": self.name,
+                "chip_id": chip_id,
+                "source": str(path),
+                "simulated": int(self.simulated),
+                "units": "surface reflectance (unitless)",
+            },
+        )
+        if raw.rio.crs is not None:
+            x = x.rio.write_crs(raw.rio.crs)
+        return x.rio.write_transform(raw.rio.transform())
+
+    def _split_file(self, names: Sequence[str], subdir: str) -> Path:
+        """Find a split list in the root, its ``splits/`` folder, or the user's ``splits_dir``."""
+        bases = [self.root, self.root / "splits", self.root / "splits" / subdir]
+        if self.splits_dir is not None:
+            bases = [self.splits_dir, self.splits_dir / subdir, *bases]
+        found = _first_existing([b / n for b in bases for n in names])
+        if found is None:
+            raise DataError(
+                f"{self.root}: split list not found for {self.name!r}; looked for {list(names)} in "
+                f"{[str(b) for b in bases]} (pass splits_dir= to point at the official lists)"
+            )
+        return found
+
+
+class CropDataset(ChipDataset):
+    """Multi-temporal crop layout: ``training_chips/`` and ``validation_chips/`` with ``chip_<id>_merged.tif``.
+
+    18 bands = 6 HLS bands x 3 dates, band-major per date, reflectance x 1e4; mask 0 = no data (ignored), 1..13 the
+    classes (mapped to 0..12). The official "validation" split is the paper's test split; ``val`` is a seeded hold-out
+    of training chips, unless the root holds an explicit ``val_data.txt`` (the simulator and Indian Pines write one).
+    """
+
+    layout = "crop"
+
+    def _list_splits(self) -> dict[str, list[str]]:
+        sub = "multi_temporal_crop_classification"
+        train_all = _read_list(self._split_file(["training_data.txt"], sub))
+        test = _read_list(self._split_file(["validation_data.txt"], sub))
+        explicit_val = self.root / "val_data.txt"
+        if explicit_val.exists():
+            val = _read_list(explicit_val)
+            unknown = set(val) - set(train_all)
+            if unknown:
+                raise DataError(
+                    f"{explicit_val}: {len(unknown)} chip(s) not in training_data.txt, e.g. {sorted(unknown)[:3]}"
+                )
+            val_set = set(val)
+            train = [c for c in train_all if c not in val_set]
+        else:
+            train, val = holdout_split(train_all, self.val_fraction, self.val_seed)
+        self._dir_of = {c: "training_chips" for c in train_all} | {c: "validation_chips" for c in test}
+        return {"train": train, "val": val, "test": test}
+
+    def _paths(self, chip_id: str) -> tuple[Path, Path]:
+        folder = self.root / self._dir_of.get(chip_id, "training_chips")
+        return folder / f"{chip_id}_merged.tif", folder / f"{chip_id}.mask.tif"
+
+    def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        self._check_labels(raw, range(0, self.num_classes + 1), path)
+        return raw.astype(np.int64) - 1  # 0 (no data) -> -1 = ignore
+
+
+class BurnScarsDataset(ChipDataset):
+    """HLS Burn Scars layout: ``training/`` and ``validation/`` folders of ``<stem>_merged.tif`` + ``<stem>.mask.tif``.
+
+    Images are 6-band float32 reflectance; masks int16 with 1 burn scar, 0 not burned, -1 missing (the files declare
+    nodata -1000, but missing pixels are stored as -1). ``validation/`` is the paper's test split.
+    """
+
+    layout = "burn_scars"
+
+    def _list_splits(self) -> dict[str, list[str]]:
+        out = {}
+        for folder in ("training", "validation"):
+            d = self.root / folder
+            if not d.is_dir():
+                raise DataError(
+                    f"{d}: folder not found; the burn-scar layout needs training/ and validation/"
+                )
+            out[folder] = sorted(p.name.removesuffix("_merged.tif") for p in d.glob("*_merged.tif"))
+        self._dir_of = {c: "training" for c in out["training"]} | {c: "validation" for c in out["validation"]}
+        train, val = holdout_split(out["training"], self.val_fraction, self.val_seed)
+        return {"train": train, "val": val, "test": out["validation"]}
+
+    def _paths(self, chip_id: str) -> tuple[Path, Path]:
+        folder = self.root / self._dir_of.get(chip_id, "training")
+        return folder / f"{chip_id}_merged.tif", folder / f"{chip_id}.mask.tif"
+
+    def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        self._check_labels(raw, [-1, *range(self.num_classes)], path)
+        return raw.astype(np.int64)
+
+
+class Sen1Floods11Dataset(ChipDataset):
+    """Sen1Floods11 hand-labelled layout: ``S2Hand/``, ``LabelHand/`` (and optional ``S1Hand/``).
+
+    S2Hand files hold 13 Sentinel-2 L1C bands as int16 reflectance x 1e4 with nodata 0; the six HLS-equivalent bands
+    (B2, B3, B4, B8A, B11, B12) are kept. Labels: 1 water, 0 not water, -1 no data/cloud. Splits come from the
+    official CSV lists (``flood_{train,valid,test,bolivia}_data.csv``) or the Prithvi repo's
+    ``{train,val,test,bolivia}_split.txt``.
+    """
+
+    layout = "sen1floods11"
+    image_bands = len(S2_BANDS)
+    _split_names = {
+        "train": ["flood_train_data.csv", "train_split.txt"],
+        "val": ["flood_valid_data.csv", "val_split.txt"],
+        "test": ["flood_test_data.csv", "test_split.txt"],
+        "bolivia": ["flood_bolivia_data.csv", "bolivia_split.txt"],
+    }
+
+    def __init__(self, root: str | os.PathLike, **kwargs) -> None:
+        root = Path(root)
+        nested = [
+            root / "HandLabeled",
+            root / "data" / "flood_events" / "HandLabeled",
+            root / "v1.1" / "data" / "flood_events" / "HandLabeled",
+        ]
+        self.hand_dir = root if (root / "S2Hand").is_dir() else (_first_existing(nested) or root)
+        super().__init__(root, **kwargs)
+
+    def _list_splits(self) -> dict[str, list[str]]:
+        if not (self.hand_dir / "S2Hand").is_dir():
+            raise DataError(
+                f"{self.root}: no S2Hand/ folder found (looked in {self.hand_dir}); expected the HandLabeled layout"
+            )
+        out = {}
+        for split, names in self._split_names.items():
+            try:
+                out[split] = _read_list(self._split_file(names, "sen1floods11"))
+            except DataError:
+                if split == "bolivia":
+                    continue  # the out-of-distribution hold-out is optional
+                raise
+        return out
+
+    def _split_file(self, names: Sequence[str], subdir: str) -> Path:
+        extra = [
+            self.root / "splits" / "flood_handlabeled",
+            self.root / "v1.1" / "splits" / "flood_handlabeled",
+        ]
+        found = _first_existing([b / n for b in extra for n in names])
+        return found if found is not None else super()._split_file(names, subdir)
+
+    def _paths(self, chip_id: str) -> tuple[Path, Path]:
+        return (
+            self.hand_dir / "S2Hand" / f"{chip_id}_S2Hand.tif",
+            self.hand_dir / "LabelHand" / f"{chip_id}_LabelHand.tif",
+        )
+
+    def s1_path(self, chip_id: str) -> Path:
+        """The optional Sentinel-1 (VV, VH dB) file of a chip."""
+        return self.hand_dir / "S1Hand" / f"{chip_id}_S1Hand.tif"
+
+    def read_s1(self, chip_id: str) -> xr.DataArray:
+        """Sentinel-1 backscatter (VV, VH in dB) of a chip; not used by the HLS models, kept for completeness."""
+        return read_raster(self.s1_path(chip_id), bands=2)
+
+    def _select_bands(self, values: np.ndarray) -> np.ndarray:
+        return values[S2_TO_HLS]
+
+    def _decode_image(self, raw: xr.DataArray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        data, valid = super()._decode_image(raw, path)
+        valid &= ~(data == 0).any(axis=0)  # S2Hand marks no data with 0 whether or not the file declares it
+        return data, valid
+
+    def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        self._check_labels(raw, [-1, 0, 1], path)
+        return raw.astype(np.int64)
+
+
+_LAYOUTS = {"crop": CropDataset, "burn_scars": BurnScarsDataset, "sen1floods11": Sen1Floods11Dataset}
+
+#: The three original datasets: layout, task, classes, dates and the scale from stored values to reflectance.
+REAL = {
+    "crop": dict(layout="crop", task="crop", classes=CROP_CLASSES, n_times=3, scale=1e-4),
+    "burn_scars": dict(layout="burn_scars", task="burn", classes=BURN_CLASSES, n_times=1, scale=1.0),
+    "sen1floods11": dict(layout="sen1floods11", task="flood", classes=FLOOD_CLASSES, n_times=1, scale=1e-4),
+}
+#: Stored scale of each layout when a dataset card does not give one (the simulator writes like the originals).
+_LAYOUT_SCALE = {"crop": 1e-4, "burn_scars": 1.0, "sen1floods11": 1e-4}
+
+
+def read_card(root: str | os.PathLike) -> dict:
+    """The ``dataset.json`` card that the simulator (and Indian Pines builder) writes into a dataset root."""
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        raise DataError(
+            f"{path}: dataset card not found; generate the data first (python -m helpers.simulate NAME --to {root})"
+        )
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+    for key in ("name", "layout", "task", "classes", "simulated"):
+        if key not in card:
+            raise DataError(f"{path}: dataset card lacks {key!r}")
+    if card["layout"] not in _LAYOUTS:
+        raise DataError(f"{path}: unknown layout {card['layout']!r}; expected one of {sorted(_LAYOUTS)}")
+    return card
+
+
+def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: A001 - mirrors rasterio.open
+    """Open a dataset by name.
+
+    Args:
+        name: ``"sen1floods11"``, ``"burn_scars"``, ``"crop"`` (the originals, in their published layouts), or a
+            generated dataset (``"sim-crop"``, ``"sim-burn"``, ``"sim-flood"``, ``"sim-texture-<knob>"``,
+            ``"indian-pines-hls"``) whose root holds a ``dataset.json`` card.
+        root: The dataset folder.
+        **kwargs: ``splits_dir`` (official split lists elsewhere), ``val_fraction``, ``val_seed``, ``scale``.
+
+    Raises:
+        DataError: Unknown name, missing root, split lists or card.
+    """
+    if name in REAL:
+        spec = dict(REAL[name])
+        cls = _LAYOUTS[spec.pop("layout")]
+        spec.update(kwargs)
+        return cls(root, name=name, **spec)
+    if name.startswith("sim-") or name == "indian-pines-hls":
+        card = read_card(root)
+        if card["name"] != name:
+            raise DataError(f"{Path(root) / 'dataset.json'}: card is for {card['name']!r}, not {name!r}")
+        spec = dict(
+            task=card["task"],
+            classes=card["classes"],
+            n_times=int(card.get("n_times", 1)),
+            simulated=bool(card["simulated"]),
+            scale=float(card.get("scale", _LAYOUT_SCALE[card["layout"]])),
+        )
+        spec.update(kwargs)
+        return _LAYOUTS[card["layout"]](root, name=name, **spec)
+    raise DataError(
+        f"unknown dataset {name!r}; expected one of {sorted(REAL)} or a generated sim-*/indian-pines-hls name"
+    )
+
+
+def class_counts(ds: ChipDataset, split: str) -> np.ndarray:
+    """Valid pixels per class over a split (ignore excluded), chip by chip."""
+    counts = np.zeros(ds.num_classes, dtype=np.int64)
+    for chip in ds.chip_ids(split):
+        _, y = ds.read(chip)
+        counts += np.bincount(y[y != ds.ignore_index].ravel(), minlength=ds.num_classes)
+    return counts

@@ -1,0 +1,128 @@
+"""GeoTIFF reading with checks that name the file and what was expected.
+
+Every raster the study reads goes through :func:`read_raster`, so a wrong band count, a corrupt file or a label
+that does not line up with its image is caught at the door with a message a user can act on, instead of
+surfacing later as a shape error deep inside a model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rioxarray
+import xarray as xr
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not what its dataset layout promises."""
+
+
+def read_raster(path: str | os.PathLike, *, bands: int | None = None) -> xr.DataArray:
+    """Open a GeoTIFF as a ``(band, y, x)`` DataArray with CRS and transform kept (via rioxarray).
+
+    The file is read eagerly (chips are small) and unmasked: nodata handling is dataset-specific (Sen1Floods11
+    marks it with 0 in S2, burn-scar masks declare -1000 but store -1), so the loaders decide.
+
+    Args:
+        path: The file.
+        bands: Expected band count; ``None`` skips the check.
+
+    Raises:
+        DataError: Missing or unreadable file, or the wrong number of bands.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        da = rioxarray.open_rasterio(path, masked=False, cache=False)
+        da = da.load()
+    except (rasterio.errors.RasterioError, OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read as GeoTIFF ({err})") from err
+    if not isinstance(da, xr.DataArray):
+        raise DataError(f"{path}: expected a single raster, found subdatasets")
+    da.encoding["source"] = str(path)
+    if bands is not None and da.sizes["band"] != bands:
+        raise DataError(f"{path}: expected {bands} band(s), found {da.sizes['band']}")
+    return da
+
+
+def check_aligned(image: xr.DataArray, label: xr.DataArray, image_path: Path, label_path: Path) -> None:
+    """Fail unless image and label share shape and CRS (a misaligned label silently ruins every metric)."""
+    if image.sizes["y"] != label.sizes["y"] or image.sizes["x"] != label.sizes["x"]:
+        raise DataError(
+            f"{label_path}: label shape {label.sizes['y']}x{label.sizes['x']} does not match image "
+            f"{image_path} shape {image.sizes['y']}x{image.sizes['x']}"
+        )
+    ci, cl = image.rio.crs, label.rio.crs
+    if ci is not None and cl is not None and ci != cl:
+        raise DataError(f"{label_path}: label CRS {cl} does not match image CRS {ci} of {image_path}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write a file through a temporary sibling and rename it into place.
+
+    A crash or interrupt mid-write leaves the previous file (or nothing), never a truncated one that a later run
+    would mistake for a finished result.
+
+    Args:
+        path: Final destination.
+        write: Called with the temporary path; must create the file there.
+
+    Returns:
+        The final path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_geotiff(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    *,
+    crs: str,
+    transform: rasterio.Affine,
+    nodata: float | None = None,
+    tags: dict | None = None,
+    band_descriptions: list[str] | None = None,
+) -> Path:
+    """Write a ``(bands, H, W)`` array as a DEFLATE GeoTIFF, atomically."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+
+    def _write(tmp: Path) -> None:
+        profile = {
+            "driver": "GTiff",
+            "height": data.shape[1],
+            "width": data.shape[2],
+            "count": data.shape[0],
+            "dtype": data.dtype.name,
+            "crs": crs,
+            "transform": transform,
+            "compress": "deflate",
+        }
+        if nodata is not None:
+            profile["nodata"] = nodata
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            if tags:
+                dst.update_tags(**tags)
+            for i, desc in enumerate(band_descriptions or [], start=1):
+                dst.set_band_description(i, desc)
+
+    return atomic_write(path, _write)
