@@ -153,7 +153,7 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], low_memory=False)
     for col in ("class", "note", "status", "pretraining", "weights", "split"):
         if col in df:
-            df[col] = df[col].fillna("").astype(str)
+            df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
     return df
 
 

@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import metrics, results
+
+
+def _rows(seed, value=0.5, model="rf", dataset="sim-flood"):
+    cm = np.array([[8, 2], [1, 9]])
+    s = metrics.scores(cm)
+    ctx = dict(task="flood", dataset=dataset, model=model, family="classical", seed=seed, runtime_s=1.0)
+    rows = results.score_rows(s, split="test", class_names=["not_water", "water"], context=ctx)
+    rows[0]["value"] = value
+    return rows
+
+
+def test_rows_are_tidy_and_complete(tmp_path):
+    path = tmp_path / "r.csv"
+    df = results.write_run(_rows(0), path)
+    assert list(df.columns[: len(results.COLUMNS)]) == results.COLUMNS
+    agg = df[df["class"] == ""]
+    assert set(agg["metric"]) == set(metrics.AGGREGATES)
+    per_class = df[df["class"] != ""]
+    assert len(per_class) == 2 * len(metrics.PER_CLASS)
+    assert bool(df["simulated"].all())
+    assert (df["status"] == "ok").all() and df["git_sha"].notna().all()
+
+
+def test_rerun_replaces_not_duplicates(tmp_path):
+    path = tmp_path / "r.csv"
+    results.write_run(_rows(0, 0.1), path)
+    results.write_run(_rows(1, 0.2), path)
+    results.write_run(_rows(0, 0.9), path)
+    df = results.read(path)
+    assert len(df) == 2 * len(_rows(0))
+    first = df[(df["seed"] == 0) & (df["metric"] == "miou_macro")]["value"]
+    assert first.tolist() == [0.9]
+    assert results.has_run("sim-flood", "rf", 0, path)
+    assert not results.has_run("sim-flood", "lgbm", 0, path)
+
+
+def test_not_run_row(tmp_path):
+    path = tmp_path / "r.csv"
+    ctx = dict(task="flood", dataset="sen1floods11", model="prithvi_100m", family="fm", seed=0)
+    results.write_run([results.not_run_row("weights file not supplied", ctx)], path)
+    df = results.read(path)
+    assert df.loc[0, "status"] == "not_run" and "weights" in df.loc[0, "note"]
+    assert np.isnan(df.loc[0, "value"])
+    assert not results.has_run("sen1floods11", "prithvi_100m", 0, path)
+
+
+def test_failed_write_leaves_table_intact(tmp_path, monkeypatch):
+    path = tmp_path / "r.csv"
+    results.write_run(_rows(0), path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(RuntimeError):
+        results.write_run(_rows(1), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+
+
+def test_bad_rows_rejected(tmp_path):
+    with pytest.raises(ValueError, match="family"):
+        results.write_run([{**_rows(0)[0], "family": "magic"}], tmp_path / "r.csv")
+    with pytest.raises(ValueError, match="lack"):
+        results.write_run([{"model": "rf"}], tmp_path / "r.csv")
