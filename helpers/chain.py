@@ -1,0 +1,179 @@
+"""Re-execute the numbered notebooks in order with papermill: ``python -m helpers.chain``.
+
+One parameters file drives every notebook (stellargraph-style): top-level keys go to every notebook that declares
+them in its ``parameters`` cell, and a ``notebooks:`` section can override them per notebook::
+
+    data_dir: ../data
+    seeds: [0, 1, 2]
+    notebooks:
+      03_cnn_models: {epochs: 30}
+
+Executed copies go to an output folder (never over the sources). The chain stops at the first failing notebook
+with its name, the failing cell and the path of the executed copy, and prints each notebook's wall time at the end.
+Notebooks run with the ``notebooks/`` folder as working directory, exactly as when opened in Jupyter, so relative
+paths in the parameters file mean the same thing in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+DEFAULT_PARAMS = NOTEBOOKS / "params" / "default.yaml"
+
+
+class ChainError(RuntimeError):
+    """A notebook of the chain failed or the chain was configured wrongly."""
+
+
+def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The ``NN_*.ipynb`` notebooks of ``folder`` in number order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in a notebook's ``parameters``-tagged cell (what papermill may override)."""
+    nb = json.loads(notebook.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ChainError(f"{notebook}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    source = "".join(cells[0]["source"])
+    names = set()
+    for node in ast.parse(source).body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def load_params(path: str | Path) -> dict:
+    """Read a parameters file (YAML); its ``notebooks`` section holds per-notebook overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChainError(f"{path}: parameters file not found")
+    params = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(params, dict):
+        raise ChainError(f"{path}: expected a mapping of parameter names to values")
+    return params
+
+
+def parameters_for(notebook: Path, params: dict) -> dict:
+    """The parameters one notebook receives: shared keys it declares, then its own overrides.
+
+    A key that the notebook does not declare is not passed (papermill would inject it silently); an override in
+    the ``notebooks`` section naming an undeclared parameter is an error, since it would do nothing.
+    """
+    declared = declared_parameters(notebook)
+    shared = {k: v for k, v in params.items() if k != "notebooks" and k in declared}
+    own = (params.get("notebooks") or {}).get(notebook.stem, {}) or {}
+    unknown = set(own) - declared
+    if unknown:
+        raise ChainError(
+            f"parameters for {notebook.stem} name {sorted(unknown)}, which its parameters cell does not declare"
+        )
+    return {**shared, **own}
+
+
+def run(
+    params_file: str | Path = DEFAULT_PARAMS,
+    output_dir: str | Path = REPO / "output" / "notebooks",
+    only: Sequence[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS,
+    extra: dict | None = None,
+) -> dict[str, float]:
+    """Execute the numbered notebooks in order.
+
+    Args:
+        params_file: YAML parameters file.
+        output_dir: Folder for the executed copies.
+        only: Notebook numbers or stems to run (e.g. ``["01", "02"]``); all when ``None``.
+        notebooks_dir: Folder holding the notebooks.
+        extra: Parameters that override the file's shared keys (e.g. from ``--set``).
+
+    Returns:
+        Wall time in seconds per notebook stem.
+
+    Raises:
+        ChainError: On the first failing notebook.
+    """
+    import papermill as pm
+
+    params = load_params(params_file)
+    params.update(extra or {})
+    books = numbered_notebooks(notebooks_dir)
+    if only:
+        books = [b for b in books if any(b.stem == o or b.stem.startswith(f"{o}_") for o in only)]
+    if not books:
+        raise ChainError(f"no numbered notebooks selected in {notebooks_dir} (only={only})")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    for book in books:
+        out = output_dir / book.name
+        p = parameters_for(book, params)
+        print(f"[chain] {book.name} with {p}", flush=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(book),
+                str(out),
+                parameters=p,
+                cwd=str(notebooks_dir),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except pm.PapermillExecutionError as err:
+            raise ChainError(
+                f"{book.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); executed copy: {out}"
+            ) from err
+        times[book.stem] = time.perf_counter() - start
+        print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
+    print("[chain] wall time per notebook:")
+    for stem, t in times.items():
+        print(f"  {stem:<28} {t:8.1f} s")
+    print(f"  {'total':<28} {sum(times.values()):8.1f} s")
+    return times
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.chain", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--params", default=str(DEFAULT_PARAMS), help="parameters file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--output", default=str(REPO / "output" / "notebooks"), help="folder for executed copies"
+    )
+    parser.add_argument("--only", nargs="*", help="notebook numbers or stems to run, e.g. 01 02")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override shared parameters (YAML values)"
+    )
+    args = parser.parse_args(argv)
+    extra = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = yaml.safe_load(value)
+    try:
+        run(args.params, args.output, args.only, extra=extra)
+    except ChainError as err:
+        print(f"[chain] FAILED: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
