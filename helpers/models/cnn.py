@@ -1,0 +1,62 @@
+"""The regular-size deep models of the study (the paper's "DL" family) and how to build them by name.
+
+Three architectures, written in plain torch because torchvision/timm/segmentation-models-pytorch are not
+available here: :class:`~helpers.models.fcn.FCN` (FCN-8s), :class:`~helpers.models.unet.UNet` and
+:class:`~helpers.models.deeplab.DeepLabV3Plus`. All take reflectance ``[B, 6 * n_dates, H, W]`` with dates
+stacked as channels (date-major: date1 B02..B12, date2 B02..B12, ...), normalise it inside the model and return
+logits ``[B, num_classes, H, W]``. Widths default to small values that train on a 2-core CPU within the study's
+budget; the paper's backbones are far larger, which :func:`count_parameters` lets every table state.
+
+Parameter counts of the defaults (6 / 18 input bands, 2 classes) are printed by ``python -m helpers.models.cnn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from helpers.models.deeplab import DeepLabV3Plus
+from helpers.models.fcn import FCN
+from helpers.models.unet import UNet
+
+#: Model name (as written in the results table) -> constructor ``(in_channels, num_classes, **kw)``.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": FCN,
+    "unet": UNet,
+    "deeplabv3plus": DeepLabV3Plus,
+}
+
+
+def build_model(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
+    """Build one of :data:`MODELS` by its results-table name.
+
+    Args:
+        name: ``"fcn"``, ``"unet"`` or ``"deeplabv3plus"``.
+        in_channels: Input channels (``ds.n_channels``: 6 per date).
+        num_classes: Output classes (``ds.num_classes``).
+        **kwargs: Passed to the constructor (widths, depth, normalisation statistics, ...).
+
+    Raises:
+        ValueError: For an unknown name.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown CNN {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](in_channels, num_classes, **kwargs)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters; buffers such as the normalisation statistics are not counted."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_size_mb(model: nn.Module) -> float:
+    """Size of the state dict in MiB (parameters and buffers as stored in a checkpoint)."""
+    n_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return n_bytes / 2**20
+
+
+if __name__ == "__main__":
+    for _name in MODELS:
+        _counts = [count_parameters(build_model(_name, c, 2)) for c in (6, 18)]
+        print(f"{_name:14s} 6 bands: {_counts[0]:>9,d}   18 bands: {_counts[1]:>9,d}")
