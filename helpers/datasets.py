@@ -523,3 +523,30 @@ def class_counts(ds: ChipDataset, split: str) -> np.ndarray:
         _, y = ds.read(chip)
         counts += np.bincount(y[y != ds.ignore_index].ravel(), minlength=ds.num_classes)
     return counts
+
+
+def prepare(
+    name: str,
+    data_dir: str | os.PathLike,
+    *,
+    size: str = "default",
+    seed: int = 0,
+    **open_kwargs,
+) -> ChipDataset:
+    """Open ``data_dir/name``, generating it first if it is a generated dataset that is not there yet.
+
+    Generated datasets (``sim-*``, ``indian-pines-hls``) are deterministic in (name, size, seed) and cached, so
+    calling this again costs only the check. Real datasets are never downloaded here (tests and the chain run
+    offline): a missing one gets a clear error pointing at ``python -m helpers.download``.
+    """
+    root = Path(data_dir) / name
+    if name.startswith("sim-") or name == "indian-pines-hls":
+        from helpers import simulate
+
+        simulate.generate(name, root, size=size, seed=seed)
+    elif name in REAL and not root.is_dir():
+        raise DataError(
+            f"{root}: real dataset {name!r} not found; download it with "
+            f"`python -m helpers.download {name} --to {root}` or point data_dir at your copy"
+        )
+    return open(name, root, **open_kwargs)
