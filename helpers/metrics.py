@@ -51,20 +51,28 @@ def confusion_matrix(
         raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}; they must match")
     t = y_true.ravel()
     p = y_pred.ravel()
-    if ignore_index is not None:
-        keep = t != ignore_index
-        t = t[keep]
-        p = p[keep]
+    valid = None if ignore_index is None else t != ignore_index
     if t.size:
-        lo = min(t.min(), p.min())
-        hi = max(t.max(), p.max())
+        # min/max over valid pixels only, without copying them out (``where=`` reductions)
+        lo = min(
+            np.min(t, where=valid, initial=0) if valid is not None else t.min(),
+            np.min(p, where=valid, initial=0) if valid is not None else p.min(),
+        )
+        hi = max(
+            np.max(t, where=valid, initial=0) if valid is not None else t.max(),
+            np.max(p, where=valid, initial=0) if valid is not None else p.max(),
+        )
         if lo < 0 or hi >= num_classes:
             raise ValueError(
                 f"labels/predictions must lie in 0..{num_classes - 1} (ignore_index={ignore_index}); "
                 f"found values from {lo} to {hi}"
             )
-    idx = t.astype(np.int64) * num_classes + p.astype(np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    idx = t.astype(np.int64) * num_classes
+    idx += p
+    n_bins = num_classes * num_classes
+    if valid is not None:
+        np.putmask(idx, ~valid, n_bins)  # ignored pixels land in one spare bin, dropped below
+    return np.bincount(idx, minlength=n_bins + 1)[:n_bins].reshape(num_classes, num_classes)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
