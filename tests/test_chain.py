@@ -1,0 +1,90 @@
+import json
+import os
+from pathlib import Path
+
+import make_fixtures
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from helpers import chain, results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path, params: str, body: str) -> Path:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_every_numbered_notebook_has_one_parameters_cell_and_no_outputs():
+    books = chain.numbered_notebooks()
+    assert books and books[0].name.startswith("01_")
+    for book in books:
+        assert chain.declared_parameters(book)
+        nb = json.loads(book.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, book
+
+
+def test_parameters_for_passes_only_declared_keys(tmp_path):
+    book = _notebook(tmp_path / "01_a.ipynb", "x = 1\ny: int = 2", "pass")
+    params = {"x": 5, "z": 9, "notebooks": {"01_a": {"y": 3}}}
+    assert chain.parameters_for(book, params) == {"x": 5, "y": 3}
+    with pytest.raises(chain.ChainError, match="does not declare"):
+        chain.parameters_for(book, {"notebooks": {"01_a": {"nope": 1}}})
+
+
+def test_two_parameters_cells_rejected(tmp_path):
+    book = _notebook(tmp_path / "01_a.ipynb", "x = 1", "pass")
+    nb = nbformat.read(book, as_version=4)
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, book)
+    with pytest.raises(chain.ChainError, match="exactly one"):
+        chain.declared_parameters(book)
+
+
+def test_chain_runs_in_order_and_stops_at_first_failure(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    _notebook(books / "01_first.ipynb", "out = ''", "open(out, 'w').write('1')")
+    _notebook(books / "02_fails.ipynb", "out = ''", "raise RuntimeError('boom')")
+    _notebook(books / "03_never.ipynb", "out = ''", "open(out, 'w').write('3')")
+    params = tmp_path / "p.yaml"
+    params.write_text(f"out: {tmp_path / 'marker'}\n")
+    with pytest.raises(chain.ChainError, match=r"02_fails.ipynb failed .*RuntimeError: boom"):
+        chain.run(params, tmp_path / "executed", notebooks_dir=books)
+    assert (tmp_path / "marker").read_text() == "1"  # 03 never ran
+    assert (tmp_path / "executed" / "02_fails.ipynb").exists()
+    assert chain.main(["--params", str(tmp_path / "missing.yaml")]) == 1
+
+
+@pytest.mark.slow
+def test_quick_chain_end_to_end(tmp_path):
+    """The whole chain in quick mode: generated data plus a real-layout fixture dataset."""
+    data = tmp_path / "data"
+    make_fixtures.make_sen1floods11(data / "sen1floods11")
+    quick = chain.load_params(REPO / "notebooks" / "params" / "quick.yaml")
+    extra = {
+        "datasets": [*quick["datasets"], "sen1floods11"],
+        "data_dir": str(data),
+        "results_path": str(tmp_path / "results.csv"),
+        "figures_dir": str(tmp_path / "figures"),
+        "cache_dir": str(tmp_path / "cache"),
+        "runs_dir": str(tmp_path / "runs"),
+    }
+    times = chain.run(REPO / "notebooks" / "params" / "quick.yaml", tmp_path / "executed", extra=extra)
+    assert list(times) == [b.stem for b in chain.numbered_notebooks()]
+    figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert any(f.startswith("01_") and f.endswith(".pdf") for f in figures)
+    assert any(f.startswith("01_") and f.endswith(".png") for f in figures)
+    if len(times) > 1:
+        df = results.read(tmp_path / "results.csv")
+        assert not df.empty and set(df["dataset"]) >= {"sen1floods11"}
+    assert os.path.getsize(tmp_path / "executed" / "01_data_exploration.ipynb") > 0
