@@ -1,0 +1,106 @@
+"""Galileo-nano: strict load, golden outputs of the official code, wrong files, HLS adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.models import galileo as G
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-4
+OUTPUTS = ("s_t_x", "sp_x", "t_x", "st_x", "s_t_m", "sp_m", "t_m", "st_m")
+
+
+@pytest.fixture(scope="module")
+def weights_dir() -> Path:
+    d = Path(os.environ.get("FM_WEIGHTS_DIR", REPO.parent / "shared" / "weights"))
+    if not (d / "galileo_nano" / "encoder.pt").is_file():
+        pytest.skip(f"Galileo-nano weights not found under {d} (set FM_WEIGHTS_DIR)")
+    return d
+
+
+@pytest.fixture(scope="module")
+def model(weights_dir: Path) -> G.GalileoEncoder:
+    torch.set_num_threads(1)
+    return G.load_galileo_nano(weights_dir / "galileo_nano" / "encoder.pt")
+
+
+def test_strict_load_matches_published_keys(model: G.GalileoEncoder, weights_dir: Path) -> None:
+    state = model.state_dict()
+    assert sum(v.numel() for v in state.values()) == 1_037_856
+    rows = (weights_dir / "galileo_nano" / "golden" / "keys.tsv").read_text().splitlines()
+    listed = {r.split("\t")[0]: json.loads(r.split("\t")[1]) for r in rows[2:] if r.strip()}
+    assert set(listed) == set(state)
+    assert all(list(state[k].shape) == shape for k, shape in listed.items())
+    assert not model.training
+
+
+def test_fixed_tables_equal_our_formulas(model: G.GalileoEncoder) -> None:
+    # the checkpoint stores the time-index and month tables; our constructor computes the same ones
+    fresh = G.GalileoEncoder(**G.NANO_CONFIG)
+    assert torch.allclose(fresh.pos_embed, model.pos_embed, atol=1e-6)
+    assert torch.allclose(fresh.month_embed.weight, model.month_embed.weight, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["A", "B", "C"])
+def test_golden_outputs(model: G.GalileoEncoder, weights_dir: Path, case: str) -> None:
+    d = np.load(weights_dir / "galileo_nano" / "golden" / f"case{case}.npz")
+    args = [torch.from_numpy(d[f"in_{k}"]) for k in (*OUTPUTS, "months")]
+    with torch.no_grad():
+        out = model(
+            *args, patch_size=int(d["arg_patch_size"]), input_resolution_m=int(d["arg_input_resolution_m"])
+        )
+    for name in OUTPUTS:
+        got = getattr(out, name).numpy()
+        assert got.shape == d[f"out_{name}"].shape, name
+        assert np.abs(got - d[f"out_{name}"]).max() <= TOL, name
+    assert np.abs(G.average_tokens(out).numpy() - d["pooled_average_tokens"]).max() <= TOL
+    per_patch = G.pool_per_patch(out).numpy()
+    assert np.abs(per_patch.reshape(d["pooled_per_patch"].shape) - d["pooled_per_patch"]).max() <= TOL
+    for key in d.files:
+        if key.startswith("aux_resized_kernel_"):
+            group = key.removeprefix("aux_resized_kernel_")
+            kernel = G.resize_kernel(model.space_time_embed[group].proj.weight, int(d["arg_patch_size"]))
+            assert np.abs(kernel.detach().numpy() - d[key]).max() <= 1e-6
+
+
+def test_golden_cloud_case_really_pads(weights_dir: Path) -> None:
+    # case C's samples have different visible-token counts, so the padded attention path is what was checked
+    d = np.load(weights_dir / "galileo_nano" / "golden" / "caseC.npz")
+    visible = (d["out_s_t_m"] < 1).reshape(2, -1).sum(1)
+    assert visible[0] != visible[1]
+
+
+def test_wrong_or_truncated_file_gives_clear_error(weights_dir: Path, tmp_path: Path) -> None:
+    src = (weights_dir / "galileo_nano" / "encoder.pt").read_bytes()
+    cut = tmp_path / "encoder.pt"
+    cut.write_bytes(src[: len(src) // 2])
+    with pytest.raises(ValueError, match=r"encoder\.pt: not a readable torch state dict"):
+        G.load_galileo_nano(cut)
+    with pytest.raises(ValueError, match="missing keys"):
+        G.load_galileo_nano(weights_dir / "presto" / "default_model.pt")
+
+
+def test_bad_patch_geometry_is_rejected(model: G.GalileoEncoder) -> None:
+    b, h, t = 1, 8, 1
+    args = [
+        torch.zeros(b, h, h, t, 13),
+        torch.zeros(b, h, h, 16),
+        torch.zeros(b, t, 6),
+        torch.zeros(b, 18),
+        torch.zeros(b, h, h, t, 7),
+        torch.ones(b, h, h, 3),
+        torch.ones(b, t, 3),
+        torch.ones(b, 4),
+        torch.zeros(b, t, dtype=torch.long),
+    ]
+    with pytest.raises(ValueError, match="patch_size"):
+        model(*args, patch_size=9)
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        model(*args, patch_size=3)
