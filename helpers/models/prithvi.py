@@ -728,7 +728,8 @@ def load_prithvi_checkpoint(
         img_size=img_size if img_size is not None else src.img_size,
         num_frames=num_frames if num_frames is not None else src.num_frames,
     )
-    model = PrithviMAE(dst)
+    with torch.device("meta"):  # no memory or random init for tensors that the file replaces anyway
+        model = PrithviMAE(dst)
     expected = model.state_dict()
     try:
         state = adapt_pos_embeds(state, src, dst)
@@ -747,7 +748,10 @@ def load_prithvi_checkpoint(
             f"missing {missing[:6]} ({len(missing)}), unexpected {unexpected[:6]} ({len(unexpected)}), "
             f"shape mismatches {wrong[:4]} ({len(wrong)})"
         )
-    model.load_state_dict(state, strict=True)
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in state.items()
+    }  # e.g. half-precision files
+    model.load_state_dict(state, strict=True, assign=True)
     info = {
         "path": str(path),
         "sha256": digest,
