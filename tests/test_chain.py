@@ -72,7 +72,7 @@ def test_quick_chain_end_to_end(tmp_path):
     make_fixtures.make_sen1floods11(data / "sen1floods11")
     quick = chain.load_params(REPO / "notebooks" / "params" / "quick.yaml")
     extra = {
-        "datasets": [*quick["datasets"], "sen1floods11"],
+        "dataset_names": [*quick["dataset_names"], "sen1floods11"],
         "data_dir": str(data),
         "results_path": str(tmp_path / "results.csv"),
         "figures_dir": str(tmp_path / "figures"),
