@@ -1,0 +1,634 @@
+"""Pixel-wise classical models: RandomForest and LightGBM on spectra, and on spectra plus texture features.
+
+The paper compares foundation models with RF and XGBoost classifying each pixel from its spectral vector, and
+with ``RFaug``/``XGBaug`` that add neighbourhood features. Here:
+
+=============  ==========================================  =====================================
+model          estimator                                   features (:mod:`helpers.features`)
+=============  ==========================================  =====================================
+``rf``         scikit-learn ``RandomForestClassifier``     ``spectral`` (6 per date)
+``lgbm``       LightGBM (plays the paper's XGBoost role)   ``spectral``
+``rf_aug``     scikit-learn ``RandomForestClassifier``     ``aug`` (spectra + neighbourhood/texture)
+``lgbm_aug``   LightGBM                                    ``aug``
+=============  ==========================================  =====================================
+
+LightGBM stands in for XGBoost: both are histogram gradient-boosted trees with the same model class; LightGBM is
+faster on CPU and already a dependency. The paper gives neither budgets nor hyper-parameters, so ours are
+documented here and recorded in each results row's ``note``.
+
+Protocol (STUDY.md §4), one :func:`run_classical` call per ``(dataset, model, seed)``:
+
+1. **Training pixels** are sampled chip by chip from the ``train`` split only (:func:`sample_pixels`), stratified
+   by class: up to ``per_class_per_chip`` random valid pixels of every class present in a chip, then, if the total
+   exceeds ``max_pixels``, a class-balanced cut (every class keeps ``min(its count, q)`` pixels, with the largest
+   ``q`` that fits the cap). Rare classes thus keep all the pixels they have, and the cut never depends on chip
+   order. The per-chip count is also lowered to ``ceil(max_pixels / n_chips)`` when that is smaller, so at most
+   ``num_classes x max_pixels`` rows are ever held before the cut; a chip is read, sampled and dropped, so the
+   split is never in memory at once. Ignore pixels are never sampled.
+2. **Hyper-parameters** are chosen on the ``val`` split with a small grid (:data:`RF_GRID`, :data:`LGBM_GRID`):
+   each candidate is fitted on the training sample, LightGBM with early stopping on a stratified sample of val
+   pixels (multi-class log-loss, ``early_stopping_rounds``), and the candidate with the best dataset-level val
+   ``miou_macro`` over every pixel of every val chip wins (ties go to the earlier, cheaper candidate). The val
+   rows of the table are that candidate's scores, so they are optimistic by construction; only test is unbiased.
+3. **Test** is predicted once, every pixel of every test chip, chip by chip, and scored with one dataset-level
+   confusion matrix (:mod:`helpers.metrics`).
+
+Edge cases, each tested: a chip whose labels are all ignore contributes no training pixels and nothing to any
+confusion matrix (it is counted in the note); a class absent from the training sample can never be predicted (a
+warning and the note name it; its recall is then 0 and its IoU 0 where it occurs in test); an empty ``train`` or
+``test`` split raises ``ValueError`` (there is nothing to fit or report); an empty or all-ignore ``val`` split
+skips the search (first grid point, LightGBM for ``default_rounds`` rounds), writes no val rows and says so.
+
+Determinism: samples come from ``numpy`` generators seeded by ``(seed, chip id)``; RF gets ``random_state=seed``;
+LightGBM ``seed=seed, deterministic=True, force_row_wise=True`` and a fixed thread count. Same seed and thread
+count → identical metrics (tested).
+
+Features of val/test chips are recomputed in every run unless a :class:`FeatureCache` is passed: computing them is
+cheap (see :mod:`helpers.features` and ``benchmarks/classical.py``) but a notebook runs four models x several seeds
+over the same chips, so an in-memory, byte-capped cache keyed by ``(dataset, root, chip, feature set,
+FEATURE_SET_VERSION)`` lets them share the work. An on-disk cache was measured and rejected: the ``aug`` matrix of
+one 512 x 512 chip is 53 MB, slower to write and re-read than to recompute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+import time
+import warnings
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from tqdm.auto import tqdm
+
+from helpers import features as _features
+from helpers import metrics as _metrics
+from helpers import results as _results
+
+#: model name -> (estimator kind, feature set).
+MODELS = {
+    "rf": ("rf", "spectral"),
+    "lgbm": ("lgbm", "spectral"),
+    "rf_aug": ("rf", "aug"),
+    "lgbm_aug": ("lgbm", "aug"),
+}
+
+#: RandomForest candidates (shared settings in :data:`RF_FIXED`). Fully grown trees vs. shallower, smoother ones.
+RF_GRID = ({"max_depth": None, "min_samples_leaf": 1}, {"max_depth": 16, "min_samples_leaf": 5})
+RF_FIXED = {"n_estimators": 100, "max_features": "sqrt"}
+
+#: LightGBM candidates (shared settings in :data:`LGBM_FIXED`); rounds come from early stopping on val pixels.
+LGBM_GRID = ({"num_leaves": 15, "min_data_in_leaf": 20}, {"num_leaves": 63, "min_data_in_leaf": 10})
+LGBM_FIXED = {
+    "learning_rate": 0.1,
+    "max_bin": 63,
+    "feature_fraction": 0.8,
+    "lambda_l2": 1.0,
+    "max_rounds": 300,
+    "early_stopping_rounds": 20,
+    "default_rounds": 100,
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many pixels to sample from a split (see the module docstring, step 1).
+
+    Attributes:
+        per_class_per_chip: Up to this many random valid pixels of each class present in each chip.
+        max_pixels: Cap on the total; above it a class-balanced cut keeps ``min(count, q)`` per class.
+    """
+
+    per_class_per_chip: int = 200
+    max_pixels: int = 20_000
+
+    def __post_init__(self):
+        if self.per_class_per_chip < 1 or self.max_pixels < 1:
+            raise ValueError(f"budget values must be >= 1; got {self}")
+
+
+#: Default budget of training pixels and of the val pixels used for LightGBM early stopping.
+DEFAULT_BUDGET = Budget(200, 20_000)
+DEFAULT_VAL_BUDGET = Budget(100, 5_000)
+
+
+# --------------------------------------------------------------------------------------------------- cache
+class FeatureCache:
+    """In-memory LRU of per-chip feature stacks and labels, capped in bytes, shared by runs of one session.
+
+    Keys are ``(dataset name, dataset root, chip id, feature set, FEATURE_SET_VERSION)``, so a changed feature
+    definition or another copy of a dataset never reuses stale entries.
+
+    Args:
+        max_bytes: Capacity; the least recently used chips are dropped beyond it (0 disables caching).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = int(max_bytes)
+        self._store: OrderedDict = OrderedDict()
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(ds, chip_id: str, feature_set: str) -> tuple:
+        """The cache key of one chip's features."""
+        return (ds.name, str(getattr(ds, "root", "")), chip_id, feature_set, _features.FEATURE_SET_VERSION)
+
+    def get(self, key):
+        """Cached ``(stack, labels, names)`` or None (a hit refreshes the entry's recency)."""
+        if key in self._store:
+            self._store.move_to_end(key)
+            self.hits += 1
+            return self._store[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value: tuple[np.ndarray, np.ndarray, list[str]]) -> None:
+        """Store an entry, evicting least recently used ones beyond ``max_bytes``."""
+        size = value[0].nbytes + value[1].nbytes
+        if size > self.max_bytes:
+            return
+        if key in self._store:
+            old = self._store.pop(key)
+            self.nbytes -= old[0].nbytes + old[1].nbytes
+        self._store[key] = value
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, old = self._store.popitem(last=False)
+            self.nbytes -= old[0].nbytes + old[1].nbytes
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+class _Timer:
+    def __init__(self):
+        self.feature_s = 0.0
+        self.read_s = 0.0
+
+
+def _chip_features(ds, chip_id: str, feature_set: str, cache: FeatureCache | None, timer: _Timer):
+    """``(stack (F, H, W), labels (H, W), names)`` of one chip, through the cache when given."""
+    key = FeatureCache.key(ds, chip_id, feature_set) if cache is not None else None
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    t0 = time.perf_counter()
+    a, y = ds.read_arrays(chip_id)
+    t1 = time.perf_counter()
+    stack, names = _features.feature_stack(a, feature_set)
+    timer.read_s += t1 - t0
+    timer.feature_s += time.perf_counter() - t1
+    y = np.asarray(y, dtype=np.int64)
+    if cache is not None:
+        cache.put(key, (stack, y, names))
+    return stack, y, names
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+@dataclass
+class PixelSample:
+    """Sampled pixels of one split: feature rows, labels, and where each row came from.
+
+    Attributes:
+        X: ``(n, F)`` float32 features.
+        y: ``(n,)`` int64 labels.
+        chip: ``(n,)`` index into ``chip_ids`` of each row's chip.
+        chip_ids: Chips of the split, in split order.
+        feature_names: Names of the ``F`` columns.
+        n_all_ignore: Chips that had no valid pixel.
+        counts_before_cap: Sampled pixels per class before the total cap.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    chip: np.ndarray
+    chip_ids: list[str]
+    feature_names: list[str]
+    n_all_ignore: int = 0
+    counts_before_cap: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _rank_within_group(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order rows by (group, random key); return that order and each ordered row's rank inside its group."""
+    order = np.lexsort((keys, groups))
+    g = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+    lengths = np.diff(np.r_[starts, len(g)])
+    rank = np.arange(len(g)) - np.repeat(starts, lengths)
+    return order, rank
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def _balanced_cap(y: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a class-balanced subset of at most ``max_pixels`` rows (water-filling over class counts)."""
+    if len(y) <= max_pixels:
+        return np.arange(len(y))
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    # largest q with sum(min(counts, q)) <= max_pixels
+    lo, hi = 0, int(counts.max())
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if np.minimum(counts, mid).sum() <= max_pixels:
+            lo = mid
+        else:
+            hi = mid - 1
+    order, rank = _rank_within_group(y, rng.random(len(y)))
+    return np.sort(order[rank < max(lo, 1)])
+
+
+def sample_pixels(
+    ds,
+    split: str,
+    feature_set: str,
+    *,
+    seed: int,
+    budget: Budget = DEFAULT_BUDGET,
+    cache: FeatureCache | None = None,
+    progress: bool = False,
+    _timer: _Timer | None = None,
+) -> PixelSample:
+    """Stratified per-chip sample of valid pixels of one split, with their features.
+
+    Args:
+        ds: A dataset (``helpers.datasets``); only ``ds.chip_ids(split)`` chips are read.
+        split: The split to sample (``"train"`` for fitting, ``"val"`` for early stopping).
+        feature_set: ``"spectral"`` or ``"aug"``.
+        seed: Seeds the per-chip generators together with each chip id.
+        budget: Pixels per class per chip and total cap.
+        cache: Optional :class:`FeatureCache`.
+        progress: Show a tqdm bar.
+
+    Returns:
+        A :class:`PixelSample` (empty, with zero rows, if the split has no chips or only ignore pixels).
+    """
+    timer = _timer or _Timer()
+    chip_ids = ds.chip_ids(split)
+    names = _features.feature_names(ds.n_channels, feature_set)
+    n_per = min(budget.per_class_per_chip, max(1, math.ceil(budget.max_pixels / max(len(chip_ids), 1))))
+    xs, ys, cs = [], [], []
+    n_all_ignore = 0
+    for k, chip_id in enumerate(tqdm(chip_ids, desc=f"sample {split}", disable=not progress, leave=False)):
+        stack, y, _ = _chip_features(ds, chip_id, feature_set, cache, timer)
+        flat = y.ravel()
+        valid = np.flatnonzero(flat != ds.ignore_index)
+        if valid.size == 0:
+            n_all_ignore += 1
+            continue
+        rng = np.random.default_rng([seed, _stable_hash(split), _stable_hash(chip_id)])
+        order, rank = _rank_within_group(flat[valid], rng.random(valid.size))
+        idx = np.sort(valid[order[rank < n_per]])
+        xs.append(stack.reshape(stack.shape[0], -1)[:, idx].T)
+        ys.append(flat[idx])
+        cs.append(np.full(idx.size, k, dtype=np.int64))
+    if not ys:
+        return PixelSample(
+            np.zeros((0, len(names)), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            chip_ids,
+            names,
+            n_all_ignore,
+            np.zeros(ds.num_classes, np.int64),
+        )
+    X = np.concatenate(xs).astype(np.float32, copy=False)
+    y = np.concatenate(ys)
+    chip = np.concatenate(cs)
+    before = np.bincount(y, minlength=ds.num_classes)
+    keep = _balanced_cap(y, budget.max_pixels, np.random.default_rng([seed, _stable_hash(split), 1]))
+    return PixelSample(
+        np.ascontiguousarray(X[keep]), y[keep], chip[keep], chip_ids, names, n_all_ignore, before
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def _lgb_params(num_classes: int, cand: dict, seed: int, n_jobs: int) -> dict:
+    params = {
+        "learning_rate": LGBM_FIXED["learning_rate"],
+        "max_bin": LGBM_FIXED["max_bin"],
+        "feature_fraction": LGBM_FIXED["feature_fraction"],
+        "lambda_l2": LGBM_FIXED["lambda_l2"],
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": n_jobs,
+        "verbose": -1,
+        **cand,
+    }
+    if num_classes == 2:
+        params.update(objective="binary", metric="binary_logloss")
+    else:
+        params.update(objective="multiclass", num_class=num_classes, metric="multi_logloss")
+    return params
+
+
+class _Model:
+    """A fitted candidate behind one interface: ``predict(X) -> labels``, importances, size."""
+
+    def __init__(self, kind: str, est, params: dict, rounds: int | None = None):
+        self.kind, self.est, self.params, self.rounds = kind, est, params, rounds
+
+    def predict(self, X: np.ndarray, n_jobs: int) -> np.ndarray:
+        if self.kind == "rf":
+            return self.est.predict(X).astype(np.int64)
+        p = self.est.predict(X, num_iteration=self.rounds, num_threads=n_jobs)
+        if p.ndim == 1:
+            return (p > 0.5).astype(np.int64)
+        return p.argmax(axis=1).astype(np.int64)
+
+    def importances(self) -> tuple[np.ndarray, str]:
+        if self.kind == "rf":
+            return np.asarray(self.est.feature_importances_, dtype=float), "impurity (mean decrease)"
+        return np.asarray(self.est.feature_importance("gain", iteration=self.rounds), float), "gain"
+
+    def size_mb(self) -> float:
+        if self.kind == "rf":
+            return len(pickle.dumps(self.est, protocol=pickle.HIGHEST_PROTOCOL)) / 1e6
+        return len(self.est.model_to_string(num_iteration=self.rounds).encode()) / 1e6
+
+    def describe(self) -> str:
+        shown = {k: v for k, v in self.params.items() if k in ("max_depth", "min_samples_leaf", "num_leaves")}
+        shown |= {k: v for k, v in self.params.items() if k == "min_data_in_leaf"}
+        text = ", ".join(f"{k}={v}" for k, v in shown.items())
+        return text + (f", rounds={self.rounds}" if self.rounds is not None else "")
+
+
+def _fit_candidate(kind, cand, train, val, num_classes, seed, n_jobs) -> _Model:
+    if kind == "rf":
+        params = {**RF_FIXED, **cand}
+        est = RandomForestClassifier(**params, n_jobs=n_jobs, random_state=seed).fit(train.X, train.y)
+        return _Model("rf", est, params)
+    params = _lgb_params(num_classes, cand, seed, n_jobs)
+    dtrain = lgb.Dataset(train.X, label=train.y, feature_name=train.feature_names, free_raw_data=True)
+    if val is not None and len(val):
+        dval = lgb.Dataset(val.X, label=val.y, reference=dtrain)
+        booster = lgb.train(
+            params,
+            dtrain,
+            num_boost_round=LGBM_FIXED["max_rounds"],
+            valid_sets=[dval],
+            valid_names=["val"],
+            callbacks=[lgb.early_stopping(LGBM_FIXED["early_stopping_rounds"], verbose=False)],
+        )
+        rounds = booster.best_iteration or booster.current_iteration()
+    else:
+        booster = lgb.train(params, dtrain, num_boost_round=LGBM_FIXED["default_rounds"])
+        rounds = booster.current_iteration()
+    return _Model("lgbm", booster, params, rounds)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - legacy global state, seeded for any library that still uses it
+
+
+# ------------------------------------------------------------------------------------------------------- run
+@dataclass
+class ClassicalRun:
+    """What one :func:`run_classical` call produced (rows are also written to the results table).
+
+    Attributes:
+        rows: The tidy results rows (val and test).
+        model: The chosen fitted estimator (``RandomForestClassifier`` or ``lightgbm.Booster``).
+        params: Its hyper-parameters (plus ``rounds`` for LightGBM).
+        search: One row per candidate: its parameters, val ``miou_macro`` and fit time.
+        feature_names: Feature columns.
+        importances: Per-feature importances of the chosen model (LightGBM gain, RF impurity decrease).
+        importance_kind: Which importance that is.
+        val_scores, test_scores: :func:`helpers.metrics.scores` output (``val_scores`` is None without val).
+        test_cm: Dataset-level test confusion matrix.
+        predictions: ``{chip_id: (prediction, label)}`` for the first ``n_show`` test chips, full-size maps.
+        timings: Seconds spent reading, computing features, fitting, predicting; ``runtime_s`` overall.
+        n_train_pixels: Training sample size.
+        missing_classes: Classes absent from the training sample.
+    """
+
+    rows: list[dict]
+    model: object
+    params: dict
+    search: pd.DataFrame
+    feature_names: list[str]
+    importances: pd.Series
+    importance_kind: str
+    val_scores: dict | None
+    test_scores: dict
+    test_cm: np.ndarray
+    predictions: dict
+    timings: dict
+    n_train_pixels: int
+    missing_classes: list[str]
+
+
+def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), progress=False):
+    """Predict every pixel of every chip of a split with each model; dataset-level CMs and kept maps."""
+    k = ds.num_classes
+    cms = [np.zeros((k, k), np.int64) for _ in models]
+    kept: dict = {}
+    predict_s = 0.0
+    n_all_ignore = 0
+    for chip_id in tqdm(ds.chip_ids(split), desc=f"predict {split}", disable=not progress, leave=False):
+        stack, y, _ = _chip_features(ds, chip_id, feature_set, cache, timer)
+        valid = y != ds.ignore_index
+        if not valid.any():
+            n_all_ignore += 1
+            if chip_id not in keep:
+                continue  # nothing to score; predicting it would change no number
+        X = np.ascontiguousarray(stack.reshape(stack.shape[0], -1).T)
+        for i, m in enumerate(models):
+            t0 = time.perf_counter()
+            pred = m.predict(X, n_jobs).reshape(y.shape)
+            predict_s += time.perf_counter() - t0
+            cms[i] += _metrics.confusion_matrix(y, pred, k, ds.ignore_index)
+            if chip_id in keep and i == 0:
+                kept[chip_id] = (pred, y)
+    return cms, kept, predict_s, n_all_ignore
+
+
+def run_classical(
+    ds,
+    model_name: str,
+    seed: int,
+    results_path: str | os.PathLike | None = _results.DEFAULT_PATH,
+    *,
+    budget: Budget | dict = DEFAULT_BUDGET,
+    val_budget: Budget | dict = DEFAULT_VAL_BUDGET,
+    n_jobs: int = 1,
+    n_show: int = 3,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+) -> ClassicalRun:
+    """Fit, select on val, and score on test one classical model; append its rows to the results table.
+
+    Args:
+        ds: A dataset from :func:`helpers.datasets.open` (needs ``train``, ``val`` and ``test`` splits).
+        model_name: One of :data:`MODELS` (``rf``, ``lgbm``, ``rf_aug``, ``lgbm_aug``).
+        seed: Seeds sampling and the estimators.
+        results_path: The results CSV (rows of the same (dataset, model, seed) are replaced); ``None`` writes
+            nothing.
+        budget: Training-pixel budget (a :class:`Budget` or a dict of its fields).
+        val_budget: Budget of val pixels used for LightGBM early stopping.
+        n_jobs: Threads for RF and LightGBM, fixed so results are reproducible. The default is 1: LightGBM's
+            OpenMP threads slow down several-fold when the cores are shared with other work (measured on the
+            study's 2-core machine); raise it on a machine with free cores.
+        n_show: Keep full prediction maps of the first ``n_show`` test chips (for figures).
+        cache: Optional :class:`FeatureCache` shared across runs.
+        progress: Show tqdm bars.
+
+    Returns:
+        A :class:`ClassicalRun`.
+
+    Raises:
+        ValueError: Unknown model; empty ``train`` split or no valid training pixel; empty ``test`` split.
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"unknown classical model {model_name!r}; expected one of {list(MODELS)}")
+    budget = Budget(**budget) if isinstance(budget, dict) else budget
+    val_budget = Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
+    kind, feature_set = MODELS[model_name]
+    for split in ("train", "test"):
+        if split not in ds.splits or not ds.chip_ids(split):
+            raise ValueError(
+                f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
+            )
+    _seed_everything(seed)
+    t_start = time.perf_counter()
+    timer = _Timer()
+    notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
+
+    train = sample_pixels(
+        ds, "train", feature_set, seed=seed, budget=budget, cache=cache, progress=progress, _timer=timer
+    )
+    if len(train) == 0:
+        raise ValueError(f"{ds.name}: the train split has no valid (non-ignore) pixel; nothing to fit")
+    if train.n_all_ignore:
+        notes.append(f"{train.n_all_ignore} all-ignore train chip(s) skipped")
+    present = np.bincount(train.y, minlength=ds.num_classes) > 0
+    missing = [c for c, p in zip(ds.classes, present, strict=True) if not p]
+    if missing:
+        warnings.warn(
+            f"{ds.name}/{model_name}: classes absent from the training sample, never predicted: {missing}",
+            stacklevel=2,
+        )
+        notes.append(f"classes absent from training: {', '.join(missing)}")
+
+    has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
+    val = None
+    if has_val and kind == "lgbm":
+        val = sample_pixels(
+            ds, "val", feature_set, seed=seed, budget=val_budget, cache=cache, progress=progress, _timer=timer
+        )
+    grid = RF_GRID if kind == "rf" else LGBM_GRID
+    if not has_val:
+        grid = grid[:1]
+
+    fit_s = 0.0
+    candidates = []
+    for cand in grid:
+        t0 = time.perf_counter()
+        candidates.append(_fit_candidate(kind, cand, train, val, ds.num_classes, seed, n_jobs))
+        candidates[-1].fit_s = time.perf_counter() - t0
+        fit_s += candidates[-1].fit_s
+
+    val_scores = None
+    search = []
+    best = 0
+    if has_val:
+        cms, _, _, _ = _score_split(
+            ds, "val", feature_set, candidates, cache, timer, n_jobs, progress=progress
+        )
+        scored = [_metrics.scores(cm) for cm in cms]
+        mious = [s["miou_macro"] for s in scored]
+        if all(np.isnan(m) for m in mious):
+            has_val = False
+            notes.append("val split has no valid pixel: no selection, first grid point")
+        else:
+            best = int(np.nanargmax(mious))  # first maximum: ties go to the earlier candidate
+            val_scores = scored[best]
+        search = [
+            {"candidate": i, **c.params, "rounds": c.rounds, "val_miou_macro": m, "fit_s": c.fit_s}
+            for i, (c, m) in enumerate(zip(candidates, mious, strict=True))
+        ]
+    else:
+        notes.append("no val split: no selection, first grid point")
+        search = [{"candidate": 0, **candidates[0].params, "rounds": candidates[0].rounds, "fit_s": fit_s}]
+    chosen = candidates[best]
+    notes.insert(0, chosen.describe())
+
+    show = tuple(ds.chip_ids("test")[:n_show])
+    (test_cm,), kept, predict_s, n_ign = _score_split(
+        ds, "test", feature_set, [chosen], cache, timer, n_jobs, keep=show, progress=progress
+    )
+    if n_ign:
+        notes.append(f"{n_ign} all-ignore test chip(s)")
+    test_scores = _metrics.scores(test_cm)
+    runtime_s = time.perf_counter() - t_start
+
+    imp, imp_kind = chosen.importances()
+    context = {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": bool(getattr(ds, "simulated", False)),
+        "model": model_name,
+        "family": "classical",
+        "pretraining": "none",
+        "weights": "none",
+        "seed": seed,
+        "n_train_pixels": len(train),
+        "n_features": len(train.feature_names),
+        "fit_s": round(fit_s, 3),
+        "predict_s": round(predict_s, 3),
+        "runtime_s": round(runtime_s, 3),
+        "feature_s": round(timer.feature_s, 3),
+        "model_size_mb": round(chosen.size_mb(), 4),
+        "note": "; ".join(notes),
+    }
+    rows = []
+    if val_scores is not None:
+        rows += _results.score_rows(val_scores, split="val", class_names=ds.classes, context=context)
+    rows += _results.score_rows(test_scores, split="test", class_names=ds.classes, context=context)
+    if results_path is not None:
+        _results.write_run(rows, results_path)
+    return ClassicalRun(
+        rows=rows,
+        model=chosen.est,
+        params={**chosen.params, "rounds": chosen.rounds},
+        search=pd.DataFrame(search),
+        feature_names=train.feature_names,
+        importances=pd.Series(imp, index=train.feature_names, name=imp_kind),
+        importance_kind=imp_kind,
+        val_scores=val_scores,
+        test_scores=test_scores,
+        test_cm=test_cm,
+        predictions=kept,
+        timings={
+            "read_s": timer.read_s,
+            "feature_s": timer.feature_s,
+            "fit_s": fit_s,
+            "predict_s": predict_s,
+            "runtime_s": runtime_s,
+        },
+        n_train_pixels=len(train),
+        missing_classes=missing,
+    )
+
+
+def model_names() -> Sequence[str]:
+    """The four classical model rows, in table order."""
+    return list(MODELS)

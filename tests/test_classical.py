@@ -1,0 +1,196 @@
+import numpy as np
+import pytest
+
+from helpers import classical, results
+from helpers import features as F
+
+BANDS = 6
+
+
+class FakeDataset:
+    """A tiny in-memory dataset with the helpers.datasets interface; records which chips were read."""
+
+    def __init__(self, chips: dict, classes, name="fake", task="crop", n_times=1):
+        self._chips = chips  # split -> {chip_id: (array, labels)}
+        self.name, self.task, self.classes, self.n_times = name, task, list(classes), n_times
+        self.ignore_index = -1
+        self.simulated = True
+        self.root = f"memory://{name}"
+        self.reads: list[str] = []
+
+    splits = property(lambda self: list(self._chips))
+    num_classes = property(lambda self: len(self.classes))
+    n_channels = property(lambda self: BANDS * self.n_times)
+
+    def chip_ids(self, split):
+        return list(self._chips[split])
+
+    def read_arrays(self, chip_id):
+        self.reads.append(chip_id)
+        for chips in self._chips.values():
+            if chip_id in chips:
+                a, y = chips[chip_id]
+                return a.copy(), y.copy()
+        raise KeyError(chip_id)
+
+
+def make_fake(seed=0, counts=(4, 2, 2), size=16, n_classes=3, n_times=1, name="fake"):
+    """Chips whose classes have fixed mean spectra (learnable from spectra) in 4x4 blocks, plus noise."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(0.05, 0.5, (n_classes, BANDS * n_times))
+    chips = {}
+    for split, n in zip(("train", "val", "test"), counts, strict=True):
+        chips[split] = {}
+        for i in range(n):
+            lab = np.kron(rng.integers(0, n_classes, (size // 4, size // 4)), np.ones((4, 4), np.int64))
+            a = means[lab].transpose(2, 0, 1) + rng.normal(0, 0.03, (BANDS * n_times, size, size))
+            lab[0, :3] = -1
+            chips[split][f"{split}_{i}"] = (a.astype(np.float32), lab)
+    return FakeDataset(chips, [f"class{k}" for k in range(n_classes)], name=name, n_times=n_times)
+
+
+TINY = classical.Budget(per_class_per_chip=30, max_pixels=300)
+
+
+def _values(run):
+    return [(r["split"], r["metric"], r["class"], r["value"]) for r in run.rows]
+
+
+@pytest.mark.parametrize("model", ["rf", "lgbm_aug"])
+def test_same_seed_identical_metrics(model, tmp_path):
+    ds = make_fake()
+    a = classical.run_classical(ds, model, 3, tmp_path / "r.csv", budget=TINY, progress=False)
+    b = classical.run_classical(make_fake(), model, 3, None, budget=TINY, progress=False)
+    np.testing.assert_equal(_values(a), _values(b))
+    np.testing.assert_array_equal(a.test_cm, b.test_cm)
+    assert a.test_scores["miou_macro"] > 0.8  # the fake classes are separable from spectra
+    table = results.read(tmp_path / "r.csv")
+    assert set(table["split"]) == {"val", "test"} and set(table["family"]) == {"classical"}
+    assert results.has_run("fake", model, 3, tmp_path / "r.csv")
+    row = table.iloc[0]
+    assert row["n_train_pixels"] == a.n_train_pixels <= TINY.max_pixels
+    assert row["n_features"] == len(F.feature_names(6, MODELS_FS[model]))
+    assert row["model_size_mb"] > 0 and row["fit_s"] > 0 and row["predict_s"] > 0
+    assert row["pretraining"] == "none" and row["weights"] == "none"
+
+
+MODELS_FS = {m: fs for m, (_, fs) in classical.MODELS.items()}
+
+
+def test_sampling_never_crosses_splits():
+    ds = make_fake()
+    s = classical.sample_pixels(ds, "train", "spectral", seed=0, budget=TINY)
+    assert set(ds.reads) == set(ds.chip_ids("train"))
+    # every sampled row is a real pixel of the chip it is attributed to
+    for k, chip_id in enumerate(s.chip_ids):
+        a, y = ds._chips["train"][chip_id]
+        pix = a.reshape(BANDS, -1).T
+        rows = s.X[s.chip == k]
+        assert np.all((rows[:, None, :] == pix[None]).all(-1).any(1))
+    assert (s.y >= 0).all()  # ignore pixels are never sampled
+
+
+def test_budget_per_class_per_chip_and_cap():
+    ds = make_fake(counts=(6, 1, 1))
+    s = classical.sample_pixels(ds, "train", "spectral", seed=1, budget=classical.Budget(5, 10_000))
+    for k in range(len(s.chip_ids)):
+        counts = np.bincount(s.y[s.chip == k], minlength=ds.num_classes)
+        present = np.bincount(ds._chips["train"][s.chip_ids[k]][1].ravel() + 1, minlength=4)[1:] > 0
+        np.testing.assert_array_equal(counts, np.where(present, 5, 0))  # every present class, 5 pixels
+    capped = classical.sample_pixels(ds, "train", "spectral", seed=1, budget=classical.Budget(50, 40))
+    assert len(capped) <= 40
+    assert classical.sample_pixels(ds, "train", "spectral", seed=2, budget=TINY).X.tobytes() != s.X.tobytes()
+
+
+def test_balanced_cap_keeps_rare_classes_whole():
+    y = np.r_[np.zeros(1000, int), np.ones(10, int), np.full(500, 2)]
+    keep = classical._balanced_cap(y, 210, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.bincount(y[keep]), [100, 10, 100])
+    assert len(np.unique(keep)) == len(keep)
+
+
+def test_all_ignore_chips(tmp_path):
+    ds = make_fake()
+    for split in ("train", "test"):
+        a, y = ds._chips[split][f"{split}_0"]
+        ds._chips[split][f"{split}_0"] = (a, np.full_like(y, -1))
+    run = classical.run_classical(ds, "rf", 0, None, budget=TINY, progress=False)
+    note = run.rows[0]["note"]
+    assert "1 all-ignore train chip(s) skipped" in note and "1 all-ignore test chip(s)" in note
+    assert "test_0" in run.predictions  # still drawn for the figures, scored as nothing
+    assert run.test_cm.sum() == sum((y >= 0).sum() for _, y in ds._chips["test"].values())
+    only_ignore = make_fake()
+    for cid, (a, y) in only_ignore._chips["train"].items():
+        only_ignore._chips["train"][cid] = (a, np.full_like(y, -1))
+    with pytest.raises(ValueError, match="no valid"):
+        classical.run_classical(only_ignore, "lgbm", 0, None, budget=TINY, progress=False)
+
+
+@pytest.mark.parametrize("model", ["rf", "lgbm"])
+def test_class_missing_from_training(model):
+    ds = make_fake(n_classes=4)
+    for cid, (a, y) in ds._chips["train"].items():  # class 3 exists in val/test only
+        y = y.copy()
+        y[y == 3] = -1
+        ds._chips["train"][cid] = (a, y)
+    with pytest.warns(UserWarning, match="class3"):
+        run = classical.run_classical(ds, model, 0, None, budget=TINY, progress=False)
+    assert run.missing_classes == ["class3"]
+    assert "classes absent from training: class3" in run.rows[0]["note"]
+    assert run.test_cm[:, 3].sum() == 0  # never predicted
+    assert run.test_cm[3].sum() > 0 and run.test_scores["recall"][3] == 0 and run.test_scores["iou"][3] == 0
+
+
+def test_empty_splits():
+    ds = make_fake()
+    ds._chips["val"] = {}
+    run = classical.run_classical(ds, "lgbm", 0, None, budget=TINY, progress=False)
+    assert run.val_scores is None and {r["split"] for r in run.rows} == {"test"}
+    assert "no val split" in run.rows[0]["note"]
+    assert run.params["rounds"] == classical.LGBM_FIXED["default_rounds"]
+    for split in ("train", "test"):
+        ds = make_fake()
+        ds._chips[split] = {}
+        with pytest.raises(ValueError, match=f"the '{split}' split has no chips"):
+            classical.run_classical(ds, "rf", 0, None, budget=TINY, progress=False)
+    with pytest.raises(ValueError, match="unknown classical model"):
+        classical.run_classical(make_fake(), "xgb", 0, None)
+
+
+def test_feature_cache_reuses_chips_and_changes_nothing():
+    cache = classical.FeatureCache()
+    ds = make_fake()
+    a = classical.run_classical(ds, "rf_aug", 0, None, budget=TINY, cache=cache, progress=False)
+    n_reads = len(ds.reads)
+    b = classical.run_classical(ds, "rf_aug", 0, None, budget=TINY, cache=cache, progress=False)
+    assert len(ds.reads) == n_reads and cache.hits > 0  # the second run read nothing from "disk"
+    c = classical.run_classical(make_fake(), "rf_aug", 0, None, budget=TINY, progress=False)
+    np.testing.assert_equal(_values(a), _values(b))
+    np.testing.assert_equal(_values(a), _values(c))
+    small = classical.FeatureCache(max_bytes=3 * (51 * 16 * 16 * 4 + 16 * 16 * 8) + 100)
+    classical.sample_pixels(ds, "train", "aug", seed=0, budget=TINY, cache=small)
+    assert len(small) == 3 and small.nbytes <= small.max_bytes
+
+
+def test_importances_and_predictions_for_figures():
+    ds = make_fake(n_times=3)
+    run = classical.run_classical(ds, "lgbm_aug", 0, None, budget=TINY, n_show=2, progress=False)
+    assert run.importance_kind == "gain" and len(run.importances) == 18 * 8 + 9
+    assert run.importances.index[0] == "t1_B02" and run.importances.sum() > 0
+    assert list(run.predictions) == ds.chip_ids("test")[:2]
+    pred, lab = run.predictions["test_0"]
+    assert pred.shape == lab.shape == (16, 16)
+    assert len(run.search) == len(classical.LGBM_GRID) and "val_miou_macro" in run.search
+
+
+@pytest.mark.parametrize(
+    "name, model", [("crop", "rf_aug"), ("burn_scars", "lgbm"), ("sen1floods11", "lgbm_aug")]
+)
+def test_runs_on_layout_fixtures(fixture_roots, name, model, tmp_path):
+    from helpers import datasets
+
+    ds = datasets.open(name, fixture_roots[name])
+    run = classical.run_classical(ds, model, 0, tmp_path / "r.csv", budget=TINY, progress=False)
+    assert run.test_cm.sum() == sum((ds.read_arrays(c)[1] >= 0).sum() for c in ds.chip_ids("test"))
+    assert np.isfinite(run.test_scores["oa"])
+    assert results.has_run(name, model, 0, tmp_path / "r.csv")
