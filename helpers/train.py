@@ -1,0 +1,825 @@
+"""The one training loop every deep model of the study uses (CNNs here, the foundation models later).
+
+Sharing the loop is what makes the CNN vs. foundation-model comparison fair: same loss, optimiser, schedule,
+augmentation, crops, model selection and inference for every deep row of the results table. A model only has to
+map reflectance ``float32 [B, C, H, W]`` (``C = 6 * n_dates``, dates stacked as channels, date-major) to logits
+``[B, num_classes, H, W]`` and normalise its input itself.
+
+What :func:`fit` does, and why:
+
+* **Loss**: cross-entropy averaged over valid pixels only; pixels labelled ``ds.ignore_index`` (-1) contribute
+  neither to the numerator nor to the denominator (:func:`masked_cross_entropy`). Optional class weights (e.g.
+  inverse frequency for the imbalanced crop data) weight each valid pixel by its class; off by default, as in the
+  paper's baselines.
+* **Optimiser**: AdamW; weight decay on convolution/linear weights only, not on biases and norm parameters (the
+  usual practice: decaying a BatchNorm scale just fights the normalisation).
+* **Schedule**: linear warm-up over ``warmup`` epochs, then cosine decay to zero at ``epochs``, stepped per batch.
+  Early stopping ends a run before the schedule reaches zero; that is what early stopping means.
+* **Data**: each epoch draws one random ``crop_size`` crop per training chip (or ``crops_per_epoch`` crops in
+  all), with a random element of the dihedral group (rot90 x flip): augmentation on train only. Chips smaller than
+  the crop are padded with reflectance 0 and label ``ignore_index``. Crops without a single valid label are
+  redrawn a few times, as they carry no gradient.
+* **Model selection**: after every epoch the model predicts every validation chip (:func:`predict_chip`, sliding
+  windows of the training crop size) and the dataset-level confusion matrix gives ``miou_macro``. The best epoch's
+  weights are kept (``best.pt``); training stops after ``patience`` epochs without improvement, and the best
+  weights are loaded back into the model before :func:`fit` returns. The test split is never looked at here.
+* **Determinism**: python, numpy and torch are seeded; the crops of epoch ``e`` come from a numpy generator seeded
+  with ``(seed, e)`` and the torch RNG state (dropout) is checkpointed, so an interrupted run resumes to exactly
+  the result of an uninterrupted one. ``torch.use_deterministic_algorithms(True)`` is on during training. On CPU
+  the remaining non-determinism is floating-point summation order, which may change with the number of threads,
+  the CPU's instruction set (oneDNN picks kernels per CPU) or the torch version; with those fixed, the same seed
+  gives bit-identical metrics (tested).
+* **Files** (in ``out_dir``): ``last.pt`` (everything needed to resume, written after every epoch), ``best.pt``
+  (the selected weights), ``log.csv`` (one row per epoch: losses, validation scores, learning rate, time), all
+  written atomically. Checkpoints hold tensors and plain Python values only and are read with
+  ``weights_only=True``. A finished run is not retrained unless ``force=True``; a run whose settings changed
+  raises instead of silently mixing two configurations.
+
+:func:`run` wraps :func:`fit` for one (dataset, model, seed) row of the run matrix: it seeds and builds the model,
+trains, evaluates validation and test splits once with the best weights, and writes tidy rows to the results table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import resource
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers import metrics, results
+from helpers.io import atomic_write
+
+LAST = "last.pt"
+BEST = "best.pt"
+LOG = "log.csv"
+CHECKPOINT_FORMAT = 1
+
+
+# ---------------------------------------------------------------------------------------------- small utilities
+def machine_threads() -> int:
+    """CPU cores this process may use (respects affinity masks and container CPU sets, unlike ``cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's global and torch's RNGs (weight initialisation, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up, then cosine to zero."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy averaged over valid pixels; ignored pixels add nothing to the sum or the count.
+
+    Unlike ``F.cross_entropy(reduction="mean")`` this returns 0 (with a zero gradient) rather than NaN for a batch
+    without any valid pixel, and with class weights it divides by the summed weights of the valid pixels, so the
+    loss stays a weighted mean.
+
+    Args:
+        logits: ``[B, K, H, W]``.
+        target: ``[B, H, W]`` int64, values ``0..K-1`` or ``ignore_index``.
+        ignore_index: Label of pixels to leave out.
+        weight: Optional ``[K]`` class weights.
+    """
+    total = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="sum")
+    valid = target != ignore_index
+    if weight is None:
+        denom = valid.sum().to(total.dtype)
+    else:
+        denom = weight[target[valid]].sum().to(total.dtype)
+    return total / denom.clamp(min=1e-12) if bool(valid.any()) else total * 0.0
+
+
+def random_crop(
+    a: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator, ignore_index: int, tries: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size x size`` crop of a chip, padded (reflectance 0, label ignore) where the chip is smaller.
+
+    Up to ``tries`` offsets are drawn until the crop holds at least one valid label.
+    """
+    h, w = y.shape
+    for _ in range(tries):
+        top = int(rng.integers(0, h - size + 1)) if h > size else 0
+        left = int(rng.integers(0, w - size + 1)) if w > size else 0
+        yc = y[top : top + size, left : left + size]
+        if (yc != ignore_index).any():
+            break
+    ac = a[:, top : top + size, left : left + size]
+    ph, pw = size - yc.shape[0], size - yc.shape[1]
+    if ph or pw:
+        ac = np.pad(ac, ((0, 0), (0, ph), (0, pw)))
+        yc = np.pad(yc, ((0, ph), (0, pw)), constant_values=ignore_index)
+    return ac, yc
+
+
+def augment(a: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random one of the 8 dihedral transforms (rot90 k times, then an optional left-right flip).
+
+    Nadir-looking imagery has no preferred orientation, so all eight are label-preserving.
+    """
+    k = int(rng.integers(4))
+    a, y = np.rot90(a, k, axes=(1, 2)), np.rot90(y, k)
+    if rng.integers(2):
+        a, y = a[:, :, ::-1], y[:, ::-1]
+    return a, y
+
+
+class ChipStore:
+    """Chips of one split read through ``ds.read_arrays``, kept in memory when the split is small enough.
+
+    The simulated and fixture datasets fit easily; the real burn-scar training split (about 3.4 GB as float32)
+    does not fit the study's 6 GiB budget next to everything else, so above ``cache_mb`` chips are re-read from
+    disk each time.
+    """
+
+    def __init__(self, ds, ids: Sequence[str], cache_mb: float = 2048) -> None:
+        self.ds = ds
+        self.ids = list(ids)
+        self.cache_mb = cache_mb
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._caching: bool | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        cid = self.ids[i]
+        if cid in self._cache:
+            return self._cache[cid]
+        a, y = self.ds.read_arrays(cid)
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim != 3 or a.shape[1:] != y.shape:
+            raise ValueError(
+                f"{self.ds.name}: chip {cid!r} gave image {a.shape} and labels {y.shape}; expected (C, H, W) and (H, W)"
+            )
+        if self._caching is None:
+            per_chip = a.nbytes + y.size * 2
+            self._caching = per_chip * len(self.ids) / 2**20 <= self.cache_mb
+        if self._caching:
+            y = y.astype(np.int16) if self.ds.num_classes < 2**15 else y
+            self._cache[cid] = (a, y)
+        return a, y
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+# ---------------------------------------------------------------------------------------------- inference
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+@torch.no_grad()
+def chip_probabilities(
+    model: nn.Module,
+    array: np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Class probabilities ``(K, H, W)`` for one chip, by sliding windows where the chip exceeds ``tile``.
+
+    Windows of ``tile x tile`` step by ``tile - overlap`` (the last window is aligned to the chip's edge) and the
+    softmax outputs of overlapping windows are averaged, which removes most seams at window borders. A chip smaller
+    than ``tile`` is zero-padded to it, so models that need a fixed input size (ViTs) work too.
+
+    Args:
+        model: Maps ``[B, C, h, w]`` reflectance to ``[B, K, h, w]`` logits; put in eval mode here.
+        array: ``(C, H, W)`` float32 reflectance.
+        tile: Window size; ``None`` runs the whole chip in one pass (fully convolutional models only).
+        overlap: Pixels shared by neighbouring windows; default ``tile // 4``.
+        batch_size: Windows per forward pass.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) chip, got shape {array.shape}")
+    _, h, w = array.shape
+    if tile is None:
+        logits = model(torch.from_numpy(array)[None].to(device))
+        return torch.softmax(logits, dim=1)[0].cpu().numpy()
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
+    ph, pw = max(0, tile - h), max(0, tile - w)
+    padded = np.pad(array, ((0, 0), (0, ph), (0, pw))) if ph or pw else array
+    hp, wp = padded.shape[1:]
+    windows = [
+        (t, lft) for t in _starts(hp, tile, tile - overlap) for lft in _starts(wp, tile, tile - overlap)
+    ]
+    acc: np.ndarray | None = None
+    counts = np.zeros((hp, wp), dtype=np.float32)
+    for i in range(0, len(windows), batch_size):
+        group = windows[i : i + batch_size]
+        batch = np.stack([padded[:, t : t + tile, lft : lft + tile] for t, lft in group])
+        prob = torch.softmax(model(torch.from_numpy(batch).to(device)), dim=1).cpu().numpy()
+        if acc is None:
+            acc = np.zeros((prob.shape[1], hp, wp), dtype=np.float32)
+        for (t, lft), p in zip(group, prob, strict=True):
+            acc[:, t : t + tile, lft : lft + tile] += p
+            counts[t : t + tile, lft : lft + tile] += 1
+    assert acc is not None
+    return (acc / counts)[:, :h, :w]
+
+
+def predict_chip(
+    model: nn.Module,
+    array: np.ndarray,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Predicted class map ``(H, W)`` int64 of one chip; see :func:`chip_probabilities` for the windowing."""
+    prob = chip_probabilities(model, array, tile=tile, overlap=overlap, batch_size=batch_size)
+    return prob.argmax(axis=0).astype(np.int64)
+
+
+def _evaluate_chips(
+    model: nn.Module,
+    chips: Iterator[tuple[np.ndarray, np.ndarray]] | ChipStore,
+    num_classes: int,
+    ignore_index: int,
+    tile: int | None,
+    overlap: int | None,
+    batch_size: int,
+) -> tuple[np.ndarray, float]:
+    """Dataset-level confusion matrix and mean negative log-likelihood over the valid pixels of ``chips``."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    nll, n = 0.0, 0
+    for a, y in chips:
+        prob = chip_probabilities(model, a, tile=tile, overlap=overlap, batch_size=batch_size)
+        y = np.asarray(y, dtype=np.int64)
+        cm += metrics.confusion_matrix(y, prob.argmax(axis=0), num_classes, ignore_index=ignore_index)
+        valid = y != ignore_index
+        if valid.any():
+            p_true = np.take_along_axis(prob[:, valid], y[valid][None], axis=0)
+            nll += float(-np.log(np.clip(p_true, 1e-12, None)).sum())
+            n += int(valid.sum())
+    return cm, (nll / n if n else float("nan"))
+
+
+def evaluate(
+    model: nn.Module,
+    ds,
+    split: str,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
+    """Confusion matrix (rows truth, columns prediction) over every chip of ``split``, ignore pixels excluded.
+
+    Args:
+        model: A trained model (switched to eval mode).
+        ds: Dataset with ``chip_ids``, ``read_arrays``, ``num_classes`` and ``ignore_index``.
+        split: Split name, e.g. ``"test"``.
+        tile: Sliding-window size (``None``: whole chips in one pass); use the training crop size.
+        overlap: Window overlap, default ``tile // 4``.
+        batch_size: Windows per forward pass.
+        progress: Show a tqdm bar over chips.
+    """
+    ids = ds.chip_ids(split)
+    chips = (
+        ds.read_arrays(c) for c in tqdm(ids, desc=f"{ds.name} {split}", disable=not progress, leave=False)
+    )
+    cm, _ = _evaluate_chips(model, chips, ds.num_classes, ds.ignore_index, tile, overlap, batch_size)
+    return cm
+
+
+# ---------------------------------------------------------------------------------------------- training
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`fit` returns; the model passed in already holds the best weights.
+
+    Attributes:
+        out_dir: Folder with ``best.pt``, ``last.pt`` and ``log.csv``.
+        history: The per-epoch log (also ``log.csv``).
+        epochs_run: Epochs actually trained (less than asked when stopped early).
+        best_epoch: 1-based epoch of the selected weights.
+        best_score: Validation ``miou_macro`` of the selected weights.
+        stopped_early: Whether patience ran out before ``epochs``.
+        skipped: Whether a finished run was found and only its best weights were loaded.
+        train_s: Wall time of training and per-epoch validation, summed over resumptions.
+        n_train_chips: Training chips used.
+        n_train_pixels: Valid labelled pixels in those chips.
+        eval_tile: Window size used for validation (use the same for test).
+        eval_overlap: Window overlap used for validation.
+        config: The settings that identify the run (stored in the checkpoint).
+    """
+
+    out_dir: Path
+    history: pd.DataFrame
+    epochs_run: int
+    best_epoch: int
+    best_score: float
+    stopped_early: bool
+    skipped: bool
+    train_s: float
+    n_train_chips: int
+    n_train_pixels: int
+    eval_tile: int | None
+    eval_overlap: int | None
+    config: dict
+
+
+def _save(obj: Mapping, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(dict(obj), tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`fit` (tensors and plain values only: ``weights_only=True``)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the same thing to the user
+        raise ValueError(
+            f"{path}: not a readable checkpoint of this study ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
+        raise ValueError(
+            f"{path}: expected a checkpoint dict with format={CHECKPOINT_FORMAT} and a 'model' entry"
+        )
+    return ckpt
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _epoch_order(n_chips: int, n_crops: int, rng: np.random.Generator) -> np.ndarray:
+    """Chip index of each crop in an epoch: whole shuffled passes over the chips, truncated to ``n_crops``."""
+    reps = -(-n_crops // n_chips)
+    return np.concatenate([rng.permutation(n_chips) for _ in range(reps)])[:n_crops]
+
+
+def _batches(n_crops: int, batch_size: int) -> list[slice]:
+    """Batch slices of an epoch; a final batch of one crop is dropped (BatchNorm needs two values per channel)."""
+    out = [slice(i, min(i + batch_size, n_crops)) for i in range(0, n_crops, batch_size)]
+    if len(out) > 1 and out[-1].stop - out[-1].start == 1:
+        out.pop()
+    return out
+
+
+def _train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    chips: ChipStore,
+    *,
+    epoch: int,
+    seed: int,
+    crops_per_epoch: int,
+    batch_size: int,
+    crop_size: int,
+    ignore_index: int,
+    weight: torch.Tensor | None,
+    step0: int,
+    total_steps: int,
+    warmup_steps: int,
+    base_lr: float,
+) -> tuple[float, int]:
+    """One epoch of crops; returns the mean batch loss and the global step count after it."""
+    model.train()
+    device = next(model.parameters()).device
+    rng = np.random.default_rng([seed, epoch])
+    order = _epoch_order(len(chips), crops_per_epoch, rng)
+    losses = []
+    step = step0
+    for sl in _batches(len(order), batch_size):
+        xs, ys = [], []
+        for i in order[sl]:
+            a, y = chips[int(i)]
+            a, y = augment(*random_crop(a, y, crop_size, rng, ignore_index), rng)
+            xs.append(a)
+            ys.append(y)
+        x = torch.from_numpy(np.stack(xs).astype(np.float32, copy=False)).to(device)
+        t = torch.from_numpy(np.stack(ys).astype(np.int64)).to(device)
+        for g in optimizer.param_groups:
+            g["lr"] = base_lr * lr_factor(step, total_steps, warmup_steps)
+        loss = masked_cross_entropy(model(x), t, ignore_index, weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        step += 1
+    return float(np.mean(losses)) if losses else float("nan"), step
+
+
+def _config_diff(stored: Mapping, current: Mapping) -> list[str]:
+    return [k for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
+
+
+def fit(
+    model: nn.Module,
+    ds,
+    *,
+    seed: int,
+    epochs: int,
+    out_dir: str | os.PathLike,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    warmup: float = 1.0,
+    crop_size: int = 64,
+    patience: int | None = 10,
+    class_weights: Sequence[float] | None = None,
+    num_threads: int | None = None,
+    force: bool = False,
+    max_train_chips: int | None = None,
+    crops_per_epoch: int | None = None,
+    eval_tile: int | None = None,
+    eval_overlap: int | None = None,
+    cache_mb: float = 2048,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``ds``'s train split, selecting the epoch with the best validation ``miou_macro``.
+
+    Weight initialisation is the caller's business (seed torch before building the model; :func:`run` does).
+
+    Args:
+        model: Maps reflectance ``[B, ds.n_channels, H, W]`` to logits ``[B, ds.num_classes, H, W]``.
+        ds: Dataset (``helpers.datasets`` API) with ``train`` and ``val`` splits.
+        seed: Seeds crops, augmentation, chip order and dropout.
+        epochs: Epoch budget (the cosine schedule spans it; the paper trains 100).
+        out_dir: Folder for checkpoints and the per-epoch log; reused to resume or skip.
+        batch_size: Crops per optimiser step.
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW weight decay on weights (not biases/norms).
+        warmup: Warm-up length in epochs (may be fractional).
+        crop_size: Side of the random training crops; also the default validation window.
+        patience: Stop after this many epochs without a better validation score (``None``: never stop early).
+        class_weights: Optional per-class loss weights (length ``ds.num_classes``).
+        num_threads: Torch CPU threads; default all cores this process may use.
+        force: Discard an existing run in ``out_dir`` and train from scratch.
+        max_train_chips: Use a seeded random subset of this many training chips (``None``: all).
+        crops_per_epoch: Crops per epoch; default one per training chip.
+        eval_tile: Validation window size; default ``crop_size`` (the size the model was trained on).
+        eval_overlap: Validation window overlap; default a quarter of the window.
+        cache_mb: Keep train/val chips in memory when a split needs at most this much.
+        progress: Show a tqdm bar over epochs (train loss and validation mIoU).
+
+    Returns:
+        A :class:`TrainResult`; ``model`` holds the best weights and is in eval mode.
+
+    Raises:
+        ValueError: Missing train/val split, wrong class weights, or an existing run in ``out_dir`` with other
+            settings (pass ``force=True`` or use another folder).
+    """
+    out_dir = Path(out_dir)
+    for split in ("train", "val"):
+        if split not in ds.splits or not ds.chip_ids(split):
+            raise ValueError(f"{ds.name}: fit needs a non-empty {split!r} split; splits are {ds.splits}")
+    if class_weights is not None and len(class_weights) != ds.num_classes:
+        raise ValueError(
+            f"class_weights has {len(class_weights)} values but {ds.name} has {ds.num_classes} classes"
+        )
+    eval_tile = crop_size if eval_tile is None else eval_tile
+    eval_overlap = eval_tile // 4 if eval_overlap is None else eval_overlap
+
+    train_ids = ds.chip_ids("train")
+    if max_train_chips is not None and max_train_chips < len(train_ids):
+        pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train_ids))[:max_train_chips])
+        train_ids = [train_ids[i] for i in pick]
+    crops_per_epoch = len(train_ids) if crops_per_epoch is None else int(crops_per_epoch)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    config = {
+        "dataset": ds.name,
+        "model_class": type(model).__name__,
+        "n_params": n_params,
+        "seed": int(seed),
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "warmup": float(warmup),
+        "crop_size": int(crop_size),
+        "patience": None if patience is None else int(patience),
+        "class_weights": None if class_weights is None else [float(w) for w in class_weights],
+        "n_train_chips": len(train_ids),
+        "crops_per_epoch": crops_per_epoch,
+        "eval_tile": eval_tile,
+        "eval_overlap": eval_overlap,
+    }
+
+    if force:
+        for name in (LAST, BEST, LOG):
+            (out_dir / name).unlink(missing_ok=True)
+    state = load_checkpoint(out_dir / LAST) if (out_dir / LAST).exists() else None
+    if state is not None:
+        diff = _config_diff(state["config"], config)
+        if diff:
+            raise ValueError(
+                f"{out_dir}: holds a run with other settings ({', '.join(diff)}); pass force=True to retrain "
+                "or choose another out_dir"
+            )
+
+    chips = ChipStore(ds, train_ids, cache_mb)
+
+    def _result(state: Mapping, skipped: bool) -> TrainResult:
+        best = load_checkpoint(out_dir / BEST)
+        model.load_state_dict(best["model"])
+        model.eval()
+        return TrainResult(
+            out_dir=out_dir,
+            history=pd.DataFrame(state["history"]),
+            epochs_run=int(state["epoch"]),
+            best_epoch=int(state["best_epoch"]),
+            best_score=float(state["best_score"]),
+            stopped_early=bool(state["stopped_early"]),
+            skipped=skipped,
+            train_s=float(state["train_s"]),
+            n_train_chips=len(train_ids),
+            n_train_pixels=int(state["n_train_pixels"]),
+            eval_tile=eval_tile,
+            eval_overlap=eval_overlap,
+            config=config,
+        )
+
+    if state is not None and state["finished"]:
+        return _result(state, skipped=True)
+
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(num_threads or machine_threads())
+    torch.use_deterministic_algorithms(True)
+    try:
+        seed_everything(seed)
+        device = next(model.parameters()).device
+        weight = (
+            None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
+        )
+        optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
+        steps_per_epoch = len(_batches(crops_per_epoch, batch_size))
+        total_steps = epochs * steps_per_epoch
+        warmup_steps = int(round(warmup * steps_per_epoch))
+        val = ChipStore(ds, ds.chip_ids("val"), cache_mb)
+
+        if state is None:
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "config": config,
+                "epoch": 0,
+                "step": 0,
+                "history": [],
+                "best_epoch": 0,
+                "best_score": -math.inf,
+                "finished": False,
+                "stopped_early": False,
+                "train_s": 0.0,
+                "n_train_pixels": sum(int((y != ds.ignore_index).sum()) for _, y in chips),
+            }
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+
+        bar = tqdm(
+            range(state["epoch"], epochs),
+            initial=state["epoch"],
+            total=epochs,
+            desc=f"{ds.name} {config['model_class']} seed {seed}",
+            disable=not progress,
+            unit="epoch",
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            train_loss, step = _train_one_epoch(
+                model,
+                optimizer,
+                chips,
+                epoch=epoch,
+                seed=seed,
+                crops_per_epoch=crops_per_epoch,
+                batch_size=batch_size,
+                crop_size=crop_size,
+                ignore_index=ds.ignore_index,
+                weight=weight,
+                step0=state["step"],
+                total_steps=total_steps,
+                warmup_steps=warmup_steps,
+                base_lr=lr,
+            )
+            cm, val_loss = _evaluate_chips(
+                model, val, ds.num_classes, ds.ignore_index, eval_tile, eval_overlap, batch_size
+            )
+            s = metrics.scores(cm)
+            score = s["miou_macro"]
+            improved = bool(np.isfinite(score) and score > state["best_score"])
+            if improved:
+                state["best_score"], state["best_epoch"] = float(score), epoch + 1
+                best = {"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1}
+                _save({**best, "model": model.state_dict()}, out_dir / BEST)
+            dt = time.perf_counter() - t0
+            state["history"].append(
+                {
+                    "epoch": epoch + 1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_miou_macro": float(score),
+                    "val_f1_macro": float(s["f1_macro"]),
+                    "val_oa": float(s["oa"]),
+                    "best": improved,
+                    "epoch_s": dt,
+                }
+            )
+            state["epoch"], state["step"] = epoch + 1, step
+            state["train_s"] += dt
+            stop = patience is not None and (epoch + 1) - state["best_epoch"] >= patience
+            state["stopped_early"] = bool(stop and epoch + 1 < epochs)
+            state["finished"] = bool(stop or epoch + 1 == epochs)
+            state.update(
+                model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state()
+            )
+            _save(state, out_dir / LAST)
+            log = pd.DataFrame(state["history"])
+            atomic_write(out_dir / LOG, lambda tmp, log=log: log.to_csv(tmp, index=False))
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_miou=f"{score:.3f}", best=state["best_epoch"])
+            if stop:
+                break
+        bar.close()
+        if state["best_epoch"] == 0:
+            raise RuntimeError(
+                f"{out_dir}: no epoch gave a finite validation mIoU (empty validation labels?)"
+            )
+        return _result(state, skipped=False)
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det)
+
+
+# ---------------------------------------------------------------------------------------------- one results row
+def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, seed: int) -> Path:
+    """Folder of one (dataset, model, seed) run's checkpoints and log."""
+    return Path(runs_dir) / dataset / model / f"seed{seed}"
+
+
+def _reset_peak_memory() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux) so each run reports its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """What :func:`run` did for one (dataset, model, seed).
+
+    Attributes:
+        out_dir: The run's checkpoint/log folder (its ``log.csv`` feeds the training curves).
+        skipped: True when the results table already had this run (nothing was trained or written).
+        rows: Results rows written (empty when skipped).
+        train: The :class:`TrainResult` (``None`` when skipped).
+    """
+
+    out_dir: Path
+    skipped: bool
+    rows: list[dict]
+    train: TrainResult | None
+
+
+def run(
+    ds,
+    model_name: str,
+    make_model: Callable[[], nn.Module],
+    *,
+    seed: int,
+    results_path: str | os.PathLike = results.DEFAULT_PATH,
+    runs_dir: str | os.PathLike = "runs",
+    family: str = "cnn",
+    pretraining: str = "none",
+    weights: str = "random-init",
+    force: bool = False,
+    note: str = "",
+    progress: bool = True,
+    **fit_kwargs,
+) -> RunOutcome:
+    """Train, select and test one (dataset, model, seed) and write its rows to the results table.
+
+    Seeds python/numpy/torch with ``seed`` and calls ``make_model()`` (so weight initialisation is reproducible),
+    trains with :func:`fit`, reloads the best weights, and scores the validation split and every held-out split
+    (``test``, and ``bolivia`` where it exists) once, with the same sliding windows as validation. A run already in
+    the results table is skipped unless ``force``.
+
+    Args:
+        ds: Dataset (``helpers.datasets`` API).
+        model_name: Name in the results table (``"unet"``, ``"prithvi"``, ...).
+        make_model: Builds the untrained (or pretrained) model.
+        seed: Run seed.
+        results_path: The tidy results CSV.
+        runs_dir: Root of the per-run checkpoint folders (:func:`run_dir`).
+        family: ``"cnn"`` or ``"fm"``.
+        pretraining: ``"none"``, ``"mae-in-study"``, ``"spectral-in-study"`` or ``"published"``.
+        weights: Which weights the model started from (``"random-init"``, a file name, ...).
+        force: Retrain and rewrite even if the run exists.
+        note: Free text for the ``note`` column.
+        progress: Show tqdm bars.
+        **fit_kwargs: Passed to :func:`fit` (epochs is required; batch_size, lr, crop_size, patience, ...).
+    """
+    out_dir = run_dir(runs_dir, ds.name, model_name, seed)
+    if not force and results.has_run(ds.name, model_name, seed, results_path):
+        return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)
+    peak_reset = _reset_peak_memory()
+    t_start = time.perf_counter()
+    seed_everything(seed)
+    model = make_model()
+    tr = fit(model, ds, seed=seed, out_dir=out_dir, force=force, progress=progress, **fit_kwargs)
+
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(fit_kwargs.get("num_threads") or machine_threads())
+    try:
+        eval_kw = dict(tile=tr.eval_tile, overlap=tr.eval_overlap, batch_size=fit_kwargs.get("batch_size", 8))
+        t_pred = time.perf_counter()
+        held_out = [s for s in ds.splits if s not in ("train", "val")]
+        cms = {s: evaluate(model, ds, s, progress=progress, **eval_kw) for s in held_out}
+        predict_s = time.perf_counter() - t_pred
+        cms["val"] = evaluate(model, ds, "val", **eval_kw)
+    finally:
+        torch.set_num_threads(prev_threads)
+    val_check = metrics.scores(cms["val"])["miou_macro"]
+    if not math.isclose(val_check, tr.best_score, rel_tol=1e-9, abs_tol=1e-12):
+        warnings.warn(
+            f"{out_dir}: restored best weights give validation mIoU {val_check:.6f} but {tr.best_score:.6f} was "
+            "recorded at selection (resumed on another machine or thread count?)",
+            stacklevel=2,
+        )
+    notes = [note] if note else []
+    if not peak_reset:
+        notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
+    context = {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": bool(getattr(ds, "simulated", ds.name.startswith("sim-"))),
+        "model": model_name,
+        "family": family,
+        "pretraining": pretraining,
+        "weights": weights,
+        "seed": seed,
+        "note": "; ".join(notes),
+        "n_train_pixels": tr.n_train_pixels,
+        "n_features": ds.n_channels,
+        "n_params": tr.config["n_params"],
+        "epochs": tr.epochs_run,
+        "best_epoch": tr.best_epoch,
+        "runtime_s": time.perf_counter() - t_start,
+        "fit_s": tr.train_s,
+        "predict_s": predict_s,
+        "peak_mem_mb": _peak_memory_mb(),
+        "model_size_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
+    }
+    rows = []
+    for split in ["val", *held_out]:
+        rows += results.score_rows(
+            metrics.scores(cms[split]), split=split, class_names=ds.classes, context=context
+        )
+    results.write_run(rows, results_path)
+    return RunOutcome(out_dir=out_dir, skipped=False, rows=rows, train=tr)
