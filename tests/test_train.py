@@ -1,0 +1,344 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import datasets, metrics, results, train
+from helpers.models.cnn import build_model
+from helpers.models.unet import UNet
+
+
+class FakeDataset:
+    """In-memory stand-in with the ``helpers.datasets`` API: class patches with distinct spectra, some ignore pixels."""
+
+    def __init__(self, n=(4, 2, 2), size=32, n_times=1, num_classes=3, seed=0):
+        rng = np.random.default_rng(seed)
+        self.name, self.task, self.simulated = "fake", "texture", True
+        self.classes = [f"c{i}" for i in range(num_classes)]
+        self.num_classes, self.ignore_index = num_classes, -1
+        self.n_times, self.n_channels = n_times, 6 * n_times
+        self.splits = ["train", "val", "test"]
+        means = rng.uniform(0.05, 0.4, size=(num_classes, self.n_channels))
+        self._ids, self._data = {}, {}
+        for split, count in zip(self.splits, n, strict=True):
+            self._ids[split] = [f"{split}{i}" for i in range(count)]
+            for cid in self._ids[split]:
+                y = np.kron(rng.integers(0, num_classes, (size // 8, size // 8)), np.ones((8, 8), np.int64))
+                a = means[y].transpose(2, 0, 1) + rng.normal(0, 0.02, (self.n_channels, size, size))
+                y[0, :5] = -1
+                self._data[cid] = (a.astype(np.float32), y)
+
+    def chip_ids(self, split):
+        return list(self._ids[split])
+
+    def read_arrays(self, chip_id):
+        a, y = self._data[chip_id]
+        return a.copy(), y.copy()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def tiny_unet(ds, seed=0):
+    torch.manual_seed(seed)
+    return UNet(ds.n_channels, ds.num_classes, base=4, depth=2)
+
+
+FIT = dict(epochs=4, batch_size=2, lr=5e-3, crop_size=16, patience=None, num_threads=1, progress=False)
+
+
+# ------------------------------------------------------------------------------------------- pieces
+def test_masked_cross_entropy_ignores_ignored_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 5, requires_grad=True)
+    target = torch.randint(0, 3, (2, 5, 5))
+    target[0, :2] = -1
+    loss = train.masked_cross_entropy(logits, target, -1)
+    valid = target != -1
+    expected = F.cross_entropy(logits.permute(0, 2, 3, 1)[valid], target[valid])
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert torch.all(logits.grad.permute(0, 2, 3, 1)[~valid] == 0)  # no gradient from ignored pixels
+    # Whatever the logits at ignored pixels, the loss is the same.
+    other = logits.detach().clone()
+    other[0, :, :2] = 1e4 * torch.randn(3, 2, 5)
+    assert torch.allclose(train.masked_cross_entropy(other, target, -1), loss)
+    # Weighted: a weighted mean over valid pixels.
+    w = torch.tensor([1.0, 2.0, 5.0])
+    wl = train.masked_cross_entropy(logits, target, -1, w)
+    per_pixel = F.cross_entropy(logits.permute(0, 2, 3, 1)[valid], target[valid], reduction="none")
+    assert torch.allclose(wl, (per_pixel * w[target[valid]]).sum() / w[target[valid]].sum())
+    # A batch without valid pixels gives 0, not NaN.
+    empty = train.masked_cross_entropy(logits, torch.full_like(target, -1), -1)
+    assert empty.item() == 0.0
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero():
+    f = [train.lr_factor(s, 100, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[9:], f[10:], strict=False))
+    assert f[-1] < 0.001
+    assert train.lr_factor(5, 10, 0) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.5)))
+
+
+def test_random_crop_and_augment():
+    rng = np.random.default_rng(0)
+    a = np.arange(2 * 20 * 30, dtype=np.float32).reshape(2, 20, 30)
+    y = (a[0] % 7).astype(np.int64)
+    ac, yc = train.random_crop(a, y, 16, rng, -1)
+    assert ac.shape == (2, 16, 16) and yc.shape == (16, 16)
+    assert np.array_equal(ac[0] % 7, yc)  # image and label cut at the same place
+    ap, yp = train.random_crop(a, y, 24, rng, -1)  # taller than the chip: padded
+    assert ap.shape == (2, 24, 24)
+    assert np.all(yp[20:] == -1) and np.all(ap[:, 20:] == 0)
+    seen = set()
+    for _ in range(64):
+        aa, yy = train.augment(ac, yc, rng)
+        assert np.array_equal(aa[0] % 7, yy)  # the same transform for image and labels
+        seen.add(aa[0].tobytes())
+    assert len(seen) == 8  # all eight dihedral transforms occur
+    # A crop without valid labels is redrawn.
+    y2 = np.full((40, 40), -1)
+    y2[30:, 30:] = 1
+    hits = [
+        (train.random_crop(a[:, :1, :1].repeat(40, 1).repeat(40, 2), y2, 16, rng, -1, tries=50)[1] == 1).any()
+    ]
+    assert all(hits)
+
+
+class PerPixel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(6, 3, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_sliding_window_matches_whole_chip_for_a_per_pixel_model():
+    torch.manual_seed(0)
+    model = PerPixel()
+    a = np.random.default_rng(0).random((6, 45, 70), dtype=np.float32)
+    whole = train.chip_probabilities(model, a)
+    for tile, overlap in [(16, 4), (32, 0), (64, 16), (80, 8)]:
+        tiled = train.chip_probabilities(model, a, tile=tile, overlap=overlap, batch_size=3)
+        assert tiled.shape == (3, 45, 70)
+        np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    pred = train.predict_chip(model, a, tile=16)
+    assert pred.dtype == np.int64 and pred.shape == (45, 70)
+    assert np.array_equal(pred, whole.argmax(0))
+    with pytest.raises(ValueError, match="overlap"):
+        train.predict_chip(model, a, tile=16, overlap=16)
+
+
+def test_evaluate_sums_chip_confusion_matrices():
+    ds = FakeDataset()
+    model = tiny_unet(ds)
+    cm = train.evaluate(model, ds, "test", tile=16)
+    expected = sum(
+        metrics.confusion_matrix(y, train.predict_chip(model, a, tile=16), 3, ignore_index=-1)
+        for a, y in (ds.read_arrays(c) for c in ds.chip_ids("test"))
+    )
+    assert np.array_equal(cm, expected)
+    assert cm.sum() == sum(int((ds.read_arrays(c)[1] != -1).sum()) for c in ds.chip_ids("test"))
+
+
+# ------------------------------------------------------------------------------------------- fit
+def test_tiny_model_overfits_one_chip(tmp_path):
+    ds = FakeDataset(n=(1, 1, 1))
+    ds._ids["val"] = ds._ids["train"]  # score on the very chip it trains on
+    model = tiny_unet(ds)
+    before = metrics.scores(train.evaluate(model, ds, "val"))["miou_macro"]
+    res = train.fit(
+        model,
+        ds,
+        seed=0,
+        out_dir=tmp_path,
+        **{**FIT, "epochs": 20, "lr": 1e-2, "crop_size": 32},
+        crops_per_epoch=4,
+        warmup=0.5,
+    )
+    after = metrics.scores(train.evaluate(model, ds, "val"))["miou_macro"]
+    assert res.epochs_run == 20 and len(res.history) == 20  # 2 steps per epoch: 40 optimiser steps
+    assert after > 0.9 > before
+    assert res.history["train_loss"].iloc[-1] < 0.5 * res.history["train_loss"].iloc[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 4-epoch run that other tests compare against."""
+    torch.set_num_threads(1)
+    ds = FakeDataset()
+    out = tmp_path_factory.mktemp("ref")
+    model = tiny_unet(ds)
+    res = train.fit(model, ds, seed=0, out_dir=out, **FIT)
+    return ds, model, res
+
+
+def test_log_and_checkpoint_round_trip(reference):
+    ds, model, res = reference
+    log = pd.read_csv(res.out_dir / train.LOG)
+    assert list(log["epoch"]) == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_miou_macro", "lr", "epoch_s"} <= set(log.columns)
+    assert res.best_epoch == int(log["val_miou_macro"].idxmax()) + 1
+    assert res.best_score == pytest.approx(log["val_miou_macro"].max())
+    assert res.n_train_pixels == sum(int((ds.read_arrays(c)[1] != -1).sum()) for c in ds.chip_ids("train"))
+    # The model holds the best weights; a fresh model loads them (weights_only) and predicts identically.
+    ckpt = train.load_checkpoint(res.out_dir / train.BEST)
+    assert ckpt["epoch"] == res.best_epoch
+    fresh = tiny_unet(ds, seed=123)
+    fresh.load_state_dict(ckpt["model"])
+    a, _ = ds.read_arrays("test0")
+    np.testing.assert_array_equal(train.chip_probabilities(fresh, a), train.chip_probabilities(model, a))
+    val = metrics.scores(train.evaluate(fresh, ds, "val", tile=res.eval_tile, overlap=res.eval_overlap))
+    assert val["miou_macro"] == res.best_score
+    torch.save({"x": object()}, res.out_dir / "bad.pt")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        train.load_checkpoint(res.out_dir / "bad.pt")
+
+
+def test_same_seed_same_metrics_other_seed_differs(reference, tmp_path):
+    ds, _, ref = reference
+    again = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "a", **FIT)
+    cols = ["train_loss", "val_loss", "val_miou_macro", "lr"]
+    pd.testing.assert_frame_equal(again.history[cols], ref.history[cols], check_exact=True)
+    other = train.fit(tiny_unet(ds), ds, seed=1, out_dir=tmp_path / "b", **FIT)
+    assert not np.array_equal(other.history["train_loss"], ref.history["train_loss"])
+
+
+def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path, monkeypatch):
+    ds, ref_model, ref = reference
+    real = train._train_one_epoch
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(kwargs["epoch"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops the notebook during epoch 3
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path, **FIT)
+    assert train.load_checkpoint(tmp_path / train.LAST)["epoch"] == 2
+    assert len(pd.read_csv(tmp_path / train.LOG)) == 2
+
+    calls.clear()
+    monkeypatch.setattr(
+        train, "_train_one_epoch", lambda *a, **k: (calls.append(k["epoch"]), real(*a, **k))[1]
+    )
+    model = tiny_unet(ds, seed=99)  # a fresh process would rebuild the model: its init must not matter
+    res = train.fit(model, ds, seed=0, out_dir=tmp_path, **FIT)
+    assert calls == [2, 3]  # only the missing epochs (0-based) were trained
+    cols = ["epoch", "train_loss", "val_loss", "val_miou_macro", "lr"]
+    pd.testing.assert_frame_equal(res.history[cols], ref.history[cols], check_exact=True)
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_finished_run_skipped_unless_forced_and_settings_checked(reference, monkeypatch):
+    ds, _, ref = reference
+    real = train._train_one_epoch
+    calls = []
+    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    model = tiny_unet(ds, seed=5)
+    res = train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT)
+    assert res.skipped and not calls and res.best_score == ref.best_score
+    with pytest.raises(ValueError, match="other settings \\(lr\\)"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "lr": 0.1})
+    with pytest.raises(ValueError, match="class_weights"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT, class_weights=[1.0, 2.0])
+    forced = train.fit(tiny_unet(ds), ds, seed=0, out_dir=ref.out_dir, **{**FIT, "epochs": 1}, force=True)
+    assert not forced.skipped and len(calls) == 1 and forced.epochs_run == 1
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    ds = FakeDataset()
+    torch.manual_seed(0)
+    # With lr 0 a model without BatchNorm never changes: epoch 1 stays best and patience 2 stops after epoch 3.
+    res = train.fit(
+        PerPixel(), ds, seed=0, out_dir=tmp_path, **{**FIT, "lr": 0.0, "epochs": 10, "patience": 2}
+    )
+    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
+    assert len(pd.read_csv(tmp_path / train.LOG)) == 3
+    assert train.load_checkpoint(tmp_path / train.LAST)["finished"]
+
+
+def test_class_weights_and_subset_of_training_chips(tmp_path):
+    ds = FakeDataset(n=(5, 1, 1))
+    res = train.fit(
+        tiny_unet(ds),
+        ds,
+        seed=0,
+        out_dir=tmp_path,
+        **{**FIT, "epochs": 1},
+        class_weights=[1.0, 2.0, 3.0],
+        max_train_chips=2,
+    )
+    assert res.n_train_chips == 2 and res.config["class_weights"] == [1.0, 2.0, 3.0]
+    assert np.isfinite(res.history["train_loss"]).all()
+
+
+# ------------------------------------------------------------------------------------------- run
+def test_run_writes_rows_and_skips_finished_runs(tmp_path):
+    ds = FakeDataset()
+    path = tmp_path / "results.csv"
+    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "epochs": 2})
+    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    assert not out.skipped and out.out_dir == train.run_dir(tmp_path / "runs", "fake", "unet", 0)
+    table = results.read(path)
+    assert set(table["split"]) == {"val", "test"}
+    agg = table[(table["class"] == "") & (table["split"] == "test")].set_index("metric")["value"]
+    assert set(agg.index) == set(metrics.AGGREGATES)
+    row = table.iloc[0]
+    assert row["family"] == "cnn" and row["pretraining"] == "none" and row["weights"] == "random-init"
+    assert row["epochs"] == 2 and 1 <= row["best_epoch"] <= 2 and row["n_features"] == 6
+    assert row["n_params"] == sum(p.numel() for p in UNet(6, 3, base=4, depth=2).parameters())
+    assert row["peak_mem_mb"] > 0 and row["fit_s"] > 0 and row["runtime_s"] >= row["fit_s"]
+    assert len(table) == 2 * (len(metrics.AGGREGATES) + len(metrics.PER_CLASS) * ds.num_classes)
+    # The recorded test score is the model's real test score with the selected weights.
+    cm = train.evaluate(_load(out, ds), ds, "test", tile=16)
+    assert agg["miou_macro"] == pytest.approx(metrics.scores(cm)["miou_macro"])
+    again = train.run(ds, "unet", lambda: pytest.fail("a finished run must not build a model"), **kw)
+    assert again.skipped and not again.rows
+    fm = train.run(
+        ds,
+        "unet-fm",
+        lambda: UNet(6, 3, base=4, depth=2),
+        family="fm",
+        pretraining="published",
+        weights="x.pt",
+        **kw,
+    )
+    assert fm.rows[0]["family"] == "fm" and fm.rows[0]["weights"] == "x.pt"
+
+
+def _load(out, ds):
+    model = UNet(6, 3, base=4, depth=2)
+    model.load_state_dict(train.load_checkpoint(out.out_dir / train.BEST)["model"])
+    return model
+
+
+def test_run_on_fixture_crop_layout_with_18_bands(fixture_roots, tmp_path):
+    ds = datasets.open("crop", fixture_roots["crop"])
+    assert ds.n_channels == 18
+    out = train.run(
+        ds,
+        "fcn",
+        lambda: build_model("fcn", ds.n_channels, ds.num_classes, widths=(8, 8, 8, 8, 8), head_width=8),
+        seed=0,
+        results_path=tmp_path / "r.csv",
+        runs_dir=tmp_path / "runs",
+        **{**FIT, "epochs": 1, "crop_size": 32},
+    )
+    table = results.read(tmp_path / "r.csv")
+    assert set(table["dataset"]) == {"crop"} and set(table["split"]) == {"val", "test"}
+    assert out.train.n_train_chips == len(ds.chip_ids("train"))
+    per_class = table[(table["metric"] == "iou") & (table["split"] == "test")]
+    assert list(per_class["class"]) == ds.classes
