@@ -1,0 +1,518 @@
+"""In-study self-supervised pretraining of a *small* Prithvi-architecture model on the study's own imagery.
+
+The paper explains its results by pretext-task alignment: Prithvi's masked-autoencoder (MAE) objective rewards
+reconstructing spatial context, which helps texture-dependent labels but not spectral ones. The real Prithvi-100M
+cannot be retrained on a 2-core CPU, so this module makes the claim testable at CPU scale: the same architecture
+(3-D tubelet ViT, fixed sin-cos positions, MAE decoder), much smaller (default embed 192, depth 6), pretrained on
+the **unlabelled training imagery** of a task (or of several tasks pooled) with one of two pretexts:
+
+* ``"mae"`` — Prithvi's recipe: hide 75 % of the tokens (``mask_ratio``), encode the visible ones, reconstruct the
+  hidden patches' normalised pixels; the loss is the MSE on hidden patches only.
+* ``"spectral"`` — a pretext built for pixel-level spectral labels: every token stays visible, but within each
+  token a random ``band_mask_ratio`` of the bands is hidden (set to the band mean) and, for multi-date inputs,
+  ``date_mask_ratio`` of the tokens lose all their bands (a whole date at that place). The encoder is told which
+  bands are hidden (a learned per-band embedding added to the token, dropped at fine-tuning) and the decoder
+  reconstructs the hidden bands at every pixel; the loss is the MSE on hidden (pixel, band) entries only. To solve
+  it the encoder must model how a pixel's bands relate to each other, which is what spectral labels need.
+
+Both use the same model, data, optimiser and budget, so the two fine-tuned rows differ only in the pretext.
+Pixels that are nodata (all six bands of a date exactly 0, the readers' fill) are left out of both losses.
+
+Runs are cached and resumable: the folder ``<cache_dir>/pretrain/<pretext>-<key>`` is keyed by a hash of the
+config, the dataset names, their training chip lists (plus a content fingerprint of a few chips) and the seed; it
+holds ``last.pt`` (resume state, written after every epoch), ``encoder.pt`` (the final encoder), ``loss.csv``
+(one row per optimiser step: the loss curve) and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers.io import atomic_write
+from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
+from helpers.train import lr_factor, machine_threads, seed_everything
+
+PRETEXTS = ("mae", "spectral")
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining settings (all of them enter the cache key).
+
+    Attributes:
+        pretext: ``"mae"`` or ``"spectral"``.
+        model: Architecture; ``img_size`` and ``num_frames`` are overridden by ``crop_size`` and the data.
+        crop_size: Side of the random training crops (a multiple of the patch size).
+        mask_ratio: MAE: fraction of tokens hidden (Prithvi: 0.75).
+        band_mask_ratio: Spectral: fraction of each token's bands hidden (rounded to whole bands, at least one).
+        date_mask_ratio: Spectral, multi-date data only: fraction of tokens whose bands are all hidden.
+        epochs: Passes over the crops (``crops_per_chip`` random crops per image per epoch).
+        crops_per_chip: Random crops drawn per training image and epoch.
+        batch_size: Crops per optimiser step.
+        lr: Peak AdamW learning rate (linear warm-up, cosine decay).
+        weight_decay: AdamW weight decay on weight matrices (MAE: 0.05).
+        warmup_epochs: Warm-up length in epochs.
+        norm_pix_loss: Standardise each target patch (MAE option; Prithvi-100M did not).
+        single_date: Split multi-date chips into single dates (a 1-frame model; used to pool tasks).
+    """
+
+    pretext: str = "mae"
+    model: PrithviConfig = field(default_factory=lambda: PRITHVI_SMALL)
+    crop_size: int = 64
+    mask_ratio: float = 0.75
+    band_mask_ratio: float = 0.5
+    date_mask_ratio: float = 0.25
+    epochs: int = 20
+    crops_per_chip: int = 2
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    norm_pix_loss: bool = False
+    single_date: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pretext not in PRETEXTS:
+            raise ValueError(f"pretext must be one of {PRETEXTS}, got {self.pretext!r}")
+        if self.crop_size % self.model.patch_size:
+            raise ValueError(
+                f"crop_size {self.crop_size} is not a multiple of the patch size {self.model.patch_size}"
+            )
+        for name in ("mask_ratio", "band_mask_ratio", "date_mask_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+
+    def model_config(self, num_frames: int) -> PrithviConfig:
+        """The architecture at the pretraining crop size and frame count."""
+        return self.model.replace(img_size=self.crop_size, num_frames=num_frames, in_chans=len(HLS_BANDS))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (for the cache key and ``config.json``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _as_list(datasets) -> list:
+    return list(datasets) if isinstance(datasets, list | tuple) else [datasets]
+
+
+def _frames_of(datasets: Sequence, cfg: PretrainConfig) -> int:
+    if cfg.single_date:
+        return 1
+    frames = {int(ds.n_times) for ds in datasets}
+    if len(frames) > 1:
+        raise ValueError(
+            f"datasets have different date counts {sorted(frames)}; pool them with single_date=True (1-frame model)"
+        )
+    return frames.pop()
+
+
+def fingerprint(datasets: Sequence) -> list[dict]:
+    """What the cache key must know about the data: names, training chip lists, a content hash of three chips.
+
+    Chip lists catch changed splits; the content hash catches regenerated data behind unchanged chip names.
+    """
+    out = []
+    for ds in datasets:
+        ids = list(ds.chip_ids("train"))
+        if not ids:
+            raise ValueError(f"{ds.name}: no training chips to pretrain on")
+        h = hashlib.sha256()
+        for cid in sorted({ids[0], ids[len(ids) // 2], ids[-1]}):
+            a, _ = ds.read_arrays(cid)
+            h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+        out.append({"dataset": ds.name, "chips": ids, "content": h.hexdigest()[:16]})
+    return out
+
+
+def run_key(cfg: PretrainConfig, data: list[dict], seed: int) -> str:
+    """16-hex-digit hash of (config, data fingerprint, seed): the cache folder's name."""
+    blob = json.dumps({"config": cfg.to_dict(), "data": data, "seed": int(seed)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarray]:
+    """Training imagery (labels unused) as float32 ``(6*T, H, W)`` arrays; multi-date chips split if asked."""
+    images = []
+    nb = len(HLS_BANDS)
+    for ds in datasets:
+        for cid in tqdm(ds.chip_ids("train"), desc=f"{ds.name} imagery", leave=False, disable=None):
+            a, _ = ds.read_arrays(cid)
+            a = np.asarray(a, dtype=np.float32)
+            if a.ndim != 3 or a.shape[0] % nb:
+                raise ValueError(f"{ds.name}: chip {cid!r} has shape {a.shape}; expected (6*T, H, W)")
+            images += [a[i : i + nb] for i in range(0, a.shape[0], nb)] if single_date else [a]
+    return images
+
+
+def sample_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random ``size``-pixel crops (zero-padded where an image is smaller), each randomly rotated/flipped."""
+    out = np.zeros((n, images[0].shape[0], size, size), dtype=np.float32)
+    order = np.concatenate([rng.permutation(len(images)) for _ in range(-(-n // len(images)))])[:n]
+    for k, i in enumerate(order):
+        a = images[int(i)]
+        h, w = a.shape[1:]
+        top = int(rng.integers(0, h - size + 1)) if h > size else 0
+        left = int(rng.integers(0, w - size + 1)) if w > size else 0
+        c = np.rot90(a[:, top : top + size, left : left + size], int(rng.integers(4)), axes=(1, 2))
+        if rng.integers(2):
+            c = c[:, :, ::-1]
+        out[k, :, : c.shape[1], : c.shape[2]] = c
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- model and losses
+class Pretrainer(nn.Module):
+    """A :class:`PrithviMAE` with in-model normalisation, plus the spectral pretext's band-mask embedding."""
+
+    def __init__(self, config: PrithviConfig, pretext: str) -> None:
+        super().__init__()
+        self.pretext = pretext
+        self.normalize = HLSNormalize(config.num_frames)
+        self.mae = PrithviMAE(config)
+        if pretext == "spectral":
+            self.band_mask_embed = nn.Parameter(torch.randn(config.in_chans, config.embed_dim) * 0.02)
+
+    def cube(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reflectance ``[B, 6T, H, W]`` → normalised cube ``(B, 6, T, H, W)`` and pixel validity ``(B, T, H, W)``."""
+        b, _, h, w = x.shape
+        t = self.mae.config.num_frames
+        valid = (x.reshape(b, t, -1, h, w) != 0).any(dim=2)
+        cube = self.normalize(x).reshape(b, t, -1, h, w).permute(0, 2, 1, 3, 4)
+        return cube, valid
+
+    def forward(self, x: torch.Tensor, cfg: PretrainConfig, noise: torch.Tensor | None = None) -> dict:
+        """One pretext step; returns ``loss`` and the pieces the tests check (mask, target, prediction, weights)."""
+        if cfg.pretext == "mae":
+            return mae_step(self, x, cfg, noise)
+        return spectral_step(self, x, cfg, noise)
+
+
+def _patch_valid(model: Pretrainer, valid: torch.Tensor) -> torch.Tensor:
+    """Pixel validity broadcast to the decoder's ``(B, L, tub*p*p*C)`` layout (values ordered tub, p, q, c)."""
+    cfg = model.mae.config
+    b, t, h, w = valid.shape
+    s, p = cfg.tubelet_size, cfg.patch_size
+    v = valid.reshape(b, t // s, s, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+    v = v.reshape(b, -1, s * p * p, 1).expand(-1, -1, -1, cfg.in_chans)
+    return v.reshape(b, v.shape[1], -1).float()
+
+
+def _target(model: Pretrainer, cube: torch.Tensor, cfg: PretrainConfig) -> torch.Tensor:
+    target = model.mae.patchify(cube)
+    if cfg.norm_pix_loss:
+        target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    return target
+
+
+def mae_step(
+    model: Pretrainer, x: torch.Tensor, cfg: PretrainConfig, noise: torch.Tensor | None = None
+) -> dict:
+    """MAE pretext: hide ``cfg.mask_ratio`` of the tokens, reconstruct their normalised pixels.
+
+    Returns:
+        ``loss``; ``mask`` ``(B, L)`` (1 = hidden token); ``target`` and ``pred`` ``(B, L, tub*p*p*C)``;
+        ``weights`` (same shape: hidden token × valid pixel, the entries the loss averages over).
+    """
+    cube, valid = model.cube(x)
+    grid = model.mae.encoder.patch_embed.grid(cube.shape)
+    latent, mask, ids_restore = model.mae.encoder(cube, mask_ratio=cfg.mask_ratio, noise=noise)
+    pred = model.mae.decoder(latent, grid, ids_restore)
+    target = _target(model, cube, cfg)
+    weights = mask[..., None] * _patch_valid(model, valid)
+    loss = (((pred - target) ** 2) * weights).sum() / weights.sum().clamp_min(1.0)
+    return {"loss": loss, "mask": mask, "target": target, "pred": pred, "weights": weights}
+
+
+def spectral_masks(
+    batch: int,
+    n_tokens: int,
+    n_bands: int,
+    frames: int,
+    cfg: PretrainConfig,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Hidden (token, band) slots ``(B, L, C)`` of the spectral pretext.
+
+    Exactly ``round(band_mask_ratio * C)`` (at least one) bands per token, and for multi-date data
+    ``int(date_mask_ratio * L)`` tokens with every band hidden (a whole date at one place).
+    """
+    k = max(1, round(cfg.band_mask_ratio * n_bands))
+    rank = torch.rand(batch, n_tokens, n_bands, device=device).argsort(-1).argsort(-1)
+    hidden = rank < k
+    n_dates = int(n_tokens * cfg.date_mask_ratio) if frames > 1 else 0
+    if n_dates:
+        whole = torch.rand(batch, n_tokens, device=device).argsort(-1) < n_dates  # n_dates random tokens each
+        hidden |= whole[..., None]
+    return hidden
+
+
+def spectral_step(
+    model: Pretrainer, x: torch.Tensor, cfg: PretrainConfig, hidden: torch.Tensor | None = None
+) -> dict:
+    """Spectral pretext: hide bands per token (and whole dates), reconstruct the hidden bands at every pixel.
+
+    Args:
+        model: The pretrainer (spectral).
+        x: Reflectance ``[B, 6T, H, W]``.
+        cfg: Settings (``band_mask_ratio``, ``date_mask_ratio``).
+        hidden: Optional ``(B, L, C)`` bool mask to use instead of a random one (tests).
+
+    Returns:
+        ``loss``; ``hidden`` ``(B, L, C)``; ``target``/``pred``/``weights`` ``(B, L, tub*p*p*C)``; ``input`` the
+        masked normalised cube the encoder saw.
+    """
+    mcfg = model.mae.config
+    cube, valid = model.cube(x)
+    grid = model.mae.encoder.patch_embed.grid(cube.shape)
+    b, c = cube.shape[:2]
+    n_tokens = math.prod(grid)
+    if hidden is None:
+        hidden = spectral_masks(b, n_tokens, c, grid[0], cfg, cube.device)
+    s, p = mcfg.tubelet_size, mcfg.patch_size
+    px = hidden.reshape(b, *grid, c).permute(0, 4, 1, 2, 3)  # (B, C, t, h, w)
+    px = px.repeat_interleave(s, 2).repeat_interleave(p, 3).repeat_interleave(p, 4)
+    masked = cube.masked_fill(px, 0.0)  # 0 = the band's mean after normalisation
+    bias = hidden.float() @ model.band_mask_embed  # tells the encoder which bands are missing
+    latent, _, _ = model.mae.encoder(masked, token_bias=bias)
+    pred = model.mae.decoder(latent, grid, None)
+    target = _target(model, cube, cfg)
+    slot = hidden[:, :, None, :].expand(-1, -1, s * p * p, -1).reshape(b, n_tokens, -1).float()
+    weights = slot * _patch_valid(model, valid)
+    loss = (((pred - target) ** 2) * weights).sum() / weights.sum().clamp_min(1.0)
+    return {
+        "loss": loss,
+        "hidden": hidden,
+        "target": target,
+        "pred": pred,
+        "weights": weights,
+        "input": masked,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- the run
+@dataclass
+class PretrainResult:
+    """A finished (or cached) pretraining run.
+
+    Attributes:
+        out_dir: Cache folder (``encoder.pt``, ``last.pt``, ``loss.csv``, ``config.json``).
+        key: Cache key (hash of config, data and seed).
+        encoder_state: Encoder weights (keys as in :class:`~helpers.models.prithvi.PrithviEncoder`).
+        model_config: Architecture the encoder was trained with (crop size, frames).
+        history: Per-step loss curve.
+        skipped: True when the run was found finished in the cache.
+        train_s: Wall time of the pretraining, summed over resumptions.
+    """
+
+    out_dir: Path
+    key: str
+    encoder_state: dict
+    model_config: PrithviConfig
+    history: pd.DataFrame
+    skipped: bool
+    train_s: float
+
+    def describe(self) -> str:
+        """One line for the results table's ``weights`` column."""
+        c = self.model_config
+        return (
+            f"in-study {self.history.attrs.get('pretext', '')} pretraining {self.key} "
+            f"(embed {c.embed_dim}, depth {c.depth}, {int(self.history['step'].max()) if len(self.history) else 0} steps)"
+        )
+
+
+def _save(obj: dict, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _load(path: Path) -> dict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means the same: unusable cache file
+        raise ValueError(f"{path}: unreadable pretraining checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a pretraining checkpoint of format {FORMAT}")
+    return obj
+
+
+def _history_frame(history: list[dict], pretext: str) -> pd.DataFrame:
+    df = pd.DataFrame(history, columns=["step", "epoch", "loss", "lr", "elapsed_s"])
+    df.attrs["pretext"] = pretext
+    return df
+
+
+def load_pretrained_encoder(out_dir: str | os.PathLike) -> tuple[dict, PrithviConfig]:
+    """Encoder weights and architecture of a finished pretraining run folder."""
+    obj = _load(Path(out_dir) / "encoder.pt")
+    return obj["encoder"], PrithviConfig(
+        **{**obj["model_config"], "coords_encoding": tuple(obj["model_config"]["coords_encoding"])}
+    )
+
+
+def pretrain(
+    datasets,
+    cfg: PretrainConfig = PretrainConfig(),  # noqa: B008 - frozen dataclass, safe as a default
+    *,
+    seed: int = 0,
+    cache_dir: str | os.PathLike = "cache",
+    device: str | torch.device | None = None,
+    num_threads: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> PretrainResult:
+    """Pretrain (or fetch from the cache, or resume) a small Prithvi-architecture model on training imagery.
+
+    Args:
+        datasets: One dataset or a list (pooled). Only ``chip_ids("train")`` and ``read_arrays`` are used; labels
+            are never looked at.
+        cfg: Settings; see :class:`PretrainConfig`.
+        seed: Seeds initialisation, crops and masks (part of the cache key).
+        cache_dir: Root of the cache (``<cache_dir>/pretrain/<pretext>-<key>``).
+        device: Torch device; default CUDA when available, else CPU.
+        num_threads: CPU threads; default all cores this process may use.
+        force: Ignore a cached or partial run and start over.
+        progress: Show a tqdm bar over epochs.
+
+    Returns:
+        A :class:`PretrainResult` with the encoder weights and the loss curve.
+    """
+    datasets = _as_list(datasets)
+    frames = _frames_of(datasets, cfg)
+    data = fingerprint(datasets)
+    key = run_key(cfg, data, seed)
+    out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
+    mcfg = cfg.model_config(frames)
+    last, enc_path = out_dir / "last.pt", out_dir / "encoder.pt"
+    if force:
+        for f in (last, enc_path):
+            f.unlink(missing_ok=True)
+    if enc_path.exists():
+        state = _load(last) if last.exists() else {"history": [], "train_s": float("nan")}
+        encoder, _ = load_pretrained_encoder(out_dir)
+        return PretrainResult(
+            out_dir, key, encoder, mcfg, _history_frame(state["history"], cfg.pretext), True, state["train_s"]
+        )
+    meta = {
+        "config": cfg.to_dict(),
+        "datasets": [d["dataset"] for d in data],
+        "n_chips": [len(d["chips"]) for d in data],
+        "seed": seed,
+        "key": key,
+    }
+    atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(num_threads or machine_threads())
+    try:
+        seed_everything(seed)
+        model = Pretrainer(mcfg, cfg.pretext).to(device)
+        decay = [p for p in model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
+        )
+        images = load_images(datasets, cfg.single_date)
+        n_crops = len(images) * cfg.crops_per_chip
+        steps_per_epoch = max(1, n_crops // cfg.batch_size)
+        total, warm = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+        state = {
+            "format": FORMAT,
+            "key": key,
+            "epoch": 0,
+            "step": 0,
+            "history": [],
+            "train_s": 0.0,
+            "finished": False,
+        }
+        if last.exists():
+            state = _load(last)
+            if state.get("key") != key:
+                raise ValueError(f"{last}: belongs to run {state.get('key')}, not {key}")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+        bar = tqdm(
+            range(state["epoch"], cfg.epochs),
+            initial=state["epoch"],
+            total=cfg.epochs,
+            disable=not progress,
+            desc=f"pretrain {cfg.pretext} {'+'.join(meta['datasets'])}",
+            unit="epoch",
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            model.train()
+            rng = np.random.default_rng([seed, epoch])
+            crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
+            losses = []
+            for i in range(steps_per_epoch):
+                x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
+                lr = cfg.lr * lr_factor(state["step"], total, warm)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                loss = model(x, cfg)["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                state["step"] += 1
+                losses.append(float(loss.detach()))
+                state["history"].append(
+                    {
+                        "step": state["step"],
+                        "epoch": epoch + 1,
+                        "loss": losses[-1],
+                        "lr": lr,
+                        "elapsed_s": state["train_s"] + time.perf_counter() - t0,
+                    }
+                )
+            state["train_s"] += time.perf_counter() - t0
+            state["epoch"] = epoch + 1
+            state["finished"] = epoch + 1 == cfg.epochs
+            state.update(
+                model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
+            )
+            _save(state, last)
+            hist = _history_frame(state["history"], cfg.pretext)
+            atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+        bar.close()
+        encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
+        _save(
+            {
+                "format": FORMAT,
+                "key": key,
+                "model_config": json.loads(json.dumps(dataclasses.asdict(mcfg))),
+                "encoder": encoder,
+            },
+            enc_path,
+        )
+        return PretrainResult(
+            out_dir,
+            key,
+            encoder,
+            mcfg,
+            _history_frame(state["history"], cfg.pretext),
+            False,
+            state["train_s"],
+        )
+    finally:
+        torch.set_num_threads(prev_threads)

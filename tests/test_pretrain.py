@@ -1,0 +1,170 @@
+"""In-study pretraining: masking ratios and targets as configured, loss goes down, cache and resume work."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import datasets
+from helpers import pretrain as PT
+from helpers.models.prithvi import PrithviConfig
+
+torch.set_num_threads(1)
+
+TINY = PrithviConfig(
+    img_size=32,
+    patch_size=8,
+    embed_dim=32,
+    depth=1,
+    num_heads=2,
+    decoder_embed_dim=16,
+    decoder_depth=1,
+    decoder_num_heads=2,
+)
+
+
+def cfg(**kw) -> PT.PretrainConfig:
+    base = dict(model=TINY, crop_size=32, epochs=6, crops_per_chip=4, batch_size=4, lr=2e-3)
+    return PT.PretrainConfig(**(base | kw))
+
+
+@pytest.fixture
+def crop(fixture_roots):
+    return datasets.open("crop", fixture_roots["crop"])  # 3 dates, 18 channels, 32 px chips
+
+
+@pytest.fixture
+def burn(fixture_roots):
+    return datasets.open("burn_scars", fixture_roots["burn_scars"])  # 1 date, 6 channels
+
+
+def reflectance(b: int, frames: int, size: int = 32) -> torch.Tensor:
+    return torch.rand(b, 6 * frames, size, size) * 0.4 + 0.01
+
+
+@pytest.mark.parametrize("ratio", [0.75, 0.5])
+def test_mae_masks_the_configured_fraction_and_targets_normalised_patches(ratio):
+    c = cfg(mask_ratio=ratio)
+    model = PT.Pretrainer(c.model_config(3), "mae")
+    x = reflectance(2, 3)
+    x[0, 6:12, :8, :8] = 0.0  # date 2 nodata in the first token of that date
+    out = model(x, c)
+    n_tokens = 3 * 4 * 4
+    assert out["mask"].shape == (2, n_tokens)
+    assert out["mask"].sum(1).tolist() == [n_tokens - int(n_tokens * (1 - ratio))] * 2
+    # target: Prithvi-normalised reflectance, patchified (values ordered tubelet, row, col, band)
+    norm = (x - model.normalize.mean) / model.normalize.std
+    cube = norm.reshape(2, 3, 6, 32, 32).permute(0, 2, 1, 3, 4)
+    assert torch.allclose(out["target"], model.mae.patchify(cube))
+    assert out["target"][1, 16 + 5, (3 * 8 + 2) * 6 + 4] == cube[1, 4, 1, 8 + 3, 8 + 2]
+    # loss counts hidden tokens only, and never nodata pixels
+    w = out["weights"]
+    assert torch.equal(w.amax(-1), out["mask"] * (w.amax(-1) > 0))
+    assert w[0, 16].sum() == 0
+    manual = (((out["pred"] - out["target"]) ** 2) * w).sum() / w.sum()
+    assert torch.allclose(out["loss"], manual)
+
+
+def test_spectral_pretext_hides_bands_and_dates_as_configured():
+    c = cfg(pretext="spectral", band_mask_ratio=0.5, date_mask_ratio=0.25)
+    model = PT.Pretrainer(c.model_config(3), "spectral")
+    x = reflectance(2, 3)
+    out = model(x, c)
+    hidden = out["hidden"]
+    n_tokens = 48
+    assert hidden.shape == (2, n_tokens, 6)
+    whole = hidden.all(-1)
+    assert whole.sum(1).tolist() == [int(n_tokens * 0.25)] * 2  # whole dates hidden
+    assert (hidden[~whole].sum(-1) == 3).all()  # otherwise exactly half of the six bands
+    # the encoder sees 0 (= band mean) exactly where bands are hidden, the true values elsewhere
+    norm = (x - model.normalize.mean) / model.normalize.std
+    cube = norm.reshape(2, 3, 6, 32, 32).permute(0, 2, 1, 3, 4)
+    px = hidden.reshape(2, 3, 4, 4, 6).permute(0, 4, 1, 2, 3)
+    px = px.repeat_interleave(8, 3).repeat_interleave(8, 4)
+    assert torch.equal(out["input"][px], torch.zeros(int(px.sum())))
+    assert torch.equal(out["input"][~px], cube[~px])
+    # target is the unmasked cube; the loss weights are the hidden (pixel, band) slots
+    assert torch.allclose(out["target"], model.mae.patchify(cube))
+    slots = out["weights"].reshape(2, n_tokens, 64, 6)
+    assert torch.equal(slots.bool(), hidden[:, :, None, :].expand(-1, -1, 64, -1))
+    single = PT.spectral_masks(4, 16, 6, 1, c)  # one date: bands only, never whole tokens
+    assert (single.sum(-1) == 3).all()
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="pretext"):
+        PT.PretrainConfig(pretext="jigsaw")
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        cfg(crop_size=36)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        cfg(mask_ratio=1.0)
+
+
+@pytest.mark.parametrize("pretext", ["mae", "spectral"])
+def test_pretraining_loss_decreases_and_is_cached(crop, tmp_path, pretext):
+    c = cfg(pretext=pretext)
+    res = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    per_epoch = res.history.groupby("epoch")["loss"].mean()
+    assert len(res.history) == 6 * (5 * 4 // 4)  # epochs x steps (5 chips x 4 crops / batch 4)
+    assert per_epoch.iloc[-1] < 0.85 * per_epoch.iloc[0]
+    curve = pd.read_csv(res.out_dir / "loss.csv")
+    assert list(curve.columns) == ["step", "epoch", "loss", "lr", "elapsed_s"] and len(curve) == len(
+        res.history
+    )
+    assert res.model_config.num_frames == 3 and res.out_dir.name == f"{pretext}-{res.key}"
+    again = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    assert again.skipped and again.key == res.key
+    for k, v in res.encoder_state.items():
+        assert torch.equal(again.encoder_state[k], v)
+    assert PT.pretrain(crop, c, seed=1, cache_dir=tmp_path, progress=False, num_threads=1).key != res.key
+
+
+def test_cache_key_depends_on_config_data_and_seed(crop, burn):
+    data = PT.fingerprint([crop])
+    key = PT.run_key(cfg(), data, 0)
+    assert PT.run_key(cfg(), data, 0) == key
+    assert PT.run_key(cfg(mask_ratio=0.6), data, 0) != key
+    assert PT.run_key(cfg(), data, 1) != key
+    fewer = [{**data[0], "chips": data[0]["chips"][:-1]}]
+    assert PT.run_key(cfg(), fewer, 0) != key
+    assert PT.run_key(cfg(), PT.fingerprint([burn]), 0) != key
+
+
+def test_interrupted_run_resumes_to_the_same_result(crop, tmp_path, monkeypatch):
+    c = cfg(epochs=3)
+    whole = PT.pretrain(crop, c, cache_dir=tmp_path / "a", num_threads=1, progress=False)
+    real_save, calls = PT._save, []
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        calls.append(path.name)
+        if calls.count("last.pt") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PT, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        PT.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
+    monkeypatch.setattr(PT, "_save", real_save)
+    resumed = PT.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
+    assert not resumed.skipped
+    assert resumed.history["step"].tolist() == whole.history["step"].tolist()
+    assert torch.allclose(
+        torch.tensor(resumed.history["loss"].values), torch.tensor(whole.history["loss"].values)
+    )
+    for k, v in whole.encoder_state.items():
+        assert torch.equal(resumed.encoder_state[k], v), k
+
+
+def test_pooled_pretraining_splits_dates(crop, burn, tmp_path):
+    with pytest.raises(ValueError, match="single_date=True"):
+        PT.pretrain([crop, burn], cfg(epochs=1), cache_dir=tmp_path, progress=False)
+    images = PT.load_images([crop, burn], single_date=True)
+    assert len(images) == 3 * len(crop.chip_ids("train")) + len(burn.chip_ids("train"))
+    assert {a.shape[0] for a in images} == {6}
+    res = PT.pretrain(
+        [crop, burn], cfg(epochs=1, single_date=True), cache_dir=tmp_path, num_threads=1, progress=False
+    )
+    assert res.model_config.num_frames == 1
+    enc, mcfg = PT.load_pretrained_encoder(res.out_dir)
+    assert mcfg == res.model_config and enc.keys() == res.encoder_state.keys()
