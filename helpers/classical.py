@@ -43,11 +43,13 @@ Determinism: samples come from ``numpy`` generators seeded by ``(seed, chip id)`
 LightGBM ``seed=seed, deterministic=True, force_row_wise=True`` and a fixed thread count. Same seed and thread
 count → identical metrics (tested).
 
-Features of val/test chips are recomputed in every run unless a :class:`FeatureCache` is passed: computing them is
-cheap (see :mod:`helpers.features` and ``benchmarks/classical.py``) but a notebook runs four models x several seeds
-over the same chips, so an in-memory, byte-capped cache keyed by ``(dataset, root, chip, feature set,
-FEATURE_SET_VERSION)`` lets them share the work. An on-disk cache was measured and rejected: the ``aug`` matrix of
-one 512 x 512 chip is 53 MB, slower to write and re-read than to recompute.
+Features of val/test chips are recomputed in every run unless a :class:`FeatureCache` is passed. Computing them
+is cheap next to fitting and predicting (``benchmarks/classical.py``: ~0.2 s for the ``aug`` set of a 512 x 512
+chip vs seconds to predict it), but a notebook runs four models x several seeds over the same chips, so an
+in-memory, byte-capped cache keyed by ``(dataset, root, chip, feature set, FEATURE_SET_VERSION)`` lets them share
+reading and feature work. An on-disk cache was measured and not adopted: re-reading a chip's ``aug`` matrix from
+the page cache is ~10x faster than recomputing it, but that saves only a few per cent of a run while storing 53 MB
+per 512 x 512 chip (gigabytes per dataset).
 """
 
 from __future__ import annotations
@@ -408,6 +410,7 @@ class ClassicalRun:
         rows: The tidy results rows (val and test).
         model: The chosen fitted estimator (``RandomForestClassifier`` or ``lightgbm.Booster``).
         params: Its hyper-parameters (plus ``rounds`` for LightGBM).
+        chosen: The chosen candidate in words (also the first item of the rows' ``note``).
         search: One row per candidate: its parameters, val ``miou_macro`` and fit time.
         feature_names: Feature columns.
         importances: Per-feature importances of the chosen model (LightGBM gain, RF impurity decrease).
@@ -423,6 +426,7 @@ class ClassicalRun:
     rows: list[dict]
     model: object
     params: dict
+    chosen: str
     search: pd.DataFrame
     feature_names: list[str]
     importances: pd.Series
@@ -609,6 +613,7 @@ def run_classical(
         rows=rows,
         model=chosen.est,
         params={**chosen.params, "rounds": chosen.rounds},
+        chosen=chosen.describe(),
         search=pd.DataFrame(search),
         feature_names=train.feature_names,
         importances=pd.Series(imp, index=train.feature_names, name=imp_kind),

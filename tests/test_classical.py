@@ -1,4 +1,8 @@
+from pathlib import Path
+
+import nbformat
 import numpy as np
+import papermill
 import pytest
 
 from helpers import classical, results
@@ -194,3 +198,32 @@ def test_runs_on_layout_fixtures(fixture_roots, name, model, tmp_path):
     assert run.test_cm.sum() == sum((ds.read_arrays(c)[1] >= 0).sum() for c in ds.chip_ids("test"))
     assert np.isfinite(run.test_scores["oa"])
     assert results.has_run(name, model, 0, tmp_path / "r.csv")
+
+
+@pytest.mark.slow
+def test_notebook_quick_mode_on_fixtures(fixture_roots, tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    source = repo / "notebooks" / "02_classical_models.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    assert [c.metadata.get("tags", []) for c in nb.cells].count(["parameters"]) == 1
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed without outputs
+    data_dir = Path(fixture_roots["crop"]).parent
+    papermill.execute_notebook(
+        str(source),
+        str(tmp_path / "out.ipynb"),
+        parameters={
+            "dataset_names": ["crop"],
+            "data_dir": str(data_dir),
+            "seeds": [0],
+            "quick": True,
+            "results_path": str(tmp_path / "results.csv"),
+            "figures_dir": str(tmp_path / "figures"),
+        },
+        cwd=str(repo / "notebooks"),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    table = results.read(tmp_path / "results.csv")
+    assert set(table["model"]) == set(classical.MODELS) and set(table["dataset"]) == {"crop"}
+    for kind in ("lgbm_gain", "per_class_iou", "prediction_maps", "aug_gain"):
+        assert (tmp_path / "figures" / f"02_{kind}_crop.pdf").is_file()
