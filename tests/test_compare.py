@@ -1,0 +1,411 @@
+"""Tests for helpers.compare, on small synthetic results tables written through helpers.results.
+
+``make_results`` is imported by test_figures.py and test_tables.py too, so all three test the same table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import compare, metrics, results
+
+CLASSES = {
+    "sim-crop": ["corn", "soy", "forest"],
+    "sim-burn": ["not_burned", "burn_scar"],
+    "indian-pines-hls": ["corn", "grass", "woods"],
+    "sim-texture-0": ["a", "b"],
+    "sim-texture-1": ["a", "b"],
+}
+TASKS = {
+    "sim-crop": "crop",
+    "sim-burn": "burn",
+    "indian-pines-hls": "landcover",
+    "sim-texture-0": "texture",
+    "sim-texture-1": "texture",
+}
+#: model -> (family, pretraining, n_params)
+MODELS = {
+    "rf": ("classical", "none", np.nan),
+    "lgbm": ("classical", "none", np.nan),
+    "rf_aug": ("classical", "none", np.nan),
+    "lgbm_aug": ("classical", "none", np.nan),
+    "fcn": ("cnn", "none", 2e5),
+    "unet": ("cnn", "none", 5e5),
+    "prithvi_none": ("fm", "none", 3e6),
+    "prithvi_mae": ("fm", "mae-in-study", 3e6),
+    "prithvi_spectral": ("fm", "spectral-in-study", 3e6),
+    "galileo_nano": ("fm", "published", 1e6),
+}
+
+
+def _cm(accuracy: float, n_classes: int, n: int = 10_000) -> np.ndarray:
+    """A confusion matrix with the given per-class recall, errors spread evenly."""
+    per = n // n_classes
+    off = (1 - accuracy) / (n_classes - 1)
+    cm = np.full((n_classes, n_classes), off) + np.eye(n_classes) * (accuracy - off)
+    return np.round(cm * per).astype(np.int64)
+
+
+def base_accuracy(dataset: str, model: str) -> float:
+    """A deterministic, model- and dataset-dependent accuracy (not random: tests can reason about order)."""
+    family = MODELS[model][0]
+    texture = dataset in ("sim-burn", "sim-texture-1")
+    score = {"classical": 0.80, "cnn": 0.78, "fm": 0.76}[family]
+    if texture:
+        score = {"classical": 0.62, "cnn": 0.80, "fm": 0.79}[family]
+    score += 0.03 * model.endswith("_aug") + 0.01 * model.startswith("lgbm") + 0.01 * (model == "unet")
+    score += {"prithvi_spectral": 0.02, "prithvi_mae": 0.0, "galileo_nano": 0.01}.get(model, 0.0)
+    return score
+
+
+def make_results(path, seeds=(0, 1, 2), datasets=tuple(CLASSES), models=tuple(MODELS), with_not_run=True):
+    """Write a small synthetic table: every (dataset, model, seed), val and test, plus one not-run row."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for dataset in datasets:
+        for model in models:
+            family, pretraining, n_params = MODELS[model]
+            for seed in seeds:
+                ctx = dict(
+                    task=TASKS[dataset],
+                    dataset=dataset,
+                    model=model,
+                    family=family,
+                    pretraining=pretraining,
+                    weights="none",
+                    seed=seed,
+                    n_params=n_params,
+                    runtime_s=float(10 + 5 * list(MODELS).index(model) + seed),
+                )
+                for split, shift in (("val", 0.01), ("test", 0.0)):
+                    acc = base_accuracy(dataset, model) + shift + rng.normal(0, 0.004)
+                    s = metrics.scores(_cm(acc, len(CLASSES[dataset])))
+                    rows += results.score_rows(s, split=split, class_names=CLASSES[dataset], context=ctx)
+    results.write_run(rows, path)  # many runs in one atomic write
+    if with_not_run:
+        ctx = dict(
+            task="burn",
+            dataset="sim-burn",
+            model="prithvi_published",
+            family="fm",
+            pretraining="published",
+            weights="Prithvi_100M.pt",
+            seed=0,
+        )
+        results.write_run([results.not_run_row("weights file not supplied", ctx)], path)
+    return results.read(path)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return make_results(tmp_path_factory.mktemp("res") / "results.csv")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bootstrap
+
+
+def test_interval_contains_mean_and_is_seeded():
+    rng = np.random.default_rng(1)
+    for n in (2, 3, 5, 20):
+        for _ in range(20):
+            v = rng.normal(0.6, 0.05, n)
+            mean, lo, hi = compare.bootstrap_ci(v, n_boot=500, seed=3)
+            assert mean == pytest.approx(v.mean())
+            assert lo <= mean <= hi and lo < hi
+    v = rng.normal(size=5)
+    assert compare.bootstrap_ci(v, seed=1) == compare.bootstrap_ci(v, seed=1)
+    assert compare.bootstrap_ci(v, seed=1) != compare.bootstrap_ci(v, seed=2)
+
+
+def test_interval_shrinks_with_more_seeds():
+    from scipy.stats import norm
+
+    widths = []
+    for n in (3, 10, 30, 100):
+        v = 0.7 + 0.05 * norm.ppf((np.arange(n) + 0.5) / n)  # same spread, more seeds
+        _, lo, hi = compare.bootstrap_ci(v, n_boot=4000, seed=0)
+        widths.append(hi - lo)
+    assert all(a > b for a, b in zip(widths, widths[1:], strict=False)), widths
+    assert widths[-1] < widths[0] / 3
+
+
+def test_degenerate_cases_are_explicit():
+    assert compare.bootstrap_ci([0.4]) == (0.4, *(2 * [pytest.approx(np.nan, nan_ok=True)]))
+    mean, lo, hi = compare.bootstrap_ci([0.4])
+    assert mean == 0.4 and np.isnan(lo) and np.isnan(hi)
+    assert all(np.isnan(compare.bootstrap_ci([])))
+    assert compare.bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3, 0.3)
+    assert compare.bootstrap_ci([0.2, np.nan, 0.4], n_boot=200)[0] == pytest.approx(0.3)
+
+
+def test_grouped_bootstrap_matches_single_and_ignores_row_order():
+    rng = np.random.default_rng(0)
+    long = pd.DataFrame(
+        {
+            "g": np.repeat(["a", "b", "c"], [3, 3, 4]),
+            "seed": [0, 1, 2, 0, 1, 2, 0, 1, 2, 3],
+            "value": rng.random(10),
+        }
+    )
+    out = compare.bootstrap_groups(long, ["g"], n_boot=300, seed=5).set_index("g")
+    for g, part in long.groupby("g"):
+        mean, lo, hi = compare.bootstrap_ci(part.sort_values("seed")["value"], n_boot=300, seed=5)
+        assert out.loc[g, "mean"] == pytest.approx(mean)
+        assert (out.loc[g, "lo"], out.loc[g, "hi"]) == pytest.approx((lo, hi))
+    shuffled = compare.bootstrap_groups(long.sample(frac=1, random_state=1), ["g"], n_boot=300, seed=5)
+    pd.testing.assert_frame_equal(out.reset_index(), shuffled)
+    # adding a group does not move the others' intervals
+    more = pd.concat([long, pd.DataFrame({"g": ["d"] * 3, "seed": [0, 1, 2], "value": [0.1, 0.5, 0.9]})])
+    out2 = compare.bootstrap_groups(more, ["g"], n_boot=300, seed=5).set_index("g")
+    pd.testing.assert_frame_equal(out2.loc[["a", "b", "c"]], out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# aggregation, selection, gains
+
+
+def test_aggregate_means_match_table(table):
+    agg = compare.aggregate(table, metrics=["miou_macro"], n_boot=200)
+    ok = table[(table["status"] == "ok") & (table["metric"] == "miou_macro")]
+    expected = ok.groupby(["dataset", "model", "split"])["value"].mean()
+    got = agg.set_index(["dataset", "model", "split"])["mean"]
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
+    assert (agg["n"] == 3).all()
+    assert (agg["lo"] <= agg["mean"]).all() and (agg["mean"] <= agg["hi"]).all()
+    assert "prithvi_published" not in set(agg["model"])  # not-run rows are never numbers
+    assert agg["runtime_s"].notna().all()
+
+
+def test_not_run_listed_with_reason(table):
+    nr = compare.not_run(table)
+    assert nr[["dataset", "model", "reason"]].values.tolist() == [
+        ["sim-burn", "prithvi_published", "weights file not supplied"]
+    ]
+
+
+def test_selection_uses_validation_not_test(tmp_path):
+    # model "a" is best on val, "b" best on test: the selection must pick "a" and report a's test score
+    path = tmp_path / "r.csv"
+    for model, val, test in (("rf", 0.9, 0.5), ("lgbm", 0.8, 0.95)):
+        for seed in range(3):
+            ctx = dict(task="flood", dataset="sim-flood", model=model, family="classical", seed=seed)
+            rows = []
+            for split, v in (("val", val), ("test", test)):
+                s = metrics.scores(_cm(v + 0.01 * seed, 2))
+                rows += results.score_rows(s, split=split, class_names=["x", "y"], context=ctx)
+            results.write_run(rows, path)
+    df = results.read(path)
+    agg = compare.aggregate(df, metrics=["miou_macro"], n_boot=100)
+    best = compare.select_best(agg)
+    assert best["model"].tolist() == ["rf"]
+    rf_test = agg[(agg["model"] == "rf") & (agg["split"] == "test")]["mean"].iloc[0]
+    assert best["mean"].iloc[0] == pytest.approx(rf_test)
+
+
+def test_model_without_val_rows_cannot_be_selected(tmp_path):
+    path = tmp_path / "r.csv"
+    for model, splits in (("rf", ("val", "test")), ("lgbm", ("test",))):
+        rows = []
+        for split in splits:
+            s = metrics.scores(_cm(0.9 if model == "lgbm" else 0.6, 2))
+            ctx = dict(task="flood", dataset="sim-flood", model=model, family="classical", seed=0)
+            rows += results.score_rows(s, split=split, class_names=["x", "y"], context=ctx)
+        results.write_run(rows, path)
+    best = compare.select_best(compare.aggregate(results.read(path), n_boot=50))
+    assert best["model"].tolist() == ["rf"] and best["unselectable"].tolist() == ["lgbm"]
+
+
+def test_best_per_family(table):
+    agg = compare.aggregate(table, metrics=["miou_macro"], n_boot=200)
+    best = compare.select_best(agg)
+    burn = best[best["dataset"] == "sim-burn"].set_index("family")["model"].to_dict()
+    assert burn == {"classical": "lgbm_aug", "cnn": "unet", "fm": "prithvi_spectral"}
+    assert len(best) == len(CLASSES) * 3
+
+
+def test_texture_gains_are_paired_differences(table):
+    gains = compare.texture_gains(table, n_boot=200)
+    agg_rows = gains[gains["class"] == ""]
+    assert set(agg_rows["comparison"]) == {"rf_aug − rf", "lgbm_aug − lgbm", "best CNN − best classical"}
+    t = table[(table["split"] == "test") & (table["metric"] == "miou_macro")].set_index(
+        ["dataset", "model", "seed"]
+    )
+    row = agg_rows[(agg_rows["dataset"] == "sim-crop") & (agg_rows["comparison"] == "rf_aug − rf")].iloc[0]
+    diff = (t.loc["sim-crop", "rf_aug"]["value"] - t.loc["sim-crop", "rf"]["value"]).mean()
+    assert row["mean"] == pytest.approx(diff) and row["n"] == 3
+    cnn = agg_rows[
+        (agg_rows["dataset"] == "sim-burn") & (agg_rows["comparison"] == "best CNN − best classical")
+    ]
+    assert cnn[["model_a", "model_b"]].values.tolist() == [["unet", "lgbm_aug"]]
+    assert cnn["lo"].iloc[0] > 0  # texture helps on the burn analogue in this table
+    per_class = gains[(gains["class"] != "") & (gains["dataset"] == "sim-crop")]
+    assert set(per_class["class"]) == set(CLASSES["sim-crop"]) and set(per_class["metric"]) == {"iou"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# findings
+
+
+def _write_scores(path, dataset, task, model, family, values, pretraining="none", splits=("val", "test")):
+    """Rows whose miou_macro equals ``values[seed]`` exactly (per-class IoU all equal to it)."""
+    rows = []
+    for seed, v in enumerate(values):
+        ctx = dict(task=task, dataset=dataset, model=model, family=family, pretraining=pretraining, seed=seed)
+        s = {
+            "iou": np.array([v, v]),
+            "f1": np.array([v, v]),
+            "precision": np.array([v, v]),
+            "recall": np.array([v, v]),
+            "miou_macro": v,
+            "f1_macro": v,
+            "iou_micro": v,
+            "oa": v,
+        }
+        for split in splits:
+            rows += results.score_rows(s, split=split, class_names=["x", "y"], context=ctx)
+        results.write_run(rows, path)
+        rows = []
+
+
+def _verdict(f, claim, dataset):
+    return f[(f["claim"] == claim) & (f["dataset"] == dataset)]["verdict"].iloc[0]
+
+
+def test_claim1_holds_when_classical_clearly_better(tmp_path):
+    p = tmp_path / "r.csv"
+    _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.90, 0.91, 0.92])
+    _write_scores(p, "sim-flood", "flood", "unet", "cnn", [0.85, 0.86, 0.87])
+    _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 1, "sim-flood") == compare.HOLDS
+    assert "lgbm 91.0 [" in f[f["claim"] == 1]["evidence"].iloc[0]
+    assert _verdict(f, 2, "sim-flood") == compare.NOT_APPLICABLE  # flood is not a texture task
+    assert _verdict(f, 3, "sim-flood") == compare.MISSING  # no spectral-pretext row
+
+
+def test_claim1_inconclusive_when_intervals_overlap_and_fails_when_fm_better(tmp_path):
+    p = tmp_path / "r.csv"
+    _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.80, 0.85, 0.90])
+    _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.82, 0.86, 0.88], "mae-in-study")
+    _write_scores(p, "sim-crop", "crop", "lgbm", "classical", [0.60, 0.61, 0.62])
+    _write_scores(p, "sim-crop", "crop", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
+    assert _verdict(f, 1, "sim-crop") == compare.FAILS
+
+
+def test_single_seed_is_inconclusive(tmp_path):
+    p = tmp_path / "r.csv"
+    _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.95])
+    _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.50], "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
+    assert "no interval: 1 seed" in f[f["claim"] == 1]["evidence"].iloc[0]
+
+
+def test_claim2_holds_partly_and_fails(tmp_path):
+    p = tmp_path / "r.csv"
+    # sim-burn: DL clearly above classical, FM and CNN overlap -> holds
+    _write_scores(p, "sim-burn", "burn", "lgbm_aug", "classical", [0.60, 0.61, 0.62])
+    _write_scores(p, "sim-burn", "burn", "unet", "cnn", [0.80, 0.82, 0.84])
+    _write_scores(p, "sim-burn", "burn", "prithvi_mae", "fm", [0.81, 0.83, 0.85], "mae-in-study")
+    # sim-texture-1: DL above classical but FM clearly below CNN -> partly
+    _write_scores(p, "sim-texture-1", "texture", "lgbm", "classical", [0.50, 0.51, 0.52])
+    _write_scores(p, "sim-texture-1", "texture", "unet", "cnn", [0.90, 0.91, 0.92])
+    _write_scores(p, "sim-texture-1", "texture", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
+    # sim-texture-0.5: classical clearly above -> does not hold
+    _write_scores(p, "sim-texture-0.5", "texture", "lgbm", "classical", [0.90, 0.91, 0.92])
+    _write_scores(p, "sim-texture-0.5", "texture", "unet", "cnn", [0.70, 0.71, 0.72])
+    _write_scores(p, "sim-texture-0.5", "texture", "prithvi_mae", "fm", [0.60, 0.61, 0.62], "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 2, "sim-burn") == compare.HOLDS
+    assert _verdict(f, 2, "sim-texture-1") == compare.PARTLY
+    assert _verdict(f, 2, "sim-texture-0.5") == compare.FAILS
+    assert _verdict(f, 1, "sim-burn") == compare.NOT_APPLICABLE
+
+
+def test_claim3_direction_depends_on_setting(tmp_path):
+    p = tmp_path / "r.csv"
+    for ds, task, spec, mae in (
+        ("sim-texture-0", "texture", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72]),  # spectral task: spectral wins
+        ("sim-texture-1", "texture", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72]),  # texture task: MAE wins
+        ("sim-flood", "flood", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72]),  # spectral task, MAE wins: fails
+        ("indian-pines-hls", "landcover", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72]),
+    ):
+        _write_scores(p, ds, task, "prithvi_spectral", "fm", spec, "spectral-in-study")
+        _write_scores(p, ds, task, "prithvi_mae", "fm", mae, "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 3, "sim-texture-0") == compare.HOLDS
+    assert _verdict(f, 3, "sim-texture-1") == compare.HOLDS
+    assert _verdict(f, 3, "sim-flood") == compare.FAILS
+    assert _verdict(f, 3, "indian-pines-hls") == compare.NOT_APPLICABLE
+    assert _verdict(f, 1, "sim-flood") == compare.MISSING
+
+
+def test_findings_on_full_table(table):
+    f = compare.findings(table, n_boot=200)
+    assert len(f) == 3 * len(CLASSES)
+    assert _verdict(f, 2, "sim-burn") == compare.HOLDS  # DL ≈ 0.8 vs classical ≈ 0.65, FM ≈ CNN
+    assert _verdict(f, 1, "sim-crop") == compare.HOLDS  # classical ≈ 0.84 vs FM ≈ 0.78
+    assert (
+        f["verdict"]
+        .isin(
+            [
+                compare.HOLDS,
+                compare.FAILS,
+                compare.PARTLY,
+                compare.INCONCLUSIVE,
+                compare.MISSING,
+                compare.NOT_APPLICABLE,
+            ]
+        )
+        .all()
+    )
+    assert compare.findings_date(table) != "unknown date"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# missing results
+
+
+def test_missing_results_name_the_notebook(table, tmp_path):
+    compare.require_results(table, ["sim-crop", "sim-burn"])  # complete: no error
+    assert compare.check_results(table, ["sim-crop"]).empty
+    only_classical = table[table["family"] == "classical"]
+    missing = compare.check_results(only_classical, ["sim-crop"])
+    assert missing["family"].tolist() == ["cnn", "fm"]
+    with pytest.raises(compare.MissingResultsError, match=r"no cnn rows.*03_") as err:
+        compare.require_results(only_classical, ["sim-crop", "sim-flood"], results_path="x/results.csv")
+    msg = str(err.value)
+    assert "sim-flood: no classical rows" in msg and "02_" in msg and "04_" in msg and "x/results.csv" in msg
+    with pytest.raises(compare.MissingResultsError, match="02_"):
+        compare.require_results(results.read(tmp_path / "absent.csv"), ["sim-crop"])
+
+
+def test_not_run_family_counts_as_present(table):
+    # sim-burn has a not-run FM row; drop the FM scores: the family ran but produced no numbers -> not missing
+    burn = table[(table["dataset"] == "sim-burn") & ((table["family"] != "fm") | (table["status"] != "ok"))]
+    assert compare.check_results(burn, ["sim-burn"]).empty
+
+
+def test_texture_names_and_ordering():
+    assert compare.texture_knob("sim-texture-0.25") == 0.25 and compare.texture_knob("sim-crop") is None
+    names = ["sim-texture-1", "sim-texture-0.5", "sim-crop", "crop", "sim-texture-0"]
+    assert compare.ordered_datasets(names) == [
+        "crop",
+        "sim-crop",
+        "sim-texture-0",
+        "sim-texture-0.5",
+        "sim-texture-1",
+    ]
+    assert compare.texture_datasets(names, [0.0, 1.0]) == ["sim-texture-0", "sim-texture-1"]
+    assert compare.texture_dataset_names([0.0, 0.25], known=["sim-texture-0"]) == [
+        "sim-texture-0",
+        "sim-texture-0.25",
+    ]
+    assert compare.dataset_setting("sim-texture-0", "texture") == "spectral"
+    assert compare.dataset_setting("burn_scars", "burn") == "texture"
+    assert compare.dataset_setting("indian-pines-hls", "landcover") == "unknown"
