@@ -230,8 +230,10 @@ def test_texture_gains_are_paired_differences(table):
     gains = compare.texture_gains(table, n_boot=200)
     agg_rows = gains[gains["class"] == ""]
     assert set(agg_rows["comparison"]) == {"rf_aug − rf", "lgbm_aug − lgbm", "best CNN − best classical"}
-    t = table[(table["split"] == "test") & (table["metric"] == "miou_macro")].set_index(
-        ["dataset", "model", "seed"]
+    t = (
+        table[(table["split"] == "test") & (table["metric"] == "miou_macro")]
+        .set_index(["dataset", "model", "seed"])
+        .sort_index()
     )
     row = agg_rows[(agg_rows["dataset"] == "sim-crop") & (agg_rows["comparison"] == "rf_aug − rf")].iloc[0]
     diff = (t.loc["sim-crop", "rf_aug"]["value"] - t.loc["sim-crop", "rf"]["value"]).mean()
