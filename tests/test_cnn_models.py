@@ -123,3 +123,13 @@ def test_build_model_by_name_and_seeded_init():
     b = cnn.build_model("deeplabv3plus", 6, 2, aspp_channels=32)
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert cnn.model_size_mb(a) > cnn.count_parameters(a) * 4 / 2**20  # buffers are stored too
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_initial_loss_is_near_uniform_guess(name):
+    # Classifier init keeps the logits small: the loss starts near the uniform guess log K (He init: several x).
+    torch.manual_seed(0)
+    model = cnn.build_model(name, 18, 13)
+    logits = model(torch.rand(2, 18, 64, 64) * 0.4)
+    loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 13, (2, 64, 64)))
+    assert loss.item() == pytest.approx(float(torch.log(torch.tensor(13.0))), rel=0.25)

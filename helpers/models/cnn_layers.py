@@ -112,3 +112,13 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def init_classifier(conv: nn.Conv2d) -> None:
+    """Re-initialise a final 1x1 classifier with PyTorch's default (uniform, bound ``1/sqrt(fan_in)``).
+
+    He initialisation assumes a ReLU after the layer; on the logits it gives initial losses several times
+    ``log(num_classes)``. Near-zero init (FCN's choice with SGD) fixes the loss but starves the features of
+    gradient for the first epochs. The LeCun-scaled default starts near ``log(num_classes)`` and learns fast.
+    """
+    conv.reset_parameters()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_weights, resize_to
+from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_classifier, init_weights, resize_to
 
 
 class BasicBlock(nn.Module):
@@ -124,6 +124,7 @@ class DeepLabV3Plus(nn.Module):
         )
         self.classifier = nn.Conv2d(aspp_channels, num_classes, 1)
         self.apply(init_weights)
+        init_classifier(self.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map reflectance ``[B, C, H, W]`` to class logits ``[B, num_classes, H, W]``."""

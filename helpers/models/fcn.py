@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_weights, resize_to
+from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_classifier, init_weights, resize_to
 
 
 class FCN(nn.Module):
@@ -69,6 +69,8 @@ class FCN(nn.Module):
         self.score_pool4 = nn.Conv2d(widths[3], num_classes, 1)
         self.score_pool3 = nn.Conv2d(widths[2], num_classes, 1)
         self.apply(init_weights)
+        for score in (self.score_head, self.score_pool4, self.score_pool3):
+            init_classifier(score)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map reflectance ``[B, C, H, W]`` to class logits ``[B, num_classes, H, W]``."""

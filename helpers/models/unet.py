@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_weights
+from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_classifier, init_weights
 
 
 def _double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -67,6 +67,7 @@ class UNet(nn.Module):
             self.dec.append(_double_conv(2 * w_lo, w_lo))
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
         self.apply(init_weights)
+        init_classifier(self.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map reflectance ``[B, C, H, W]`` to class logits ``[B, num_classes, H, W]``."""
