@@ -1,0 +1,445 @@
+"""Transformer / foundation-model rows of the run matrix: in-study Prithvi-arch, ViT, SegFormer, Prithvi-100M.
+
+The real Prithvi-100M row runs only when the user supplies its file.
+
+Every row is fine-tuned by the shared loop (:func:`helpers.train.run`, the same loss, schedule, crops, validation
+selection and sliding-window inference as the CNNs) and written to the results table with its ``pretraining`` and
+``weights`` columns. The rows, by name:
+
+=====================================  ==================  ===================================================
+model                                  pretraining         what it is
+=====================================  ==================  ===================================================
+``prithvi_arch_small_random``          none                small Prithvi-architecture model, random init, fine-tuned
+``prithvi_arch_small_mae``             mae-in-study        same, MAE-pretrained on the task's training imagery
+``prithvi_arch_small_spectral``        spectral-in-study   same, spectral-pretext-pretrained on the same imagery
+``prithvi_arch_small_<p>_probe``       as ``<p>``          the same encoders frozen, linear probe on the tokens
+``vit``                                none                plain ViT-seg from scratch (no RS weights exist offline)
+``segformer``                          none                SegFormer MiT-b0 from scratch (idem)
+``prithvi_100m``                       published           the real ``Prithvi_100M.pt``, fine-tuned (user file)
+=====================================  ==================  ===================================================
+
+"prithvi-arch (small, in-study pretraining)" is *not* Prithvi-100M: it is the same architecture with about 30x fewer
+encoder parameters, pretrained here for minutes on the study's own data, and every row's ``note`` says so. A ``_pooled``
+suffix marks encoders pretrained on the pooled single-date imagery of several tasks.
+
+Pretraining runs once per (dataset or pool, pretext) with ``settings.pretrain_seed`` and is shared by every
+fine-tuning seed, like a published checkpoint would be; it is cached by :mod:`helpers.pretrain`. Its wall time is
+stated in each row's note (``runtime_s`` covers fine-tuning and evaluation only).
+
+Without the Prithvi-100M file the ``prithvi_100m`` row is a ``not_run`` row with the reason; it is never filled with
+another model's numbers. The device is picked automatically (CUDA when available).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from helpers import pretrain as PT
+from helpers import results, train
+from helpers.models import prithvi as P
+from helpers.models.segformer import SegFormer
+from helpers.models.vit import ViTSegmenter
+
+PREFIX = "prithvi_arch_small"
+PUBLISHED = "prithvi_100m"
+#: Where the published file is looked for when ``prithvi_checkpoint`` is not given: ``$FM_WEIGHTS_DIR/<this>``.
+PUBLISHED_RELPATH = Path("prithvi_100m") / "Prithvi_100M.pt"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One in-study Prithvi-architecture row: which encoder weights, and full fine-tuning or a linear probe."""
+
+    pretraining: str  # "none" | "mae-in-study" | "spectral-in-study"
+    pretext: str | None  # None (random init) | "mae" | "spectral"
+    probe: bool
+
+
+VARIANTS: dict[str, Variant] = {
+    f"{PREFIX}_random": Variant("none", None, False),
+    f"{PREFIX}_mae": Variant("mae-in-study", "mae", False),
+    f"{PREFIX}_spectral": Variant("spectral-in-study", "spectral", False),
+    f"{PREFIX}_random_probe": Variant("none", None, True),
+    f"{PREFIX}_mae_probe": Variant("mae-in-study", "mae", True),
+    f"{PREFIX}_spectral_probe": Variant("spectral-in-study", "spectral", True),
+}
+
+#: Every FM row of the default matrix, in table order.
+DEFAULT_MODELS: tuple[str, ...] = (*VARIANTS, "vit", "segformer", PUBLISHED)
+
+
+def _finetune_defaults() -> dict:
+    return {
+        "epochs": 20,
+        "batch_size": 8,
+        "lr": 5e-4,
+        "weight_decay": 0.05,
+        "warmup": 1.0,
+        "crop_size": 64,
+        "patience": 5,
+    }
+
+
+@dataclass(frozen=True)
+class FMSettings:
+    """Everything that sizes the FM rows (defaults fit the study's CPU budget; :func:`quick_settings` for CI).
+
+    Attributes:
+        pretrain: In-study pretraining settings (model size, pretext budgets; pretext itself is per variant).
+        pretrain_seed: Seed of the (shared) pretraining runs.
+        finetune: :func:`helpers.train.fit` settings of every fully fine-tuned row (same for all inits, so the
+            in-study rows differ only in their starting weights).
+        probe_lr: Learning rate of the linear probes (only a 1×1 classifier and a BatchNorm train).
+        neck_dim: Width of the small model's tokens-to-map neck (the official configs use ``embed_dim * T``; a
+            narrower neck keeps the full-resolution transposed convolutions affordable on CPU).
+        head_channels: FCN head width of the small model (official: 256).
+        vit: Extra :class:`~helpers.models.vit.ViTSegmenter` arguments.
+        segformer: Extra :class:`~helpers.models.segformer.SegFormer` arguments.
+        published_lr: Fine-tuning learning rate of the real Prithvi-100M (official configs: 1.3e-5 to 1.5e-5
+            over ~80 epochs of 3k chips; our budget is far fewer steps, hence higher).
+        published_crop_size: Crop/window size of the real Prithvi-100M (``None``: ``finetune['crop_size']``;
+            224 is Prithvi's native tile and suits a GPU).
+        num_threads: CPU threads for pretraining and fine-tuning (``None``: all cores this process may use).
+        published_config: Architecture of the supplied checkpoint (``None``: inferred from its tensor shapes,
+            which works for the published Prithvi files).
+    """
+
+    pretrain: PT.PretrainConfig = field(default_factory=PT.PretrainConfig)
+    pretrain_seed: int = 0
+    finetune: dict = field(default_factory=_finetune_defaults)
+    probe_lr: float = 5e-3
+    neck_dim: int = 64
+    head_channels: int = 64
+    vit: dict = field(default_factory=dict)
+    segformer: dict = field(default_factory=dict)
+    published_lr: float = 1e-4
+    published_crop_size: int | None = None
+    published_config: P.PrithviConfig | None = None
+    num_threads: int | None = None
+
+    def fit_kwargs(self, **overrides) -> dict:
+        """Fine-tuning settings for :func:`helpers.train.run` (with ``num_threads`` when set)."""
+        kw = {**self.finetune, **overrides}
+        if self.num_threads is not None:
+            kw["num_threads"] = self.num_threads
+        return kw
+
+
+def quick_settings() -> FMSettings:
+    """Quick mode (tests, CI): a tiny model, one or two epochs; proves the code path, not the science."""
+    tiny = P.PRITHVI_SMALL.replace(
+        embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
+    )
+    return FMSettings(
+        pretrain=PT.PretrainConfig(model=tiny, crop_size=32, epochs=2, crops_per_chip=2, batch_size=8),
+        finetune={**_finetune_defaults(), "epochs": 2, "patience": None, "crop_size": 32},
+        neck_dim=16,
+        head_channels=16,
+        vit={"embed_dim": 32, "depth": 2, "num_heads": 2, "head_channels": 16},
+        segformer={
+            "embed_dims": (16, 32, 48, 64),
+            "num_heads": (1, 2, 3, 4),
+            "depths": (1, 1, 1, 1),
+            "decoder_dim": 32,
+        },
+    )
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else CPU (set ``CUBLAS_WORKSPACE_CONFIG`` for deterministic cuBLAS first)."""
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------- in-study Prithvi
+def pretrain_for(
+    ds,
+    pretext: str,
+    settings: FMSettings,
+    *,
+    cache_dir: str | os.PathLike = "cache",
+    pretrain_on: Sequence | None = None,
+    progress: bool = True,
+) -> PT.PretrainResult:
+    """The (cached) pretraining a variant starts from: on ``ds``'s training imagery, or on a pool of datasets.
+
+    Pooled pretraining (``pretrain_on``: several datasets) uses single dates, so tasks with 1 and 3 dates pool.
+    """
+    cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
+    data = list(pretrain_on) if pretrain_on is not None else [ds]
+    return PT.pretrain(
+        data,
+        cfg,
+        seed=settings.pretrain_seed,
+        cache_dir=cache_dir,
+        device=pick_device(),
+        num_threads=settings.num_threads,
+        progress=progress,
+    )
+
+
+def run_prithvi_small(
+    ds,
+    seed: int,
+    variant: str,
+    *,
+    settings: FMSettings | None = None,
+    pretrain_on: Sequence | None = None,
+    results_path: str | os.PathLike = results.DEFAULT_PATH,
+    runs_dir: str | os.PathLike = "runs",
+    cache_dir: str | os.PathLike = "cache",
+    force: bool = False,
+    progress: bool = True,
+) -> train.RunOutcome:
+    """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
+
+    Args:
+        ds: Dataset (``helpers.datasets`` API).
+        seed: Fine-tuning seed (head initialisation, crops, dropout).
+        variant: A key of :data:`VARIANTS`.
+        settings: Sizes and budgets (default :class:`FMSettings`).
+        pretrain_on: Pretrain on these datasets pooled (single dates) instead of ``ds`` alone; the model name
+            gets a ``_pooled`` suffix.
+        results_path: Results table.
+        runs_dir: Fine-tuning checkpoints.
+        cache_dir: Pretraining cache.
+        force: Retrain even if the row exists.
+        progress: tqdm bars.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    settings = settings or FMSettings()
+    v = VARIANTS[variant]
+    name = variant + ("_pooled" if pretrain_on is not None and v.pretext else "")
+    if not force and results.has_run(ds.name, name, seed, results_path):
+        return train.RunOutcome(train.run_dir(runs_dir, ds.name, name, seed), True, [], None)
+    ft = settings.fit_kwargs()
+    crop = ft["crop_size"]
+    cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
+    pre, weights, pre_note = None, "random-init", ""
+    if v.pretext:
+        pre = pretrain_for(
+            ds, v.pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
+        )
+        pool = "+".join(sorted({d.name for d in pretrain_on})) if pretrain_on is not None else ds.name
+        weights = f"in-study {v.pretext} pretraining on {pool} train imagery (key {pre.key})"
+        pre_note = (
+            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, shared by all seeds (cached)"
+        )
+    device = pick_device()
+
+    def make_model() -> nn.Module:
+        model = P.PrithviSegmenter(
+            ds.num_classes,
+            ds.n_times,
+            cfg,
+            neck_dim=settings.neck_dim,
+            head_channels=settings.head_channels,
+            head="linear" if v.probe else "fcn",
+        )
+        if pre is not None:
+            model.load_encoder_state(pre.encoder_state, pre.model_config)
+        if v.probe:
+            model.freeze_encoder()
+        return model.to(device)
+
+    if v.probe:
+        ft["lr"] = settings.probe_lr
+    c = settings.pretrain.model
+    origin = "in-study pretraining" if v.pretext else "random init"
+    note = (
+        f"prithvi-arch (small, {origin}) - NOT Prithvi-100M: embed {c.embed_dim}, depth {c.depth}, "
+        f"patch {c.patch_size}, {ds.n_times} frame(s)"
+        + (
+            "; frozen encoder, linear probe (BatchNorm + 1x1 conv on tokens, bilinear upsampling)"
+            if v.probe
+            else ""
+        )
+        + pre_note
+    )
+    return train.run(
+        ds,
+        name,
+        make_model,
+        seed=seed,
+        family="fm",
+        pretraining=v.pretraining,
+        weights=weights,
+        note=note,
+        force=force,
+        progress=progress,
+        results_path=results_path,
+        runs_dir=runs_dir,
+        **ft,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- ViT, SegFormer
+def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train.RunOutcome:
+    """Plain ViT-seg from scratch (``kw``: results_path, runs_dir, force, progress)."""
+    settings = settings or FMSettings()
+    crop = settings.finetune["crop_size"]
+    device = pick_device()
+
+    def make_model() -> nn.Module:
+        return ViTSegmenter(ds.n_channels, ds.num_classes, img_size=crop, **settings.vit).to(device)
+
+    note = "plain ViT-seg from scratch (no pretrained weights for 6/18-band input exist offline)"
+    return _run_scratch(ds, seed, "vit", make_model, settings, note, **kw)
+
+
+def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train.RunOutcome:
+    """SegFormer (MiT-b0 widths) from scratch (``kw``: results_path, runs_dir, force, progress)."""
+    settings = settings or FMSettings()
+    device = pick_device()
+
+    def make_model() -> nn.Module:
+        return SegFormer(ds.n_channels, ds.num_classes, **settings.segformer).to(device)
+
+    note = "SegFormer (MiT-b0-like) from scratch (ImageNet weights neither obtainable offline nor 6/18-band)"
+    return _run_scratch(ds, seed, "segformer", make_model, settings, note, **kw)
+
+
+def _run_scratch(ds, seed, name, make_model, settings, note, **kw) -> train.RunOutcome:
+    kw.pop("cache_dir", None)
+    return train.run(
+        ds,
+        name,
+        make_model,
+        seed=seed,
+        family="fm",
+        pretraining="none",
+        weights="random-init",
+        note=note,
+        **kw,
+        **settings.fit_kwargs(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- real Prithvi-100M
+def find_published_checkpoint(prithvi_checkpoint: str | os.PathLike | None = None) -> Path | None:
+    """The user's ``Prithvi_100M.pt``: the explicit path, else ``$FM_WEIGHTS_DIR/prithvi_100m/Prithvi_100M.pt``."""
+    if prithvi_checkpoint:
+        return Path(prithvi_checkpoint)
+    env = os.environ.get("FM_WEIGHTS_DIR")
+    if env and (Path(env) / PUBLISHED_RELPATH).is_file():
+        return Path(env) / PUBLISHED_RELPATH
+    return None
+
+
+def run_prithvi_published(
+    ds,
+    seed: int,
+    prithvi_checkpoint: str | os.PathLike | None = None,
+    *,
+    settings: FMSettings | None = None,
+    results_path: str | os.PathLike = results.DEFAULT_PATH,
+    runs_dir: str | os.PathLike = "runs",
+    force: bool = False,
+    progress: bool = True,
+    **_ignored,
+) -> train.RunOutcome:
+    """Fine-tune the real Prithvi-100M when its file is supplied; otherwise write a ``not_run`` row saying why.
+
+    A supplied path that does not exist gives a ``not_run`` row naming it; a file that exists but is truncated or
+    not a Prithvi checkpoint raises :class:`~helpers.models.prithvi.PrithviCheckpointError` (the user asked for
+    that file, so a silent skip would hide their mistake).
+    """
+    settings = settings or FMSettings()
+    path = find_published_checkpoint(prithvi_checkpoint)
+    context = {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": bool(getattr(ds, "simulated", False)),
+        "model": PUBLISHED,
+        "family": "fm",
+        "pretraining": "published",
+        "weights": "Prithvi_100M.pt",
+        "seed": seed,
+    }
+    if path is None or not path.is_file():
+        where = f"{path} does not exist" if path is not None else "no file was given"
+        reason = (
+            f"Prithvi_100M.pt not available ({where}): download it from huggingface.co/ibm-nasa-geospatial/"
+            "Prithvi-EO-1.0-100M (formerly Prithvi-100M) and pass prithvi_checkpoint=<path> (or put it at "
+            "$FM_WEIGHTS_DIR/prithvi_100m/Prithvi_100M.pt)"
+        )
+        if force or not results.has_run(ds.name, PUBLISHED, seed, results_path):
+            row = results.not_run_row(reason, context)
+            results.write_run([row], results_path)
+            return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), False, [row], None)
+        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
+    if not force and results.has_run(ds.name, PUBLISHED, seed, results_path):
+        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
+    ft = settings.fit_kwargs(lr=settings.published_lr)
+    ft["crop_size"] = settings.published_crop_size or ft["crop_size"]
+    mae, info = P.load_prithvi_checkpoint(path, config=settings.published_config)  # checked before training
+    device = pick_device()
+
+    def make_model() -> nn.Module:
+        # official fine-tuning head: neck width embed_dim * T, FCN head of 256 channels
+        seg = P.segmenter_from_mae(
+            mae, ds.num_classes, ds.n_times, img_size=ft["crop_size"], head_channels=256
+        )
+        return seg.to(device)
+
+    note = (
+        f"real Prithvi-100M ({info['layout']} layout, {info['n_params'] / 1e6:.1f} M values in the file), fine-tuned "
+        f"with official neck/FCN head; lr {ft['lr']:g}, crop {ft['crop_size']} (official: 224, ~80 epochs)"
+    )
+    return train.run(
+        ds,
+        PUBLISHED,
+        make_model,
+        seed=seed,
+        family="fm",
+        pretraining="published",
+        weights=f"{path.name} sha256:{info['sha256'][:16]}",
+        note=note,
+        force=force,
+        progress=progress,
+        results_path=results_path,
+        runs_dir=runs_dir,
+        **ft,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- all rows
+def run_fm_rows(
+    ds,
+    seed: int,
+    *,
+    models: Sequence[str] = DEFAULT_MODELS,
+    settings: FMSettings | None = None,
+    prithvi_checkpoint: str | os.PathLike | None = None,
+    results_path: str | os.PathLike = results.DEFAULT_PATH,
+    runs_dir: str | os.PathLike = "runs",
+    cache_dir: str | os.PathLike = "cache",
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, train.RunOutcome]:
+    """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table)."""
+    unknown = set(models) - set(DEFAULT_MODELS)
+    if unknown:
+        raise ValueError(f"unknown FM models {sorted(unknown)}; choose from {DEFAULT_MODELS}")
+    kw = dict(settings=settings, results_path=results_path, runs_dir=runs_dir, force=force, progress=progress)
+    out = {}
+    for name in models:
+        if name in VARIANTS:
+            out[name] = run_prithvi_small(ds, seed, name, cache_dir=cache_dir, **kw)
+        elif name == "vit":
+            out[name] = run_vit(ds, seed, **kw)
+        elif name == "segformer":
+            out[name] = run_segformer(ds, seed, **kw)
+        else:
+            out[name] = run_prithvi_published(ds, seed, prithvi_checkpoint, **kw)
+    return out

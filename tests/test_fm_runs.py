@@ -1,0 +1,95 @@
+"""FM rows end to end on the fixture layouts (quick settings): columns, shared pretraining, not_run, real-file path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import datasets, fm_runs, results
+from helpers.models import prithvi as P
+
+torch.set_num_threads(1)
+
+MODELS = (
+    "prithvi_arch_small_random",
+    "prithvi_arch_small_mae",
+    "prithvi_arch_small_mae_probe",
+    "prithvi_arch_small_spectral",
+    "vit",
+    "segformer",
+    "prithvi_100m",
+)
+
+
+@pytest.fixture
+def quick():
+    s = fm_runs.quick_settings()
+    return dataclasses.replace(s, finetune={**s.finetune, "epochs": 1}, num_threads=1)
+
+
+@pytest.mark.parametrize("name", ["crop", "burn_scars"])  # 3 dates / 1 date
+def test_fm_rows_on_fixture(fixture_roots, tmp_path, quick, name):
+    ds = datasets.open(name, fixture_roots[name])
+    paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    out = fm_runs.run_fm_rows(ds, 0, models=MODELS, settings=quick, progress=False, **paths)
+    assert set(out) == set(MODELS)
+    df = results.read(paths["results_path"])
+    assert set(df["model"]) == set(MODELS)
+    assert set(df["family"]) == {"fm"}
+    ok = df[df["status"] == "ok"]
+    assert set(ok["split"]) == {"val", "test"}
+    by_model = ok.drop_duplicates("model").set_index("model")
+    assert by_model.loc["prithvi_arch_small_random", "pretraining"] == "none"
+    assert by_model.loc["prithvi_arch_small_mae", "pretraining"] == "mae-in-study"
+    assert by_model.loc["prithvi_arch_small_spectral", "pretraining"] == "spectral-in-study"
+    assert by_model.loc["vit", "weights"] == "random-init"
+    # full fine-tune and probe start from the same cached MAE run; the probe trains only its head
+    assert (
+        by_model.loc["prithvi_arch_small_mae", "weights"]
+        == by_model.loc["prithvi_arch_small_mae_probe", "weights"]
+    )
+    assert (
+        by_model.loc["prithvi_arch_small_mae_probe", "n_params"]
+        < by_model.loc["prithvi_arch_small_mae", "n_params"] / 10
+    )
+    assert len(list((tmp_path / "cache" / "pretrain").iterdir())) == 2  # one mae, one spectral
+    for model in ("prithvi_arch_small_mae", "prithvi_arch_small_random"):
+        assert "NOT Prithvi-100M" in by_model.loc[model, "note"]
+    missing = df[df["model"] == "prithvi_100m"]
+    assert (
+        missing["status"].tolist() == ["not_run"]
+        and "Prithvi_100M.pt not available" in missing["note"].iloc[0]
+    )
+    again = fm_runs.run_fm_rows(ds, 0, models=MODELS[:2], settings=quick, progress=False, **paths)
+    assert all(o.skipped for o in again.values())
+
+
+def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    cfg = P.PrithviConfig(
+        img_size=32,
+        patch_size=16,
+        num_frames=3,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=16,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    )
+    ckpt = tmp_path / "Prithvi_100M.pt"
+    torch.save(P.native_to_v1(P.PrithviMAE(cfg).state_dict()), ckpt)  # EO-1.0 layout, tiny widths
+    settings = dataclasses.replace(quick, published_config=cfg)
+    paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs")
+    res = fm_runs.run_prithvi_published(ds, 0, ckpt, settings=settings, progress=False, **paths)
+    assert not res.skipped and res.rows
+    row = res.rows[0]
+    assert row["pretraining"] == "published" and row["weights"].startswith("Prithvi_100M.pt sha256:")
+    truncated = tmp_path / "bad.pt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(P.PrithviCheckpointError, match="bad.pt"):
+        fm_runs.run_prithvi_published(ds, 1, truncated, settings=settings, progress=False, **paths)
+    gone = fm_runs.run_prithvi_published(ds, 2, tmp_path / "nowhere.pt", settings=settings, **paths)
+    assert gone.rows[0]["status"] == "not_run" and "nowhere.pt does not exist" in gone.rows[0]["note"]
