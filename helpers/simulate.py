@@ -37,6 +37,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -506,6 +507,7 @@ def _texture_logpdf(x: np.ndarray, mat: tuple, nq: int = 16) -> np.ndarray:
     return mx + np.log(np.exp(comps - mx).sum(axis=0))
 
 
+@lru_cache(maxsize=32)
 def texture_bayes_accuracy(knob: float, n_per_class: int = 3000, seed: int = 12345) -> tuple[float, float]:
     """Bayes-optimal per-pixel accuracy of sim-texture at a knob value (Monte Carlo estimate and its s.e.).
 
@@ -915,6 +917,8 @@ def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: 
         "layout": layout,
         "task": task,
         "classes": list(classes),
+        "n_times": int(generator.get("n_times", 1)),
+        "scale": {"crop": 1e-4, "burn_scars": 1.0, "sen1floods11": 1e-4}[layout],
         "generator": generator,
         "description": "SIMULATED data from helpers.simulate (see helpers/data/DATA_CARD.md); not real imagery.",
     }
