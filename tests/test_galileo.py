@@ -104,3 +104,36 @@ def test_bad_patch_geometry_is_rejected(model: G.GalileoEncoder) -> None:
         model(*args, patch_size=9)
     with pytest.raises(ValueError, match="multiple of the patch size"):
         model(*args, patch_size=3)
+
+
+@pytest.mark.parametrize("case", ["A", "B", "C"])
+def test_hls_adapter_reproduces_golden_inputs_and_outputs(
+    model: G.GalileoEncoder, weights_dir: Path, case: str
+) -> None:
+    # reflectance in the study's layout [B, 6T, H, W] -> adapter -> encoder gives the golden tokens
+    from helpers import fm_adapters as A
+
+    d = np.load(weights_dir / "galileo_nano" / "golden" / f"case{case}.npz")
+    raw = d["raw_s_t_x"][..., list(A.GALILEO_SLOTS)]
+    b, h, w, t, _ = raw.shape
+    x = torch.from_numpy(raw / 1e4).float().permute(0, 3, 4, 1, 2).reshape(b, 6 * t, h, w)
+    inputs = A.galileo_inputs(x, torch.from_numpy(d["in_months"]), n_times=t)
+    slots = list(A.GALILEO_SLOTS)
+    np.testing.assert_allclose(inputs[0].numpy()[..., slots], d["in_s_t_x"][..., slots], atol=1e-6)
+    np.testing.assert_allclose(A.GALILEO_SHIFT, d["norm_shift_s_t_x"][slots], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(A.GALILEO_DIV, d["norm_div_s_t_x"][slots], rtol=0, atol=1e-9)
+    if case == "C":
+        return  # its cloud masks are not something HLS data carries; the encoder test covers them
+    np.testing.assert_array_equal(inputs[4].numpy(), d["in_s_t_m"])
+    with torch.no_grad():
+        out = model(*inputs, patch_size=int(d["arg_patch_size"]), input_resolution_m=30)
+    assert np.abs(out.s_t_x.numpy() - d["out_s_t_x"]).max() <= TOL
+
+
+def test_normalisation_constants_equal_the_published_json(weights_dir: Path) -> None:
+    from helpers import fm_adapters as A
+
+    stats = json.loads((weights_dir / "galileo_nano" / "normalization.json").read_text())["13"]
+    slots = list(A.GALILEO_SLOTS)
+    assert list(A.GALILEO_MEAN) == [stats["mean"][i] for i in slots]
+    assert list(A.GALILEO_STD) == [stats["std"][i] for i in slots]

@@ -101,3 +101,23 @@ def test_month_validation() -> None:
         P.expand_months(12, 2, 3)
     with pytest.raises(ValueError, match=r"\[B, T\]"):
         P.expand_months(torch.zeros(2, 4, dtype=torch.long), 2, 3)
+
+
+@pytest.mark.parametrize("case", ["A", "B"])
+def test_hls_adapter_reproduces_golden_inputs_and_outputs(
+    model: P.PrestoEncoder, weights_dir: Path, case: str
+) -> None:
+    from helpers import fm_adapters as A
+
+    d = np.load(weights_dir / "presto" / "golden" / f"case{case}.npz")
+    assert [str(b) for b in d["raw_s2_bands"]] == [A.HLS_TO_S2[b] for b in A.HLS_BANDS]
+    raw = d["raw_s2"]
+    b, t, _ = raw.shape
+    x, mask, dw = A.presto_inputs(torch.from_numpy(raw.reshape(b, 6 * t) / 1e4).float(), n_times=t)
+    np.testing.assert_array_equal(mask.numpy(), d["in_mask"])
+    np.testing.assert_array_equal(dw.numpy(), d["in_dynamic_world"])
+    np.testing.assert_allclose(x.numpy() * (1 - d["in_mask"]), d["in_x"] * (1 - d["in_mask"]), atol=1e-6)
+    month = int(d["in_month"]) if bool(d["arg_month_is_int"]) else torch.from_numpy(d["in_month"])
+    with torch.no_grad():
+        pooled = model(x, dw, torch.from_numpy(d["in_latlons"]), mask, month)
+    assert np.abs(pooled.numpy() - d["out_pooled"]).max() <= TOL

@@ -171,28 +171,46 @@ class PrestoEncoder(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _tokens(self, x, dynamic_world, mask, months):
+        """Tokens and masks of the groups that are visible somewhere in the batch, and their full-list positions.
+
+        A group hidden for every sample can never be kept, so it is not projected at all (the result is the same;
+        for HLS input this skips six of ten projections).
+        """
         b, t, _ = x.shape
         month = self.month_embed(months)  # [B, T, mo]
         pos = self.pos_embed[0, :t][None].expand(b, t, -1)
-        tokens, masks = [], []
+        tokens, masks, where = [], [], []
+        offset = 0
         for gi, (g, idx) in enumerate(list(GROUPS.items()) + [("dynamic_world", ())]):
-            chan = self.channel_embed.weight[gi][None, None].expand(b, t, -1)
+            steps = 1 if g == STATIC_GROUP else t
             if g == "dynamic_world":
-                tok = self.dw_embed(dynamic_world.long())
                 gm = dynamic_world == DW_MISSING
             else:
-                tok = self.eo_patch_embed[g](x[..., list(idx)])
-                gm = mask[..., list(idx)].amax(-1) >= 1
+                gm = mask[:, :steps, list(idx)].amax(-1) >= 1
+            positions = torch.arange(offset, offset + steps, device=x.device)
+            offset += steps
+            if bool(gm.all()):
+                continue
+            chan = self.channel_embed.weight[gi][None, None].expand(b, steps, -1)
+            if g == "dynamic_world":
+                tok = self.dw_embed(dynamic_world.long())
+            else:
+                tok = self.eo_patch_embed[g](x[:, :steps, list(idx)])
             if g == STATIC_GROUP:
-                enc = torch.cat(
-                    [torch.zeros_like(month[:, :1]), chan[:, :1], torch.zeros_like(pos[:, :1])], -1
-                )
-                tok, gm = tok[:, :1], gm[:, :1]
+                enc = torch.cat([torch.zeros_like(month[:, :1]), chan, torch.zeros_like(pos[:, :1])], -1)
             else:
                 enc = torch.cat([month, chan, pos], -1)
             tokens.append(tok + enc)
             masks.append(gm)
-        return torch.cat(tokens, 1), torch.cat(masks, 1)
+            where.append(positions)
+        if not tokens:
+            empty = x.new_zeros(b, 0, self.embed_dim)
+            return (
+                empty,
+                torch.zeros(b, 0, dtype=torch.bool, device=x.device),
+                torch.zeros(0, dtype=torch.long),
+            )
+        return torch.cat(tokens, 1), torch.cat(masks, 1), torch.cat(where)
 
     def forward_tokens(
         self,
@@ -217,14 +235,21 @@ class PrestoEncoder(nn.Module):
         if mask is None:
             mask = torch.zeros_like(x)
         months = expand_months(month, b, t, device=x.device)
-        tokens, masked = self._tokens(x, dynamic_world, mask, months)
+        tokens, masked, where = self._tokens(x, dynamic_world, mask, months)
         d = tokens.shape[2]
         counts = (~masked).sum(1)
-        order = torch.sort(masked.to(torch.uint8), dim=1, stable=True).indices
-        length = int(counts.max())
-        kept = order[:, :length]
-        tokens = tokens.gather(1, kept[..., None].expand(b, length, d))
-        valid = torch.arange(length, device=x.device)[None] < counts[:, None]
+        if bool((masked == masked[:1]).all()):  # one mask pattern for the whole batch: plain column selection
+            cols = torch.nonzero(~masked[0]).flatten()
+            tokens = tokens[:, cols]
+            kept = where[cols][None].expand(b, -1)
+            valid = torch.ones(b, len(cols), dtype=torch.bool, device=x.device)
+        else:
+            order = torch.sort(masked.to(torch.uint8), dim=1, stable=True).indices
+            length = int(counts.max())
+            order = order[:, :length]
+            tokens = tokens.gather(1, order[..., None].expand(b, length, d))
+            kept = where[order]
+            valid = torch.arange(length, device=x.device)[None] < counts[:, None]
         loc = self.latlon_embed(latlon_to_xyz(latlons.to(x.dtype)))[:, None]
         h = torch.cat([loc, tokens * valid[..., None]], 1)
         valid = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)

@@ -1,0 +1,238 @@
+"""HLS adapters, per-pixel embeddings of both models, and the on-disk embedding cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import datasets
+from helpers import embeddings as E
+from helpers import fm_adapters as A
+from helpers.models import galileo as G
+from helpers.models import presto as P
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights_dir() -> Path:
+    d = Path(os.environ.get("FM_WEIGHTS_DIR", REPO.parent / "shared" / "weights"))
+    if not (d / "galileo_nano" / "encoder.pt").is_file() or not (d / "presto" / "default_model.pt").is_file():
+        pytest.skip(f"published weights not found under {d} (set FM_WEIGHTS_DIR)")
+    return d
+
+
+@pytest.fixture(scope="module")
+def galileo(weights_dir: Path) -> E.GalileoEmbedder:
+    torch.set_num_threads(1)
+    return E.load_embedder("galileo_nano", weights_dir / "galileo_nano" / "encoder.pt", window=32)
+
+
+@pytest.fixture(scope="module")
+def presto(weights_dir: Path) -> E.PrestoEmbedder:
+    return E.load_embedder("presto", weights_dir / "presto" / "default_model.pt")
+
+
+def _bands(b: int, t: int, h: int, w: int) -> torch.Tensor:
+    """Reflectance whose value encodes (date, band): 0.01 * (10 * date + band + 1)."""
+    vals = torch.tensor([0.01 * (10 * d + k + 1) for d in range(t) for k in range(6)])
+    return vals[None, :, None, None].expand(b, 6 * t, h, w).clone()
+
+
+# ------------------------------------------------------------------------------------------------ adapters
+def test_band_slots_follow_the_s2_names() -> None:
+    assert [G.SPACE_TIME_BANDS[i] for i in A.GALILEO_SLOTS] == ["B2", "B3", "B4", "B8A", "B11", "B12"]
+    assert [P.BANDS[i] for i in A.PRESTO_SLOTS] == ["B2", "B3", "B4", "B8A", "B11", "B12"]
+    assert A.HLS_BANDS == tuple(datasets.HLS_BANDS)
+
+
+def test_galileo_adapter_maps_normalises_and_masks() -> None:
+    x = _bands(2, 2, 4, 4)
+    s_t_x, sp_x, t_x, st_x, s_t_m, sp_m, t_m, st_m, months = A.galileo_inputs(
+        x, torch.tensor([[3, 6], [3, 6]]), n_times=2
+    )
+    assert s_t_x.shape == (2, 4, 4, 2, 13) and s_t_m.shape == (2, 4, 4, 2, 7)
+    for d in range(2):
+        for k, slot in enumerate(A.GALILEO_SLOTS):
+            raw = 0.01 * (10 * d + k + 1) * 1e4
+            expect = (raw - (A.GALILEO_MEAN[k] - 2 * A.GALILEO_STD[k])) / (4 * A.GALILEO_STD[k])
+            assert torch.allclose(s_t_x[..., d, slot], torch.tensor(expect, dtype=torch.float32), atol=1e-5)
+    groups = list(G.SPACE_TIME_GROUPS)
+    visible = [groups.index(g) for g in ("S2_RGB", "S2_NIR_20m", "S2_SWIR")]
+    assert (s_t_m[..., visible] == 0).all()
+    assert (s_t_m[..., [i for i in range(7) if i not in visible]] == 1).all()
+    hidden_bands = [i for i in range(13) if i not in A.GALILEO_SLOTS]
+    assert (s_t_x[..., hidden_bands] == 0).all()
+    assert (sp_m == 1).all() and (t_m == 1).all() and (st_m == 1).all()
+    assert sp_x.abs().sum() == 0 and t_x.abs().sum() == 0 and st_x.abs().sum() == 0
+    assert months.tolist() == [[3, 6], [3, 6]]
+
+
+def test_galileo_adapter_ndvi_and_nodata_patches() -> None:
+    x = _bands(1, 1, 8, 8)
+    x[:, :, :4, :4] = 0  # one whole 4x4 patch of nodata
+    x[:, :, 4, 4] = 0  # one nodata pixel inside a valid patch
+    inputs = A.galileo_inputs(x, torch.tensor([[0]]), n_times=1, patch_size=4, ndvi="b8a")
+    s_t_x, s_t_m = inputs[0], inputs[4]
+    ndvi = list(G.SPACE_TIME_GROUPS).index("NDVI")
+    assert (s_t_m[0, :4, :4, 0] == 1).all()  # every group of the nodata patch hidden
+    assert (s_t_m[0, 4:, 4:, 0, ndvi] == 0).all()  # the partly valid patch stays visible
+    red, nir = 0.03, 0.04  # B04 and B8A of _bands
+    assert torch.allclose(s_t_x[0, 6, 6, 0, 12], torch.tensor((nir - red) / (nir + red)), atol=1e-6)
+    with pytest.raises(ValueError, match="ndvi"):
+        A.galileo_inputs(x, torch.tensor([[0]]), n_times=1, ndvi="b8")
+    with pytest.raises(ValueError, match="expected reflectance"):
+        A.galileo_inputs(x[:, :5], torch.tensor([[0]]), n_times=1)
+
+
+def test_presto_adapter_maps_normalises_and_masks() -> None:
+    pixels = _bands(1, 3, 1, 5)[0].reshape(18, -1).T  # 5 pixels x 18 channels
+    pixels[0, 6:12] = 0  # pixel 0: second date nodata
+    x, mask, dw = A.presto_inputs(pixels, n_times=3)
+    assert x.shape == (5, 3, 17) and (dw == 9).all()
+    for k, slot in enumerate(A.PRESTO_SLOTS):
+        assert torch.allclose(
+            x[1:, 2, slot], torch.tensor(0.01 * (20 + k + 1)), atol=1e-7
+        )  # S2 / 1e4 of x1e4
+    assert (mask[1:][..., list(A.PRESTO_SLOTS)] == 0).all()
+    others = [i for i in range(17) if i not in A.PRESTO_SLOTS]
+    assert (mask[..., others] == 1).all() and (x[..., others] == 0).all()
+    assert (mask[0, 1] == 1).all() and (mask[0, 0, list(A.PRESTO_SLOTS)] == 0).all()
+    x2, mask2, _ = A.presto_inputs(pixels, n_times=3, ndvi="b8a")
+    assert (mask2[1:, :, 16] == 0).all()
+    assert torch.allclose(x2[1, 0, 16], torch.tensor((0.04 - 0.03) / 0.07), atol=1e-6)
+
+
+def test_chip_context_from_files(fixture_roots: dict) -> None:
+    burn = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    chip = burn.chip_ids("train")[0]
+    ctx = A.chip_context(burn, chip)
+    assert ctx.month_source == "file date" and ctx.months == (3,)  # day 100 of 2018 = April
+    assert ctx.resolution_m == 30.0 and ctx.latlon_source == "chip centre"
+    assert 30 < ctx.latlon[0] < 45 and -130 < ctx.latlon[1] < -115  # UTM zone 10N, California
+    flood = datasets.open("sen1floods11", fixture_roots["sen1floods11"])
+    ctx = A.chip_context(flood, flood.chip_ids("train")[0])
+    assert ctx.resolution_m == 10.0 and abs(ctx.latlon[0] - 38.12) < 0.01
+    crop = datasets.open("crop", fixture_roots["crop"])
+    ctx = A.chip_context(crop, crop.chip_ids("train")[0])
+    assert ctx.months == A.DEFAULT_MONTHS["crop"] and ctx.month_source.startswith("assumed")
+
+
+# ------------------------------------------------------------------------------------------------ Galileo grid
+def test_window_starts_cover_and_end_flush() -> None:
+    assert E.window_starts(224, 64, 64) == [0, 64, 128, 160]
+    assert E.window_starts(64, 64, 64) == [0]
+    assert E.window_starts(40, 64, 64) == [0]
+
+
+def test_galileo_grid_of_one_window_is_the_golden_per_patch_pooling(
+    galileo: E.GalileoEmbedder, weights_dir: Path
+) -> None:
+    d = np.load(weights_dir / "galileo_nano" / "golden" / "caseA.npz")
+    raw = d["raw_s_t_x"][..., list(A.GALILEO_SLOTS)]  # [B, H, W, T, 6] reflectance x 1e4
+    b, h, w, t, _ = raw.shape
+    x = torch.from_numpy(raw / 1e4).float().permute(0, 3, 4, 1, 2).reshape(b, 6 * t, h, w)
+    with torch.no_grad():
+        grid = E.galileo_patch_grid(galileo.encoder, x, torch.from_numpy(d["in_months"]), n_times=t, window=h)
+    ref = d["pooled_per_patch"].reshape(b, h // 4, w // 4, 128).transpose(0, 3, 1, 2)
+    assert np.abs(grid.numpy() - ref).max() <= 1e-4
+
+
+def test_galileo_grid_tiles_windows_and_pads_odd_sizes(galileo: E.GalileoEmbedder) -> None:
+    x = torch.rand(1, 6, 20, 28, generator=torch.Generator().manual_seed(0)) * 0.3
+    months = torch.tensor([[5]])
+    with torch.no_grad():
+        grid = E.galileo_patch_grid(galileo.encoder, x, months, n_times=1, window=16)
+        # windows start at y in (0, 4) and x in (0, 12): patch (0, 0..2) is seen by the first window only,
+        # patch (1, 1) by the windows at (0, 0) and (4, 0), whose tokens are averaged
+        first = E.galileo_patch_grid(galileo.encoder, x[:, :, :16, :16], months, n_times=1, window=16)
+        below = E.galileo_patch_grid(galileo.encoder, x[:, :, 4:20, :16], months, n_times=1, window=16)
+    assert grid.shape == (1, 128, 5, 7)
+    assert torch.allclose(grid[..., :1, :3], first[..., :1, :3], atol=1e-5)
+    assert torch.allclose(grid[..., 1, 1], (first[..., 1, 1] + below[..., 0, 1]) / 2, atol=1e-5)
+    assert not torch.allclose(first[..., 1, 1], below[..., 0, 1], atol=1e-3)  # context really differs
+    px = E.upsample_grid(grid, (20, 28), 4)
+    assert px.shape == (1, 128, 20, 28) and torch.isfinite(px).all()
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def test_embed_chip_cache_hit_miss_and_invalidation(
+    galileo: E.GalileoEmbedder, fixture_roots: dict, tmp_path: Path
+) -> None:
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    chip = ds.chip_ids("test")[0]
+    cache = E.EmbeddingCache(tmp_path)
+    emb, y, ctx = E.embed_chip(galileo, ds, chip, cache)
+    assert emb.shape == (128, 32, 32) and emb.dtype == np.float32 and y.shape == (32, 32)
+    assert (cache.hits, cache.misses, cache.writes) == (0, 1, 1)
+    again, _, _ = E.embed_chip(galileo, ds, chip, cache)
+    assert (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(again, emb)  # float16 round trip identical on hit and miss
+    fresh, _, _ = E.embed_chip(galileo, ds, chip, None)
+    np.testing.assert_array_equal(fresh, emb)
+    files = list((tmp_path / "embeddings").rglob("*"))
+    assert not [f for f in files if f.name.endswith(".tmp")]
+
+    # other weights (sha), other settings, an edited image: each is a miss
+    other = E.GalileoEmbedder(galileo.encoder, "0" * 64, window=32)
+    E.embed_chip(other, ds, chip, cache)
+    assert cache.misses == 2
+    E.embed_chip(
+        E.GalileoEmbedder(galileo.encoder, galileo.weights_sha256, window=32, patch_size=8), ds, chip, cache
+    )
+    assert cache.misses == 3
+    image = ds.paths(chip)[0]
+    st = image.stat()
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    E.embed_chip(galileo, ds, chip, cache)
+    assert cache.misses == 4 and cache.hits == 1
+
+
+def test_cache_rejects_a_foreign_file_at_the_same_name(
+    galileo: E.GalileoEmbedder, fixture_roots, tmp_path
+) -> None:
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    chip = ds.chip_ids("test")[1]
+    cache = E.EmbeddingCache(tmp_path)
+    ctx = A.chip_context(ds, chip)
+    key = E.cache_key(galileo, ds, chip, ctx)
+    cache.path(key).parent.mkdir(parents=True)
+    cache.path(key).write_bytes(b"not an npz")
+    assert cache.get(key) is None and cache.misses == 1
+    emb, _, _ = E.embed_chip(galileo, ds, chip, cache)
+    assert cache.get(key) is not None
+
+
+def test_presto_pixels_equal_full_chip_and_are_cached(
+    presto: E.PrestoEmbedder, fixture_roots: dict, tmp_path: Path
+) -> None:
+    ds = datasets.open("crop", fixture_roots["crop"])
+    chip = ds.chip_ids("test")[0]
+    cache = E.EmbeddingCache(tmp_path)
+    full, y, ctx = E.embed_chip(presto, ds, chip, cache)
+    assert full.shape == (128, 32, 32) and ctx.months == (3, 6, 8)
+    idx = np.array([0, 5, 100, 1023])
+    part = E.embed_pixels(presto, ds, chip, idx, cache)
+    np.testing.assert_allclose(
+        part, full.reshape(128, -1)[:, idx].T, atol=2e-3
+    )  # float16 of batch-1 vs batch-N
+    hits = cache.hits
+    again = E.embed_pixels(presto, ds, chip, idx, cache)
+    assert cache.hits == hits + 1
+    np.testing.assert_array_equal(again, part)
+    with pytest.raises(TypeError, match="only Presto"):
+        E.embed_pixels(E.GalileoEmbedder(presto.encoder, "x"), ds, chip, idx)  # type: ignore[arg-type]
+
+
+def test_presto_embedding_matches_the_model_on_a_pixel(presto: E.PrestoEmbedder) -> None:
+    a = (np.random.default_rng(0).random((6, 2, 3)) * 0.3).astype(np.float32)
+    ctx = A.ChipContext((4,), (10.0, 20.0), 30.0, "test", "test")
+    emb = presto.encode(a, ctx)
+    x, mask, dw = A.presto_inputs(torch.from_numpy(a[:, 1, 2][None]), n_times=1)
+    with torch.no_grad():
+        ref = presto.encoder(x, dw, torch.tensor([[10.0, 20.0]]), mask, 4)[0].numpy()
+    np.testing.assert_allclose(emb[:, 1, 2], ref, atol=1e-5)
