@@ -832,6 +832,8 @@ def _write_tif(
     descriptions: list[str],
     nodata,
     tags: dict,
+    pixel_size: float = PIXEL_SIZE_M,
+    simulated: bool = True,
 ) -> None:
     import rasterio
     from rasterio.transform import from_origin
@@ -844,7 +846,7 @@ def _write_tif(
         "count": data.shape[0],
         "dtype": data.dtype.name,
         "crs": crs,
-        "transform": from_origin(origin[0], origin[1], PIXEL_SIZE_M, PIXEL_SIZE_M),
+        "transform": from_origin(origin[0], origin[1], pixel_size, pixel_size),
         "compress": "deflate",
         "predictor": 2 if data.dtype.kind in "iu" else 3,
         "interleave": "band",
@@ -856,7 +858,7 @@ def _write_tif(
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
-            dst.update_tags(SIMULATED="yes", **tags)
+            dst.update_tags(SIMULATED="yes" if simulated else "no", **tags)
             for i, d in enumerate(descriptions, start=1):
                 dst.set_band_description(i, d)
         os.replace(tmp, path)
