@@ -111,15 +111,19 @@ def texture_knob(dataset: str) -> float | None:
         return None
 
 
-def model_sort_key(model: str, family: str | None = None) -> tuple:
-    """Sort key giving :data:`MODEL_ORDER` within :data:`FAMILY_ORDER`, unknown models last in their family."""
+def model_sort_key(model: str, family: str | None = None, pretraining: str | None = None) -> tuple:
+    """Sort key giving :data:`MODEL_ORDER` within :data:`FAMILY_ORDER`, unknown models last in their family.
+
+    Models matching the same prefix entry (``prithvi*``) are ordered by :data:`PRETRAINING_ORDER`, then name.
+    """
     fam = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
     pos = len(MODEL_ORDER)
     for i, entry in enumerate(MODEL_ORDER):
         if (entry.endswith("*") and str(model).startswith(entry[:-1])) or model == entry:
             pos = i
             break
-    return (fam, pos, str(model))
+    pre = PRETRAINING_ORDER.index(pretraining) if pretraining in PRETRAINING_ORDER else len(PRETRAINING_ORDER)
+    return (fam, pos, pre, str(model))
 
 
 def dataset_sort_key(dataset: str) -> tuple:
@@ -139,8 +143,12 @@ def ordered_datasets(names: Iterable[str]) -> list[str]:
 
 def ordered_models(frame: pd.DataFrame) -> list[str]:
     """Unique models of a frame (with ``model``, ``family`` columns) in canonical order."""
-    pairs = frame[["model", "family"]].drop_duplicates()
-    pairs = sorted(pairs.itertuples(index=False), key=lambda r: model_sort_key(r.model, r.family))
+    cols = ["model", "family", "pretraining"] if "pretraining" in frame else ["model", "family"]
+    pairs = frame[cols].drop_duplicates()
+    pairs = sorted(
+        pairs.itertuples(index=False),
+        key=lambda r: model_sort_key(r.model, r.family, getattr(r, "pretraining", None)),
+    )
     return list(dict.fromkeys(r.model for r in pairs))
 
 
@@ -195,7 +203,12 @@ def not_run(df: pd.DataFrame) -> pd.DataFrame:
     rows = rows.drop_duplicates(["dataset", "model", "seed"])
     rows = rows.rename(columns={"note": "reason"})
     key = rows.apply(
-        lambda r: (dataset_sort_key(r["dataset"]), model_sort_key(r["model"], r["family"]), r["seed"]), axis=1
+        lambda r: (
+            dataset_sort_key(r["dataset"]),
+            model_sort_key(r["model"], r["family"], r["pretraining"]),
+            r["seed"],
+        ),
+        axis=1,
     )
     order = sorted(range(len(rows)), key=lambda i: key.iloc[i]) if len(rows) else []
     return rows.iloc[order].reset_index(drop=True)
@@ -367,16 +380,22 @@ def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in canonical dataset, family/model, split, metric, class order (the order of every table)."""
     if frame.empty:
         return frame.reset_index(drop=True)
+    n = len(frame)
+    none = [None] * n
+    ds = [dataset_sort_key(d) for d in frame["dataset"]] if "dataset" in frame else [()] * n
+    ms = (
+        [
+            model_sort_key(m, f, p)
+            for m, f, p in zip(
+                frame["model"], frame.get("family", none), frame.get("pretraining", none), strict=True
+            )
+        ]
+        if "model" in frame
+        else [()] * n
+    )
     sort_cols = [c for c in ("split", "metric", "class") if c in frame]
-
-    def key(r: pd.Series) -> tuple:
-        return (
-            dataset_sort_key(r["dataset"]) if "dataset" in r else (),
-            model_sort_key(r["model"], r.get("family")) if "model" in r else (),
-            tuple(str(r[c]) for c in sort_cols),
-        )
-
-    order = sorted(range(len(frame)), key=lambda i: key(frame.iloc[i]))
+    rest = list(zip(*[frame[c].astype(str) for c in sort_cols], strict=True)) if sort_cols else [()] * n
+    order = sorted(range(n), key=lambda i: (ds[i], ms[i], rest[i]))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -429,7 +448,10 @@ def select_best(
             row.update(n=0, mean=np.nan, lo=np.nan, hi=np.nan)
             rows.append(row)
             continue
-        ranked = sorted(s.itertuples(index=False), key=lambda t: (-t.mean, model_sort_key(t.model, t.family)))
+        ranked = sorted(
+            s.itertuples(index=False),
+            key=lambda t: (-t.mean, model_sort_key(t.model, t.family, t.pretraining)),
+        )
         best = ranked[0]
         row.update(model=best.model, family=best.family, pretraining=best.pretraining, select_mean=best.mean)
         hit = r.loc[r["model"] == best.model]

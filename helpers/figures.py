@@ -1,0 +1,670 @@
+"""Every figure of notebook 05, each a function of the results table alone.
+
+Each ``*_figure`` function takes the tidy results DataFrame (:func:`helpers.results.read`) and returns a
+matplotlib figure (or ``None`` when the table holds nothing it could draw); :func:`draw_all` draws them all in a
+fixed order and saves each with :func:`helpers.plotting.save_figure` (PDF with TrueType fonts + 300-dpi PNG).
+
+Conventions shared by all figures, so a reader can compare them:
+
+* scores are test-split values in percent; means over seeds with 95 % bootstrap intervals
+  (:func:`helpers.compare.aggregate`), individual seeds as small points; a single seed has no interval and none
+  is drawn;
+* colours are families (:func:`helpers.plotting.family_palette`), the same everywhere;
+* datasets are titled with :func:`helpers.plotting.dataset_label`, so simulated data always says so;
+* models, datasets and categories are drawn in the canonical order of :mod:`helpers.compare` and seed jitter is
+  fixed, so the same table gives byte-identical files;
+* a model absent from the table is absent from the figure; a ``not_run`` row is never drawn as a number, it is
+  listed in the figure's caption (:func:`not_run_caption`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
+
+from helpers import compare, plotting
+
+METRIC_LABELS = {
+    "miou_macro": "mIoU (macro, %)",
+    "f1_macro": "F1 (macro, %)",
+    "oa": "overall accuracy (%)",
+    "iou_micro": "IoU (micro, %)",
+    "iou": "IoU (%)",
+}
+PRETRAINING_LABELS = {
+    "none": "random init",
+    "mae-in-study": "MAE pretext (in study)",
+    "spectral-in-study": "spectral pretext (in study)",
+    "published": "published weights",
+}
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+_LINESTYLES = ("-", "--", ":", "-.")
+_SEED_OFFSETS = (-0.12, 0.12, 0.0, -0.06, 0.06, -0.18, 0.18)
+CI_TEXT = "mean over seeds ± 95 % bootstrap interval; small points: individual seeds"
+
+
+@dataclass
+class FigureResult:
+    """A saved figure: its files and the caption text that goes with it (models not run included)."""
+
+    name: str
+    paths: list[Path] = field(default_factory=list)
+    caption: str = ""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _main_datasets(df: pd.DataFrame, datasets: Sequence[str] | None) -> list[str]:
+    """Datasets of the main comparison: those given, else every scored dataset outside the texture sweep."""
+    names = compare.scored(df)["dataset"].unique()
+    if datasets is not None:
+        return [d for d in datasets if d in set(names)]
+    return [d for d in compare.ordered_datasets(names) if compare.texture_knob(d) is None]
+
+
+def _simulated(df: pd.DataFrame) -> dict[str, bool]:
+    norm = compare.scored(df)
+    return dict(zip(norm["dataset"], norm["simulated"].astype(bool), strict=False))
+
+
+def _label(dataset: str, simulated: Mapping[str, bool]) -> str:
+    return plotting.dataset_label(dataset, simulated.get(dataset))
+
+
+def _seed_values(df: pd.DataFrame, metric: str, split: str = "test", cls: str = "") -> pd.DataFrame:
+    rows = compare.scored(df)
+    rows = rows.loc[(rows["metric"] == metric) & (rows["split"] == split) & (rows["class"] == cls)]
+    return rows.sort_values(["dataset", "model", "seed"], kind="mergesort")
+
+
+def _seed_jitter(seeds: Sequence) -> np.ndarray:
+    """Fixed horizontal offsets by seed rank (no randomness: reruns draw the same picture)."""
+    return np.array([_SEED_OFFSETS[i % len(_SEED_OFFSETS)] for i in range(len(seeds))])
+
+
+def _errorbar(ax: plt.Axes, x, row: pd.Series, color, scale: float = 100.0, **kw) -> None:
+    mean = scale * float(row["mean"])
+    if np.isfinite(row["lo"]) and np.isfinite(row["hi"]):
+        yerr = [[mean - scale * float(row["lo"])], [scale * float(row["hi"]) - mean]]
+        ax.errorbar([x], [mean], yerr=yerr, fmt="o", color=color, ms=5, capsize=2.5, lw=1.2, zorder=3, **kw)
+    else:
+        ax.plot([x], [mean], "o", color=color, ms=5, zorder=3, **kw)
+
+
+def _family_handles(families: Sequence[str]) -> list[Line2D]:
+    pal = plotting.family_palette()
+    return [
+        Line2D([], [], marker="o", ls="", color=pal[f], label=compare.FAMILY_LABELS.get(f, f))
+        for f in compare.FAMILY_ORDER
+        if f in set(families)
+    ]
+
+
+def not_run_caption(df: pd.DataFrame, datasets: Sequence[str] | None = None) -> str:
+    """One sentence listing the runs that produced no numbers (and why), for a figure's caption."""
+    nr = compare.not_run(df)
+    if datasets is not None:
+        nr = nr.loc[nr["dataset"].isin(list(datasets))]
+    if nr.empty:
+        return ""
+    grouped = nr.groupby(["dataset", "model", "reason"], sort=False)["seed"].apply(
+        lambda s: ",".join(str(int(x)) if np.isfinite(x) else "?" for x in s)
+    )
+    items = [
+        f"{m} on {d} (seed{'s' if ',' in s else ''} {s}: {r or 'no reason given'})"
+        for (d, m, r), s in grouped.items()
+    ]
+    return "Not run, so not shown: " + "; ".join(items) + "."
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1 main comparison
+
+
+def main_comparison_figure(
+    df: pd.DataFrame,
+    *,
+    datasets: Sequence[str] | None = None,
+    metrics: Sequence[str] = ("miou_macro", "f1_macro"),
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> plt.Figure | None:
+    """Every model's test score per dataset, grouped by family: one row per metric, one column per dataset.
+
+    The y axis is shared by all panels so datasets can be compared at a glance.
+    """
+    names = _main_datasets(df, datasets)
+    if not names:
+        return None
+    agg = compare.aggregate(df, metrics=list(metrics), splits=["test"], n_boot=n_boot, seed=seed)
+    agg = agg.loc[agg["class"] == ""]
+    seeds = pd.concat([_seed_values(df, m) for m in metrics])
+    sim = _simulated(df)
+    pal = plotting.family_palette()
+    widths = [max(2.0, 0.28 * agg.loc[agg["dataset"] == d, "model"].nunique() + 0.8) for d in names]
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(names),
+        figsize=(sum(widths), 2.6 * len(metrics) + 1.4),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+        layout="constrained",
+    )
+    for col, dataset in enumerate(names):
+        d = agg.loc[agg["dataset"] == dataset]
+        models = compare.ordered_models(d)
+        fam = d.drop_duplicates("model").set_index("model")["family"]
+        xs, x, prev = {}, 0.0, None
+        for m in models:
+            if prev is not None and fam[m] != prev:
+                x += 0.6  # a gap between families
+            xs[m], prev, x = x, fam[m], x + 1.0
+        for row, metric in enumerate(metrics):
+            ax = axes[row, col]
+            for m in models:
+                hit = d.loc[(d["model"] == m) & (d["metric"] == metric)]
+                if hit.empty:
+                    continue
+                color = pal.get(fam[m], "grey")
+                s = seeds.loc[
+                    (seeds["dataset"] == dataset) & (seeds["model"] == m) & (seeds["metric"] == metric)
+                ]
+                ax.scatter(
+                    xs[m] + _seed_jitter(s["seed"].tolist()),
+                    100 * s["value"].to_numpy(),
+                    s=7,
+                    facecolors="none",
+                    edgecolors=color,
+                    linewidths=0.6,
+                    alpha=0.8,
+                    zorder=2,
+                )
+                _errorbar(ax, xs[m], hit.iloc[0], color)
+            ax.set_xticks([xs[m] for m in models])
+            ax.set_xticklabels(models if row == len(metrics) - 1 else [], rotation=90)
+            ax.set_xlim(-0.7, max(xs.values(), default=0) + 0.7)
+            if col == 0:
+                ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)}")
+            if row == 0:
+                ax.set_title(_label(dataset, sim), fontsize=8)
+    fig.legend(
+        handles=_family_handles(agg["family"]),
+        loc="outside upper center",
+        ncol=3,
+        frameon=False,
+        title=CI_TEXT,
+        title_fontsize=6.5,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2 texture answer
+
+
+def bayes_limits_from_table(df: pd.DataFrame) -> dict[float, float]:
+    """Per-knob Bayes-optimal per-pixel accuracy from a ``bayes_oa`` column of the table, if a writer added one."""
+    if "bayes_oa" not in df:
+        return {}
+    rows = compare._normalise(df)
+    rows["bayes_oa"] = pd.to_numeric(df["bayes_oa"], errors="coerce").to_numpy()
+    out = {}
+    for name, v in rows.dropna(subset=["bayes_oa"]).groupby("dataset")["bayes_oa"].first().items():
+        knob = compare.texture_knob(name)
+        if knob is not None:
+            out[knob] = float(v)
+    return out
+
+
+def texture_answer_figure(
+    df: pd.DataFrame,
+    *,
+    bayes_limits: Mapping[float, float] | None = None,
+    gain_datasets: Sequence[str] | None = None,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> plt.Figure | None:
+    """The paper's hypothesis as a figure.
+
+    Panels: (a) test mIoU against the texture knob of the ``sim-texture-<knob>`` sweep, one line per model in its
+    family's colour; (b) the same for overall accuracy, with the Bayes-optimal per-pixel accuracy drawn (the ceiling
+    of any classifier that sees one pixel's spectrum; it is an accuracy, so it is drawn on the accuracy panel,
+    not on mIoU); (c) the measured texture gain per dataset (``*_aug − plain`` and best CNN − best classical,
+    paired by seed, :func:`helpers.compare.texture_gains`).
+
+    Args:
+        df: Results table.
+        bayes_limits: Knob -> Bayes per-pixel accuracy in [0, 1]; falls back to :func:`bayes_limits_from_table`.
+        gain_datasets: Datasets of panel (c) (all scored datasets when ``None``).
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+    """
+    scored = compare.scored(df)
+    sweep = compare.texture_datasets(scored["dataset"].unique())
+    gains = compare.texture_gains(df, n_boot=n_boot, seed=seed)
+    gains = gains.loc[gains["class"] == ""]
+    if gain_datasets is not None:
+        gains = gains.loc[gains["dataset"].isin(list(gain_datasets))]
+    limits = dict(bayes_limits) if bayes_limits else bayes_limits_from_table(df)
+    n_panels = (2 if sweep else 0) + (1 if not gains.empty else 0)
+    if n_panels == 0:
+        return None
+    fig, axes = plt.subplots(
+        1, n_panels, figsize=(3.3 * n_panels + 1.4, 3.4), squeeze=False, layout="constrained"
+    )
+    axes = list(axes[0])
+    pal = plotting.family_palette()
+    sim = _simulated(df)
+    if sweep:
+        agg = compare.aggregate(
+            df.loc[df["dataset"].isin(sweep)],
+            metrics=["miou_macro", "oa"],
+            splits=["test"],
+            n_boot=n_boot,
+            seed=seed,
+        )
+        agg = agg.loc[agg["class"] == ""].assign(knob=lambda a: a["dataset"].map(compare.texture_knob))
+        models = compare.ordered_models(agg)
+        fam = agg.drop_duplicates("model").set_index("model")["family"]
+        rank = {m: sum(fam[o] == fam[m] for o in models[:i]) for i, m in enumerate(models)}
+        for ax, metric in zip(axes[:2], ("miou_macro", "oa"), strict=True):
+            for m in models:
+                d = agg.loc[(agg["model"] == m) & (agg["metric"] == metric)].sort_values("knob")
+                if d.empty:
+                    continue
+                color = pal.get(fam[m], "grey")
+                ls = _LINESTYLES[rank[m] % len(_LINESTYLES)]
+                marker = _MARKERS[rank[m] % len(_MARKERS)]
+                ax.plot(
+                    d["knob"], 100 * d["mean"], ls=ls, marker=marker, ms=3.5, color=color, lw=1.1, label=m
+                )
+                ok = np.isfinite(d["lo"]) & np.isfinite(d["hi"])
+                if ok.any():
+                    ax.fill_between(
+                        d["knob"][ok], 100 * d["lo"][ok], 100 * d["hi"][ok], color=color, alpha=0.12, lw=0
+                    )
+            ax.set_xlabel("texture knob")
+            ax.set_ylabel(f"test {METRIC_LABELS[metric]}")
+            ax.set_title(
+                f"{'(a)' if metric == 'miou_macro' else '(b)'} sim-texture sweep (simulated)", fontsize=8
+            )
+        if limits:
+            knobs = sorted(k for k in limits if any(np.isclose(k, agg["knob"])))
+            if knobs:
+                axes[1].plot(
+                    knobs,
+                    [100 * limits[k] for k in knobs],
+                    color="black",
+                    ls="--",
+                    lw=1.0,
+                    label="Bayes limit, per-pixel accuracy",
+                )
+    if not gains.empty:
+        ax = axes[-1]
+        names = compare.ordered_datasets(gains["dataset"])
+        comps = list(dict.fromkeys(gains["comparison"]))
+        colors = dict(
+            zip(comps, [pal["classical"], sns.color_palette("colorblind", 8)[4], pal["cnn"]], strict=False)
+        )
+        width = 0.8 / max(len(comps), 1)
+        for j, comp in enumerate(comps):
+            for i, dataset in enumerate(names):
+                hit = gains.loc[(gains["dataset"] == dataset) & (gains["comparison"] == comp)]
+                if hit.empty:
+                    continue
+                x = i - 0.4 + width * (j + 0.5)
+                _errorbar(ax, x, hit.iloc[0], colors.get(comp, "grey"))
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([_label(d, sim) for d in names], rotation=90, fontsize=6)
+        ax.set_ylabel("texture gain: Δ test mIoU (points)")
+        ax.set_title(f"{'(c)' if sweep else ''} measured texture gain".strip(), fontsize=8)
+        gain_handles = [
+            Line2D([], [], marker="o", ls="", color=colors.get(c, "grey"), label=c) for c in comps
+        ]
+    else:
+        gain_handles = []
+    handles = []
+    if sweep:
+        handles, _ = axes[0].get_legend_handles_labels()
+        handles += [h for h in axes[1].get_lines() if h.get_label().startswith("Bayes")]
+    if gain_handles:
+        handles += [
+            Line2D([], [], ls="", label=" "),
+            Line2D([], [], ls="", label="texture gain:"),
+            *gain_handles,
+        ]
+    fig.legend(
+        handles=handles,
+        loc="outside right center",
+        fontsize=6,
+        frameon=False,
+        title="knob 0: spectra decide;\n1: texture needed" if sweep else None,
+        title_fontsize=6,
+    )
+    fig.suptitle(CI_TEXT.split(";")[0] + " (shaded / whiskers)", fontsize=6.5)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3 pretext alignment
+
+
+def pretext_alignment_figure(
+    df: pd.DataFrame,
+    *,
+    datasets: Sequence[str] | None = None,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> plt.Figure | None:
+    """Fine-tuned test mIoU of the FM rows by pretraining (random init / MAE / spectral / published), per dataset.
+
+    Dotted lines mark the best classical and best CNN model of the dataset (chosen on validation), so a reader
+    sees whether any pretraining closes the gap.
+    """
+    agg = compare.aggregate(df, metrics=["miou_macro"], n_boot=n_boot, seed=seed)
+    agg = agg.loc[agg["class"] == ""]
+    fm = agg.loc[(agg["family"] == "fm") & (agg["split"] == "test")]
+    names = [d for d in (datasets or compare.ordered_datasets(fm["dataset"])) if d in set(fm["dataset"])]
+    if not names:
+        return None
+    best = compare.select_best(agg)
+    sim = _simulated(df)
+    seeds = _seed_values(df, "miou_macro")
+    colors = dict(zip(compare.PRETRAINING_ORDER, sns.color_palette("colorblind", 8)[3:7], strict=True))
+    fam_pal = plotting.family_palette()
+    widths = [max(1.8, 0.35 * fm.loc[fm["dataset"] == d, "model"].nunique() + 0.9) for d in names]
+    fig, axes = plt.subplots(
+        1,
+        len(names),
+        figsize=(sum(widths), 3.8),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+        layout="constrained",
+    )
+    used = []
+    for ax, dataset in zip(axes[0], names, strict=True):
+        d = fm.loc[fm["dataset"] == dataset].copy()
+        order = {p: i for i, p in enumerate(compare.PRETRAINING_ORDER)}
+        d["_k"] = [
+            (order.get(p, len(order)), compare.model_sort_key(m, "fm"))
+            for p, m in zip(d["pretraining"], d["model"], strict=True)
+        ]
+        d = d.sort_values("_k", kind="mergesort")
+        for x, row in enumerate(d.itertuples(index=False)):
+            color = colors.get(row.pretraining, "grey")
+            used.append(row.pretraining)
+            s = seeds.loc[(seeds["dataset"] == dataset) & (seeds["model"] == row.model)]
+            ax.scatter(
+                x + _seed_jitter(s["seed"].tolist()),
+                100 * s["value"].to_numpy(),
+                s=7,
+                facecolors="none",
+                edgecolors=color,
+                linewidths=0.6,
+                zorder=2,
+            )
+            _errorbar(ax, x, pd.Series(row._asdict()), color)
+        for fam in ("classical", "cnn"):
+            hit = best.loc[(best["dataset"] == dataset) & (best["family"] == fam)]
+            if not hit.empty and np.isfinite(hit.iloc[0]["mean"]):
+                ax.axhline(100 * hit.iloc[0]["mean"], color=fam_pal[fam], ls=":", lw=1.0)
+        ax.set_xticks(range(len(d)))
+        ax.set_xticklabels(d["model"].tolist(), rotation=90)
+        ax.set_xlim(-0.7, len(d) - 0.3)
+        ax.set_title(_label(dataset, sim), fontsize=8)
+    axes[0, 0].set_ylabel(f"fine-tuned test {METRIC_LABELS['miou_macro']}")
+    handles = [
+        Line2D([], [], marker="o", ls="", color=colors[p], label=PRETRAINING_LABELS[p])
+        for p in compare.PRETRAINING_ORDER
+        if p in set(used)
+    ]
+    handles += [
+        Line2D([], [], ls=":", color=fam_pal[f], label=f"best {compare.FAMILY_LABELS[f]} (val-selected)")
+        for f in ("classical", "cnn")
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=3,
+        frameon=False,
+        fontsize=6.5,
+        title=CI_TEXT,
+        title_fontsize=6.5,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4 cost
+
+
+def cost_figure(
+    df: pd.DataFrame,
+    *,
+    datasets: Sequence[str] | None = None,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> plt.Figure | None:
+    """Test mIoU against run time and against parameter count (log x axes), one point per (dataset, model).
+
+    Colour is the family, marker the dataset. Classical models have no parameter count (``n_params`` empty), so
+    they appear only in the run-time panel.
+    """
+    names = _main_datasets(df, datasets)
+    agg = compare.aggregate(df, metrics=["miou_macro"], splits=["test"], n_boot=n_boot, seed=seed)
+    agg = agg.loc[(agg["class"] == "") & agg["dataset"].isin(names)]
+    if agg.empty:
+        return None
+    pal = plotting.family_palette()
+    sim = _simulated(df)
+    markers = {d: _MARKERS[i % len(_MARKERS)] for i, d in enumerate(names)}
+    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.0), sharey=True, layout="constrained")
+    for ax, col, xlabel in (
+        (axes[0], "runtime_s", "run time per run (s, log)"),
+        (axes[1], "n_params", "parameters (log)"),
+    ):
+        d = agg.loc[np.isfinite(pd.to_numeric(agg[col], errors="coerce")) & (agg[col] > 0)]
+        for dataset in names:
+            for fam in compare.FAMILY_ORDER:
+                p = d.loc[(d["dataset"] == dataset) & (d["family"] == fam)]
+                if p.empty:
+                    continue
+                ax.scatter(
+                    p[col], 100 * p["mean"], marker=markers[dataset], color=pal[fam], s=18, alpha=0.85, lw=0.3
+                )
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(EngFormatter(places=0, sep=""))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs="auto"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel(f"test {METRIC_LABELS['miou_macro']}")
+    handles = _family_handles(agg["family"]) + [
+        Line2D([], [], marker=markers[d], ls="", color="grey", label=_label(d, sim))
+        for d in names
+        if d in set(agg["dataset"])
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside right center",
+        fontsize=6.5,
+        frameon=False,
+        title="mean over seeds;\none point per\n(dataset, model)",
+        title_fontsize=6.5,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5 per-class heatmap
+
+
+def per_class_heatmap_figure(
+    df: pd.DataFrame,
+    *,
+    datasets: Sequence[str] | None = None,
+    metric: str = "iou",
+) -> plt.Figure | None:
+    """Mean test IoU per class (columns) and model (rows), one panel per dataset, one shared colour scale."""
+    rows = compare.scored(df)
+    rows = rows.loc[(rows["metric"] == metric) & (rows["split"] == "test") & (rows["class"] != "")]
+    names = [d for d in (datasets or compare.ordered_datasets(rows["dataset"])) if d in set(rows["dataset"])]
+    if not names:
+        return None
+    sim = _simulated(df)
+    means = (
+        rows.groupby(["dataset", "model", "family", "pretraining", "class"], sort=False)["value"]
+        .mean()
+        .reset_index()
+    )
+    heights = []
+    tables = []
+    for dataset in names:
+        d = means.loc[means["dataset"] == dataset]
+        models = compare.ordered_models(d)
+        classes = list(
+            dict.fromkeys(rows.loc[rows["dataset"] == dataset, "class"])
+        )  # the table's class order
+        t = d.pivot(index="model", columns="class", values="value").reindex(index=models, columns=classes)
+        tables.append(t)
+        heights.append(0.22 * len(models) + 0.6)
+    width = max(3.5, 0.42 * max(t.shape[1] for t in tables) + 1.6)
+    fig, axes = plt.subplots(
+        len(names),
+        1,
+        figsize=(width, sum(heights) + 0.9 * len(names)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+        layout="constrained",
+    )
+    image = None
+    for ax, dataset, t in zip(axes[:, 0], names, tables, strict=True):
+        values = 100 * t.to_numpy(dtype=float)
+        image = ax.imshow(
+            np.ma.masked_invalid(values),
+            cmap="viridis",
+            vmin=0,
+            vmax=100,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="white" if v < 60 else "black",
+                )
+        ax.set_xticks(range(t.shape[1]))
+        ax.set_xticklabels(t.columns, rotation=60, ha="right", fontsize=6)
+        ax.set_yticks(range(t.shape[0]))
+        ax.set_yticklabels(t.index, fontsize=6)
+        ax.grid(False)
+        ax.set_title(_label(dataset, sim), fontsize=8)
+    cbar = fig.colorbar(image, ax=list(axes[:, 0]), location="bottom", shrink=0.8, aspect=30)
+    cbar.set_label(f"test {METRIC_LABELS.get(metric, metric)}, mean over seeds")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# all figures
+
+
+FIGURE_NAMES = {
+    "main_comparison": "05_main_comparison",
+    "texture_answer": "05_texture_answer",
+    "pretext_alignment": "05_pretext_alignment",
+    "cost": "05_cost",
+    "per_class_iou": "05_per_class_iou",
+}
+
+
+def draw_all(
+    df: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    datasets: Sequence[str] | None = None,
+    bayes_limits: Mapping[float, float] | None = None,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> dict[str, FigureResult]:
+    """Draw and save every figure of notebook 05 under ``out_dir`` (PDF + PNG), in a fixed order.
+
+    Args:
+        df: Results table.
+        out_dir: Figures folder.
+        datasets: Datasets of the per-dataset figures, in display order (the texture sweep is always drawn from
+            every ``sim-texture-*`` dataset in the table); ``None``: all scored datasets outside the sweep.
+        bayes_limits: Knob -> Bayes-optimal per-pixel accuracy for the texture figure (optional).
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+
+    Returns:
+        Figure key -> :class:`FigureResult` (``paths`` empty when the table had nothing to draw for it).
+    """
+    plotting.setup_style()
+    names = _main_datasets(df, datasets)
+    sweep = compare.texture_datasets(compare.scored(df)["dataset"].unique())
+    limits = dict(bayes_limits) if bayes_limits else bayes_limits_from_table(df)
+    bayes_note = (
+        "Dashed: Bayes-optimal per-pixel accuracy from the simulator (a ceiling for spectra-only classifiers)."
+        if limits
+        else "No Bayes limit available for the sweep (not drawn)."
+    )
+    builders = {
+        "main_comparison": (
+            lambda: main_comparison_figure(df, datasets=names, n_boot=n_boot, seed=seed),
+            f"Test scores per dataset, grouped by family; {CI_TEXT}.",
+            names,
+        ),
+        "texture_answer": (
+            lambda: texture_answer_figure(
+                df, bayes_limits=limits, gain_datasets=[*names, *sweep], n_boot=n_boot, seed=seed
+            ),
+            "Texture sweep (simulated) and measured texture gain per dataset, paired by seed. " + bayes_note,
+            [*names, *sweep],
+        ),
+        "pretext_alignment": (
+            lambda: pretext_alignment_figure(df, datasets=[*names, *sweep], n_boot=n_boot, seed=seed),
+            "Fine-tuned FM test mIoU by pretraining; dotted: best classical and best CNN (chosen on validation).",
+            [*names, *sweep],
+        ),
+        "cost": (
+            lambda: cost_figure(df, datasets=names, n_boot=n_boot, seed=seed),
+            "Test mIoU against run time and parameter count; classical models have no parameter count.",
+            names,
+        ),
+        "per_class_iou": (
+            lambda: per_class_heatmap_figure(df, datasets=names),
+            "Per-class test IoU, mean over seeds.",
+            names,
+        ),
+    }
+    out = {}
+    for key, (build, text, shown) in builders.items():
+        fig = build()
+        caption = " ".join(t for t in (text, not_run_caption(df, shown)) if t)
+        if fig is None:
+            out[key] = FigureResult(FIGURE_NAMES[key], [], "Nothing to draw: no matching rows. " + caption)
+            continue
+        paths = plotting.save_figure(fig, FIGURE_NAMES[key], Path(out_dir))
+        out[key] = FigureResult(FIGURE_NAMES[key], list(paths), caption)
+    return out

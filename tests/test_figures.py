@@ -1,0 +1,151 @@
+"""Tests for helpers.figures: every figure drawn from a synthetic results table, valid files, byte-stable."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from test_compare import CLASSES, make_results  # noqa: E402
+
+from helpers import compare, figures, plotting  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAIN = ["sim-crop", "sim-burn"]
+SWEEP = ["sim-texture-0", "sim-texture-1"]
+#: A smaller model set than test_compare's table keeps the 300-dpi rendering affordable in CI.
+MODELS = ("rf", "lgbm", "rf_aug", "unet", "prithvi_none", "prithvi_mae", "prithvi_spectral", "galileo_nano")
+BAYES = {0.0: 0.97, 1.0: 0.55}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return make_results(
+        tmp_path_factory.mktemp("res") / "results.csv", datasets=(*MAIN, *SWEEP), models=MODELS
+    )
+
+
+@pytest.fixture(scope="module")
+def drawn(table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    return out, figures.draw_all(table, out, bayes_limits=BAYES, n_boot=300)
+
+
+def _check_files(paths):
+    pdf, png = sorted(paths)
+    assert pdf.suffix == ".pdf" and png.suffix == ".png"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert b"CreationDate" not in pdf.read_bytes()
+
+
+def test_all_figures_written_as_pdf_and_png(drawn):
+    out, res = drawn
+    assert list(res) == list(figures.FIGURE_NAMES)
+    for key, r in res.items():
+        assert [p.name for p in r.paths] == [
+            f"{figures.FIGURE_NAMES[key]}.pdf",
+            f"{figures.FIGURE_NAMES[key]}.png",
+        ]
+        _check_files(r.paths)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for r in res.values() for p in r.paths)
+
+
+def test_not_run_rows_are_in_captions_not_in_plots(drawn, table):
+    _, res = drawn
+    for key in ("main_comparison", "pretext_alignment"):
+        assert "prithvi_published on sim-burn (seed 0: weights file not supplied)" in res[key].caption
+    plotting.setup_style()
+    fig = figures.pretext_alignment_figure(table, n_boot=100)
+    labels = {t.get_text() for ax in fig.axes for t in ax.get_xticklabels()}
+    plt.close(fig)
+    assert "prithvi_published" not in labels and "prithvi_spectral" in labels
+
+
+def test_figures_are_byte_stable(tmp_path):
+    # a small table keeps this fast; the mechanism (fixed order, fixed jitter, stripped metadata) is the same
+    small = make_results(
+        tmp_path / "r.csv", datasets=("sim-burn", *SWEEP), models=("rf", "rf_aug", "unet", "prithvi_mae")
+    )
+    first = figures.draw_all(small, tmp_path / "a", bayes_limits=BAYES, n_boot=200)
+    again = figures.draw_all(small, tmp_path / "b", bayes_limits=BAYES, n_boot=200)
+    for key in figures.FIGURE_NAMES:
+        assert first[key].paths, key
+        for a, b in zip(first[key].paths, again[key].paths, strict=True):
+            assert a.read_bytes() == b.read_bytes(), f"{a.name} changed on regeneration"
+
+
+def test_main_comparison_panels(table):
+    plotting.setup_style()
+    fig = figures.main_comparison_figure(table, n_boot=100)
+    assert len(fig.axes) == 2 * len(MAIN)  # mIoU and F1 rows x one column per non-sweep dataset
+    titles = [ax.get_title() for ax in fig.axes[: len(MAIN)]]
+    assert titles == ["sim-crop (simulated)", "sim-burn (simulated)"]
+    # shared y axis; the plotted means are the table's test means in percent
+    assert len({ax.get_ylim() for ax in fig.axes}) == 1
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in fig.axes[len(MAIN)].get_xticklabels()]
+    assert ticks == list(MODELS)  # canonical order: families, then MODEL_ORDER, FMs by pretraining
+    means = sorted(
+        float(line.get_ydata()[0])
+        for line in ax.get_lines()
+        if line.get_marker() == "o" and len(line.get_ydata()) == 1
+    )
+    t = table[
+        (table["dataset"] == "sim-crop") & (table["split"] == "test") & (table["metric"] == "miou_macro")
+    ]
+    expected = sorted(100 * t.groupby("model")["value"].mean())
+    assert means == pytest.approx(expected)
+    seed_points = sum(len(c.get_offsets()) for c in ax.collections if len(c.get_offsets()) == 3)
+    assert seed_points == 3 * t["model"].nunique()
+    plt.close(fig)
+
+
+def test_texture_answer_panels_and_bayes_line(table):
+    plotting.setup_style()
+    fig = figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=100)
+    assert len(fig.axes) == 3
+    bayes = [ln for ln in fig.axes[1].get_lines() if ln.get_label().startswith("Bayes")]
+    assert len(bayes) == 1 and list(bayes[0].get_ydata()) == pytest.approx([97.0, 55.0])
+    assert not [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("Bayes")]  # not on mIoU
+    plt.close(fig)
+    fig = figures.texture_answer_figure(table, bayes_limits=None, n_boot=100)
+    assert not [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label().startswith("Bayes")]
+    plt.close(fig)
+    no_sweep = table[~table["dataset"].isin(SWEEP)]
+    fig = figures.texture_answer_figure(no_sweep, n_boot=100)
+    assert len(fig.axes) == 1  # only the gain panel
+    plt.close(fig)
+
+
+def test_other_figures_have_one_panel_per_dataset(table):
+    plotting.setup_style()
+    fig = figures.pretext_alignment_figure(table, n_boot=100)
+    assert len(fig.axes) == len(MAIN) + len(SWEEP)
+    plt.close(fig)
+    fig = figures.cost_figure(table, n_boot=100)
+    assert len(fig.axes) == 2 and all(ax.get_xscale() == "log" for ax in fig.axes)
+    # classical models have no parameter count: the parameter panel shows CNN and FM points only
+    n_points = sum(len(c.get_offsets()) for c in fig.axes[1].collections)
+    assert n_points == len(MAIN) * 5
+    plt.close(fig)
+    fig = figures.per_class_heatmap_figure(table, datasets=MAIN)
+    assert len(fig.axes) == len(MAIN) + 1  # one heatmap per dataset plus the shared colour bar
+    crop = fig.axes[0].get_images()[0].get_array()
+    assert crop.shape == (len(MODELS), len(CLASSES["sim-crop"]))
+    assert np.nanmax(crop) <= 100
+    plt.close(fig)
+
+
+def test_absent_models_and_datasets_are_absent(table):
+    plotting.setup_style()
+    small = table[table["model"].isin(["rf", "unet"]) & (table["dataset"] == "sim-crop")]
+    fig = figures.main_comparison_figure(small, n_boot=100)
+    assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["rf", "unet"]
+    plt.close(fig)
+    assert figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
+    assert compare.texture_datasets(small["dataset"]) == []
