@@ -540,10 +540,14 @@ def prepare(
     offline): a missing one gets a clear error pointing at ``python -m helpers.download``.
     """
     root = Path(data_dir) / name
-    if name.startswith("sim-") or name == "indian-pines-hls":
+    if name.startswith("sim-"):
         from helpers import simulate
 
         simulate.generate(name, root, size=size, seed=seed)
+    elif name == "indian-pines-hls":
+        from helpers import indian_pines
+
+        indian_pines.generate(root, size=size, seed=seed)
     elif name in REAL and not root.is_dir():
         raise DataError(
             f"{root}: real dataset {name!r} not found; download it with "
