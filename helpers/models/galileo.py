@@ -136,10 +136,16 @@ def kernel_resize_pinv(old: int, new: int) -> torch.Tensor:
     """
     key = (old, new)
     if key not in _PINV_CACHE:
-        basis = torch.eye(old * old, dtype=torch.float32).reshape(old * old, 1, old, old)
-        resized = F.interpolate(basis, size=(new, new), mode="bicubic", antialias=True)
-        _PINV_CACHE[key] = torch.linalg.pinv(resized.reshape(old * old, new * new))
+        # built outside inference mode, so a table first made while embedding can later take part in fine-tuning
+        with torch.inference_mode(False), torch.no_grad():
+            _PINV_CACHE[key] = _resize_pinv(old, new)
     return _PINV_CACHE[key]
+
+
+def _resize_pinv(old: int, new: int) -> torch.Tensor:
+    basis = torch.eye(old * old, dtype=torch.float32).reshape(old * old, 1, old, old)
+    resized = F.interpolate(basis, size=(new, new), mode="bicubic", antialias=True)
+    return torch.linalg.pinv(resized.reshape(old * old, new * new))
 
 
 def resize_kernel(weight: torch.Tensor, new: int) -> torch.Tensor:

@@ -1,0 +1,515 @@
+"""Results rows of the published foundation models (Galileo-nano, Presto): one function per notebook row.
+
+==============================  ===============  =====================================================
+row                             encoder          head
+==============================  ===============  =====================================================
+``galileo_nano_frozen_lgbm``    Galileo-nano     LightGBM on frozen per-pixel embeddings
+``galileo_nano_frozen_linear``  Galileo-nano     linear probe on frozen per-pixel embeddings
+``presto_frozen_lgbm``          Presto           LightGBM on frozen per-pixel embeddings
+``presto_frozen_linear``        Presto           linear probe on frozen per-pixel embeddings
+``galileo_nano_finetune``       Galileo-nano     light conv decoder, encoder trained end to end
+==============================  ===============  =====================================================
+
+The frozen rows follow the classical rows' protocol (:mod:`helpers.classical`) so that ``lgbm`` vs.
+``*_frozen_lgbm`` differs only in the features:
+
+1. **Training pixels**: the same stratified per-chip sample as :func:`helpers.classical.sample_pixels` (same
+   seeding by ``(seed, split, chip id)``, same per-class-per-chip count and class-balanced cap), so for one seed
+   both rows train on the very same pixels. Galileo embeds whole training chips (it needs the spatial context);
+   Presto embeds only the sampled pixels, which is exact for a per-pixel model.
+2. **Selection on val**: each head candidate (LightGBM: :data:`helpers.classical.LGBM_GRID`, early-stopped on
+   sampled val pixels; linear: :data:`helpers.fm_heads.LINEAR_GRID`) is scored on every valid pixel of every val
+   chip, and the best dataset-level ``miou_macro`` wins (ties: the earlier candidate).
+3. **Held-out splits** (``test``, and ``bolivia`` where present) are predicted once, every pixel of every chip.
+
+Every row carries ``family="fm"``, ``pretraining="published"``, ``weights=<sha256 of the file>`` and a note
+with the pretraining data, the adapter choices (:mod:`helpers.fm_adapters`) and the head. Without the weights
+(offline, no local copy) or with a wrong file, one ``not_run`` row says why and the notebook goes on.
+
+Embeddings are cached on disk (:class:`helpers.embeddings.EmbeddingCache`) under ``cache_dir``, so the seeds and
+heads of a dataset encode each chip once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from helpers import classical as _classical
+from helpers import embeddings as E
+from helpers import fm_adapters as A
+from helpers import fm_heads as H
+from helpers import metrics as _metrics
+from helpers import results as _results
+from helpers import weights as W
+
+#: row -> (embedding model, head).
+ROWS = {
+    "galileo_nano_frozen_lgbm": ("galileo_nano", "lgbm"),
+    "galileo_nano_frozen_linear": ("galileo_nano", "linear"),
+    "presto_frozen_lgbm": ("presto", "lgbm"),
+    "presto_frozen_linear": ("presto", "linear"),
+}
+FINETUNE_ROW = "galileo_nano_finetune"
+
+#: What each model was pretrained on (for the results note; from the papers and the published configs).
+PRETRAINING = {
+    "galileo_nano": (
+        "Galileo-nano published weights (Tseng et al. 2025): self-supervised on 127,155 global samples of "
+        "Sentinel-1, Sentinel-2 L1C, ERA5, TerraClimate, VIIRS, SRTM, Dynamic World, WorldCereal, LandScan"
+    ),
+    "presto": (
+        "Presto published weights (Tseng et al. 2023): masked autoencoding of global monthly pixel time series of "
+        "Sentinel-1, Sentinel-2 L1C, ERA5, SRTM, Dynamic World"
+    ),
+}
+ENCODER_PARAMS = {"galileo_nano": 1_037_856, "presto": 404_160}
+
+
+@dataclass
+class FMRun:
+    """What a row function did.
+
+    Attributes:
+        status: ``"ok"``, ``"not_run"`` (weights unavailable; ``reason`` says why) or ``"skipped"`` (already in the
+            results table).
+        rows: Results rows written (val and held-out splits, or the one ``not_run`` row).
+        reason: Why the row was not run.
+        head: The chosen head (frozen rows).
+        search: Per head candidate: its settings and val ``miou_macro``.
+        scores: ``{split: helpers.metrics.scores(...)}``.
+        cms: ``{split: confusion matrix}``.
+        timings: Seconds embedding (cache misses only), fitting, predicting, overall.
+        cache_stats: Embedding cache hits, misses, writes.
+        extra: Row-specific outputs (the fine-tuning run's :class:`helpers.train.RunOutcome`).
+    """
+
+    status: str
+    rows: list[dict] = field(default_factory=list)
+    reason: str = ""
+    head: object = None
+    search: list[dict] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    cms: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    cache_stats: dict = field(default_factory=dict)
+    n_train_pixels: int = 0
+    extra: object = None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
+    torch.manual_seed(seed)
+
+
+def _base_context(ds, row: str, seed: int, weights: str) -> dict:
+    return {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": bool(getattr(ds, "simulated", str(ds.name).startswith("sim-"))),
+        "model": row,
+        "family": "fm",
+        "pretraining": "published",
+        "weights": weights,
+        "seed": seed,
+    }
+
+
+def _not_run(ds, row: str, seed: int, reason: str, results_path) -> FMRun:
+    model = ROWS.get(row, ("galileo_nano", ""))[0]
+    rows = [_results.not_run_row(reason, _base_context(ds, row, seed, W.SPECS[model].sha256))]
+    if results_path is not None:
+        _results.write_run(rows, results_path)
+    return FMRun(status="not_run", rows=rows, reason=reason)
+
+
+# --------------------------------------------------------------------------------------------------- sampling
+def sample_indices(ds, split: str, chip_id: str, y: np.ndarray, seed: int, n_per: int) -> np.ndarray:
+    """Flat pixel indices of one chip's training sample: up to ``n_per`` random valid pixels of each class.
+
+    The same generator and ranking as :func:`helpers.classical.sample_pixels`, so both pick the same pixels.
+    """
+    flat = np.asarray(y).ravel()
+    valid = np.flatnonzero(flat != ds.ignore_index)
+    if valid.size == 0:
+        return valid
+    rng = np.random.default_rng([seed, _classical._stable_hash(split), _classical._stable_hash(chip_id)])
+    order, rank = _classical._rank_within_group(flat[valid], rng.random(valid.size))
+    return np.sort(valid[order[rank < n_per]])
+
+
+@dataclass
+class _Sample:
+    X: np.ndarray
+    y: np.ndarray
+    n_all_ignore: int = 0
+
+
+def _sample_split(ds, split, embedder, cache, seed, budget, timer, progress) -> _Sample:
+    """Embeddings and labels of a split's sampled pixels (classical budget and class-balanced cap)."""
+    from tqdm.auto import tqdm
+
+    chip_ids = ds.chip_ids(split)
+    n_per = min(budget.per_class_per_chip, max(1, -(-budget.max_pixels // max(len(chip_ids), 1))))
+    xs, ys = [], []
+    n_all_ignore = 0
+    for chip_id in tqdm(chip_ids, desc=f"{embedder.name} {split}", disable=not progress, leave=False):
+        a, y = ds.read_arrays(chip_id)
+        idx = sample_indices(ds, split, chip_id, y, seed, n_per)
+        if idx.size == 0:
+            n_all_ignore += 1
+            continue
+        t0 = time.perf_counter()
+        misses = cache.misses if cache is not None else None
+        if isinstance(embedder, E.PrestoEmbedder):
+            rows = E.embed_pixels(embedder, ds, chip_id, idx, cache, arrays=(a, y))
+        else:
+            emb, _, _ = E.embed_chip(embedder, ds, chip_id, cache)
+            rows = emb.reshape(emb.shape[0], -1)[:, idx].T
+        if cache is None or cache.misses != misses:
+            timer["embed_s"] += time.perf_counter() - t0
+        xs.append(rows)
+        ys.append(np.asarray(y).ravel()[idx])
+    if not ys:
+        return _Sample(np.zeros((0, E.EMBED_DIM), np.float32), np.zeros(0, np.int64), n_all_ignore)
+    X, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+    keep = _classical._balanced_cap(
+        y, budget.max_pixels, np.random.default_rng([seed, _classical._stable_hash(split), 1])
+    )
+    return _Sample(np.ascontiguousarray(X[keep], dtype=np.float32), y[keep], n_all_ignore)
+
+
+def _score_split(ds, split, embedder, cache, heads, timer, n_jobs, progress) -> list[np.ndarray]:
+    """Dataset-level confusion matrix of each head over every valid pixel of a split."""
+    from tqdm.auto import tqdm
+
+    k = ds.num_classes
+    cms = [np.zeros((k, k), np.int64) for _ in heads]
+    for chip_id in tqdm(
+        ds.chip_ids(split), desc=f"{embedder.name} {split}", disable=not progress, leave=False
+    ):
+        t0 = time.perf_counter()
+        misses = cache.misses if cache is not None else None
+        emb, y, _ = E.embed_chip(embedder, ds, chip_id, cache)
+        if cache is None or cache.misses != misses:
+            timer["embed_s"] += time.perf_counter() - t0
+        valid = y != ds.ignore_index
+        if not valid.any():
+            continue
+        X = np.ascontiguousarray(emb.reshape(emb.shape[0], -1).T[valid.ravel()])
+        for i, head in enumerate(heads):
+            t0 = time.perf_counter()
+            pred = head.predict(X, n_jobs)
+            timer["predict_s"] += time.perf_counter() - t0
+            cms[i] += _metrics.confusion_matrix(y[valid], pred, k, None)
+    return cms
+
+
+# ------------------------------------------------------------------------------------------------------ frozen
+def run_frozen(
+    ds,
+    row: str,
+    seed: int,
+    results_path: str | os.PathLike | None = _results.DEFAULT_PATH,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    budget: _classical.Budget | dict = _classical.DEFAULT_BUDGET,
+    val_budget: _classical.Budget | dict = _classical.DEFAULT_VAL_BUDGET,
+    embedder: E.Embedder | None = None,
+    weights_path: str | os.PathLike | None = None,
+    settings: dict | None = None,
+    n_jobs: int = 1,
+    force: bool = False,
+    progress: bool = True,
+) -> FMRun:
+    """Run one frozen-embedding row end to end and write its results rows.
+
+    Args:
+        ds: A dataset (``helpers.datasets`` API) with ``train`` and ``test`` splits (``val`` for selection).
+        row: A key of :data:`ROWS`.
+        seed: Seeds pixel sampling and the head.
+        results_path: Results CSV (``None``: write nothing).
+        cache_dir: Folder of the embedding cache (``None``: no disk cache; every chip is encoded each run).
+        budget: Training-pixel budget (as the classical rows).
+        val_budget: Val pixels for LightGBM early stopping.
+        embedder: A loaded embedder to reuse across rows (its model must match ``row``).
+        weights_path: Explicit weights file (else :func:`helpers.weights.resolve_weights` finds one).
+        settings: Embedder settings (Galileo: ``patch_size``, ``window``, ``ndvi``; Presto: ``ndvi``).
+        n_jobs: LightGBM threads.
+        force: Rerun even if the results table has this (dataset, row, seed).
+        progress: Show tqdm bars.
+
+    Raises:
+        ValueError: Unknown row, an embedder for the other model, empty train/test split or no valid training
+            pixel.
+    """
+    if row not in ROWS:
+        raise ValueError(f"unknown row {row!r}; expected one of {sorted(ROWS)}")
+    model_name, head_kind = ROWS[row]
+    if results_path is not None and not force and _results.has_run(ds.name, row, seed, results_path):
+        return FMRun(status="skipped")
+    for split in ("train", "test"):
+        if split not in ds.splits or not ds.chip_ids(split):
+            raise ValueError(f"{ds.name}: the {split!r} split has no chips")
+    budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
+    val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
+    t_start = time.perf_counter()
+    if embedder is None:
+        try:
+            embedder = E.load_embedder(model_name, weights_path, **(settings or {}))
+        except W.WeightsError as err:
+            return _not_run(ds, row, seed, str(err), results_path)
+    elif embedder.name != model_name:
+        raise ValueError(f"row {row!r} needs a {model_name} embedder, got {embedder.name}")
+    _seed_everything(seed)
+    cache = E.EmbeddingCache(cache_dir) if cache_dir is not None else None
+    timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
+    notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
+
+    train = _sample_split(ds, "train", embedder, cache, seed, budget, timer, progress)
+    if len(train.y) == 0:
+        raise ValueError(f"{ds.name}: the train split has no valid (non-ignore) pixel; nothing to fit")
+    missing = [
+        c for c, n in zip(ds.classes, np.bincount(train.y, minlength=ds.num_classes), strict=True) if n == 0
+    ]
+    if missing:
+        notes.append(f"classes absent from training: {', '.join(missing)}")
+    has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
+    es = None
+    if has_val and head_kind == "lgbm":
+        es = _sample_split(ds, "val", embedder, cache, seed, val_budget, timer, progress)
+
+    grid = _classical.LGBM_GRID if head_kind == "lgbm" else H.LINEAR_GRID
+    if not has_val:
+        grid = grid[:1]
+        notes.append("no val split: no selection, first candidate")
+    heads = []
+    for cand in grid:
+        t0 = time.perf_counter()
+        if head_kind == "lgbm":
+            head = H.fit_lgbm(
+                train.X,
+                train.y,
+                ds.num_classes,
+                candidate=cand,
+                seed=seed,
+                X_es=None if es is None else es.X,
+                y_es=None if es is None else es.y,
+                n_jobs=n_jobs,
+            )
+        else:
+            head = H.fit_linear(train.X, train.y, ds.num_classes, seed=seed, **cand)
+        timer["fit_s"] += time.perf_counter() - t0
+        heads.append(head)
+
+    scores: dict = {}
+    cms: dict = {}
+    search = []
+    best = 0
+    if has_val:
+        val_cms = _score_split(ds, "val", embedder, cache, heads, timer, n_jobs, progress)
+        val_scores = [_metrics.scores(cm) for cm in val_cms]
+        mious = [s["miou_macro"] for s in val_scores]
+        search = [
+            {"candidate": i, **c, "val_miou_macro": m}
+            for i, (c, m) in enumerate(zip(grid, mious, strict=True))
+        ]
+        if all(np.isnan(m) for m in mious):
+            notes.append("val split has no valid pixel: no selection, first candidate")
+        else:
+            best = int(np.nanargmax(mious))
+            cms["val"], scores["val"] = val_cms[best], val_scores[best]
+    head = heads[best]
+    held_out = [s for s in ds.splits if s not in ("train", "val")]
+    for split in held_out:
+        if not ds.chip_ids(split):
+            continue
+        (cm,) = _score_split(ds, split, embedder, cache, [head], timer, n_jobs, progress)
+        cms[split], scores[split] = cm, _metrics.scores(cm)
+
+    ctx = A.chip_context(ds, ds.chip_ids("train")[0])
+    cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
+    notes = [
+        head.describe(),
+        *notes,
+        f"{embedder.name}: {embedder.describe()}",
+        "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(ctx, getattr(embedder, "ndvi", "masked")),
+        PRETRAINING[model_name],
+    ]
+    if cache is not None:
+        notes.append(f"embedding cache: {cache.hits} hits, {cache.misses} misses")
+    head_mb = head.size_mb()
+    context = {
+        **_base_context(ds, row, seed, embedder.weights_sha256),
+        "n_train_pixels": len(train.y),
+        "n_features": E.EMBED_DIM,
+        "n_params": ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
+        "fit_s": round(timer["fit_s"], 3),
+        "predict_s": round(timer["predict_s"], 3),
+        "runtime_s": round(time.perf_counter() - t_start, 3),
+        "embed_s": round(timer["embed_s"], 3),
+        "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "model_size_mb": round(W.SPECS[model_name].size / 1e6 + head_mb, 4),
+        "note": "; ".join(notes),
+    }
+    rows = []
+    for split in ["val", *held_out]:
+        if split in scores:
+            rows += _results.score_rows(scores[split], split=split, class_names=ds.classes, context=context)
+    if results_path is not None:
+        _results.write_run(rows, results_path)
+    return FMRun(
+        status="ok",
+        rows=rows,
+        head=head,
+        search=search,
+        scores=scores,
+        cms=cms,
+        timings={**timer, "runtime_s": context["runtime_s"]},
+        cache_stats=cache_stats,
+        n_train_pixels=len(train.y),
+    )
+
+
+def run_galileo_nano_frozen_lgbm(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs) -> FMRun:
+    """Row ``galileo_nano_frozen_lgbm`` (see :func:`run_frozen` for the arguments)."""
+    return run_frozen(ds, "galileo_nano_frozen_lgbm", seed, results_path, **kwargs)
+
+
+def run_galileo_nano_frozen_linear(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs) -> FMRun:
+    """Row ``galileo_nano_frozen_linear`` (see :func:`run_frozen`)."""
+    return run_frozen(ds, "galileo_nano_frozen_linear", seed, results_path, **kwargs)
+
+
+def run_presto_frozen_lgbm(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs) -> FMRun:
+    """Row ``presto_frozen_lgbm`` (see :func:`run_frozen`)."""
+    return run_frozen(ds, "presto_frozen_lgbm", seed, results_path, **kwargs)
+
+
+def run_presto_frozen_linear(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs) -> FMRun:
+    """Row ``presto_frozen_linear`` (see :func:`run_frozen`)."""
+    return run_frozen(ds, "presto_frozen_linear", seed, results_path, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------- fine-tuning
+def make_galileo_segmenter(
+    ds,
+    weights_path: str | os.PathLike | None = None,
+    *,
+    patch_size: int = 4,
+    window: int = 64,
+    ndvi: str = "masked",
+    drop_path: float = 0.1,
+) -> Callable[[], H.GalileoSegmenter]:
+    """A builder of the fine-tuning model for ``ds`` (weights resolved now, so a missing file fails early).
+
+    The months are the dataset's default months (:data:`helpers.fm_adapters.DEFAULT_MONTHS`; the training loop
+    passes only pixels, so per-chip dates cannot reach the model) and the pixel size that of the first training
+    chip. ``drop_path=0.1`` is the published encoder configuration.
+
+    Raises:
+        helpers.weights.WeightsError: Weights unavailable or not the pinned file.
+    """
+    from helpers.models import galileo as G
+
+    path = W.resolve_weights("galileo_nano", weights_path)
+    ctx = A.chip_context(ds, ds.chip_ids("train")[0])
+    months = A.DEFAULT_MONTHS.get(ds.task, (6,) * ds.n_times)
+    if len(months) != ds.n_times:
+        months = (6,) * ds.n_times
+
+    def build() -> H.GalileoSegmenter:
+        encoder = G.load_galileo_nano(path, drop_path=drop_path)
+        return H.GalileoSegmenter(
+            encoder,
+            ds.num_classes,
+            months,
+            patch_size=patch_size,
+            window=window,
+            resolution_m=ctx.resolution_m,
+            ndvi=ndvi,
+        )
+
+    build.months = months  # type: ignore[attr-defined]
+    build.resolution_m = ctx.resolution_m  # type: ignore[attr-defined]
+    return build
+
+
+def run_galileo_nano_finetune(
+    ds,
+    seed: int,
+    results_path: str | os.PathLike = _results.DEFAULT_PATH,
+    *,
+    runs_dir: str | os.PathLike = "runs",
+    epochs: int,
+    weights_path: str | os.PathLike | None = None,
+    patch_size: int = 4,
+    window: int = 64,
+    force: bool = False,
+    progress: bool = True,
+    **fit_kwargs,
+) -> FMRun:
+    """Row ``galileo_nano_finetune``: Galileo-nano + light decoder trained end to end by :func:`helpers.train.run`.
+
+    Training crops default to the encoder window (``crop_size=window``) so that every crop is exactly one window.
+    Other ``fit_kwargs`` (``lr``, ``batch_size``, ``patience``, ...) go to :func:`helpers.train.fit`.
+    """
+    from helpers import train
+
+    try:
+        build = make_galileo_segmenter(ds, weights_path, patch_size=patch_size, window=window)
+    except W.WeightsError as err:
+        return _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
+    note = "; ".join(
+        [
+            f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows, conv decoder",
+            f"months {list(build.months)} (dataset default), {build.resolution_m:g} m pixels",
+            "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(None),
+            PRETRAINING["galileo_nano"],
+        ]
+    )
+    fit_kwargs.setdefault("crop_size", window)
+    outcome = train.run(
+        ds,
+        FINETUNE_ROW,
+        build,
+        seed=seed,
+        results_path=results_path,
+        runs_dir=runs_dir,
+        family="fm",
+        pretraining="published",
+        weights=W.SPECS["galileo_nano"].sha256,
+        force=force,
+        note=note,
+        progress=progress,
+        epochs=epochs,
+        **fit_kwargs,
+    )
+    return FMRun(status="skipped" if outcome.skipped else "ok", rows=outcome.rows, extra=outcome)
+
+
+def row_names() -> list[str]:
+    """All rows this module can write, in table order."""
+    return [*ROWS, FINETUNE_ROW]
+
+
+__all__ = [
+    "FMRun",
+    "ROWS",
+    "row_names",
+    "run_frozen",
+    "run_galileo_nano_finetune",
+    "run_galileo_nano_frozen_lgbm",
+    "run_galileo_nano_frozen_linear",
+    "run_presto_frozen_lgbm",
+    "run_presto_frozen_linear",
+    "sample_indices",
+]
