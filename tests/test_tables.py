@@ -1,0 +1,170 @@
+"""Tests for helpers.tables: tables match the numbers they were built from, Markdown and booktabs LaTeX."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_compare import make_results
+
+from helpers import compare, tables
+
+DATASETS = ("sim-crop", "sim-burn", "sim-texture-0", "sim-texture-1")
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return make_results(tmp_path_factory.mktemp("res") / "results.csv", datasets=DATASETS)
+
+
+@pytest.fixture(scope="module")
+def written(table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    return out, tables.write_all(table, out, n_boot=300)
+
+
+def parse_markdown(text: str) -> pd.DataFrame:
+    """Read back the pipe table of a Markdown file (the caption and preamble lines are skipped)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert set(lines[1].replace("|", "")) == {"-"}
+    rows = [[c.strip() for c in re.split(r"(?<!\\)\|", ln.strip()[1:-1])] for ln in lines[2:]]
+    return pd.DataFrame(rows, columns=header)
+
+
+def parse_cell(cell: str) -> tuple[float, float, float, bool]:
+    """``"**71.2** [70.1, 72.3]"`` -> (71.2, 70.1, 72.3, bold)."""
+    m = re.fullmatch(r"(\*\*)?([\d.]+)(\*\*)? \[([\d.]+), ([\d.]+)\]", cell)
+    assert m, cell
+    return float(m.group(2)), float(m.group(4)), float(m.group(5)), bool(m.group(1))
+
+
+def test_files_written_under_tables(written):
+    out, paths = written
+    assert set(paths) == {*(f"results_{d}" for d in DATASETS), "paper_comparison", "findings", "not_run"}
+    for md, tex in paths.values():
+        assert md.parent == out / "tables" and md.suffix == ".md" and tex.suffix == ".tex"
+    assert not [p for p in (out / "tables").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_dataset_table_matches_the_numbers(written, table):
+    out, paths = written
+    md = parse_markdown(paths["results_sim-burn"][0].read_text())
+    ok = table[(table["dataset"] == "sim-burn") & (table["split"] == "test") & (table["status"] == "ok")]
+    agg = compare.aggregate(table, metrics=["miou_macro", "f1_macro"], splits=["test"], n_boot=300)
+    agg = agg[(agg["dataset"] == "sim-burn") & (agg["class"] == "")]
+    for metric, header in (("miou_macro", "mIoU (%)"), ("f1_macro", "F1 (%)")):
+        truth = 100 * ok[ok["metric"] == metric].groupby("model")["value"].mean()
+        parsed = {}
+        for _, row in md.iterrows():
+            if row[header] == tables.NOT_RUN:
+                continue
+            mean, lo, hi, bold = parse_cell(row[header])
+            parsed[row["Model"]] = (mean, bold)
+            a = agg[(agg["model"] == row["Model"]) & (agg["metric"] == metric)].iloc[0]
+            assert (lo, hi) == pytest.approx((round(100 * a["lo"], 1), round(100 * a["hi"], 1)), abs=0.051)
+            assert lo <= mean <= hi
+        assert set(parsed) == set(truth.index)
+        for model, (mean, _) in parsed.items():
+            assert mean == pytest.approx(truth[model], abs=0.051)
+        bold = [m for m, (_, b) in parsed.items() if b]
+        assert bold == [truth.idxmax()]
+    assert md["Seeds"].tolist().count("3") == len(md) - 1
+    not_run = md[md["mIoU (%)"] == tables.NOT_RUN]
+    assert not_run["Model"].tolist() == ["prithvi_published"]
+    assert "weights file not supplied" in paths["results_sim-burn"][0].read_text()
+    # model order: families, canonical order, FMs by pretraining
+    assert md["Model"].tolist()[:4] == ["rf", "lgbm", "rf_aug", "lgbm_aug"]
+    assert md["Model"].tolist()[6:9] == ["prithvi_none", "prithvi_mae", "prithvi_spectral"]
+
+
+def test_latex_is_booktabs_and_escaped(written):
+    _, paths = written
+    tex = paths["results_sim-burn"][1].read_text()
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
+    assert "rf\\_aug" in tex and "rf_aug" not in tex.replace("rf\\_aug", "")
+    assert "\\textbf{" in tex and "(\\%)" in tex
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+    n_cols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1))
+    assert all(line.count(" & ") == n_cols - 1 and line.endswith("\\\\") for line in body)
+    assert tables.latex_escape("a_b & 5% − x") == "a\\_b \\& 5\\% $-$ x"
+
+
+def test_paper_table_labels_sources(written, table):
+    _, paths = written
+    md = parse_markdown(paths["paper_comparison"][0].read_text())
+    reported = tables.load_paper_reported()
+    rep_rows = md[md["Source"] == "reported by Xie et al. 2024"]
+    assert len(rep_rows) == 3
+    fm_values = {float(c.split(" ")[0]) for c in rep_rows["FM"]}
+    assert fm_values == set(reported.loc[reported["role"] == "fm", "value_pct"])
+    other = {float(c.split(" ")[0]) for c in rep_rows["Best other"]}
+    assert other == set(reported.loc[reported["role"] == "other", "value_pct"])
+    # the real datasets are not in this table: said so, never filled in
+    real = md[md["Source"].str.endswith(", real")]
+    assert (real["FM"] == "not in results").all() and len(real) == 3
+    sim = md[md["Source"] == "this study, sim-burn, simulated analogue"].iloc[0]
+    agg = compare.aggregate(table, metrics=["miou_macro"], n_boot=300)
+    best = compare.select_best(agg)
+    fm = best[(best["dataset"] == "sim-burn") & (best["family"] == "fm")].iloc[0]
+    assert sim["FM"].endswith(f"({fm['model']})")
+    assert parse_cell(sim["FM"].rsplit(" (", 1)[0])[0] == pytest.approx(100 * fm["mean"], abs=0.051)
+    cls = best[(best["dataset"] == "sim-burn") & (best["family"] == "classical")].iloc[0]
+    assert sim["Best other"].endswith(f"({cls['model']})")  # burn: the paper compares with best traditional
+    flood = md[md["Source"] == "this study, sim-flood, simulated analogue"].iloc[0]
+    assert flood["FM"] == "not in results"
+
+
+def test_paper_numbers_come_from_study_md(shared_dir):
+    text = (shared_dir / "STUDY.md").read_text()
+    reported = tables.load_paper_reported()
+    assert len(reported) == 6 and set(reported["role"]) == {"fm", "other"}
+    for v in reported["value_pct"]:
+        assert f"{v:g}" in text, v
+    assert reported["source"].str.contains("Xie et al. 2024, arXiv 2404.11797").all()
+    assert reported["source"].str.contains("approximate").all()
+
+
+def test_bad_paper_file_is_named(tmp_path):
+    bad = tmp_path / "paper.csv"
+    bad.write_text("paper_task,value_pct\nx,1\n")
+    with pytest.raises(ValueError, match=r"paper\.csv.*lacks column"):
+        tables.load_paper_reported(bad)
+    with pytest.raises(ValueError, match="missing"):
+        tables.load_paper_reported(tmp_path / "absent.csv")
+
+
+def test_findings_table_and_dated_note(written, table):
+    _, paths = written
+    text = paths["findings"][0].read_text()
+    assert f"Findings as of {compare.findings_date(table)}" in text
+    md = parse_markdown(text)
+    f = compare.findings(table, n_boot=300)
+    assert md["Verdict"].tolist() == f["verdict"].tolist()
+    assert md["Claim"].tolist() == [str(c) for c in f["claim"]]
+    row = md[(md["Claim"] == "2") & (md["Dataset"] == "sim-burn (simulated)")].iloc[0]
+    assert row["Verdict"] == compare.HOLDS and "best CNN unet" in row.iloc[-1]
+
+
+def test_not_run_table(written):
+    _, paths = written
+    md = parse_markdown(paths["not_run"][0].read_text())
+    assert md[["Dataset", "Model", "Seed", "Reason"]].values.tolist() == [
+        ["sim-burn", "prithvi_published", "0", "weights file not supplied"]
+    ]
+
+
+def test_tables_are_byte_stable(written, table, tmp_path):
+    out, paths = written
+    again = tables.write_all(table, tmp_path, n_boot=300)
+    for name, files in paths.items():
+        for a, b in zip(files, again[name], strict=True):
+            assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_format_interval():
+    assert tables.format_interval(0.7123, 0.701, 0.7234) == "71.2 [70.1, 72.3]"
+    assert tables.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 seed)"
+    assert tables.format_interval(np.nan, np.nan, np.nan) == "–"
