@@ -565,6 +565,33 @@ def texture_bayes_accuracy(knob: float, n_per_class: int = 3000, seed: int = 123
     return float(correct.mean()), float(correct.std(ddof=1) / np.sqrt(len(correct)))
 
 
+def reference_class_means(name: str) -> dict[str, np.ndarray]:
+    """Expected class-mean reflectance implied by the spectral library, before nuisance (for notebook 01 plots).
+
+    Args:
+        name: `sim-crop` (each value (3, 6): one row per date), `sim-texture-<knob>` ((6,) at the mean mixing
+            fraction, partners mixed with their anchor by the knob) or `sim-flood` (water: the turbid/clear mean
+            at the mean turbidity; not water: the prior-weighted land-cover mean).
+
+    Returns:
+        {class name: mean reflectance in the HLS bands}.
+    """
+    family, knob = parse_name(name)
+    if family == "sim-crop":
+        means, _ = crop_class_stats()
+        return {c: means[k] for k, c in enumerate(CROP_CLASSES)}
+    if family == "sim-texture":
+        mats, anchor = texture_class_materials()
+        f = 0.5 * sum(TEXTURE_F_RANGE)
+        own = [f * m[0] + (1 - f) * m[2] for m in mats]
+        return {c: (1 - knob) * own[k] + knob * own[anchor[k]] for k, c in enumerate(TEXTURE_CLASSES)}
+    if family == "sim-flood":
+        wt, wc = material("water_turbid")[0], material("water_clear")[0]
+        land = np.array([mixture(comps)[0] for comps in FLOOD_LANDCOVER])
+        return {"not_water": FLOOD_LANDCOVER_PRIORS @ land, "water": 0.75 * wt + 0.25 * wc}
+    raise ValueError(f"no reference class means for {name!r} (burn classes are mixtures of the background)")
+
+
 # --------------------------------------------------------------------------------------------------------- burn
 def burn_shape_stats(mask: np.ndarray) -> dict[str, float]:
     """Shape statistics of a burn mask (1 burned, 0 not, -1 missing), as measured on the real masks.
@@ -725,6 +752,18 @@ def simulate_burn_chip(
 
 
 # -------------------------------------------------------------------------------------------------------- flood
+# land cover of the floodplain: crop, grass, forest, bare soil, dark soil, built-up
+FLOOD_LANDCOVER = (
+    [(("veg", 3.0), 1.0)],
+    [(("veg", 1.0), 0.5), ("npv_litter", 0.5)],
+    [(("veg", 5.0), 0.9), ("npv_wood", 0.1)],
+    [("soil_medium", 0.8), ("npv_litter", 0.2)],
+    [("soil_dark", 1.0)],
+    [("roof", 0.4), ("asphalt", 0.3), ("concrete", 0.1), (("veg", 2.0), 0.2)],
+)
+FLOOD_LANDCOVER_PRIORS = np.array([0.3, 0.2, 0.15, 0.15, 0.08, 0.12])
+
+
 def simulate_flood_chip(
     size: int, rng: np.random.Generator, cloud_prob: float = 0.35
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -752,16 +791,8 @@ def simulate_flood_chip(
         0.5 + depth / 0.01, 0, 1
     )  # shallow margin: sub-pixel water share ramps over the shoreline
     channel = d < rng.uniform(0.01, 0.03)
-    # land cover
-    lc = [
-        mixture([(("veg", 3.0), 1.0)]),
-        mixture([(("veg", 1.0), 0.5), ("npv_litter", 0.5)]),
-        mixture([(("veg", 5.0), 0.9), ("npv_wood", 0.1)]),
-        mixture([("soil_medium", 0.8), ("npv_litter", 0.2)]),
-        mixture([("soil_dark", 1.0)]),
-        mixture([("roof", 0.4), ("asphalt", 0.3), ("concrete", 0.1), (("veg", 2.0), 0.2)]),
-    ]
-    lc_p = np.array([0.3, 0.2, 0.15, 0.15, 0.08, 0.12])
+    lc = [mixture(comps) for comps in FLOOD_LANDCOVER]
+    lc_p = FLOOD_LANDCOVER_PRIORS
     parcels = voronoi_parcels(shape, max(2, int(rng.poisson((size / 24) ** 2))), rng, rng.uniform(1, 2.2))
     n_p = parcels.max() + 1
     kind = rng.choice(len(lc), size=n_p, p=lc_p)
