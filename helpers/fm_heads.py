@@ -134,7 +134,7 @@ class TorchHead:
     net: _PixelNet
     hidden: int
     weight_decay: float
-    epochs: int
+    steps: int
 
     @torch.inference_mode()
     def predict(self, X: np.ndarray, n_jobs: int = 1, batch: int = 65536) -> np.ndarray:
@@ -157,7 +157,7 @@ class TorchHead:
     def describe(self) -> str:
         """Hyper-parameters for the results note."""
         kind = f"MLP hidden={self.hidden}" if self.hidden else "linear"
-        return f"{kind}, AdamW wd={self.weight_decay:g}, {self.epochs} epochs"
+        return f"{kind}, AdamW wd={self.weight_decay:g}, {self.steps} steps"
 
 
 def fit_linear(
@@ -168,15 +168,17 @@ def fit_linear(
     seed: int,
     hidden: int = 0,
     weight_decay: float = 1e-4,
-    epochs: int = 40,
+    steps: int = 300,
     lr: float = 1e-2,
     batch_size: int = 4096,
 ) -> TorchHead:
     """Fit a linear (``hidden=0``) or one-hidden-layer MLP classifier with AdamW and a cosine schedule.
 
     Features are standardised with the training mean and standard deviation (kept inside the head), so the
-    learning rate means the same for Galileo and Presto embeddings. Mini-batches come from a generator seeded with
-    ``seed``; weights are initialised under ``torch.manual_seed(seed)``.
+    learning rate means the same for Galileo and Presto embeddings. Training runs a fixed number of optimiser
+    steps over shuffled passes of the rows (full batch when there are fewer rows than ``batch_size``), so small
+    and large samples are both fitted to convergence. Batches come from a generator seeded with ``seed``; weights
+    are initialised under ``torch.manual_seed(seed)``.
 
     Args:
         X: ``(n, F)`` training embeddings.
@@ -185,7 +187,7 @@ def fit_linear(
         seed: Seeds initialisation and batch order.
         hidden: Hidden width (0 = linear).
         weight_decay: AdamW weight decay.
-        epochs: Passes over the training rows.
+        steps: Optimiser steps.
         lr: Peak learning rate.
         batch_size: Rows per step.
     """
@@ -199,25 +201,26 @@ def fit_linear(
         torch.manual_seed(seed)
         net = _PixelNet(mean, std, num_classes, hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(X) / batch_size))
-    total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     rng = np.random.default_rng(seed)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     net.train()
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(X)))
-        for s in range(0, len(X), batch_size):
-            idx = order[s : s + batch_size]
-            loss = F.cross_entropy(net(Xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    order = torch.from_numpy(rng.permutation(len(X)))
+    pos = 0
+    for _ in range(steps):
+        if pos >= len(X):
+            order, pos = torch.from_numpy(rng.permutation(len(X))), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        loss = F.cross_entropy(net(Xt[idx]), yt[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
     net.eval()
-    return TorchHead(net, hidden, weight_decay, epochs)
+    return TorchHead(net, hidden, weight_decay, steps)
 
 
 #: Candidates searched on val for the torch heads (linear probe, and a small MLP).
