@@ -149,3 +149,47 @@ def test_absent_models_and_datasets_are_absent(table):
     plt.close(fig)
     assert figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
     assert compare.texture_datasets(small["dataset"]) == []
+
+
+@pytest.mark.slow
+def test_notebook_05_runs_on_a_results_table(tmp_path):
+    import json
+    from pathlib import Path
+
+    import papermill as pm
+
+    repo = Path(__file__).resolve().parents[1]
+    make_results(
+        tmp_path / "results.csv", datasets=(*MAIN, *SWEEP), models=("rf", "rf_aug", "unet", "prithvi_mae")
+    )
+    for name, acc in (("sim-texture-0", 0.9731), ("sim-texture-1", 0.5012)):  # dataset cards carry the limits
+        (tmp_path / "data" / name).mkdir(parents=True)
+        card = {"name": name, "generator": {"bayes_pixel_accuracy": acc}}
+        (tmp_path / "data" / name / "dataset.json").write_text(json.dumps(card))
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(
+        str(repo / "notebooks" / "05_comparison.ipynb"),
+        str(out),
+        parameters={
+            "results_path": str(tmp_path / "results.csv"),
+            "figures_dir": str(tmp_path / "figs"),
+            "dataset_names": MAIN,
+            "texture_knobs": [0.0, 1.0],
+            "data_dir": str(tmp_path / "data"),
+            "quick": True,
+        },
+        cwd=str(repo / "notebooks"),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    assert {f"{n}.{e}" for n in figures.FIGURE_NAMES.values() for e in ("pdf", "png")} <= names
+    tabs = {p.name for p in (tmp_path / "figs" / "tables").iterdir()}
+    assert {
+        "findings.md",
+        "findings.tex",
+        "paper_comparison.md",
+        "results_sim-burn.tex",
+        "not_run.md",
+    } <= tabs
+    assert "0.9731" in out.read_text() and "0.5012" in out.read_text()
