@@ -1,0 +1,115 @@
+"""Published-FM rows end to end on the tiny fixture datasets: sampling parity, rows, cache reuse, not_run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import classical, datasets, results
+from helpers import embeddings as E
+from helpers import fm_pretrained_runs as R
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"per_class_per_chip": 40, "max_pixels": 300}
+WEIGHTS_DIR = Path(os.environ.get("FM_WEIGHTS_DIR", REPO.parent / "shared" / "weights"))
+
+
+@pytest.fixture(scope="module")
+def embedders() -> dict:
+    if not (WEIGHTS_DIR / "galileo_nano" / "encoder.pt").is_file():
+        pytest.skip(f"published weights not found under {WEIGHTS_DIR} (set FM_WEIGHTS_DIR)")
+    torch.set_num_threads(1)
+    return {
+        "galileo_nano": E.load_embedder(
+            "galileo_nano", WEIGHTS_DIR / "galileo_nano" / "encoder.pt", patch_size=8, window=32
+        ),
+        "presto": E.load_embedder("presto", WEIGHTS_DIR / "presto" / "default_model.pt"),
+    }
+
+
+class _Identity:
+    """An 'embedder' returning the reflectance itself: makes the FM sampler comparable to the classical one."""
+
+    name = "identity"
+    weights_sha256 = "0" * 64
+
+    def settings(self) -> dict:
+        return {}
+
+    def encode(self, a, ctx):
+        return a
+
+    def to_pixels(self, stored, shape):
+        return np.asarray(stored, dtype=np.float32)
+
+
+def test_training_sample_is_the_classical_one(fixture_roots: dict) -> None:
+    ds = datasets.open("crop", fixture_roots["crop"])
+    budget = classical.Budget(**SMALL)
+    ref = classical.sample_pixels(ds, "train", "spectral", seed=3, budget=budget)
+    timer = {"embed_s": 0.0}
+    ours = R._sample_split(ds, "train", _Identity(), None, 3, budget, timer, False)
+    np.testing.assert_array_equal(ours.y, ref.y)
+    np.testing.assert_allclose(ours.X, ref.X, rtol=1e-3, atol=1e-4)  # float16 storage of the embeddings
+    assert len(ours.y) <= SMALL["max_pixels"]
+
+
+def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict, tmp_path: Path) -> None:
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    path = tmp_path / "results.csv"
+    cache = tmp_path / "cache"
+    for row, model in (("galileo_nano_frozen_lgbm", "galileo_nano"), ("presto_frozen_lgbm", "presto")):
+        run = R.run_frozen(
+            ds, row, 0, path, cache_dir=cache, budget=SMALL, embedder=embedders[model], progress=False
+        )
+        assert run.status == "ok"
+        assert run.n_train_pixels == len(
+            classical.sample_pixels(ds, "train", "spectral", seed=0, budget=classical.Budget(**SMALL))
+        )
+        assert set(run.scores) == {"val", "test"}
+        assert 0 <= run.scores["test"]["miou_macro"] <= 1
+        assert run.cms["test"].sum() == sum(
+            int((ds.read_arrays(c)[1] != ds.ignore_index).sum()) for c in ds.chip_ids("test")
+        )
+    df = results.read(path)
+    assert set(df["model"]) == {"galileo_nano_frozen_lgbm", "presto_frozen_lgbm"}
+    assert set(df["family"]) == {"fm"} and set(df["pretraining"]) == {"published"}
+    assert set(df["weights"]) == {E.W.SPECS["galileo_nano"].sha256, E.W.SPECS["presto"].sha256}
+    assert df["note"].str.contains("published weights").all()
+    assert df["note"].str.contains("NDVI masked").all()
+
+    # the same row again is skipped; a new seed reuses every cached val/test chip
+    assert (
+        R.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, embedder=embedders["galileo_nano"]).status
+        == "skipped"
+    )
+    again = R.run_frozen(
+        ds, "galileo_nano_frozen_linear", 1, path, cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"],
+        progress=False,
+    )  # fmt: skip
+    assert again.status == "ok" and again.cache_stats["misses"] == 0 and again.cache_stats["hits"] > 0
+    assert again.timings["embed_s"] == 0.0
+    with pytest.raises(ValueError, match="needs a presto embedder"):
+        R.run_frozen(ds, "presto_frozen_lgbm", 0, None, embedder=embedders["galileo_nano"])
+
+
+def test_missing_weights_write_a_not_run_row(
+    monkeypatch: pytest.MonkeyPatch, fixture_roots: dict, tmp_path: Path
+):
+    monkeypatch.setenv("FM_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("FM_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("FM_OFFLINE", "1")
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    path = tmp_path / "results.csv"
+    run = R.run_presto_frozen_lgbm(ds, 0, path, progress=False)
+    assert run.status == "not_run" and "presto weights unavailable" in run.reason
+    ft = R.run_galileo_nano_finetune(ds, 0, path, runs_dir=tmp_path / "runs", epochs=1, progress=False)
+    assert ft.status == "not_run" and "galileo_nano weights unavailable" in ft.reason
+    df = results.read(path)
+    assert list(df["status"]) == ["not_run", "not_run"]
+    assert set(df["model"]) == {"presto_frozen_lgbm", "galileo_nano_finetune"}
+    assert df["note"].str.contains("downloading disabled").all()
