@@ -289,10 +289,13 @@ class ChipDataset:
         return x.rio.write_transform(raw.rio.transform())
 
     def _split_file(self, names: Sequence[str], subdir: str) -> Path:
-        """Find a split list in the root, its ``splits/`` folder, or the user's ``splits_dir``."""
+        """Find a split list in the root, its ``splits/`` folder, or else the user's ``splits_dir``.
+
+        The dataset's own lists win, so one ``splits_dir`` can be passed to every dataset of a run.
+        """
         bases = [self.root, self.root / "splits", self.root / "splits" / subdir]
         if self.splits_dir is not None:
-            bases = [self.splits_dir, self.splits_dir / subdir, *bases]
+            bases += [self.splits_dir, self.splits_dir / subdir]
         found = _first_existing([b / n for b in bases for n in names])
         if found is None:
             raise DataError(
