@@ -530,11 +530,11 @@ def fit(
         pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train_ids))[:max_train_chips])
         train_ids = [train_ids[i] for i in pick]
     crops_per_epoch = len(train_ids) if crops_per_epoch is None else int(crops_per_epoch)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     config = {
         "dataset": ds.name,
         "model_class": type(model).__name__,
-        "n_params": n_params,
+        "n_trainable_params": n_trainable,
         "seed": int(seed),
         "epochs": int(epochs),
         "batch_size": int(batch_size),
@@ -814,7 +814,8 @@ def run(
         "note": "; ".join(notes),
         "n_train_pixels": tr.n_train_pixels,
         "n_features": ds.n_channels,
-        "n_params": tr.config["n_params"],
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_trainable_params": tr.config["n_trainable_params"],
         "epochs": tr.epochs_run,
         "best_epoch": tr.best_epoch,
         "runtime_s": time.perf_counter() - t_start,

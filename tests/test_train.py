@@ -286,6 +286,23 @@ def test_class_weights_and_subset_of_training_chips(tmp_path):
     assert np.isfinite(res.history["train_loss"]).all()
 
 
+def test_frozen_parameters_stay_frozen(tmp_path):
+    # Foundation-model rows freeze (part of) an encoder: the loop must train only what requires grad.
+    ds = FakeDataset(n=(2, 1, 1))
+    model = tiny_unet(ds)
+    for p in model.down.parameters():
+        p.requires_grad_(False)
+    frozen = {
+        k: v.clone()
+        for k, v in model.down.state_dict().items()
+        if "running" not in k and "num_batches" not in k
+    }
+    res = train.fit(model, ds, seed=0, out_dir=tmp_path, **{**FIT, "epochs": 2})
+    assert res.config["n_trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    for k, v in frozen.items():
+        assert torch.equal(model.down.state_dict()[k], v), k
+
+
 # ------------------------------------------------------------------------------------------- run
 def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     ds = FakeDataset()
@@ -300,7 +317,11 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     row = table.iloc[0]
     assert row["family"] == "cnn" and row["pretraining"] == "none" and row["weights"] == "random-init"
     assert row["epochs"] == 2 and 1 <= row["best_epoch"] <= 2 and row["n_features"] == 6
-    assert row["n_params"] == sum(p.numel() for p in UNet(6, 3, base=4, depth=2).parameters())
+    assert (
+        row["n_params"]
+        == row["n_trainable_params"]
+        == sum(p.numel() for p in UNet(6, 3, base=4, depth=2).parameters())
+    )
     assert row["peak_mem_mb"] > 0 and row["fit_s"] > 0 and row["runtime_s"] >= row["fit_s"]
     assert len(table) == 2 * (len(metrics.AGGREGATES) + len(metrics.PER_CLASS) * ds.num_classes)
     # The recorded test score is the model's real test score with the selected weights.
