@@ -83,8 +83,15 @@ def machine_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _as_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+    return int(seed)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python's, numpy's global and torch's RNGs (weight initialisation, dropout)."""
+    seed = _as_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
     torch.manual_seed(seed)
@@ -515,6 +522,7 @@ def fit(
             settings (pass ``force=True`` or use another folder).
     """
     out_dir = Path(out_dir)
+    seed = _as_seed(seed)
     for split in ("train", "val"):
         if split not in ds.splits or not ds.chip_ids(split):
             raise ValueError(f"{ds.name}: fit needs a non-empty {split!r} split; splits are {ds.splits}")
@@ -772,6 +780,7 @@ def run(
         progress: Show tqdm bars.
         **fit_kwargs: Passed to :func:`fit` (epochs is required; batch_size, lr, crop_size, patience, ...).
     """
+    seed = _as_seed(seed)
     out_dir = run_dir(runs_dir, ds.name, model_name, seed)
     if not force and results.has_run(ds.name, model_name, seed, results_path):
         return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)

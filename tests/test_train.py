@@ -255,6 +255,10 @@ def test_finished_run_skipped_unless_forced_and_settings_checked(reference, monk
         train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "lr": 0.1})
     with pytest.raises(ValueError, match="class_weights"):
         train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT, class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="other settings \\(epochs\\)"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "epochs": 8})  # extending is retraining
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        train.fit(model, ds, seed="0", out_dir=ref.out_dir, **FIT)  # e.g. a papermill string parameter
     forced = train.fit(tiny_unet(ds), ds, seed=0, out_dir=ref.out_dir, **{**FIT, "epochs": 1}, force=True)
     assert not forced.skipped and len(calls) == 1 and forced.epochs_run == 1
 
