@@ -633,7 +633,8 @@ def draw_all(
         seed: Bootstrap seed.
 
     Returns:
-        Figure key -> :class:`FigureResult` (``paths`` empty when the table had nothing to draw for it).
+        Figure key -> :class:`FigureResult` (``paths`` empty when the table had nothing to draw for it; a file of
+        that name left by an earlier run is then removed, so the folder never shows results the table lacks).
     """
     plotting.setup_style()
     names = _main_datasets(df, datasets)
@@ -678,6 +679,9 @@ def draw_all(
         fig = build()
         caption = " ".join(t for t in (text, not_run_caption(df, shown)) if t)
         if fig is None:
+            # a file left from an earlier, fuller table would show results this table no longer has
+            for ext in ("pdf", "png"):
+                (Path(out_dir) / f"{FIGURE_NAMES[key]}.{ext}").unlink(missing_ok=True)
             out[key] = FigureResult(FIGURE_NAMES[key], [], "Nothing to draw: no matching rows. " + caption)
             continue
         paths = plotting.save_figure(fig, FIGURE_NAMES[key], Path(out_dir))

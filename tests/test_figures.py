@@ -148,6 +148,18 @@ def test_absent_models_and_datasets_are_absent(table):
     assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["rf", "unet"]
     plt.close(fig)
     assert figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
+
+
+def test_stale_figure_removed_when_nothing_to_draw(tmp_path):
+    stale = [tmp_path / f"{figures.FIGURE_NAMES['pretext_alignment']}.{e}" for e in ("pdf", "png")]
+    for p in stale:
+        p.write_bytes(b"old")
+    small = make_results(
+        tmp_path / "r.csv", datasets=("sim-crop",), models=("rf", "unet"), with_not_run=False
+    )
+    res = figures.draw_all(small, tmp_path, n_boot=50)
+    assert res["pretext_alignment"].paths == [] and not any(p.exists() for p in stale)
+    assert res["main_comparison"].paths and all(p.exists() for p in res["main_comparison"].paths)
     assert compare.texture_datasets(small["dataset"]) == []
 
 
