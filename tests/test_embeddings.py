@@ -159,6 +159,17 @@ def test_galileo_grid_tiles_windows_and_pads_odd_sizes(galileo: E.GalileoEmbedde
     assert px.shape == (1, 128, 20, 28) and torch.isfinite(px).all()
 
 
+def test_galileo_grid_survives_nodata_windows(galileo: E.GalileoEmbedder) -> None:
+    x = torch.rand(2, 6, 32, 32, generator=torch.Generator().manual_seed(1)) * 0.3
+    x[0] = 0  # a chip of pure nodata (every token masked)
+    x[1, :, :16] = 0  # half nodata
+    with torch.no_grad():
+        alone = E.galileo_patch_grid(galileo.encoder, x[:1], torch.tensor([[5]]), n_times=1, window=16)
+        both = E.galileo_patch_grid(galileo.encoder, x, torch.tensor([[5], [5]]), n_times=1, window=16)
+    assert (alone == 0).all() and torch.isfinite(both).all()
+    assert (both[0] == 0).all() and (both[1, :, :4] == 0).all() and (both[1, :, 4:] != 0).any()
+
+
 # ------------------------------------------------------------------------------------------------ cache
 def test_embed_chip_cache_hit_miss_and_invalidation(
     galileo: E.GalileoEmbedder, fixture_roots: dict, tmp_path: Path

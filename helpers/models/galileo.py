@@ -396,9 +396,13 @@ class GalileoEncoder(nn.Module):
             for blk in self.blocks:
                 x = blk(x, None)
             return self.norm(x)
+        length = int(counts.max())
+        if (
+            length == 0
+        ):  # nothing visible anywhere (e.g. windows of pure nodata): all outputs are masked slots
+            return self.norm(tokens.new_zeros(b, n, d))
         # pack visible tokens to the front, keeping their order
         order = torch.sort(masked.to(torch.uint8), dim=1, stable=True).indices
-        length = int(counts.max())
         idx = order[:, :length]
         x = tokens.gather(1, idx[..., None].expand(b, length, d))
         keys = torch.arange(length, device=tokens.device)[None, :] < counts[:, None]
