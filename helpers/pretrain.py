@@ -3,7 +3,7 @@
 The paper explains its results by pretext-task alignment: Prithvi's masked-autoencoder (MAE) objective rewards
 reconstructing spatial context, which helps texture-dependent labels but not spectral ones. The real Prithvi-100M
 cannot be retrained on a 2-core CPU, so this module makes the claim testable at CPU scale: the same architecture
-(3-D tubelet ViT, fixed sin-cos positions, MAE decoder), much smaller (default embed 192, depth 6), pretrained on
+(3-D tubelet ViT, fixed sin-cos positions, MAE decoder), much smaller (default embed 128, depth 4), pretrained on
 the **unlabelled training imagery** of a task (or of several tasks pooled) with one of two pretexts:
 
 * ``"mae"`` — Prithvi's recipe: hide 75 % of the tokens (``mask_ratio``), encode the visible ones, reconstruct the
@@ -77,8 +77,8 @@ class PretrainConfig:
     mask_ratio: float = 0.75
     band_mask_ratio: float = 0.5
     date_mask_ratio: float = 0.25
-    epochs: int = 20
-    crops_per_chip: int = 2
+    epochs: int = 10
+    crops_per_chip: int = 4
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.05

@@ -5,7 +5,7 @@ dates as channels and cuts 2-D patches through all of them, so comparing the two
 of Prithvi's space-time tokenisation. No pretrained weights for a 6/18-band ViT exist offline (ImageNet RGB
 weights would not fit these inputs anyway), so it always trains from scratch here, and the tables say so.
 
-Defaults match the encoder width of the study's small Prithvi-architecture model (embed 192, depth 6, patch 16)
+Defaults match the encoder of the study's small Prithvi-architecture model (embed 128, depth 4, 4 heads, patch 16)
 so the two differ in tokenisation and pretraining, not in size.
 """
 
@@ -56,11 +56,11 @@ class ViTSegmenter(nn.Module):
         *,
         img_size: int = 64,
         patch_size: int = 16,
-        embed_dim: int = 192,
-        depth: int = 6,
-        num_heads: int = 6,
+        embed_dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
         mlp_ratio: float = 4.0,
-        head_channels: int = 128,
+        head_channels: int = 64,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
