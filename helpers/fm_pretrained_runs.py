@@ -110,6 +110,28 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _reset_peak_memory() -> bool:
+    """Reset this process's peak-RSS counter (Linux), so ``peak_mem_mb`` is this run's own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_memory_mb() -> float:
+    """Peak resident memory since the last reset: ``VmHWM`` (which the reset clears), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _base_context(ds, row: str, seed: int, weights: str) -> dict:
     return {
         "task": ds.task,
@@ -270,6 +292,7 @@ def run_frozen(
     elif embedder.name != model_name:
         raise ValueError(f"row {row!r} needs a {model_name} embedder, got {embedder.name}")
     _seed_everything(seed)
+    peak_reset = _reset_peak_memory()
     cache = E.EmbeddingCache(cache_dir) if cache_dir is not None else None
     timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
@@ -341,11 +364,16 @@ def run_frozen(
         head.describe(),
         *notes,
         f"{embedder.name}: {embedder.describe()}",
-        "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(ctx, getattr(embedder, "ndvi", "masked")),
+        "adapter v"
+        + A.ADAPTER_VERSION
+        + " (first train chip): "
+        + A.describe(ctx, getattr(embedder, "ndvi", "masked")),
         PRETRAINING[model_name],
     ]
     if cache is not None:
         notes.append(f"embedding cache: {cache.hits} hits, {cache.misses} misses")
+    if not peak_reset:
+        notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
     head_mb = head.size_mb()
     context = {
         **_base_context(ds, row, seed, embedder.weights_sha256),
@@ -356,8 +384,8 @@ def run_frozen(
         "predict_s": round(timer["predict_s"], 3),
         "runtime_s": round(time.perf_counter() - t_start, 3),
         "embed_s": round(timer["embed_s"], 3),
-        "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "model_size_mb": round(W.SPECS[model_name].size / 1e6 + head_mb, 4),
+        "peak_mem_mb": round(_peak_memory_mb(), 1),
+        "model_size_mb": round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
         "note": "; ".join(notes),
     }
     rows = []
