@@ -28,7 +28,8 @@ What :func:`fit` does, and why:
   the result of an uninterrupted one. ``torch.use_deterministic_algorithms(True)`` is on during training. On CPU
   the remaining non-determinism is floating-point summation order, which may change with the number of threads,
   the CPU's instruction set (oneDNN picks kernels per CPU) or the torch version; with those fixed, the same seed
-  gives bit-identical metrics (tested).
+  gives bit-identical metrics (tested). On a GPU, some kernels (bilinear upsampling backward) are
+  non-deterministic; they warn instead of failing, so GPU runs are close but not bit-identical.
 * **Files** (in ``out_dir``): ``last.pt`` (everything needed to resume, written after every epoch), ``best.pt``
   (the selected weights), ``log.csv`` (one row per epoch: losses, validation scores, learning rate, time), all
   written atomically. Checkpoints hold tensors and plain Python values only and are read with
@@ -598,7 +599,9 @@ def fit(
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(num_threads or machine_threads())
-    torch.use_deterministic_algorithms(True)
+    # warn_only: on CUDA some ops used here (bilinear upsampling backward) have no deterministic kernel; they
+    # warn there instead of failing. On CPU nothing warns.
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         seed_everything(seed)
         device = next(model.parameters()).device
@@ -629,6 +632,8 @@ def fit(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
 
         bar = tqdm(
             range(state["epoch"], epochs),
@@ -688,6 +693,8 @@ def fit(
             state.update(
                 model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state()
             )
+            if torch.cuda.is_available():
+                state["cuda_rng"] = torch.cuda.get_rng_state_all()
             _save(state, out_dir / LAST)
             log = pd.DataFrame(state["history"])
             atomic_write(out_dir / LOG, lambda tmp, log=log: log.to_csv(tmp, index=False))
