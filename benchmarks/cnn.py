@@ -16,14 +16,18 @@ between runs; the best of a few repeats is reported. Run: ``python benchmarks/cn
 
 from __future__ import annotations
 
-import argparse
-import time
+import os
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as helpers.train does; must precede the torch import
 
-from helpers import train
-from helpers.models import cnn
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from helpers import train  # noqa: E402
+from helpers.models import cnn  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:
