@@ -21,12 +21,16 @@ import pickle
 import tempfile
 import time
 
-import lightgbm as lgb
-import numpy as np
-from sklearn.ensemble import RandomForestClassifier
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # as helpers.classical does; must precede the imports below
 
-from helpers import classical
-from helpers import features as F
+import lightgbm as lgb  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+
+from helpers import classical  # noqa: E402
+from helpers import features as F  # noqa: E402
 
 
 def synthetic_chip(rng, size=512, n_classes=8, n_times=1):
