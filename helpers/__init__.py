@@ -6,4 +6,11 @@ The notebooks orchestrate and explain; every piece of logic they need lives here
 ``chain`` (papermill re-execution of the numbered notebooks) and ``models`` (plain-torch models).
 """
 
+import os
+
+# OpenMP threads that spin while waiting (libgomp's default) made torch and LightGBM 10-20x slower on a shared
+# 2-core machine; passive waiting costs nothing when the cores are free. It only takes effect if set before the
+# first import of torch or lightgbm, hence here, at the package's import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

@@ -42,32 +42,25 @@ trains, evaluates validation and test splits once with the best weights, and wri
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import random
+import resource
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning. With spinning (libgomp's default) two torch threads on a 2-core
-# machine that other processes also use run 10-20x slower than one thread (measured: a U-Net step went from 0.1 s
-# to 2-3 s under load); sleeping costs a few percent on an idle machine. It only takes effect if torch has not
-# been imported yet in this process, and a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
 
-import dataclasses  # noqa: E402
-import math  # noqa: E402
-import random  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from helpers import metrics, results  # noqa: E402
-from helpers.io import atomic_write  # noqa: E402
+from helpers import metrics, results
+from helpers.io import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
