@@ -67,21 +67,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# OpenMP threads that spin while waiting make multi-threaded LightGBM fits tens of times slower when the cores are
-# shared (measured: 20 rounds of a 13-class fit took 1.5 s on one thread, 17-92 s on two actively waiting threads,
-# 1.6-2.0 s on two passive ones). Read once when the OpenMP runtime loads, so it must precede these imports; a
-# value the user set wins. helpers.train does the same.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from tqdm.auto import tqdm
 
-import lightgbm as lgb  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from helpers import features as _features  # noqa: E402
-from helpers import metrics as _metrics  # noqa: E402
-from helpers import results as _results  # noqa: E402
+from helpers import features as _features
+from helpers import metrics as _metrics
+from helpers import results as _results
 
 #: model name -> (estimator kind, feature set).
 MODELS = {
