@@ -33,14 +33,11 @@ heads of a dataset encode each chip once.
 from __future__ import annotations
 
 import os
-import random
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from helpers import classical as _classical
 from helpers import embeddings as E
@@ -48,6 +45,8 @@ from helpers import fm_adapters as A
 from helpers import fm_heads as H
 from helpers import metrics as _metrics
 from helpers import results as _results
+from helpers import runtime
+from helpers import train as _train
 from helpers import weights as W
 
 #: row -> (embedding model, head).
@@ -102,34 +101,6 @@ class FMRun:
     cache_stats: dict = field(default_factory=dict)
     n_train_pixels: int = 0
     extra: object = None
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
-    torch.manual_seed(seed)
-
-
-def _reset_peak_memory() -> bool:
-    """Reset this process's peak-RSS counter (Linux), so ``peak_mem_mb`` is this run's own peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_memory_mb() -> float:
-    """Peak resident memory since the last reset: ``VmHWM`` (which the reset clears), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _base_context(ds, row: str, seed: int, weights: str) -> dict:
@@ -291,8 +262,8 @@ def run_frozen(
             return _not_run(ds, row, seed, str(err), results_path)
     elif embedder.name != model_name:
         raise ValueError(f"row {row!r} needs a {model_name} embedder, got {embedder.name}")
-    _seed_everything(seed)
-    peak_reset = _reset_peak_memory()
+    _train.seed_everything(seed)
+    peak_reset = runtime.reset_peak_memory()
     cache = E.EmbeddingCache(cache_dir) if cache_dir is not None else None
     timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
@@ -384,7 +355,7 @@ def run_frozen(
         "predict_s": round(timer["predict_s"], 3),
         "runtime_s": round(time.perf_counter() - t_start, 3),
         "embed_s": round(timer["embed_s"], 3),
-        "peak_mem_mb": round(_peak_memory_mb(), 1),
+        "peak_mem_mb": round(runtime.peak_memory_mb(), 1),
         "model_size_mb": round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
         "note": "; ".join(notes),
     }

@@ -46,7 +46,6 @@ import dataclasses
 import math
 import os
 import random
-import resource
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import metrics, results
+from helpers import metrics, results, runtime
 from helpers.io import atomic_write
 
 LAST = "last.pt"
@@ -711,20 +710,6 @@ def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, seed: int) ->
     return Path(runs_dir) / dataset / model / f"seed{seed}"
 
 
-def _reset_peak_memory() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux) so each run reports its own peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 @dataclasses.dataclass
 class RunOutcome:
     """What :func:`run` did for one (dataset, model, seed).
@@ -784,7 +769,7 @@ def run(
     out_dir = run_dir(runs_dir, ds.name, model_name, seed)
     if not force and results.has_run(ds.name, model_name, seed, results_path):
         return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)
-    peak_reset = _reset_peak_memory()
+    peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
     seed_everything(seed)
     model = make_model()
@@ -830,7 +815,7 @@ def run(
         "runtime_s": time.perf_counter() - t_start,
         "fit_s": tr.train_s,
         "predict_s": predict_s,
-        "peak_mem_mb": _peak_memory_mb(),
+        "peak_mem_mb": runtime.peak_memory_mb(),
         "model_size_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
     }
     rows = []
