@@ -115,6 +115,10 @@ def write_geotiff(
             "crs": crs,
             "transform": transform,
             "compress": "deflate",
+            "predictor": 2
+            if data.dtype.kind in "iu"
+            else 3,  # horizontal differencing: smaller files, same pixels
+            "interleave": "band",
         }
         if nodata is not None:
             profile["nodata"] = nodata

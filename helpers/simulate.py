@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from helpers.io import write_geotiff
 from helpers.spectral import HLS_BANDS, material, vegetation
 
 GENERATOR_VERSION = "1.0"
@@ -866,36 +867,17 @@ def _write_tif(
     pixel_size: float = PIXEL_SIZE_M,
     simulated: bool = True,
 ) -> None:
-    import rasterio
     from rasterio.transform import from_origin
 
-    data = data if data.ndim == 3 else data[None]
-    profile = {
-        "driver": "GTiff",
-        "height": data.shape[1],
-        "width": data.shape[2],
-        "count": data.shape[0],
-        "dtype": data.dtype.name,
-        "crs": crs,
-        "transform": from_origin(origin[0], origin[1], pixel_size, pixel_size),
-        "compress": "deflate",
-        "predictor": 2 if data.dtype.kind in "iu" else 3,
-        "interleave": "band",
-        "nodata": nodata,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tif.tmp")
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            dst.update_tags(SIMULATED="yes" if simulated else "no", **tags)
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_geotiff(
+        path,
+        data,
+        crs=crs,
+        transform=from_origin(origin[0], origin[1], pixel_size, pixel_size),
+        nodata=nodata,
+        tags={"SIMULATED": "yes" if simulated else "no", **tags},
+        band_descriptions=descriptions,
+    )
 
 
 def _write_text(path: Path, text: str) -> None:
