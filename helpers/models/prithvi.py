@@ -297,8 +297,8 @@ class PatchEmbed3D(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, L, D), L ordered (t, h, w)
 
 
-class TemporalEncoder(nn.Module):
-    """Prithvi-EO-2.0 time encoding: sin-cos of (year, day of year), half the channels each, times ``scale``."""
+class _ScaledCoordEncoder(nn.Module):
+    """Shared part of Prithvi-EO-2.0's coordinate encoders: the output width and a ``scale`` (trainable or fixed 1)."""
 
     def __init__(self, dim: int, trainable_scale: bool) -> None:
         super().__init__()
@@ -307,6 +307,10 @@ class TemporalEncoder(nn.Module):
             self.scale = nn.Parameter(torch.full((1,), 0.1))
         else:
             self.register_buffer("scale", torch.ones(1))
+
+
+class TemporalEncoder(_ScaledCoordEncoder):
+    """Prithvi-EO-2.0 time encoding: sin-cos of (year, day of year), half the channels each, times ``scale``."""
 
     def forward(self, coords: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
         """``coords`` ``(B, T, 2)`` (year, day of year) → ``(B, T*tokens_per_frame, dim)``."""
@@ -318,16 +322,8 @@ class TemporalEncoder(nn.Module):
         return emb.repeat_interleave(tokens_per_frame, dim=1)
 
 
-class LocationEncoder(nn.Module):
+class LocationEncoder(_ScaledCoordEncoder):
     """Prithvi-EO-2.0 location encoding: sin-cos of (lat, lon), half the channels each, times ``scale``."""
-
-    def __init__(self, dim: int, trainable_scale: bool) -> None:
-        super().__init__()
-        self.dim = dim
-        if trainable_scale:
-            self.scale = nn.Parameter(torch.full((1,), 0.1))
-        else:
-            self.register_buffer("scale", torch.ones(1))
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """``coords`` ``(B, 2)`` (lat, lon) → ``(B, 1, dim)``, broadcast over tokens."""
