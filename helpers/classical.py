@@ -75,6 +75,7 @@ from tqdm.auto import tqdm
 
 from helpers import features as _features
 from helpers import metrics as _metrics
+from helpers import prediction_maps
 from helpers import results as _results
 
 #: model name -> (estimator kind, feature set).
@@ -493,6 +494,7 @@ def run_classical(
     n_show: int = 3,
     cache: FeatureCache | None = None,
     progress: bool = True,
+    maps_dir: str | os.PathLike | None = None,
 ) -> ClassicalRun:
     """Fit, select on val, and score on test one classical model; append its rows to the results table.
 
@@ -510,6 +512,8 @@ def run_classical(
         n_show: Keep full prediction maps of the first ``n_show`` test chips (for figures).
         cache: Optional :class:`FeatureCache` shared across runs.
         progress: Show tqdm bars.
+        maps_dir: Also save the test maps of :func:`helpers.prediction_maps.chip_ids` there (for the
+            cross-family figures of notebook 05; ``None``: save none).
 
     Returns:
         A :class:`ClassicalRun`.
@@ -591,7 +595,8 @@ def run_classical(
     chosen = candidates[best]
     notes.insert(0, chosen.describe())
 
-    show = tuple(ds.chip_ids("test")[:n_show])
+    to_save = prediction_maps.chip_ids(ds) if maps_dir is not None else []
+    show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
     (test_cm,), kept, predict_s, n_ign = _score_split(
         ds, "test", feature_set, [chosen], cache, timer, n_jobs, keep=show, progress=progress
     )
@@ -623,6 +628,7 @@ def run_classical(
     if val_scores is not None:
         rows += _results.score_rows(val_scores, split="val", class_names=ds.classes, context=context)
     rows += _results.score_rows(test_scores, split="test", class_names=ds.classes, context=context)
+    prediction_maps.save(maps_dir, ds.name, model_name, seed, {c: kept[c][0] for c in to_save if c in kept})
     if results_path is not None:
         _results.write_run(rows, results_path)
     return ClassicalRun(
@@ -637,7 +643,7 @@ def run_classical(
         val_scores=val_scores,
         test_scores=test_scores,
         test_cm=test_cm,
-        predictions=kept,
+        predictions={c: kept[c] for c in ds.chip_ids("test")[:n_show] if c in kept},
         timings={
             "read_s": timer.read_s,
             "feature_s": timer.feature_s,

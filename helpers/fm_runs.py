@@ -215,6 +215,7 @@ def run_prithvi_small(
     cache_dir: str | os.PathLike = "cache",
     force: bool = False,
     progress: bool = True,
+    maps_dir: str | os.PathLike | None = None,
 ) -> train.RunOutcome:
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
 
@@ -230,6 +231,7 @@ def run_prithvi_small(
         cache_dir: Pretraining cache.
         force: Retrain even if the row exists.
         progress: tqdm bars.
+        maps_dir: Where the run saves its test maps of the first test chips (``None``: none).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
@@ -295,6 +297,7 @@ def run_prithvi_small(
         progress=progress,
         results_path=results_path,
         runs_dir=runs_dir,
+        maps_dir=maps_dir,
         **ft,
     )
 
@@ -362,6 +365,7 @@ def run_prithvi_published(
     runs_dir: str | os.PathLike = "runs",
     force: bool = False,
     progress: bool = True,
+    maps_dir: str | os.PathLike | None = None,
     **_ignored,
 ) -> train.RunOutcome:
     """Fine-tune the real Prithvi-100M when its file is supplied; otherwise write a ``not_run`` row saying why.
@@ -425,6 +429,7 @@ def run_prithvi_published(
         progress=progress,
         results_path=results_path,
         runs_dir=runs_dir,
+        maps_dir=maps_dir,
         **ft,
     )
 
@@ -442,12 +447,23 @@ def run_fm_rows(
     cache_dir: str | os.PathLike = "cache",
     force: bool = False,
     progress: bool = True,
+    maps_dir: str | os.PathLike | None = None,
 ) -> dict[str, train.RunOutcome]:
-    """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table)."""
+    """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table).
+
+    ``maps_dir``: where each run saves its test maps of the first test chips (:mod:`helpers.prediction_maps`).
+    """
     unknown = set(models) - set(DEFAULT_MODELS)
     if unknown:
         raise ValueError(f"unknown FM models {sorted(unknown)}; choose from {DEFAULT_MODELS}")
-    kw = dict(settings=settings, results_path=results_path, runs_dir=runs_dir, force=force, progress=progress)
+    kw = dict(
+        settings=settings,
+        results_path=results_path,
+        runs_dir=runs_dir,
+        force=force,
+        progress=progress,
+        maps_dir=maps_dir,
+    )
     out = {}
     for name in models:
         if name in VARIANTS:

@@ -88,15 +88,13 @@ def rgb_composite(
 def label_cmap(num_classes: int):
     """A qualitative colormap for label maps; ignore (-1) pixels are drawn in light grey via masking."""
     base = sns.color_palette("tab20" if num_classes > 10 else "colorblind", num_classes)
-    cmap = matplotlib.colors.ListedColormap(base)
-    cmap.set_bad("#dddddd")
-    return cmap
+    return matplotlib.colors.ListedColormap(base).with_extremes(bad="#dddddd")
 
 
-def show_labels(ax: plt.Axes, y: np.ndarray, num_classes: int, ignore_index: int = -1) -> None:
-    """Draw a label map with ignore pixels greyed out."""
+def show_labels(ax: plt.Axes, y: np.ndarray, num_classes: int, ignore_index: int | None = -1) -> None:
+    """Draw a label map with ignore pixels greyed out (``ignore_index=None``: a prediction, nothing to grey)."""
     ax.imshow(
-        np.ma.masked_equal(y, ignore_index),
+        y if ignore_index is None else np.ma.masked_equal(y, ignore_index),
         cmap=label_cmap(num_classes),
         vmin=-0.5,
         vmax=num_classes - 0.5,

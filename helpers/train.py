@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import metrics, results, runtime
+from helpers import metrics, prediction_maps, results, runtime
 from helpers.io import atomic_write
 
 LAST = "last.pt"
@@ -287,14 +287,22 @@ def _evaluate_chips(
     tile: int | None,
     overlap: int | None,
     batch_size: int,
+    on_prediction: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Dataset-level confusion matrix and mean negative log-likelihood over the valid pixels of ``chips``."""
+    """Dataset-level confusion matrix and mean negative log-likelihood over the valid pixels of ``chips``.
+
+    ``on_prediction(i, class_map)`` sees the predicted map of the ``i``-th chip (to keep a few for figures without
+    predicting them twice).
+    """
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     nll, n = 0.0, 0
-    for a, y in chips:
+    for i, (a, y) in enumerate(chips):
         prob = chip_probabilities(model, a, tile=tile, overlap=overlap, batch_size=batch_size)
         y = np.asarray(y, dtype=np.int64)
-        cm += metrics.confusion_matrix(y, prob.argmax(axis=0), num_classes, ignore_index=ignore_index)
+        pred = prob.argmax(axis=0)
+        if on_prediction is not None:
+            on_prediction(i, pred)
+        cm += metrics.confusion_matrix(y, pred, num_classes, ignore_index=ignore_index)
         valid = y != ignore_index
         if valid.any():
             p_true = np.take_along_axis(prob[:, valid], y[valid][None], axis=0)
@@ -315,6 +323,8 @@ def evaluate(
 ) -> np.ndarray:
     """Confusion matrix (rows truth, columns prediction) over every chip of ``split``, ignore pixels excluded.
 
+    :func:`evaluate_keeping` does the same and also returns the predicted maps of chosen chips.
+
     Args:
         model: A trained model (switched to eval mode).
         ds: Dataset with ``chip_ids``, ``read_arrays``, ``num_classes`` and ``ignore_index``.
@@ -324,12 +334,39 @@ def evaluate(
         batch_size: Windows per forward pass.
         progress: Show a tqdm bar over chips.
     """
+    cm, _ = evaluate_keeping(
+        model, ds, split, (), tile=tile, overlap=overlap, batch_size=batch_size, progress=progress
+    )
+    return cm
+
+
+def evaluate_keeping(
+    model: nn.Module,
+    ds,
+    split: str,
+    keep: Sequence[str],
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`evaluate`, plus ``{chip_id: predicted class map}`` of the chips in ``keep`` (for figures)."""
     ids = ds.chip_ids(split)
+    wanted = set(keep)
+    kept: dict[str, np.ndarray] = {}
+
+    def on_prediction(i: int, pred: np.ndarray) -> None:
+        if ids[i] in wanted:
+            kept[ids[i]] = pred
+
     chips = (
         ds.read_arrays(c) for c in tqdm(ids, desc=f"{ds.name} {split}", disable=not progress, leave=False)
     )
-    cm, _ = _evaluate_chips(model, chips, ds.num_classes, ds.ignore_index, tile, overlap, batch_size)
-    return cm
+    cm, _ = _evaluate_chips(
+        model, chips, ds.num_classes, ds.ignore_index, tile, overlap, batch_size, on_prediction
+    )
+    return cm, kept
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -741,6 +778,7 @@ def run(
     force: bool = False,
     note: str = "",
     progress: bool = True,
+    maps_dir: str | os.PathLike | None = None,
     **fit_kwargs,
 ) -> RunOutcome:
     """Train, select and test one (dataset, model, seed) and write its rows to the results table.
@@ -763,6 +801,8 @@ def run(
         force: Retrain and rewrite even if the run exists.
         note: Free text for the ``note`` column.
         progress: Show tqdm bars.
+        maps_dir: Save the test predictions of the first few test chips here
+            (:mod:`helpers.prediction_maps`; ``None``: keep none).
         **fit_kwargs: Passed to :func:`fit` (epochs is required; batch_size, lr, crop_size, patience, ...).
     """
     seed = _as_seed(seed)
@@ -781,7 +821,11 @@ def run(
         eval_kw = dict(tile=tr.eval_tile, overlap=tr.eval_overlap, batch_size=fit_kwargs.get("batch_size", 8))
         t_pred = time.perf_counter()
         held_out = [s for s in ds.splits if s not in ("train", "val")]
-        cms = {s: evaluate(model, ds, s, progress=progress, **eval_kw) for s in held_out}
+        cms, maps = {}, {}
+        for s in held_out:
+            keep = prediction_maps.chip_ids(ds) if s == "test" and maps_dir is not None else ()
+            cms[s], kept = evaluate_keeping(model, ds, s, keep, progress=progress, **eval_kw)
+            maps.update(kept)
         predict_s = time.perf_counter() - t_pred
         cms["val"] = evaluate(model, ds, "val", **eval_kw)
     finally:
@@ -823,5 +867,6 @@ def run(
         rows += results.score_rows(
             metrics.scores(cms[split]), split=split, class_names=ds.classes, context=context
         )
+    prediction_maps.save(maps_dir, ds.name, model_name, seed, maps)
     results.write_run(rows, results_path)
     return RunOutcome(out_dir=out_dir, skipped=False, rows=rows, train=tr)

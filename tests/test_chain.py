@@ -80,6 +80,7 @@ def test_quick_chain_end_to_end(tmp_path):
         "figures_dir": str(tmp_path / "figures"),
         "cache_dir": str(tmp_path / "cache"),
         "runs_dir": str(tmp_path / "runs"),
+        "maps_dir": str(tmp_path / "maps"),
     }
     times = chain.run(REPO / "notebooks" / "params" / "quick.yaml", tmp_path / "executed", extra=extra)
     assert list(times) == [b.stem for b in chain.numbered_notebooks()]
@@ -89,4 +90,10 @@ def test_quick_chain_end_to_end(tmp_path):
     if len(times) > 1:
         df = results.read(tmp_path / "results.csv")
         assert not df.empty and set(df["dataset"]) >= {"sen1floods11"}
+    if len(times) == 5:
+        # notebook 05 draws the saved test maps of the best model of each family, for every main dataset
+        for name in extra["dataset_names"]:
+            assert f"05_prediction_maps_{name}.png" in figures
+        saved = {p.parent.name for p in (tmp_path / "maps" / "sim-crop").glob("*/seed0.npz")}
+        assert {"rf", "unet", "galileo_nano_frozen_lgbm", "galileo_nano_finetune", "vit"} <= saved
     assert os.path.getsize(tmp_path / "executed" / "01_data_exploration.ipynb") > 0

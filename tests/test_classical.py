@@ -5,7 +5,7 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import classical, results
+from helpers import classical, prediction_maps, results
 from helpers import features as F
 
 BANDS = 6
@@ -185,6 +185,20 @@ def test_importances_and_predictions_for_figures():
     pred, lab = run.predictions["test_0"]
     assert pred.shape == lab.shape == (16, 16)
     assert len(run.search) == len(classical.LGBM_GRID) and "val_miou_macro" in run.search
+
+
+def test_maps_of_the_first_test_chips_are_saved_as_predicted(tmp_path):
+    ds = make_fake(counts=(4, 2, 5))
+    run = classical.run_classical(
+        ds, "lgbm", 0, None, budget=TINY, n_show=1, progress=False, maps_dir=tmp_path / "maps"
+    )
+    assert list(run.predictions) == ["test_0"]  # what the notebook keeps in memory is unchanged
+    seed, maps = prediction_maps.load_run(tmp_path / "maps", "fake", "lgbm")
+    assert seed == 0 and list(maps) == ["test_0", "test_1", "test_2"]
+    np.testing.assert_array_equal(maps["test_0"], run.predictions["test_0"][0])
+    shown = classical.run_classical(ds, "lgbm", 0, None, budget=TINY, n_show=3, progress=False).predictions
+    for chip in maps:
+        np.testing.assert_array_equal(maps[chip], shown[chip][0])
 
 
 @pytest.mark.parametrize(

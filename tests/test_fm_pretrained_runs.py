@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import classical, datasets, results
+from helpers import classical, datasets, metrics, prediction_maps, results
 from helpers import embeddings as E
 from helpers import fm_pretrained_runs as R
 
@@ -89,9 +89,20 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
     )
     again = R.run_frozen(
         ds, "galileo_nano_frozen_linear", 1, path, cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"],
-        progress=False,
+        progress=False, maps_dir=tmp_path / "maps",
     )  # fmt: skip
     assert again.status == "ok" and again.cache_stats["misses"] == 0 and again.cache_stats["hits"] > 0
+    # maps cover every pixel of the first test chips; their valid pixels are part of the scored test matrix
+    seed, maps = prediction_maps.load_run(tmp_path / "maps", ds.name, "galileo_nano_frozen_linear")
+    assert seed == 1 and list(maps) == prediction_maps.chip_ids(ds)
+    sub = np.zeros_like(again.cms["test"])
+    for chip, pred in maps.items():
+        y = ds.read_arrays(chip)[1]
+        assert pred.shape == y.shape and 0 <= pred.min() and pred.max() < ds.num_classes
+        sub += metrics.confusion_matrix(y, pred, ds.num_classes, ds.ignore_index)
+    assert (sub <= again.cms["test"]).all() and sub.sum() > 0
+    if len(ds.chip_ids("test")) == len(maps):
+        np.testing.assert_array_equal(sub, again.cms["test"])
     assert again.timings["embed_s"] == 0.0
     with pytest.raises(ValueError, match="needs a presto embedder"):
         R.run_frozen(ds, "presto_frozen_lgbm", 0, None, embedder=embedders["galileo_nano"])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import datasets, metrics, results, train
+from helpers import datasets, metrics, prediction_maps, results, train
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
 
@@ -343,6 +343,23 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
         **kw,
     )
     assert fm.rows[0]["family"] == "fm" and fm.rows[0]["weights"] == "x.pt"
+
+
+def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
+    ds = FakeDataset(n=(4, 2, 4))
+    kw = dict(seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", **{**FIT, "epochs": 2})
+    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), maps_dir=tmp_path / "maps", **kw)
+    seed, maps = prediction_maps.load_run(tmp_path / "maps", "fake", "unet")
+    assert seed == 0 and list(maps) == ds.chip_ids("test")[:3]
+    model = _load(out, ds)
+    for chip, pred in maps.items():
+        a, _ = ds.read_arrays(chip)
+        np.testing.assert_array_equal(pred, train.predict_chip(model, a, tile=16))
+    cm, kept = train.evaluate_keeping(model, ds, "test", ["test3"], tile=16)
+    np.testing.assert_array_equal(cm, train.evaluate(model, ds, "test", tile=16))
+    assert list(kept) == ["test3"]
+    train.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    assert not (tmp_path / "maps" / "fake" / "fcn").exists()  # no maps_dir: nothing saved
 
 
 def _load(out, ds):
