@@ -13,6 +13,10 @@ Galileo's pretraining statistics; only the timings mean anything):
   the two embeddings, from interleaved passes (ours, official, ours, ...; best of each). The official code is
   never part of this repository; without it the script says so.
 
+With ``--finetune-windows``, it instead times one training step (forward, backward, AdamW) of the fine-tuning
+model (:class:`helpers.fm_heads.GalileoSegmenter`) on a batch of eight 64 px crops, for 1 and 3 dates, with 64 px
+and 32 px encoder windows, and prints the ratio: the reason ``galileo_nano_finetune`` uses 32 px windows.
+
 The machine is shared, so each model's chips/s is the best of ``--repeats`` passes after a warm-up chip. Run:
 ``python benchmarks/fm_pretrained.py [--n-chips 8] [--threads 2] [--official-dir /path/to/official]``.
 """
@@ -85,6 +89,36 @@ def load_official(folder: Path):
         sys.path.remove(str(folder))
 
 
+def finetune_windows(threads: int, repeats: int) -> None:
+    """Training-step time of the Galileo-nano fine-tuning model for 64 px vs 32 px encoder windows."""
+    from helpers import fm_heads as H
+    from helpers import weights as W
+
+    path = W.resolve_weights("galileo_nano")
+    print(f"Galileo-nano fine-tuning step: batch of 8 x 64 px crops, patch 4, {threads} torch threads")
+    for n_times in (1, 3):
+        x = torch.rand(8, 6 * n_times, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+        best = {}
+        for window in (64, 32):
+            torch.manual_seed(0)
+            model = H.GalileoSegmenter(
+                G.load_galileo_nano(path, drop_path=0.1), 13, [3, 6, 8][:n_times], window=window
+            )
+            opt = torch.optim.AdamW(model.parameters())
+
+            def step(model=model, opt=opt, x=x):
+                model(x).mean().backward()
+                opt.step()
+                opt.zero_grad()
+
+            step()  # warm-up
+            best[window] = min(timed(step) for _ in range(max(2, repeats)))
+        print(
+            f"{n_times} date(s): 64 px windows {best[64]:.2f} s/step, 32 px windows {best[32]:.2f} s/step, "
+            f"ratio {best[64] / best[32]:.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-chips", type=int, default=8)
@@ -94,8 +128,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--official-dir", type=Path, default=None)
+    ap.add_argument("--finetune-windows", action="store_true", help="time fine-tuning steps per window size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.finetune_windows:
+        finetune_windows(args.threads, args.repeats)
+        return
 
     ds = SyntheticChips(args.n_chips, args.size)
     chips = [ds.read_arrays(c)[0] for c in ds.chip_ids()]
