@@ -75,7 +75,7 @@ from tqdm.auto import tqdm
 
 from helpers import features as _features
 from helpers import metrics as _metrics
-from helpers import prediction_maps
+from helpers import prediction_maps, runtime
 from helpers import results as _results
 
 #: model name -> (estimator kind, feature set).
@@ -491,6 +491,7 @@ def run_classical(
     budget: Budget | dict = DEFAULT_BUDGET,
     val_budget: Budget | dict = DEFAULT_VAL_BUDGET,
     n_jobs: int = 1,
+    predict_jobs: int | None = None,
     n_show: int = 3,
     cache: FeatureCache | None = None,
     progress: bool = True,
@@ -509,6 +510,10 @@ def run_classical(
         n_jobs: Threads for RF and LightGBM, fixed so results are reproducible. The default is 1: LightGBM's
             OpenMP threads slow down several-fold when the cores are shared with other work (measured on the
             study's 2-core machine); raise it on a machine with free cores.
+        predict_jobs: LightGBM prediction threads (``None``: every core this process may use). LightGBM predicts
+            each pixel in one thread, so the thread count cannot change a prediction (tested); on the study's
+            2-core machine two threads halve the prediction time when nothing else runs. RF keeps ``n_jobs``:
+            its threads add tree votes in whatever order they finish.
         n_show: Keep full prediction maps of the first ``n_show`` test chips (for figures).
         cache: Optional :class:`FeatureCache` shared across runs.
         progress: Show tqdm bars.
@@ -531,6 +536,7 @@ def run_classical(
             raise ValueError(
                 f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
             )
+    predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
     _seed_everything(seed)
     t_start = time.perf_counter()
     timer = _Timer()
@@ -575,7 +581,7 @@ def run_classical(
     best = 0
     if has_val:
         cms, _, _, _ = _score_split(
-            ds, "val", feature_set, candidates, cache, timer, n_jobs, progress=progress
+            ds, "val", feature_set, candidates, cache, timer, predict_jobs, progress=progress
         )
         scored = [_metrics.scores(cm) for cm in cms]
         mious = [s["miou_macro"] for s in scored]
@@ -598,7 +604,7 @@ def run_classical(
     to_save = prediction_maps.chip_ids(ds) if maps_dir is not None else []
     show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
     (test_cm,), kept, predict_s, n_ign = _score_split(
-        ds, "test", feature_set, [chosen], cache, timer, n_jobs, keep=show, progress=progress
+        ds, "test", feature_set, [chosen], cache, timer, predict_jobs, keep=show, progress=progress
     )
     if n_ign:
         notes.append(f"{n_ign} all-ignore test chip(s)")

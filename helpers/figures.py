@@ -20,6 +20,7 @@ Conventions shared by all figures, so a reader can compare them:
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -630,17 +631,27 @@ def prediction_maps_figure(
         return None
     k = ds.num_classes
     n_cols = 2 + len(columns)
+    chips = [ds.read_arrays(c) for c in chip_ids]
+    aspect = max(y.shape[0] / y.shape[1] for _, y in chips)  # panel height per unit width
     fig, axes = plt.subplots(
-        len(chip_ids), n_cols, figsize=(1.35 * n_cols, 1.35 * len(chip_ids) + 0.8), squeeze=False
+        len(chip_ids), n_cols, figsize=(1.35 * n_cols, 1.35 * aspect * len(chip_ids) + 0.9), squeeze=False
     )
-    for r, chip in enumerate(chip_ids):
-        x, y = ds.read_arrays(chip)
+    for r, (chip, (x, y)) in enumerate(zip(chip_ids, chips, strict=True)):
         last_date = x[-6:] if x.shape[0] >= 6 else x
         axes[r, 0].imshow(plotting.rgb_composite(last_date) if last_date.shape[0] >= 3 else last_date[0])
         axes[r, 0].set_axis_off()
         plotting.show_labels(axes[r, 1], y, k, ds.ignore_index)
         axes[r, 0].text(
-            -0.06, 0.5, chip, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=5
+            -0.06,
+            0.5,
+            textwrap.fill(
+                chip, 24, break_on_hyphens=False
+            ),  # long real chip names wrap instead of overlapping
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=4,
         )
         for c, col in enumerate(columns, start=2):
             ax = axes[r, c]

@@ -1,4 +1,4 @@
-"""Per-run peak memory, measured the same way for every model family.
+"""Per-run peak memory, measured the same way for every model family, and the cores a run may use.
 
 Cost is part of the paper's argument, so every results row records ``peak_mem_mb``. Runs share one notebook process,
 so the process-lifetime maximum (``ru_maxrss``) would charge each run with its predecessors' peaks; instead the
@@ -7,7 +7,16 @@ kernel's high-water mark is reset before a run (Linux ``/proc/self/clear_refs``)
 
 from __future__ import annotations
 
+import os
 import resource
+
+
+def machine_threads() -> int:
+    """CPU cores this process may use (respects affinity masks and container CPU sets, unlike ``cpu_count``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def reset_peak_memory() -> bool:

@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from helpers import metrics, prediction_maps, results, runtime
 from helpers.io import atomic_write
+from helpers.runtime import machine_threads
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -68,14 +69,6 @@ CHECKPOINT_FORMAT = 1
 
 
 # ---------------------------------------------------------------------------------------------- small utilities
-def machine_threads() -> int:
-    """CPU cores this process may use (respects affinity masks and container CPU sets, unlike ``cpu_count``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _as_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
@@ -385,7 +378,7 @@ class TrainResult:
         train_s: Wall time of training and per-epoch validation, summed over resumptions.
         n_train_chips: Training chips used.
         n_train_pixels: Valid labelled pixels in those chips.
-        eval_tile: Window size used for validation (use the same for test).
+        eval_tile: Window size used for validation (use the same for test); ``None``: whole chips.
         eval_overlap: Window overlap used for validation.
         config: The settings that identify the run (stored in the checkpoint).
     """
@@ -539,7 +532,8 @@ def fit(
         force: Discard an existing run in ``out_dir`` and train from scratch.
         max_train_chips: Use a seeded random subset of this many training chips (``None``: all).
         crops_per_epoch: Crops per epoch; default one per training chip.
-        eval_tile: Validation window size; default ``crop_size`` (the size the model was trained on).
+        eval_tile: Validation window size; default ``crop_size`` (the size the model was trained on); ``0``:
+            whole chips in one pass, for models that window their input themselves (Galileo-nano).
         eval_overlap: Validation window overlap; default a quarter of the window.
         cache_mb: Keep train/val chips in memory when a split needs at most this much.
         progress: Show a tqdm bar over epochs (train loss and validation mIoU).
@@ -560,8 +554,10 @@ def fit(
         raise ValueError(
             f"class_weights has {len(class_weights)} values but {ds.name} has {ds.num_classes} classes"
         )
-    eval_tile = crop_size if eval_tile is None else eval_tile
+    eval_tile = crop_size if eval_tile is None else int(eval_tile)
     eval_overlap = eval_tile // 4 if eval_overlap is None else eval_overlap
+    if eval_tile == 0:  # whole chips: what chip_probabilities calls tile=None
+        eval_tile = eval_overlap = None
 
     train_ids = ds.chip_ids("train")
     if max_train_chips is not None and max_train_chips < len(train_ids):
@@ -584,8 +580,8 @@ def fit(
         "class_weights": None if class_weights is None else [float(w) for w in class_weights],
         "n_train_chips": len(train_ids),
         "crops_per_epoch": crops_per_epoch,
-        "eval_tile": eval_tile,
-        "eval_overlap": eval_overlap,
+        "eval_tile": 0 if eval_tile is None else eval_tile,
+        "eval_overlap": 0 if eval_overlap is None else eval_overlap,
     }
 
     if force:

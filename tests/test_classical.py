@@ -81,6 +81,17 @@ def test_same_seed_identical_metrics(model, tmp_path):
 MODELS_FS = {m: fs for m, (_, fs) in classical.MODELS.items()}
 
 
+def test_lightgbm_prediction_threads_change_no_number():
+    ds = make_fake(n_classes=4)
+    one = classical.run_classical(ds, "lgbm_aug", 1, None, budget=TINY, predict_jobs=1, progress=False)
+    two = classical.run_classical(
+        make_fake(n_classes=4), "lgbm_aug", 1, None, budget=TINY, predict_jobs=2, progress=False
+    )
+    assert _values(one) == _values(two)
+    for chip, (pred, _) in one.predictions.items():
+        np.testing.assert_array_equal(pred, two.predictions[chip][0])
+
+
 def test_sampling_never_crosses_splits():
     ds = make_fake()
     s = classical.sample_pixels(ds, "train", "spectral", seed=0, budget=TINY)

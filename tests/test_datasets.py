@@ -51,6 +51,30 @@ def test_crop_dates_and_label_mapping(fixture_roots):
     np.testing.assert_allclose(a[9], img[9] * 1e-4, rtol=1e-6)
 
 
+def test_read_arrays_cache_serves_copies_and_respects_its_cap(fixture_roots, monkeypatch):
+    ds = datasets.open("crop", fixture_roots["crop"])
+    ids = ds.chip_ids("train")[:3]
+    first = {c: ds.read_arrays(c) for c in ids}
+    calls = []
+    monkeypatch.setattr(ds, "read", lambda c: calls.append(c) or pytest.fail("cached chip read from disk"))
+    for c in ids:
+        a, y = ds.read_arrays(c)
+        np.testing.assert_array_equal(a, first[c][0])
+        np.testing.assert_array_equal(y, first[c][1])
+        a[:] = -7.0  # a caller's edits never reach the cache
+        y[:] = 99
+    np.testing.assert_array_equal(ds.read_arrays(ids[0])[0], first[ids[0]][0])
+    monkeypatch.undo()
+    one = sum(a.nbytes + y.nbytes for a, y in [first[ids[0]]])
+    small = datasets.open("crop", fixture_roots["crop"], cache_mb=1.5 * one / 2**20)  # room for one chip
+    for c in ids:
+        small.read_arrays(c)
+    assert list(small._arrays) == [ids[-1]] and small._arrays_bytes == one
+    off = datasets.open("crop", fixture_roots["crop"], cache_mb=0)
+    off.read_arrays(ids[0])
+    assert not off._arrays
+
+
 def test_val_is_seeded_holdout_of_train_never_test(fixture_roots):
     ds = datasets.open("crop", fixture_roots["crop"], val_seed=3)
     again = datasets.open("crop", fixture_roots["crop"], val_seed=3)

@@ -362,6 +362,23 @@ def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     assert not (tmp_path / "maps" / "fake" / "fcn").exists()  # no maps_dir: nothing saved
 
 
+def test_eval_tile_zero_validates_and_tests_whole_chips(tmp_path):
+    ds = FakeDataset()
+    path = tmp_path / "r.csv"
+    out = train.run(
+        ds, "unet", lambda: tiny_unet(ds), seed=0, results_path=path, runs_dir=tmp_path / "runs",
+        **{**FIT, "epochs": 2, "eval_tile": 0},
+    )  # fmt: skip
+    assert out.train.eval_tile is None and out.train.eval_overlap is None
+    assert out.train.config["eval_tile"] == 0
+    model = _load(out, ds)
+    whole = metrics.scores(train.evaluate(model, ds, "test", tile=None))["miou_macro"]
+    tiled = metrics.scores(train.evaluate(model, ds, "test", tile=16))["miou_macro"]
+    table = results.read(path)
+    recorded = table.query("split == 'test' and metric == 'miou_macro' and `class` == ''")["value"].item()
+    assert recorded == pytest.approx(whole) and recorded != pytest.approx(tiled, abs=1e-9)
+
+
 def _load(out, ds):
     model = UNet(6, 3, base=4, depth=2)
     model.load_state_dict(train.load_checkpoint(out.out_dir / train.BEST)["model"])
