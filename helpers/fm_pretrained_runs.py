@@ -483,8 +483,8 @@ def run_galileo_nano_finetune(
     The encoder sees 32 px windows (patch 4: 8 x 8 tokens per date and channel group) while training on 64 px crops,
     the same crops as the other fine-tuned rows. Attention is quadratic in the tokens of a window, and a 3-date
     window of 64 px costs 2.4x more per training step on the study's 2-core CPU (4.1 s against 1.75 s for a batch
-    of eight 64 px crops; 1.35x for one date), so the smaller window buys more than twice the training steps for
-    the same time. The frozen rows keep 64 px windows (their encoding is paid once per dataset and cached).
+    of eight 64 px crops; 1.4-1.6x for one date; `benchmarks/fm_pretrained.py --finetune-windows`), so the smaller
+    window buys more than twice the training steps for the same time. The frozen rows keep 64 px windows (their encoding is paid once per dataset and cached).
     Validation and test predict whole chips in one pass (``eval_tile=0``): the model already cuts a chip into
     non-overlapping encoder windows, so the shared loop's overlapping 64 px tiles would only encode the same windows
     2.25 times over (on a 128 px chip) and average them.
