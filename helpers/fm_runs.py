@@ -448,14 +448,39 @@ def run_fm_rows(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    pooled: Sequence[str] = (),
+    pool: Sequence | None = None,
 ) -> dict[str, train.RunOutcome]:
     """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table).
 
-    ``maps_dir``: where each run saves its test maps of the first test chips (:mod:`helpers.prediction_maps`).
+    Args:
+        ds: Dataset (``helpers.datasets`` API).
+        seed: Fine-tuning seed (pretraining uses ``settings.pretrain_seed``).
+        models: Rows of :data:`DEFAULT_MODELS` to run.
+        settings: Sizes and budgets (default :class:`FMSettings`).
+        prithvi_checkpoint: The user's ``Prithvi_100M.pt`` for the ``prithvi_100m`` row.
+        results_path: Results table.
+        runs_dir: Fine-tuning checkpoints.
+        cache_dir: Pretraining cache.
+        force: Retrain even if a row exists.
+        progress: tqdm bars.
+        maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.prediction_maps`).
+        pooled: In-study variants with a pretext (e.g. ``prithvi_arch_small_mae``) to run a second time from an
+            encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;
+            the pretraining runs once for the pool and is cached, so every dataset of the pool shares it).
+        pool: The datasets pooled for ``pooled`` (``ds`` is usually one of them).
     """
     unknown = set(models) - set(DEFAULT_MODELS)
     if unknown:
         raise ValueError(f"unknown FM models {sorted(unknown)}; choose from {DEFAULT_MODELS}")
+    not_pretrained = [v for v in pooled if v not in VARIANTS or VARIANTS[v].pretext is None]
+    if not_pretrained:
+        raise ValueError(
+            f"pooled variants must be in-study variants with a pretext; got {not_pretrained} (choose from "
+            f"{[v for v, x in VARIANTS.items() if x.pretext]})"
+        )
+    if pooled and not pool:
+        raise ValueError("pooled variants need the datasets to pool (pool=[...])")
     kw = dict(
         settings=settings,
         results_path=results_path,
@@ -474,4 +499,6 @@ def run_fm_rows(
             out[name] = run_segformer(ds, seed, **kw)
         else:
             out[name] = run_prithvi_published(ds, seed, prithvi_checkpoint, **kw)
+    for name in pooled:
+        out[f"{name}_pooled"] = run_prithvi_small(ds, seed, name, cache_dir=cache_dir, pretrain_on=pool, **kw)
     return out

@@ -67,6 +67,29 @@ def test_fm_rows_on_fixture(fixture_roots, tmp_path, quick, name):
     assert all(o.skipped for o in again.values())
 
 
+def test_pooled_pretraining_is_shared_by_every_dataset_of_the_pool(fixture_roots, tmp_path, quick):
+    crop = datasets.open("crop", fixture_roots["crop"])
+    burn = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    kw = dict(models=(), settings=quick, progress=False, pooled=["prithvi_arch_small_mae"], pool=[crop, burn])
+    for ds in (crop, burn):  # 3 dates and 1 date fine-tune from the same 1-frame encoder
+        out = fm_runs.run_fm_rows(ds, 0, **kw, **paths)
+        assert (
+            list(out) == ["prithvi_arch_small_mae_pooled"]
+            and not out["prithvi_arch_small_mae_pooled"].skipped
+        )
+    assert len(list((tmp_path / "cache" / "pretrain").iterdir())) == 1  # one pooled MAE run for both
+    df = results.read(paths["results_path"])
+    rows = df.drop_duplicates("dataset").set_index("dataset")
+    assert set(rows["model"]) == {"prithvi_arch_small_mae_pooled"}
+    assert set(rows["pretraining"]) == {"mae-in-study"}
+    assert rows["weights"].str.contains("burn_scars\\+crop").all() and rows["weights"].nunique() == 1
+    with pytest.raises(ValueError, match="pretext"):
+        fm_runs.run_fm_rows(crop, 0, models=(), pooled=["vit"], pool=[crop], **paths)
+    with pytest.raises(ValueError, match="pool="):
+        fm_runs.run_fm_rows(crop, 0, models=(), pooled=["prithvi_arch_small_mae"], **paths)
+
+
 def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     cfg = P.PrithviConfig(
