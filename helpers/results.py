@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import metrics as _metrics
+from helpers.io import atomic_write
 
 DEFAULT_PATH = Path("results") / "results.csv"
 
@@ -157,6 +159,41 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     return df
 
 
+def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
+    """Append ``new`` to an existing table without rewriting it, when none of its runs is there yet.
+
+    The common case (a fresh run) then costs a byte copy of the file instead of parsing and re-serialising the whole
+    table (0.4 s per run on the study's 10 MB table, for ~300 runs a chain). Still atomic: the copy plus the new
+    rows go to a temporary file that replaces the table. Returns False (nothing written) when a run is being
+    replaced, the header is not the standard one, or the file does not end with a newline.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    header = list(pd.read_csv(path, nrows=0).columns)
+    if header[: len(COLUMNS)] != COLUMNS or not set(new.columns) <= set(header):
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            return False
+    old_keys = pd.read_csv(path, usecols=RUN_KEY, dtype=str, keep_default_na=False).drop_duplicates()
+    keys = new[RUN_KEY].astype(str).drop_duplicates()
+    if not old_keys.merge(keys, how="inner").empty:
+        return False
+    out = new.reindex(columns=header)
+    for c in ("class", "note", "pretraining", "weights"):
+        out[c] = out[c].astype(object).where(out[c].notna(), "")
+    text = out.to_csv(index=False, header=False)
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(path, tmp)
+        with open(tmp, "a", newline="") as fh:
+            fh.write(text)
+
+    atomic_write(path, write)
+    return True
+
+
 def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     """Append one or more runs' rows, replacing earlier rows of the same ``(dataset, model, seed)``.
 
@@ -188,6 +225,8 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
     new["git_sha"] = new["git_sha"] if "git_sha" in new else git_sha()
     new["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     path = Path(path)
+    if _append_if_new(new, path):
+        return read(path)
     old = read(path)
     if not old.empty:
         keys = new[RUN_KEY].astype(str).drop_duplicates()

@@ -381,6 +381,8 @@ class TrainResult:
         eval_tile: Window size used for validation (use the same for test); ``None``: whole chips.
         eval_overlap: Window overlap used for validation.
         config: The settings that identify the run (stored in the checkpoint).
+        best_val_cm: Validation confusion matrix of the selected epoch (``None`` for checkpoints written before
+            it was stored); :func:`run` reports it instead of predicting the validation split once more.
     """
 
     out_dir: Path
@@ -396,6 +398,7 @@ class TrainResult:
     eval_tile: int | None
     eval_overlap: int | None
     config: dict
+    best_val_cm: np.ndarray | None = None
 
 
 def _save(obj: Mapping, path: Path) -> None:
@@ -616,6 +619,7 @@ def fit(
             eval_tile=eval_tile,
             eval_overlap=eval_overlap,
             config=config,
+            best_val_cm=None if state.get("best_val_cm") is None else state["best_val_cm"].numpy(),
         )
 
     if state is not None and state["finished"]:
@@ -694,6 +698,7 @@ def fit(
             improved = bool(np.isfinite(score) and score > state["best_score"])
             if improved:
                 state["best_score"], state["best_epoch"] = float(score), epoch + 1
+                state["best_val_cm"] = torch.from_numpy(cm.copy())
                 best = {"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1}
                 _save({**best, "model": model.state_dict()}, out_dir / BEST)
             dt = time.perf_counter() - t0
@@ -823,11 +828,13 @@ def run(
             cms[s], kept = evaluate_keeping(model, ds, s, keep, progress=progress, **eval_kw)
             maps.update(kept)
         predict_s = time.perf_counter() - t_pred
-        cms["val"] = evaluate(model, ds, "val", **eval_kw)
+        # the selected epoch's validation matrix is the restored weights' matrix; older checkpoints lack it
+        recheck = tr.best_val_cm is None
+        cms["val"] = evaluate(model, ds, "val", **eval_kw) if recheck else tr.best_val_cm
     finally:
         torch.set_num_threads(prev_threads)
     val_check = metrics.scores(cms["val"])["miou_macro"]
-    if not math.isclose(val_check, tr.best_score, rel_tol=1e-9, abs_tol=1e-12):
+    if recheck and not math.isclose(val_check, tr.best_score, rel_tol=1e-9, abs_tol=1e-12):
         warnings.warn(
             f"{out_dir}: restored best weights give validation mIoU {val_check:.6f} but {tr.best_score:.6f} was "
             "recorded at selection (resumed on another machine or thread count?)",

@@ -26,6 +26,30 @@ def test_rows_are_tidy_and_complete(tmp_path):
     assert (df["status"] == "ok").all() and df["git_sha"].notna().all()
 
 
+def test_appending_a_new_run_reads_back_as_one_full_write(tmp_path, monkeypatch):
+    fast, full = tmp_path / "fast.csv", tmp_path / "full.csv"
+    first = _rows(0) + [results.not_run_row("no file", dict(task="flood", dataset="sim-flood", model="x",
+                                                           family="fm", seed=0))]  # fmt: skip
+    second = [{**r, "note": 'a, "quoted" note', "n_params": 7} for r in _rows(1, model="lgbm")]
+    results.write_run(first, fast)
+    calls = []
+    real = results._append_if_new
+    monkeypatch.setattr(
+        results, "_append_if_new", lambda new, path: calls.append(real(new, path)) or calls[-1]
+    )
+    results.write_run(second, fast)
+    assert calls == [True]  # a new run took the append path
+    results.write_run(first + second, full)
+    a, b = (results.read(p).drop(columns="timestamp") for p in (fast, full))
+    pd.testing.assert_frame_equal(a, b)
+    results.write_run(_rows(1, 0.7, model="lgbm"), fast)  # replacing a run rewrites the table
+    assert calls[-1] is False
+    df = results.read(fast)
+    assert len(df) == len(a) and df.query("model == 'lgbm' and metric == 'miou_macro'")["value"].tolist() == [
+        0.7
+    ]
+
+
 def test_rerun_replaces_not_duplicates(tmp_path):
     path = tmp_path / "r.csv"
     results.write_run(_rows(0, 0.1), path)

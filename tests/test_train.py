@@ -331,6 +331,10 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     # The recorded test score is the model's real test score with the selected weights.
     cm = train.evaluate(_load(out, ds), ds, "test", tile=16)
     assert agg["miou_macro"] == pytest.approx(metrics.scores(cm)["miou_macro"])
+    # the val rows come from the selected epoch's stored matrix: the same as predicting val with those weights
+    np.testing.assert_array_equal(out.train.best_val_cm, train.evaluate(_load(out, ds), ds, "val", tile=16))
+    val = table[(table["class"] == "") & (table["split"] == "val")].set_index("metric")["value"]
+    assert val["miou_macro"] == pytest.approx(out.train.best_score)
     again = train.run(ds, "unet", lambda: pytest.fail("a finished run must not build a model"), **kw)
     assert again.skipped and not again.rows
     fm = train.run(
