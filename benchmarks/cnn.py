@@ -26,7 +26,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import train  # noqa: E402
+from helpers import runtime, train  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def best_of(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=train.machine_threads())
+    ap.add_argument("--threads", type=int, default=runtime.machine_threads())
     ap.add_argument("--bands", type=int, default=6, help="input channels (6 per date; 18 for the crop task)")
     ap.add_argument("--classes", type=int, default=13)
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per architecture")

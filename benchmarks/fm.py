@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from helpers import datasets, fm_runs, train
+from helpers import datasets, fm_runs, runtime, train
 from helpers import pretrain as PT
 from helpers.models import cnn
 from helpers.models import prithvi as P
@@ -81,7 +81,7 @@ def step_rate(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=train.machine_threads())
+    ap.add_argument("--threads", type=int, default=runtime.machine_threads())
     ap.add_argument("--classes", type=int, default=13)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(

@@ -601,7 +601,7 @@ def run_classical(
     chosen = candidates[best]
     notes.insert(0, chosen.describe())
 
-    to_save = prediction_maps.chip_ids(ds) if maps_dir is not None else []
+    to_save = prediction_maps.chips_to_save(ds, "test", maps_dir)
     show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
     (test_cm,), kept, predict_s, n_ign = _score_split(
         ds, "test", feature_set, [chosen], cache, timer, predict_jobs, keep=show, progress=progress

@@ -344,7 +344,7 @@ def run_frozen(
     for split in held_out:
         if not ds.chip_ids(split):
             continue
-        keep = prediction_maps.chip_ids(ds) if split == "test" and maps_dir is not None else ()
+        keep = prediction_maps.chips_to_save(ds, split, maps_dir)
         (cm,) = _score_split(ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps)
         cms[split], scores[split] = cm, _metrics.scores(cm)
 
@@ -484,7 +484,8 @@ def run_galileo_nano_finetune(
     the same crops as the other fine-tuned rows. Attention is quadratic in the tokens of a window, and a 3-date
     window of 64 px costs 2.4x more per training step on the study's 2-core CPU (4.1 s against 1.75 s for a batch
     of eight 64 px crops; 1.4-1.6x for one date; `benchmarks/fm_pretrained.py --finetune-windows`), so the smaller
-    window buys more than twice the training steps for the same time. The frozen rows keep 64 px windows (their encoding is paid once per dataset and cached).
+    window buys more than twice the training steps for the same time. The frozen rows keep 64 px windows (their
+    encoding is paid once per dataset and cached).
     Validation and test predict whole chips in one pass (``eval_tile=0``): the model already cuts a chip into
     non-overlapping encoder windows, so the shared loop's overlapping 64 px tiles would only encode the same windows
     2.25 times over (on a 128 px chip) and average them.

@@ -32,6 +32,14 @@ def chip_ids(ds, n: int = N_CHIPS) -> list[str]:
     return list(ds.chip_ids("test")[:n])
 
 
+def chips_to_save(ds, split: str, maps_dir: str | os.PathLike | None) -> list[str]:
+    """The chips of ``split`` whose maps a run saves (:func:`chip_ids` of the test split; none without a folder).
+
+    Every runner asks this one function, so all families keep the same chips.
+    """
+    return chip_ids(ds) if split == "test" and maps_dir is not None else []
+
+
 def map_path(maps_dir: str | os.PathLike, dataset: str, model: str, seed: int) -> Path:
     """File of one run's maps: ``maps_dir/<dataset>/<model>/seed<seed>.npz``."""
     return Path(maps_dir) / dataset / model / f"seed{int(seed)}.npz"
@@ -103,4 +111,4 @@ def load_run(
     return seed, load(map_path(maps_dir, dataset, model, seed))
 
 
-__all__ = ["N_CHIPS", "chip_ids", "load", "load_run", "map_path", "save"]
+__all__ = ["N_CHIPS", "chip_ids", "chips_to_save", "load", "load_run", "map_path", "save"]

@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from helpers.io import atomic_write
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
-from helpers.train import lr_factor, machine_threads, seed_everything
+from helpers.runtime import machine_threads
+from helpers.train import lr_factor, seed_everything
 
 PRETEXTS = ("mae", "spectral")
 FORMAT = 1

@@ -159,6 +159,10 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     return df
 
 
+#: Text columns written as empty strings (not NaN) when a row lacks them.
+_TEXT_COLUMNS = ("class", "note", "pretraining", "weights")
+
+
 def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
     """Append ``new`` to an existing table without rewriting it, when none of its runs is there yet.
 
@@ -181,7 +185,7 @@ def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
     if not old_keys.merge(keys, how="inner").empty:
         return False
     out = new.reindex(columns=header)
-    for c in ("class", "note", "pretraining", "weights"):
+    for c in _TEXT_COLUMNS:
         out[c] = out[c].astype(object).where(out[c].notna(), "")
     text = out.to_csv(index=False, header=False)
 
@@ -238,7 +242,7 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
     cols = [c for c in COLUMNS if c in out] + [c for c in out if c not in COLUMNS]
     for c in COLUMNS:
         if c not in out:
-            out[c] = np.nan if c not in ("class", "note", "pretraining", "weights") else ""
+            out[c] = "" if c in _TEXT_COLUMNS else np.nan
     out = out[COLUMNS + [c for c in cols if c not in COLUMNS]]
     _atomic_write_csv(out, path)
     return out

@@ -60,7 +60,6 @@ from tqdm.auto import tqdm
 
 from helpers import metrics, prediction_maps, results, runtime
 from helpers.io import atomic_write
-from helpers.runtime import machine_threads
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -627,7 +626,7 @@ def fit(
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(num_threads or machine_threads())
+    torch.set_num_threads(num_threads or runtime.machine_threads())
     # warn_only: on CUDA some ops used here (bilinear upsampling backward) have no deterministic kernel; they
     # warn there instead of failing. On CPU nothing warns.
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -817,14 +816,14 @@ def run(
     tr = fit(model, ds, seed=seed, out_dir=out_dir, force=force, progress=progress, **fit_kwargs)
 
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(fit_kwargs.get("num_threads") or machine_threads())
+    torch.set_num_threads(fit_kwargs.get("num_threads") or runtime.machine_threads())
     try:
         eval_kw = dict(tile=tr.eval_tile, overlap=tr.eval_overlap, batch_size=fit_kwargs.get("batch_size", 8))
         t_pred = time.perf_counter()
         held_out = [s for s in ds.splits if s not in ("train", "val")]
         cms, maps = {}, {}
         for s in held_out:
-            keep = prediction_maps.chip_ids(ds) if s == "test" and maps_dir is not None else ()
+            keep = prediction_maps.chips_to_save(ds, s, maps_dir)
             cms[s], kept = evaluate_keeping(model, ds, s, keep, progress=progress, **eval_kw)
             maps.update(kept)
         predict_s = time.perf_counter() - t_pred
