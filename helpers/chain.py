@@ -6,7 +6,14 @@ them in its ``parameters`` cell, and a ``notebooks:`` section can override them 
     data_dir: ../data
     seeds: [0, 1, 2]
     notebooks:
-      03_cnn_models: {epochs: 30}
+      03_cnn_models: {max_steps: 5000}
+
+A top-level ``side_by_side`` list (or ``--side-by-side 03 04``) names notebooks that run at the same time, each in its
+own process pinned to its share of the CPU cores, once every notebook before them has finished. Notebooks 03 (CNNs)
+and 04 (foundation models) are independent and both write the results table under a lock
+(:func:`helpers.io.locked`); on a 2-core machine two 1-thread trainings side by side finish in about two thirds of
+the time of one 2-thread training after the other (``benchmarks/train_loop.py``). A run's thread count is part of
+its identity (stored in its checkpoint), and a notebook pinned to one core trains with one thread.
 
 Executed copies go to an output folder (never over the sources). The chain stops at the first failing notebook
 with its name, the failing cell and the path of the executed copy, and prints each notebook's wall time at the end.
@@ -19,6 +26,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -88,14 +97,77 @@ def parameters_for(notebook: Path, params: dict) -> dict:
     return {**shared, **own}
 
 
+def _select(books: list[Path], names: Sequence[str]) -> list[Path]:
+    return [b for b in books if any(b.stem == o or b.stem.startswith(f"{o}_") for o in names)]
+
+
+def _execute(book: Path, out: Path, p: dict, notebooks_dir: Path) -> None:
+    import papermill as pm
+
+    try:
+        pm.execute_notebook(
+            str(book),
+            str(out),
+            parameters=p,
+            cwd=str(notebooks_dir),
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    except pm.PapermillExecutionError as err:
+        raise ChainError(
+            f"{book.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); executed copy: {out}"
+        ) from err
+
+
+def core_shares(n_jobs: int, cores: Sequence[int] | None = None) -> list[set[int]]:
+    """Split this process's CPU cores into ``n_jobs`` disjoint sets (round-robin; at least one core each)."""
+    cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
+    if n_jobs > len(cores):
+        return [set(cores) for _ in range(n_jobs)]  # more jobs than cores: share them all
+    return [set(cores[i::n_jobs]) for i in range(n_jobs)]
+
+
+def _run_side_by_side(
+    group: list[Path], params: dict, output_dir: Path, notebooks_dir: Path
+) -> dict[str, float]:
+    """Run ``group`` at once, each notebook in a child process pinned to its share of the cores."""
+    procs = []
+    shares = core_shares(len(group))
+    for book, cores in zip(group, shares, strict=True):
+        out = output_dir / book.name
+        p = parameters_for(book, params)
+        print(f"[chain] {book.name} side by side on cores {sorted(cores)} with {p}", flush=True)
+        job = json.dumps(
+            {"book": str(book), "out": str(out), "params": p, "notebooks_dir": str(notebooks_dir)}
+        )
+        cmd = [sys.executable, "-m", "helpers.chain", "--_one", job]
+        procs.append(
+            (
+                book,
+                time.perf_counter(),
+                subprocess.Popen(cmd, cwd=REPO, preexec_fn=lambda c=cores: os.sched_setaffinity(0, c)),
+            )
+        )
+    times, failed = {}, []
+    for book, start, proc in procs:
+        if proc.wait() != 0:
+            failed.append(book.name)
+        times[book.stem] = time.perf_counter() - start
+        print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
+    if failed:
+        raise ChainError(f"{', '.join(failed)} failed (side by side); see the messages above")
+    return times
+
+
 def run(
     params_file: str | Path = DEFAULT_PARAMS,
     output_dir: str | Path = REPO / "output" / "notebooks",
     only: Sequence[str] | None = None,
     notebooks_dir: Path = NOTEBOOKS,
     extra: dict | None = None,
+    side_by_side: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Execute the numbered notebooks in order.
+    """Execute the numbered notebooks in order (``side_by_side`` ones at the same time).
 
     Args:
         params_file: YAML parameters file.
@@ -103,49 +175,47 @@ def run(
         only: Notebook numbers or stems to run (e.g. ``["01", "02"]``); all when ``None``.
         notebooks_dir: Folder holding the notebooks.
         extra: Parameters that override the file's shared keys (e.g. from ``--set``).
+        side_by_side: Notebook numbers or stems to run at the same time, each pinned to its share of the cores;
+            default the parameters file's ``side_by_side`` key (none when absent). ``[]`` runs all in order.
 
     Returns:
-        Wall time in seconds per notebook stem.
+        Wall time in seconds per notebook stem (side-by-side notebooks overlap).
 
     Raises:
         ChainError: On the first failing notebook.
     """
-    import papermill as pm
-
     params = load_params(params_file)
     params.update(extra or {})
+    together_names = params.pop("side_by_side", None) if side_by_side is None else side_by_side
+    params.pop("side_by_side", None)
     books = numbered_notebooks(notebooks_dir)
     if only:
-        books = [b for b in books if any(b.stem == o or b.stem.startswith(f"{o}_") for o in only)]
+        books = _select(books, only)
     if not books:
         raise ChainError(f"no numbered notebooks selected in {notebooks_dir} (only={only})")
+    together = _select(books, together_names or [])
+    if len(together) < 2:
+        together = []
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
+    start_all = time.perf_counter()
     for book in books:
+        if book in together:
+            if book == together[0]:
+                times.update(_run_side_by_side(together, params, output_dir, notebooks_dir))
+            continue
         out = output_dir / book.name
         p = parameters_for(book, params)
         print(f"[chain] {book.name} with {p}", flush=True)
         start = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(book),
-                str(out),
-                parameters=p,
-                cwd=str(notebooks_dir),
-                kernel_name="python3",
-                progress_bar=False,
-            )
-        except pm.PapermillExecutionError as err:
-            raise ChainError(
-                f"{book.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); executed copy: {out}"
-            ) from err
+        _execute(book, out, p, notebooks_dir)
         times[book.stem] = time.perf_counter() - start
         print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
     print("[chain] wall time per notebook:")
     for stem, t in times.items():
         print(f"  {stem:<28} {t:8.1f} s")
-    print(f"  {'total':<28} {sum(times.values()):8.1f} s")
+    print(f"  {'total (wall)':<28} {time.perf_counter() - start_all:8.1f} s")
     return times
 
 
@@ -162,13 +232,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override shared parameters (YAML values)"
     )
+    parser.add_argument(
+        "--side-by-side",
+        nargs="*",
+        default=None,
+        help="notebooks to run at the same time (default: the parameters file's side_by_side; none: in order)",
+    )
+    parser.add_argument("--_one", help=argparse.SUPPRESS)  # a side-by-side child: one notebook, as JSON
     args = parser.parse_args(argv)
+    if args._one:
+        job = json.loads(args._one)
+        try:
+            _execute(Path(job["book"]), Path(job["out"]), job["params"], Path(job["notebooks_dir"]))
+        except ChainError as err:
+            print(f"[chain] FAILED: {err}", file=sys.stderr)
+            return 1
+        return 0
     extra = {}
     for item in args.set:
         key, _, value = item.partition("=")
         extra[key] = yaml.safe_load(value)
     try:
-        run(args.params, args.output, args.only, extra=extra)
+        run(args.params, args.output, args.only, extra=extra, side_by_side=args.side_by_side)
     except ChainError as err:
         print(f"[chain] FAILED: {err}", file=sys.stderr)
         return 1

@@ -808,3 +808,65 @@ def draw_all(
         paths = plotting.save_figure(fig, FIGURE_NAMES[key], Path(out_dir))
         out[key] = FigureResult(FIGURE_NAMES[key], list(paths), caption)
     return out
+
+
+def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
+    """Change in validation and test mIoU when each checked run is trained on to twice its steps.
+
+    One row per (dataset, model) checked (the first seed; :mod:`helpers.convergence`), coloured by family. The grey
+    band is the convergence criterion (a validation change under one point); the test change is shown beside it but
+    is not part of the verdict. Rows outside the band on the validation side were still improving.
+
+    Args:
+        conv: The convergence table (:func:`helpers.convergence.read`).
+
+    Returns:
+        The figure (full page width), or ``None`` for an empty table.
+    """
+    if conv.empty:
+        return None
+    from helpers.convergence import CONVERGED_POINTS
+
+    d = conv.copy()
+    d["_ds"] = d["dataset"].map(compare.dataset_sort_key)
+    d["_m"] = [compare.model_sort_key(m, f) for m, f in zip(d["model"], d["family"], strict=True)]
+    d = d.sort_values(["_ds", "_m"], kind="stable").reset_index(drop=True)
+    sim = dict(zip(d["dataset"], d["simulated"].astype(bool), strict=False))
+    labels = [
+        f"{plotting.dataset_label(ds, sim[ds])} · {m}" for ds, m in zip(d["dataset"], d["model"], strict=True)
+    ]
+    palette = plotting.family_palette()
+    height = min(9.0, 0.9 + 0.14 * len(d))
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, height), sharey=True)
+    y = np.arange(len(d))
+    for ax, col, title in zip(
+        axes,
+        ["delta_val_points", "delta_test_points"],
+        ["validation (decides)", "test (reported)"],
+        strict=True,
+    ):
+        ax.axvspan(-CONVERGED_POINTS, CONVERGED_POINTS, color="0.88", zorder=0, lw=0)
+        ax.axvline(0, color="0.5", lw=0.6, zorder=1)
+        colors = [palette.get(f, "0.3") for f in d["family"]]
+        markers = ["o" if c else "X" for c in d["converged"].astype(bool)]
+        for yi, xi, c, mk in zip(y, d[col], colors, markers, strict=True):
+            ax.plot(xi, yi, mk, color=c, ms=4, zorder=3)
+        ax.set_title(f"Δ mIoU at 2× steps, {title}", fontsize=8)
+        ax.set_xlabel("points (mIoU × 100)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0].set_yticks(y, labels, fontsize=6)
+    axes[0].invert_yaxis()
+    handles = [
+        Line2D([], [], ls="", marker="o", color=palette[f], label=f)
+        for f in plotting.FAMILY_ORDER
+        if f in set(d["family"])
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", color="0.3", label="converged (|Δ val| < 1 point)"),
+        Line2D([], [], ls="", marker="X", color="0.3", label="not converged"),
+    ]
+    fig.legend(
+        handles=handles, loc="lower center", ncol=len(handles), fontsize=6, bbox_to_anchor=(0.5, -0.02)
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig

@@ -77,13 +77,17 @@ DEFAULT_MODELS: tuple[str, ...] = (*VARIANTS, "vit", "segformer", PUBLISHED)
 
 def _finetune_defaults() -> dict:
     return {
-        "epochs": 5,
+        "max_steps": 3000,
+        "eval_every": 50,
+        "patience": 2,
+        "min_delta": 0.002,
+        "lr_drops": 2,
+        "drop_factor": 0.2,
         "batch_size": 8,
         "lr": 2e-3,
         "weight_decay": 0.05,
-        "warmup": 0.5,
+        "warmup_steps": 50,
         "crop_size": 64,
-        "patience": 3,
     }
 
 
@@ -95,12 +99,10 @@ class FMSettings:
         pretrain: In-study pretraining settings (model size, pretext budgets; pretext itself is per variant).
         pretrain_seed: Seed of the (shared) pretraining runs.
         finetune: :func:`helpers.train.fit` settings of every fully fine-tuned row (same for all inits, so the
-            in-study rows differ only in their starting weights). Default: 5 epochs of ``crops_per_chip`` = 4
-            crops per chip, i.e. the same 20 crops per training chip as the CNN rows' 20 epochs of one crop, but
-            validated 5 times instead of 20 (validation is most of an epoch's cost here). AdamW at 2e-3 with half
-            an epoch of warm-up: at 5e-4 these small transformers had not left the starting plateau after that
+            in-study rows differ only in their starting weights): the plateau protocol of the CNN rows
+            (validation every 50 steps, stop after 6 validations without a 0.2-point gain, cap 3,000 steps).
+            AdamW at 2e-3: at 5e-4 these small transformers had not left the starting plateau after a short
             budget (sim-crop val mIoU 0.07 vs 0.46 at 2e-3; benchmarks/fm.py and the issue-7 report).
-        crops_per_chip: Training crops per chip and epoch (sets ``crops_per_epoch`` of :func:`helpers.train.fit`).
         probe_lr: Learning rate of the linear probes (only a 1×1 classifier and a BatchNorm train).
         neck_dim: Width of the small model's tokens-to-map neck (the official configs use ``embed_dim * T``; a
             narrower neck keeps the full-resolution transposed convolutions affordable on CPU).
@@ -129,33 +131,26 @@ class FMSettings:
     published_crop_size: int | None = None
     published_config: P.PrithviConfig | None = None
     num_threads: int | None = None
-    crops_per_chip: int = 4
 
     def fit_kwargs(self, ds, **overrides) -> dict:
         """Fine-tuning settings of :func:`helpers.train.run` for ``ds``.
 
-        ``crops_per_chip`` crops per training chip and epoch (``crops_per_epoch``), ``num_threads`` when set,
-        then ``overrides``.
+        ``finetune``, then ``num_threads`` when set, then ``overrides``.
         """
         kw = dict(self.finetune)
-        n_chips = len(ds.chip_ids("train"))
-        if kw.get("max_train_chips"):
-            n_chips = min(n_chips, int(kw["max_train_chips"]))
-        kw.setdefault("crops_per_epoch", self.crops_per_chip * n_chips)
         if self.num_threads is not None:
             kw["num_threads"] = self.num_threads
         return {**kw, **overrides}
 
 
 def quick_settings() -> FMSettings:
-    """Quick mode (tests, CI): a tiny model, one or two epochs; proves the code path, not the science."""
+    """Quick mode (tests, CI): a tiny model, a few steps; proves the code path, not the science."""
     tiny = P.PRITHVI_SMALL.replace(
         embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
     )
     return FMSettings(
         pretrain=PT.PretrainConfig(model=tiny, crop_size=32, epochs=2, crops_per_chip=2, batch_size=8),
-        finetune={**_finetune_defaults(), "epochs": 2, "patience": None, "crop_size": 32},
-        crops_per_chip=1,
+        finetune={**_finetune_defaults(), "max_steps": 4, "eval_every": 2, "patience": None, "crop_size": 32},
         neck_dim=16,
         head_channels=16,
         vit={"embed_dim": 32, "depth": 2, "num_heads": 2, "head_channels": 16},
@@ -216,6 +211,7 @@ def run_prithvi_small(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    convergence_path: str | os.PathLike | None = None,
 ) -> train.RunOutcome:
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
 
@@ -232,14 +228,17 @@ def run_prithvi_small(
         force: Retrain even if the row exists.
         progress: tqdm bars.
         maps_dir: Where the run saves its test maps of the first test chips (``None``: none).
+        convergence_path: Convergence table for the doubling check (:func:`helpers.convergence.check`).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     settings = settings or FMSettings()
     v = VARIANTS[variant]
     name = variant + ("_pooled" if pretrain_on is not None and v.pretext else "")
-    if not force and results.has_run(ds.name, name, seed, results_path):
-        return train.RunOutcome(train.run_dir(runs_dir, ds.name, name, seed), True, [], None)
+    out_dir = train.run_dir(runs_dir, ds.name, name, seed)
+    checkable = convergence_path is not None and (out_dir / train.LAST).exists()
+    if not force and results.has_run(ds.name, name, seed, results_path) and not checkable:
+        return train.RunOutcome(out_dir, True, [], None)
     ft = settings.fit_kwargs(ds)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
@@ -251,7 +250,8 @@ def run_prithvi_small(
         pool = "+".join(sorted({d.name for d in pretrain_on})) if pretrain_on is not None else ds.name
         weights = f"in-study {v.pretext} pretraining on {pool} train imagery (key {pre.key})"
         pre_note = (
-            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, shared by all seeds (cached)"
+            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, stopped by {pre.stopped_by or 'n/a'}, "
+            "shared by all seeds (cached)"
         )
     device = pick_device()
 
@@ -298,6 +298,7 @@ def run_prithvi_small(
         results_path=results_path,
         runs_dir=runs_dir,
         maps_dir=maps_dir,
+        convergence_path=convergence_path,
         **ft,
     )
 
@@ -366,6 +367,7 @@ def run_prithvi_published(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    convergence_path: str | os.PathLike | None = None,
     **_ignored,
 ) -> train.RunOutcome:
     """Fine-tune the real Prithvi-100M when its file is supplied; otherwise write a ``not_run`` row saying why.
@@ -430,6 +432,7 @@ def run_prithvi_published(
         results_path=results_path,
         runs_dir=runs_dir,
         maps_dir=maps_dir,
+        convergence_path=convergence_path,
         **ft,
     )
 
@@ -450,6 +453,7 @@ def run_fm_rows(
     maps_dir: str | os.PathLike | None = None,
     pooled: Sequence[str] = (),
     pool: Sequence | None = None,
+    convergence_path: str | os.PathLike | None = None,
 ) -> dict[str, train.RunOutcome]:
     """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table).
 
@@ -469,6 +473,8 @@ def run_fm_rows(
             encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;
             the pretraining runs once for the pool and is cached, so every dataset of the pool shares it).
         pool: The datasets pooled for ``pooled`` (``ds`` is usually one of them).
+        convergence_path: Also run the doubling check of every fine-tuned row into this convergence table
+            (:func:`helpers.convergence.check`; ``None``: no check).
     """
     unknown = set(models) - set(DEFAULT_MODELS)
     if unknown:
@@ -488,6 +494,7 @@ def run_fm_rows(
         force=force,
         progress=progress,
         maps_dir=maps_dir,
+        convergence_path=convergence_path,
     )
     out = {}
     for name in models:

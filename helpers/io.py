@@ -7,9 +7,10 @@ surfacing later as a shape error deep inside a model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock for a read-modify-write of ``path`` (a sibling ``.<name>.lock`` file, ``flock``).
+
+    Atomic renames keep a file whole, but two processes that both read a table, add their rows and rename their
+    copy into place lose one writer's rows. Notebooks that run side by side (``python -m helpers.chain``) write the
+    same results table, so every update of a shared table happens under this lock. Where ``fcntl`` is missing
+    (Windows) it does nothing: run one writer at a time there.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield
+        return
+    with open(path.parent / f".{path.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def write_geotiff(

@@ -62,7 +62,8 @@ class PretrainConfig:
         mask_ratio: MAE: fraction of tokens hidden (Prithvi: 0.75).
         band_mask_ratio: Spectral: fraction of each token's bands hidden (rounded to whole bands, at least one).
         date_mask_ratio: Spectral, multi-date data only: fraction of tokens whose bands are all hidden.
-        epochs: Passes over the crops (``crops_per_chip`` random crops per image per epoch).
+        epochs: Cap on passes over the crops (``crops_per_chip`` random crops per image per epoch); the run
+            stops earlier on its own loss plateau (``patience``).
         crops_per_chip: Random crops drawn per training image and epoch.
         batch_size: Crops per optimiser step.
         lr: Peak AdamW learning rate (linear warm-up, cosine decay).
@@ -70,6 +71,11 @@ class PretrainConfig:
         warmup_epochs: Warm-up length in epochs.
         norm_pix_loss: Standardise each target patch (MAE option; Prithvi-100M did not).
         single_date: Split multi-date chips into single dates (a 1-frame model; used to pool tasks).
+        patience: Stop after this many epochs whose mean loss is not ``min_rel_improvement`` below the best
+            epoch mean so far (``None``: run every epoch). Pretraining has no labels to validate on, so its
+            plateau is the training loss's; the cosine schedule spans ``epochs``, so a plateau before the cap is
+            a plateau at a still-high learning rate.
+        min_rel_improvement: Relative fall of the epoch-mean loss that counts as progress.
     """
 
     pretext: str = "mae"
@@ -78,7 +84,7 @@ class PretrainConfig:
     mask_ratio: float = 0.75
     band_mask_ratio: float = 0.5
     date_mask_ratio: float = 0.25
-    epochs: int = 10
+    epochs: int = 30
     crops_per_chip: int = 4
     batch_size: int = 16
     lr: float = 1e-3
@@ -86,6 +92,8 @@ class PretrainConfig:
     warmup_epochs: float = 1.0
     norm_pix_loss: bool = False
     single_date: bool = False
+    patience: int | None = 3
+    min_rel_improvement: float = 0.01
 
     def __post_init__(self) -> None:
         if self.pretext not in PRETEXTS:
@@ -319,6 +327,7 @@ class PretrainResult:
         history: Per-step loss curve.
         skipped: True when the run was found finished in the cache.
         train_s: Wall time of the pretraining, summed over resumptions.
+        stopped_by: ``"plateau"`` (loss plateau) or ``"cap"`` (``epochs`` reached); empty for old caches.
     """
 
     out_dir: Path
@@ -328,6 +337,7 @@ class PretrainResult:
     history: pd.DataFrame
     skipped: bool
     train_s: float
+    stopped_by: str = ""
 
     def describe(self) -> str:
         """One line for the results table's ``weights`` column."""
@@ -407,7 +417,14 @@ def pretrain(
         state = _load(last) if last.exists() else {"history": [], "train_s": float("nan")}
         encoder, _ = load_pretrained_encoder(out_dir)
         return PretrainResult(
-            out_dir, key, encoder, mcfg, _history_frame(state["history"], cfg.pretext), True, state["train_s"]
+            out_dir,
+            key,
+            encoder,
+            mcfg,
+            _history_frame(state["history"], cfg.pretext),
+            True,
+            state["train_s"],
+            state.get("stopped_by", ""),
         )
     meta = {
         "config": cfg.to_dict(),
@@ -443,6 +460,9 @@ def pretrain(
             "history": [],
             "train_s": 0.0,
             "finished": False,
+            "best_loss": math.inf,
+            "best_loss_epoch": 0,
+            "stopped_by": "",
         }
         if last.exists():
             state = _load(last)
@@ -487,14 +507,21 @@ def pretrain(
                 )
             state["train_s"] += time.perf_counter() - t0
             state["epoch"] = epoch + 1
-            state["finished"] = epoch + 1 == cfg.epochs
+            mean_loss = float(np.mean(losses))
+            if mean_loss < state["best_loss"] * (1.0 - cfg.min_rel_improvement):
+                state["best_loss"], state["best_loss_epoch"] = mean_loss, epoch + 1
+            plateau = cfg.patience is not None and epoch + 1 - state["best_loss_epoch"] >= cfg.patience
+            state["finished"] = plateau or epoch + 1 == cfg.epochs
+            state["stopped_by"] = ("plateau" if plateau else "cap") if state["finished"] else ""
             state.update(
                 model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
             )
             _save(state, last)
             hist = _history_frame(state["history"], cfg.pretext)
             atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if state["finished"]:
+                break
         bar.close()
         encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
         _save(
@@ -514,6 +541,7 @@ def pretrain(
             _history_frame(state["history"], cfg.pretext),
             False,
             state["train_s"],
+            state["stopped_by"],
         )
     finally:
         torch.set_num_threads(prev_threads)

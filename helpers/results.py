@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import metrics as _metrics
-from helpers.io import atomic_write
+from helpers.io import atomic_write, locked
 
 DEFAULT_PATH = Path("results") / "results.csv"
 
@@ -46,8 +46,9 @@ COLUMNS = [
     "n_train_pixels",
     "n_features",
     "n_params",
-    "epochs",
-    "best_epoch",
+    "steps",
+    "best_step",
+    "stopped_by",
     "runtime_s",
     "fit_s",
     "predict_s",
@@ -153,14 +154,14 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
     df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], low_memory=False)
-    for col in ("class", "note", "status", "pretraining", "weights", "split"):
+    for col in ("class", "note", "status", "pretraining", "weights", "split", "stopped_by"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
     return df
 
 
 #: Text columns written as empty strings (not NaN) when a row lacks them.
-_TEXT_COLUMNS = ("class", "note", "pretraining", "weights")
+_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by")
 
 
 def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
@@ -229,6 +230,11 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
     new["git_sha"] = new["git_sha"] if "git_sha" in new else git_sha()
     new["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     path = Path(path)
+    with locked(path):
+        return _write_locked(new, path)
+
+
+def _write_locked(new: pd.DataFrame, path: Path) -> pd.DataFrame:
     if _append_if_new(new, path):
         return read(path)
     old = read(path)

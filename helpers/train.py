@@ -13,25 +13,29 @@ What :func:`fit` does, and why:
   paper's baselines.
 * **Optimiser**: AdamW; weight decay on convolution/linear weights only, not on biases and norm parameters (the
   usual practice: decaying a BatchNorm scale just fights the normalisation).
-* **Schedule**: linear warm-up over ``warmup`` epochs, then cosine decay to zero at ``epochs``, stepped per batch.
-  Early stopping ends a run before the schedule reaches zero; that is what early stopping means.
-* **Data**: each epoch draws one random ``crop_size`` crop per training chip (or ``crops_per_epoch`` crops in
-  all), with a random element of the dihedral group (rot90 x flip): augmentation on train only. Chips smaller than
-  the crop are padded with reflectance 0 and label ``ignore_index``. Crops without a single valid label are
-  redrawn a few times, as they carry no gradient.
-* **Model selection**: after every epoch the model predicts every validation chip (:func:`predict_chip`, sliding
-  windows of the training crop size) and the dataset-level confusion matrix gives ``miou_macro``. The best epoch's
-  weights are kept (``best.pt``); training stops after ``patience`` epochs without improvement, and the best
-  weights are loaded back into the model before :func:`fit` returns. The test split is never looked at here.
-* **Determinism**: python, numpy and torch are seeded; the crops of epoch ``e`` come from a numpy generator seeded
-  with ``(seed, e)`` and the torch RNG state (dropout) is checkpointed, so an interrupted run resumes to exactly
+* **Schedule**: linear warm-up over ``warmup_steps`` optimiser steps, then a constant rate
+  (:func:`warmup_factor`). The run's length is decided by validation, not by a schedule sized to a budget.
+* **Data**: a stream of random ``crop_size`` crops (``batch_size`` per step), drawn in whole shuffled passes over
+  the training chips, each with a random element of the dihedral group (rot90 x flip): augmentation on train
+  only. Chips smaller than the crop are padded with reflectance 0 and label ``ignore_index``. Crops without a
+  single valid label are redrawn a few times, as they carry no gradient.
+* **Budget and model selection (the plateau protocol)**: every ``eval_every`` steps the model predicts every
+  validation chip (:func:`predict_chip`, sliding windows of the training crop size) and the dataset-level confusion
+  matrix gives ``miou_macro``. The best weights so far are kept (``best.pt``). The run stops when the best score
+  has not risen by more than ``min_delta`` for ``patience`` validations (``stopped_by = "plateau"``) or at the cap
+  ``max_steps`` (``stopped_by = "cap"``, a budget cut that the results rows state). The best weights are loaded back
+  before :func:`fit` returns. The test split is never looked at here. :func:`continue_run` trains a finished run on
+  to twice its steps: the evidence that the plateau was one.
+* **Determinism**: python, numpy and torch are seeded; the crops between validations ``b`` and ``b + 1`` come from a numpy generator
+  seeded with ``(seed, b)`` and the torch RNG state (dropout) is checkpointed, so an interrupted run resumes to exactly
   the result of an uninterrupted one. ``torch.use_deterministic_algorithms(True)`` is on during training. On CPU
   the remaining non-determinism is floating-point summation order, which may change with the number of threads,
   the CPU's instruction set (oneDNN picks kernels per CPU) or the torch version; with those fixed, the same seed
   gives bit-identical metrics (tested). On a GPU, some kernels (bilinear upsampling backward) are
   non-deterministic; they warn instead of failing, so GPU runs are close but not bit-identical.
-* **Files** (in ``out_dir``): ``last.pt`` (everything needed to resume, written after every epoch), ``best.pt``
-  (the selected weights), ``log.csv`` (one row per epoch: losses, validation scores, learning rate, time), all
+* **Files** (in ``out_dir``): ``last.pt`` (everything needed to resume, written at every validation), ``best.pt``
+  (the selected weights), ``log.csv`` (one row per validation: step, losses, validation scores, learning rate,
+  time), all
   written atomically. Checkpoints hold tensors and plain Python values only and are read with
   ``weights_only=True``. A finished run is not retrained unless ``force=True``; a run whose settings changed
   raises instead of silently mixing two configurations.
@@ -64,7 +68,7 @@ from helpers.io import atomic_write
 LAST = "last.pt"
 BEST = "best.pt"
 LOG = "log.csv"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 # ---------------------------------------------------------------------------------------------- small utilities
@@ -362,36 +366,41 @@ def evaluate_keeping(
 
 
 # ---------------------------------------------------------------------------------------------- training
+STOPPED_BY = ("plateau", "cap")
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What :func:`fit` returns; the model passed in already holds the best weights.
 
     Attributes:
         out_dir: Folder with ``best.pt``, ``last.pt`` and ``log.csv``.
-        history: The per-epoch log (also ``log.csv``).
-        epochs_run: Epochs actually trained (less than asked when stopped early).
-        best_epoch: 1-based epoch of the selected weights.
+        history: The log, one row per validation (also ``log.csv``).
+        steps: Optimiser steps actually trained (fewer than ``max_steps`` when the plateau stopped the run).
+        best_step: Optimiser step of the selected weights.
         best_score: Validation ``miou_macro`` of the selected weights.
-        stopped_early: Whether patience ran out before ``epochs``.
+        stopped_by: ``"plateau"`` (``patience`` validations without improvement) or ``"cap"`` (``max_steps``).
         skipped: Whether a finished run was found and only its best weights were loaded.
-        train_s: Wall time of training and per-epoch validation, summed over resumptions.
+        train_s: Wall time of training and validation, summed over resumptions.
+        eval_s: The part of ``train_s`` spent on validation.
         n_train_chips: Training chips used.
         n_train_pixels: Valid labelled pixels in those chips.
         eval_tile: Window size used for validation (use the same for test); ``None``: whole chips.
         eval_overlap: Window overlap used for validation.
         config: The settings that identify the run (stored in the checkpoint).
-        best_val_cm: Validation confusion matrix of the selected epoch (``None`` for checkpoints written before
-            it was stored); :func:`run` reports it instead of predicting the validation split once more.
+        best_val_cm: Validation confusion matrix of the selected weights; :func:`run` reports it instead of
+            predicting the validation split once more.
     """
 
     out_dir: Path
     history: pd.DataFrame
-    epochs_run: int
-    best_epoch: int
+    steps: int
+    best_step: int
     best_score: float
-    stopped_early: bool
+    stopped_by: str
     skipped: bool
     train_s: float
+    eval_s: float
     n_train_chips: int
     n_train_pixels: int
     eval_tile: int | None
@@ -415,7 +424,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
         raise ValueError(
-            f"{path}: expected a checkpoint dict with format={CHECKPOINT_FORMAT} and a 'model' entry"
+            f"{path}: expected a checkpoint dict with format={CHECKPOINT_FORMAT} and a 'model' entry "
+            "(checkpoints of the older epoch-based loop are not resumable: retrain with force=True)"
         )
     return ckpt
 
@@ -428,62 +438,77 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _epoch_order(n_chips: int, n_crops: int, rng: np.random.Generator) -> np.ndarray:
-    """Chip index of each crop in an epoch: whole shuffled passes over the chips, truncated to ``n_crops``."""
+def _crop_order(n_chips: int, n_crops: int, rng: np.random.Generator) -> np.ndarray:
+    """Chip index of each crop of a block: whole shuffled passes over the chips, truncated to ``n_crops``.
+
+    Whole passes keep every chip equally often in the training stream however few steps a block has.
+    """
     reps = -(-n_crops // n_chips)
     return np.concatenate([rng.permutation(n_chips) for _ in range(reps)])[:n_crops]
 
 
-def _batches(n_crops: int, batch_size: int) -> list[slice]:
-    """Batch slices of an epoch; a final batch of one crop is dropped (BatchNorm needs two values per channel)."""
-    out = [slice(i, min(i + batch_size, n_crops)) for i in range(0, n_crops, batch_size)]
-    if len(out) > 1 and out[-1].stop - out[-1].start == 1:
-        out.pop()
-    return out
-
-
-def _train_one_epoch(
+def _train_block(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     chips: ChipStore,
     *,
-    epoch: int,
+    block: int,
+    n_steps: int,
     seed: int,
-    crops_per_epoch: int,
     batch_size: int,
     crop_size: int,
     ignore_index: int,
     weight: torch.Tensor | None,
     step0: int,
-    total_steps: int,
     warmup_steps: int,
     base_lr: float,
-) -> tuple[float, int]:
-    """One epoch of crops; returns the mean batch loss and the global step count after it."""
+    bf16: bool,
+    channels_last: bool,
+) -> float:
+    """``n_steps`` optimiser steps (one block between two validations); returns the mean batch loss.
+
+    The crops of block ``b`` come from a generator seeded with ``(seed, b)``, so a run resumed at a validation
+    boundary (or continued past its end) draws exactly the crops an uninterrupted run would have.
+    """
     model.train()
     device = next(model.parameters()).device
-    rng = np.random.default_rng([seed, epoch])
-    order = _epoch_order(len(chips), crops_per_epoch, rng)
+    rng = np.random.default_rng([seed, block])
+    order = _crop_order(len(chips), n_steps * batch_size, rng)
     losses = []
-    step = step0
-    for sl in _batches(len(order), batch_size):
+    for k in range(n_steps):
         xs, ys = [], []
-        for i in order[sl]:
+        for i in order[k * batch_size : (k + 1) * batch_size]:
             a, y = chips[int(i)]
             a, y = augment(*random_crop(a, y, crop_size, rng, ignore_index), rng)
             xs.append(a)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs).astype(np.float32, copy=False)).to(device)
         t = torch.from_numpy(np.stack(ys).astype(np.int64)).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for g in optimizer.param_groups:
-            g["lr"] = base_lr * lr_factor(step, total_steps, warmup_steps)
-        loss = masked_cross_entropy(model(x), t, ignore_index, weight)
+            g["lr"] = base_lr * warmup_factor(step0 + k, warmup_steps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = masked_cross_entropy(logits.float(), t, ignore_index, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-        step += 1
-    return float(np.mean(losses)) if losses else float("nan"), step
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier of the plateau protocol at step ``step`` (0-based): linear warm-up, then constant.
+
+    A constant rate (not a schedule that decays over a fixed budget) is what makes the stopping point a property of
+    the model and the data rather than of the budget: the run ends when validation stops improving, and a
+    continuation past that point (:func:`continue_run`) trains at the same rate, so "twice the steps" asks exactly
+    "would more of the same training have helped?".
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 1.0
 
 
 def _config_diff(stored: Mapping, current: Mapping) -> list[str]:
@@ -495,25 +520,38 @@ def fit(
     ds,
     *,
     seed: int,
-    epochs: int,
     out_dir: str | os.PathLike,
+    max_steps: int,
+    eval_every: int = 50,
+    patience: int | None = 6,
+    min_delta: float = 0.002,
+    min_steps: int = 0,
+    lr_drops: int = 2,
+    drop_factor: float = 0.2,
     batch_size: int = 8,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    warmup: float = 1.0,
+    warmup_steps: int = 50,
     crop_size: int = 64,
-    patience: int | None = 10,
     class_weights: Sequence[float] | None = None,
     num_threads: int | None = None,
     force: bool = False,
     max_train_chips: int | None = None,
-    crops_per_epoch: int | None = None,
     eval_tile: int | None = None,
     eval_overlap: int | None = None,
+    bf16: bool = False,
+    channels_last: bool = False,
     cache_mb: float = 2048,
     progress: bool = True,
+    start_from: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``ds``'s train split, selecting the epoch with the best validation ``miou_macro``.
+    """Train ``model`` on ``ds``'s train split until validation ``miou_macro`` reaches a plateau (or a step cap).
+
+    Every ``eval_every`` optimiser steps the model predicts every validation chip; the weights with the best
+    validation score so far are kept (``best.pt``). The run stops at the first validation after which the best
+    score has not risen by more than ``min_delta`` for ``patience`` validations (``stopped_by = "plateau"``), or at
+    ``max_steps`` (``stopped_by = "cap"``: a cap reached is a budget cut, reported as such). The best weights are
+    loaded back into the model before :func:`fit` returns. The test split is never looked at here.
 
     Weight initialisation is the caller's business (seed torch before building the model; :func:`run` does).
 
@@ -521,31 +559,46 @@ def fit(
         model: Maps reflectance ``[B, ds.n_channels, H, W]`` to logits ``[B, ds.num_classes, H, W]``.
         ds: Dataset (``helpers.datasets`` API) with ``train`` and ``val`` splits.
         seed: Seeds crops, augmentation, chip order and dropout.
-        epochs: Epoch budget (the cosine schedule spans it; the paper trains 100).
-        out_dir: Folder for checkpoints and the per-epoch log; reused to resume or skip.
+        out_dir: Folder for checkpoints and the log; reused to resume or skip.
+        max_steps: Step cap (set well past the measured plateau; see the model family's defaults).
+        eval_every: Optimiser steps between validations (the checkpoint and resume granularity too).
+        patience: Validations without an improvement of more than ``min_delta`` before stopping (``None``: run
+            to ``max_steps``).
+        min_delta: Smallest rise of the best validation mIoU that counts as progress for ``patience`` (model
+            selection itself keeps any strictly better score).
+        min_steps: Never stop on the plateau before this many steps (lets a slow start leave its first plateau).
+        lr_drops: Plateaus answered by lowering the learning rate (times ``drop_factor``) before the next one
+            stops the run: the usual reduce-on-plateau recipe. At a constant high rate the validation score of
+            these small validation splits swings by several points between evaluations; the lower-rate phases
+            settle it, so the selected weights are not a lucky swing.
+        drop_factor: Learning-rate multiplier at each drop.
         batch_size: Crops per optimiser step.
-        lr: Peak learning rate (AdamW).
+        lr: Learning rate after warm-up (AdamW, constant: see :func:`warmup_factor`).
         weight_decay: AdamW weight decay on weights (not biases/norms).
-        warmup: Warm-up length in epochs (may be fractional).
+        warmup_steps: Linear warm-up length in optimiser steps.
         crop_size: Side of the random training crops; also the default validation window.
-        patience: Stop after this many epochs without a better validation score (``None``: never stop early).
         class_weights: Optional per-class loss weights (length ``ds.num_classes``).
-        num_threads: Torch CPU threads; default all cores this process may use.
+        num_threads: Torch CPU threads; default all cores this process may use. Part of the run's identity: the
+            summation order, and so the third decimal of a score, depends on it.
         force: Discard an existing run in ``out_dir`` and train from scratch.
         max_train_chips: Use a seeded random subset of this many training chips (``None``: all).
-        crops_per_epoch: Crops per epoch; default one per training chip.
         eval_tile: Validation window size; default ``crop_size`` (the size the model was trained on); ``0``:
             whole chips in one pass, for models that window their input themselves (Galileo-nano).
         eval_overlap: Validation window overlap; default a quarter of the window.
+        bf16: Train the forward pass under bfloat16 autocast (loss and optimiser in float32).
+        channels_last: Feed training batches in ``channels_last`` memory format (convolutional models).
         cache_mb: Keep train/val chips in memory when a split needs at most this much.
-        progress: Show a tqdm bar over epochs (train loss and validation mIoU).
+        progress: Show a tqdm bar over steps (train loss and validation mIoU).
+        start_from: A finished run's folder to continue from (its last state, history and best weights) when
+            ``out_dir`` holds no run yet; used by :func:`continue_run`. Its settings, apart from the stopping
+            rule, must equal this call's.
 
     Returns:
         A :class:`TrainResult`; ``model`` holds the best weights and is in eval mode.
 
     Raises:
-        ValueError: Missing train/val split, wrong class weights, or an existing run in ``out_dir`` with other
-            settings (pass ``force=True`` or use another folder).
+        ValueError: Missing train/val split, wrong class weights, bad step settings, or an existing run in
+            ``out_dir`` with other settings (pass ``force=True`` or use another folder).
     """
     out_dir = Path(out_dir)
     seed = _as_seed(seed)
@@ -556,35 +609,54 @@ def fit(
         raise ValueError(
             f"class_weights has {len(class_weights)} values but {ds.name} has {ds.num_classes} classes"
         )
+    max_steps, eval_every = int(max_steps), int(eval_every)
+    if max_steps < 1 or eval_every < 1 or batch_size < 2:
+        raise ValueError(
+            f"need max_steps >= 1, eval_every >= 1 and batch_size >= 2 (BatchNorm); got {max_steps}, "
+            f"{eval_every}, {batch_size}"
+        )
+    if patience is not None and int(patience) < 1:
+        raise ValueError(f"patience must be a positive number of validations or None, got {patience}")
     eval_tile = crop_size if eval_tile is None else int(eval_tile)
     eval_overlap = eval_tile // 4 if eval_overlap is None else eval_overlap
     if eval_tile == 0:  # whole chips: what chip_probabilities calls tile=None
         eval_tile = eval_overlap = None
+    threads = int(num_threads or runtime.machine_threads())
 
     train_ids = ds.chip_ids("train")
     if max_train_chips is not None and max_train_chips < len(train_ids):
         pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train_ids))[:max_train_chips])
         train_ids = [train_ids[i] for i in pick]
-    crops_per_epoch = len(train_ids) if crops_per_epoch is None else int(crops_per_epoch)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    config = {
+    # what changes the trajectory; the stopping rule (cap, patience) only decides where it ends
+    trajectory = {
         "dataset": ds.name,
         "model_class": type(model).__name__,
         "n_trainable_params": n_trainable,
         "seed": int(seed),
-        "epochs": int(epochs),
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
-        "warmup": float(warmup),
+        "warmup_steps": int(warmup_steps),
+        "eval_every": eval_every,
         "crop_size": int(crop_size),
-        "patience": None if patience is None else int(patience),
         "class_weights": None if class_weights is None else [float(w) for w in class_weights],
         "n_train_chips": len(train_ids),
-        "crops_per_epoch": crops_per_epoch,
         "eval_tile": 0 if eval_tile is None else eval_tile,
         "eval_overlap": 0 if eval_overlap is None else eval_overlap,
+        "num_threads": threads,
+        "bf16": bool(bf16),
+        "channels_last": bool(channels_last),
     }
+    stopping = {
+        "max_steps": max_steps,
+        "patience": None if patience is None else int(patience),
+        "min_delta": float(min_delta),
+        "min_steps": int(min_steps),
+        "lr_drops": int(lr_drops),
+        "drop_factor": float(drop_factor),
+    }
+    config = {**trajectory, **stopping}
 
     if force:
         for name in (LAST, BEST, LOG):
@@ -597,6 +669,8 @@ def fit(
                 f"{out_dir}: holds a run with other settings ({', '.join(diff)}); pass force=True to retrain "
                 "or choose another out_dir"
             )
+    elif start_from is not None:
+        state = _start_state(Path(start_from), out_dir, trajectory, config)
 
     chips = ChipStore(ds, train_ids, cache_mb)
 
@@ -607,12 +681,13 @@ def fit(
         return TrainResult(
             out_dir=out_dir,
             history=pd.DataFrame(state["history"]),
-            epochs_run=int(state["epoch"]),
-            best_epoch=int(state["best_epoch"]),
+            steps=int(state["step"]),
+            best_step=int(state["best_step"]),
             best_score=float(state["best_score"]),
-            stopped_early=bool(state["stopped_early"]),
+            stopped_by=str(state["stopped_by"]),
             skipped=skipped,
             train_s=float(state["train_s"]),
+            eval_s=float(state["eval_s"]),
             n_train_chips=len(train_ids),
             n_train_pixels=int(state["n_train_pixels"]),
             eval_tile=eval_tile,
@@ -626,34 +701,37 @@ def fit(
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(num_threads or runtime.machine_threads())
+    torch.set_num_threads(threads)
     # warn_only: on CUDA some ops used here (bilinear upsampling backward) have no deterministic kernel; they
     # warn there instead of failing. On CPU nothing warns.
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         seed_everything(seed)
         device = next(model.parameters()).device
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         weight = (
             None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
         )
         optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
-        steps_per_epoch = len(_batches(crops_per_epoch, batch_size))
-        total_steps = epochs * steps_per_epoch
-        warmup_steps = int(round(warmup * steps_per_epoch))
         val = ChipStore(ds, ds.chip_ids("val"), cache_mb)
 
         if state is None:
             state = {
                 "format": CHECKPOINT_FORMAT,
                 "config": config,
-                "epoch": 0,
                 "step": 0,
                 "history": [],
-                "best_epoch": 0,
+                "best_step": 0,
                 "best_score": -math.inf,
+                "plateau_score": -math.inf,
+                "plateau_step": 0,
+                "lr_scale": 1.0,
+                "drops": 0,
                 "finished": False,
-                "stopped_early": False,
+                "stopped_by": "",
                 "train_s": 0.0,
+                "eval_s": 0.0,
                 "n_train_pixels": sum(int((y != ds.ignore_index).sum()) for _, y in chips),
             }
         else:
@@ -664,61 +742,78 @@ def fit(
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
 
         bar = tqdm(
-            range(state["epoch"], epochs),
-            initial=state["epoch"],
-            total=epochs,
+            total=max_steps,
+            initial=state["step"],
             desc=f"{ds.name} {config['model_class']} seed {seed}",
             disable=not progress,
-            unit="epoch",
+            unit="step",
         )
-        for epoch in bar:
+        while not state["finished"]:
             t0 = time.perf_counter()
-            train_loss, step = _train_one_epoch(
+            step0 = int(state["step"])
+            n = min(eval_every, max_steps - step0)
+            train_loss = _train_block(
                 model,
                 optimizer,
                 chips,
-                epoch=epoch,
+                block=step0 // eval_every,
+                n_steps=n,
                 seed=seed,
-                crops_per_epoch=crops_per_epoch,
                 batch_size=batch_size,
                 crop_size=crop_size,
                 ignore_index=ds.ignore_index,
                 weight=weight,
-                step0=state["step"],
-                total_steps=total_steps,
+                step0=step0,
                 warmup_steps=warmup_steps,
-                base_lr=lr,
+                base_lr=lr * state["lr_scale"],
+                bf16=bf16,
+                channels_last=channels_last,
             )
+            step = step0 + n
+            t_eval = time.perf_counter()
             cm, val_loss = _evaluate_chips(
                 model, val, ds.num_classes, ds.ignore_index, eval_tile, eval_overlap, batch_size
             )
+            eval_dt = time.perf_counter() - t_eval
             s = metrics.scores(cm)
             score = s["miou_macro"]
             improved = bool(np.isfinite(score) and score > state["best_score"])
             if improved:
-                state["best_score"], state["best_epoch"] = float(score), epoch + 1
+                state["best_score"], state["best_step"] = float(score), step
                 state["best_val_cm"] = torch.from_numpy(cm.copy())
-                best = {"format": CHECKPOINT_FORMAT, "config": config, "epoch": epoch + 1}
+                best = {"format": CHECKPOINT_FORMAT, "config": config, "step": step}
                 _save({**best, "model": model.state_dict()}, out_dir / BEST)
+            if np.isfinite(score) and score > state["plateau_score"] + min_delta:
+                state["plateau_score"], state["plateau_step"] = float(score), step
             dt = time.perf_counter() - t0
             state["history"].append(
                 {
-                    "epoch": epoch + 1,
+                    "step": step,
                     "lr": optimizer.param_groups[0]["lr"],
+                    "lr_drops": state["drops"],
                     "train_loss": train_loss,
                     "val_loss": val_loss,
                     "val_miou_macro": float(score),
                     "val_f1_macro": float(s["f1_macro"]),
                     "val_oa": float(s["oa"]),
                     "best": improved,
-                    "epoch_s": dt,
+                    "block_s": dt,
+                    "eval_s": eval_dt,
                 }
             )
-            state["epoch"], state["step"] = epoch + 1, step
+            state["step"] = step
             state["train_s"] += dt
-            stop = patience is not None and (epoch + 1) - state["best_epoch"] >= patience
-            state["stopped_early"] = bool(stop and epoch + 1 < epochs)
-            state["finished"] = bool(stop or epoch + 1 == epochs)
+            state["eval_s"] += eval_dt
+            since = (step - state["plateau_step"]) // eval_every
+            plateau = patience is not None and step >= min_steps and since >= patience
+            if plateau and state["drops"] < lr_drops:
+                state["drops"] += 1
+                state["lr_scale"] *= drop_factor
+                state["plateau_step"] = step  # a fresh patience window at the lower rate
+                plateau = False
+            if plateau or step >= max_steps:
+                state["finished"] = True
+                state["stopped_by"] = "plateau" if plateau else "cap"
             state.update(
                 model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state()
             )
@@ -727,18 +822,74 @@ def fit(
             _save(state, out_dir / LAST)
             log = pd.DataFrame(state["history"])
             atomic_write(out_dir / LOG, lambda tmp, log=log: log.to_csv(tmp, index=False))
-            bar.set_postfix(loss=f"{train_loss:.3f}", val_miou=f"{score:.3f}", best=state["best_epoch"])
-            if stop:
-                break
+            bar.update(n)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_miou=f"{score:.3f}", best=state["best_step"])
         bar.close()
-        if state["best_epoch"] == 0:
-            raise RuntimeError(
-                f"{out_dir}: no epoch gave a finite validation mIoU (empty validation labels?)"
-            )
+        if state["best_step"] == 0:
+            raise RuntimeError(f"{out_dir}: no validation gave a finite mIoU (empty validation labels?)")
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
         return _result(state, skipped=False)
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
+
+
+def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping) -> dict:
+    """The state a continuation starts from: ``src``'s finished run, re-labelled with the new stopping rule."""
+    if not (src / LAST).exists() or not (src / BEST).exists():
+        raise ValueError(f"{src}: no finished run to continue from (expected {LAST} and {BEST})")
+    state = load_checkpoint(src / LAST)
+    stored = {k: v for k, v in state["config"].items() if k in trajectory}
+    diff = _config_diff(stored, trajectory)
+    if diff:
+        raise ValueError(f"{src}: cannot continue a run with other settings ({', '.join(diff)})")
+    if not state["finished"]:
+        raise ValueError(f"{src}: the run is not finished; resume it first")
+    if state["step"] >= config["max_steps"]:
+        raise ValueError(f"{src}: already at step {state['step']} >= max_steps {config['max_steps']}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    best = load_checkpoint(src / BEST)
+    _save({**best, "config": dict(config)}, out_dir / BEST)
+    state.update(config=dict(config), finished=False, stopped_by="", continued_from=str(src))
+    return state
+
+
+def continue_run(
+    model: nn.Module,
+    ds,
+    *,
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    factor: float = 2.0,
+    **fit_kwargs,
+) -> TrainResult:
+    """Continue a finished run to ``factor`` times its steps, ignoring the plateau: the convergence check.
+
+    Starts from ``src``'s last state (weights, optimiser, RNG, history, best so far) and trains on at the same
+    constant rate, validating as before; the best weights over the whole trajectory are selected. Because crops
+    are seeded per validation block, this is the run that ``patience=None, max_steps=factor * steps`` would have
+    been. A row counts as converged when this moves its validation mIoU by less than a point.
+
+    Args:
+        model: A freshly built model of the same architecture (its weights are replaced).
+        ds: The dataset ``src`` was trained on.
+        src: The finished run's folder.
+        out_dir: Folder of the continuation (a separate run folder; ``src`` is left untouched).
+        factor: Step multiple to train to.
+        **fit_kwargs: The settings ``src`` was trained with (as passed to :func:`fit`); stopping ones are
+            replaced.
+    """
+    src = Path(src)
+    state = load_checkpoint(src / LAST)
+    steps = int(state["step"])
+    kw = {
+        "seed": state["config"]["seed"],
+        **fit_kwargs,
+        "max_steps": int(math.ceil(factor * steps)),
+        "patience": None,
+    }
+    return fit(model, ds, out_dir=out_dir, start_from=src, **kw)
 
 
 # ---------------------------------------------------------------------------------------------- one results row
@@ -779,6 +930,7 @@ def run(
     note: str = "",
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    convergence_path: str | os.PathLike | None = None,
     **fit_kwargs,
 ) -> RunOutcome:
     """Train, select and test one (dataset, model, seed) and write its rows to the results table.
@@ -803,11 +955,33 @@ def run(
         progress: Show tqdm bars.
         maps_dir: Save the test predictions of the first few test chips here
             (:mod:`helpers.prediction_maps`; ``None``: keep none).
-        **fit_kwargs: Passed to :func:`fit` (epochs is required; batch_size, lr, crop_size, patience, ...).
+        convergence_path: Also train the finished run on to twice its steps and record the change in this
+            convergence table (:func:`helpers.convergence.check`; ``None``: no check). Done for runs skipped
+            because they are in the results table too, when their checkpoints are there.
+        **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
     seed = _as_seed(seed)
     out_dir = run_dir(runs_dir, ds.name, model_name, seed)
+
+    def check_convergence() -> None:
+        if convergence_path is not None:
+            from helpers import convergence
+
+            convergence.check(
+                ds,
+                model_name,
+                make_model,
+                seed=seed,
+                runs_dir=runs_dir,
+                path=convergence_path,
+                family=family,
+                force=force,
+                progress=progress,
+                **fit_kwargs,
+            )
+
     if not force and results.has_run(ds.name, model_name, seed, results_path):
+        check_convergence()
         return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)
     peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
@@ -827,7 +1001,7 @@ def run(
             cms[s], kept = evaluate_keeping(model, ds, s, keep, progress=progress, **eval_kw)
             maps.update(kept)
         predict_s = time.perf_counter() - t_pred
-        # the selected epoch's validation matrix is the restored weights' matrix; older checkpoints lack it
+        # the selected weights' validation matrix is the restored weights' matrix; older checkpoints lack it
         recheck = tr.best_val_cm is None
         cms["val"] = evaluate(model, ds, "val", **eval_kw) if recheck else tr.best_val_cm
     finally:
@@ -856,8 +1030,9 @@ def run(
         "n_features": ds.n_channels,
         "n_params": sum(p.numel() for p in model.parameters()),
         "n_trainable_params": tr.config["n_trainable_params"],
-        "epochs": tr.epochs_run,
-        "best_epoch": tr.best_epoch,
+        "steps": tr.steps,
+        "best_step": tr.best_step,
+        "stopped_by": tr.stopped_by,
         "runtime_s": time.perf_counter() - t_start,
         "fit_s": tr.train_s,
         "predict_s": predict_s,
@@ -871,4 +1046,5 @@ def run(
         )
     prediction_maps.save(maps_dir, ds.name, model_name, seed, maps)
     results.write_run(rows, results_path)
+    check_convergence()
     return RunOutcome(out_dir=out_dir, skipped=False, rows=rows, train=tr)

@@ -88,9 +88,9 @@ def test_galileo_segmenter_trains_with_the_shared_loop(
     model = H.GalileoSegmenter(G.load_galileo_nano(encoder_path), ds.num_classes, [6], window=32)
     before = model.encoder.blocks[0].attn.q.weight.detach().clone()
     result = train.fit(
-        model, ds, seed=0, epochs=1, out_dir=tmp_path / "run", crop_size=32, batch_size=4, progress=False
+        model, ds, seed=0, max_steps=1, out_dir=tmp_path / "run", crop_size=32, batch_size=4, progress=False
     )
-    assert result.epochs_run == 1
+    assert result.steps == 1
     assert not torch.equal(before, model.encoder.blocks[0].attn.q.weight)  # the encoder was trained too
     pred = train.predict_chip(model, ds.read_arrays(ds.chip_ids("test")[0])[0], tile=32)
     assert pred.shape == (32, 32) and set(np.unique(pred)) <= {0, 1}

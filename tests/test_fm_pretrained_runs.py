@@ -118,7 +118,7 @@ def test_missing_weights_write_a_not_run_row(
     path = tmp_path / "results.csv"
     run = R.run_presto_frozen_lgbm(ds, 0, path, progress=False)
     assert run.status == "not_run" and "presto weights unavailable" in run.reason
-    ft = R.run_galileo_nano_finetune(ds, 0, path, runs_dir=tmp_path / "runs", epochs=1, progress=False)
+    ft = R.run_galileo_nano_finetune(ds, 0, path, runs_dir=tmp_path / "runs", max_steps=1, progress=False)
     assert ft.status == "not_run" and "galileo_nano weights unavailable" in ft.reason
     df = results.read(path)
     assert list(df["status"]) == ["not_run", "not_run"]

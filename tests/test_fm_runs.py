@@ -26,7 +26,7 @@ MODELS = (
 @pytest.fixture
 def quick():
     s = fm_runs.quick_settings()
-    return dataclasses.replace(s, finetune={**s.finetune, "epochs": 1}, num_threads=1)
+    return dataclasses.replace(s, finetune={**s.finetune, "max_steps": 2, "eval_every": 2}, num_threads=1)
 
 
 @pytest.mark.parametrize("name", ["crop", "burn_scars"])  # 3 dates / 1 date

@@ -25,7 +25,7 @@ TINY = PrithviConfig(
 
 
 def cfg(**kw) -> PT.PretrainConfig:
-    base = dict(model=TINY, crop_size=32, epochs=6, crops_per_chip=4, batch_size=4, lr=2e-3)
+    base = dict(model=TINY, crop_size=32, epochs=6, crops_per_chip=4, batch_size=4, lr=2e-3, patience=None)
     return PT.PretrainConfig(**(base | kw))
 
 
@@ -118,6 +118,17 @@ def test_pretraining_loss_decreases_and_is_cached(crop, tmp_path, pretext):
     for k, v in res.encoder_state.items():
         assert torch.equal(again.encoder_state[k], v)
     assert PT.pretrain(crop, c, seed=1, cache_dir=tmp_path, progress=False, num_threads=1).key != res.key
+
+
+def test_pretraining_stops_on_its_loss_plateau(crop, tmp_path):
+    # no epoch can beat the first by 50 %: patience 2 stops after epoch 3 instead of running all 20
+    c = cfg(epochs=20, patience=2, min_rel_improvement=0.5)
+    res = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    assert res.stopped_by == "plateau" and res.history["epoch"].max() == 3
+    again = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    assert again.skipped and again.stopped_by == "plateau"
+    capped = PT.pretrain(crop, cfg(epochs=2), seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    assert capped.stopped_by == "cap"
 
 
 def test_cache_key_depends_on_config_data_and_seed(crop, burn):

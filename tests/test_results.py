@@ -85,7 +85,8 @@ def test_failed_write_leaves_table_intact(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         results.write_run(_rows(1), path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+    # nothing half-written is left; the empty lock file of the writers' lock stays (helpers.io.locked)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.csv.lock", "r.csv"]
 
 
 def test_bad_rows_rejected(tmp_path):

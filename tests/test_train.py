@@ -50,7 +50,17 @@ def tiny_unet(ds, seed=0):
     return UNet(ds.n_channels, ds.num_classes, base=4, depth=2)
 
 
-FIT = dict(epochs=4, batch_size=2, lr=5e-3, crop_size=16, patience=None, num_threads=1, progress=False)
+FIT = dict(
+    max_steps=8,
+    eval_every=2,
+    warmup_steps=2,
+    batch_size=2,
+    lr=5e-3,
+    crop_size=16,
+    patience=None,
+    num_threads=1,
+    progress=False,
+)
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -79,7 +89,7 @@ def test_masked_cross_entropy_ignores_ignored_pixels():
     assert empty.item() == 0.0
 
 
-def test_lr_schedule_warmup_then_cosine_to_zero():
+def test_lr_factor_warmup_then_cosine_to_zero():
     f = [train.lr_factor(s, 100, 10) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[9:], f[10:], strict=False))
@@ -161,19 +171,18 @@ def test_tiny_model_overfits_one_chip(tmp_path):
         ds,
         seed=0,
         out_dir=tmp_path,
-        **{**FIT, "epochs": 20, "lr": 1e-2, "crop_size": 32},
-        crops_per_epoch=4,
-        warmup=0.5,
+        **{**FIT, "max_steps": 40, "eval_every": 4, "lr": 1e-2, "crop_size": 32},
     )
     after = metrics.scores(train.evaluate(model, ds, "val"))["miou_macro"]
-    assert res.epochs_run == 20 and len(res.history) == 20  # 2 steps per epoch: 40 optimiser steps
+    assert res.steps == 40 and len(res.history) == 10 and res.stopped_by == "cap"
+    assert list(res.history["step"]) == list(range(4, 41, 4))
     assert after > 0.9 > before
     assert res.history["train_loss"].iloc[-1] < 0.5 * res.history["train_loss"].iloc[0]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """An uninterrupted 4-epoch run that other tests compare against."""
+    """An uninterrupted 8-step run (4 validations) that other tests compare against."""
     torch.set_num_threads(1)
     ds = FakeDataset()
     out = tmp_path_factory.mktemp("ref")
@@ -185,14 +194,18 @@ def reference(tmp_path_factory):
 def test_log_and_checkpoint_round_trip(reference):
     ds, model, res = reference
     log = pd.read_csv(res.out_dir / train.LOG)
-    assert list(log["epoch"]) == [1, 2, 3, 4]
-    assert {"train_loss", "val_loss", "val_miou_macro", "lr", "epoch_s"} <= set(log.columns)
-    assert res.best_epoch == int(log["val_miou_macro"].idxmax()) + 1
+    assert list(log["step"]) == [2, 4, 6, 8]
+    assert {"train_loss", "val_loss", "val_miou_macro", "lr", "lr_drops", "block_s", "eval_s"} <= set(
+        log.columns
+    )
+    assert res.best_step == int(log.loc[log["val_miou_macro"].idxmax(), "step"])
     assert res.best_score == pytest.approx(log["val_miou_macro"].max())
+    assert res.steps == 8 and res.stopped_by == "cap" and 0 < res.eval_s < res.train_s
+    assert res.config["num_threads"] == 1  # part of the run's identity
     assert res.n_train_pixels == sum(int((ds.read_arrays(c)[1] != -1).sum()) for c in ds.chip_ids("train"))
     # The model holds the best weights; a fresh model loads them (weights_only) and predicts identically.
     ckpt = train.load_checkpoint(res.out_dir / train.BEST)
-    assert ckpt["epoch"] == res.best_epoch
+    assert ckpt["step"] == res.best_step
     fresh = tiny_unet(ds, seed=123)
     fresh.load_state_dict(ckpt["model"])
     a, _ = ds.read_arrays("test0")
@@ -215,29 +228,27 @@ def test_same_seed_same_metrics_other_seed_differs(reference, tmp_path):
 
 def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path, monkeypatch):
     ds, ref_model, ref = reference
-    real = train._train_one_epoch
+    real = train._train_block
     calls = []
 
     def interrupted(*args, **kwargs):
-        calls.append(kwargs["epoch"])
+        calls.append(kwargs["block"])
         if len(calls) == 3:
-            raise KeyboardInterrupt  # the user stops the notebook during epoch 3
+            raise KeyboardInterrupt  # the user stops the notebook during the third block of steps
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_train_one_epoch", interrupted)
+    monkeypatch.setattr(train, "_train_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path, **FIT)
-    assert train.load_checkpoint(tmp_path / train.LAST)["epoch"] == 2
+    assert train.load_checkpoint(tmp_path / train.LAST)["step"] == 4
     assert len(pd.read_csv(tmp_path / train.LOG)) == 2
 
     calls.clear()
-    monkeypatch.setattr(
-        train, "_train_one_epoch", lambda *a, **k: (calls.append(k["epoch"]), real(*a, **k))[1]
-    )
+    monkeypatch.setattr(train, "_train_block", lambda *a, **k: (calls.append(k["block"]), real(*a, **k))[1])
     model = tiny_unet(ds, seed=99)  # a fresh process would rebuild the model: its init must not matter
     res = train.fit(model, ds, seed=0, out_dir=tmp_path, **FIT)
-    assert calls == [2, 3]  # only the missing epochs (0-based) were trained
-    cols = ["epoch", "train_loss", "val_loss", "val_miou_macro", "lr"]
+    assert calls == [2, 3]  # only the missing blocks (0-based) were trained
+    cols = ["step", "train_loss", "val_loss", "val_miou_macro", "lr"]
     pd.testing.assert_frame_equal(res.history[cols], ref.history[cols], check_exact=True)
     for k, v in ref_model.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
@@ -245,34 +256,81 @@ def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path, mon
 
 def test_finished_run_skipped_unless_forced_and_settings_checked(reference, monkeypatch):
     ds, _, ref = reference
-    real = train._train_one_epoch
+    real = train._train_block
     calls = []
-    monkeypatch.setattr(train, "_train_one_epoch", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(train, "_train_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     model = tiny_unet(ds, seed=5)
     res = train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT)
     assert res.skipped and not calls and res.best_score == ref.best_score
     with pytest.raises(ValueError, match="other settings \\(lr\\)"):
         train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "lr": 0.1})
+    with pytest.raises(ValueError, match="other settings \\(num_threads\\)"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "num_threads": 2})
     with pytest.raises(ValueError, match="class_weights"):
         train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT, class_weights=[1.0, 2.0])
-    with pytest.raises(ValueError, match="other settings \\(epochs\\)"):
-        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "epochs": 8})  # extending is retraining
+    with pytest.raises(ValueError, match="other settings \\(max_steps\\)"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "max_steps": 16})  # use continue_run
     with pytest.raises(TypeError, match="seed must be an integer"):
         train.fit(model, ds, seed="0", out_dir=ref.out_dir, **FIT)  # e.g. a papermill string parameter
-    forced = train.fit(tiny_unet(ds), ds, seed=0, out_dir=ref.out_dir, **{**FIT, "epochs": 1}, force=True)
-    assert not forced.skipped and len(calls) == 1 and forced.epochs_run == 1
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "batch_size": 1})
+    forced = train.fit(tiny_unet(ds), ds, seed=0, out_dir=ref.out_dir, **{**FIT, "max_steps": 2}, force=True)
+    assert not forced.skipped and len(calls) == 1 and forced.steps == 2
 
 
-def test_early_stopping_keeps_the_best_epoch(tmp_path):
+def test_plateau_stops_after_patience_and_lr_drops(tmp_path):
     ds = FakeDataset()
     torch.manual_seed(0)
-    # With lr 0 a model without BatchNorm never changes: epoch 1 stays best and patience 2 stops after epoch 3.
-    res = train.fit(
-        PerPixel(), ds, seed=0, out_dir=tmp_path, **{**FIT, "lr": 0.0, "epochs": 10, "patience": 2}
-    )
-    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
-    assert len(pd.read_csv(tmp_path / train.LOG)) == 3
-    assert train.load_checkpoint(tmp_path / train.LAST)["finished"]
+    # With lr 0 a model without BatchNorm never changes: the first validation stays best. Patience 2 answers the
+    # first plateau with a drop of the (zero) rate, restarts the count, and the second plateau stops the run.
+    kw = {**FIT, "lr": 0.0, "max_steps": 100, "patience": 2, "lr_drops": 1}
+    res = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path, **kw)
+    assert res.stopped_by == "plateau" and res.best_step == 2
+    assert list(res.history["step"]) == [2, 4, 6, 8, 10]  # 2 validations w/o gain, drop, 2 more: stop
+    assert list(res.history["lr_drops"]) == [0, 0, 0, 1, 1]  # drops made before each block was trained
+    assert len(pd.read_csv(tmp_path / train.LOG)) == 5
+    last = train.load_checkpoint(tmp_path / train.LAST)
+    assert last["finished"] and last["stopped_by"] == "plateau" and last["lr_scale"] == pytest.approx(0.2)
+    # min_steps holds the plateau off
+    late = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "late", **{**kw, "min_steps": 14})
+    assert (
+        late.stopped_by == "plateau" and late.steps == 18
+    )  # the first plateau only counts at 14: drop, 2 more
+
+
+def test_lr_is_warmed_up_then_constant_then_dropped(tmp_path):
+    ds = FakeDataset()
+    assert [train.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert train.warmup_factor(0, 0) == 1.0
+    seen = []
+    real = train._train_block
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(train, "_train_block", lambda *a, **k: (seen.append(k["base_lr"]), real(*a, **k))[1])
+    try:
+        kw = {**FIT, "lr": 0.0, "max_steps": 100, "patience": 1, "lr_drops": 2}
+        train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path, **{**kw, "lr": 1e-3})
+    finally:
+        monkey.undo()
+    assert len(seen) >= 3 and seen[0] == pytest.approx(1e-3)
+    assert any(v == pytest.approx(2e-4) for v in seen) or any(v == pytest.approx(4e-5) for v in seen)
+
+
+def test_continuation_starts_from_the_finished_run_and_equals_a_longer_run(tmp_path):
+    ds = FakeDataset()
+    ref = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "src", **FIT)
+    model = tiny_unet(ds, seed=7)
+    cont = train.continue_run(model, ds, src=ref.out_dir, out_dir=tmp_path / "x2", **FIT)
+    assert cont.steps == 16 and cont.config["max_steps"] == 16 and cont.config["patience"] is None
+    cols = ["step", "train_loss", "val_loss", "val_miou_macro", "lr"]
+    # the first four validations are the finished run's own: it continued from its checkpoint
+    pd.testing.assert_frame_equal(cont.history[cols].iloc[:4], ref.history[cols], check_exact=True)
+    assert cont.best_score >= ref.best_score
+    # and it is the run that a 16-step cap would have been from the start
+    longer = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "long", **{**FIT, "max_steps": 16})
+    pd.testing.assert_frame_equal(cont.history[cols], longer.history[cols], check_exact=True)
+    assert train.load_checkpoint(ref.out_dir / train.LAST)["step"] == 8  # the source is left untouched
+    with pytest.raises(ValueError, match="cannot continue a run with other settings \\(lr\\)"):
+        train.continue_run(tiny_unet(ds), ds, src=ref.out_dir, out_dir=tmp_path / "bad", **{**FIT, "lr": 1.0})
 
 
 def test_class_weights_and_subset_of_training_chips(tmp_path):
@@ -282,11 +340,20 @@ def test_class_weights_and_subset_of_training_chips(tmp_path):
         ds,
         seed=0,
         out_dir=tmp_path,
-        **{**FIT, "epochs": 1},
+        **{**FIT, "max_steps": 2},
         class_weights=[1.0, 2.0, 3.0],
         max_train_chips=2,
     )
     assert res.n_train_chips == 2 and res.config["class_weights"] == [1.0, 2.0, 3.0]
+    assert np.isfinite(res.history["train_loss"]).all()
+
+
+def test_bf16_and_channels_last_train_and_are_recorded(tmp_path):
+    ds = FakeDataset(n=(2, 1, 1))
+    res = train.fit(
+        tiny_unet(ds), ds, seed=0, out_dir=tmp_path, **{**FIT, "max_steps": 4}, bf16=True, channels_last=True
+    )
+    assert res.config["bf16"] and res.config["channels_last"]
     assert np.isfinite(res.history["train_loss"]).all()
 
 
@@ -301,7 +368,7 @@ def test_frozen_parameters_stay_frozen(tmp_path):
         for k, v in model.down.state_dict().items()
         if "running" not in k and "num_batches" not in k
     }
-    res = train.fit(model, ds, seed=0, out_dir=tmp_path, **{**FIT, "epochs": 2})
+    res = train.fit(model, ds, seed=0, out_dir=tmp_path, **{**FIT, "max_steps": 4})
     assert res.config["n_trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
     for k, v in frozen.items():
         assert torch.equal(model.down.state_dict()[k], v), k
@@ -311,7 +378,7 @@ def test_frozen_parameters_stay_frozen(tmp_path):
 def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     ds = FakeDataset()
     path = tmp_path / "results.csv"
-    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "epochs": 2})
+    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
     out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
     assert not out.skipped and out.out_dir == train.run_dir(tmp_path / "runs", "fake", "unet", 0)
     table = results.read(path)
@@ -320,7 +387,8 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     assert set(agg.index) == set(metrics.AGGREGATES)
     row = table.iloc[0]
     assert row["family"] == "cnn" and row["pretraining"] == "none" and row["weights"] == "random-init"
-    assert row["epochs"] == 2 and 1 <= row["best_epoch"] <= 2 and row["n_features"] == 6
+    assert row["steps"] == 4 and row["best_step"] in (2, 4) and row["stopped_by"] == "cap"
+    assert row["n_features"] == 6
     assert (
         row["n_params"]
         == row["n_trainable_params"]
@@ -351,7 +419,7 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
 
 def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     ds = FakeDataset(n=(4, 2, 4))
-    kw = dict(seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", **{**FIT, "epochs": 2})
+    kw = dict(seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
     out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), maps_dir=tmp_path / "maps", **kw)
     seed, maps = prediction_maps.load_run(tmp_path / "maps", "fake", "unet")
     assert seed == 0 and list(maps) == ds.chip_ids("test")[:3]
@@ -371,7 +439,7 @@ def test_eval_tile_zero_validates_and_tests_whole_chips(tmp_path):
     path = tmp_path / "r.csv"
     out = train.run(
         ds, "unet", lambda: tiny_unet(ds), seed=0, results_path=path, runs_dir=tmp_path / "runs",
-        **{**FIT, "epochs": 2, "eval_tile": 0},
+        **{**FIT, "max_steps": 4, "eval_tile": 0},
     )  # fmt: skip
     assert out.train.eval_tile is None and out.train.eval_overlap is None
     assert out.train.config["eval_tile"] == 0
@@ -399,7 +467,7 @@ def test_run_on_fixture_crop_layout_with_18_bands(fixture_roots, tmp_path):
         seed=0,
         results_path=tmp_path / "r.csv",
         runs_dir=tmp_path / "runs",
-        **{**FIT, "epochs": 1, "crop_size": 32},
+        **{**FIT, "max_steps": 2, "crop_size": 32},
     )
     table = results.read(tmp_path / "r.csv")
     assert set(table["dataset"]) == {"crop"} and set(table["split"]) == {"val", "test"}

@@ -28,24 +28,23 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-#: Training settings of the CNN rows (passed to :func:`helpers.train.fit`), sized for the study's CPU budget
-#: (STUDY.md section 6). The paper trains 100 epochs on full chips; ``epochs`` here is a budget that early stopping on
-#: validation mIoU may cut short. With one 64-pixel crop per chip per epoch, the default simulated datasets get only
-#: 80-120 optimiser steps, so the learning rate matters: AdamW at 3e-3 beat 1e-3 on *validation* mIoU for all three
-#: models on sim-crop, sim-flood and sim-burn (seed 0, 20 epochs; e.g. U-Net on sim-crop 0.42 -> 0.59, FCN on
-#: sim-burn 0.60 -> 0.74), so 3e-3 it is. 64-pixel crops keep a step cheap while spanning several fields.
+#: Training settings of the CNN rows (passed to :func:`helpers.train.fit`): the plateau protocol.
 TRAIN_DEFAULTS: dict = {
-    "epochs": 20,
+    "max_steps": 3000,
+    "eval_every": 50,
+    "patience": 2,
+    "min_delta": 0.002,
+    "lr_drops": 2,
+    "drop_factor": 0.2,
     "batch_size": 8,
     "lr": 3e-3,
     "weight_decay": 1e-4,
-    "warmup": 1.0,
+    "warmup_steps": 50,
     "crop_size": 64,
-    "patience": 5,
 }
 
-#: Quick mode (CI, fixtures): one or two epochs prove the code path, not the science.
-QUICK_TRAIN: dict = {**TRAIN_DEFAULTS, "epochs": 2, "patience": None, "crop_size": 32}
+#: Quick mode (CI, fixtures): a few steps prove the code path, not the science.
+QUICK_TRAIN: dict = {**TRAIN_DEFAULTS, "max_steps": 6, "eval_every": 3, "patience": None, "crop_size": 32}
 
 
 def build_model(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
@@ -63,6 +62,19 @@ def build_model(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.M
     if name not in MODELS:
         raise ValueError(f"unknown CNN {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](in_channels, num_classes, **kwargs)
+
+
+def build_for(name: str, ds, **kwargs) -> nn.Module:
+    """Build a CNN for ``ds`` trained from scratch: its input standardised with ``ds``'s training statistics.
+
+    A model trained from scratch has no statistics of its own to keep, and global HLS statistics can be far off for
+    one scene (Indian Pines' per-band spread is about 4x smaller than Prithvi's pretraining data), so the
+    dataset's own per-channel mean and std are used (:func:`helpers.datasets.channel_stats`).
+    """
+    from helpers.datasets import channel_stats
+
+    mean, std = channel_stats(ds)
+    return build_model(name, ds.n_channels, ds.num_classes, mean=mean, std=std, **kwargs)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

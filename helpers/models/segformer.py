@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.models.cnn_layers import InputNorm
 from helpers.models.prithvi import HLS_BANDS, HLSNormalize
 
 
@@ -180,6 +181,9 @@ class SegFormer(nn.Module):
         decoder_dim: Width of the all-MLP decoder (b0: 256).
         drop_path: Maximum stochastic-depth rate (linearly increasing over blocks).
         dropout: Dropout before the classifier.
+        mean: Per-channel input mean (reflectance) for training from scratch, e.g. the dataset's training
+            statistics (:func:`helpers.datasets.channel_stats`); default Prithvi's HLS statistics.
+        std: Per-channel input std, with ``mean``.
     """
 
     def __init__(
@@ -194,11 +198,15 @@ class SegFormer(nn.Module):
         decoder_dim: int = 256,
         drop_path: float = 0.1,
         dropout: float = 0.1,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if in_channels % len(HLS_BANDS):
             raise ValueError(f"in_channels must be 6 * n_dates, got {in_channels}")
-        self.normalize = HLSNormalize(in_channels // len(HLS_BANDS))
+        self.normalize = (
+            HLSNormalize(in_channels // len(HLS_BANDS)) if mean is None else InputNorm(in_channels, mean, std)
+        )
         self.encoder = MixTransformer(
             in_channels, embed_dims, num_heads, depths, sr_ratios, drop_path=drop_path
         )

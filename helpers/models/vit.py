@@ -12,11 +12,13 @@ so the two differ in tokenisation and pretraining, not in size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.models.cnn_layers import InputNorm
 from helpers.models.prithvi import HLS_BANDS, Block, HLSNormalize
 
 
@@ -47,6 +49,9 @@ class ViTSegmenter(nn.Module):
         mlp_ratio: Feed-forward expansion.
         head_channels: Channels of the first upsampling stage; each later stage halves them (at least 16).
         dropout: Dropout before the classifier.
+        mean: Per-channel input mean (reflectance) for training from scratch, e.g. the dataset's training
+            statistics (:func:`helpers.datasets.channel_stats`); default Prithvi's HLS statistics.
+        std: Per-channel input std, with ``mean``.
     """
 
     def __init__(
@@ -62,6 +67,8 @@ class ViTSegmenter(nn.Module):
         mlp_ratio: float = 4.0,
         head_channels: int = 64,
         dropout: float = 0.1,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if in_channels % len(HLS_BANDS):
@@ -70,7 +77,9 @@ class ViTSegmenter(nn.Module):
             raise ValueError(f"patch_size must be a power of two >= 2, got {patch_size}")
         self.patch_size = patch_size
         self.grid = (img_size // patch_size, img_size // patch_size)
-        self.normalize = HLSNormalize(in_channels // len(HLS_BANDS))
+        self.normalize = (
+            HLSNormalize(in_channels // len(HLS_BANDS)) if mean is None else InputNorm(in_channels, mean, std)
+        )
         self.patch_embed = nn.Conv2d(in_channels, embed_dim, patch_size, stride=patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], embed_dim))
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))

@@ -1,0 +1,151 @@
+"""What a deep row's training costs, as ratios: the study's loop against the bare model, and the ways to pay less.
+
+Prints, for each model on a default simulated dataset:
+
+* **raw** optimiser steps per second of the bare model (one fixed batch, forward + backward + AdamW step), the
+  ceiling any loop can reach;
+* **loop**: steps per second of :func:`helpers.train.fit` (crops, augmentation, batching, checkpoints, validation
+  every ``eval_every`` steps) and its ratio to raw (goal >= 0.9), with the validation share of the run;
+* **bf16 + channels_last**: the raw rate under bfloat16 autocast with ``channels_last`` batches, as a ratio to raw
+  float32 (only worth it on CPUs with native bf16 support; the loop records both settings in the run's identity);
+* **2 x 1 thread vs 1 x 2 threads**: wall time of two trainings as two 1-thread processes at once against one after
+  the other with 2 threads (what a run-matrix engine gains by running jobs side by side on this 2-core machine).
+
+Usage::
+
+    python benchmarks/train_loop.py                       # U-Net on sim-burn, the other models briefly
+    python benchmarks/train_loop.py --models unet --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers import datasets, train  # noqa: E402
+from helpers.models import cnn  # noqa: E402
+from helpers.models.segformer import SegFormer  # noqa: E402
+from helpers.models.vit import ViTSegmenter  # noqa: E402
+
+
+def build(name: str, ds):
+    """The study's default-width model ``name`` for ``ds``."""
+    if name in cnn.MODELS:
+        return cnn.build_for(name, ds)
+    if name == "vit":
+        return ViTSegmenter(ds.n_channels, ds.num_classes, img_size=64)
+    if name == "segformer":
+        return SegFormer(ds.n_channels, ds.num_classes, decoder_dim=128)
+    raise SystemExit(f"unknown model {name!r}")
+
+
+def raw_rate(model, ds, steps: int, *, bf16: bool = False, channels_last: bool = False) -> float:
+    """Steps per second of forward + backward + AdamW on one fixed batch of 8 random 64 px crops."""
+    rng = np.random.default_rng(0)
+    chips = train.ChipStore(ds, ds.chip_ids("train"))
+    xs, ys = zip(*(train.random_crop(*chips[i], 64, rng, ds.ignore_index) for i in range(8)), strict=True)
+    x = torch.from_numpy(np.stack(xs))
+    t = torch.from_numpy(np.stack(ys).astype(np.int64))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = train.masked_cross_entropy(logits.float(), t, ds.ignore_index)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - t0)
+
+
+def loop_rate(model, ds, steps: int, eval_every: int) -> tuple[float, float]:
+    """Steps per second of :func:`helpers.train.fit` and the validation share of its wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = {**cnn.TRAIN_DEFAULTS, "max_steps": steps, "eval_every": eval_every, "patience": None}
+        t0 = time.perf_counter()
+        res = train.fit(model, ds, seed=0, out_dir=tmp, progress=False, **kw)
+        wall = time.perf_counter() - t0
+    return steps / (wall - res.eval_s), res.eval_s / wall
+
+
+def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
+    """Wall seconds: two 1-thread trainings at once, and two 2-thread trainings one after the other."""
+    code = (
+        "import sys, tempfile; sys.path.insert(0, {root!r});"
+        "from helpers import datasets, train; from helpers.models import cnn;"
+        "ds = datasets.prepare({ds!r}, {data!r}); train.seed_everything(0);"
+        "m = cnn.build_for({model!r}, ds);"
+        "kw = {{**cnn.TRAIN_DEFAULTS, 'max_steps': {steps}, 'patience': None, 'num_threads': {threads}}};"
+        "train.fit(m, ds, seed=0, out_dir=tempfile.mkdtemp(), progress=False, **kw)"
+    )
+
+    def cmd(threads: int) -> list[str]:
+        src = code.format(
+            root=str(ROOT), ds=dataset, data=str(ROOT / "data"), model=model, steps=steps, threads=threads
+        )
+        return [sys.executable, "-c", src]
+
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(cmd(1)) for _ in range(2)]
+    if any(p.wait() for p in procs):
+        raise SystemExit("a side-by-side training failed")
+    parallel = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(cmd(2), check=True)
+    serial = time.perf_counter() - t0
+    return parallel, serial
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the table (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="sim-burn")
+    ap.add_argument("--models", nargs="+", default=["unet", "fcn", "deeplabv3plus", "vit", "segformer"])
+    ap.add_argument("--steps", type=int, default=150, help="optimiser steps per measurement")
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--no-side-by-side", action="store_true")
+    args = ap.parse_args(argv)
+    ds = datasets.prepare(args.dataset, ROOT / "data")
+    print(f"{args.dataset}: {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"{'model':14s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} {'bf16+cl/raw':>11s}"
+    )
+    for name in args.models:
+        train.seed_everything(0)
+        raw = raw_rate(build(name, ds), ds, args.steps)
+        train.seed_everything(0)
+        fast = raw_rate(build(name, ds), ds, args.steps, bf16=True, channels_last=name in cnn.MODELS)
+        train.seed_everything(0)
+        loop, share = loop_rate(build(name, ds), ds, args.steps, args.eval_every)
+        print(f"{name:14s} {raw:7.1f} {loop:7.1f} {loop / raw:8.2f} {share:9.1%} {fast / raw:11.2f}")
+    if not args.no_side_by_side:
+        par, ser = side_by_side(args.models[0], args.dataset, args.steps * 2)
+        print(
+            f"two {args.models[0]} trainings of {args.steps * 2} steps: 2 x 1 thread at once {par:.1f} s, "
+            f"1 x 2 threads one after the other {ser:.1f} s: ratio {ser / par:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

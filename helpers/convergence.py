@@ -1,0 +1,245 @@
+"""Convergence shown, not assumed: every deep row's seed-0 run trained on to twice its steps.
+
+A deep model's score counts only if its training reached a validation plateau; a budget that stops a model while it
+is still improving measures the budget. :func:`helpers.train.fit` stops on a plateau, and this module checks the
+claim: :func:`check` continues the finished run from its own last checkpoint (same weights, optimiser, RNG and
+learning rate) to ``factor`` times its steps with the stopping rule switched off (:func:`helpers.train.continue_run`),
+selects the best validation weights over the whole trajectory and scores them on validation and test. A row counts
+as **converged** when doubling moves its validation ``miou_macro`` by less than :data:`CONVERGED_POINTS` points.
+Validation decides (the test split plays no part in the verdict); the test change is reported beside it.
+
+The checks are kept in their own tidy table, ``results/convergence.csv`` (one row per checked run), not in the
+results table: they are evidence about runs of the matrix, not runs of it. Each row carries the checked run's
+identity (its settings' hash and step count), so a rerun under other settings never reuses a stale check.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from helpers import metrics, results, train
+from helpers.io import atomic_write, locked
+
+DEFAULT_PATH = Path("results") / "convergence.csv"
+
+#: Doubling the steps must move validation mIoU by less than this (points, i.e. mIoU x 100) to count as converged.
+CONVERGED_POINTS = 1.0
+
+COLUMNS = [
+    "task",
+    "dataset",
+    "simulated",
+    "model",
+    "family",
+    "seed",
+    "steps",
+    "best_step",
+    "stopped_by",
+    "val_miou_macro",
+    "test_miou_macro",
+    "steps_x2",
+    "best_step_x2",
+    "val_miou_macro_x2",
+    "test_miou_macro_x2",
+    "delta_val_points",
+    "delta_test_points",
+    "converged",
+    "config_sha",
+    "git_sha",
+    "timestamp",
+]
+
+KEY = ["dataset", "model", "seed"]
+
+
+def config_sha(config: dict) -> str:
+    """Short hash of a run's settings (as stored in its checkpoint)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
+    """The convergence table (empty, with its columns, when there is none yet)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    missing = [c for c in COLUMNS if c not in df]
+    if missing:
+        raise ValueError(f"{path}: not a convergence table of this study (missing columns {missing})")
+    df["converged"] = df["converged"].astype(str).str.lower().eq("true")
+    return df
+
+
+def _write_row(row: dict, path: Path) -> None:
+    with locked(path):
+        _write_row_locked(row, path)
+
+
+def _write_row_locked(row: dict, path: Path) -> None:
+    old = read(path)
+    if not old.empty:
+        same = (
+            (old["dataset"].astype(str) == row["dataset"])
+            & (old["model"].astype(str) == row["model"])
+            & (old["seed"].astype(str) == str(row["seed"]))
+        )
+        old = old.loc[~same]
+    new = pd.DataFrame([row], columns=COLUMNS)
+    out = pd.concat([old, new], ignore_index=True) if not old.empty else new
+    out = out.sort_values(KEY, kind="stable").reset_index(drop=True)
+    atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
+
+
+def has_check(dataset: str, model: str, seed: int, sha: str, path: str | os.PathLike = DEFAULT_PATH) -> bool:
+    """Whether the table holds a check of exactly this run (same settings hash)."""
+    df = read(path)
+    if df.empty:
+        return False
+    sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
+    sel &= (df["seed"].astype(str) == str(seed)) & (df["config_sha"].astype(str) == sha)
+    return bool(sel.any())
+
+
+def check(
+    ds,
+    model_name: str,
+    make_model: Callable[[], nn.Module],
+    *,
+    seed: int,
+    runs_dir: str | os.PathLike,
+    path: str | os.PathLike = DEFAULT_PATH,
+    family: str = "cnn",
+    factor: float = 2.0,
+    force: bool = False,
+    progress: bool = False,
+    **fit_kwargs,
+) -> dict | None:
+    """Continue a finished run to ``factor`` times its steps and record how much validation and test moved.
+
+    Args:
+        ds: The dataset the run was trained on.
+        model_name: Its results-table name.
+        make_model: Builds the architecture (its weights are replaced by the checkpoint's).
+        seed: The run's seed.
+        runs_dir: Root of the run folders (:func:`helpers.train.run_dir`); the continuation goes to a sibling
+            folder ``seed<k>-x<factor>``.
+        path: The convergence table.
+        family: ``"cnn"`` or ``"fm"``.
+        factor: Step multiple.
+        force: Redo a check that is already in the table.
+        progress: tqdm bars.
+        **fit_kwargs: The settings the run was trained with (as given to :func:`helpers.train.run`).
+
+    Returns:
+        The row written, or ``None`` when the run folder holds no finished run (e.g. a fresh clone whose
+        results came with the repository but whose checkpoints did not) or the check is already there.
+    """
+    src = train.run_dir(runs_dir, ds.name, model_name, seed)
+    if not (src / train.LAST).exists():
+        return None
+    state = train.load_checkpoint(src / train.LAST)
+    if not state.get("finished"):
+        return None
+    sha = config_sha(state["config"])
+    if not force and has_check(ds.name, model_name, seed, sha, path):
+        return None
+    eval_kw = dict(tile=None, overlap=None, batch_size=fit_kwargs.get("batch_size", 8))
+
+    def test_miou(model: nn.Module, tile: int | None, overlap: int | None) -> float:
+        prev = torch.get_num_threads()
+        torch.set_num_threads(state["config"].get("num_threads") or prev)
+        try:
+            cm = train.evaluate(model, ds, "test", **{**eval_kw, "tile": tile, "overlap": overlap})
+        finally:
+            torch.set_num_threads(prev)
+        return float(metrics.scores(cm)["miou_macro"])
+
+    train.seed_everything(seed)
+    original = make_model()
+    original.load_state_dict(train.load_checkpoint(src / train.BEST)["model"])
+    cfg = state["config"]
+    tile = cfg["eval_tile"] or None
+    overlap = cfg["eval_overlap"] if tile else None
+    test0 = test_miou(original.eval(), tile, overlap)
+
+    train.seed_everything(seed)
+    model = make_model()
+    out_dir = src.parent / f"{src.name}-x{factor:g}"
+    tr = train.continue_run(
+        model, ds, src=src, out_dir=out_dir, factor=factor, force=force, progress=progress, **fit_kwargs
+    )
+    test1 = test_miou(model, tr.eval_tile, tr.eval_overlap)
+    val0 = float(state["best_score"])
+    row = {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": bool(getattr(ds, "simulated", ds.name.startswith("sim-"))),
+        "model": model_name,
+        "family": family,
+        "seed": int(seed),
+        "steps": int(state["step"]),
+        "best_step": int(state["best_step"]),
+        "stopped_by": str(state["stopped_by"]),
+        "val_miou_macro": val0,
+        "test_miou_macro": test0,
+        "steps_x2": tr.steps,
+        "best_step_x2": tr.best_step,
+        "val_miou_macro_x2": tr.best_score,
+        "test_miou_macro_x2": test1,
+        "delta_val_points": 100 * (tr.best_score - val0),
+        "delta_test_points": 100 * (test1 - test0),
+        "converged": bool(abs(100 * (tr.best_score - val0)) < CONVERGED_POINTS),
+        "config_sha": sha,
+        "git_sha": results.git_sha(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_row(row, Path(path))
+    return row
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """The convergence table as printed: one line per checked run, points rounded, verdict spelled out."""
+    if df.empty:
+        return pd.DataFrame(
+            columns=[
+                "dataset",
+                "model",
+                "steps",
+                "stopped by",
+                "val",
+                "val x2",
+                "Δ val",
+                "test",
+                "test x2",
+                "Δ test",
+                "converged",
+            ]
+        )
+    order = df.sort_values(["dataset", "family", "model"], kind="stable")
+    return pd.DataFrame(
+        {
+            "dataset": [
+                f"{d} (simulated)" if s else d
+                for d, s in zip(order["dataset"], order["simulated"], strict=True)
+            ],
+            "model": order["model"],
+            "steps": [f"{int(a)} → {int(b)}" for a, b in zip(order["steps"], order["steps_x2"], strict=True)],
+            "stopped by": order["stopped_by"],
+            "val": (100 * order["val_miou_macro"]).map("{:.1f}".format),
+            "val x2": (100 * order["val_miou_macro_x2"]).map("{:.1f}".format),
+            "Δ val": order["delta_val_points"].map("{:+.1f}".format),
+            "test": (100 * order["test_miou_macro"]).map("{:.1f}".format),
+            "test x2": (100 * order["test_miou_macro_x2"]).map("{:.1f}".format),
+            "Δ test": order["delta_test_points"].map("{:+.1f}".format),
+            "converged": order["converged"].map({True: "yes", False: "no"}),
+        }
+    ).reset_index(drop=True)
