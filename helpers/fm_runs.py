@@ -22,6 +22,10 @@ model                                  pretraining         what it is
 encoder parameters, pretrained here for minutes on the study's own data, and every row's ``note`` says so.
 A ``_pooled`` suffix marks encoders pretrained on the pooled single-date imagery of several tasks.
 
+Input statistics: ViT and SegFormer are trained from scratch and standardise their input with the dataset's own
+training statistics (:func:`helpers.datasets.channel_stats`); every Prithvi-architecture row keeps Prithvi's HLS
+statistics, the random-init one included, so the three in-study rows differ only in their starting weights.
+
 Pretraining runs once per (dataset or pool, pretext) with ``settings.pretrain_seed`` and is shared by every
 fine-tuning seed, like a published checkpoint would be; it is cached by :mod:`helpers.pretrain`. Its wall time is
 stated in each row's note (``runtime_s`` covers fine-tuning and evaluation only).
@@ -43,6 +47,7 @@ from torch import nn
 
 from helpers import pretrain as PT
 from helpers import results, train
+from helpers.datasets import channel_stats
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
@@ -310,8 +315,11 @@ def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train
     crop = settings.finetune["crop_size"]
     device = pick_device()
 
+    mean, std = channel_stats(ds)  # trained from scratch: the dataset's own statistics
+
     def make_model() -> nn.Module:
-        return ViTSegmenter(ds.n_channels, ds.num_classes, img_size=crop, **settings.vit).to(device)
+        model = ViTSegmenter(ds.n_channels, ds.num_classes, img_size=crop, mean=mean, std=std, **settings.vit)
+        return model.to(device)
 
     note = "plain ViT-seg from scratch (no pretrained weights for 6/18-band input exist offline)"
     return _run_scratch(ds, seed, "vit", make_model, settings, note, **kw)
@@ -322,8 +330,10 @@ def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) ->
     settings = settings or FMSettings()
     device = pick_device()
 
+    mean, std = channel_stats(ds)  # trained from scratch: the dataset's own statistics
+
     def make_model() -> nn.Module:
-        return SegFormer(ds.n_channels, ds.num_classes, **settings.segformer).to(device)
+        return SegFormer(ds.n_channels, ds.num_classes, mean=mean, std=std, **settings.segformer).to(device)
 
     note = "SegFormer (MiT-b0-like) from scratch (ImageNet weights neither obtainable offline nor 6/18-band)"
     return _run_scratch(ds, seed, "segformer", make_model, settings, note, **kw)

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import chain, results
+from helpers import chain, convergence, results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,34 @@ def test_chain_runs_in_order_and_stops_at_first_failure(tmp_path):
     assert chain.main(["--params", str(tmp_path / "missing.yaml")]) == 1
 
 
+def test_side_by_side_notebooks_run_at_once_on_their_own_cores(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    body = (
+        "import os, time; open(out + name, 'w').write(str(sorted(os.sched_getaffinity(0))));"
+        " time.sleep(1.5); open(out + name + '.end', 'w').write(str(time.time()))"
+    )
+    for stem in ("01_a", "02_b", "03_c"):
+        _notebook(books / f"{stem}.ipynb", f"out = ''\nname = '{stem}'", body)
+    params = tmp_path / "p.yaml"
+    params.write_text(f"out: {tmp_path}/\nside_by_side: ['02', '03']\n")
+    times = chain.run(params, tmp_path / "executed", notebooks_dir=books)
+    assert list(times) == ["01_a", "02_b", "03_c"]
+    cores = [set(eval((tmp_path / s).read_text())) for s in ("02_b", "03_c")]  # noqa: S307 - our own file
+    all_cores = os.sched_getaffinity(0)
+    if len(all_cores) >= 2:
+        assert not cores[0] & cores[1] and cores[0] | cores[1] <= all_cores  # disjoint shares
+    # 01 ran before both; 02 and 03 overlapped (each sleeps 1.5 s)
+    ends = {s: float((tmp_path / f"{s}.end").read_text()) for s in ("01_a", "02_b", "03_c")}
+    assert ends["01_a"] < min(ends["02_b"], ends["03_c"])
+    assert abs(ends["02_b"] - ends["03_c"]) < 1.5
+    assert chain.core_shares(2, [0, 1, 2]) == [{0, 2}, {1}] and chain.core_shares(3, [5]) == [{5}, {5}, {5}]
+    # a failing side-by-side notebook fails the chain, naming it
+    _notebook(books / "03_c.ipynb", "out = ''\nname = ''", "raise RuntimeError('boom')")
+    with pytest.raises(chain.ChainError, match="03_c.ipynb failed"):
+        chain.run(params, tmp_path / "executed", notebooks_dir=books)
+
+
 @pytest.mark.slow
 def test_quick_chain_end_to_end(tmp_path):
     """The whole chain in quick mode: generated data plus a real-layout fixture dataset."""
@@ -82,8 +110,11 @@ def test_quick_chain_end_to_end(tmp_path):
         "runs_dir": str(tmp_path / "runs"),
         "maps_dir": str(tmp_path / "maps"),
     }
-    times = chain.run(REPO / "notebooks" / "params" / "quick.yaml", tmp_path / "executed", extra=extra)
-    assert list(times) == [b.stem for b in chain.numbered_notebooks()]
+    extra["convergence_path"] = str(tmp_path / "convergence.csv")
+    times = chain.run(
+        REPO / "notebooks" / "params" / "quick.yaml", tmp_path / "executed", extra=extra, side_by_side=["03", "04"]
+    )
+    assert sorted(times) == [b.stem for b in chain.numbered_notebooks()]
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert any(f.startswith("01_") and f.endswith(".pdf") for f in figures)
     assert any(f.startswith("01_") and f.endswith(".png") for f in figures)
@@ -94,6 +125,13 @@ def test_quick_chain_end_to_end(tmp_path):
         # notebook 05 draws the saved test maps of the best model of each family, for every main dataset
         for name in extra["dataset_names"]:
             assert f"05_prediction_maps_{name}.png" in figures
+        # every deep row says how it stopped, and its first seed was trained on to twice its steps
+        deep = df[df["model"].isin(["unet", "vit", "galileo_nano_finetune"]) & (df["status"] == "ok")]
+        assert set(deep["stopped_by"]) == {"cap"} and (deep["steps"] > 0).all()  # quick mode: a few steps
+        conv = convergence.read(tmp_path / "convergence.csv")
+        assert {"unet", "fcn", "vit", "prithvi_arch_small_mae"} <= set(conv["model"])
+        assert (conv["steps_x2"] == 2 * conv["steps"]).all()
+        assert "05_convergence.png" in figures and (tmp_path / "figures" / "tables" / "convergence.md").exists()
         saved = {p.parent.name for p in (tmp_path / "maps" / "sim-crop").glob("*/seed0.npz")}
         assert {"rf", "unet", "galileo_nano_frozen_lgbm", "galileo_nano_finetune", "vit"} <= saved
     assert os.path.getsize(tmp_path / "executed" / "01_data_exploration.ipynb") > 0
