@@ -112,7 +112,10 @@ def test_quick_chain_end_to_end(tmp_path):
     }
     extra["convergence_path"] = str(tmp_path / "convergence.csv")
     times = chain.run(
-        REPO / "notebooks" / "params" / "quick.yaml", tmp_path / "executed", extra=extra, side_by_side=["03", "04"]
+        REPO / "notebooks" / "params" / "quick.yaml",
+        tmp_path / "executed",
+        extra=extra,
+        side_by_side=["03", "04"],
     )
     assert sorted(times) == [b.stem for b in chain.numbered_notebooks()]
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
@@ -131,7 +134,9 @@ def test_quick_chain_end_to_end(tmp_path):
         conv = convergence.read(tmp_path / "convergence.csv")
         assert {"unet", "fcn", "vit", "prithvi_arch_small_mae"} <= set(conv["model"])
         assert (conv["steps_x2"] == 2 * conv["steps"]).all()
-        assert "05_convergence.png" in figures and (tmp_path / "figures" / "tables" / "convergence.md").exists()
+        assert (
+            "05_convergence.png" in figures and (tmp_path / "figures" / "tables" / "convergence.md").exists()
+        )
         saved = {p.parent.name for p in (tmp_path / "maps" / "sim-crop").glob("*/seed0.npz")}
         assert {"rf", "unet", "galileo_nano_frozen_lgbm", "galileo_nano_finetune", "vit"} <= saved
     assert os.path.getsize(tmp_path / "executed" / "01_data_exploration.ipynb") > 0
