@@ -22,7 +22,7 @@ Everything notebook 05 shows (figures, tables, the findings note) is a function 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -812,3 +812,32 @@ def texture_dataset_names(knobs: Sequence[float], known: Iterable[str] = ()) -> 
         hit = [n for n in known if texture_knob(n) is not None and np.isclose(texture_knob(n), float(k))]
         out.append(sorted(hit)[0] if hit else f"sim-texture-{float(k):g}")
     return out
+
+
+def majority_floor(df: pd.DataFrame, floors: Mapping[str, float], *, split: str = "test") -> pd.DataFrame:
+    """Each deep row's seed-mean overall accuracy against the share of its split's most frequent class.
+
+    A model that does not beat "always predict the most frequent class" in overall accuracy has learnt nothing
+    usable, whatever its mIoU; such a row needs an explanation before it is reported.
+
+    Args:
+        df: Results table.
+        floors: Dataset -> share of the split's most frequent class (valid pixels; e.g. from
+            :func:`helpers.datasets.class_counts`).
+        split: The split scored.
+
+    Returns:
+        One row per (dataset, model) of the CNN and FM families: ``oa`` (seed mean), ``floor``, ``above``.
+    """
+    rows = scored(df)
+    rows = rows[
+        rows["family"].isin(["cnn", "fm"])
+        & (rows["split"] == split)
+        & (rows["metric"] == "oa")
+        & (rows["class"] == "")
+        & rows["dataset"].isin(list(floors))
+    ]
+    out = rows.groupby(["dataset", "model"], as_index=False)["value"].mean().rename(columns={"value": "oa"})
+    out["floor"] = out["dataset"].map(floors)
+    out["above"] = out["oa"] > out["floor"]
+    return out.sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
