@@ -411,3 +411,17 @@ def test_texture_names_and_ordering():
     assert compare.dataset_setting("sim-texture-0", "texture") == "spectral"
     assert compare.dataset_setting("burn_scars", "burn") == "texture"
     assert compare.dataset_setting("indian-pines-hls", "landcover") == "unknown"
+
+
+def test_majority_floor_flags_deep_rows_that_do_not_beat_the_most_frequent_class():
+    base = {"task": "t", "simulated": False, "split": "test", "metric": "oa", "class": "", "status": "ok"}
+    rows = [
+        {**base, "dataset": "d", "model": "unet", "family": "cnn", "seed": s, "value": v}
+        for s, v in enumerate([0.5, 0.6])
+    ]
+    rows += [{**base, "dataset": "d", "model": "vit", "family": "fm", "seed": 0, "value": 0.2}]
+    rows += [{**base, "dataset": "d", "model": "rf", "family": "classical", "seed": 0, "value": 0.1}]
+    out = compare.majority_floor(pd.DataFrame(rows), {"d": 0.3})
+    assert list(out["model"]) == ["unet", "vit"]  # classical rows are not checked
+    assert out.set_index("model")["oa"]["unet"] == pytest.approx(0.55)
+    assert list(out["above"]) == [True, False]

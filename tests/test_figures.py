@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_compare import CLASSES, make_results  # noqa: E402
 
@@ -205,3 +206,27 @@ def test_notebook_05_runs_on_a_results_table(tmp_path):
         "not_run.md",
     } <= tabs
     assert "0.9731" in out.read_text() and "0.5012" in out.read_text()
+
+
+def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
+    from helpers import convergence
+
+    rows = []
+    for i, (model, family) in enumerate([("unet", "cnn"), ("fcn", "cnn"), ("vit", "fm")]):
+        dv = [0.3, 2.5, -0.2][i]
+        rows.append(
+            {c: None for c in convergence.COLUMNS}
+            | {"dataset": "sim-burn", "simulated": True, "model": model, "family": family, "seed": 0,
+               "delta_val_points": dv, "delta_test_points": 0.1, "converged": abs(dv) < 1}
+        )  # fmt: skip
+    fig = figures.convergence_figure(pd.DataFrame(rows))
+    w, h = fig.get_size_inches()
+    assert w <= 7.2 and h <= 9
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == [
+        "sim-burn (simulated) · fcn",
+        "sim-burn (simulated) · unet",
+        "sim-burn (simulated) · vit",
+    ]
+    assert figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS)) is None
+    plotting.save_figure(fig, "conv", tmp_path)
