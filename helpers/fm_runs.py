@@ -82,12 +82,7 @@ DEFAULT_MODELS: tuple[str, ...] = (*VARIANTS, "vit", "segformer", PUBLISHED)
 
 def _finetune_defaults() -> dict:
     return {
-        "max_steps": 3000,
-        "eval_every": 50,
-        "patience": 2,
-        "min_delta": 0.002,
-        "lr_drops": 2,
-        "drop_factor": 0.2,
+        **train.PLATEAU,
         "batch_size": 8,
         "lr": 2e-3,
         "weight_decay": 0.05,

@@ -368,6 +368,18 @@ def evaluate_keeping(
 # ---------------------------------------------------------------------------------------------- training
 STOPPED_BY = ("plateau", "cap")
 
+#: The plateau protocol shared by every deep row (the stopping settings of :func:`fit`): validate every 50 steps;
+#: 2 validations without a 0.2-point gain make a plateau; the first two plateaus drop the learning rate 5x, the
+#: third stops the run; 3,000 steps at most. Why these numbers: :data:`helpers.models.cnn.TRAIN_DEFAULTS`.
+PLATEAU: dict = {
+    "max_steps": 3000,
+    "eval_every": 50,
+    "patience": 2,
+    "min_delta": 0.002,
+    "lr_drops": 2,
+    "drop_factor": 0.2,
+}
+
 
 @dataclasses.dataclass
 class TrainResult:
