@@ -11,10 +11,16 @@ Prints, for each model on a default simulated dataset:
 * **2 x 1 thread vs 1 x 2 threads**: wall time of two trainings as two 1-thread processes at once against one after
   the other with 2 threads (what a run-matrix engine gains by running jobs side by side on this 2-core machine).
 
+* ``--seed-noise``: whether bf16 + ``channels_last`` changes the science: the first model trained to its plateau
+  with the study's settings for seeds 0-2, in float32 and in bf16 + ``channels_last``, with mean and spread of
+  validation and test mIoU and the wall time of each (the default keeps float32 unless the difference stays within
+  the seed spread).
+
 Usage::
 
     python benchmarks/train_loop.py                       # U-Net on sim-burn, the other models briefly
     python benchmarks/train_loop.py --models unet --steps 300
+    python benchmarks/train_loop.py --models unet --seed-noise
 """
 
 from __future__ import annotations
@@ -117,6 +123,35 @@ def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
     return parallel, serial
 
 
+def seed_noise(name: str, ds) -> None:
+    """Train ``name`` to its plateau for seeds 0-2 in float32 and in bf16 + channels_last; print the spread."""
+    from helpers import metrics
+
+    rows = []
+    for fast in (False, True):
+        for seed in (0, 1, 2):
+            train.seed_everything(seed)
+            model = build(name, ds)
+            kw = {**cnn.TRAIN_DEFAULTS, "bf16": fast, "channels_last": fast and name in cnn.MODELS}
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                res = train.fit(model, ds, seed=seed, out_dir=tmp, progress=False, **kw)
+                wall = time.perf_counter() - t0
+            test = metrics.scores(train.evaluate(model, ds, "test", tile=kw["crop_size"]))["miou_macro"]
+            rows.append((fast, seed, res.best_score, test, res.steps, wall))
+            print(
+                f"  {'bf16+cl' if fast else 'float32':8s} seed {seed}: val {res.best_score:.4f} test {test:.4f} "
+                f"steps {res.steps:5d} wall {wall:6.1f} s",
+                flush=True,
+            )
+    for fast in (False, True):
+        r = np.array([x[2:] for x in rows if x[0] == fast])
+        print(
+            f"{'bf16+cl' if fast else 'float32':8s} val {r[:, 0].mean():.4f} ± {r[:, 0].std(ddof=1):.4f}  "
+            f"test {r[:, 1].mean():.4f} ± {r[:, 1].std(ddof=1):.4f}  wall {r[:, 3].sum():.0f} s"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the table (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,8 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=150, help="optimiser steps per measurement")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--no-side-by-side", action="store_true")
+    ap.add_argument("--seed-noise", action="store_true", help="float32 vs bf16 + channels_last over 3 seeds")
     args = ap.parse_args(argv)
     ds = datasets.prepare(args.dataset, ROOT / "data")
+    if args.seed_noise:
+        seed_noise(args.models[0], ds)
+        return
     print(f"{args.dataset}: {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(
         f"{'model':14s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} {'bf16+cl/raw':>11s}"
