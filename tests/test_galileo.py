@@ -67,7 +67,10 @@ def test_golden_outputs(model: G.GalileoEncoder, weights_dir: Path, case: str) -
         if key.startswith("aux_resized_kernel_"):
             group = key.removeprefix("aux_resized_kernel_")
             kernel = G.resize_kernel(model.space_time_embed[group].proj.weight, int(d["arg_patch_size"]))
-            assert np.abs(kernel.detach().numpy() - d[key]).max() <= 1e-6
+            # float32 pinv resampling: 1e-6 held on the CPU of the last session, this one gives 1.3e-6 (on the
+            # commit before any change of this session too); the instruction set changes the summation order, so
+            # allow a few float32 ulps of the kernel's ~0.2 magnitudes instead of a CPU's exact rounding
+            assert np.abs(kernel.detach().numpy() - d[key]).max() <= 5e-6
 
 
 def test_golden_cloud_case_really_pads(weights_dir: Path) -> None:
