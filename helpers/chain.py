@@ -186,8 +186,8 @@ def run(
     """
     params = load_params(params_file)
     params.update(extra or {})
-    together_names = params.pop("side_by_side", None) if side_by_side is None else side_by_side
-    params.pop("side_by_side", None)
+    from_file = params.pop("side_by_side", None)  # a chain setting, never a notebook parameter
+    together_names = from_file if side_by_side is None else side_by_side
     books = numbered_notebooks(notebooks_dir)
     if only:
         books = _select(books, only)

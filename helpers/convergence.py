@@ -109,6 +109,23 @@ def has_check(dataset: str, model: str, seed: int, sha: str, path: str | os.Path
     return bool(sel.any())
 
 
+def _recorded_test_miou(dataset: str, model: str, seed: int, results_path: str | os.PathLike) -> float | None:
+    """The run's test ``miou_macro`` as written to the results table (``None`` when it is not there)."""
+    df = results.read(results_path)
+    if df.empty:
+        return None
+    sel = df[
+        (df["dataset"].astype(str) == dataset)
+        & (df["model"].astype(str) == model)
+        & (df["seed"].astype(str) == str(seed))
+        & (df["status"] == "ok")
+        & (df["split"] == "test")
+        & (df["metric"] == "miou_macro")
+        & (df["class"] == "")
+    ]
+    return float(sel["value"].iloc[0]) if len(sel) else None
+
+
 def check(
     ds,
     model_name: str,
@@ -116,6 +133,7 @@ def check(
     *,
     seed: int,
     runs_dir: str | os.PathLike,
+    results_path: str | os.PathLike = results.DEFAULT_PATH,
     path: str | os.PathLike = DEFAULT_PATH,
     family: str = "cnn",
     factor: float = 2.0,
@@ -132,6 +150,8 @@ def check(
         seed: The run's seed.
         runs_dir: Root of the run folders (:func:`helpers.train.run_dir`); the continuation goes to a sibling
             folder ``seed<k>-x<factor>``.
+        results_path: The results table holding the run's test score (what the check compares against; the
+            finished run is not predicted again).
         path: The convergence table.
         family: ``"cnn"`` or ``"fm"``.
         factor: Step multiple.
@@ -141,7 +161,8 @@ def check(
 
     Returns:
         The row written, or ``None`` when the run folder holds no finished run (e.g. a fresh clone whose
-        results came with the repository but whose checkpoints did not) or the check is already there.
+        results came with the repository but whose checkpoints did not), the results table has no test score of
+        the run, or the check is already there.
     """
     src = train.run_dir(runs_dir, ds.name, model_name, seed)
     if not (src / train.LAST).exists():
@@ -152,24 +173,9 @@ def check(
     sha = config_sha(state["config"])
     if not force and has_check(ds.name, model_name, seed, sha, path):
         return None
-    eval_kw = dict(tile=None, overlap=None, batch_size=fit_kwargs.get("batch_size", 8))
-
-    def test_miou(model: nn.Module, tile: int | None, overlap: int | None) -> float:
-        prev = torch.get_num_threads()
-        torch.set_num_threads(state["config"].get("num_threads") or prev)
-        try:
-            cm = train.evaluate(model, ds, "test", **{**eval_kw, "tile": tile, "overlap": overlap})
-        finally:
-            torch.set_num_threads(prev)
-        return float(metrics.scores(cm)["miou_macro"])
-
-    train.seed_everything(seed)
-    original = make_model()
-    original.load_state_dict(train.load_checkpoint(src / train.BEST)["model"])
-    cfg = state["config"]
-    tile = cfg["eval_tile"] or None
-    overlap = cfg["eval_overlap"] if tile else None
-    test0 = test_miou(original.eval(), tile, overlap)
+    test0 = _recorded_test_miou(ds.name, model_name, seed, results_path)
+    if test0 is None:
+        return None
 
     train.seed_everything(seed)
     model = make_model()
@@ -177,12 +183,25 @@ def check(
     tr = train.continue_run(
         model, ds, src=src, out_dir=out_dir, factor=factor, force=force, progress=progress, **fit_kwargs
     )
-    test1 = test_miou(model, tr.eval_tile, tr.eval_overlap)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(state["config"].get("num_threads") or prev)
+    try:
+        cm = train.evaluate(
+            model,
+            ds,
+            "test",
+            tile=tr.eval_tile,
+            overlap=tr.eval_overlap,
+            batch_size=fit_kwargs.get("batch_size", 8),
+        )
+    finally:
+        torch.set_num_threads(prev)
+    test1 = float(metrics.scores(cm)["miou_macro"])
     val0 = float(state["best_score"])
     row = {
         "task": ds.task,
         "dataset": ds.name,
-        "simulated": bool(getattr(ds, "simulated", ds.name.startswith("sim-"))),
+        "simulated": results.is_simulated(ds),
         "model": model_name,
         "family": family,
         "seed": int(seed),

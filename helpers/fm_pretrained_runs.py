@@ -107,7 +107,7 @@ def _base_context(ds, row: str, seed: int, weights: str) -> dict:
     return {
         "task": ds.task,
         "dataset": ds.name,
-        "simulated": bool(getattr(ds, "simulated", str(ds.name).startswith("sim-"))),
+        "simulated": _results.is_simulated(ds),
         "model": row,
         "family": "fm",
         "pretraining": "published",

@@ -64,6 +64,11 @@ RUN_KEY = ["dataset", "model", "seed"]
 FAMILIES = ("classical", "cnn", "fm")
 
 
+def is_simulated(ds) -> bool:
+    """Whether a dataset is simulated: its own ``simulated`` flag, else the ``sim-`` name prefix."""
+    return bool(getattr(ds, "simulated", str(ds.name).startswith("sim-")))
+
+
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """Short commit of the code that produced a row ("unknown" outside a git checkout)."""
     try:

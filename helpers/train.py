@@ -366,8 +366,6 @@ def evaluate_keeping(
 
 
 # ---------------------------------------------------------------------------------------------- training
-STOPPED_BY = ("plateau", "cap")
-
 #: The plateau protocol shared by every deep row (the stopping settings of :func:`fit`): validate every 50 steps;
 #: 2 validations without a 0.2-point gain make a plateau; the first two plateaus drop the learning rate 5x, the
 #: third stops the run; 3,000 steps at most. Why these numbers: :data:`helpers.models.cnn.TRAIN_DEFAULTS`.
@@ -985,6 +983,7 @@ def run(
                 make_model,
                 seed=seed,
                 runs_dir=runs_dir,
+                results_path=results_path,
                 path=convergence_path,
                 family=family,
                 force=force,
@@ -1031,7 +1030,7 @@ def run(
     context = {
         "task": ds.task,
         "dataset": ds.name,
-        "simulated": bool(getattr(ds, "simulated", ds.name.startswith("sim-"))),
+        "simulated": results.is_simulated(ds),
         "model": model_name,
         "family": family,
         "pretraining": pretraining,
