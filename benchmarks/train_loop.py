@@ -21,6 +21,7 @@ Usage::
     python benchmarks/train_loop.py                       # U-Net on sim-burn, the other models briefly
     python benchmarks/train_loop.py --models unet --steps 300
     python benchmarks/train_loop.py --models unet --seed-noise
+    python benchmarks/train_loop.py --models unet --seed-noise --threads 1 --precision bf16   # one half, 1 thread
 """
 
 from __future__ import annotations
@@ -123,16 +124,21 @@ def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
     return parallel, serial
 
 
-def seed_noise(name: str, ds) -> None:
-    """Train ``name`` to its plateau for seeds 0-2 in float32 and in bf16 + channels_last; print the spread."""
+def seed_noise(name: str, ds, precisions: tuple[bool, ...] = (False, True)) -> None:
+    """Train ``name`` to its plateau for seeds 0-2 in float32 and/or bf16 + channels_last; print the spread.
+
+    ``precisions`` lists the settings to train (``False`` float32, ``True`` bf16 + channels_last), so the two can
+    run as two 1-thread processes at once, as the run-matrix engine runs them.
+    """
     from helpers import metrics
 
     rows = []
-    for fast in (False, True):
+    for fast in precisions:
         for seed in (0, 1, 2):
             train.seed_everything(seed)
             model = build(name, ds)
             kw = {**cnn.TRAIN_DEFAULTS, "bf16": fast, "channels_last": fast and name in cnn.MODELS}
+            kw["num_threads"] = torch.get_num_threads()
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 res = train.fit(model, ds, seed=seed, out_dir=tmp, progress=False, **kw)
@@ -144,7 +150,7 @@ def seed_noise(name: str, ds) -> None:
                 f"steps {res.steps:5d} wall {wall:6.1f} s",
                 flush=True,
             )
-    for fast in (False, True):
+    for fast in precisions:
         r = np.array([x[2:] for x in rows if x[0] == fast])
         print(
             f"{'bf16+cl' if fast else 'float32':8s} val {r[:, 0].mean():.4f} ± {r[:, 0].std(ddof=1):.4f}  "
@@ -161,10 +167,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--no-side-by-side", action="store_true")
     ap.add_argument("--seed-noise", action="store_true", help="float32 vs bf16 + channels_last over 3 seeds")
+    ap.add_argument(
+        "--precision",
+        choices=["both", "float32", "bf16"],
+        default="both",
+        help="with --seed-noise: which to train",
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ds = datasets.prepare(args.dataset, ROOT / "data")
     if args.seed_noise:
-        seed_noise(args.models[0], ds)
+        chosen = {"both": (False, True), "float32": (False,), "bf16": (True,)}[args.precision]
+        print(f"{args.dataset}, {args.models[0]}: {torch.get_num_threads()} threads", flush=True)
+        seed_noise(args.models[0], ds, chosen)
         return
     print(f"{args.dataset}: {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(

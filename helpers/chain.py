@@ -15,6 +15,13 @@ and 04 (foundation models) are independent and both write the results table unde
 the time of one 2-thread training after the other (``benchmarks/train_loop.py``). A run's thread count is part of
 its identity (stored in its checkpoint), and a notebook pinned to one core trains with one thread.
 
+A top-level ``workers: N`` (``auto``: one per core; or ``--workers N``) starts ``N`` dask.distributed worker
+processes on this machine for the chain's duration, one thread each, each pinned to its own core
+(:func:`helpers.engine.local_cluster`), and gives its address to every notebook that declares a ``scheduler``
+parameter. Notebooks 03 and 04 then submit their runs as jobs to the same pool, so a core never idles while either
+notebook has runs left, and side-by-side notebooks are not pinned (they only orchestrate). With a cluster of your
+own, set ``scheduler:`` to its address instead.
+
 Executed copies go to an output folder (never over the sources). The chain stops at the first failing notebook
 with its name, the failing cell and the path of the executed copy, and prints each notebook's wall time at the end.
 Notebooks run with the ``notebooks/`` folder as working directory, exactly as when opened in Jupyter, so relative
@@ -128,15 +135,17 @@ def core_shares(n_jobs: int, cores: Sequence[int] | None = None) -> list[set[int
 
 
 def _run_side_by_side(
-    group: list[Path], params: dict, output_dir: Path, notebooks_dir: Path
+    group: list[Path], params: dict, output_dir: Path, notebooks_dir: Path, pin: bool = True
 ) -> dict[str, float]:
-    """Run ``group`` at once, each notebook in a child process pinned to its share of the cores."""
+    """Run ``group`` at once, each notebook in a child process (pinned to its share of the cores if ``pin``)."""
     procs = []
-    shares = core_shares(len(group))
+    every = set(os.sched_getaffinity(0))
+    shares = core_shares(len(group)) if pin else [every] * len(group)
     for book, cores in zip(group, shares, strict=True):
         out = output_dir / book.name
         p = parameters_for(book, params)
-        print(f"[chain] {book.name} side by side on cores {sorted(cores)} with {p}", flush=True)
+        where = f"on cores {sorted(cores)}" if pin else "(runs on the engine's workers)"
+        print(f"[chain] {book.name} side by side {where} with {p}", flush=True)
         job = json.dumps(
             {"book": str(book), "out": str(out), "params": p, "notebooks_dir": str(notebooks_dir)}
         )
@@ -166,6 +175,7 @@ def run(
     notebooks_dir: Path = NOTEBOOKS,
     extra: dict | None = None,
     side_by_side: Sequence[str] | None = None,
+    workers: int | str | None = None,
 ) -> dict[str, float]:
     """Execute the numbered notebooks in order (``side_by_side`` ones at the same time).
 
@@ -177,6 +187,10 @@ def run(
         extra: Parameters that override the file's shared keys (e.g. from ``--set``).
         side_by_side: Notebook numbers or stems to run at the same time, each pinned to its share of the cores;
             default the parameters file's ``side_by_side`` key (none when absent). ``[]`` runs all in order.
+        workers: Local engine workers to start for the chain (``"auto"``: one per core; default the file's
+            ``workers`` key; ``0`` or none:
+            no cluster, every notebook trains in its own process). Ignored when the parameters name a
+            ``scheduler`` of their own.
 
     Returns:
         Wall time in seconds per notebook stem (side-by-side notebooks overlap).
@@ -186,8 +200,10 @@ def run(
     """
     params = load_params(params_file)
     params.update(extra or {})
-    from_file = params.pop("side_by_side", None)  # a chain setting, never a notebook parameter
+    from_file = params.pop("side_by_side", None)  # chain settings, never notebook parameters
     together_names = from_file if side_by_side is None else side_by_side
+    workers_from_file = params.pop("workers", None)
+    workers = workers_from_file if workers is None else workers
     books = numbered_notebooks(notebooks_dir)
     if only:
         books = _select(books, only)
@@ -200,18 +216,39 @@ def run(
     output_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     start_all = time.perf_counter()
-    for book in books:
-        if book in together:
-            if book == together[0]:
-                times.update(_run_side_by_side(together, params, output_dir, notebooks_dir))
-            continue
-        out = output_dir / book.name
-        p = parameters_for(book, params)
-        print(f"[chain] {book.name} with {p}", flush=True)
-        start = time.perf_counter()
-        _execute(book, out, p, notebooks_dir)
-        times[book.stem] = time.perf_counter() - start
-        print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
+    cluster = client = None
+    if workers == "auto":
+        from helpers.runtime import machine_threads
+
+        workers = machine_threads()
+    if workers and not params.get("scheduler"):
+        from helpers import engine
+
+        cluster, client = engine.local_cluster(int(workers))
+        params["scheduler"] = cluster.scheduler_address
+        print(
+            f"[chain] {int(workers)} engine workers, 1 thread each, at {cluster.scheduler_address}",
+            flush=True,
+        )
+    try:
+        for book in books:
+            if book in together:
+                if book == together[0]:
+                    times.update(
+                        _run_side_by_side(together, params, output_dir, notebooks_dir, pin=cluster is None)
+                    )
+                continue
+            out = output_dir / book.name
+            p = parameters_for(book, params)
+            print(f"[chain] {book.name} with {p}", flush=True)
+            start = time.perf_counter()
+            _execute(book, out, p, notebooks_dir)
+            times[book.stem] = time.perf_counter() - start
+            print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
     print("[chain] wall time per notebook:")
     for stem, t in times.items():
         print(f"  {stem:<28} {t:8.1f} s")
@@ -238,6 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="notebooks to run at the same time (default: the parameters file's side_by_side; none: in order)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local engine workers (default: the parameters file's workers)",
+    )
     parser.add_argument("--_one", help=argparse.SUPPRESS)  # a side-by-side child: one notebook, as JSON
     args = parser.parse_args(argv)
     if args._one:
@@ -253,7 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         key, _, value = item.partition("=")
         extra[key] = yaml.safe_load(value)
     try:
-        run(args.params, args.output, args.only, extra=extra, side_by_side=args.side_by_side)
+        run(
+            args.params,
+            args.output,
+            args.only,
+            extra=extra,
+            side_by_side=args.side_by_side,
+            workers=args.workers,
+        )
     except ChainError as err:
         print(f"[chain] FAILED: {err}", file=sys.stderr)
         return 1

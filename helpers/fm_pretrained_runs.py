@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -542,6 +542,26 @@ def run_galileo_nano_finetune(
     return FMRun(status="skipped" if outcome.skipped else "ok", rows=outcome.rows, extra=outcome)
 
 
+def run_frozen_rows(ds, rows: Sequence[str], seeds: Sequence[int], results_path, **kwargs) -> list[tuple]:
+    """Every frozen row of ``rows`` for every seed of one dataset, one after another: one engine job.
+
+    Why one job: the rows of one encoder read the same embedding cache; run as separate jobs at once, two workers
+    would encode the same chips side by side. Returns ``(row, seed, status)`` per run (the rows are in the table).
+
+    Args:
+        ds: Dataset.
+        rows: Keys of :data:`ROWS`.
+        seeds: Run seeds.
+        results_path: Results CSV.
+        **kwargs: Passed to :func:`run_frozen` (``cache_dir``, ``force``, ``maps_dir``, ...).
+    """
+    return [
+        (row, seed, run_frozen(ds, row, seed, results_path, **kwargs).status)
+        for seed in seeds
+        for row in rows
+    ]
+
+
 def row_names() -> list[str]:
     """All rows this module can write, in table order."""
     return [*ROWS, FINETUNE_ROW]
@@ -552,6 +572,7 @@ __all__ = [
     "ROWS",
     "row_names",
     "run_frozen",
+    "run_frozen_rows",
     "run_galileo_nano_finetune",
     "run_galileo_nano_frozen_lgbm",
     "run_galileo_nano_frozen_linear",

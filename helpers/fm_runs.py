@@ -198,6 +198,30 @@ def pretrain_for(
     )
 
 
+def ensure_pretraining(
+    ds,
+    variant: str,
+    settings: FMSettings,
+    *,
+    cache_dir: str | os.PathLike = "cache",
+    pretrain_on: Sequence | None = None,
+    progress: bool = True,
+) -> str:
+    """Run (or find in the cache) the pretraining of an in-study variant; its cache key.
+
+    An engine job of its own (:mod:`helpers.engine`): every fine-tuning seed of the variant reads this cache, so
+    the fine-tunes are submitted ``after`` it instead of each waiting for, or repeating, the same pretraining.
+    """
+    pretext = VARIANTS[variant].pretext
+    if pretext is None:
+        raise ValueError(
+            f"{variant!r} has no pretraining; choose one of {[v for v, x in VARIANTS.items() if x.pretext]}"
+        )
+    return pretrain_for(
+        ds, pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
+    ).key
+
+
 def run_prithvi_small(
     ds,
     seed: int,

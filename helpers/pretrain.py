@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers.io import atomic_write
+from helpers.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
 from helpers.runtime import machine_threads
 from helpers.train import lr_factor, seed_everything
@@ -408,140 +408,145 @@ def pretrain(
     data = fingerprint(datasets)
     key = run_key(cfg, data, seed)
     out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
-    mcfg = cfg.model_config(frames)
-    last, enc_path = out_dir / "last.pt", out_dir / "encoder.pt"
-    if force:
-        for f in (last, enc_path):
-            f.unlink(missing_ok=True)
-    if enc_path.exists():
-        state = _load(last) if last.exists() else {"history": [], "train_s": float("nan")}
-        encoder, _ = load_pretrained_encoder(out_dir)
-        return PretrainResult(
-            out_dir,
-            key,
-            encoder,
-            mcfg,
-            _history_frame(state["history"], cfg.pretext),
-            True,
-            state["train_s"],
-            state.get("stopped_by", ""),
-        )
-    meta = {
-        "config": cfg.to_dict(),
-        "datasets": [d["dataset"] for d in data],
-        "n_chips": [len(d["chips"]) for d in data],
-        "seed": seed,
-        "key": key,
-    }
-    atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(num_threads or machine_threads())
-    try:
-        seed_everything(seed)
-        model = Pretrainer(mcfg, cfg.pretext).to(device)
-        decay = [p for p in model.parameters() if p.ndim >= 2]
-        no_decay = [p for p in model.parameters() if p.ndim < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-            betas=(0.9, 0.95),
-        )
-        images = load_images(datasets, cfg.single_date)
-        n_crops = len(images) * cfg.crops_per_chip
-        steps_per_epoch = max(1, n_crops // cfg.batch_size)
-        total, warm = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
-        state = {
-            "format": FORMAT,
-            "key": key,
-            "epoch": 0,
-            "step": 0,
-            "history": [],
-            "train_s": 0.0,
-            "finished": False,
-            "best_loss": math.inf,
-            "best_loss_epoch": 0,
-            "stopped_by": "",
-        }
-        if last.exists():
-            state = _load(last)
-            if state.get("key") != key:
-                raise ValueError(f"{last}: belongs to run {state.get('key')}, not {key}")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-        bar = tqdm(
-            range(state["epoch"], cfg.epochs),
-            initial=state["epoch"],
-            total=cfg.epochs,
-            disable=not progress,
-            desc=f"pretrain {cfg.pretext} {'+'.join(meta['datasets'])}",
-            unit="epoch",
-        )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            model.train()
-            rng = np.random.default_rng([seed, epoch])
-            crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
-            losses = []
-            for i in range(steps_per_epoch):
-                x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
-                lr = cfg.lr * lr_factor(state["step"], total, warm)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                loss = model(x, cfg)["loss"]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                state["step"] += 1
-                losses.append(float(loss.detach()))
-                state["history"].append(
-                    {
-                        "step": state["step"],
-                        "epoch": epoch + 1,
-                        "loss": losses[-1],
-                        "lr": lr,
-                        "elapsed_s": state["train_s"] + time.perf_counter() - t0,
-                    }
-                )
-            state["train_s"] += time.perf_counter() - t0
-            state["epoch"] = epoch + 1
-            mean_loss = float(np.mean(losses))
-            if mean_loss < state["best_loss"] * (1.0 - cfg.min_rel_improvement):
-                state["best_loss"], state["best_loss_epoch"] = mean_loss, epoch + 1
-            plateau = cfg.patience is not None and epoch + 1 - state["best_loss_epoch"] >= cfg.patience
-            state["finished"] = plateau or epoch + 1 == cfg.epochs
-            state["stopped_by"] = ("plateau" if plateau else "cap") if state["finished"] else ""
-            state.update(
-                model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
+    # one process trains a cache entry; another one (an engine worker, a second notebook) waits, then finds it
+    with locked(out_dir):
+        mcfg = cfg.model_config(frames)
+        last, enc_path = out_dir / "last.pt", out_dir / "encoder.pt"
+        if force:
+            for f in (last, enc_path):
+                f.unlink(missing_ok=True)
+        if enc_path.exists():
+            state = _load(last) if last.exists() else {"history": [], "train_s": float("nan")}
+            encoder, _ = load_pretrained_encoder(out_dir)
+            return PretrainResult(
+                out_dir,
+                key,
+                encoder,
+                mcfg,
+                _history_frame(state["history"], cfg.pretext),
+                True,
+                state["train_s"],
+                state.get("stopped_by", ""),
             )
-            _save(state, last)
-            hist = _history_frame(state["history"], cfg.pretext)
-            atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if state["finished"]:
-                break
-        bar.close()
-        encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
-        _save(
-            {
+        meta = {
+            "config": cfg.to_dict(),
+            "datasets": [d["dataset"] for d in data],
+            "n_chips": [len(d["chips"]) for d in data],
+            "seed": seed,
+            "key": key,
+        }
+        atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(num_threads or machine_threads())
+        try:
+            seed_everything(seed)
+            model = Pretrainer(mcfg, cfg.pretext).to(device)
+            decay = [p for p in model.parameters() if p.ndim >= 2]
+            no_decay = [p for p in model.parameters() if p.ndim < 2]
+            opt = torch.optim.AdamW(
+                [
+                    {"params": decay, "weight_decay": cfg.weight_decay},
+                    {"params": no_decay, "weight_decay": 0.0},
+                ],
+                lr=cfg.lr,
+                betas=(0.9, 0.95),
+            )
+            images = load_images(datasets, cfg.single_date)
+            n_crops = len(images) * cfg.crops_per_chip
+            steps_per_epoch = max(1, n_crops // cfg.batch_size)
+            total, warm = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+            state = {
                 "format": FORMAT,
                 "key": key,
-                "model_config": json.loads(json.dumps(dataclasses.asdict(mcfg))),
-                "encoder": encoder,
-            },
-            enc_path,
-        )
-        return PretrainResult(
-            out_dir,
-            key,
-            encoder,
-            mcfg,
-            _history_frame(state["history"], cfg.pretext),
-            False,
-            state["train_s"],
-            state["stopped_by"],
-        )
-    finally:
-        torch.set_num_threads(prev_threads)
+                "epoch": 0,
+                "step": 0,
+                "history": [],
+                "train_s": 0.0,
+                "finished": False,
+                "best_loss": math.inf,
+                "best_loss_epoch": 0,
+                "stopped_by": "",
+            }
+            if last.exists():
+                state = _load(last)
+                if state.get("key") != key:
+                    raise ValueError(f"{last}: belongs to run {state.get('key')}, not {key}")
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                torch.set_rng_state(state["torch_rng"])
+            bar = tqdm(
+                range(state["epoch"], cfg.epochs),
+                initial=state["epoch"],
+                total=cfg.epochs,
+                disable=not progress,
+                desc=f"pretrain {cfg.pretext} {'+'.join(meta['datasets'])}",
+                unit="epoch",
+            )
+            for epoch in bar:
+                t0 = time.perf_counter()
+                model.train()
+                rng = np.random.default_rng([seed, epoch])
+                crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
+                losses = []
+                for i in range(steps_per_epoch):
+                    x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
+                    lr = cfg.lr * lr_factor(state["step"], total, warm)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+                    loss = model(x, cfg)["loss"]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    state["step"] += 1
+                    losses.append(float(loss.detach()))
+                    state["history"].append(
+                        {
+                            "step": state["step"],
+                            "epoch": epoch + 1,
+                            "loss": losses[-1],
+                            "lr": lr,
+                            "elapsed_s": state["train_s"] + time.perf_counter() - t0,
+                        }
+                    )
+                state["train_s"] += time.perf_counter() - t0
+                state["epoch"] = epoch + 1
+                mean_loss = float(np.mean(losses))
+                if mean_loss < state["best_loss"] * (1.0 - cfg.min_rel_improvement):
+                    state["best_loss"], state["best_loss_epoch"] = mean_loss, epoch + 1
+                plateau = cfg.patience is not None and epoch + 1 - state["best_loss_epoch"] >= cfg.patience
+                state["finished"] = plateau or epoch + 1 == cfg.epochs
+                state["stopped_by"] = ("plateau" if plateau else "cap") if state["finished"] else ""
+                state.update(
+                    model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
+                )
+                _save(state, last)
+                hist = _history_frame(state["history"], cfg.pretext)
+                atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if state["finished"]:
+                    break
+            bar.close()
+            encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
+            _save(
+                {
+                    "format": FORMAT,
+                    "key": key,
+                    "model_config": json.loads(json.dumps(dataclasses.asdict(mcfg))),
+                    "encoder": encoder,
+                },
+                enc_path,
+            )
+            return PretrainResult(
+                out_dir,
+                key,
+                encoder,
+                mcfg,
+                _history_frame(state["history"], cfg.pretext),
+                False,
+                state["train_s"],
+                state["stopped_by"],
+            )
+        finally:
+            torch.set_num_threads(prev_threads)

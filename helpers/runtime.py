@@ -19,6 +19,21 @@ def machine_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays on CPU.
+
+    Without those instructions torch emulates bfloat16 and autocast is slower than float32, so the CNN defaults
+    (:data:`helpers.models.cnn.TRAIN_DEFAULTS`) switch it on only here; the setting is part of every run's stored
+    settings and of its results rows' note.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def reset_peak_memory() -> bool:
     """Reset this process's peak-RSS counter; False where the platform does not allow it."""
     try:

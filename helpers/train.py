@@ -1025,6 +1025,8 @@ def run(
             stacklevel=2,
         )
     notes = [note] if note else []
+    precision = "bf16 autocast + channels_last" if tr.config.get("bf16") else "float32"
+    notes.append(f"trained with {tr.config.get('num_threads')} thread(s), {precision}")
     if not peak_reset:
         notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
     context = {

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import chain, convergence, results
+from helpers import chain, convergence, results, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,7 @@ def test_quick_chain_end_to_end(tmp_path):
         tmp_path / "executed",
         extra=extra,
         side_by_side=["03", "04"],
+        workers=2,  # 03 and 04 feed one pool of two pinned 1-thread engine workers
     )
     assert sorted(times) == [b.stem for b in chain.numbered_notebooks()]
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
@@ -137,6 +138,12 @@ def test_quick_chain_end_to_end(tmp_path):
         assert (
             "05_convergence.png" in figures and (tmp_path / "figures" / "tables" / "convergence.md").exists()
         )
+        # every deep run trained on an engine worker: one thread, whichever notebook submitted it
+        for model in ("unet", "vit", "prithvi_arch_small_mae", "galileo_nano_finetune"):
+            config = train.load_checkpoint(
+                train.run_dir(tmp_path / "runs", "sim-crop", model, 0) / train.LAST
+            )
+            assert config["config"]["num_threads"] == 1, model
         saved = {p.parent.name for p in (tmp_path / "maps" / "sim-crop").glob("*/seed0.npz")}
         assert {"rf", "unet", "galileo_nano_frozen_lgbm", "galileo_nano_finetune", "vit"} <= saved
     assert os.path.getsize(tmp_path / "executed" / "01_data_exploration.ipynb") > 0

@@ -1,0 +1,159 @@
+"""Run the study's training jobs on a dask.distributed cluster, or one after another in this process.
+
+Why: the deep rows are ~150 independent jobs of one to five minutes. On a 2-core machine two 1-thread processes
+finish two trainings in about two thirds of the time of one 2-thread process after the other
+(``benchmarks/train_loop.py``), and notebooks 03 and 04 have very different amounts of work: run as two pinned
+notebooks, the CNN notebook finished 33 minutes before the FM one and left its core idle. A shared pool of 1-thread
+workers that both notebooks feed keeps every core busy until the last job. The same code reaches a workstation or a
+cluster: start a scheduler and workers there (``dask scheduler``, ``dask worker ADDRESS --nthreads 1``, one worker
+per core or GPU) and give the notebooks its address as the ``scheduler`` parameter.
+
+How a job runs does not change what it computes: a job is a plain call of a ``helpers`` function (``train.run``,
+``fm_runs.run_fm_rows``, ...), executed the same way in this process or on a worker. The only difference is the
+thread count, which is part of a run's stored settings: workers of :func:`local_cluster` are pinned to one core
+each, so their runs train with one thread (what ``python -m helpers.chain`` uses); in a notebook without a
+scheduler a run uses every core of the process.
+
+Functions:
+
+* :func:`local_cluster` starts ``n`` 1-thread worker processes on this machine, each pinned to its own core;
+* :func:`connect` returns a client for a scheduler address (``None``: no cluster; jobs run in this process);
+* :func:`submit` runs ``fn(*args, **kwargs)`` as a job (``after=`` jobs that must finish first);
+* :func:`gather` waits for jobs in order, with a progress bar over completions, and re-raises a job's error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+#: Environment variable a worker of :func:`local_cluster` reads to pin its job threads to one core.
+CORE_VARIABLE = "FM_ENGINE_CORE"
+
+
+@dataclass
+class Done:
+    """A job already run in this process: the in-process stand-in for a ``distributed.Future``."""
+
+    value: Any
+
+    def result(self) -> Any:
+        """The job's return value."""
+        return self.value
+
+
+def _pin_job_thread() -> None:
+    """On a worker of :func:`local_cluster`, pin the executing thread to the worker's core, one torch thread.
+
+    ``sched_setaffinity(0, ...)`` applies to the calling thread on Linux, which is the thread that runs the job;
+    :func:`helpers.runtime.machine_threads` then reports one core and every run records ``num_threads = 1``.
+    """
+    core = os.environ.get(CORE_VARIABLE)
+    if core is None:
+        return
+    import torch
+
+    os.sched_setaffinity(0, {int(core)})
+    torch.set_num_threads(1)
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict, after: list) -> Any:
+    """Run one job on a worker (``after`` only orders it behind its dependencies; their values are unused)."""
+    del after
+    _pin_job_thread()
+    return fn(*args, **kwargs)
+
+
+def connect(scheduler: str | None):
+    """A ``distributed.Client`` for the scheduler at ``scheduler``, or ``None`` to run jobs in this process.
+
+    Args:
+        scheduler: Address such as ``tcp://127.0.0.1:8786`` (what ``dask scheduler`` prints, or
+            :func:`local_cluster`'s ``scheduler_address``); ``None`` or ``""``: no cluster.
+    """
+    if not scheduler:
+        return None
+    from distributed import Client
+
+    return Client(scheduler, set_as_default=False)
+
+
+def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int = 0, **kwargs):
+    """Run ``fn(*args, **kwargs)`` as a job: on the cluster behind ``client``, or now in this process.
+
+    Args:
+        client: From :func:`connect` (``None``: call ``fn`` right away and return a :class:`Done`).
+        fn: A module-level function (workers import it by name).
+        *args: Its positional arguments (datasets and settings travel to the worker by pickling).
+        after: Jobs that must finish before this one starts (e.g. the pretraining a fine-tune reads from the
+            cache); a failed one fails this job too.
+        priority: Higher runs earlier among queued jobs (submit long jobs with a higher priority so the last
+            job to finish is a short one).
+        **kwargs: Its keyword arguments.
+    """
+    if client is None:
+        return Done(fn(*args, **kwargs))
+    return client.submit(_call, fn, args, kwargs, list(after), pure=False, priority=priority)
+
+
+def gather(jobs: Sequence, desc: str = "jobs") -> list:
+    """The jobs' return values in submission order; waits for all, raising the first failed job's error.
+
+    A tqdm bar counts finished jobs. In-process jobs (:class:`Done`) have already run.
+    """
+    jobs = list(jobs)
+    pending = [j for j in jobs if not isinstance(j, Done)]
+    if pending:
+        from distributed import as_completed
+        from tqdm.auto import tqdm
+
+        with pending[0].client.as_current(), tqdm(total=len(pending), desc=desc) as bar:
+            for job in as_completed(pending):
+                if job.status == "error":
+                    job.result()  # re-raises the job's exception here, with its traceback
+                bar.update()
+    return [j.result() for j in jobs]
+
+
+class PinToCore(WorkerPlugin):
+    """Worker plugin: tell each local worker which core its jobs run on (worker ``i`` gets the ``i``-th core)."""
+
+    def __init__(self, cores: Sequence[int]) -> None:
+        self.cores = list(cores)
+
+    def setup(self, worker) -> None:
+        """Runs once in each worker process when it starts (or when the plugin is registered)."""
+        os.environ[CORE_VARIABLE] = str(self.cores[int(worker.name) % len(self.cores)])
+
+
+def local_cluster(n_workers: int | None = None, cores: Iterable[int] | None = None):
+    """Start ``n_workers`` worker processes on this machine, one thread each, each pinned to its own core.
+
+    Args:
+        n_workers: Workers (default: one per core this process may use).
+        cores: The cores to use (default: this process's affinity set).
+
+    Returns:
+        ``(cluster, client)``; close both when done (the chain does). ``cluster.scheduler_address`` is what the
+        notebooks' ``scheduler`` parameter takes.
+    """
+    from distributed import Client, LocalCluster
+
+    cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
+    n_workers = n_workers or len(cores)
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        memory_limit=0,  # no per-worker cap: the chain's peak is measured, not policed
+        silence_logs=logging.ERROR,
+    )
+    client = Client(cluster, set_as_default=False)
+    client.register_plugin(PinToCore(cores), name="fm-pin-to-core")
+    return cluster, client

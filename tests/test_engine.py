@@ -1,0 +1,78 @@
+"""The run engine: jobs in this process, or on a local dask.distributed cluster of pinned 1-thread workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import engine
+
+
+def where_and_threads(tag: str) -> tuple[str, list[int], int, int]:
+    """What a job sees: its tag, its cores, the cores a run would use and torch's thread count."""
+    import torch
+
+    from helpers import runtime
+
+    time.sleep(0.3)  # long enough that both workers get a job
+    return tag, sorted(os.sched_getaffinity(0)), runtime.machine_threads(), torch.get_num_threads()
+
+
+def write_after(path: str, text: str, must_exist: str | None = None) -> str:
+    if must_exist is not None and not Path(must_exist).exists():
+        raise AssertionError(f"{must_exist} should have been written first")
+    time.sleep(0.2)
+    Path(path).write_text(text)
+    return text
+
+
+def fails() -> None:
+    raise ValueError("job failed on purpose")
+
+
+def test_in_process_jobs_run_at_submit_and_gather_in_order(tmp_path):
+    a = engine.submit(None, write_after, str(tmp_path / "a"), "A")
+    assert (tmp_path / "a").read_text() == "A"  # already ran
+    b = engine.submit(None, write_after, str(tmp_path / "b"), "B", must_exist=str(tmp_path / "a"), after=[a])
+    assert engine.gather([b, a]) == ["B", "A"]
+    assert engine.connect(None) is None and engine.connect("") is None
+    with pytest.raises(ValueError, match="on purpose"):
+        engine.submit(None, fails)
+
+
+@pytest.mark.slow
+def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    cluster, client = engine.local_cluster(2)
+    try:
+        seen = engine.gather([engine.submit(client, where_and_threads, str(i)) for i in range(6)])
+        assert [s[0] for s in seen] == [str(i) for i in range(6)]  # submission order
+        assert all(len(s[1]) == 1 and s[2] == 1 and s[3] == 1 for s in seen)  # one core, one thread
+        if len(cores) >= 2:
+            assert len({s[1][0] for s in seen}) == 2  # the two workers on different cores
+        # a job submitted `after` another starts only when that one has finished
+        first = engine.submit(client, write_after, str(tmp_path / "first"), "1")
+        second = engine.submit(
+            client,
+            write_after,
+            str(tmp_path / "second"),
+            "2",
+            must_exist=str(tmp_path / "first"),
+            after=[first],
+        )
+        assert engine.gather([second, first]) == ["2", "1"]
+        # a failed job fails gather with its own error
+        with pytest.raises(ValueError, match="on purpose"):
+            engine.gather([engine.submit(client, fails)])
+        # a client for the same scheduler address sees the same workers
+        other = engine.connect(cluster.scheduler_address)
+        try:
+            assert len(other.scheduler_info()["workers"]) == 2
+        finally:
+            other.close()
+    finally:
+        client.close()
+        cluster.close()
