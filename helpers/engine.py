@@ -146,14 +146,19 @@ def local_cluster(n_workers: int | None = None, cores: Iterable[int] | None = No
 
     cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
     n_workers = n_workers or len(cores)
-    cluster = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit=0,  # no per-worker cap: the chain's peak is measured, not policed
-        silence_logs=logging.ERROR,
-    )
+    saved = dict(os.environ)  # the nannies set OMP_NUM_THREADS=1 etc. here too, before spawning their workers
+    try:
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port: never collides with another cluster on this machine
+            memory_limit=0,  # no per-worker cap: the chain's peak is measured, not policed
+            silence_logs=logging.ERROR,
+        )
+    finally:  # this process (and the notebook kernels the chain starts later) keep their own thread settings
+        os.environ.clear()
+        os.environ.update(saved)
     client = Client(cluster, set_as_default=False)
     client.register_plugin(PinToCore(cores), name="fm-pin-to-core")
     return cluster, client

@@ -12,11 +12,18 @@ import resource
 
 
 def machine_threads() -> int:
-    """CPU cores this process may use (respects affinity masks and container CPU sets, unlike ``cpu_count``)."""
+    """CPU threads a run here may use: the cores of this thread's affinity mask, at most ``OMP_NUM_THREADS``.
+
+    Affinity masks and container CPU sets are respected (unlike ``cpu_count``), and so is ``OMP_NUM_THREADS``, as
+    torch itself does: dask.distributed sets it to 1 in every worker process, so a run on a cluster's worker trains
+    with one thread per worker thread instead of one per core of the host.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(omp)) if omp.isdigit() and int(omp) > 0 else cores
 
 
 def native_bf16() -> bool:

@@ -46,7 +46,10 @@ def test_in_process_jobs_run_at_submit_and_gather_in_order(tmp_path):
 @pytest.mark.slow
 def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_path):
     cores = sorted(os.sched_getaffinity(0))
+    before = dict(os.environ)
     cluster, client = engine.local_cluster(2)
+    # the workers got OMP_NUM_THREADS=1; this process (and the notebooks the chain starts next) keep their own
+    assert dict(os.environ) == before
     try:
         seen = engine.gather([engine.submit(client, where_and_threads, str(i)) for i in range(6)])
         assert [s[0] for s in seen] == [str(i) for i in range(6)]  # submission order
@@ -76,3 +79,15 @@ def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_
     finally:
         client.close()
         cluster.close()
+
+
+def test_machine_threads_respects_omp_num_threads(monkeypatch):
+    from helpers import runtime
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert runtime.machine_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what dask.distributed sets in its workers
+    assert runtime.machine_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert runtime.machine_threads() == cores
