@@ -62,9 +62,15 @@ def _pin_job_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _call(fn: Callable, args: tuple, kwargs: dict, after: list) -> Any:
-    """Run one job on a worker (``after`` only orders it behind its dependencies; their values are unused)."""
+def _call(fn: Callable, args: tuple, kwargs: dict, after: list, cwd: str) -> Any:
+    """Run one job on a worker (``after`` only orders it behind its dependencies; their values are unused).
+
+    The job runs in the submitting notebook's working directory, so the relative paths of a parameters file
+    (``../data``, ``../results/results.csv``) mean on a worker what they mean in the notebook. A worker runs one
+    job at a time (one thread), so changing its working directory per job is safe.
+    """
     del after
+    os.chdir(cwd)
     _pin_job_thread()
     return fn(*args, **kwargs)
 
@@ -89,7 +95,9 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
     Args:
         client: From :func:`connect` (``None``: call ``fn`` right away and return a :class:`Done`).
         fn: A module-level function (workers import it by name).
-        *args: Its positional arguments (datasets and settings travel to the worker by pickling).
+        *args: Its positional arguments (datasets and settings travel to the worker by pickling). Relative paths
+            are resolved on the worker from this process's working directory, which must exist there (on a
+            cluster: a file system every worker sees).
         after: Jobs that must finish before this one starts (e.g. the pretraining a fine-tune reads from the
             cache); a failed one fails this job too.
         priority: Higher runs earlier among queued jobs (submit long jobs with a higher priority so the last
@@ -98,7 +106,7 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
     """
     if client is None:
         return Done(fn(*args, **kwargs))
-    return client.submit(_call, fn, args, kwargs, list(after), pure=False, priority=priority)
+    return client.submit(_call, fn, args, kwargs, list(after), os.getcwd(), pure=False, priority=priority)
 
 
 def gather(jobs: Sequence, desc: str = "jobs") -> list:

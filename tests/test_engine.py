@@ -29,6 +29,10 @@ def write_after(path: str, text: str, must_exist: str | None = None) -> str:
     return text
 
 
+def read_relative(path: str) -> str:
+    return Path(path).read_text()
+
+
 def fails() -> None:
     raise ValueError("job failed on purpose")
 
@@ -44,7 +48,7 @@ def test_in_process_jobs_run_at_submit_and_gather_in_order(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_path):
+def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_path, monkeypatch):
     cores = sorted(os.sched_getaffinity(0))
     before = dict(os.environ)
     cluster, client = engine.local_cluster(2)
@@ -67,6 +71,11 @@ def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_
             after=[first],
         )
         assert engine.gather([second, first]) == ["2", "1"]
+        # relative paths mean on a worker what they mean where the job was submitted (the notebooks' ../data)
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "rel.txt").write_text("found")
+        monkeypatch.chdir(tmp_path / "sub")
+        assert engine.gather([engine.submit(client, read_relative, "../rel.txt")]) == ["found"]
         # a failed job fails gather with its own error
         with pytest.raises(ValueError, match="on purpose"):
             engine.gather([engine.submit(client, fails)])
