@@ -2,8 +2,8 @@
 
 Prints, for each model on a default simulated dataset:
 
-* **raw** optimiser steps per second of the bare model (one fixed batch, forward + backward + AdamW step), the
-  ceiling any loop can reach;
+* **raw** optimiser steps per second of the bare model (one fixed batch, forward + backward + AdamW step) at the
+  precision the study trains it in (``precision`` column), the ceiling any loop can reach;
 * **loop**: steps per second of :func:`helpers.train.fit` (crops, augmentation, batching, checkpoints, validation
   every ``eval_every`` steps) and its ratio to raw (goal >= 0.9), with the validation share of the run;
 * **bf16 + channels_last**: the raw rate under bfloat16 autocast with ``channels_last`` batches, as a ratio to raw
@@ -85,10 +85,30 @@ def raw_rate(model, ds, steps: int, *, bf16: bool = False, channels_last: bool =
     return steps / (time.perf_counter() - t0)
 
 
-def loop_rate(model, ds, steps: int, eval_every: int) -> tuple[float, float]:
-    """Steps per second of :func:`helpers.train.fit` and the validation share of its wall time."""
+def study_precision(name: str) -> dict:
+    """The precision the study trains ``name`` in: the CNN defaults (bf16 + channels_last on native-bf16 CPUs),
+    float32 for ViT and SegFormer (the FM rows' defaults)."""
+    if name in cnn.MODELS:
+        return {"bf16": cnn.TRAIN_DEFAULTS["bf16"], "channels_last": cnn.TRAIN_DEFAULTS["channels_last"]}
+    return {"bf16": False, "channels_last": False}
+
+
+def loop_rate(model, ds, steps: int, eval_every: int, precision: dict) -> tuple[float, float]:
+    """Steps per second of :func:`helpers.train.fit` and the validation share of its wall time.
+
+    ``torch.use_deterministic_algorithms`` (which :func:`helpers.train.fit` switches on) imports torch's compiler
+    stack the first time, about 1.9 s once per process; it is triggered before the clock starts, so the rate is the
+    loop's and not the process start-up's (a chain worker pays it once for all its runs).
+    """
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     with tempfile.TemporaryDirectory() as tmp:
-        kw = {**cnn.TRAIN_DEFAULTS, "max_steps": steps, "eval_every": eval_every, "patience": None}
+        kw = {
+            **cnn.TRAIN_DEFAULTS,
+            "max_steps": steps,
+            "eval_every": eval_every,
+            "patience": None,
+            **precision,
+        }
         t0 = time.perf_counter()
         res = train.fit(model, ds, seed=0, out_dir=tmp, progress=False, **kw)
         wall = time.perf_counter() - t0
@@ -185,16 +205,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"{args.dataset}: {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(
-        f"{'model':14s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} {'bf16+cl/raw':>11s}"
+        f"{'model':14s} {'precision':>9s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} "
+        f"{'bf16+cl/f32':>11s}"
     )
     for name in args.models:
+        precision = study_precision(name)
         train.seed_everything(0)
         raw = raw_rate(build(name, ds), ds, args.steps)
         train.seed_everything(0)
         fast = raw_rate(build(name, ds), ds, args.steps, bf16=True, channels_last=name in cnn.MODELS)
         train.seed_everything(0)
-        loop, share = loop_rate(build(name, ds), ds, args.steps, args.eval_every)
-        print(f"{name:14s} {raw:7.1f} {loop:7.1f} {loop / raw:8.2f} {share:9.1%} {fast / raw:11.2f}")
+        loop, share = loop_rate(build(name, ds), ds, args.steps, args.eval_every, precision)
+        raw_same = fast if precision["bf16"] else raw  # the loop against the bare model at the same precision
+        print(
+            f"{name:14s} {'bf16+cl' if precision['bf16'] else 'float32':>9s} {raw_same:7.1f} {loop:7.1f} "
+            f"{loop / raw_same:8.2f} {share:9.1%} {fast / raw:11.2f}"
+        )
     if not args.no_side_by_side:
         par, ser = side_by_side(args.models[0], args.dataset, args.steps * 2)
         print(

@@ -35,6 +35,17 @@ from distributed.diagnostics.plugin import WorkerPlugin
 #: Environment variable a worker of :func:`local_cluster` reads to pin its job threads to one core.
 CORE_VARIABLE = "FM_ENGINE_CORE"
 
+#: dask.distributed's setting for the environment its nannies give their worker processes.
+PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+#: That environment for the study's workers: one BLAS/OpenMP thread, and *not* dask's default
+#: ``MALLOC_TRIM_THRESHOLD_=65536``. With that default glibc hands freed memory back to the system after every
+#: training step and torch faults it in again on the next one: SegFormer steps took 1.43x as long (320 against 224
+#: ms, 1 thread, 2026-12-02) and whole runs in the engine's first full chain 1.4-1.9x as long as the same runs in a
+#: notebook process (identical steps and scores). On a cluster of your own, give ``dask worker`` the same
+#: environment (README: "Runs are jobs").
+WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+
 
 @dataclass
 class Done:
@@ -150,20 +161,22 @@ def local_cluster(n_workers: int | None = None, cores: Iterable[int] | None = No
         ``(cluster, client)``; close both when done (the chain does). ``cluster.scheduler_address`` is what the
         notebooks' ``scheduler`` parameter takes.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
     n_workers = n_workers or len(cores)
     saved = dict(os.environ)  # the nannies set OMP_NUM_THREADS=1 etc. here too, before spawning their workers
     try:
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",  # a free port: never collides with another cluster on this machine
-            memory_limit=0,  # no per-worker cap: the chain's peak is measured, not policed
-            silence_logs=logging.ERROR,
-        )
+        with dask.config.set({PRE_SPAWN: WORKER_ENVIRON}):
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # a free port: never collides with another cluster on this machine
+                memory_limit=0,  # no per-worker cap: the chain's peak is measured, not policed
+                silence_logs=logging.ERROR,
+            )
     finally:  # this process (and the notebook kernels the chain starts later) keep their own thread settings
         os.environ.clear()
         os.environ.update(saved)
