@@ -497,7 +497,7 @@ def run_classical(
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
 ) -> ClassicalRun:
-    """Fit, select on val, and score on test one classical model; append its rows to the results table.
+    """Fit, select on val, and score the held-out splits with one classical model; append its rows to the table.
 
     Args:
         ds: A dataset from :func:`helpers.datasets.open` (needs ``train``, ``val`` and ``test`` splits).
@@ -609,6 +609,14 @@ def run_classical(
     if n_ign:
         notes.append(f"{n_ign} all-ignore test chip(s)")
     test_scores = _metrics.scores(test_cm)
+    # every other held-out split too (Sen1Floods11's bolivia), as the deep rows do: same chosen model, scored once
+    other_scores = {}
+    for split in [s for s in ds.splits if s not in ("train", "val", "test") and ds.chip_ids(s)]:
+        (cm,), _, split_s, _ = _score_split(
+            ds, split, feature_set, [chosen], cache, timer, predict_jobs, progress=progress
+        )
+        predict_s += split_s
+        other_scores[split] = _metrics.scores(cm)
     runtime_s = time.perf_counter() - t_start
 
     imp, imp_kind = chosen.importances()
@@ -634,6 +642,8 @@ def run_classical(
     if val_scores is not None:
         rows += _results.score_rows(val_scores, split="val", class_names=ds.classes, context=context)
     rows += _results.score_rows(test_scores, split="test", class_names=ds.classes, context=context)
+    for split, scores in other_scores.items():
+        rows += _results.score_rows(scores, split=split, class_names=ds.classes, context=context)
     prediction_maps.save(maps_dir, ds.name, model_name, seed, {c: kept[c][0] for c in to_save if c in kept})
     if results_path is not None:
         _results.write_run(rows, results_path)

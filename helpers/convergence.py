@@ -225,8 +225,54 @@ def check(
     return row
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """The convergence table as printed: one line per checked run, points rounded, verdict spelled out."""
+def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike) -> pd.DataFrame:
+    """How the validations of each continuation compare with the run's own best, from the continuation's log.
+
+    Doubling selects the best of about twice as many validations. Where validation scores scatter around a
+    plateau (a small validation split), that maximum rises even when the model does not: the expected best of 2n
+    noisy draws is higher than the best of n. The *mean* of the continued validations tells the two apart: a model
+    still learning scores above its old best on average, one on a noisy plateau does not.
+
+    Args:
+        df: The convergence table (:func:`read`).
+        runs_dir: Root of the run folders; the continuation logs are ``<dataset>/<model>/seed<k>-x2/log.csv``.
+
+    Returns:
+        ``df``'s index with ``x2_mean_gain_points`` (mean validation mIoU of the validations after the original
+        last step, minus the original best, in points) and ``x2_sd_points`` (their standard deviation); NaN where
+        the log is missing.
+    """
+    out = pd.DataFrame(index=df.index, columns=["x2_mean_gain_points", "x2_sd_points"], dtype=float)
+    for i, row in df.iterrows():
+        src = train.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
+        log = src.parent / f"{src.name}-x2" / train.LOG
+        if not log.is_file():
+            continue
+        cont = pd.read_csv(log)
+        cont = cont.loc[cont["step"] > int(row["steps"]), "val_miou_macro"]
+        if len(cont):
+            out.loc[i] = [100 * (cont.mean() - float(row["val_miou_macro"])), 100 * cont.std(ddof=1)]
+    return out
+
+
+def reason(converged: bool, mean_gain: float) -> str:
+    """Why a row is or is not converged, in words (``mean_gain`` from :func:`continuation_trend`)."""
+    if converged:
+        return ""
+    if mean_gain != mean_gain:  # NaN: no continuation log
+        return "continuation log missing"
+    progress = 100 * train.PLATEAU["min_delta"]
+    if mean_gain <= progress:  # on average no better than before: the gain is the best of more noisy validations
+        return "noisy plateau: the best of more validations, not a better model"
+    return "still improving"
+
+
+def summary(df: pd.DataFrame, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The convergence table as printed: one line per checked run, points rounded, verdict spelled out.
+
+    With ``runs_dir``, two more columns say why a row did not converge (:func:`continuation_trend`): the mean of the
+    continued validations against the old best, and the reason.
+    """
     if df.empty:
         return pd.DataFrame(
             columns=[
@@ -244,7 +290,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             ]
         )
     order = df.sort_values(["dataset", "family", "model"], kind="stable")
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "dataset": [
                 f"{d} (simulated)" if s else d
@@ -261,4 +307,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             "Δ test": order["delta_test_points"].map("{:+.1f}".format),
             "converged": order["converged"].map({True: "yes", False: "no"}),
         }
-    ).reset_index(drop=True)
+    )
+    if runs_dir is not None:
+        trend = continuation_trend(order, runs_dir)
+        out["x2 mean vs best"] = trend["x2_mean_gain_points"].map(lambda v: "" if v != v else f"{v:+.1f}")
+        out["reason"] = [
+            reason(bool(c), float(g))
+            for c, g in zip(order["converged"], trend["x2_mean_gain_points"], strict=True)
+        ]
+    return out.reset_index(drop=True)

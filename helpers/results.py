@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -239,10 +240,35 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
         return _write_locked(new, path)
 
 
+def _keep_finished(new: pd.DataFrame, old: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Drop the rows of runs that could not run (``not_run``) where the table already holds that run finished.
+
+    A rerun without the weights (offline, no ``FM_WEIGHTS_DIR``) must never replace a finished result with a
+    missing one; the finished rows stay and a warning says why the new ones were not written.
+    """
+    if old.empty or "status" not in new:
+        return new
+    key = new[RUN_KEY].astype(str).agg("|".join, axis=1)
+    failed = new.assign(_key=key).groupby("_key")["status"].agg(lambda s: bool((s == "not_run").all()))
+    finished = set(old.loc[old["status"] == "ok", RUN_KEY].astype(str).agg("|".join, axis=1))
+    kept = [k for k in failed.index[failed] if k in finished]
+    if kept:
+        reason = new.loc[key.isin(kept), "note"].astype(str).iloc[0] if "note" in new else "not_run"
+        warnings.warn(
+            f"{path}: kept the finished rows of {', '.join(kept)} (dataset|model|seed); this rerun could not run "
+            f"them: {reason}",
+            stacklevel=4,
+        )
+    return new.loc[~key.isin(kept)]
+
+
 def _write_locked(new: pd.DataFrame, path: Path) -> pd.DataFrame:
     if _append_if_new(new, path):
         return read(path)
     old = read(path)
+    new = _keep_finished(new, old, path)
+    if new.empty:
+        return old
     if not old.empty:
         keys = new[RUN_KEY].astype(str).drop_duplicates()
         old_keys = old[RUN_KEY].astype(str)

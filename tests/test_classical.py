@@ -223,6 +223,11 @@ def test_runs_on_layout_fixtures(fixture_roots, name, model, tmp_path):
     assert run.test_cm.sum() == sum((ds.read_arrays(c)[1] >= 0).sum() for c in ds.chip_ids("test"))
     assert np.isfinite(run.test_scores["oa"])
     assert results.has_run(name, model, 0, tmp_path / "r.csv")
+    # every held-out split is scored, as for the deep rows (Sen1Floods11: test and bolivia)
+    held_out = [s for s in ds.splits if s not in ("train", "val")]
+    df = results.read(tmp_path / "r.csv")
+    assert set(df["split"]) == {"val", *held_out}
+    assert name != "sen1floods11" or "bolivia" in held_out
 
 
 @pytest.mark.slow

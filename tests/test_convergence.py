@@ -86,3 +86,34 @@ def test_side_by_side_writers_lose_no_rows(tmp_path):
         assert p.exitcode == 0
     table = results.read(path)
     assert len(table) == 45 and len(table.drop_duplicates(["dataset", "seed"])) == 45
+
+
+def test_reason_tells_a_noisy_plateau_from_a_model_still_improving(tmp_path):
+    def check_row(model, best, best_x2):
+        return dict(dataset="sim-burn", simulated=True, model=model, family="fm", seed=0, steps=100, steps_x2=200,
+                    stopped_by="plateau", val_miou_macro=best, val_miou_macro_x2=best_x2, test_miou_macro=0.8,
+                    test_miou_macro_x2=0.8, delta_val_points=100 * (best_x2 - best),
+                    delta_test_points=0.0, converged=abs(best_x2 - best) < 0.01)  # fmt: skip
+
+    # "noisy": validations scatter around the old best; their maximum is 1.5 points higher, their mean is not
+    # "rising": the continued validations are above the old best on average
+    curves = {"noisy": [0.80, 0.785, 0.815, 0.79, 0.80], "rising": [0.82, 0.83, 0.84, 0.845, 0.85]}
+    for model, vals in curves.items():
+        folder = train.run_dir(tmp_path, "sim-burn", model, 0)
+        folder = folder.parent / f"{folder.name}-x2"
+        folder.mkdir(parents=True)
+        steps = [50, 100, 150, 200, 250][: len(vals)]
+        pd.DataFrame({"step": [*steps[:1], *[s + 100 for s in steps[:-1]]], "val_miou_macro": vals}).to_csv(
+            folder / train.LOG, index=False
+        )
+    conv = pd.DataFrame(
+        [check_row("noisy", 0.80, 0.815), check_row("rising", 0.80, 0.85), check_row("ok", 0.8, 0.8)]
+    )
+    trend = convergence.continuation_trend(conv, tmp_path)
+    assert trend.loc[0, "x2_mean_gain_points"] == pytest.approx(100 * (sum(curves["noisy"][1:]) / 4 - 0.80))
+    assert trend.loc[1, "x2_mean_gain_points"] > 2 and trend["x2_mean_gain_points"].isna().tolist()[2]
+    table = convergence.summary(conv, tmp_path).set_index("model")
+    assert table.loc["noisy", "reason"].startswith("noisy plateau")
+    assert table.loc["rising", "reason"] == "still improving"
+    assert table.loc["ok", "reason"] == "" and table.loc["ok", "converged"] == "yes"
+    assert "reason" not in convergence.summary(conv).columns  # without the run folders: the plain table

@@ -73,6 +73,31 @@ def test_not_run_row(tmp_path):
     assert not results.has_run("sen1floods11", "prithvi_100m", 0, path)
 
 
+def test_not_run_never_replaces_a_finished_run(tmp_path):
+    path = tmp_path / "r.csv"
+    ctx = dict(task="flood", dataset="sim-flood", model="rf", family="classical")
+    results.write_run(_rows(0, 0.8) + _rows(1, 0.7), path)
+    # a rerun without the weights / offline: seed 0 could not run; its finished rows stay
+    with pytest.warns(UserWarning, match=r"kept the finished rows of sim-flood\|rf\|0 .*weights unavailable"):
+        results.write_run([results.not_run_row("weights unavailable", {**ctx, "seed": 0})], path)
+    df = results.read(path)
+    assert (df["status"] == "ok").all() and len(df) == 2 * len(_rows(0))
+    assert df.query("seed == 0 and metric == 'miou_macro'")["value"].tolist() == [0.8]
+    # in the same write, a run that is new still gets its not_run row, and a finished rerun replaces its old rows
+    with pytest.warns(UserWarning, match="kept the finished rows"):
+        results.write_run(
+            [results.not_run_row("weights unavailable", {**ctx, "seed": s}) for s in (0, 5)] + _rows(1, 0.9),
+            path,
+        )
+    df = results.read(path)
+    assert df.query("seed == 5")["status"].tolist() == ["not_run"]
+    assert df.query("seed == 1 and metric == 'miou_macro'")["value"].tolist() == [0.9]
+    assert df.query("seed == 0 and metric == 'miou_macro'")["value"].tolist() == [0.8]
+    # a finished run replaces an earlier not_run row (no warning)
+    results.write_run(_rows(5, 0.6), path)
+    assert results.read(path).query("seed == 5")["status"].eq("ok").all()
+
+
 def test_failed_write_leaves_table_intact(tmp_path, monkeypatch):
     path = tmp_path / "r.csv"
     results.write_run(_rows(0), path)
