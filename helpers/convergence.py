@@ -262,7 +262,8 @@ def reason(converged: bool, mean_gain: float) -> str:
     if mean_gain != mean_gain:  # NaN: no continuation log
         return "continuation log missing"
     progress = 100 * train.PLATEAU["min_delta"]
-    if mean_gain <= progress:  # on average no better than before: the gain is the best of more noisy validations
+    # on average no better than before: the gain is the best of more noisy validations
+    if mean_gain <= progress:
         return "noisy plateau: the best of more validations, not a better model"
     return "still improving"
 
