@@ -455,6 +455,21 @@ class ClassicalRun:
     timings: dict
     n_train_pixels: int
     missing_classes: list[str]
+    written: bool = True  # False: the table held this run under the same key, rows and maps left as they were
+
+
+def key_settings(model_name: str, budget: Budget, val_budget: Budget, n_jobs: int) -> dict:
+    """What a classical run's numbers depend on besides data, model name and seed (its ``run_key`` settings)."""
+    kind, feature_set = MODELS[model_name]
+    return {
+        "feature_set": feature_set,
+        "feature_set_version": _features.FEATURE_SET_VERSION,
+        "grid": RF_GRID if kind == "rf" else LGBM_GRID,
+        "fixed": RF_FIXED if kind == "rf" else LGBM_FIXED,
+        "budget": budget,
+        "val_budget": val_budget,
+        "n_jobs": int(n_jobs),
+    }
 
 
 def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), progress=False):
@@ -496,8 +511,14 @@ def run_classical(
     cache: FeatureCache | None = None,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> ClassicalRun:
     """Fit, select on val, and score the held-out splits with one classical model; append its rows to the table.
+
+    A classical run is refitted even when the table already holds it under the same ``run_key``
+    (:func:`helpers.results.run_key`): it costs seconds, and notebook 02 draws its importances and maps from the
+    fitted model. Its rows and maps are then not written again (``written`` is False), so an unchanged rerun
+    leaves the table and the saved maps as they were; ``force`` writes them anyway.
 
     Args:
         ds: A dataset from :func:`helpers.datasets.open` (needs ``train``, ``val`` and ``test`` splits).
@@ -519,6 +540,7 @@ def run_classical(
         progress: Show tqdm bars.
         maps_dir: Also save the test maps of :func:`helpers.prediction_maps.chip_ids` there (for the
             cross-family figures of notebook 05; ``None``: save none).
+        force: Write the rows and maps even when the table holds this run under the same key.
 
     Returns:
         A :class:`ClassicalRun`.
@@ -537,6 +559,10 @@ def run_classical(
                 f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
             )
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
+    key, write = "", True  # without a table, every run is new
+    if results_path is not None:
+        key = _results.run_key(ds, model_name, seed, key_settings(model_name, budget, val_budget, n_jobs))
+        write = force or not _results.has_run(ds.name, model_name, seed, results_path, key=key)
     _seed_everything(seed)
     t_start = time.perf_counter()
     timer = _Timer()
@@ -637,6 +663,7 @@ def run_classical(
         "feature_s": round(timer.feature_s, 3),
         "model_size_mb": round(chosen.size_mb(), 4),
         "note": "; ".join(notes),
+        "run_key": key,
     }
     rows = []
     if val_scores is not None:
@@ -644,9 +671,12 @@ def run_classical(
     rows += _results.score_rows(test_scores, split="test", class_names=ds.classes, context=context)
     for split, scores in other_scores.items():
         rows += _results.score_rows(scores, split=split, class_names=ds.classes, context=context)
-    prediction_maps.save(maps_dir, ds.name, model_name, seed, {c: kept[c][0] for c in to_save if c in kept})
-    if results_path is not None:
-        _results.write_run(rows, results_path)
+    if write:
+        prediction_maps.save(
+            maps_dir, ds.name, model_name, seed, {c: kept[c][0] for c in to_save if c in kept}
+        )
+        if results_path is not None:
+            _results.write_run(rows, results_path)
     return ClassicalRun(
         rows=rows,
         model=chosen.est,
@@ -669,6 +699,7 @@ def run_classical(
         },
         n_train_pixels=len(train),
         missing_classes=missing,
+        written=write,
     )
 
 

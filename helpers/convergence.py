@@ -52,6 +52,8 @@ COLUMNS = [
     "test_miou_macro_x2",
     "delta_val_points",
     "delta_test_points",
+    "x2_mean_gain_points",
+    "x2_sd_points",
     "converged",
     "config_sha",
     "git_sha",
@@ -59,6 +61,9 @@ COLUMNS = [
 ]
 
 KEY = ["dataset", "model", "seed"]
+
+#: Columns added after the first tables were written (read as NaN from an older table).
+_LATER_COLUMNS = ("x2_mean_gain_points", "x2_sd_points")
 
 
 def config_sha(config: dict) -> str:
@@ -72,6 +77,9 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
     df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    for c in _LATER_COLUMNS:  # tables written before these columns existed
+        if c not in df:
+            df[c] = float("nan")
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise ValueError(f"{path}: not a convergence table of this study (missing columns {missing})")
@@ -180,6 +188,9 @@ def check(
     train.seed_everything(seed)
     model = make_model()
     out_dir = src.parent / f"{src.name}-x{factor:g}"
+    train.claim_run_dir(
+        out_dir, f"continuation of {sha}"
+    )  # a continuation of another run's settings is stale
     tr = train.continue_run(
         model, ds, src=src, out_dir=out_dir, factor=factor, force=force, progress=progress, **fit_kwargs
     )
@@ -198,6 +209,7 @@ def check(
         torch.set_num_threads(prev)
     test1 = float(metrics.scores(cm)["miou_macro"])
     val0 = float(state["best_score"])
+    gain, sd = _trend(out_dir / train.LOG, int(state["step"]), val0)
     row = {
         "task": ds.task,
         "dataset": ds.name,
@@ -217,6 +229,8 @@ def check(
         "delta_val_points": 100 * (tr.best_score - val0),
         "delta_test_points": 100 * (test1 - test0),
         "converged": bool(abs(100 * (tr.best_score - val0)) < CONVERGED_POINTS),
+        "x2_mean_gain_points": gain,
+        "x2_sd_points": sd,
         "config_sha": sha,
         "git_sha": results.git_sha(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -225,7 +239,7 @@ def check(
     return row
 
 
-def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike) -> pd.DataFrame:
+def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     """How the validations of each continuation compare with the run's own best, from the continuation's log.
 
     Doubling selects the best of about twice as many validations. Where validation scores scatter around a
@@ -234,8 +248,9 @@ def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike) -> pd.Data
     still learning scores above its old best on average, one on a noisy plateau does not.
 
     Args:
-        df: The convergence table (:func:`read`).
-        runs_dir: Root of the run folders; the continuation logs are ``<dataset>/<model>/seed<k>-x2/log.csv``.
+        df: The convergence table (:func:`read`); rows written by :func:`check` carry their trend already.
+        runs_dir: Root of the run folders, for older rows without it; the continuation logs are
+            ``<dataset>/<model>/seed<k>-x2/log.csv``.
 
     Returns:
         ``df``'s index with ``x2_mean_gain_points`` (mean validation mIoU of the validations after the original
@@ -244,15 +259,27 @@ def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike) -> pd.Data
     """
     out = pd.DataFrame(index=df.index, columns=["x2_mean_gain_points", "x2_sd_points"], dtype=float)
     for i, row in df.iterrows():
-        src = train.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
-        log = src.parent / f"{src.name}-x2" / train.LOG
-        if not log.is_file():
+        if "x2_mean_gain_points" in row and row["x2_mean_gain_points"] == row["x2_mean_gain_points"]:
+            out.loc[i] = [row["x2_mean_gain_points"], row["x2_sd_points"]]  # recorded by the check itself
             continue
-        cont = pd.read_csv(log)
-        cont = cont.loc[cont["step"] > int(row["steps"]), "val_miou_macro"]
-        if len(cont):
-            out.loc[i] = [100 * (cont.mean() - float(row["val_miou_macro"])), 100 * cont.std(ddof=1)]
+        if runs_dir is None:
+            continue
+        src = train.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
+        out.loc[i] = _trend(
+            src.parent / f"{src.name}-x2" / train.LOG, int(row["steps"]), float(row["val_miou_macro"])
+        )
     return out
+
+
+def _trend(log: Path, steps: int, best: float) -> tuple[float, float]:
+    """Mean and SD (points) of a continuation's validations after step ``steps``, minus the old ``best``."""
+    if not log.is_file():
+        return float("nan"), float("nan")
+    cont = pd.read_csv(log)
+    cont = cont.loc[cont["step"] > steps, "val_miou_macro"]
+    if not len(cont):
+        return float("nan"), float("nan")
+    return 100 * (float(cont.mean()) - best), 100 * float(cont.std(ddof=1)) if len(cont) > 1 else float("nan")
 
 
 def reason(converged: bool, mean_gain: float) -> str:
@@ -309,7 +336,8 @@ def summary(df: pd.DataFrame, runs_dir: str | os.PathLike | None = None) -> pd.D
             "converged": order["converged"].map({True: "yes", False: "no"}),
         }
     )
-    if runs_dir is not None:
+    recorded = "x2_mean_gain_points" in order and order["x2_mean_gain_points"].notna().any()
+    if runs_dir is not None or recorded:
         trend = continuation_trend(order, runs_dir)
         out["x2 mean vs best"] = trend["x2_mean_gain_points"].map(lambda v: "" if v != v else f"{v:+.1f}")
         out["reason"] = [

@@ -19,14 +19,17 @@ Functions:
 * :func:`local_cluster` starts ``n`` 1-thread worker processes on this machine, each pinned to its own core;
 * :func:`connect` returns a client for a scheduler address (``None``: no cluster; jobs run in this process);
 * :func:`submit` runs ``fn(*args, **kwargs)`` as a job (``after=`` jobs that must finish first);
-* :func:`gather` waits for jobs in order, with a progress bar over completions, and re-raises a job's error.
+* :func:`gather` waits for every job, with a progress bar over completions, and returns their values in
+  submission order; when jobs failed, it raises :class:`JobsFailed` after the others have finished, naming each
+  failed job and its traceback (a failed run costs only itself: every finished run has written its rows).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +55,42 @@ class Done:
     """A job already run in this process: the in-process stand-in for a ``distributed.Future``."""
 
     value: Any
+    label: str = ""
+    error: BaseException | None = None
+    traceback: str = ""
 
     def result(self) -> Any:
-        """The job's return value."""
+        """The job's return value (re-raises its error)."""
+        if self.error is not None:
+            raise self.error
         return self.value
+
+
+class JobsFailed(RuntimeError):
+    """Some jobs of a batch raised; every other job ran to its end.
+
+    Attributes:
+        failures: ``(label, traceback text)`` per failed job, in submission order.
+    """
+
+    def __init__(self, failures: Sequence[tuple[str, str]], n_jobs: int) -> None:
+        self.failures = list(failures)
+        text = "\n\n".join(f"--- {label}\n{tb.rstrip()}" for label, tb in self.failures)
+        super().__init__(f"{len(self.failures)} of {n_jobs} jobs failed (the others finished):\n\n{text}")
+
+
+def label(fn: Callable, args: tuple, kwargs: Mapping) -> str:
+    """A job's name in reports: the function and the dataset / model / seed it was given."""
+    parts = []
+    for a in (*args, *kwargs.values()):
+        if hasattr(a, "fingerprint") and hasattr(a, "name"):
+            parts.append(str(a.name))
+    for k in ("model_name", "model", "row", "variant", "models", "rows", "seed", "seeds"):
+        if k in kwargs:
+            parts.append(f"{k}={kwargs[k]}")
+    pos = [a for a in args if isinstance(a, (str, int)) and not isinstance(a, bool)]
+    parts += [str(a) for a in pos]
+    return f"{getattr(fn, '__qualname__', fn)}({', '.join(parts)})"
 
 
 def _pin_job_thread() -> None:
@@ -115,27 +150,54 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
             job to finish is a short one).
         **kwargs: Its keyword arguments.
     """
+    name = label(fn, args, kwargs)
     if client is None:
-        return Done(fn(*args, **kwargs))
-    return client.submit(_call, fn, args, kwargs, list(after), os.getcwd(), pure=False, priority=priority)
+        failed = [j for j in after if isinstance(j, Done) and j.error is not None]
+        if failed:
+            err = RuntimeError(f"not run: it waits for {failed[0].label}, which failed")
+            return Done(None, name, err, f"{type(err).__name__}: {err}\n")
+        try:
+            return Done(fn(*args, **kwargs), name)
+        except Exception as err:  # reported by gather once the other jobs have run
+            return Done(None, name, err, traceback.format_exc())
+    future = client.submit(_call, fn, args, kwargs, list(after), os.getcwd(), pure=False, priority=priority)
+    _LABELS[future.key] = name
+    return future
+
+
+#: Labels of submitted futures (by key), for :func:`gather`'s report.
+_LABELS: dict[str, str] = {}
 
 
 def gather(jobs: Sequence, desc: str = "jobs") -> list:
-    """The jobs' return values in submission order; waits for all, raising the first failed job's error.
+    """The jobs' return values in submission order, once every job has ended.
 
     A tqdm bar counts finished jobs. In-process jobs (:class:`Done`) have already run.
+
+    Raises:
+        JobsFailed: One or more jobs raised (or waited for one that did); it names each with its traceback. The
+            other jobs ran to their end first, so their results are written.
     """
     jobs = list(jobs)
     pending = [j for j in jobs if not isinstance(j, Done)]
+    failures: dict[int, tuple[str, str]] = {}
     if pending:
         from distributed import as_completed
         from tqdm.auto import tqdm
 
+        index = {id(j): i for i, j in enumerate(jobs)}
         with pending[0].client.as_current(), tqdm(total=len(pending), desc=desc) as bar:
             for job in as_completed(pending):
-                if job.status == "error":
-                    job.result()  # re-raises the job's exception here, with its traceback
+                if job.status != "finished":
+                    err = job.exception()
+                    tb = "".join(traceback.format_exception(type(err), err, job.traceback()))
+                    failures[index[id(job)]] = (_LABELS.get(job.key, str(job.key)), tb)
                 bar.update()
+    for i, j in enumerate(jobs):
+        if isinstance(j, Done) and j.error is not None:
+            failures[i] = (j.label, j.traceback)
+    if failures:
+        raise JobsFailed([failures[i] for i in sorted(failures)], len(jobs))
     return [j.result() for j in jobs]
 
 

@@ -720,6 +720,31 @@ def best_maps_figure(
     )
 
 
+def run_maps_figure(
+    ds,
+    models: Sequence[str],
+    maps_dir: str | os.PathLike,
+    *,
+    seeds: Sequence[int] | None = None,
+    title: str = "",
+) -> plt.Figure | None:
+    """The saved test maps of ``models`` on ``ds`` (lowest seed among ``seeds`` with maps), one column each.
+
+    Drawn from what the runs saved (:mod:`helpers.prediction_maps`), never by rebuilding a model from its
+    checkpoint: a fresh clone has the committed maps but no checkpoints, and its redrawn figure must be the
+    committed one. ``None`` when no model has saved maps (the caller leaves an existing figure as it is).
+    """
+    columns = []
+    for model in models:
+        found = prediction_maps.load_run(maps_dir, ds.name, model, seeds)
+        columns.append(
+            MapColumn(model + (f" (seed {found[0]})" if found else ""), found[1] if found else None)
+        )
+    if all(c.maps is None for c in columns):
+        return None
+    return prediction_maps_figure(ds, prediction_maps.chip_ids(ds), columns, title=title)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # all figures
 

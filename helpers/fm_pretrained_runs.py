@@ -263,13 +263,26 @@ def run_frozen(
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; expected one of {sorted(ROWS)}")
     model_name, head_kind = ROWS[row]
-    if results_path is not None and not force and _results.has_run(ds.name, row, seed, results_path):
+    budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
+    val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
+    key = _results.run_key(
+        ds,
+        row,
+        seed,
+        {
+            "weights_sha256": W.SPECS[model_name].sha256,  # a loaded file is checked against it
+            "embedder": settings or {},
+            "adapter": A.ADAPTER_VERSION,
+            "budget": budget,
+            "val_budget": val_budget,
+            "n_jobs": n_jobs,
+        },
+    )
+    if results_path is not None and not force and _results.has_run(ds.name, row, seed, results_path, key):
         return FMRun(status="skipped")
     for split in ("train", "test"):
         if split not in ds.splits or not ds.chip_ids(split):
             raise ValueError(f"{ds.name}: the {split!r} split has no chips")
-    budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
-    val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     t_start = time.perf_counter()
     if embedder is None:
         try:
@@ -377,6 +390,7 @@ def run_frozen(
         "peak_mem_mb": round(runtime.peak_memory_mb(), 1),
         "model_size_mb": round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
         "note": "; ".join(notes),
+        "run_key": key,
     }
     rows = []
     for split in ["val", *held_out]:
@@ -532,6 +546,7 @@ def run_galileo_nano_finetune(
         family="fm",
         pretraining="published",
         weights=W.SPECS["galileo_nano"].sha256,
+        key_settings={"patch_size": patch_size, "window": window, "adapter": A.ADAPTER_VERSION},
         force=force,
         note=note,
         progress=progress,

@@ -47,10 +47,11 @@ from torch import nn
 
 from helpers import pretrain as PT
 from helpers import results, train
-from helpers.datasets import channel_stats
+from helpers.datasets import channel_stats, fingerprint
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
+from helpers.weights import sha256_file
 
 PREFIX = "prithvi_arch_small"
 PUBLISHED = "prithvi_100m"
@@ -260,10 +261,31 @@ def run_prithvi_small(
     v = VARIANTS[variant]
     name = variant + ("_pooled" if pretrain_on is not None and v.pretext else "")
     out_dir = train.run_dir(runs_dir, ds.name, name, seed)
-    checkable = convergence_path is not None and (out_dir / train.LAST).exists()
-    if not force and results.has_run(ds.name, name, seed, results_path) and not checkable:
-        return train.RunOutcome(out_dir, True, [], None)
     ft = settings.fit_kwargs(ds)
+    if v.probe:
+        ft["lr"] = settings.probe_lr
+    key_settings = {
+        "variant": variant,
+        "model": settings.pretrain.model,
+        "neck_dim": settings.neck_dim,
+        "head_channels": settings.head_channels,
+        # what the encoder starts from: the pretraining run's settings and data (its cache key's inputs)
+        "pretraining": (
+            {
+                "config": settings.pretrain,
+                "seed": settings.pretrain_seed,
+                "data": [fingerprint(d) for d in (pretrain_on or [ds])],
+            }
+            if v.pretext
+            else None
+        ),
+    }
+    key = train.key_for(
+        ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
+    )
+    checkable = convergence_path is not None and (out_dir / train.LAST).exists()
+    if not force and results.has_run(ds.name, name, seed, results_path, key=key) and not checkable:
+        return train.RunOutcome(out_dir, True, [], None)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
     pre, weights, pre_note = None, "random-init", ""
@@ -294,8 +316,6 @@ def run_prithvi_small(
             model.freeze_encoder()
         return model.to(device)
 
-    if v.probe:
-        ft["lr"] = settings.probe_lr
     c = settings.pretrain.model
     origin = "in-study pretraining" if v.pretext else "random init"
     note = (
@@ -316,6 +336,7 @@ def run_prithvi_small(
         family="fm",
         pretraining=v.pretraining,
         weights=weights,
+        key_settings=key_settings,
         note=note,
         force=force,
         progress=progress,
@@ -341,7 +362,7 @@ def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train
         return model.to(device)
 
     note = "plain ViT-seg from scratch (no pretrained weights for 6/18-band input exist offline)"
-    return _run_scratch(ds, seed, "vit", make_model, settings, note, **kw)
+    return _run_scratch(ds, seed, "vit", make_model, settings, note, settings.vit, **kw)
 
 
 def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train.RunOutcome:
@@ -355,10 +376,10 @@ def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) ->
         return SegFormer(ds.n_channels, ds.num_classes, mean=mean, std=std, **settings.segformer).to(device)
 
     note = "SegFormer (MiT-b0-like) from scratch (ImageNet weights neither obtainable offline nor 6/18-band)"
-    return _run_scratch(ds, seed, "segformer", make_model, settings, note, **kw)
+    return _run_scratch(ds, seed, "segformer", make_model, settings, note, settings.segformer, **kw)
 
 
-def _run_scratch(ds, seed, name, make_model, settings, note, **kw) -> train.RunOutcome:
+def _run_scratch(ds, seed, name, make_model, settings, note, arch, **kw) -> train.RunOutcome:
     kw.pop("cache_dir", None)
     return train.run(
         ds,
@@ -368,6 +389,7 @@ def _run_scratch(ds, seed, name, make_model, settings, note, **kw) -> train.RunO
         family="fm",
         pretraining="none",
         weights="random-init",
+        key_settings={"arch": arch},
         note=note,
         **kw,
         **settings.fit_kwargs(ds),
@@ -429,10 +451,14 @@ def run_prithvi_published(
             results.write_run([row], results_path)
             return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), False, [row], None)
         return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
-    if not force and results.has_run(ds.name, PUBLISHED, seed, results_path):
-        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
     ft = settings.fit_kwargs(ds, lr=settings.published_lr)
     ft["crop_size"] = settings.published_crop_size or ft["crop_size"]
+    key_settings = {"checkpoint_sha256": sha256_file(path), "config": settings.published_config, "head": 256}
+    key = train.key_for(
+        ds, PUBLISHED, seed, family="fm", pretraining="published", key_settings=key_settings, **ft
+    )
+    if not force and results.has_run(ds.name, PUBLISHED, seed, results_path, key=key):
+        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
     mae, info = P.load_prithvi_checkpoint(path, config=settings.published_config)  # checked before training
     device = pick_device()
 
@@ -455,6 +481,7 @@ def run_prithvi_published(
         family="fm",
         pretraining="published",
         weights=f"{path.name} sha256:{info['sha256'][:16]}",
+        key_settings=key_settings,
         note=note,
         force=force,
         progress=progress,

@@ -7,11 +7,20 @@ rows, so the table never holds duplicates or a half-written run.
 
 A model that could not be run (e.g. Prithvi without its weights file) writes one row with ``status="not_run"``
 and the reason in ``note``; it is never filled with another model's numbers.
+
+Every row carries the ``run_key`` of its run (:func:`run_key`): a hash of everything that can change its numbers.
+A run is skipped only when the table holds it finished under the same key (:func:`has_run`), so a changed setting,
+regenerated data or a new package version reruns it, and a rerun with nothing changed recomputes nothing. The new
+rows replace the old ``(dataset, model, seed)`` rows only once the run has finished; a ``not_run`` never replaces
+a finished run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -57,10 +66,11 @@ COLUMNS = [
     "model_size_mb",
     "git_sha",
     "timestamp",
+    "run_key",
 ]
 
-#: A run is identified by these columns; rewriting a run replaces all its rows.
-RUN_KEY = ["dataset", "model", "seed"]
+#: The columns that name a run in the table; writing a run replaces every earlier row with the same values.
+RUN_COLUMNS = ["dataset", "model", "seed"]
 
 FAMILIES = ("classical", "cnn", "fm")
 
@@ -92,6 +102,48 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _plain(value):
+    """JSON form of a setting: dataclasses as dicts, tuples as lists, paths refused (they differ by machine)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"run_key: setting {value!r} ({type(value).__name__}) is not a plain value; pass what determines the "
+        "numbers (a file's sha256, not its path)"
+    )
+
+
+def run_key(ds, model: str, seed: int, settings: Mapping | None = None) -> str:
+    """16-hex-digit identity of a run: everything that can change its numbers, hashed.
+
+    It covers the dataset's content (:meth:`helpers.datasets.ChipDataset.fingerprint`), the model name, the seed,
+    the package version (bumped whenever a code change moves results) and the family's ``settings``: every
+    training, feature and model setting, the threads per run (they change results in the third decimal) and the
+    sha256 of any weights file. Settings that only say where things go (paths, progress bars) stay out, so the same
+    run on another machine or in another folder has the same key.
+
+    Raises:
+        TypeError: A setting that is not a plain value (e.g. a path or a function).
+    """
+    from helpers import __version__, datasets
+
+    blob = {
+        "dataset": datasets.fingerprint(ds),
+        "model": str(model),
+        "seed": int(seed),
+        "version": __version__,
+        "settings": _plain(dict(settings or {})),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def score_rows(
@@ -159,15 +211,21 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], low_memory=False)
-    for col in ("class", "note", "status", "pretraining", "weights", "split", "stopped_by"):
+    df = pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values=["", "nan", "NaN"],
+        low_memory=False,
+        dtype={"run_key": str},  # hex digits such as "12e4..." must not become numbers
+    )
+    for col in ("class", "note", "status", "pretraining", "weights", "split", "stopped_by", "run_key"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
     return df
 
 
 #: Text columns written as empty strings (not NaN) when a row lacks them.
-_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by")
+_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by", "run_key")
 
 
 def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
@@ -187,8 +245,8 @@ def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
         fh.seek(-1, os.SEEK_END)
         if fh.read(1) != b"\n":
             return False
-    old_keys = pd.read_csv(path, usecols=RUN_KEY, dtype=str, keep_default_na=False).drop_duplicates()
-    keys = new[RUN_KEY].astype(str).drop_duplicates()
+    old_keys = pd.read_csv(path, usecols=RUN_COLUMNS, dtype=str, keep_default_na=False).drop_duplicates()
+    keys = new[RUN_COLUMNS].astype(str).drop_duplicates()
     if not old_keys.merge(keys, how="inner").empty:
         return False
     out = new.reindex(columns=header)
@@ -244,13 +302,24 @@ def _keep_finished(new: pd.DataFrame, old: pd.DataFrame, path: Path) -> pd.DataF
     """Drop the rows of runs that could not run (``not_run``) where the table already holds that run finished.
 
     A rerun without the weights (offline, no ``FM_WEIGHTS_DIR``) must never replace a finished result with a
-    missing one; the finished rows stay and a warning says why the new ones were not written.
+    missing one; the finished rows stay and a warning says why the new ones were not written. A ``not_run`` that
+    repeats the table's ``not_run`` of the run word for word is dropped too (silently): rewriting it would change
+    nothing but its timestamp.
     """
     if old.empty or "status" not in new:
         return new
-    key = new[RUN_KEY].astype(str).agg("|".join, axis=1)
+    key = new[RUN_COLUMNS].astype(str).agg("|".join, axis=1)
     failed = new.assign(_key=key).groupby("_key")["status"].agg(lambda s: bool((s == "not_run").all()))
-    finished = set(old.loc[old["status"] == "ok", RUN_KEY].astype(str).agg("|".join, axis=1))
+    old_key = old[RUN_COLUMNS].astype(str).agg("|".join, axis=1)
+    if "note" in new:
+        same = set(
+            old_key[old["status"] == "not_run"]
+            + "|"
+            + old.loc[old["status"] == "not_run", "note"].astype(str)
+        )
+        repeated = key[(new["status"] == "not_run") & (key + "|" + new["note"].astype(str)).isin(same)]
+        new, key = new.loc[~key.isin(set(repeated))], key.loc[~key.isin(set(repeated))]
+    finished = set(old_key[old["status"] == "ok"])
     kept = [k for k in failed.index[failed] if k in finished]
     if kept:
         reason = new.loc[key.isin(kept), "note"].astype(str).iloc[0] if "note" in new else "not_run"
@@ -270,8 +339,8 @@ def _write_locked(new: pd.DataFrame, path: Path) -> pd.DataFrame:
     if new.empty:
         return old
     if not old.empty:
-        keys = new[RUN_KEY].astype(str).drop_duplicates()
-        old_keys = old[RUN_KEY].astype(str)
+        keys = new[RUN_COLUMNS].astype(str).drop_duplicates()
+        old_keys = old[RUN_COLUMNS].astype(str)
         drop = old_keys.merge(keys, how="left", indicator=True)["_merge"].eq("both").to_numpy()
         old = old.loc[~drop]
     frames = [f for f in (old, new) if not f.empty]
@@ -285,11 +354,25 @@ def _write_locked(new: pd.DataFrame, path: Path) -> pd.DataFrame:
     return out
 
 
-def has_run(dataset: str, model: str, seed: int, path: str | os.PathLike = DEFAULT_PATH) -> bool:
-    """Whether a finished (status ``ok``) run of ``(dataset, model, seed)`` is already in the table."""
+def has_run(
+    dataset: str,
+    model: str,
+    seed: int,
+    path: str | os.PathLike = DEFAULT_PATH,
+    key: str | None = None,
+) -> bool:
+    """Whether the table holds ``(dataset, model, seed)`` finished (status ``ok``), under ``key`` if given.
+
+    The runners pass their :func:`run_key`: a run finished under other settings, other data or an older package
+    version (or written before rows carried keys) does not count, so it is rerun.
+    """
     df = read(path)
     if df.empty:
         return False
     sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
-    sel &= df["seed"].astype(str) == str(seed)
-    return bool((sel & (df["status"] == "ok")).any())
+    sel &= (df["seed"].astype(str) == str(seed)) & (df["status"] == "ok")
+    if key is not None:
+        if "run_key" not in df:
+            return False
+        sel &= df["run_key"].astype(str) == key
+    return bool(sel.any())

@@ -68,6 +68,7 @@ from helpers.io import atomic_write
 LAST = "last.pt"
 BEST = "best.pt"
 LOG = "log.csv"
+KEY = "run_key"  # the run_key of the run whose checkpoints a run folder holds (written by :func:`run`)
 CHECKPOINT_FORMAT = 2
 
 
@@ -925,6 +926,48 @@ class RunOutcome:
     train: TrainResult | None
 
 
+def claim_run_dir(out_dir: Path, key: str) -> None:
+    """Make ``out_dir`` the folder of the run ``key``: checkpoints of another run (other settings) are removed.
+
+    A run folder is named by (dataset, model, seed), so a changed setting meets the checkpoints of the run it
+    replaces; those are stale (their rows are replaced when the new run finishes) and :func:`fit` would refuse to
+    resume them. Checkpoints of the same key are kept: an interrupted run resumes where it stopped.
+    """
+    marker = out_dir / KEY
+    held = marker.read_text().strip() if marker.is_file() else None
+    if held != key:
+        for name in (LAST, BEST, LOG):
+            (out_dir / name).unlink(missing_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(marker, lambda tmp: tmp.write_text(key + "\n"))
+
+
+#: :func:`fit` arguments that never change a run's numbers, left out of its key.
+_NOT_IN_KEY = ("num_threads", "progress", "cache_mb", "force", "start_from")
+
+
+def key_for(
+    ds,
+    model_name: str,
+    seed: int,
+    *,
+    family: str = "cnn",
+    pretraining: str = "none",
+    key_settings: Mapping | None = None,
+    **fit_kwargs,
+) -> str:
+    """The ``run_key`` :func:`run` gives this run (:func:`helpers.results.run_key`), without running it.
+
+    The training settings, the threads per run and the caller's ``key_settings`` (what the model is built from:
+    architecture settings, pretraining, the sha256 of a weights file) go in. Runners that do expensive work before
+    :func:`run` (loading a checkpoint, pretraining) call this first to skip a finished run early.
+    """
+    threads = int(fit_kwargs.get("num_threads") or runtime.machine_threads())
+    fit = {k: v for k, v in fit_kwargs.items() if k not in _NOT_IN_KEY}
+    settings = {"family": family, "pretraining": pretraining, "threads": threads, "fit": fit}
+    return results.run_key(ds, model_name, seed, {**settings, **dict(key_settings or {})})
+
+
 def run(
     ds,
     model_name: str,
@@ -936,6 +979,7 @@ def run(
     family: str = "cnn",
     pretraining: str = "none",
     weights: str = "random-init",
+    key_settings: Mapping | None = None,
     force: bool = False,
     note: str = "",
     progress: bool = True,
@@ -948,7 +992,7 @@ def run(
     Seeds python/numpy/torch with ``seed`` and calls ``make_model()`` (so weight initialisation is reproducible),
     trains with :func:`fit`, reloads the best weights, and scores the validation split and every held-out split
     (``test``, and ``bolivia`` where it exists) once, with the same sliding windows as validation. A run already in
-    the results table is skipped unless ``force``.
+    the results table under the same ``run_key`` (:func:`key_for`) is skipped unless ``force``.
 
     Args:
         ds: Dataset (``helpers.datasets`` API).
@@ -960,6 +1004,8 @@ def run(
         family: ``"cnn"`` or ``"fm"``.
         pretraining: ``"none"``, ``"mae-in-study"``, ``"spectral-in-study"`` or ``"published"``.
         weights: Which weights the model started from (``"random-init"``, a file name, ...).
+        key_settings: What ``make_model`` builds from, for the run's key (architecture settings, the sha256 of a
+            weights file, the pretraining settings); the model name stands for the rest.
         force: Retrain and rewrite even if the run exists.
         note: Free text for the ``note`` column.
         progress: Show tqdm bars.
@@ -991,9 +1037,13 @@ def run(
                 **fit_kwargs,
             )
 
-    if not force and results.has_run(ds.name, model_name, seed, results_path):
+    key = key_for(
+        ds, model_name, seed, family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs
+    )
+    if not force and results.has_run(ds.name, model_name, seed, results_path, key=key):
         check_convergence()
         return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)
+    claim_run_dir(out_dir, key)
     peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
     seed_everything(seed)
@@ -1051,6 +1101,7 @@ def run(
         "predict_s": predict_s,
         "peak_mem_mb": runtime.peak_memory_mb(),
         "model_size_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
+        "run_key": key,
     }
     rows = []
     for split in ["val", *held_out]:

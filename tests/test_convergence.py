@@ -43,10 +43,15 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
         out.train.history[["step", "train_loss", "val_miou_macro"]],
         check_exact=True,
     )
-    # a rerun (skipped run) does not redo the check; a run under other settings replaces it
+    # the check records the continuation's trend itself (the table then needs no run folder)
+    after = cont.loc[cont["step"] > row["steps"], "val_miou_macro"]
+    assert row["x2_mean_gain_points"] == pytest.approx(100 * (after.mean() - row["val_miou_macro"]))
+    # a rerun (skipped run) does not redo the check; a run under other settings (no force needed: another
+    # run_key) retrains over the stale checkpoints and replaces the check
     again = train.run(ds, "unet", lambda: pytest.fail("no model needed"), **kw)
     assert again.skipped and len(convergence.read(conv)) == 1
-    other = train.run(ds, "unet", lambda: tiny_unet(ds), force=True, **{**kw, "lr": 1e-3})
+    other = train.run(ds, "unet", lambda: tiny_unet(ds), **{**kw, "lr": 1e-3})
+    assert not other.skipped
     table = convergence.read(conv)
     assert len(table) == 1 and table.iloc[0]["config_sha"] == convergence.config_sha(other.train.config)
     assert table.iloc[0]["config_sha"] != row["config_sha"]
@@ -117,3 +122,7 @@ def test_reason_tells_a_noisy_plateau_from_a_model_still_improving(tmp_path):
     assert table.loc["rising", "reason"] == "still improving"
     assert table.loc["ok", "reason"] == "" and table.loc["ok", "converged"] == "yes"
     assert "reason" not in convergence.summary(conv).columns  # without the run folders: the plain table
+    # rows written by check() carry their trend: the reasons need no run folder (a fresh clone has none)
+    recorded = pd.concat([conv, trend], axis=1)
+    again = convergence.summary(recorded).set_index("model")
+    assert again["reason"].to_dict() == table["reason"].to_dict()

@@ -34,8 +34,26 @@ def read_relative(path: str) -> str:
     return Path(path).read_text()
 
 
-def fails() -> None:
-    raise ValueError("job failed on purpose")
+def fails(tag: str = "") -> None:
+    raise ValueError(f"job {tag} failed on purpose")
+
+
+def check_failed_batch(client, tmp_path) -> None:
+    """A batch with a failing job: the others run to their end, then gather names the failed job and its error."""
+    jobs = [
+        engine.submit(client, write_after, str(tmp_path / "before"), "b"),
+        engine.submit(client, fails, "sim-x/unet/seed 3"),
+        engine.submit(client, write_after, str(tmp_path / "after"), "a"),
+    ]
+    waits = engine.submit(client, write_after, str(tmp_path / "never"), "n", after=[jobs[1]])
+    with pytest.raises(engine.JobsFailed) as info:
+        engine.gather([*jobs, waits])
+    assert (tmp_path / "before").read_text() == "b" and (tmp_path / "after").read_text() == "a"
+    assert not (tmp_path / "never").exists()  # it waited for the failed job
+    labels = [label for label, _ in info.value.failures]
+    assert len(labels) == 2 and labels[0].startswith("fails(sim-x/unet/seed 3")
+    assert "ValueError: job sim-x/unet/seed 3 failed on purpose" in info.value.failures[0][1]
+    assert "Traceback" in info.value.failures[0][1] and "2 of 4 jobs failed" in str(info.value)
 
 
 def test_in_process_jobs_run_at_submit_and_gather_in_order(tmp_path):
@@ -44,8 +62,7 @@ def test_in_process_jobs_run_at_submit_and_gather_in_order(tmp_path):
     b = engine.submit(None, write_after, str(tmp_path / "b"), "B", must_exist=str(tmp_path / "a"), after=[a])
     assert engine.gather([b, a]) == ["B", "A"]
     assert engine.connect(None) is None and engine.connect("") is None
-    with pytest.raises(ValueError, match="on purpose"):
-        engine.submit(None, fails)
+    check_failed_batch(None, tmp_path)
 
 
 @pytest.mark.slow
@@ -79,9 +96,8 @@ def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_
         (tmp_path / "rel.txt").write_text("found")
         monkeypatch.chdir(tmp_path / "sub")
         assert engine.gather([engine.submit(client, read_relative, "../rel.txt")]) == ["found"]
-        # a failed job fails gather with its own error
-        with pytest.raises(ValueError, match="on purpose"):
-            engine.gather([engine.submit(client, fails)])
+        # a failed job is reported with its traceback once the other jobs of the batch have finished
+        check_failed_batch(client, tmp_path)
         # a client for the same scheduler address sees the same workers
         other = engine.connect(cluster.scheduler_address)
         try:

@@ -83,10 +83,15 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
     assert df["note"].str.contains("NDVI masked").all()
 
     # the same row again is skipped; a new seed reuses every cached val/test chip
-    assert (
-        R.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, embedder=embedders["galileo_nano"]).status
-        == "skipped"
-    )
+    same = dict(budget=SMALL, embedder=embedders["galileo_nano"], progress=False)
+    assert R.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **same).status == "skipped"
+    # another budget is another run: it reruns, and its rows (new key) replace the old ones
+    keys = set(df.loc[df["model"] == "galileo_nano_frozen_lgbm", "run_key"])
+    other = {**same, "budget": {**SMALL, "max_pixels": SMALL["max_pixels"] // 2}}
+    assert R.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, cache_dir=cache, **other).status == "ok"
+    new = results.read(path).query("model == 'galileo_nano_frozen_lgbm'")
+    assert len(keys) == 1 and new["run_key"].nunique() == 1 and set(new["run_key"]).isdisjoint(keys)
+    assert R.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **other).status == "skipped"
     again = R.run_frozen(
         ds, "galileo_nano_frozen_linear", 1, path, cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"],
         progress=False, maps_dir=tmp_path / "maps",

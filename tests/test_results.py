@@ -92,6 +92,11 @@ def test_not_run_never_replaces_a_finished_run(tmp_path):
     df = results.read(path)
     assert df.query("seed == 5")["status"].tolist() == ["not_run"]
     assert df.query("seed == 1 and metric == 'miou_macro'")["value"].tolist() == [0.9]
+    # the same not_run again changes nothing (not even its timestamp); another reason replaces it
+    results.write_run([results.not_run_row("weights unavailable", {**ctx, "seed": 5})], path)
+    assert results.read(path).equals(df)
+    results.write_run([results.not_run_row("no file was given", {**ctx, "seed": 5})], path)
+    assert results.read(path).query("seed == 5")["note"].tolist() == ["no file was given"]
     assert df.query("seed == 0 and metric == 'miou_macro'")["value"].tolist() == [0.8]
     # a finished run replaces an earlier not_run row (no warning)
     results.write_run(_rows(5, 0.6), path)

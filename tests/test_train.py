@@ -417,6 +417,42 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     assert fm.rows[0]["family"] == "fm" and fm.rows[0]["weights"] == "x.pt"
 
 
+def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path):
+    ds = FakeDataset()
+    path = tmp_path / "results.csv"
+    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
+    build = lambda: UNet(6, 3, base=4, depth=2)  # noqa: E731
+    first = train.run(ds, "unet", build, **kw)
+    key = train.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4})
+    table = results.read(path)
+    assert set(table["run_key"]) == {key} and len(key) == 16 and first.rows[0]["run_key"] == key
+    assert (first.out_dir / train.KEY).read_text().strip() == key
+    # unchanged: skipped; the same settings in another folder or with other progress bars: the same key
+    assert train.run(ds, "unet", lambda: pytest.fail("must not build"), **{**kw, "progress": True}).skipped
+    # a changed setting reruns (the stale checkpoints make way) and its rows replace the old ones once finished
+    changed = {**kw, "lr": kw["lr"] / 2}
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train.run(ds, "unet", failing, **changed)
+    assert calls and results.read(path).equals(table)  # an interrupted rerun loses no finished row
+    second = train.run(ds, "unet", build, **changed)
+    assert not second.skipped
+    new = results.read(path)
+    assert len(new) == len(table) and new["run_key"].nunique() == 1 and key not in set(new["run_key"])
+    assert train.run(ds, "unet", lambda: pytest.fail("must not build"), **changed).skipped
+    # other threads per run, other data: other runs
+    assert train.key_for(ds, "unet", 0, **{**FIT, "num_threads": 2}) != train.key_for(ds, "unet", 0, **FIT)
+    assert train.key_for(FakeDataset(seed=1), "unet", 0, **FIT) != train.key_for(ds, "unet", 0, **FIT)
+    assert train.key_for(ds, "unet", 1, **FIT) != train.key_for(ds, "unet", 0, **FIT)
+    with pytest.raises(TypeError, match="not a plain value"):
+        results.run_key(ds, "unet", 0, {"weights": tmp_path / "w.pt"})
+
+
 def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     ds = FakeDataset(n=(4, 2, 4))
     kw = dict(seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
