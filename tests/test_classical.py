@@ -258,6 +258,7 @@ def test_notebook_quick_mode_on_fixtures(fixture_roots, tmp_path):
             "quick": True,
             "results_path": str(tmp_path / "results.csv"),
             "figures_dir": str(tmp_path / "figures"),
+            "maps_dir": str(tmp_path / "maps"),  # never the repository's results/maps
         },
         cwd=str(repo / "notebooks"),
         kernel_name="python3",

@@ -190,6 +190,10 @@ def test_notebook_05_runs_on_a_results_table(tmp_path):
             "texture_knobs": [0.0, 1.0],
             "data_dir": str(tmp_path / "data"),
             "quick": True,
+            # never the repository's own checks, maps and run folders
+            "convergence_path": str(tmp_path / "convergence.csv"),
+            "maps_dir": str(tmp_path / "maps"),
+            "runs_dir": str(tmp_path / "runs"),
         },
         cwd=str(repo / "notebooks"),
         kernel_name="python3",
