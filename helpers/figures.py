@@ -133,6 +133,26 @@ def not_run_caption(df: pd.DataFrame, datasets: Sequence[str] | None = None) -> 
 # 1 main comparison
 
 
+def _xerrorbar(ax: plt.Axes, y, row: pd.Series, color, scale: float = 100.0) -> None:
+    """A horizontal mean-and-interval marker (the horizontal twin of :func:`_errorbar`)."""
+    mean = scale * float(row["mean"])
+    if np.isfinite(row["lo"]) and np.isfinite(row["hi"]):
+        xerr = [[mean - scale * float(row["lo"])], [scale * float(row["hi"]) - mean]]
+        ax.errorbar([mean], [y], xerr=xerr, fmt="o", color=color, ms=3.5, capsize=1.5, lw=1.0, zorder=3)
+    else:
+        ax.plot([mean], [y], "o", color=color, ms=3.5, zorder=3)
+
+
+def _family_positions(models: Sequence[str], fam: Mapping[str, str], gap: float = 0.6) -> dict[str, float]:
+    """Positions along a model axis: one step per model, a gap between families (colour says which is which)."""
+    pos, x, prev = {}, 0.0, None
+    for m in models:
+        if prev is not None and fam[m] != prev:
+            x += gap
+        pos[m], prev, x = x, fam[m], x + 1.0
+    return pos
+
+
 def main_comparison_figure(
     df: pd.DataFrame,
     *,
@@ -141,9 +161,12 @@ def main_comparison_figure(
     n_boot: int = compare.DEFAULT_N_BOOT,
     seed: int = 0,
 ) -> plt.Figure | None:
-    """Every model's test score per dataset, grouped by family: one row per metric, one column per dataset.
+    """Every model's test score per dataset: one row of panels per dataset, one column per metric.
 
-    The y axis is shared by all panels so datasets can be compared at a glance.
+    Models are listed down the y axis in the study's order, grouped by family (gaps, family colour), so twenty
+    model names stay readable at print size; the mean over seeds has its bootstrap interval as whiskers and the
+    seeds as open circles. Each panel has its own score axis (datasets differ by tens of points; the models of one
+    dataset are what is compared). Page-sized: 7.2 in wide, ~2 in per dataset.
     """
     names = _main_datasets(df, datasets)
     if not names:
@@ -153,60 +176,65 @@ def main_comparison_figure(
     seeds = pd.concat([_seed_values(df, m) for m in metrics])
     sim = _simulated(df)
     pal = plotting.family_palette()
-    widths = [max(2.0, 0.28 * agg.loc[agg["dataset"] == d, "model"].nunique() + 0.8) for d in names]
+    heights = [0.5 + 0.1 * agg.loc[agg["dataset"] == d, "model"].nunique() for d in names]
     fig, axes = plt.subplots(
-        len(metrics),
         len(names),
-        figsize=(sum(widths), 2.6 * len(metrics) + 1.4),
-        sharey=True,
+        len(metrics),
+        figsize=plotting.page_size("full", sum(heights) + 0.6),
         squeeze=False,
-        gridspec_kw={"width_ratios": widths},
+        gridspec_kw={"height_ratios": heights},
         layout="constrained",
     )
-    for col, dataset in enumerate(names):
+    for r, dataset in enumerate(names):
         d = agg.loc[agg["dataset"] == dataset]
         models = compare.ordered_models(d)
         fam = d.drop_duplicates("model").set_index("model")["family"]
-        xs, x, prev = {}, 0.0, None
-        for m in models:
-            if prev is not None and fam[m] != prev:
-                x += 0.6  # a gap between families
-            xs[m], prev, x = x, fam[m], x + 1.0
-        for row, metric in enumerate(metrics):
-            ax = axes[row, col]
+        ys = _family_positions(models, fam)
+        for c, metric in enumerate(metrics):
+            ax = axes[r, c]
             for m in models:
                 hit = d.loc[(d["model"] == m) & (d["metric"] == metric)]
                 if hit.empty:
                     continue
                 color = pal.get(fam[m], "grey")
-                s = seeds.loc[
+                sv = seeds.loc[
                     (seeds["dataset"] == dataset) & (seeds["model"] == m) & (seeds["metric"] == metric)
                 ]
                 ax.scatter(
-                    xs[m] + _seed_jitter(s["seed"].tolist()),
-                    100 * s["value"].to_numpy(),
-                    s=7,
+                    100 * sv["value"].to_numpy(),
+                    ys[m] + _seed_jitter(sv["seed"].tolist()),
+                    s=6,
                     facecolors="none",
                     edgecolors=color,
-                    linewidths=0.6,
-                    alpha=0.8,
+                    linewidths=0.5,
                     zorder=2,
                 )
-                _errorbar(ax, xs[m], hit.iloc[0], color)
-            ax.set_xticks([xs[m] for m in models])
-            ax.set_xticklabels(models if row == len(metrics) - 1 else [], rotation=90)
-            ax.set_xlim(-0.7, max(xs.values(), default=0) + 0.7)
-            if col == 0:
-                ax.set_ylabel(f"test {METRIC_LABELS.get(metric, metric)}")
-            if row == 0:
-                ax.set_title(_label(dataset, sim), fontsize=8)
+                _xerrorbar(ax, ys[m], hit.iloc[0], color)
+            ax.set_yticks([ys[m] for m in models])
+            ax.set_yticklabels(models if c == 0 else [])
+            ax.set_ylim(max(ys.values(), default=0) + 0.7, -0.7)
+            ax.tick_params(axis="y", labelsize=6)
+            if r == 0:
+                ax.set_title(f"test {METRIC_LABELS.get(metric, metric)}", loc="right")
+            if r == len(names) - 1:
+                ax.set_xlabel(f"test {METRIC_LABELS.get(metric, metric)}")
+        axes[r, 0].annotate(
+            _label(dataset, sim),
+            xy=(0, 1),
+            xycoords="axes fraction",
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+            fontsize=7,
+            fontweight="bold",
+        )
     fig.legend(
         handles=_family_handles(agg["family"]),
-        loc="outside upper center",
+        loc="outside lower center",
         ncol=3,
         frameon=False,
         title=CI_TEXT,
-        title_fontsize=6.5,
     )
     return fig
 
@@ -262,10 +290,19 @@ def texture_answer_figure(
     n_panels = (2 if sweep else 0) + (1 if not gains.empty else 0)
     if n_panels == 0:
         return None
-    fig, axes = plt.subplots(
-        1, n_panels, figsize=(3.3 * n_panels + 1.4, 3.4), squeeze=False, layout="constrained"
+    # page-sized: (a) and (b) side by side, (c) and the legend below them
+    mosaic = [["a", "b"], ["c", "legend"]] if n_panels == 3 else [["a", "b"], ["legend", "legend"]]
+    if n_panels == 1:
+        mosaic = [["c", "legend"]]
+    fig, named = plt.subplot_mosaic(
+        mosaic,
+        figsize=plotting.page_size("full", 3.0 * len(mosaic) + 0.3),
+        layout="constrained",
+        height_ratios=[1.0] * len(mosaic) if n_panels != 2 else [1.0, 0.35],
     )
-    axes = list(axes[0])
+    legend_ax = named.pop("legend")
+    legend_ax.set_axis_off()
+    axes = [named[k] for k in ("a", "b", "c") if k in named]
     pal = plotting.family_palette()
     sim = _simulated(df)
     if sweep:
@@ -344,7 +381,7 @@ def texture_answer_figure(
                 _errorbar(ax, x, hit.iloc[0], colors.get(comp, "grey"))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([_label(d, sim) for d in names], rotation=90, fontsize=6)
+        ax.set_xticklabels([_label(d, sim) for d in names], rotation=60, ha="right", rotation_mode="anchor")
         ax.set_ylabel("texture gain: Δ test mIoU (points)")
         ax.set_title(f"{'(c)' if sweep else ''} measured texture gain".strip(), fontsize=8)
         gain_handles = [
@@ -362,15 +399,15 @@ def texture_answer_figure(
             Line2D([], [], ls="", label="texture gain:"),
             *gain_handles,
         ]
-    fig.legend(
+    legend_ax.legend(
         handles=handles,
-        loc="outside right center",
-        fontsize=6,
+        loc="center",
+        ncol=2 if len(handles) > 8 else 1,
         frameon=False,
-        title="knob 0: spectra decide;\n1: texture needed" if sweep else None,
-        title_fontsize=6,
+        title=("knob 0: spectra decide; 1: texture needed\n" if sweep else "")
+        + CI_TEXT.split(";")[0]
+        + " (whiskers)",
     )
-    fig.suptitle(CI_TEXT.split(";")[0] + " (whiskers)", fontsize=6.5)
     return fig
 
 
@@ -401,18 +438,20 @@ def pretext_alignment_figure(
     seeds = _seed_values(df, "miou_macro")
     colors = dict(zip(compare.PRETRAINING_ORDER, sns.color_palette("colorblind", 8)[3:7], strict=True))
     fam_pal = plotting.family_palette()
-    widths = [max(1.8, 0.35 * fm.loc[fm["dataset"] == d, "model"].nunique() + 0.9) for d in names]
+    ncols = min(3, len(names))  # page-sized: datasets wrap into rows of three panels
+    nrows = -(-len(names) // ncols)
     fig, axes = plt.subplots(
-        1,
-        len(names),
-        figsize=(sum(widths), 3.8),
+        nrows,
+        ncols,
+        figsize=plotting.page_size("full", 2.5 * nrows + 0.6),
         sharey=True,
         squeeze=False,
-        gridspec_kw={"width_ratios": widths},
         layout="constrained",
     )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
     used = []
-    for ax, dataset in zip(axes[0], names, strict=True):
+    for ax, dataset in zip(axes.flat, names, strict=False):
         d = fm.loc[fm["dataset"] == dataset].copy()
         order = {p: i for i, p in enumerate(compare.PRETRAINING_ORDER)}
         d["_k"] = [
@@ -439,10 +478,11 @@ def pretext_alignment_figure(
             if not hit.empty and np.isfinite(hit.iloc[0]["mean"]):
                 ax.axhline(100 * hit.iloc[0]["mean"], color=fam_pal[fam], ls=":", lw=1.0)
         ax.set_xticks(range(len(d)))
-        ax.set_xticklabels(d["model"].tolist(), rotation=90)
+        ax.set_xticklabels(d["model"].tolist(), rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
         ax.set_xlim(-0.7, len(d) - 0.3)
-        ax.set_title(_label(dataset, sim), fontsize=8)
-    axes[0, 0].set_ylabel(f"fine-tuned test {METRIC_LABELS['miou_macro']}")
+        ax.set_title(_label(dataset, sim))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"fine-tuned test {METRIC_LABELS['miou_macro']}")
     handles = [
         Line2D([], [], marker="o", ls="", color=colors[p], label=PRETRAINING_LABELS[p])
         for p in compare.PRETRAINING_ORDER
@@ -452,15 +492,7 @@ def pretext_alignment_figure(
         Line2D([], [], ls=":", color=fam_pal[f], label=f"best {compare.FAMILY_LABELS[f]} (val-selected)")
         for f in ("classical", "cnn")
     ]
-    fig.legend(
-        handles=handles,
-        loc="outside upper center",
-        ncol=3,
-        frameon=False,
-        fontsize=6.5,
-        title=CI_TEXT,
-        title_fontsize=6.5,
-    )
+    fig.legend(handles=handles, loc="outside upper center", ncol=3, frameon=False, title=CI_TEXT)
     return fig
 
 
@@ -488,7 +520,7 @@ def cost_figure(
     pal = plotting.family_palette()
     sim = _simulated(df)
     markers = {d: _MARKERS[i % len(_MARKERS)] for i, d in enumerate(names)}
-    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.0), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=plotting.page_size("full", 3.3), sharey=True, layout="constrained")
     for ax, col, xlabel in (
         (axes[0], "runtime_s", "run time per run (s, log)"),
         (axes[1], "n_params", "parameters (log)"),
@@ -516,11 +548,10 @@ def cost_figure(
     ]
     fig.legend(
         handles=handles,
-        loc="outside right center",
-        fontsize=6.5,
+        loc="outside lower center",
+        ncol=4,
         frameon=False,
-        title="mean over seeds;\none point per\n(dataset, model)",
-        title_fontsize=6.5,
+        title="mean over seeds; one point per (dataset, model)",
     )
     return fig
 
@@ -534,8 +565,13 @@ def per_class_heatmap_figure(
     *,
     datasets: Sequence[str] | None = None,
     metric: str = "iou",
+    title: str = "",
 ) -> plt.Figure | None:
-    """Mean test IoU per class (columns) and model (rows), one panel per dataset, one shared colour scale."""
+    """Mean test IoU per class (columns) and model (rows), one panel per dataset, one shared colour scale.
+
+    Page-sized: two datasets per row of panels; one dataset with few classes takes one column (3.5 in). Notebooks
+    02-04 draw it for one dataset and their own families, notebook 05 for every main dataset and model.
+    """
     rows = compare.scored(df)
     rows = rows.loc[(rows["metric"] == metric) & (rows["split"] == "test") & (rows["class"] != "")]
     names = [d for d in (datasets or compare.ordered_datasets(rows["dataset"])) if d in set(rows["dataset"])]
@@ -547,7 +583,6 @@ def per_class_heatmap_figure(
         .mean()
         .reset_index()
     )
-    heights = []
     tables = []
     for dataset in names:
         d = means.loc[means["dataset"] == dataset]
@@ -555,20 +590,29 @@ def per_class_heatmap_figure(
         classes = list(
             dict.fromkeys(rows.loc[rows["dataset"] == dataset, "class"])
         )  # the table's class order
-        t = d.pivot(index="model", columns="class", values="value").reindex(index=models, columns=classes)
-        tables.append(t)
-        heights.append(0.22 * len(models) + 0.6)
-    width = max(3.5, 0.42 * max(t.shape[1] for t in tables) + 1.6)
+        tables.append(
+            d.pivot(index="model", columns="class", values="value").reindex(index=models, columns=classes)
+        )
+    # page-sized: two datasets per row of panels, each row as tall as its longer model list
+    ncols = min(2, len(names))
+    nrows = -(-len(names) // ncols)
+    heights = [
+        0.6 + 0.11 * max(t.shape[0] for t in tables[r * ncols : (r + 1) * ncols]) for r in range(nrows)
+    ]
     fig, axes = plt.subplots(
-        len(names),
-        1,
-        figsize=(width, sum(heights) + 0.9 * len(names)),
+        nrows,
+        ncols,
+        figsize=plotting.page_size(
+            "column" if ncols == 1 and tables[0].shape[1] <= 6 else "full", sum(heights) + 0.5 * nrows + 0.6
+        ),
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
         layout="constrained",
     )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
     image = None
-    for ax, dataset, t in zip(axes[:, 0], names, tables, strict=True):
+    for ax, dataset, t in zip(axes.flat, names, tables, strict=False):
         values = 100 * t.to_numpy(dtype=float)
         image = ax.imshow(
             np.ma.masked_invalid(values),
@@ -579,23 +623,25 @@ def per_class_heatmap_figure(
             interpolation="nearest",
         )
         for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
+            if np.isfinite(v) and t.shape[1] <= 16:  # wider tables: the colour scale alone
                 ax.text(
                     j,
                     i,
                     f"{v:.0f}",
                     ha="center",
                     va="center",
-                    fontsize=5,
+                    fontsize=plotting.MIN_FONT_PT,
                     color="white" if v < 60 else "black",
                 )
         ax.set_xticks(range(t.shape[1]))
-        ax.set_xticklabels(t.columns, rotation=60, ha="right", fontsize=6)
+        ax.set_xticklabels(t.columns, rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
         ax.set_yticks(range(t.shape[0]))
         ax.set_yticklabels(t.index, fontsize=6)
         ax.grid(False)
-        ax.set_title(_label(dataset, sim), fontsize=8)
-    cbar = fig.colorbar(image, ax=list(axes[:, 0]), location="bottom", shrink=0.8, aspect=30)
+        ax.set_title(_label(dataset, sim))
+    if title:
+        fig.suptitle(title)
+    cbar = fig.colorbar(image, ax=list(axes.flat), location="bottom", shrink=0.6, aspect=40)
     cbar.set_label(f"test {METRIC_LABELS.get(metric, metric)}, mean over seeds")
     return fig
 
@@ -645,13 +691,13 @@ def prediction_maps_figure(
             -0.06,
             0.5,
             textwrap.fill(
-                chip, 24, break_on_hyphens=False
+                chip, 20, break_on_hyphens=False
             ),  # long real chip names wrap instead of overlapping
             transform=axes[r, 0].transAxes,
             rotation=90,
             ha="right",
             va="center",
-            fontsize=4,
+            fontsize=plotting.MIN_FONT_PT,
         )
         for c, col in enumerate(columns, start=2):
             ax = axes[r, c]

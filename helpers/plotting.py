@@ -20,9 +20,22 @@ from helpers.io import atomic_write
 
 FAMILY_ORDER = ["classical", "cnn", "fm"]
 
+#: Printed widths of a journal page (inches): one column, and the full text width (183 mm).
+PAGE_WIDTH = {"column": 3.5, "full": 7.2}
+#: Tallest figure a page takes (inches), caption aside.
+MAX_HEIGHT = 9.0
+#: Smallest text a printed figure may hold (points, at its saved size).
+MIN_FONT_PT = 6.0
+#: Margin ``save_figure`` leaves around the drawn content (inches, each side).
+PAD_INCHES = 0.04
+
 
 def setup_style() -> None:
-    """Seaborn paper context, colour-blind palette, embedded TrueType fonts and a fixed hash salt."""
+    """Seaborn paper context, colour-blind palette, print-size fonts (6-8 pt), embedded TrueType fonts.
+
+    The sizes are for figures drawn at their printed size (:data:`PAGE_WIDTH`), so a figure pasted into a paper at
+    100 % shows 6-8 pt text: the range journals ask for.
+    """
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
     plt.rcParams.update(
         {
@@ -32,8 +45,55 @@ def setup_style() -> None:
             "savefig.dpi": 300,
             "figure.dpi": 100,
             "font.family": "DejaVu Sans",
+            "font.size": 7,
+            "axes.titlesize": 7.5,
+            "axes.labelsize": 7,
+            "xtick.labelsize": 6.5,
+            "ytick.labelsize": 6.5,
+            "legend.fontsize": 6.5,
+            "legend.title_fontsize": 6.5,
+            "figure.titlesize": 8,
+            "lines.markersize": 4,
+            "lines.linewidth": 1.1,
         }
     )
+
+
+def page_size(width: str | float = "full", height: float = 4.0) -> tuple[float, float]:
+    """``(width, height)`` in inches for a figure printed ``width`` wide (``"column"``, ``"full"`` or inches)."""
+    w = PAGE_WIDTH[width] if isinstance(width, str) else float(width)
+    return min(w, PAGE_WIDTH["full"]), min(float(height), MAX_HEIGHT)
+
+
+def _texts(fig: plt.Figure) -> list:
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+
+
+def min_font_pt(fig: plt.Figure) -> float:
+    """The smallest font size of any visible text in ``fig`` (points; inf when it has none)."""
+    return min((t.get_fontsize() for t in _texts(fig)), default=float("inf"))
+
+
+def fit_to_page(fig: plt.Figure, width: float = PAGE_WIDTH["full"], height: float = MAX_HEIGHT) -> None:
+    """Make ``fig`` print within ``width`` x ``height`` inches with no text under :data:`MIN_FONT_PT`.
+
+    The check every saved figure goes through (:func:`save_figure`): text set smaller than 6 pt is raised to it,
+    and when the drawn content (legends and labels included) is larger than the page, the figure is made smaller
+    by the excess and laid out again. Fonts keep their size, so shrinking costs room for the data, never
+    legibility; the figure functions are written to fit the page in the first place.
+    """
+    for t in _texts(fig):
+        if t.get_fontsize() < MIN_FONT_PT:
+            t.set_fontsize(MIN_FONT_PT)
+    limit_w, limit_h = width - 2 * PAD_INCHES, height - 2 * PAD_INCHES
+    for _ in range(5):
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+        over_w, over_h = box.width - limit_w, box.height - limit_h
+        if over_w <= 0 and over_h <= 0:
+            return
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(max(1.0, w - max(over_w, 0) - 0.02), max(1.0, h - max(over_h, 0) - 0.02))
+        fig.canvas.draw()
 
 
 def family_palette() -> dict[str, tuple]:
@@ -48,12 +108,21 @@ def dataset_label(name: str, simulated: bool | None = None) -> str:
     return f"{name} (simulated)" if simulated else name
 
 
-def save_figure(fig: plt.Figure, name: str, out_dir: str | os.PathLike = "figures") -> list[Path]:
-    """Save ``fig`` as ``<out_dir>/<name>.pdf`` and ``.png`` (300 dpi), atomically, then close it.
+def save_figure(
+    fig: plt.Figure, name: str, out_dir: str | os.PathLike = "figures", *, width: str | float = "full"
+) -> list[Path]:
+    """Save ``fig`` page-sized (:func:`fit_to_page`) as ``<out_dir>/<name>.pdf`` and ``.png`` (300 dpi), then close it.
+
+    Args:
+        fig: The figure.
+        name: File name without extension.
+        out_dir: Folder (created if missing); both files are written atomically.
+        width: The printed width it must fit: ``"full"`` (7.2 in), ``"column"`` (3.5 in) or inches.
 
     Returns:
         The two paths written.
     """
+    fit_to_page(fig, page_size(width)[0])
     out_dir = Path(out_dir)
     paths = []
     for ext, metadata in (
@@ -62,7 +131,9 @@ def save_figure(fig: plt.Figure, name: str, out_dir: str | os.PathLike = "figure
     ):
 
         def _write(tmp: Path, ext: str = ext, metadata: dict = metadata) -> None:
-            fig.savefig(tmp, format=ext, dpi=300, bbox_inches="tight", metadata=metadata)
+            fig.savefig(
+                tmp, format=ext, dpi=300, bbox_inches="tight", pad_inches=PAD_INCHES, metadata=metadata
+            )
 
         paths.append(atomic_write(out_dir / f"{name}.{ext}", _write))
     plt.close(fig)

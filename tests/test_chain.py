@@ -123,6 +123,11 @@ def test_quick_chain_end_to_end(tmp_path):
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert any(f.startswith("01_") and f.endswith(".pdf") for f in figures)
     assert any(f.startswith("01_") and f.endswith(".png") for f in figures)
+    from PIL import Image
+
+    for png in (tmp_path / "figures").glob("*.png"):  # every figure of every notebook fits a printed page
+        w, h = Image.open(png).size
+        assert w <= 2250 and h <= 2700, (png.name, w, h)
     if len(times) > 1:
         df = results.read(tmp_path / "results.csv")
         assert not df.empty and set(df["dataset"]) >= {"sen1floods11"}

@@ -79,21 +79,28 @@ def test_figures_are_byte_stable(tmp_path):
             assert a.read_bytes() == b.read_bytes(), f"{a.name} changed on regeneration"
 
 
+def _panels(fig) -> list:
+    """The data panels of a figure (not a legend-only or hidden axes)."""
+    return [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+
+
 def test_main_comparison_panels(table):
     plotting.setup_style()
     fig = figures.main_comparison_figure(table, n_boot=100)
-    assert len(fig.axes) == 2 * len(MAIN)  # mIoU and F1 rows x one column per non-sweep dataset
-    titles = [ax.get_title() for ax in fig.axes[: len(MAIN)]]
-    assert titles == ["sim-crop (simulated)", "sim-burn (simulated)"]
-    # shared y axis; the plotted means are the table's test means in percent
-    assert len({ax.get_ylim() for ax in fig.axes}) == 1
-    ax = fig.axes[0]
-    ticks = [t.get_text() for t in fig.axes[len(MAIN)].get_xticklabels()]
-    assert ticks == list(MODELS)  # canonical order: families, then MODEL_ORDER, FMs by pretraining
+    assert len(fig.axes) == 2 * len(MAIN)  # one row per non-sweep dataset x the mIoU and F1 columns
+    names = [t.get_text() for ax in fig.axes[::2] for t in ax.texts]
+    assert names == ["sim-crop (simulated)", "sim-burn (simulated)"]
+    ax = fig.axes[0]  # sim-crop, mIoU
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == list(
+        MODELS
+    )  # canonical order, top to bottom: families, then MODEL_ORDER, FMs by pretraining
+    assert not [t.get_text() for t in fig.axes[1].get_yticklabels() if t.get_text()]  # names once per row
+    # the plotted means are the table's test means in percent
     means = sorted(
-        float(line.get_ydata()[0])
+        float(line.get_xdata()[0])
         for line in ax.get_lines()
-        if line.get_marker() == "o" and len(line.get_ydata()) == 1
+        if line.get_marker() == "o" and len(line.get_xdata()) == 1
     )
     t = table[
         (table["dataset"] == "sim-crop") & (table["split"] == "test") & (table["metric"] == "miou_macro")
@@ -108,7 +115,7 @@ def test_main_comparison_panels(table):
 def test_texture_answer_panels_and_bayes_line(table):
     plotting.setup_style()
     fig = figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=100)
-    assert len(fig.axes) == 3
+    assert len(_panels(fig)) == 3
     bayes = [ln for ln in fig.axes[1].get_lines() if ln.get_label().startswith("Bayes")]
     assert len(bayes) == 1 and list(bayes[0].get_ydata()) == pytest.approx([97.0, 55.0])
     assert not [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("Bayes")]  # not on mIoU
@@ -118,14 +125,14 @@ def test_texture_answer_panels_and_bayes_line(table):
     plt.close(fig)
     no_sweep = table[~table["dataset"].isin(SWEEP)]
     fig = figures.texture_answer_figure(no_sweep, n_boot=100)
-    assert len(fig.axes) == 1  # only the gain panel
+    assert len(_panels(fig)) == 1  # only the gain panel
     plt.close(fig)
 
 
 def test_other_figures_have_one_panel_per_dataset(table):
     plotting.setup_style()
     fig = figures.pretext_alignment_figure(table, n_boot=100)
-    assert len(fig.axes) == len(MAIN) + len(SWEEP)
+    assert len(_panels(fig)) == len(MAIN) + len(SWEEP)
     plt.close(fig)
     fig = figures.cost_figure(table, n_boot=100)
     assert len(fig.axes) == 2 and all(ax.get_xscale() == "log" for ax in fig.axes)
@@ -146,7 +153,7 @@ def test_absent_models_and_datasets_are_absent(table):
     small = table[table["model"].isin(["rf", "unet"]) & (table["dataset"] == "sim-crop")]
     fig = figures.main_comparison_figure(small, n_boot=100)
     assert len(fig.axes) == 2
-    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["rf", "unet"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["rf", "unet"]
     plt.close(fig)
     assert figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
 
@@ -234,3 +241,41 @@ def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
     ]
     assert figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS)) is None
     plotting.save_figure(fig, "conv", tmp_path)
+
+
+def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
+    """Each figure function, saved: at most 7.5 x 9 in (2,250 x 2,700 px at 300 dpi), no text under 6 pt."""
+    from PIL import Image
+
+    from helpers import convergence
+
+    plotting.setup_style()
+    conv = pd.DataFrame(
+        [
+            {c: None for c in convergence.COLUMNS}
+            | {"dataset": d, "simulated": True, "model": m, "family": f, "seed": 0, "delta_val_points": 0.4,
+               "delta_test_points": 0.1, "converged": True}
+            for d in (*MAIN, *SWEEP)
+            for m, f in (("unet", "cnn"), ("fcn", "cnn"), ("vit", "fm"), ("prithvi_mae", "fm"))
+        ]
+    )  # fmt: skip
+    builders = {
+        "main": lambda: figures.main_comparison_figure(table, n_boot=50),
+        "texture": lambda: figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=50),
+        "pretext": lambda: figures.pretext_alignment_figure(table, n_boot=50),
+        "cost": lambda: figures.cost_figure(table, n_boot=50),
+        "per_class": lambda: figures.per_class_heatmap_figure(table),
+        "per_class_one": lambda: figures.per_class_heatmap_figure(table, datasets=["sim-burn"], title="t"),
+        "convergence": lambda: figures.convergence_figure(conv),
+        "too_wide": lambda: plt.subplots(1, 8, figsize=(24, 3))[0],  # the check itself: shrunk to the page
+    }
+    for name, build in builders.items():
+        fig = build()
+        if name == "too_wide":
+            fig.axes[0].set_title("tiny", fontsize=3)
+        plotting.fit_to_page(fig)
+        assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT, name
+        png = next(p for p in plotting.save_figure(fig, name, tmp_path) if p.suffix == ".png")
+        w, h = Image.open(png).size
+        assert w <= 2250 and h <= 2700, (name, w, h)
+        assert w <= 300 * plotting.PAGE_WIDTH["full"] + 1, (name, w)  # the full text width of a page
