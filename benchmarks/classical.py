@@ -23,14 +23,14 @@ import time
 
 os.environ.setdefault(
     "OMP_WAIT_POLICY", "PASSIVE"
-)  # as helpers.classical does; must precede the imports below
+)  # as helpers.runs.classical does; must precede the imports below
 
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 
-from helpers import classical  # noqa: E402
 from helpers import features as F  # noqa: E402
+from helpers.runs import classical  # noqa: E402
 
 
 def synthetic_chip(rng, size=512, n_classes=8, n_times=1):

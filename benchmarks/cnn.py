@@ -3,7 +3,7 @@
 For each architecture at its default size (``helpers.models.cnn``), prints:
 
 * training throughput with the default training settings (``cnn.TRAIN_DEFAULTS``: batch of random crops,
-  forward + masked cross-entropy + backward + AdamW step, as in ``helpers.train``), in crops (chips) per second
+  forward + masked cross-entropy + backward + AdamW step, as in ``helpers.runs.train``), in crops (chips) per second
   and pixels per second;
 * inference time for one 512 x 512 chip, whole chip in one pass and with the sliding windows that validation and
   test use (training-crop-sized windows, a quarter overlap), and the ratio of the two;
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as helpers.train does; must precede the torch import
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # as helpers.runs.train does; must precede the torch import
 
 import argparse  # noqa: E402
 import time  # noqa: E402
@@ -26,8 +28,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import runtime, train  # noqa: E402
 from helpers.models import cnn  # noqa: E402
+from helpers.runs import runtime, train  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

@@ -1,13 +1,13 @@
 """Speed of the transformer / foundation-model rows on this CPU (issue 7).
 
-Prints, at the default sizes of :mod:`helpers.fm_runs` / :mod:`helpers.pretrain`:
+Prints, at the default sizes of :mod:`helpers.runs.fm_runs` / :mod:`helpers.runs.pretrain`:
 
 * the small Prithvi-architecture encoder's throughput in tokens per second, forward only and forward + backward,
   for 1 and 3 frames (a batch of ``crop_size`` crops, as in fine-tuning);
 * the full fine-tuning step (model forward, masked cross-entropy, backward, AdamW) of every FM row's model, in
   crops per second, next to the U-Net of the CNN rows as the reference (ratio printed);
 * MAE and spectral-pretext pretraining time per epoch on a dataset (``--dataset``/``--data-dir``; a generated
-  dataset is created first if missing), measured on one real epoch of :func:`helpers.pretrain.pretrain`.
+  dataset is created first if missing), measured on one real epoch of :func:`helpers.runs.pretrain.pretrain`.
 
 Data for the step timings are random reflectance and labels: only the timings mean anything. The machine is shared,
 so the best of a few repeats is reported; with other jobs running, 2 threads can be far slower than 1 (OpenMP
@@ -25,12 +25,13 @@ import time
 import numpy as np
 import torch
 
-from helpers import datasets, fm_runs, runtime, train
-from helpers import pretrain as PT
+from helpers.data import datasets
 from helpers.models import cnn
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
+from helpers.runs import fm_runs, runtime, train
+from helpers.runs import pretrain as PT
 
 
 def best_of(fn, repeats: int) -> float:

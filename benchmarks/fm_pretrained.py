@@ -3,10 +3,10 @@
 Prints, for ``--n-chips`` synthetic 224 x 224 single-date HLS chips (random reflectance with the magnitudes of
 Galileo's pretraining statistics; only the timings mean anything):
 
-* Galileo-nano (our implementation, ``helpers.embeddings``: 64 px windows, patch 4, per-patch pooling, bilinear to
+* Galileo-nano (our implementation, ``helpers.runs.embeddings``: 64 px windows, patch 4, per-patch pooling, bilinear to
   pixels) and Presto (our implementation, every pixel): seconds per chip, chips/s and pixel embeddings/s;
 * the time to encode all chips with both models (goal: <= 180 s) and a cached rerun through
-  :class:`helpers.embeddings.EmbeddingCache` (goal: <= 5 s);
+  :class:`helpers.runs.embeddings.EmbeddingCache` (goal: <= 5 s);
 * with ``--official-dir DIR`` (a folder holding the upstream ``single_file_galileo.py`` of nasaharvest/galileo and
   ``single_file_presto.py`` of nasaharvest/presto, which need ``einops``): the same work through the official
   encoders, the ratio official/ours (>= 1.0 means ours is at least as fast) and the largest difference between
@@ -14,7 +14,7 @@ Galileo's pretraining statistics; only the timings mean anything):
   never part of this repository; without it the script says so.
 
 With ``--finetune-windows``, it instead times one training step (forward, backward, AdamW) of the fine-tuning
-model (:class:`helpers.fm_heads.GalileoSegmenter`) on a batch of eight 64 px crops, for 1 and 3 dates, with 64 px
+model (:class:`helpers.runs.fm_heads.GalileoSegmenter`) on a batch of eight 64 px crops, for 1 and 3 dates, with 64 px
 and 32 px encoder windows, and prints the ratio: the reason ``galileo_nano_finetune`` uses 32 px windows.
 
 The machine is shared, so each model's chips/s is the best of ``--repeats`` passes after a warm-up chip. Run:
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import embeddings as E
-from helpers import fm_adapters as A
 from helpers.models import galileo as G
+from helpers.runs import embeddings as E
+from helpers.runs import fm_adapters as A
 
 
 class SyntheticChips:
@@ -91,8 +91,8 @@ def load_official(folder: Path):
 
 def finetune_windows(threads: int, repeats: int) -> None:
     """Training-step time of the Galileo-nano fine-tuning model for 64 px vs 32 px encoder windows."""
-    from helpers import fm_heads as H
-    from helpers import weights as W
+    from helpers.models import weights as W
+    from helpers.runs import fm_heads as H
 
     path = W.resolve_weights("galileo_nano")
     print(f"Galileo-nano fine-tuning step: batch of 8 x 64 px crops, patch 4, {threads} torch threads")

@@ -30,8 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import datasets, metrics, train  # noqa: E402
+from helpers import metrics  # noqa: E402
+from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
+from helpers.runs import train  # noqa: E402
 
 VARIANTS = {
     "base": {},

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import indian_pines, simulate
+from helpers.data import indian_pines, simulate
 
 GOAL_S = 60.0
 

@@ -4,7 +4,7 @@ Prints, for each model on a default simulated dataset:
 
 * **raw** optimiser steps per second of the bare model (one fixed batch, forward + backward + AdamW step) at the
   precision the study trains it in (``precision`` column), the ceiling any loop can reach;
-* **loop**: steps per second of :func:`helpers.train.fit` (crops, augmentation, batching, checkpoints, validation
+* **loop**: steps per second of :func:`helpers.runs.train.fit` (crops, augmentation, batching, checkpoints, validation
   every ``eval_every`` steps) and its ratio to raw (goal >= 0.9), with the validation share of the run;
 * **bf16 + channels_last**: the raw rate under bfloat16 autocast with ``channels_last`` batches, as a ratio to raw
   float32 (only worth it on CPUs with native bf16 support; the loop records both settings in the run's identity);
@@ -39,10 +39,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers import datasets, train  # noqa: E402
+from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
+from helpers.runs import train  # noqa: E402
 
 
 def build(name: str, ds):
@@ -94,9 +95,9 @@ def study_precision(name: str) -> dict:
 
 
 def loop_rate(model, ds, steps: int, eval_every: int, precision: dict) -> tuple[float, float]:
-    """Steps per second of :func:`helpers.train.fit` and the validation share of its wall time.
+    """Steps per second of :func:`helpers.runs.train.fit` and the validation share of its wall time.
 
-    ``torch.use_deterministic_algorithms`` (which :func:`helpers.train.fit` switches on) imports torch's compiler
+    ``torch.use_deterministic_algorithms`` (which :func:`helpers.runs.train.fit` switches on) imports torch's compiler
     stack the first time, about 1.9 s once per process; it is triggered before the clock starts, so the rate is the
     loop's and not the process start-up's (a chain worker pays it once for all its runs).
     """
@@ -119,7 +120,7 @@ def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
     """Wall seconds: two 1-thread trainings at once, and two 2-thread trainings one after the other."""
     code = (
         "import sys, tempfile; sys.path.insert(0, {root!r});"
-        "from helpers import datasets, train; from helpers.models import cnn;"
+        "from helpers.data import datasets; from helpers.runs import train; from helpers.models import cnn;"
         "ds = datasets.prepare({ds!r}, {data!r}); train.seed_everything(0);"
         "m = cnn.build_for({model!r}, ds);"
         "kw = {{**cnn.TRAIN_DEFAULTS, 'max_steps': {steps}, 'patience': None, 'num_threads': {threads}}};"

@@ -1,9 +1,15 @@
 """Helpers for the foundation-model suitability study (Xie et al. 2024, re-created and extended).
 
-The notebooks orchestrate and explain; every piece of logic they need lives here, once, tested:
-``io`` (GeoTIFF reading/writing), ``datasets`` (loaders for the original and simulated datasets),
-``metrics`` (dataset-level confusion matrices), ``results`` (the tidy results table), ``plotting``,
-``chain`` (papermill re-execution of the numbered notebooks) and ``models`` (plain-torch models).
+The notebooks orchestrate and explain; every piece of logic they need lives here, once, tested. The folders are the
+table of contents:
+
+* ``data/``: GeoTIFF chips, the dataset loaders, the generated default data (``simulate``, ``indian_pines``);
+* ``features``: the per-pixel and texture features of the classical rows;
+* ``models/``: plain-torch models (CNNs, ViT, SegFormer, Prithvi, Galileo, Presto) and their pretrained weights;
+* ``runs/``: a (dataset, model, seed) run of each family, deep training, pretraining, the run engine;
+* ``metrics``: dataset-level confusion matrices and scores; ``results``: the one tidy results table (run keys);
+* ``report/``: comparisons over seeds, figures, tables, saved prediction maps;
+* ``chain``: papermill re-execution of the numbered notebooks.
 """
 
 import os

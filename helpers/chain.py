@@ -11,13 +11,13 @@ them in its ``parameters`` cell, and a ``notebooks:`` section can override them 
 A top-level ``side_by_side`` list (or ``--side-by-side 03 04``) names notebooks that run at the same time, each in its
 own process pinned to its share of the CPU cores, once every notebook before them has finished. Notebooks 03 (CNNs)
 and 04 (foundation models) are independent and both write the results table under a lock
-(:func:`helpers.io.locked`); on a 2-core machine two 1-thread trainings side by side finish in about two thirds of
+(:func:`helpers.data.io.locked`); on a 2-core machine two 1-thread trainings side by side finish in about two thirds of
 the time of one 2-thread training after the other (``benchmarks/train_loop.py``). A run's thread count is part of
 its identity (stored in its checkpoint), and a notebook pinned to one core trains with one thread.
 
 A top-level ``workers: N`` (``auto``: one per core; or ``--workers N``) starts ``N`` dask.distributed worker
 processes on this machine for the chain's duration, one thread each, each pinned to its own core
-(:func:`helpers.engine.local_cluster`), and gives its address to every notebook that declares a ``scheduler``
+(:func:`helpers.runs.engine.local_cluster`), and gives its address to every notebook that declares a ``scheduler``
 parameter. Notebooks 03 and 04 then submit their runs as jobs to the same pool, so a core never idles while either
 notebook has runs left, and side-by-side notebooks are not pinned (they only orchestrate). With a cluster of your
 own, set ``scheduler:`` to its address instead.
@@ -218,11 +218,11 @@ def run(
     start_all = time.perf_counter()
     cluster = client = None
     if workers == "auto":
-        from helpers.runtime import machine_threads
+        from helpers.runs.runtime import machine_threads
 
         workers = machine_threads()
     if workers and not params.get("scheduler"):
-        from helpers import engine
+        from helpers.runs import engine
 
         cluster, client = engine.local_cluster(int(workers))
         params["scheduler"] = cluster.scheduler_address

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import metrics as _metrics
-from helpers.io import atomic_write, locked
+from helpers.data.io import atomic_write, locked
 
 DEFAULT_PATH = Path("results") / "results.csv"
 
@@ -125,7 +125,7 @@ def _plain(value):
 def run_key(ds, model: str, seed: int, settings: Mapping | None = None) -> str:
     """16-hex-digit identity of a run: everything that can change its numbers, hashed.
 
-    It covers the dataset's content (:meth:`helpers.datasets.ChipDataset.fingerprint`), the model name, the seed,
+    It covers the dataset's content (:meth:`helpers.data.datasets.ChipDataset.fingerprint`), the model name, the seed,
     the package version (bumped whenever a code change moves results) and the family's ``settings``: every
     training, feature and model setting, the threads per run (they change results in the third decimal) and the
     sha256 of any weights file. Settings that only say where things go (paths, progress bars) stay out, so the same
@@ -134,7 +134,8 @@ def run_key(ds, model: str, seed: int, settings: Mapping | None = None) -> str:
     Raises:
         TypeError: A setting that is not a plain value (e.g. a path or a function).
     """
-    from helpers import __version__, datasets
+    from helpers import __version__
+    from helpers.data import datasets
 
     blob = {
         "dataset": datasets.fingerprint(ds),

@@ -14,7 +14,7 @@ What it does
    material's mean and covariance plus its mean full-resolution spectrum.
 4. Summarises the 2,000 PROSAIL canopies by leaf-area index: Gaussian-kernel weighted mean and covariance on an
    LAI grid (the crop phenology of the simulator walks along this grid).
-5. Samples the bio-optical water model of `helpers.spectral.water_reflectance` for three water types with fixed
+5. Samples the bio-optical water model of `helpers.data.spectral.water_reflectance` for three water types with fixed
    seeds and stores their band means/covariances.
 
 `tests/test_simulate.py` calls `build()` and compares with the committed file.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.spectral import SPECTRA_PATH, SPECTRA_VERSION, band_integration_matrix, water_reflectance
+from helpers.data.spectral import SPECTRA_PATH, SPECTRA_VERSION, band_integration_matrix, water_reflectance
 
 S2A_BANDS = ("2", "3", "4", "8A", "11", "12")
 L8_BANDS = ("2", "3", "4", "5", "6", "7")
@@ -59,6 +59,7 @@ ATTRIBUTION = (
     "Fire Science Program spectral library (char, ash), PROSAIL simulations (vegetation canopies). Spectral "
     "responses: pyrsr 0.8 (Apache-2.0; D. Scheffler, GFZ) - Sentinel-2A MSI (ESA S2-SRF "
     "COPE-GSEG-EOPG-TN-15-0007 v3.0) and Landsat-8 OLI (NASA/Ball RSR v1.2). Water: bio-optical model in "
+    # the attribution stored in spectra_v1.npz, kept byte for byte (the module is now helpers/data/spectral.py)
     "helpers/spectral.py with pure-water absorption from the WOPP v3 compilation (Roettgers et al. 2016)."
 )
 

@@ -2,9 +2,9 @@
 
 Run: `python scripts/calibrate_burn_shapes.py [--masks ../shared/data/hls_burn_scars_masks] [--n 80]`.
 
-It prints (1) the quantiles of the shape statistics of the real masks (`helpers.simulate.burn_shape_stats`:
+It prints (1) the quantiles of the shape statistics of the real masks (`helpers.data.simulate.burn_shape_stats`:
 burned fraction, aspect, compactness, edges per sqrt(area)) and the share of masks whose burn is one 8-connected
-patch - these are the numbers carried into `BURN_REAL_STATS` / `BURN_REAL_SINGLE_PATCH` of `helpers/simulate.py`
+patch - these are the numbers carried into `BURN_REAL_STATS` / `BURN_REAL_SINGLE_PATCH` of `helpers/data/simulate.py`
 (the masks themselves are never committed) - and (2) the same statistics for shapes drawn with the current
 `BURN_SHAPE_PARAMS` at the paper (512) and default (128) chip sizes, so a parameter change can be judged against
 the real distribution. The parameters in the code were chosen by hand from a few such runs (matching the medians
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from helpers.simulate import BURN_Q, BURN_SHAPE_PARAMS, _rng, burn_shape, burn_shape_stats
+from helpers.data.simulate import BURN_Q, BURN_SHAPE_PARAMS, _rng, burn_shape, burn_shape_stats
 
 STATS = ("fraction", "aspect", "compactness", "edge_per_sqrt_area")
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import chain, convergence, results, train
+from helpers import chain, results
+from helpers.runs import convergence, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -188,7 +189,7 @@ def test_quick_chain_end_to_end(tmp_path):
 
 
 def _weights_available() -> bool:
-    from helpers import weights
+    from helpers.models import weights
 
     try:
         for name in ("galileo_nano", "presto"):

@@ -5,14 +5,16 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import classical, prediction_maps, results
 from helpers import features as F
+from helpers import results
+from helpers.report import prediction_maps
+from helpers.runs import classical
 
 BANDS = 6
 
 
 class FakeDataset:
-    """A tiny in-memory dataset with the helpers.datasets interface; records which chips were read."""
+    """A tiny in-memory dataset with the helpers.data.datasets interface; records which chips were read."""
 
     def __init__(self, chips: dict, classes, name="fake", task="crop", n_times=1):
         self._chips = chips  # split -> {chip_id: (array, labels)}
@@ -225,7 +227,7 @@ def test_maps_of_the_first_test_chips_are_saved_as_predicted(tmp_path):
     "name, model", [("crop", "rf_aug"), ("burn_scars", "lgbm"), ("sen1floods11", "lgbm_aug")]
 )
 def test_runs_on_layout_fixtures(fixture_roots, name, model, tmp_path):
-    from helpers import datasets
+    from helpers.data import datasets
 
     ds = datasets.open(name, fixture_roots[name])
     run = classical.run_classical(ds, model, 0, tmp_path / "r.csv", budget=TINY, progress=False)

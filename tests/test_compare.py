@@ -1,4 +1,4 @@
-"""Tests for helpers.compare, on small synthetic results tables written through helpers.results.
+"""Tests for helpers.report.compare, on small synthetic results tables written through helpers.results.
 
 ``make_results`` is imported by test_figures.py and test_tables.py too, so all three test the same table.
 """
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import compare, metrics, results
+from helpers import metrics, results
+from helpers.report import compare
 
 CLASSES = {
     "sim-crop": ["corn", "soy", "forest"],

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import convergence, results, train
+from helpers import results
+from helpers.runs import convergence, train
 from tests.test_train import FIT, FakeDataset, tiny_unet
 
 

@@ -6,8 +6,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from helpers import datasets
-from helpers.io import DataError
+from helpers.data import datasets
+from helpers.data.io import DataError
 
 
 def _copy(fixture_roots, name, tmp_path):

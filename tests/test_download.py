@@ -18,8 +18,8 @@ import make_fixtures
 import numpy as np
 import pytest
 
-from helpers import datasets
-from helpers import download as dl
+from helpers.data import datasets
+from helpers.data import download as dl
 
 
 # ---------------------------------------------------------------------------------------------------- fake server

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import datasets
-from helpers import embeddings as E
-from helpers import fm_adapters as A
+from helpers.data import datasets
 from helpers.models import galileo as G
 from helpers.models import presto as P
+from helpers.runs import embeddings as E
+from helpers.runs import fm_adapters as A
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import engine
+from helpers.runs import engine
 
 
 def where_and_threads(tag: str) -> tuple[str, list[int], int, int, str | None]:
     """What a job sees: its tag, its cores, the cores a run would use, torch's threads, the malloc trim setting."""
     import torch
 
-    from helpers import runtime
+    from helpers.runs import runtime
 
     time.sleep(0.3)  # long enough that both workers get a job
     trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
@@ -110,7 +110,7 @@ def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_
 
 
 def test_machine_threads_respects_omp_num_threads(monkeypatch):
-    from helpers import runtime
+    from helpers.runs import runtime
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -1,4 +1,4 @@
-"""Tests for helpers.figures: every figure drawn from a synthetic results table, valid files, byte-stable."""
+"""Tests for helpers.report.figures: every figure drawn from a synthetic results table, valid files, byte-stable."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_compare import CLASSES, make_results  # noqa: E402
 
-from helpers import compare, figures, plotting  # noqa: E402
+from helpers.report import compare, figures, plotting  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAIN = ["sim-crop", "sim-burn"]
@@ -220,7 +220,7 @@ def test_notebook_05_runs_on_a_results_table(tmp_path):
 
 
 def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
-    from helpers import convergence
+    from helpers.runs import convergence
 
     rows = []
     for i, (model, family) in enumerate([("unet", "cnn"), ("fcn", "cnn"), ("vit", "fm")]):
@@ -247,7 +247,7 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
     """Each figure function, saved: at most 7.5 x 9 in (2,250 x 2,700 px at 300 dpi), no text under 6 pt."""
     from PIL import Image
 
-    from helpers import convergence
+    from helpers.runs import convergence
 
     plotting.setup_style()
     conv = pd.DataFrame(

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import classical, datasets, train
-from helpers import fm_heads as H
+from helpers.data import datasets
 from helpers.models import galileo as G
+from helpers.runs import classical, train
+from helpers.runs import fm_heads as H
 
 REPO = Path(__file__).resolve().parents[1]
 

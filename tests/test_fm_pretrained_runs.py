@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import classical, datasets, metrics, prediction_maps, results
-from helpers import embeddings as E
-from helpers import fm_pretrained_runs as R
+from helpers import metrics, results
+from helpers.data import datasets
+from helpers.report import prediction_maps
+from helpers.runs import classical
+from helpers.runs import embeddings as E
+from helpers.runs import fm_pretrained_runs as R
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"per_class_per_chip": 40, "max_pixels": 300}

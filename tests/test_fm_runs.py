@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import datasets, fm_runs, results
+from helpers import results
+from helpers.data import datasets
 from helpers.models import prithvi as P
+from helpers.runs import fm_runs
 
 torch.set_num_threads(1)
 

@@ -114,7 +114,7 @@ def test_hls_adapter_reproduces_golden_inputs_and_outputs(
     model: G.GalileoEncoder, weights_dir: Path, case: str
 ) -> None:
     # reflectance in the study's layout [B, 6T, H, W] -> adapter -> encoder gives the golden tokens
-    from helpers import fm_adapters as A
+    from helpers.runs import fm_adapters as A
 
     d = np.load(weights_dir / "galileo_nano" / "golden" / f"case{case}.npz")
     raw = d["raw_s_t_x"][..., list(A.GALILEO_SLOTS)]
@@ -134,7 +134,7 @@ def test_hls_adapter_reproduces_golden_inputs_and_outputs(
 
 
 def test_normalisation_constants_equal_the_published_json(weights_dir: Path) -> None:
-    from helpers import fm_adapters as A
+    from helpers.runs import fm_adapters as A
 
     stats = json.loads((weights_dir / "galileo_nano" / "normalization.json").read_text())["13"]
     slots = list(A.GALILEO_SLOTS)

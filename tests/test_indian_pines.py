@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from helpers import datasets, indian_pines
+from helpers.data import datasets, indian_pines
 
 
 @pytest.fixture(scope="module")

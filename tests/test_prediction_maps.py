@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import figures, prediction_maps
+from helpers.report import figures, prediction_maps
 
 
 class _Chips:

@@ -107,7 +107,7 @@ def test_month_validation() -> None:
 def test_hls_adapter_reproduces_golden_inputs_and_outputs(
     model: P.PrestoEncoder, weights_dir: Path, case: str
 ) -> None:
-    from helpers import fm_adapters as A
+    from helpers.runs import fm_adapters as A
 
     d = np.load(weights_dir / "presto" / "golden" / f"case{case}.npz")
     assert [str(b) for b in d["raw_s2_bands"]] == [A.HLS_TO_S2[b] for b in A.HLS_BANDS]

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import datasets
-from helpers import pretrain as PT
+from helpers.data import datasets
 from helpers.models.prithvi import PrithviConfig
+from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
 

@@ -115,7 +115,7 @@ def test_failed_write_leaves_table_intact(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         results.write_run(_rows(1), path)
     assert path.read_bytes() == before
-    # nothing half-written is left; the empty lock file of the writers' lock stays (helpers.io.locked)
+    # nothing half-written is left; the empty lock file of the writers' lock stays (helpers.data.io.locked)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.csv.lock", "r.csv"]
 
 

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from scipy import ndimage as ndi
 
-from helpers import datasets, simulate
-from helpers.spectral import HLS_BANDS, SPECTRA_PATH, load_spectra
+from helpers.data import datasets, simulate
+from helpers.data.spectral import HLS_BANDS, SPECTRA_PATH, load_spectra
 
 
 def _files(root: Path) -> dict[str, bytes]:

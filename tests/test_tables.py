@@ -1,4 +1,4 @@
-"""Tests for helpers.tables: tables match the numbers they were built from, Markdown and booktabs LaTeX."""
+"""Tests for helpers.report.tables: tables match the numbers they were built from, Markdown and booktabs LaTeX."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_compare import make_results
 
-from helpers import compare, tables
+from helpers.report import compare, tables
 
 DATASETS = ("sim-crop", "sim-burn", "sim-texture-0", "sim-texture-1")
 

@@ -4,13 +4,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import datasets, metrics, prediction_maps, results, train
+from helpers import metrics, results
+from helpers.data import datasets
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
+from helpers.report import prediction_maps
+from helpers.runs import train
 
 
 class FakeDataset:
-    """In-memory stand-in with the ``helpers.datasets`` API: class patches with distinct spectra, some ignore pixels."""
+    """In-memory stand-in with the ``helpers.data.datasets`` API: class patches with distinct spectra, some ignore pixels."""
 
     def __init__(self, n=(4, 2, 2), size=32, n_times=1, num_classes=3, seed=0):
         rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import weights as W
+from helpers.models import weights as W
 
 PAYLOAD = bytes(range(256)) * 300  # 76,800 bytes: several read chunks
 # read before the autouse fixture clears the variable for the other tests

@@ -19,8 +19,8 @@ from torch import nn
 from helpers.models.deeplab import DeepLabV3Plus
 from helpers.models.fcn import FCN
 from helpers.models.unet import UNet
-from helpers.runtime import native_bf16
-from helpers.train import PLATEAU
+from helpers.runs.runtime import native_bf16
+from helpers.runs.train import PLATEAU
 
 #: Model name (as written in the results table) -> constructor ``(in_channels, num_classes, **kw)``.
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -30,7 +30,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-#: Training settings of the CNN rows (passed to :func:`helpers.train.fit`): the plateau protocol.
+#: Training settings of the CNN rows (passed to :func:`helpers.runs.train.fit`): the plateau protocol.
 #:
 #: Sized from learning curves measured on the default data (seed 0, batch 8 of 64 px crops, validation every 50
 #: steps; 2026-12-01). At a constant 3e-3 without drops, 1,500 steps: FCN on sim-flood rose from 0.93 val mIoU at
@@ -43,10 +43,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 #: (``benchmarks/train_loop.py``); patience 2 (100 steps without a 0.2-point gain) per phase; the cap of 3,000
 #: steps is 2.5x the longest plateau measured, so a run stopped by it (``stopped_by = "cap"``) is a finding about
 #: that run, not the usual case. ``notebooks/03_cnn_models.ipynb`` draws every run's curve, and
-#: :mod:`helpers.convergence` checks each first-seed run at twice its steps.
+#: :mod:`helpers.runs.convergence` checks each first-seed run at twice its steps.
 #:
 #: bf16 autocast with ``channels_last`` batches, on CPUs that compute bfloat16 natively
-#: (:func:`helpers.runtime.native_bf16`; GPUs too): measured on sim-burn with 1 thread per run, seeds 0-2 trained to
+#: (:func:`helpers.runs.runtime.native_bf16`; GPUs too): measured on sim-burn with 1 thread per run, seeds 0-2 trained to
 #: their plateau (``benchmarks/train_loop.py --seed-noise --threads 1``, 2026-12-02), validation mIoU float32 vs bf16:
 #: U-Net 0.8665 +- 0.0084 vs 0.8676 +- 0.0068 (1.75x faster per run), FCN 0.8414 +- 0.0109 vs 0.8439 +- 0.0135
 #: (1.55x per step), DeepLabV3+ 0.8240 +- 0.0132 vs 0.8307 +- 0.0194 (1.40x per step). Within the seed spread, so the CNNs use it; ViT and SegFormer
@@ -89,9 +89,9 @@ def build_for(name: str, ds, **kwargs) -> nn.Module:
 
     A model trained from scratch has no statistics of its own to keep, and global HLS statistics can be far off for
     one scene (Indian Pines' per-band spread is about 4x smaller than Prithvi's pretraining data), so the
-    dataset's own per-channel mean and std are used (:func:`helpers.datasets.channel_stats`).
+    dataset's own per-channel mean and std are used (:func:`helpers.data.datasets.channel_stats`).
     """
-    from helpers.datasets import channel_stats
+    from helpers.data.datasets import channel_stats
 
     mean, std = channel_stats(ds)
     return build_model(name, ds.n_channels, ds.num_classes, mean=mean, std=std, **kwargs)

@@ -5,7 +5,7 @@ patches by a 3-D convolution of kernel ``(1, 16, 16)``, a fixed 3-D sin-cos posi
 model was pretrained as a masked autoencoder (MAE, 75 % of tokens hidden) on HLS imagery. This module re-implements
 the architecture from the published description and state-dict layout (learned from public model code, not copied),
 so that the real ``Prithvi_100M.pt`` loads with ``strict=True`` when a user has it, while the study itself trains a
-*small* model of the same architecture from scratch or after in-study pretraining (see :mod:`helpers.pretrain`).
+*small* model of the same architecture from scratch or after in-study pretraining (see :mod:`helpers.runs.pretrain`).
 
 Key layouts (both load into the one class :class:`PrithviMAE`):
 

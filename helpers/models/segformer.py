@@ -182,7 +182,7 @@ class SegFormer(nn.Module):
         drop_path: Maximum stochastic-depth rate (linearly increasing over blocks).
         dropout: Dropout before the classifier.
         mean: Per-channel input mean (reflectance) for training from scratch, e.g. the dataset's training
-            statistics (:func:`helpers.datasets.channel_stats`); default Prithvi's HLS statistics.
+            statistics (:func:`helpers.data.datasets.channel_stats`); default Prithvi's HLS statistics.
         std: Per-channel input std, with ``mean``.
     """
 

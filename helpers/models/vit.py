@@ -50,7 +50,7 @@ class ViTSegmenter(nn.Module):
         head_channels: Channels of the first upsampling stage; each later stage halves them (at least 16).
         dropout: Dropout before the classifier.
         mean: Per-channel input mean (reflectance) for training from scratch, e.g. the dataset's training
-            statistics (:func:`helpers.datasets.channel_stats`); default Prithvi's HLS statistics.
+            statistics (:func:`helpers.data.datasets.channel_stats`); default Prithvi's HLS statistics.
         std: Per-channel input std, with ``mean``.
     """
 

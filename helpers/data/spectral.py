@@ -1,7 +1,7 @@
 """Spectral building blocks of the simulated benchmark: band integration, a water model, the spectra file.
 
-Why a separate module: the build script (`scripts/build_spectra.py`), the simulator (`helpers.simulate`) and the
-Indian Pines converter (`helpers.indian_pines`) must integrate spectra to the six HLS bands in *exactly* the same
+Why a separate module: the build script (`scripts/build_spectra.py`), the simulator (`helpers.data.simulate`) and the
+Indian Pines converter (`helpers.data.indian_pines`) must integrate spectra to the six HLS bands in *exactly* the same
 way, and the simulator must run with numpy alone (no spectral library, no response-function package at run time).
 Everything here is plain numpy; the real response functions and library spectra are frozen into
 `helpers/data/spectra_v1.npz` by the build script.
@@ -18,7 +18,7 @@ HLS_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B8A", "B11", "B12")
 """The six HLS bands used by every task of the study, in file order."""
 
 SPECTRA_VERSION = 1
-SPECTRA_PATH = Path(__file__).parent / "data" / f"spectra_v{SPECTRA_VERSION}.npz"
+SPECTRA_PATH = Path(__file__).parent / f"spectra_v{SPECTRA_VERSION}.npz"
 
 # Pure-water absorption a_w (1/m) at 20 degC, 0 PSU: a sparse subsample of the WOPP v3 compilation
 # (Roettgers, Doerffer, McKee & Schoenfeld 2016, "Pure water spectral absorption, scattering, and real part of

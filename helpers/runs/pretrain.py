@@ -42,10 +42,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers.io import atomic_write, locked
+from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
-from helpers.runtime import machine_threads
-from helpers.train import lr_factor, seed_everything
+from helpers.runs.runtime import machine_threads
+from helpers.runs.train import lr_factor, seed_everything
 
 PRETEXTS = ("mae", "spectral")
 FORMAT = 1

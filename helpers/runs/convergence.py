@@ -1,9 +1,9 @@
 """Convergence shown, not assumed: every deep row's seed-0 run trained on to twice its steps.
 
 A deep model's score counts only if its training reached a validation plateau; a budget that stops a model while it
-is still improving measures the budget. :func:`helpers.train.fit` stops on a plateau, and this module checks the
+is still improving measures the budget. :func:`helpers.runs.train.fit` stops on a plateau, and this module checks the
 claim: :func:`check` continues the finished run from its own last checkpoint (same weights, optimiser, RNG and
-learning rate) to ``factor`` times its steps with the stopping rule switched off (:func:`helpers.train.continue_run`),
+learning rate) to ``factor`` times its steps with the stopping rule switched off (:func:`helpers.runs.train.continue_run`),
 selects the best validation weights over the whole trajectory and scores them on validation and test. A row counts
 as **converged** when doubling moves its validation ``miou_macro`` by less than :data:`CONVERGED_POINTS` points.
 Validation decides (the test split plays no part in the verdict); the test change is reported beside it.
@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from helpers import metrics, results, train
-from helpers.io import atomic_write, locked
+from helpers import metrics, results
+from helpers.runs import train
+from helpers.data.io import atomic_write, locked
 
 DEFAULT_PATH = Path("results") / "convergence.csv"
 
@@ -156,7 +157,7 @@ def check(
         model_name: Its results-table name.
         make_model: Builds the architecture (its weights are replaced by the checkpoint's).
         seed: The run's seed.
-        runs_dir: Root of the run folders (:func:`helpers.train.run_dir`); the continuation goes to a sibling
+        runs_dir: Root of the run folders (:func:`helpers.runs.train.run_dir`); the continuation goes to a sibling
             folder ``seed<k>-x<factor>``.
         results_path: The results table holding the run's test score (what the check compares against; the
             finished run is not predicted again).
@@ -165,7 +166,7 @@ def check(
         factor: Step multiple.
         force: Redo a check that is already in the table.
         progress: tqdm bars.
-        **fit_kwargs: The settings the run was trained with (as given to :func:`helpers.train.run`).
+        **fit_kwargs: The settings the run was trained with (as given to :func:`helpers.runs.train.run`).
 
     Returns:
         The row written, or ``None`` when the run folder holds no finished run (e.g. a fresh clone whose

@@ -2,16 +2,16 @@
 
 Each ``*_figure`` function takes the tidy results DataFrame (:func:`helpers.results.read`) and returns a
 matplotlib figure (or ``None`` when the table holds nothing it could draw); :func:`draw_all` draws them all in a
-fixed order and saves each with :func:`helpers.plotting.save_figure` (PDF with TrueType fonts + 300-dpi PNG).
+fixed order and saves each with :func:`helpers.report.plotting.save_figure` (PDF with TrueType fonts + 300-dpi PNG).
 
 Conventions shared by all figures, so a reader can compare them:
 
 * scores are test-split values in percent; means over seeds with 95 % bootstrap intervals
-  (:func:`helpers.compare.aggregate`), individual seeds as small points; a single seed has no interval and none
+  (:func:`helpers.report.compare.aggregate`), individual seeds as small points; a single seed has no interval and none
   is drawn;
-* colours are families (:func:`helpers.plotting.family_palette`), the same everywhere;
-* datasets are titled with :func:`helpers.plotting.dataset_label`, so simulated data always says so;
-* models, datasets and categories are drawn in the canonical order of :mod:`helpers.compare` and seed jitter is
+* colours are families (:func:`helpers.report.plotting.family_palette`), the same everywhere;
+* datasets are titled with :func:`helpers.report.plotting.dataset_label`, so simulated data always says so;
+* models, datasets and categories are drawn in the canonical order of :mod:`helpers.report.compare` and seed jitter is
   fixed, so the same table gives byte-identical files;
 * a model absent from the table is absent from the figure; a ``not_run`` row is never drawn as a number, it is
   listed in the figure's caption (:func:`not_run_caption`).
@@ -32,7 +32,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
-from helpers import compare, plotting, prediction_maps
+from helpers.report import compare, plotting, prediction_maps
 
 METRIC_LABELS = {
     "miou_macro": "mIoU (macro, %)",
@@ -271,7 +271,7 @@ def texture_answer_figure(
     family's colour; (b) the same for overall accuracy, with the Bayes-optimal per-pixel accuracy drawn (the ceiling
     of any classifier that sees one pixel's spectrum; it is an accuracy, so it is drawn on the accuracy panel,
     not on mIoU); (c) the measured texture gain per dataset (``*_aug − plain`` and best CNN − best classical,
-    paired by seed, :func:`helpers.compare.texture_gains`).
+    paired by seed, :func:`helpers.report.compare.texture_gains`).
 
     Args:
         df: Results table.
@@ -668,7 +668,7 @@ def prediction_maps_figure(
     """Test chips (rows) as true colour, ground truth and each model's predicted map (columns).
 
     Unlike the other figures this one needs the data and the maps each run saved
-    (:mod:`helpers.prediction_maps`), not only the results table. A model without maps of a chip gets an empty
+    (:mod:`helpers.report.prediction_maps`), not only the results table. A model without maps of a chip gets an empty
     panel saying so, never another model's map. Ignore pixels are grey in the ground truth; predictions cover
     every pixel.
     """
@@ -740,10 +740,10 @@ def best_maps_figure(
 
     Args:
         ds: The dataset (its test chips and class names).
-        best: :func:`helpers.compare.select_best` output (best per dataset and family, chosen on validation).
-        maps_dir: Where the runs saved their maps (:mod:`helpers.prediction_maps`); the lowest seed with maps is
+        best: :func:`helpers.report.compare.select_best` output (best per dataset and family, chosen on validation).
+        maps_dir: Where the runs saved their maps (:mod:`helpers.report.prediction_maps`); the lowest seed with maps is
             shown, and named in the column title.
-        chip_ids: Chips to draw (default: :func:`helpers.prediction_maps.chip_ids`, the ones every run keeps).
+        chip_ids: Chips to draw (default: :func:`helpers.report.prediction_maps.chip_ids`, the ones every run keeps).
     """
     rows = best.loc[best["dataset"] == ds.name]
     columns = []
@@ -776,7 +776,7 @@ def run_maps_figure(
 ) -> plt.Figure | None:
     """The saved test maps of ``models`` on ``ds`` (lowest seed among ``seeds`` with maps), one column each.
 
-    Drawn from what the runs saved (:mod:`helpers.prediction_maps`), never by rebuilding a model from its
+    Drawn from what the runs saved (:mod:`helpers.report.prediction_maps`), never by rebuilding a model from its
     checkpoint: a fresh clone has the committed maps but no checkpoints, and its redrawn figure must be the
     committed one. ``None`` when no model has saved maps (the caller leaves an existing figure as it is).
     """
@@ -884,19 +884,19 @@ def draw_all(
 def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
     """Change in validation and test mIoU when each checked run is trained on to twice its steps.
 
-    One row per (dataset, model) checked (the first seed; :mod:`helpers.convergence`), coloured by family. The grey
+    One row per (dataset, model) checked (the first seed; :mod:`helpers.runs.convergence`), coloured by family. The grey
     band is the convergence criterion (a validation change under one point); the test change is shown beside it but
     is not part of the verdict. Rows outside the band on the validation side were still improving.
 
     Args:
-        conv: The convergence table (:func:`helpers.convergence.read`).
+        conv: The convergence table (:func:`helpers.runs.convergence.read`).
 
     Returns:
         The figure (full page width), or ``None`` for an empty table.
     """
     if conv.empty:
         return None
-    from helpers.convergence import CONVERGED_POINTS
+    from helpers.runs.convergence import CONVERGED_POINTS
 
     d = conv.copy()
     d["_ds"] = d["dataset"].map(compare.dataset_sort_key)

@@ -75,7 +75,8 @@ from tqdm.auto import tqdm
 
 from helpers import features as _features
 from helpers import metrics as _metrics
-from helpers import prediction_maps, runtime
+from helpers.runs import runtime
+from helpers.report import prediction_maps
 from helpers import results as _results
 
 #: model name -> (estimator kind, feature set).
@@ -283,7 +284,7 @@ def sample_pixels(
     """Stratified per-chip sample of valid pixels of one split, with their features.
 
     Args:
-        ds: A dataset (``helpers.datasets``); only ``ds.chip_ids(split)`` chips are read.
+        ds: A dataset (``helpers.data.datasets``); only ``ds.chip_ids(split)`` chips are read.
         split: The split to sample (``"train"`` for fitting, ``"val"`` for early stopping).
         feature_set: ``"spectral"`` or ``"aug"``.
         seed: Seeds the per-chip generators together with each chip id.
@@ -521,7 +522,7 @@ def run_classical(
     leaves the table and the saved maps as they were; ``force`` writes them anyway.
 
     Args:
-        ds: A dataset from :func:`helpers.datasets.open` (needs ``train``, ``val`` and ``test`` splits).
+        ds: A dataset from :func:`helpers.data.datasets.open` (needs ``train``, ``val`` and ``test`` splits).
         model_name: One of :data:`MODELS` (``rf``, ``lgbm``, ``rf_aug``, ``lgbm_aug``).
         seed: Seeds sampling and the estimators.
         results_path: The results CSV (rows of the same (dataset, model, seed) are replaced); ``None`` writes
@@ -538,7 +539,7 @@ def run_classical(
         n_show: Keep full prediction maps of the first ``n_show`` test chips (for figures).
         cache: Optional :class:`FeatureCache` shared across runs.
         progress: Show tqdm bars.
-        maps_dir: Also save the test maps of :func:`helpers.prediction_maps.chip_ids` there (for the
+        maps_dir: Also save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (for the
             cross-family figures of notebook 05; ``None``: save none).
         force: Write the rows and maps even when the table holds this run under the same key.
 

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from helpers.io import atomic_write
+from helpers.data.io import atomic_write
 
 FAMILY_ORDER = ["classical", "cnn", "fm"]
 

@@ -734,7 +734,7 @@ def notebook_name(family: str, notebooks_dir: str | Path | None = None) -> str:
     folder = (
         Path(notebooks_dir)
         if notebooks_dir is not None
-        else Path(__file__).resolve().parents[1] / "notebooks"
+        else Path(__file__).resolve().parents[2] / "notebooks"
     )
     found = sorted(folder.glob(f"{number}_*.ipynb")) if folder.is_dir() else []
     return f"notebooks/{found[0].name}" if found else f"notebooks/{number}_*.ipynb"
@@ -823,7 +823,7 @@ def majority_floor(df: pd.DataFrame, floors: Mapping[str, float], *, split: str 
     Args:
         df: Results table.
         floors: Dataset -> share of the split's most frequent class (valid pixels; e.g. from
-            :func:`helpers.datasets.class_counts`).
+            :func:`helpers.data.datasets.class_counts`).
         split: The split scored.
 
     Returns:

@@ -16,7 +16,7 @@ Conventions (STUDY.md §2 and §4):
   hold-out of the training chips (``val_seed``, ``val_fraction``), never taken from test. Sen1Floods11 uses its
   official validation list.
 
-Simulated datasets (``sim-*``) and the Indian Pines scene are written by :mod:`helpers.simulate` in one of the three
+Simulated datasets (``sim-*``) and the Indian Pines scene are written by :mod:`helpers.data.simulate` in one of the three
 original layouts plus a ``dataset.json`` card (class names, layout, ``simulated`` flag), and read by the same
 classes below.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from helpers.io import DataError, check_aligned, read_raster
+from helpers.data.io import DataError, check_aligned, read_raster
 
 HLS_BANDS = ["B02", "B03", "B04", "B8A", "B11", "B12"]
 #: Sentinel-2 L1C band order of Sen1Floods11's S2Hand files.
@@ -524,7 +524,7 @@ def read_card(root: str | os.PathLike) -> dict:
     path = Path(root) / "dataset.json"
     if not path.is_file():
         raise DataError(
-            f"{path}: dataset card not found; generate the data first (python -m helpers.simulate NAME --to {root})"
+            f"{path}: dataset card not found; generate the data first (python -m helpers.data.simulate NAME --to {root})"
         )
     try:
         card = json.loads(path.read_text())
@@ -657,20 +657,20 @@ def prepare(
 
     Generated datasets (``sim-*``, ``indian-pines-hls``) are deterministic in (name, size, seed) and cached, so
     calling this again costs only the check. Real datasets are never downloaded here (tests and the chain run
-    offline): a missing one gets a clear error pointing at ``python -m helpers.download``.
+    offline): a missing one gets a clear error pointing at ``python -m helpers.data.download``.
     """
     root = Path(data_dir) / name
     if name.startswith("sim-"):
-        from helpers import simulate
+        from helpers.data import simulate
 
         simulate.generate(name, root, size=size, seed=seed)
     elif name == "indian-pines-hls":
-        from helpers import indian_pines
+        from helpers.data import indian_pines
 
         indian_pines.generate(root, size=size, seed=seed)
     elif name in REAL and not root.is_dir():
         raise DataError(
             f"{root}: real dataset {name!r} not found; download it with "
-            f"`python -m helpers.download {name} --to {root}` or point data_dir at your copy"
+            f"`python -m helpers.data.download {name} --to {root}` or point data_dir at your copy"
         )
     return open(name, root, **open_kwargs)

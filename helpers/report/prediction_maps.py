@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.io import atomic_write
+from helpers.data.io import atomic_write
 
 #: Test chips kept per run: the first ones of the test split, in its listed order.
 N_CHIPS = 3

@@ -97,7 +97,7 @@ def _pin_job_thread() -> None:
     """On a worker of :func:`local_cluster`, pin the executing thread to the worker's core, one torch thread.
 
     ``sched_setaffinity(0, ...)`` applies to the calling thread on Linux, which is the thread that runs the job;
-    :func:`helpers.runtime.machine_threads` then reports one core and every run records ``num_threads = 1``.
+    :func:`helpers.runs.runtime.machine_threads` then reports one core and every run records ``num_threads = 1``.
     """
     core = os.environ.get(CORE_VARIABLE)
     if core is None:

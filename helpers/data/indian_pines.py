@@ -15,7 +15,7 @@ Processing (all documented in `helpers/data/DATA_CARD.md` too):
    water-absorption regions show as gaps at 1352.7-1422.3 nm and 1819.1-1953.3 nm, and the list ends at 2499 nm;
    no HLS band falls in a gap.
 2. Band integration with the real Sentinel-2A MSI responses (the same matrix as the simulator,
-   `helpers.spectral.band_integration_matrix`) to B02, B03, B04, B8A, B11, B12.
+   `helpers.data.spectral.band_integration_matrix`) to B02, B03, B04, B8A, B11, B12.
 3. Radiance-like values to reflectance: a two-target **empirical line** per band (Smith & Milton 1999):
    target 1 = the mean of the labelled Woods pixels, matched to the earthlib PROSAIL canopy at LAI 5;
    target 2 = the mean of the 2 % least vegetated pixels of the scene (lowest NDVI of the integrated values),
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.simulate import _sha256, _write_text, _write_tif, to_int16
-from helpers.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
+from helpers.data.simulate import _sha256, _write_text, _write_tif, to_int16
+from helpers.data.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
 
 NAME = "indian-pines-hls"
 VERSION = "1.0"
@@ -166,7 +166,7 @@ def chip_id(by: int, bx: int) -> str:
 
 
 def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: bool = False) -> Path:
-    """Write `indian-pines-hls` in the crop layout (T = 1), cached by a manifest like `helpers.simulate.generate`.
+    """Write `indian-pines-hls` in the crop layout (T = 1), cached by a manifest like `helpers.data.simulate.generate`.
 
     Args:
         root: output folder.
@@ -230,7 +230,7 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         "source": "AVIRIS 1992-06-12 Indian Pine Test Site 3, 'corrected' 200 bands, via tensorly.datasets",
         "processing": {
             "bands": list(HLS_BANDS),
-            "band_integration": "Sentinel-2A MSI spectral responses (pyrsr), helpers.spectral.band_integration_matrix",
+            "band_integration": "Sentinel-2A MSI spectral responses (pyrsr), helpers.data.spectral.band_integration_matrix",
             "reflectance": "two-target empirical line: Woods mean -> PROSAIL LAI 5; 2 % lowest-NDVI pixels -> medium soil",
             "gain": calib["gain"],
             "offset": calib["offset"],
@@ -304,11 +304,11 @@ def split_leakage_demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: `python -m helpers.indian_pines --to DIR [--seed 0] [--overwrite]`."""
+    """CLI: `python -m helpers.data.indian_pines --to DIR [--seed 0] [--overwrite]`."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.indian_pines", description="Write indian-pines-hls."
+        prog="python -m helpers.data.indian_pines", description="Write indian-pines-hls."
     )
     parser.add_argument("--to", required=True, type=Path)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
-"""Fetch the three original datasets into the layouts :mod:`helpers.datasets` reads.
+"""Fetch the three original datasets into the layouts :mod:`helpers.data.datasets` reads.
 
-``python -m helpers.download NAME --to DIR`` with NAME one of ``sen1floods11``, ``burn_scars``, ``crop``.
+``python -m helpers.data.download NAME --to DIR`` with NAME one of ``sen1floods11``, ``burn_scars``, ``crop``.
 
 Why this exists: the study's numbers are only as good as the bytes behind them, so every file is verified (size and
 checksum) before it is given its final name, interrupted downloads resume instead of starting over, and the result
@@ -422,7 +422,7 @@ def _refuse_existing(spec: HubDataset, dest: Path) -> None:
 
 
 def arrange_hub(name: str, staging: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Turn a staged hub snapshot (archives + lists) into the layout :mod:`helpers.datasets` reads.
+    """Turn a staged hub snapshot (archives + lists) into the layout :mod:`helpers.data.datasets` reads.
 
     Archives are extracted inside ``staging``; the expected folders (``training/``, ``validation/`` or
     ``training_chips/``, ``validation_chips/``) are found wherever the archive put them and moved into ``dest``,
@@ -522,8 +522,8 @@ def fetch_hub(
 # ---------------------------------------------------------------------------------------------------- shared
 def _check_layout(name: str, dest: Path) -> None:
     """Open the result with the study's own loader and make sure every chip of every split has its files."""
-    from helpers import datasets
-    from helpers.io import DataError
+    from helpers.data import datasets
+    from helpers.data.io import DataError
 
     try:
         ds = datasets.open(name, dest)
@@ -569,8 +569,8 @@ def _warn_if_low_space(dest: Path, needed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m helpers.download NAME --to DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.download", description=__doc__.split("\n\n")[0])
+    """Command line: ``python -m helpers.data.download NAME --to DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.data.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=["sen1floods11", "burn_scars", "crop"])
     parser.add_argument("--to", required=True, type=Path, help="dataset root to create")
     parser.add_argument("--s1", action="store_true", help="sen1floods11: also fetch the Sentinel-1 chips")
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(
-        f"done: {args.name} in {args.to}; open it with helpers.datasets.open({args.name!r}, {str(args.to)!r})"
+        f"done: {args.name} in {args.to}; open it with helpers.data.datasets.open({args.name!r}, {str(args.to)!r})"
     )
     return 0
 

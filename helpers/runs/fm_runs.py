@@ -2,7 +2,7 @@
 
 The real Prithvi-100M row runs only when the user supplies its file.
 
-Every row is fine-tuned by the shared loop (:func:`helpers.train.run`, the same loss, schedule, crops, validation
+Every row is fine-tuned by the shared loop (:func:`helpers.runs.train.run`, the same loss, schedule, crops, validation
 selection and sliding-window inference as the CNNs) and written to the results table with its ``pretraining`` and
 ``weights`` columns. The rows, by name:
 
@@ -23,11 +23,11 @@ encoder parameters, pretrained here for minutes on the study's own data, and eve
 A ``_pooled`` suffix marks encoders pretrained on the pooled single-date imagery of several tasks.
 
 Input statistics: ViT and SegFormer are trained from scratch and standardise their input with the dataset's own
-training statistics (:func:`helpers.datasets.channel_stats`); every Prithvi-architecture row keeps Prithvi's HLS
+training statistics (:func:`helpers.data.datasets.channel_stats`); every Prithvi-architecture row keeps Prithvi's HLS
 statistics, the random-init one included, so the three in-study rows differ only in their starting weights.
 
 Pretraining runs once per (dataset or pool, pretext) with ``settings.pretrain_seed`` and is shared by every
-fine-tuning seed, like a published checkpoint would be; it is cached by :mod:`helpers.pretrain`. Its wall time is
+fine-tuning seed, like a published checkpoint would be; it is cached by :mod:`helpers.runs.pretrain`. Its wall time is
 stated in each row's note (``runtime_s`` covers fine-tuning and evaluation only).
 
 Without the Prithvi-100M file the ``prithvi_100m`` row is a ``not_run`` row with the reason; it is never filled with
@@ -45,13 +45,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers import pretrain as PT
-from helpers import results, train
-from helpers.datasets import channel_stats, fingerprint
+from helpers.runs import pretrain as PT
+from helpers import results
+from helpers.runs import train
+from helpers.data.datasets import channel_stats, fingerprint
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.weights import sha256_file
+from helpers.models.weights import sha256_file
 
 PREFIX = "prithvi_arch_small"
 PUBLISHED = "prithvi_100m"
@@ -99,7 +100,7 @@ class FMSettings:
     Attributes:
         pretrain: In-study pretraining settings (model size, pretext budgets; pretext itself is per variant).
         pretrain_seed: Seed of the (shared) pretraining runs.
-        finetune: :func:`helpers.train.fit` settings of every fully fine-tuned row (same for all inits, so the
+        finetune: :func:`helpers.runs.train.fit` settings of every fully fine-tuned row (same for all inits, so the
             in-study rows differ only in their starting weights): the plateau protocol of the CNN rows
             (validation every 50 steps, stop after 6 validations without a 0.2-point gain, cap 3,000 steps).
             AdamW at 2e-3: at 5e-4 these small transformers had not left the starting plateau after a short
@@ -134,7 +135,7 @@ class FMSettings:
     num_threads: int | None = None
 
     def fit_kwargs(self, ds, **overrides) -> dict:
-        """Fine-tuning settings of :func:`helpers.train.run` for ``ds``.
+        """Fine-tuning settings of :func:`helpers.runs.train.run` for ``ds``.
 
         ``finetune``, then ``num_threads`` when set, then ``overrides``.
         """
@@ -210,7 +211,7 @@ def ensure_pretraining(
 ) -> str:
     """Run (or find in the cache) the pretraining of an in-study variant; its cache key.
 
-    An engine job of its own (:mod:`helpers.engine`): every fine-tuning seed of the variant reads this cache, so
+    An engine job of its own (:mod:`helpers.runs.engine`): every fine-tuning seed of the variant reads this cache, so
     the fine-tunes are submitted ``after`` it instead of each waiting for, or repeating, the same pretraining.
     """
     pretext = VARIANTS[variant].pretext
@@ -241,7 +242,7 @@ def run_prithvi_small(
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
 
     Args:
-        ds: Dataset (``helpers.datasets`` API).
+        ds: Dataset (``helpers.data.datasets`` API).
         seed: Fine-tuning seed (head initialisation, crops, dropout).
         variant: A key of :data:`VARIANTS`.
         settings: Sizes and budgets (default :class:`FMSettings`).
@@ -253,7 +254,7 @@ def run_prithvi_small(
         force: Retrain even if the row exists.
         progress: tqdm bars.
         maps_dir: Where the run saves its test maps of the first test chips (``None``: none).
-        convergence_path: Convergence table for the doubling check (:func:`helpers.convergence.check`).
+        convergence_path: Convergence table for the doubling check (:func:`helpers.runs.convergence.check`).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
@@ -514,7 +515,7 @@ def run_fm_rows(
     """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table).
 
     Args:
-        ds: Dataset (``helpers.datasets`` API).
+        ds: Dataset (``helpers.data.datasets`` API).
         seed: Fine-tuning seed (pretraining uses ``settings.pretrain_seed``).
         models: Rows of :data:`DEFAULT_MODELS` to run.
         settings: Sizes and budgets (default :class:`FMSettings`).
@@ -524,13 +525,13 @@ def run_fm_rows(
         cache_dir: Pretraining cache.
         force: Retrain even if a row exists.
         progress: tqdm bars.
-        maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.prediction_maps`).
+        maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.report.prediction_maps`).
         pooled: In-study variants with a pretext (e.g. ``prithvi_arch_small_mae``) to run a second time from an
             encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;
             the pretraining runs once for the pool and is cached, so every dataset of the pool shares it).
         pool: The datasets pooled for ``pooled`` (``ds`` is usually one of them).
         convergence_path: Also run the doubling check of every fine-tuned row into this convergence table
-            (:func:`helpers.convergence.check`; ``None``: no check).
+            (:func:`helpers.runs.convergence.check`; ``None``: no check).
     """
     unknown = set(models) - set(DEFAULT_MODELS)
     if unknown:

@@ -21,7 +21,7 @@ The cache stores what is expensive to compute: Galileo's patch grid (16x smaller
 per-pixel vectors, as float16 ``.npz`` files written atomically. Values are LayerNorm outputs of order 1, so
 float16 keeps about three significant digits; to make cached and fresh runs identical, a fresh embedding is
 rounded through float16 too. The key is (model, weights sha256, dataset name, chip id, image file path + size +
-mtime, :data:`helpers.fm_adapters.ADAPTER_VERSION`, the embedder's settings, the chip's months/location/pixel
+mtime, :data:`helpers.runs.fm_adapters.ADAPTER_VERSION`, the embedder's settings, the chip's months/location/pixel
 size); it is hashed into the file name and stored inside the file, and a file whose stored key differs is a miss.
 So new weights, an edited image, a changed adapter or other settings all re-encode.
 """
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers import fm_adapters as A
-from helpers import weights as W
+from helpers.runs import fm_adapters as A
+from helpers.models import weights as W
 from helpers.models import galileo as G
 from helpers.models import presto as P
 
@@ -87,9 +87,9 @@ def galileo_patch_grid(
         patch_size: Pixels per token side (1..8).
         window: Window side in pixels (rounded down to a multiple of ``patch_size``; capped by the chip).
         resolution_m: Pixel size in metres.
-        ndvi: ``"masked"`` or ``"b8a"`` (:func:`helpers.fm_adapters.galileo_inputs`).
+        ndvi: ``"masked"`` or ``"b8a"`` (:func:`helpers.runs.fm_adapters.galileo_inputs`).
         windows_per_batch: Windows encoded together (memory vs. speed).
-        shift: Optional normalisation shift (see :func:`helpers.fm_adapters.galileo_inputs`).
+        shift: Optional normalisation shift (see :func:`helpers.runs.fm_adapters.galileo_inputs`).
         div: Optional normalisation divisor.
     """
     b, _, h, w = x.shape
@@ -233,10 +233,10 @@ MODEL_WEIGHTS = {"galileo_nano": "galileo_nano", "presto": "presto"}
 
 
 def load_embedder(name: str, weights_path: str | os.PathLike | None = None, **settings) -> Embedder:
-    """Resolve the weights (:func:`helpers.weights.resolve_weights`), load the encoder, wrap it.
+    """Resolve the weights (:func:`helpers.models.weights.resolve_weights`), load the encoder, wrap it.
 
     Raises:
-        helpers.weights.WeightsError: Weights unavailable or not the pinned file (callers write ``not_run``).
+        helpers.models.weights.WeightsError: Weights unavailable or not the pinned file (callers write ``not_run``).
         ValueError: Unknown model name or a file that is not the model's checkpoint.
     """
     if name not in MODEL_WEIGHTS:
@@ -339,7 +339,7 @@ def embed_chip(
 
     Returns:
         ``emb`` float32 ``[D, H, W]`` (float16-rounded, identical on hit and miss), labels ``[H, W]`` int64, and
-        the chip's :class:`~helpers.fm_adapters.ChipContext`.
+        the chip's :class:`~helpers.runs.fm_adapters.ChipContext`.
     """
     ctx = A.chip_context(ds, chip_id)
     a, y = ds.read_arrays(chip_id)

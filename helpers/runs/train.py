@@ -62,8 +62,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import metrics, prediction_maps, results, runtime
-from helpers.io import atomic_write
+from helpers import metrics, results
+from helpers.runs import runtime
+from helpers.report import prediction_maps
+from helpers.data.io import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -568,7 +570,7 @@ def fit(
 
     Args:
         model: Maps reflectance ``[B, ds.n_channels, H, W]`` to logits ``[B, ds.num_classes, H, W]``.
-        ds: Dataset (``helpers.datasets`` API) with ``train`` and ``val`` splits.
+        ds: Dataset (``helpers.data.datasets`` API) with ``train`` and ``val`` splits.
         seed: Seeds crops, augmentation, chip order and dropout.
         out_dir: Folder for checkpoints and the log; reused to resume or skip.
         max_steps: Step cap (set well past the measured plateau; see the model family's defaults).
@@ -995,7 +997,7 @@ def run(
     the results table under the same ``run_key`` (:func:`key_for`) is skipped unless ``force``.
 
     Args:
-        ds: Dataset (``helpers.datasets`` API).
+        ds: Dataset (``helpers.data.datasets`` API).
         model_name: Name in the results table (``"unet"``, ``"prithvi"``, ...).
         make_model: Builds the untrained (or pretrained) model.
         seed: Run seed.
@@ -1010,9 +1012,9 @@ def run(
         note: Free text for the ``note`` column.
         progress: Show tqdm bars.
         maps_dir: Save the test predictions of the first few test chips here
-            (:mod:`helpers.prediction_maps`; ``None``: keep none).
+            (:mod:`helpers.report.prediction_maps`; ``None``: keep none).
         convergence_path: Also train the finished run on to twice its steps and record the change in this
-            convergence table (:func:`helpers.convergence.check`; ``None``: no check). Done for runs skipped
+            convergence table (:func:`helpers.runs.convergence.check`; ``None``: no check). Done for runs skipped
             because they are in the results table too, when their checkpoints are there.
         **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
@@ -1021,7 +1023,7 @@ def run(
 
     def check_convergence() -> None:
         if convergence_path is not None:
-            from helpers import convergence
+            from helpers.runs import convergence
 
             convergence.check(
                 ds,

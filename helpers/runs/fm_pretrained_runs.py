@@ -10,23 +10,23 @@ row                             encoder          head
 ``galileo_nano_finetune``       Galileo-nano     light conv decoder, encoder trained end to end
 ==============================  ===============  =====================================================
 
-The frozen rows follow the classical rows' protocol (:mod:`helpers.classical`) so that ``lgbm`` vs.
+The frozen rows follow the classical rows' protocol (:mod:`helpers.runs.classical`) so that ``lgbm`` vs.
 ``*_frozen_lgbm`` differs only in the features:
 
-1. **Training pixels**: the same stratified per-chip sample as :func:`helpers.classical.sample_pixels` (same
+1. **Training pixels**: the same stratified per-chip sample as :func:`helpers.runs.classical.sample_pixels` (same
    seeding by ``(seed, split, chip id)``, same per-class-per-chip count and class-balanced cap), so for one seed
    both rows train on the very same pixels. Galileo embeds whole training chips (it needs the spatial context);
    Presto embeds only the sampled pixels, which is exact for a per-pixel model.
-2. **Selection on val**: each head candidate (LightGBM: :data:`helpers.classical.LGBM_GRID`, early-stopped on
-   sampled val pixels; linear: :data:`helpers.fm_heads.LINEAR_GRID`) is scored on every valid pixel of every val
+2. **Selection on val**: each head candidate (LightGBM: :data:`helpers.runs.classical.LGBM_GRID`, early-stopped on
+   sampled val pixels; linear: :data:`helpers.runs.fm_heads.LINEAR_GRID`) is scored on every valid pixel of every val
    chip, and the best dataset-level ``miou_macro`` wins (ties: the earlier candidate).
 3. **Held-out splits** (``test``, and ``bolivia`` where present) are predicted once, every pixel of every chip.
 
 Every row carries ``family="fm"``, ``pretraining="published"``, ``weights=<sha256 of the file>`` and a note
-with the pretraining data, the adapter choices (:mod:`helpers.fm_adapters`) and the head. Without the weights
+with the pretraining data, the adapter choices (:mod:`helpers.runs.fm_adapters`) and the head. Without the weights
 (offline, no local copy) or with a wrong file, one ``not_run`` row says why and the notebook goes on.
 
-Embeddings are cached on disk (:class:`helpers.embeddings.EmbeddingCache`) under ``cache_dir``, so the seeds and
+Embeddings are cached on disk (:class:`helpers.runs.embeddings.EmbeddingCache`) under ``cache_dir``, so the seeds and
 heads of a dataset encode each chip once.
 """
 
@@ -39,15 +39,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from helpers import classical as _classical
-from helpers import embeddings as E
-from helpers import fm_adapters as A
-from helpers import fm_heads as H
+from helpers.runs import classical as _classical
+from helpers.runs import embeddings as E
+from helpers.runs import fm_adapters as A
+from helpers.runs import fm_heads as H
 from helpers import metrics as _metrics
-from helpers import prediction_maps, runtime
+from helpers.runs import runtime
+from helpers.report import prediction_maps
 from helpers import results as _results
-from helpers import train as _train
-from helpers import weights as W
+from helpers.runs import train as _train
+from helpers.models import weights as W
 
 #: row -> (embedding model, head).
 ROWS = {
@@ -87,7 +88,7 @@ class FMRun:
         cms: ``{split: confusion matrix}``.
         timings: Seconds embedding (cache misses only), fitting, predicting, overall.
         cache_stats: Embedding cache hits, misses, writes.
-        extra: Row-specific outputs (the fine-tuning run's :class:`helpers.train.RunOutcome`).
+        extra: Row-specific outputs (the fine-tuning run's :class:`helpers.runs.train.RunOutcome`).
     """
 
     status: str
@@ -128,7 +129,7 @@ def _not_run(ds, row: str, seed: int, reason: str, results_path) -> FMRun:
 def sample_indices(ds, split: str, chip_id: str, y: np.ndarray, seed: int, n_per: int) -> np.ndarray:
     """Flat pixel indices of one chip's training sample: up to ``n_per`` random valid pixels of each class.
 
-    The same generator and ranking as :func:`helpers.classical.sample_pixels`, so both pick the same pixels.
+    The same generator and ranking as :func:`helpers.runs.classical.sample_pixels`, so both pick the same pixels.
     """
     flat = np.asarray(y).ravel()
     valid = np.flatnonzero(flat != ds.ignore_index)
@@ -239,7 +240,7 @@ def run_frozen(
     """Run one frozen-embedding row end to end and write its results rows.
 
     Args:
-        ds: A dataset (``helpers.datasets`` API) with ``train`` and ``test`` splits (``val`` for selection).
+        ds: A dataset (``helpers.data.datasets`` API) with ``train`` and ``test`` splits (``val`` for selection).
         row: A key of :data:`ROWS`.
         seed: Seeds pixel sampling and the head.
         results_path: Results CSV (``None``: write nothing).
@@ -247,14 +248,14 @@ def run_frozen(
         budget: Training-pixel budget (as the classical rows).
         val_budget: Val pixels for LightGBM early stopping.
         embedder: A loaded embedder to reuse across rows (its model must match ``row``).
-        weights_path: Explicit weights file (else :func:`helpers.weights.resolve_weights` finds one).
+        weights_path: Explicit weights file (else :func:`helpers.models.weights.resolve_weights` finds one).
         settings: Embedder settings (Galileo: ``patch_size``, ``window``, ``ndvi``; Presto: ``ndvi``).
         n_jobs: LightGBM training threads.
         predict_jobs: LightGBM prediction threads (``None``: every core this process may use; per-pixel
-            predictions do not depend on it, see :func:`helpers.classical.run_classical`).
+            predictions do not depend on it, see :func:`helpers.runs.classical.run_classical`).
         force: Rerun even if the results table has this (dataset, row, seed).
         progress: Show tqdm bars.
-        maps_dir: Save the test maps of :func:`helpers.prediction_maps.chip_ids` there (``None``: none).
+        maps_dir: Save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (``None``: none).
 
     Raises:
         ValueError: Unknown row, an embedder for the other model, empty train/test split or no valid training
@@ -444,12 +445,12 @@ def make_galileo_segmenter(
 ) -> Callable[[], H.GalileoSegmenter]:
     """A builder of the fine-tuning model for ``ds`` (weights resolved now, so a missing file fails early).
 
-    The months are the dataset's default months (:data:`helpers.fm_adapters.DEFAULT_MONTHS`; the training loop
+    The months are the dataset's default months (:data:`helpers.runs.fm_adapters.DEFAULT_MONTHS`; the training loop
     passes only pixels, so per-chip dates cannot reach the model) and the pixel size that of the first training
     chip. ``drop_path=0.1`` is the published encoder configuration.
 
     Raises:
-        helpers.weights.WeightsError: Weights unavailable or not the pinned file.
+        helpers.models.weights.WeightsError: Weights unavailable or not the pinned file.
     """
     from helpers.models import galileo as G
 
@@ -476,7 +477,7 @@ def make_galileo_segmenter(
     return build
 
 
-#: Plateau-protocol settings of the Galileo-nano fine-tuning (:func:`helpers.train.fit`); validation is cheap
+#: Plateau-protocol settings of the Galileo-nano fine-tuning (:func:`helpers.runs.train.fit`); validation is cheap
 #: next to a 1.7 s training step, so it runs every 25 steps.
 FINETUNE_DEFAULTS: dict = {
     "eval_every": 25,
@@ -505,7 +506,7 @@ def run_galileo_nano_finetune(
     maps_dir: str | os.PathLike | None = None,
     **fit_kwargs,
 ) -> FMRun:
-    """Row ``galileo_nano_finetune``: Galileo-nano + light decoder trained end to end by :func:`helpers.train.run`.
+    """Row ``galileo_nano_finetune``: Galileo-nano + light decoder trained end to end by :func:`helpers.runs.train.run`.
 
     The encoder sees 32 px windows (patch 4: 8 x 8 tokens per date and channel group) while training on 64 px crops,
     the same crops as the other fine-tuned rows. Attention is quadratic in the tokens of a window, and a 3-date
@@ -519,9 +520,9 @@ def run_galileo_nano_finetune(
     Training follows the plateau protocol of every deep row (:data:`FINETUNE_DEFAULTS`, capped at ``max_steps``).
     At about 1.7 s per step on the study's 2-core CPU a plateau costs tens of minutes per run, so the default
     profile leaves this row to ``notebooks/params/full.yaml``. Other ``fit_kwargs`` (``lr``, ``batch_size``,
-    ``patience``, ...) go to :func:`helpers.train.fit`; ``maps_dir`` receives the test maps of the first test chips (:mod:`helpers.prediction_maps`).
+    ``patience``, ...) go to :func:`helpers.runs.train.fit`; ``maps_dir`` receives the test maps of the first test chips (:mod:`helpers.report.prediction_maps`).
     """
-    from helpers import train
+    from helpers.runs import train
 
     try:
         build = make_galileo_segmenter(ds, weights_path, patch_size=patch_size, window=window)

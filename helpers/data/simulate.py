@@ -22,7 +22,7 @@ Tasks (`generate(name, root, size, seed)`):
   have identical per-pixel spectral distributions and differ only in spatial pattern. The Bayes-optimal per-pixel
   accuracy of each knob value is computed from the generative model (`texture_bayes_accuracy`).
 
-Layouts (so `helpers.datasets` reads simulated and real data through one path): crop layout for sim-crop and
+Layouts (so `helpers.data.datasets` reads simulated and real data through one path): crop layout for sim-crop and
 sim-texture, HLS Burn Scars layout for sim-burn, Sen1Floods11 hand-labelled layout for sim-flood. See
 `helpers/data/DATA_CARD.md` for the generative process, parameters and licences.
 """
@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from helpers.io import write_geotiff
-from helpers.spectral import HLS_BANDS, material, vegetation
+from helpers.data.io import write_geotiff
+from helpers.data.spectral import HLS_BANDS, material, vegetation
 
 GENERATOR_VERSION = "1.0"
 PIXEL_SIZE_M = 30.0
@@ -935,7 +935,7 @@ def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: 
         "n_times": int(generator.get("n_times", 1)),
         "scale": {"crop": 1e-4, "burn_scars": 1.0, "sen1floods11": 1e-4}[layout],
         "generator": generator,
-        "description": "SIMULATED data from helpers.simulate (see helpers/data/DATA_CARD.md); not real imagery.",
+        "description": "SIMULATED data from helpers.data.simulate (see helpers/data/DATA_CARD.md); not real imagery.",
     }
 
 
@@ -953,7 +953,7 @@ def _write_crop_layout(
     test_ids = _chip_ids_crop(counts["test"], 500)
     descr = [f"{b} date{t + 1}" for t in range(n_times) for b in HLS_BANDS]
     tags = {
-        "DESCRIPTION": f"SIMULATED {name} chip (helpers.simulate v{GENERATOR_VERSION}); reflectance x 1e4"
+        "DESCRIPTION": f"SIMULATED {name} chip (helpers.data.simulate v{GENERATOR_VERSION}); reflectance x 1e4"
     }
     for split, ids, folder in (
         ("train", train_ids, "training_chips"),
@@ -1007,7 +1007,7 @@ def _write_burn_layout(
             origin = _origin(i + (0 if split == "train" else 5000), chip)
             refl = (to_int16(img).astype(np.float32) / 1e4).astype(np.float32)
             tags = {
-                "DESCRIPTION": f"SIMULATED {name} scene (helpers.simulate v{GENERATOR_VERSION}); reflectance"
+                "DESCRIPTION": f"SIMULATED {name} scene (helpers.data.simulate v{GENERATOR_VERSION}); reflectance"
             }
             _write_tif(root / folder / f"{stem}_merged.tif", refl, crs, origin, list(HLS_BANDS), None, tags)
             _write_tif(root / folder / f"{stem}.mask.tif", mask, crs, origin, ["burn_scar"], None, {**tags, "DESCRIPTION": f"SIMULATED {name} mask: 1 burn scar, 0 not burned, -1 missing"})  # fmt: skip
@@ -1025,7 +1025,7 @@ def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int
         "val": ids[counts["train"] : counts["train"] + counts["val"]],
         "test": ids[counts["train"] + counts["val"] :],
     }
-    tags = {"DESCRIPTION": f"SIMULATED {name} chip (helpers.simulate v{GENERATOR_VERSION})"}
+    tags = {"DESCRIPTION": f"SIMULATED {name} chip (helpers.data.simulate v{GENERATOR_VERSION})"}
     k = 0
     for split, chip_ids in splits.items():
         for i, cid in enumerate(_progress(chip_ids, f"{name} {split}")):
@@ -1141,9 +1141,9 @@ def remove(root: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: `python -m helpers.simulate NAME --to DIR [--size quick] [--seed 0] [--overwrite]`."""
+    """CLI: `python -m helpers.data.simulate NAME --to DIR [--size quick] [--seed 0] [--overwrite]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.simulate", description="Write a SIMULATED dataset."
+        prog="python -m helpers.data.simulate", description="Write a SIMULATED dataset."
     )
     parser.add_argument("name", help="sim-crop | sim-burn | sim-flood | sim-texture-<knob> | all")
     parser.add_argument("--to", required=True, type=Path, help="output folder (for 'all': parent folder)")

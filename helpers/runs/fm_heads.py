@@ -1,17 +1,17 @@
 """Heads on top of the published foundation models: frozen-embedding classifiers and a fine-tuning model.
 
 Frozen heads answer "how much does the pretrained representation already separate the classes?": the encoder is
-fixed, per-pixel embeddings (:mod:`helpers.embeddings`) are the features, and a pixel classifier is fitted on
+fixed, per-pixel embeddings (:mod:`helpers.runs.embeddings`) are the features, and a pixel classifier is fitted on
 sampled training pixels.
 
 * :func:`fit_lgbm` - LightGBM with exactly the settings of the classical ``lgbm`` row
-  (:data:`helpers.classical.LGBM_FIXED` and one candidate of :data:`helpers.classical.LGBM_GRID`), so
+  (:data:`helpers.runs.classical.LGBM_FIXED` and one candidate of :data:`helpers.runs.classical.LGBM_GRID`), so
   ``lgbm`` vs ``galileo_nano_frozen_lgbm`` differs only in the features.
 * :func:`fit_linear` - a linear (``hidden=0``) or one-hidden-layer MLP classifier in torch on standardised
   embeddings (the linear probe is the usual way to judge a representation).
 
 Fine-tuning answers "is the pretrained encoder a good starting point?": :class:`GalileoSegmenter` puts a light
-convolutional decoder on Galileo-nano's patch grid and trains end to end through :func:`helpers.train.fit` (it
+convolutional decoder on Galileo-nano's patch grid and trains end to end through :func:`helpers.runs.train.fit` (it
 follows the shared model contract: reflectance ``[B, 6T, H, W]`` in, logits ``[B, K, H, W]`` out, normalisation
 inside as buffers).
 """
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import classical as _classical
-from helpers import embeddings as _emb
-from helpers import fm_adapters as A
+from helpers.runs import classical as _classical
+from helpers.runs import embeddings as _emb
+from helpers.runs import fm_adapters as A
 from helpers.models import galileo as G
 
 
@@ -85,7 +85,7 @@ def fit_lgbm(
         X: ``(n, F)`` training embeddings.
         y: ``(n,)`` labels ``0..num_classes-1``.
         num_classes: Number of classes.
-        candidate: One entry of :data:`helpers.classical.LGBM_GRID` (``num_leaves``, ``min_data_in_leaf``).
+        candidate: One entry of :data:`helpers.runs.classical.LGBM_GRID` (``num_leaves``, ``min_data_in_leaf``).
         seed: LightGBM seed.
         X_es: Rows for early stopping (never the test split).
         y_es: Their labels.
@@ -233,7 +233,7 @@ class GalileoSegmenter(nn.Module):
     """Galileo-nano encoder + light convolutional decoder: reflectance ``[B, 6T, H, W]`` -> logits ``[B, K, H, W]``.
 
     The encoder runs exactly as for the frozen embeddings (windows, patch size, HLS adapter; see
-    :mod:`helpers.embeddings`), giving a ``128 x H/p x W/p`` patch grid. The decoder is deliberately small so
+    :mod:`helpers.runs.embeddings`), giving a ``128 x H/p x W/p`` patch grid. The decoder is deliberately small so
     that what is learned lives mostly in the encoder: a 3x3 conv (128 -> ``width``) with BatchNorm and ReLU on the
     patch grid, bilinear upsampling to pixels, a second 3x3 conv + BatchNorm + ReLU and a 1x1 conv to the classes.
     It never sees the raw pixels, so pixel detail below the patch size must come through the encoder.
