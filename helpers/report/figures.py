@@ -597,13 +597,13 @@ def per_class_heatmap_figure(
     ncols = min(2, len(names))
     nrows = -(-len(names) // ncols)
     heights = [
-        0.6 + 0.11 * max(t.shape[0] for t in tables[r * ncols : (r + 1) * ncols]) for r in range(nrows)
+        0.4 + 0.14 * max(t.shape[0] for t in tables[r * ncols : (r + 1) * ncols]) for r in range(nrows)
     ]
     fig, axes = plt.subplots(
         nrows,
         ncols,
         figsize=plotting.page_size(
-            "column" if ncols == 1 and tables[0].shape[1] <= 6 else "full", sum(heights) + 0.5 * nrows + 0.6
+            "column" if ncols == 1 and tables[0].shape[1] <= 6 else "full", sum(heights) + 1.3 * nrows + 0.6
         ),
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
