@@ -230,7 +230,7 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         "source": "AVIRIS 1992-06-12 Indian Pine Test Site 3, 'corrected' 200 bands, via tensorly.datasets",
         "processing": {
             "bands": list(HLS_BANDS),
-            "band_integration": "Sentinel-2A MSI spectral responses (pyrsr), helpers.data.spectral.band_integration_matrix",
+            "band_integration": "Sentinel-2A MSI spectral responses (pyrsr), helpers.spectral.band_integration_matrix",  # the card of v1 (bytes kept)
             "reflectance": "two-target empirical line: Woods mean -> PROSAIL LAI 5; 2 % lowest-NDVI pixels -> medium soil",
             "gain": calib["gain"],
             "offset": calib["offset"],

@@ -47,6 +47,10 @@ from helpers.data.io import write_geotiff
 from helpers.data.spectral import HLS_BANDS, material, vegetation
 
 GENERATOR_VERSION = "1.0"
+#: The generator's name as written into every file's tags and card: the name of generator version 1.0, kept when
+#: the module moved to ``helpers/data/simulate.py`` so that the same data keep the same bytes (and every run on
+#: them its run_key). Change it only together with GENERATOR_VERSION.
+GENERATOR_NAME = "helpers.simulate"
 PIXEL_SIZE_M = 30.0
 SENSOR_NOISE = 0.003  # per-band white noise (reflectance), about the noise-equivalent reflectance of S2 SR
 GAIN_SD = 0.04  # per-chip (per-date) illumination gain, common to all bands
@@ -935,7 +939,7 @@ def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: 
         "n_times": int(generator.get("n_times", 1)),
         "scale": {"crop": 1e-4, "burn_scars": 1.0, "sen1floods11": 1e-4}[layout],
         "generator": generator,
-        "description": "SIMULATED data from helpers.data.simulate (see helpers/data/DATA_CARD.md); not real imagery.",
+        "description": f"SIMULATED data from {GENERATOR_NAME} (see helpers/data/DATA_CARD.md); not real imagery.",
     }
 
 
@@ -953,7 +957,7 @@ def _write_crop_layout(
     test_ids = _chip_ids_crop(counts["test"], 500)
     descr = [f"{b} date{t + 1}" for t in range(n_times) for b in HLS_BANDS]
     tags = {
-        "DESCRIPTION": f"SIMULATED {name} chip (helpers.data.simulate v{GENERATOR_VERSION}); reflectance x 1e4"
+        "DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{GENERATOR_VERSION}); reflectance x 1e4"
     }
     for split, ids, folder in (
         ("train", train_ids, "training_chips"),
@@ -1007,7 +1011,7 @@ def _write_burn_layout(
             origin = _origin(i + (0 if split == "train" else 5000), chip)
             refl = (to_int16(img).astype(np.float32) / 1e4).astype(np.float32)
             tags = {
-                "DESCRIPTION": f"SIMULATED {name} scene (helpers.data.simulate v{GENERATOR_VERSION}); reflectance"
+                "DESCRIPTION": f"SIMULATED {name} scene ({GENERATOR_NAME} v{GENERATOR_VERSION}); reflectance"
             }
             _write_tif(root / folder / f"{stem}_merged.tif", refl, crs, origin, list(HLS_BANDS), None, tags)
             _write_tif(root / folder / f"{stem}.mask.tif", mask, crs, origin, ["burn_scar"], None, {**tags, "DESCRIPTION": f"SIMULATED {name} mask: 1 burn scar, 0 not burned, -1 missing"})  # fmt: skip
@@ -1025,7 +1029,7 @@ def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int
         "val": ids[counts["train"] : counts["train"] + counts["val"]],
         "test": ids[counts["train"] + counts["val"] :],
     }
-    tags = {"DESCRIPTION": f"SIMULATED {name} chip (helpers.data.simulate v{GENERATOR_VERSION})"}
+    tags = {"DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{GENERATOR_VERSION})"}
     k = 0
     for split, chip_ids in splits.items():
         for i, cid in enumerate(_progress(chip_ids, f"{name} {split}")):
