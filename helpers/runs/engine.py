@@ -192,6 +192,7 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
                     err = job.exception()
                     tb = "".join(traceback.format_exception(type(err), err, job.traceback()))
                     failures[index[id(job)]] = (_LABELS.get(job.key, str(job.key)), tb)
+                _LABELS.pop(job.key, None)  # a finished job's label is needed no more
                 bar.update()
     for i, j in enumerate(jobs):
         if isinstance(j, Done) and j.error is not None:
