@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from helpers.data import bands as _bands
 from helpers.data.io import DataError, check_aligned, read_raster
 
-HLS_BANDS = ["B02", "B03", "B04", "B8A", "B11", "B12"]
+HLS_BANDS = list(_bands.HLS_BANDS)
 #: Sentinel-2 L1C band order of Sen1Floods11's S2Hand files.
 S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 #: Indices of the six HLS-equivalent bands (B2, B3, B4, B8A, B11, B12) in ``S2_BANDS``, as Prithvi uses them.
@@ -111,6 +112,8 @@ class ChipDataset:
         classes: Class names in label order.
         ignore_index: Label value of invalid pixels (-1).
         n_times: Number of dates per chip (3 for crop, else 1).
+        bands: Band names of one date, in channel order (:mod:`helpers.data.bands`); the six HLS bands for every
+            layout but the generic one.
         simulated: Whether the data is simulated (every table and figure says so).
         scale: Factor from stored values to reflectance.
         cache_mb: Decoded chips of :meth:`read_arrays` kept in memory (least recently used first out). Every row
@@ -136,6 +139,7 @@ class ChipDataset:
         val_fraction: float = 0.1,
         val_seed: int = 0,
         cache_mb: float = 256,
+        bands: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -147,6 +151,7 @@ class ChipDataset:
         self.classes = list(classes)
         self.ignore_index = IGNORE_INDEX
         self.n_times = n_times
+        self.bands = list(HLS_BANDS if bands is None else bands)
         self.simulated = simulated
         self.scale = scale
         self.splits_dir = Path(splits_dir) if splits_dir is not None else None
@@ -165,8 +170,8 @@ class ChipDataset:
 
     @property
     def n_channels(self) -> int:
-        """Channels of :meth:`read_arrays` output: six HLS bands per date."""
-        return len(HLS_BANDS) * self.n_times
+        """Channels of :meth:`read_arrays` output: ``len(bands)`` per date (six HLS bands but for generic data)."""
+        return len(self.bands) * self.n_times
 
     @property
     def splits(self) -> list[str]:
@@ -244,18 +249,9 @@ class ChipDataset:
         """
         if getattr(self, "_fingerprint", None) is None:
             h = hashlib.sha256()
-            card = {
-                "name": self.name,
-                "task": self.task,
-                "classes": self.classes,
-                "n_times": self.n_times,
-                "scale": self.scale,
-                "ignore_index": self.ignore_index,
-                "splits": self._splits,
-            }
-            h.update(json.dumps(card, sort_keys=True).encode())
+            h.update(json.dumps(self._identity(), sort_keys=True).encode())
             for cid in sorted({c for ids in self._splits.values() for c in ids}):
-                for path in self.paths(cid):
+                for path in self._chip_files(cid):
                     h.update(cid.encode())
                     with path.open("rb") as fh:
                         for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
@@ -269,8 +265,24 @@ class ChipDataset:
         return f"<{type(self).__name__} {self.name!r} ({self.task}{sim}) {self.num_classes} classes, {sizes} at {self.root}>"
 
     # ------------------------------------------------------------------ layout hooks
+    def _identity(self) -> dict:
+        """What of the card enters :meth:`fingerprint` (a layout with more settings adds them)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "classes": self.classes,
+            "n_times": self.n_times,
+            "scale": self.scale,
+            "ignore_index": self.ignore_index,
+            "splits": self._splits,
+        }
+
     def _list_splits(self) -> dict[str, list[str]]:
         raise NotImplementedError
+
+    def _chip_files(self, chip_id: str) -> list[Path]:
+        """Every file of one chip, in the order :meth:`fingerprint` hashes them."""
+        return list(self.paths(chip_id))
 
     def _paths(self, chip_id: str) -> tuple[Path, Path]:
         raise NotImplementedError
@@ -319,9 +331,9 @@ class ChipDataset:
             )
 
     def _to_dataarray(self, data: np.ndarray, raw: xr.DataArray, chip_id: str, path: Path) -> xr.DataArray:
-        coords = {"band": HLS_BANDS, "y": raw["y"].values, "x": raw["x"].values}
+        coords = {"band": self.bands, "y": raw["y"].values, "x": raw["x"].values}
         if self.n_times > 1:
-            data = data.reshape(self.n_times, len(HLS_BANDS), *data.shape[1:])
+            data = data.reshape(self.n_times, len(self.bands), *data.shape[1:])
             dims: tuple[str, ...] = ("time", "band", "y", "x")
             coords["time"] = np.arange(self.n_times)
         else:
@@ -542,14 +554,15 @@ def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: 
     """Open a dataset by name.
 
     Args:
-        name: ``"sen1floods11"``, ``"burn_scars"``, ``"crop"`` (the originals, in their published layouts), or a
+        name: ``"sen1floods11"``, ``"burn_scars"``, ``"crop"`` (the originals, in their published layouts), a
             generated dataset (``"sim-crop"``, ``"sim-burn"``, ``"sim-flood"``, ``"sim-texture-<knob>"``,
-            ``"indian-pines-hls"``) whose root holds a ``dataset.json`` card.
+            ``"indian-pines-hls"``) whose root holds a ``dataset.json`` card, or any other name whose root holds a
+            card of the generic layout (a dataset of your own: :mod:`helpers.data.generic`).
         root: The dataset folder.
         **kwargs: ``splits_dir`` (official split lists elsewhere), ``val_fraction``, ``val_seed``, ``scale``, ``cache_mb``.
 
     Raises:
-        DataError: Unknown name, missing root, split lists or card.
+        DataError: Unknown name, missing root, split lists or card, or a generic card that does not match its files.
     """
     if name in REAL:
         spec = dict(REAL[name])
@@ -569,9 +582,92 @@ def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: 
         )
         spec.update(kwargs)
         return _LAYOUTS[card["layout"]](root, name=name, **spec)
+    if (Path(root) / "dataset.json").is_file():
+        from helpers.data import generic
+
+        return generic.GenericDataset(root, name=name, **kwargs)
     raise DataError(
-        f"unknown dataset {name!r}; expected one of {sorted(REAL)} or a generated sim-*/indian-pines-hls name"
+        f"unknown dataset {name!r} and no dataset card {Path(root) / 'dataset.json'}; expected one of "
+        f"{sorted(REAL)}, a generated sim-*/indian-pines-hls name, or a folder of your own with a dataset.json of "
+        "the generic layout (README: Your own data)"
     )
+
+
+class MissingBands(DataError):
+    """A model needs bands that a dataset's card does not list (its row is ``not_run``, naming them)."""
+
+    def __init__(self, dataset: str, missing: Sequence[str], have: Sequence[str], needed: Sequence[str]):
+        self.missing = list(missing)
+        super().__init__(
+            f"{dataset}: needs the HLS bands {', '.join(needed)}; the dataset card lacks {', '.join(missing)} "
+            f"(it has {', '.join(have)})"
+        )
+
+
+def bands_of(ds) -> list[str]:
+    """Band names of one date of ``ds`` (the six HLS bands for a dataset object that does not say)."""
+    return list(getattr(ds, "bands", HLS_BANDS))
+
+
+class BandView:
+    """A dataset seen through some of its bands, picked by name, for models pretrained on fixed bands.
+
+    Everything but the bands is the underlying dataset's (splits, classes, ``read_arrays`` cache); its
+    :meth:`fingerprint` is the dataset's and the bands chosen, so runs on the view have keys of their own.
+    """
+
+    def __init__(self, ds, bands: Sequence[str]) -> None:
+        self._ds = ds
+        self.bands = list(bands)
+        have = bands_of(ds)
+        idx = [have.index(b) for b in self.bands]
+        self._channels = [t * len(have) + i for t in range(ds.n_times) for i in idx]
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or "_ds" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self._ds, name)
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of :meth:`read_arrays`: the chosen bands of every date."""
+        return len(self._channels)
+
+    def read_arrays(self, chip_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The underlying chip's arrays with only the chosen bands, date-major as ever."""
+        a, y = self._ds.read_arrays(chip_id)
+        return np.ascontiguousarray(a[self._channels]), y
+
+    def read(self, chip_id: str) -> tuple[xr.DataArray, np.ndarray]:
+        """The underlying chip as a DataArray of the chosen bands."""
+        x, y = self._ds.read(chip_id)
+        return x.sel(band=self.bands), y
+
+    def fingerprint(self) -> str:
+        """The dataset's content hash combined with the bands chosen."""
+        return hashlib.sha256(f"{fingerprint(self._ds)}/{','.join(self.bands)}".encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"<BandView {','.join(self.bands)} of {self._ds!r}>"
+
+
+def with_bands(ds, needed: Sequence[str] = HLS_BANDS):
+    """``ds`` as a model that takes exactly the bands ``needed`` sees it: itself, or a :class:`BandView`.
+
+    Prithvi, Galileo and Presto know their input bands by name, so a dataset with those bands among others (all
+    13 Sentinel-2 bands, say) feeds them the ones they know; a dataset that lacks one is refused, never padded with
+    a zero band.
+
+    Raises:
+        MissingBands: ``ds`` lacks some of ``needed`` (the message names them).
+    """
+    have = bands_of(ds)
+    if have == list(needed):
+        return ds
+    lack = _bands.missing(have, needed)
+    if lack:
+        raise MissingBands(ds.name, lack, have, needed)
+    return BandView(ds, needed)
 
 
 def fingerprint(ds) -> str:
@@ -629,8 +725,7 @@ def channel_stats(
     count = np.zeros(ds.n_channels)
     for chip in ids:
         a, _ = ds.read_arrays(chip)
-        bands = 6 if ds.n_channels % 6 == 0 else ds.n_channels
-        a = a.reshape(-1, bands, *a.shape[1:]).astype(np.float64)  # (dates, bands, H, W)
+        a = a.reshape(-1, len(bands_of(ds)), *a.shape[1:]).astype(np.float64)  # (dates, bands, H, W)
         valid = (a != 0).any(axis=1, keepdims=True) & np.isfinite(a).all(axis=1, keepdims=True)
         valid = np.broadcast_to(valid, a.shape)
         v = np.where(valid, a, 0.0).reshape(ds.n_channels, -1)
@@ -672,5 +767,11 @@ def prepare(
         raise DataError(
             f"{root}: real dataset {name!r} not found; download it with "
             f"`python -m helpers.data.download {name} --to {root}` or point data_dir at your copy"
+        )
+    elif name not in REAL and not root.is_dir():
+        raise DataError(
+            f"{root}: dataset {name!r} not found; a dataset of your own is a folder data_dir/<name> with a "
+            "dataset.json card of the generic layout (README: Your own data; `python -m helpers.data.generic "
+            "example DIR` writes a small one)"
         )
     return open(name, root, **open_kwargs)

@@ -570,7 +570,9 @@ def _warn_if_low_space(dest: Path, needed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m helpers.data.download NAME --to DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.data.download", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.data.download", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("name", choices=["sen1floods11", "burn_scars", "crop"])
     parser.add_argument("--to", required=True, type=Path, help="dataset root to create")
     parser.add_argument("--s1", action="store_true", help="sen1floods11: also fetch the Sentinel-1 chips")

@@ -172,7 +172,7 @@ class SegFormer(nn.Module):
     logits cropped back.
 
     Args:
-        in_channels: ``6 * n_dates`` (dates stacked date-major as channels).
+        in_channels: Bands x dates (dates stacked date-major as channels); ``6 * n_dates`` without ``mean``/``std``.
         num_classes: Output classes ``K``.
         embed_dims: Stage widths (MiT-b0: 32, 64, 160, 256).
         num_heads: Stage heads (b0: 1, 2, 5, 8).
@@ -202,8 +202,11 @@ class SegFormer(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if in_channels % len(HLS_BANDS):
-            raise ValueError(f"in_channels must be 6 * n_dates, got {in_channels}")
+        if mean is None and in_channels % len(HLS_BANDS):
+            raise ValueError(
+                f"the default (HLS) normalisation needs in_channels = 6 * n_dates, got {in_channels}; "
+                "pass the data's own mean/std"
+            )
         self.normalize = (
             HLSNormalize(in_channels // len(HLS_BANDS)) if mean is None else InputNorm(in_channels, mean, std)
         )

@@ -38,7 +38,7 @@ class ViTSegmenter(nn.Module):
     """ViT encoder + progressive-upsampling head: reflectance ``[B, 6*T, H, W]`` → logits ``[B, K, H, W]``.
 
     Args:
-        in_channels: ``6 * n_dates`` (dates stacked date-major as channels).
+        in_channels: Bands x dates (dates stacked date-major as channels); ``6 * n_dates`` without ``mean``/``std``.
         num_classes: Output classes ``K``.
         img_size: Chip size the learned position embedding is laid out for; other sizes are served by bicubic
             resizing of the embedding.
@@ -71,8 +71,11 @@ class ViTSegmenter(nn.Module):
         std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if in_channels % len(HLS_BANDS):
-            raise ValueError(f"in_channels must be 6 * n_dates, got {in_channels}")
+        if mean is None and in_channels % len(HLS_BANDS):
+            raise ValueError(
+                f"the default (HLS) normalisation needs in_channels = 6 * n_dates, got {in_channels}; "
+                "pass the data's own mean/std"
+            )
         if patch_size < 2 or patch_size & (patch_size - 1):
             raise ValueError(f"patch_size must be a power of two >= 2, got {patch_size}")
         self.patch_size = patch_size

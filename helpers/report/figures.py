@@ -683,8 +683,7 @@ def prediction_maps_figure(
         len(chip_ids), n_cols, figsize=(1.35 * n_cols, 1.35 * aspect * len(chip_ids) + 0.9), squeeze=False
     )
     for r, (chip, (x, y)) in enumerate(zip(chip_ids, chips, strict=True)):
-        last_date = x[-6:] if x.shape[0] >= 6 else x
-        axes[r, 0].imshow(plotting.rgb_composite(last_date) if last_date.shape[0] >= 3 else last_date[0])
+        axes[r, 0].imshow(plotting.chip_composite(x, getattr(ds, "bands", None)))
         axes[r, 0].set_axis_off()
         plotting.show_labels(axes[r, 1], y, k, ds.ignore_index)
         axes[r, 0].text(

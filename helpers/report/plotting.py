@@ -9,6 +9,7 @@ the repository.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -154,6 +155,23 @@ def rgb_composite(
         lo, hi = np.percentile(img[..., i], percentiles)
         out[..., i] = np.clip((img[..., i] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
     return out
+
+
+def chip_composite(a: np.ndarray, band_names: Sequence[str] | None = None, kind: str = "true") -> np.ndarray:
+    """A display composite of the last date of a date-major chip ``(n_dates * n_bands, H, W)``, by band name.
+
+    Args:
+        a: The chip as :meth:`~helpers.data.datasets.ChipDataset.read_arrays` returns it.
+        band_names: Band names of one date (``None``: the six HLS bands).
+        kind: ``"true"`` (red, green, blue) or ``"false"`` (NIR, red, green); a dataset without those bands
+            gets its first three bands (:func:`helpers.data.bands.rgb`), one band a grey image.
+    """
+    from helpers.data import bands as _bands
+
+    names = list(_bands.HLS_BANDS if band_names is None else band_names)
+    last = a[-len(names) :]
+    idx = _bands.rgb(names) if kind == "true" else _bands.false_colour(names)
+    return rgb_composite(last, idx)
 
 
 def label_cmap(num_classes: int):

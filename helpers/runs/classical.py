@@ -74,6 +74,7 @@ from sklearn.ensemble import RandomForestClassifier
 from tqdm.auto import tqdm
 
 from helpers import features as _features
+from helpers.data.datasets import bands_of
 from helpers import metrics as _metrics
 from helpers.runs import runtime
 from helpers.report import prediction_maps
@@ -202,7 +203,7 @@ def _chip_features(ds, chip_id: str, feature_set: str, cache: FeatureCache | Non
     t0 = time.perf_counter()
     a, y = ds.read_arrays(chip_id)
     t1 = time.perf_counter()
-    stack, names = _features.feature_stack(a, feature_set)
+    stack, names = _features.feature_stack(a, feature_set, bands_of(ds))
     timer.read_s += t1 - t0
     timer.feature_s += time.perf_counter() - t1
     y = np.asarray(y, dtype=np.int64)
@@ -297,7 +298,7 @@ def sample_pixels(
     """
     timer = _timer or _Timer()
     chip_ids = ds.chip_ids(split)
-    names = _features.feature_names(ds.n_channels, feature_set)
+    names = _features.feature_names(ds.n_channels, feature_set, bands_of(ds))
     n_per = min(budget.per_class_per_chip, max(1, math.ceil(budget.max_pixels / max(len(chip_ids), 1))))
     xs, ys, cs = [], [], []
     n_all_ignore = 0

@@ -49,6 +49,7 @@ from helpers.report import prediction_maps
 from helpers import results as _results
 from helpers.runs import train as _train
 from helpers.models import weights as W
+from helpers.data.datasets import MissingBands, with_bands
 
 #: row -> (embedding model, head).
 ROWS = {
@@ -264,6 +265,10 @@ def run_frozen(
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; expected one of {sorted(ROWS)}")
     model_name, head_kind = ROWS[row]
+    try:  # the adapters feed the encoders the six HLS bands, picked by name
+        ds = with_bands(ds)
+    except MissingBands as err:
+        return _not_run(ds, row, seed, str(err), results_path)
     budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
     val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     key = _results.run_key(
@@ -524,6 +529,10 @@ def run_galileo_nano_finetune(
     """
     from helpers.runs import train
 
+    try:  # the adapter feeds Galileo the six HLS bands, picked by name
+        ds = with_bands(ds)
+    except MissingBands as err:
+        return _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
     try:
         build = make_galileo_segmenter(ds, weights_path, patch_size=patch_size, window=window)
     except W.WeightsError as err:

@@ -48,7 +48,7 @@ from torch import nn
 from helpers.runs import pretrain as PT
 from helpers import results
 from helpers.runs import train
-from helpers.data.datasets import channel_stats, fingerprint
+from helpers.data.datasets import MissingBands, channel_stats, fingerprint, with_bands
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
@@ -186,9 +186,12 @@ def pretrain_for(
     """The (cached) pretraining a variant starts from: on ``ds``'s training imagery, or on a pool of datasets.
 
     Pooled pretraining (``pretrain_on``: several datasets) uses single dates, so tasks with 1 and 3 dates pool.
+
+    Raises:
+        helpers.data.datasets.MissingBands: A dataset lacks one of the six HLS bands the Prithvi architecture takes.
     """
     cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
-    data = list(pretrain_on) if pretrain_on is not None else [ds]
+    data = [with_bands(d) for d in (pretrain_on if pretrain_on is not None else [ds])]
     return PT.pretrain(
         data,
         cfg,
@@ -213,15 +216,37 @@ def ensure_pretraining(
 
     An engine job of its own (:mod:`helpers.runs.engine`): every fine-tuning seed of the variant reads this cache, so
     the fine-tunes are submitted ``after`` it instead of each waiting for, or repeating, the same pretraining.
+    Returns ``""`` without pretraining when a dataset lacks an HLS band: its fine-tunes then write ``not_run`` rows
+    naming the bands (:func:`run_prithvi_small`), and the batch goes on.
     """
     pretext = VARIANTS[variant].pretext
     if pretext is None:
         raise ValueError(
             f"{variant!r} has no pretraining; choose one of {[v for v, x in VARIANTS.items() if x.pretext]}"
         )
-    return pretrain_for(
-        ds, pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
-    ).key
+    try:
+        return pretrain_for(
+            ds, pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
+        ).key
+    except MissingBands:
+        return ""
+
+
+def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: str, results_path, runs_dir):
+    """Write the ``not_run`` row of a run that cannot start, and its outcome."""
+    context = {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": results.is_simulated(ds),
+        "model": model,
+        "family": "fm",
+        "pretraining": pretraining,
+        "weights": weights,
+        "seed": seed,
+    }
+    row = results.not_run_row(reason, context)
+    results.write_run([row], results_path)
+    return train.RunOutcome(train.run_dir(runs_dir, ds.name, model, seed), False, [row], None)
 
 
 def run_prithvi_small(
@@ -261,6 +286,12 @@ def run_prithvi_small(
     settings = settings or FMSettings()
     v = VARIANTS[variant]
     name = variant + ("_pooled" if pretrain_on is not None and v.pretext else "")
+    try:  # the Prithvi architecture takes the six HLS bands, picked by name
+        ds = with_bands(ds)
+        if pretrain_on is not None and v.pretext:
+            pretrain_on = [with_bands(d) for d in pretrain_on]
+    except MissingBands as err:
+        return _not_run(ds, name, seed, v.pretraining, "", str(err), results_path, runs_dir)
     out_dir = train.run_dir(runs_dir, ds.name, name, seed)
     ft = settings.fit_kwargs(ds)
     if v.probe:
@@ -429,6 +460,10 @@ def run_prithvi_published(
     that file, so a silent skip would hide their mistake).
     """
     settings = settings or FMSettings()
+    try:  # Prithvi-100M takes the six HLS bands, picked by name
+        ds = with_bands(ds)
+    except MissingBands as err:
+        return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", str(err), results_path, runs_dir)
     path = find_published_checkpoint(prithvi_checkpoint)
     context = {
         "task": ds.task,
