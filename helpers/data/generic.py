@@ -7,7 +7,7 @@ study runs on another crop region, a cloud mask or a wetland map with no loader 
     {
       "name": "my-wetlands",            # the folder's name and the name in the results table
       "layout": "generic",
-      "task": "wetland",                # free text (the paper's claims are tested only on flood/burn/crop)
+      "task": "wetland",                # free text; "flood", "burn" or "crop" test the paper's claims on it
       "bands": ["B02", "B03", "B04", "B08"],   # per date, in file order (helpers.data.bands)
       "n_times": 1,                     # dates per chip; files hold them date-major (all bands of date 1, ...)
       "classes": ["dry", "wet"],
@@ -368,8 +368,12 @@ class GenericDataset(ChipDataset):
                 for p in paths:
                     one = read_raster(p, bands=1)
                     self._check_georef(one, p)
-                    if parts:
-                        check_aligned(parts[0], one, paths[0], p)
+                    if parts and (one.shape != parts[0].shape or one.rio.crs != parts[0].rio.crs):
+                        raise DataError(
+                            f"{p}: band file is {one.sizes['y']}x{one.sizes['x']} px in CRS {one.rio.crs}, but "
+                            f"{paths[0].name} of the same chip is {parts[0].sizes['y']}x{parts[0].sizes['x']} px "
+                            f"in CRS {parts[0].rio.crs}"
+                        )
                     parts.append(one)
                 raw = xr.concat(parts, dim="band")
                 raw = raw.assign_coords(band=np.arange(1, n_bands + 1))
