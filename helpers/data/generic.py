@@ -56,7 +56,7 @@ from rasterio.crs import CRS
 
 from helpers.data import bands as _bands
 from helpers.data.datasets import ChipDataset, _read_list, holdout_split
-from helpers.data.io import DataError, atomic_write, check_aligned, read_raster
+from helpers.data.io import DataError, atomic_write, check_aligned, read_raster, write_geotiff
 
 LAYOUT = "generic"
 CARD = "dataset.json"
@@ -504,22 +504,7 @@ def write_example(
 
 def _write_plain_tif(path: Path, data: np.ndarray, nodata: float | None) -> None:
     """A GeoTIFF with no CRS and no transform, as many public datasets ship their chips."""
-    profile = {
-        "driver": "GTiff",
-        "height": data.shape[1],
-        "width": data.shape[2],
-        "count": data.shape[0],
-        "dtype": data.dtype.name,
-        "nodata": nodata,
-    }
-
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(data)
-
-    atomic_write(path, write)
+    write_geotiff(path, data, crs=None, transform=None, nodata=nodata)
 
 
 def describe(ds: GenericDataset) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -119,13 +120,17 @@ def write_geotiff(
     path: str | os.PathLike,
     data: np.ndarray,
     *,
-    crs: str,
-    transform: rasterio.Affine,
+    crs: str | None,
+    transform: rasterio.Affine | None,
     nodata: float | None = None,
     tags: dict | None = None,
     band_descriptions: list[str] | None = None,
 ) -> Path:
-    """Write a ``(bands, H, W)`` array as a DEFLATE GeoTIFF, atomically."""
+    """Write a ``(bands, H, W)`` array as a DEFLATE GeoTIFF, atomically.
+
+    ``crs=None, transform=None`` writes a file without georeferencing, as many public datasets ship their chips
+    (the generic layout's example, :func:`helpers.data.generic.write_example`).
+    """
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
@@ -137,17 +142,21 @@ def write_geotiff(
             "width": data.shape[2],
             "count": data.shape[0],
             "dtype": data.dtype.name,
-            "crs": crs,
-            "transform": transform,
             "compress": "deflate",
             "predictor": 2
             if data.dtype.kind in "iu"
             else 3,  # horizontal differencing: smaller files, same pixels
             "interleave": "band",
         }
+        if crs is not None or transform is not None:
+            profile.update(crs=crs, transform=transform)
         if nodata is not None:
             profile["nodata"] = nodata
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with warnings.catch_warnings():
+            if crs is None and transform is None:
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(tmp, "w", **profile)
+        with dst:
             dst.write(data)
             if tags:
                 dst.update_tags(**tags)
