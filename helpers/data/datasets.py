@@ -42,6 +42,9 @@ S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", 
 #: Indices of the six HLS-equivalent bands (B2, B3, B4, B8A, B11, B12) in ``S2_BANDS``, as Prithvi uses them.
 S2_TO_HLS = [1, 2, 3, 8, 11, 12]
 IGNORE_INDEX = -1
+#: Held-out split of a simulated dataset with label noise: the test images scored against their true labels.
+TRUE_LABELS_SPLIT = "test_true_labels"
+TRUTH_SUFFIX = ".truth"
 
 CROP_CLASSES = [
     "natural_vegetation",
@@ -378,6 +381,9 @@ class CropDataset(ChipDataset):
     18 bands = 6 HLS bands x 3 dates, band-major per date, reflectance x 1e4; mask 0 = no data (ignored), 1..13 the
     classes (mapped to 0..12). The official "validation" split is the paper's test split; ``val`` is a seeded hold-out
     of training chips, unless the root holds an explicit ``val_data.txt`` (the simulator and Indian Pines write one).
+    Where every test chip also has a ``<chip>.truth.tif`` (simulated data with label noise: the true map before the
+    noise), the split ``test_true_labels`` scores the same test images against those true labels; its chip ids
+    carry the suffix ``.truth``. Every family scores it like any held-out split; selection never sees it.
     """
 
     layout = "crop"
@@ -399,10 +405,17 @@ class CropDataset(ChipDataset):
         else:
             train, val = holdout_split(train_all, self.val_fraction, self.val_seed)
         self._dir_of = {c: "training_chips" for c in train_all} | {c: "validation_chips" for c in test}
-        return {"train": train, "val": val, "test": test}
+        out = {"train": train, "val": val, "test": test}
+        if test and all((self.root / "validation_chips" / f"{c}{TRUTH_SUFFIX}.tif").is_file() for c in test):
+            out[TRUE_LABELS_SPLIT] = [f"{c}{TRUTH_SUFFIX}" for c in test]
+            self._dir_of |= {f"{c}{TRUTH_SUFFIX}": "validation_chips" for c in test}
+        return out
 
     def _paths(self, chip_id: str) -> tuple[Path, Path]:
         folder = self.root / self._dir_of.get(chip_id, "training_chips")
+        if chip_id.endswith(TRUTH_SUFFIX):  # the same image, scored against the true (noise-free) labels
+            stem = chip_id.removesuffix(TRUTH_SUFFIX)
+            return folder / f"{stem}_merged.tif", folder / f"{chip_id}.tif"
         return folder / f"{chip_id}_merged.tif", folder / f"{chip_id}.mask.tif"
 
     def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:

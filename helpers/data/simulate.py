@@ -51,6 +51,13 @@ GENERATOR_VERSION = "1.0"
 #: the module moved to ``helpers/data/simulate.py`` so that the same data keep the same bytes (and every run on
 #: them its run_key). Change it only together with GENERATOR_VERSION.
 GENERATOR_NAME = "helpers.simulate"
+#: Families whose generator moved on from GENERATOR_VERSION: only their data (and the runs on them) are rebuilt.
+FAMILY_VERSIONS = {"sim-crop": "2.0"}  # helpers.data.sim_crop: dates, phenology, mixing, label noise
+
+
+def family_version(family: str) -> str:
+    """The generator version of one task family (``sim-crop``, ``sim-texture``, ...)."""
+    return FAMILY_VERSIONS.get(family, GENERATOR_VERSION)
 PIXEL_SIZE_M = 30.0
 SENSOR_NOISE = 0.003  # per-band white noise (reflectance), about the noise-equivalent reflectance of S2 SR
 GAIN_SD = 0.04  # per-chip (per-date) illumination gain, common to all bands
@@ -297,30 +304,7 @@ def _render(
     return means[u].transpose(2, 0, 1) + np.einsum("hwij,jhw->ihw", chols[u], fields)
 
 
-# -------------------------------------------------------------------------------------------------------- crop
-# Per-class trajectories over three dates (early season ~ April-May, peak ~ July, late ~ September): each date is a
-# list of (component, fraction); a component is a material name or ("veg", LAI). Designed from crop calendars of
-# the US corn belt / plains (emergence, peak LAI, harvest), not fitted to data.
-CROP_RECIPES: dict[str, list[list[tuple]]] = {
-    "natural_vegetation": [[(("veg", 1.2), 0.6), ("npv_litter", 0.4)], [(("veg", 2.0), 0.85), ("npv_litter", 0.15)], [(("veg", 1.2), 0.55), ("npv_litter", 0.45)]],
-    "forest": [[(("veg", 3.0), 0.8), ("npv_wood", 0.2)], [(("veg", 6.0), 1.0)], [(("veg", 4.5), 0.9), ("npv_litter", 0.1)]],
-    "corn": [[("soil_dark", 0.6), ("npv_litter", 0.4)], [(("veg", 4.0), 1.0)], [(("veg", 1.0), 0.4), ("npv_litter", 0.6)]],
-    "soybeans": [[("soil_dark", 0.85), ("npv_litter", 0.15)], [(("veg", 2.5), 1.0)], [(("veg", 3.5), 1.0)]],
-    "wetlands": [[("water_humic", 0.5), (("veg", 1.5), 0.5)], [("water_humic", 0.3), (("veg", 3.0), 0.7)], [("water_humic", 0.4), (("veg", 2.0), 0.6)]],
-    "developed_barren": [[("roof", 0.35), ("asphalt", 0.3), ("concrete", 0.15), (("veg", 2.0), 0.2)]] * 3,
-    "open_water": [[("water_clear", 1.0)], [("water_clear", 0.7), ("water_humic", 0.3)], [("water_clear", 1.0)]],
-    "winter_wheat": [[(("veg", 3.0), 1.0)], [("npv_litter", 0.6), ("soil_medium", 0.4)], [("soil_medium", 0.7), (("veg", 0.5), 0.3)]],
-    "alfalfa": [[(("veg", 2.5), 1.0)], [(("veg", 1.0), 0.7), ("npv_litter", 0.3)], [(("veg", 3.0), 1.0)]],
-    "fallow_idle_cropland": [[("soil_medium", 0.6), ("npv_litter", 0.4)], [("soil_medium", 0.4), ("npv_litter", 0.3), (("veg", 0.5), 0.3)], [("soil_medium", 0.5), ("npv_litter", 0.5)]],
-    "cotton": [[("soil_bright", 0.9), ("npv_litter", 0.1)], [(("veg", 1.5), 1.0)], [(("veg", 3.0), 0.8), ("npv_litter", 0.2)]],
-    "sorghum": [[("soil_medium", 0.9), ("npv_litter", 0.1)], [(("veg", 2.0), 1.0)], [(("veg", 3.5), 0.8), ("npv_litter", 0.2)]],
-    "other": [[("soil_medium", 0.5), (("veg", 1.0), 0.5)], [(("veg", 3.0), 1.0)], [(("veg", 1.5), 0.5), ("npv_wood", 0.5)]],
-}  # fmt: skip
-# parcel-level class frequencies: mimic the strong imbalance of the real dataset (chosen, not measured)
-CROP_PRIORS = np.array([0.19, 0.16, 0.15, 0.14, 0.05, 0.07, 0.04, 0.05, 0.03, 0.04, 0.02, 0.02, 0.04])
-CROP_PARCEL_PX = 26.0  # typical field width in pixels (~800 m at 30 m)
-
-
+# ------------------------------------------------------------------------------------------------- mixtures
 def _component(c) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(c, tuple):
         return vegetation(c[1])
@@ -336,54 +320,6 @@ def mixture(components: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
         mean += frac * m
         cov += frac**2 * c
     return mean, cov
-
-
-def crop_class_stats() -> tuple[np.ndarray, np.ndarray]:
-    """(K, T, 6) means and (K, T, 6, 6) covariances of the crop classes from their recipes."""
-    means = np.zeros((len(CROP_CLASSES), 3, 6))
-    covs = np.zeros((len(CROP_CLASSES), 3, 6, 6))
-    for k, name in enumerate(CROP_CLASSES):
-        for t, comps in enumerate(CROP_RECIPES[name]):
-            means[k, t], covs[k, t] = mixture(comps)
-    return means, covs
-
-
-def simulate_crop_chip(
-    size: int, rng: np.random.Generator, cloud_prob: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """One sim-crop chip.
-
-    Args:
-        size: chip side in pixels.
-        rng: random generator.
-        cloud_prob: probability that a date is cloudy (its cloudy pixels become label 0 = ignore).
-
-    Returns:
-        (18, H, W) reflectance (date-major: date1 B02..B12, date2 ...) and (H, W) uint8 mask (0 ignore, 1..13).
-    """
-    means, covs = crop_class_stats()
-    n_parcels = max(2, int(rng.poisson((size / CROP_PARCEL_PX) ** 2)))
-    parcels = voronoi_parcels((size, size), n_parcels, rng, anisotropy=rng.uniform(1.0, 2.5))
-    n_p = parcels.max() + 1
-    cls = rng.choice(len(CROP_CLASSES), size=n_p, p=CROP_PRIORS / CROP_PRIORS.sum())
-    z_parcel = rng.standard_normal((n_p, 6))  # field-level deviation, shared across dates (same soil/variety)
-    shared = gaussian_field((size, size), 3.0, rng, 6)
-    out = np.zeros((18, size, size))
-    ignore = np.zeros((size, size), dtype=bool)
-    for t in range(3):
-        chol = _chol(covs[cls, t])  # (n_p, 6, 6)
-        parcel_mean = means[cls, t] + 0.6 * np.einsum("pij,pj->pi", chol, z_parcel)
-        within = np.sqrt(0.5) * shared + np.sqrt(0.5) * gaussian_field((size, size), 2.0, rng, 6)
-        img = _render(parcels, parcel_mean, 0.35 * chol, within)
-        img = sensor(np.clip(img, 0.0, None), rng)
-        if rng.random() < cloud_prob:
-            alpha = cloud_alpha((size, size), rng.uniform(0.03, 0.3), rng)
-            img = add_clouds(img, alpha, rng)
-            ignore |= alpha > 0.2
-        out[6 * t : 6 * t + 6] = img
-    mask = (cls[parcels] + 1).astype(np.uint8)
-    mask[ignore] = 0
-    return out, mask
 
 
 # ------------------------------------------------------------------------------------------------------ texture
@@ -574,7 +510,8 @@ def reference_class_means(name: str) -> dict[str, np.ndarray]:
     """Expected class-mean reflectance implied by the spectral library, before nuisance (for notebook 01 plots).
 
     Args:
-        name: `sim-crop` (each value (3, 6): one row per date), `sim-texture-<knob>` ((6,) at the mean mixing
+        name: `sim-crop` (each value (3, 6): one row per date, at the real tracker's median dates, sub-types
+            averaged), `sim-texture-<knob>` ((6,) at the mean mixing
             fraction, partners mixed with their anchor by the knob) or `sim-flood` (water: the turbid/clear mean
             at the mean turbidity; not water: the prior-weighted land-cover mean).
 
@@ -583,8 +520,9 @@ def reference_class_means(name: str) -> dict[str, np.ndarray]:
     """
     family, knob = parse_name(name)
     if family == "sim-crop":
-        means, _ = crop_class_stats()
-        return {c: means[k] for k, c in enumerate(CROP_CLASSES)}
+        from helpers.data import sim_crop
+
+        return sim_crop.reference_means()
     if family == "sim-texture":
         mats, anchor = texture_class_materials()
         f = 0.5 * sum(TEXTURE_F_RANGE)
@@ -946,34 +884,105 @@ def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: 
 def _write_crop_layout(
     root: Path,
     name: str,
-    chip_fn: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    chip_fn: Callable[[np.random.Generator, str, int], tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]],
     counts: dict[str, int],
     seed: int,
     size: str,
     n_times: int,
     crs: str,
+    version: str = GENERATOR_VERSION,
 ) -> None:
+    """Write chips in the crop layout; ``chip_fn(rng, split, i)`` gives image, mask, true mask (or None), tags."""
     train_ids = _chip_ids_crop(counts["train"], 0)
     test_ids = _chip_ids_crop(counts["test"], 500)
     descr = [f"{b} date{t + 1}" for t in range(n_times) for b in HLS_BANDS]
-    tags = {
-        "DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{GENERATOR_VERSION}); reflectance x 1e4"
-    }
+    tags = {"DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{version}); reflectance x 1e4"}
     for split, ids, folder in (
         ("train", train_ids, "training_chips"),
         ("test", test_ids, "validation_chips"),
     ):
         for i, cid in enumerate(_progress(ids, f"{name} {split}")):
             rng = _rng(seed, name, size, split, i)
-            img, mask = chip_fn(rng)
+            img, mask, truth, extra = chip_fn(rng, split, i)
             origin = _origin(i + (0 if split == "train" else 5000), counts["chip"])
-            _write_tif(root / folder / f"{cid}_merged.tif", to_int16(img), crs, origin, descr, -9999, tags)
-            _write_tif(root / folder / f"{cid}.mask.tif", mask, crs, origin, ["label"], None, {**tags, "DESCRIPTION": f"SIMULATED {name} mask: 0 ignore, classes 1..K"})  # fmt: skip
+            _write_tif(root / folder / f"{cid}_merged.tif", to_int16(img), crs, origin, descr, -9999, {**tags, **extra})  # fmt: skip
+            _write_tif(root / folder / f"{cid}.mask.tif", mask, crs, origin, ["label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} mask: 0 ignore, classes 1..K"})  # fmt: skip
+            if truth is not None:
+                _write_tif(root / folder / f"{cid}.truth.tif", truth, crs, origin, ["true label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} TRUE labels before label noise: 0 ignore, classes 1..K"})  # fmt: skip
     _write_text(root / "training_data.txt", "\n".join(train_ids) + "\n")
     _write_text(root / "validation_data.txt", "\n".join(test_ids) + "\n")
     if counts["val"]:
         order = _rng(seed, name, size, "val-split").permutation(len(train_ids))[: counts["val"]]
         _write_text(root / "val_data.txt", "\n".join(sorted(train_ids[j] for j in order)) + "\n")
+
+
+def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, size: str) -> dict:
+    """Write sim-crop (generator 2.0, :mod:`helpers.data.sim_crop`); returns what the card records of it.
+
+    Chips are grouped into HLS-like tiles of :data:`~helpers.data.sim_crop.CHIPS_PER_TILE` (a seeded shuffle, so
+    train and test chips share tiles as in a random split); a tile's chips share their three dates and regional
+    shift. The summary holds the dates' statistics, the label noise measured per class over all chips and the
+    noise-free ceiling on the test split.
+    """
+    from helpers.data import sim_crop as C
+
+    n_train, n_test = counts["train"], counts["test"]
+    n_all = n_train + n_test
+    tile_of = _rng(seed, name, size, "tiles").permutation(n_all) // C.CHIPS_PER_TILE
+    n_tiles = int(tile_of.max()) + 1
+    tile_rng = [_rng(seed, name, size, "tile", t) for t in range(n_tiles)]
+    tile_dates = [tuple(C.draw_dates(r)[0]) for r in tile_rng]
+    tile_shift = [float(C.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
+    confusion = np.zeros((len(C.CLASSES), len(C.CLASSES)), np.int64)  # (true, label) over all chips
+    test_cm = np.zeros_like(confusion)  # (label, true) over the test chips: the true map scored as a prediction
+
+    def chip(rng, split, i):
+        t = int(tile_of[i if split == "train" else n_train + i])
+        c = C.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t], sensor, gaussian_field, voronoi_parcels)  # fmt: skip
+        np.add.at(confusion, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
+        if split == "test":
+            test_cm[...] += np.bincount(
+                (c.mask.ravel() - 1) * len(C.CLASSES) + c.truth.ravel() - 1, minlength=confusion.size
+            ).reshape(confusion.shape)
+        doy = ",".join(str(d) for d in c.dates)
+        return c.image, c.mask, c.truth, {"ACQUISITION_DOY": doy, "TILE": f"T{t:03d}"}
+
+    _write_crop_layout(root, name, chip, counts, seed, size, 3, "EPSG:32615", version=C.VERSION)
+    used = sorted({int(tile_of[j]) for j in range(n_all)})
+    d = np.array([tile_dates[t] for t in tile_of])  # per chip
+    span = d[:, 2] - d[:, 0]
+    per_class = confusion.sum(axis=1)
+    noise = {c: round(1 - confusion[k, k] / per_class[k], 4) for k, c in enumerate(C.CLASSES) if per_class[k]}
+    return {
+        "dates": "per tile: three days of year in each file's ACQUISITION_DOY tag (helpers.data.sim_crop)",
+        "tiles": len(used),
+        "date_stats": {
+            "median_doy": [int(v) for v in np.median(d, axis=0)],
+            "span_median_days": float(np.median(span)),
+            "span_share_under_90_days": round(float((span < 90).mean()), 3),
+            "third_date_share_in_september": round(float(((d[:, 2] >= 244) & (d[:, 2] <= 273)).mean()), 3),
+            "real_tracker": {"median_doy": [85, 172, 256], **C.REAL_SPAN, "third_share_in_september": 0.68},
+        },
+        "label_accuracy_pct": {c: {"producers": a, "source": src} for c, (a, src) in C.LABEL_ACCURACY.items()},
+        "label_noise_measured": noise,
+        "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
+        "noise_free_ceiling_test": {
+            **C.label_agreement(test_cm),
+            "meaning": "the true map scored against the noisy test labels: no model's expected score is above it",
+        },
+        "magnitudes": {
+            "region_shift_sd_days": C.REGION_SHIFT_SD,
+            "field_shift_sd_days": C.FIELD_SHIFT_SD,
+            "emergence_delay_days": C.EMERGENCE_DELAY,
+            "emergence_share": C.EMERGENCE_SHARE,
+            "soil_gain_sd": C.SOIL_GAIN_SD,
+            "field_width_px": list(C.FIELD_WIDTH_PX),
+            "roads_per_chip": C.ROADS_PER_CHIP,
+            "haze_prob": C.HAZE_PROB,
+            "field_error_share": C.FIELD_ERROR_SHARE,
+            "date_rho": C.DATE_RHO,
+        },
+    }
 
 
 def _progress(items, desc: str):
@@ -1082,17 +1091,20 @@ def generate(
     counts = SIZES[layout][size]
     root = Path(root)
     masks = Path(burn_masks_dir) if burn_masks_dir is not None else None
+    version = family_version(family)
     key = {
         "name": name,
         "size": size,
         "seed": seed,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": version,
         "burn_masks_dir": str(masks) if masks else None,
     }
     manifest_path = root / "manifest.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         same = all(old.get(k) == v for k, v in key.items())
+        if not same and all(old.get(k) == v for k, v in key.items() if k != "generator_version"):
+            overwrite = True  # our own data from an older generator: rebuilt (the runs on it then rerun by key)
         files_ok = same and all(
             (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
             for rel, info in old["files"].items()
@@ -1109,13 +1121,13 @@ def generate(
         manifest_path.unlink()
     root.mkdir(parents=True, exist_ok=True)
 
-    generator = {"version": GENERATOR_VERSION, "seed": seed, "size": size, **counts}
+    generator = {"version": version, "seed": seed, "size": size, **counts}
     if family == "sim-crop":
-        _write_crop_layout(root, name, lambda r: simulate_crop_chip(counts["chip"], r), counts, seed, size, 3, "EPSG:32615")  # fmt: skip
-        meta = _dataset_json(name, "crop", "crop", CROP_CLASSES, {**generator, "n_times": 3, "dates": ["early season (Apr-May)", "peak (Jul)", "late (Sep)"], "psf_sigma_px": PSF_SIGMA_PX})  # fmt: skip
+        summary = _write_sim_crop(root, name, counts, seed, size)
+        meta = _dataset_json(name, "crop", "crop", CROP_CLASSES, {**generator, "n_times": 3, "psf_sigma_px": PSF_SIGMA_PX, **summary})  # fmt: skip
     elif family == "sim-texture":
         assert knob is not None
-        _write_crop_layout(root, name, lambda r: simulate_texture_chip(counts["chip"], knob, r), counts, seed, size, 1, "EPSG:32614")  # fmt: skip
+        _write_crop_layout(root, name, lambda r, _s, _i: (*simulate_texture_chip(counts["chip"], knob, r), None, {}), counts, seed, size, 1, "EPSG:32614")  # fmt: skip
         acc, se = texture_bayes_accuracy(knob)
         pairs = [[TEXTURE_PARTNER[c], c] for c in TEXTURE_PARTNER]
         meta = _dataset_json(name, "crop", "texture", TEXTURE_CLASSES, {**generator, "n_times": 1, "knob": knob, "pairs": pairs, "patterns": TEXTURE_PATTERNS, "bayes_pixel_accuracy": round(acc, 4), "bayes_pixel_accuracy_se": round(se, 4)})  # fmt: skip
