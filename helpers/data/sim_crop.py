@@ -215,7 +215,8 @@ CONFUSERS: dict[str, tuple[str, ...]] = {
     "developed_barren": ("natural_vegetation", "fallow_idle_cropland"),
     "open_water": ("wetlands",),
 }
-#: Share of each class's label errors that are whole fields (the rest sit at class edges).
+#: Share of each class's label errors that are whole fields; the rest sit at class edges, as far as a chip's edge
+#: pixels allow (where they do not, whole fields carry the remainder, so each class keeps its error rate).
 FIELD_ERROR_SHARE = 0.5
 
 # ------------------------------------------------------------------------------------------------ magnitudes
@@ -241,6 +242,7 @@ class CropChip:
     mask: np.ndarray  # (H, W) uint8 labels the models see (CDL-like noise), 1..13
     truth: np.ndarray  # (H, W) uint8 true labels, 1..13
     dates: tuple[int, int, int]  # day of year of each scene
+    mixed: float = 0.0  # share of 30 m pixels whose 15 m sub-pixels hold more than one true class
 
 
 def _road_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -278,19 +280,22 @@ def _label_noise(truth: np.ndarray, parcels: np.ndarray, rng: np.random.Generato
     pick = np.argmax(other * rng.random(other.shape), axis=0)  # a random differing neighbour
     neighbour = np.take_along_axis(neigh, pick[None], axis=0)[0]
     u = rng.random(truth.shape)
+    field_p = {}
     for k, e in err.items():
         of_k = truth == k
         n_k, b_k = of_k.sum(), (of_k & edge).sum()
-        if n_k == 0 or b_k == 0:
+        if n_k == 0:
             continue
-        q = min(1.0, (1 - FIELD_ERROR_SHARE) * e * n_k / b_k)
-        flip = of_k & edge & (u < q)
-        noisy[flip] = neighbour[flip]
-    # whole fields carrying a confuser class
+        edge_budget = min((1 - FIELD_ERROR_SHARE) * e * n_k, b_k)  # a chip with few edges puts the rest in fields
+        if b_k:
+            flip = of_k & edge & (u < edge_budget / b_k)
+            noisy[flip] = neighbour[flip]
+        field_p[k] = (e * n_k - edge_budget) / n_k
+    # whole fields carrying a confuser class (the expected share of the class's pixels: the rest of its errors)
     for p in np.unique(parcels[parcels >= 0]):
         inside = parcels == p
         k = int(np.bincount(truth[inside]).argmax())
-        if rng.random() < FIELD_ERROR_SHARE * err[k]:
+        if rng.random() < field_p.get(k, 0.0):
             noisy[inside] = CLASSES.index(str(rng.choice(CONFUSERS[CLASSES[k]])))
     return noisy
 
@@ -356,9 +361,13 @@ def simulate_chip(
         image[6 * t : 6 * t + 6] = sensor(img, rng)
     truth_hi = np.where(roads, CLASSES.index("developed_barren"), cls[parcels])
     truth = _majority(truth_hi, len(CLASSES))
+    blocks = truth_hi.reshape(size, 2, size, 2)
+    mixed = float((blocks != blocks[:, :1, :, :1]).any(axis=(1, 3)).mean())
     parcels_lo = np.where(roads[::2, ::2], -1, parcels[::2, ::2])
     noisy = _label_noise(truth, parcels_lo, rng)
-    return CropChip(image, (noisy + 1).astype(np.uint8), (truth + 1).astype(np.uint8), tuple(int(d) for d in dates))
+    return CropChip(
+        image, (noisy + 1).astype(np.uint8), (truth + 1).astype(np.uint8), tuple(int(d) for d in dates), mixed
+    )
 
 
 def reference_means(doys: tuple[int, int, int] = (85, 172, 256)) -> dict[str, np.ndarray]:
@@ -369,6 +378,13 @@ def reference_means(doys: tuple[int, int, int] = (85, 172, 256)) -> dict[str, np
         rows = [i for i, (kk, sub) in enumerate(CURVES) if kk == k and sub != "road"]
         out[c] = np.mean([mo[i, list(doys)] + ms[i, list(doys)] for i in rows], axis=0)
     return out
+
+
+def class_edges(truth: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another class (where the edge part of the label noise sits)."""
+    pad = np.pad(truth, 1, mode="edge")
+    neigh = np.stack([pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]])
+    return (neigh != truth[None]).any(axis=0)
 
 
 def label_agreement(cm: np.ndarray) -> dict[str, float]:

@@ -935,11 +935,19 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
     tile_shift = [float(C.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
     confusion = np.zeros((len(C.CLASSES), len(C.CLASSES)), np.int64)  # (true, label) over all chips
     test_cm = np.zeros_like(confusion)  # (label, true) over the test chips: the true map scored as a prediction
+    tally = {"mixed": 0.0, "n": 0, "edge_err": 0, "edge": 0, "inner_err": 0, "inner": 0}
 
     def chip(rng, split, i):
         t = int(tile_of[i if split == "train" else n_train + i])
         c = C.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t], sensor, gaussian_field, voronoi_parcels)  # fmt: skip
         np.add.at(confusion, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
+        edge, wrong = C.class_edges(c.truth), c.mask != c.truth
+        tally["mixed"] += c.mixed
+        tally["n"] += 1
+        tally["edge_err"] += int((wrong & edge).sum())
+        tally["edge"] += int(edge.sum())
+        tally["inner_err"] += int((wrong & ~edge).sum())
+        tally["inner"] += int((~edge).sum())
         if split == "test":
             test_cm[...] += np.bincount(
                 (c.mask.ravel() - 1) * len(C.CLASSES) + c.truth.ravel() - 1, minlength=confusion.size
@@ -966,6 +974,9 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
         "label_accuracy_pct": {c: {"producers": a, "source": src} for c, (a, src) in C.LABEL_ACCURACY.items()},
         "label_noise_measured": noise,
         "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
+        "label_noise_at_class_edges": round(tally["edge_err"] / max(tally["edge"], 1), 4),
+        "label_noise_inside_classes": round(tally["inner_err"] / max(tally["inner"], 1), 4),
+        "mixed_pixel_share": round(tally["mixed"] / max(tally["n"], 1), 4),
         "noise_free_ceiling_test": {
             **C.label_agreement(test_cm),
             "meaning": "the true map scored against the noisy test labels: no model's expected score is above it",
