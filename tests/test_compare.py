@@ -426,3 +426,35 @@ def test_majority_floor_flags_deep_rows_that_do_not_beat_the_most_frequent_class
     assert list(out["model"]) == ["unet", "vit"]  # classical rows are not checked
     assert out.set_index("model")["oa"]["unet"] == pytest.approx(0.55)
     assert list(out["above"]) == [True, False]
+
+
+def test_true_label_scores_pair_the_noisy_and_true_test_scores():
+    rows = []
+    for model, family, shift in (("rf", "classical", 0.0), ("unet", "cnn", 0.05)):
+        for seed in (0, 1, 2):
+            for split, value in (("val", 0.40), ("test", 0.41), ("test_true_labels", 0.52)):
+                rows.append(
+                    {
+                        "dataset": "sim-crop",
+                        "task": "crop",
+                        "simulated": True,
+                        "model": model,
+                        "family": family,
+                        "pretraining": "none",
+                        "seed": seed,
+                        "split": split,
+                        "metric": "miou_macro",
+                        "class": "",
+                        "value": value + shift + 0.01 * seed,
+                        "status": "ok",
+                    }
+                )
+    df = pd.DataFrame(rows).reindex(columns=results.COLUMNS)
+    agg = compare.aggregate(df, metrics=["miou_macro"], splits=["test", "test_true_labels"], n_boot=100)
+    out = compare.true_label_scores(agg, {"sim-crop": 0.694})
+    assert out["model"].tolist() == ["rf", "unet"] and (out["n"] == 3).all()
+    assert out.loc[0, "test"].startswith("42.0 [") and out.loc[1, "test_true_labels"].startswith("58.0 [")
+    assert (out["ceiling"] == "69.4").all()
+    assert compare.true_label_scores(
+        agg[agg["split"] == "test"]
+    ).empty  # no true-label split: nothing to pair

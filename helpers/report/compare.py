@@ -841,3 +841,52 @@ def majority_floor(df: pd.DataFrame, floors: Mapping[str, float], *, split: str 
     out["floor"] = out["dataset"].map(floors)
     out["above"] = out["oa"] > out["floor"]
     return out.sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
+
+
+def true_label_scores(agg: pd.DataFrame, ceilings: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Each model's test mIoU on the labels it was trained against and on the true labels, side by side (%).
+
+    Datasets with label noise (``sim-crop`` 2.0) have the held-out split ``test_true_labels``: the same test images
+    scored against the map before the noise. A model that learned the classes rather than the noise scores higher
+    there; ``ceiling`` is the true map scored against the noisy test labels (no model's expected score on ``test``
+    is above it).
+
+    Args:
+        agg: :func:`aggregate` output holding ``miou_macro`` on ``test`` and ``test_true_labels``.
+        ceilings: Noise-free ceiling (mIoU, 0-1) per dataset, from its card.
+
+    Returns:
+        One row per (dataset, model): ``test``, ``test_true_labels`` (mean over seeds [interval], %), ``n``, and
+        ``ceiling``; empty when no dataset has the split.
+    """
+    from helpers.data.datasets import TRUE_LABELS_SPLIT
+
+    rows = agg[(agg["metric"] == "miou_macro") & (agg["class"] == "")]
+    have = set(rows.loc[rows["split"] == TRUE_LABELS_SPLIT, "dataset"])
+    rows = rows[rows["dataset"].isin(have) & rows["split"].isin(["test", TRUE_LABELS_SPLIT])]
+    if rows.empty:
+        return pd.DataFrame(columns=["dataset", "model", "family", "n", "test", TRUE_LABELS_SPLIT, "ceiling"])
+
+    def fmt(r) -> str:
+        return (
+            f"{100 * r['mean']:.1f} [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+            if r["n"] > 1
+            else f"{100 * r['mean']:.1f}"
+        )
+
+    rows = rows.assign(text=rows.apply(fmt, axis=1))
+    wide = rows.pivot_table(
+        index=["dataset", "family", "model"], columns="split", values="text", aggfunc="first"
+    )
+    n = rows.groupby(["dataset", "family", "model"])["n"].max()
+    out = wide.join(n).reset_index()
+    out["ceiling"] = out["dataset"].map(
+        lambda d: f"{100 * ceilings[d]:.1f}" if ceilings and d in ceilings else ""
+    )
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    out = out.sort_values(
+        ["dataset", "family", "model"], key=lambda s: s.map(order) if s.name == "family" else s
+    )
+    return out[["dataset", "family", "model", "n", "test", TRUE_LABELS_SPLIT, "ceiling"]].reset_index(
+        drop=True
+    )

@@ -940,3 +940,76 @@ def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
     )
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
+
+
+def sim_crop_nuisance_figure(ds, max_chips: int = 64, map_chip: str | None = None) -> plt.Figure | None:
+    """What makes ``sim-crop`` (generator 2.0) hard, drawn from its files: dates, phenology spread, label noise.
+
+    (a) the three acquisition dates of every tile against the real chip tracker's medians; (b) the NDVI
+    (B8A, B04) of every field-dominated chip of corn, soybeans and alfalfa at its own dates, over the class's
+    phenology curve (:func:`helpers.data.sim_crop.reference_means`): the same class at different dates and
+    seasons; (c) one test chip's true map, the labels the models see, and where they differ. ``None`` when ``ds``
+    has no per-chip dates (generator 1.0 data or another dataset).
+    """
+    import rasterio
+
+    from helpers.data import sim_crop
+
+    ids = [c for s in ("train", "val", "test") for c in ds.chip_ids(s)][:max_chips]
+    info = []
+    for cid in ids:
+        with rasterio.open(ds.paths(cid)[0]) as src:
+            tags = src.tags()
+        if "ACQUISITION_DOY" not in tags:
+            return None
+        info.append((cid, tags.get("TILE", ""), [int(d) for d in tags["ACQUISITION_DOY"].split(",")]))
+    fig = plt.figure(figsize=plotting.page_size("full", 5.6))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1], hspace=0.45, wspace=0.5)
+    ax = fig.add_subplot(grid[0, 0])
+    tiles = sorted({t for _, t, _ in info})
+    for t in tiles:
+        doys = next(d for _, tt, d in info if tt == t)
+        ax.plot(doys, [tiles.index(t)] * 3, "o-", ms=2.5, lw=0.6, color="0.3")
+    for d in (85, 172, 256):
+        ax.axvline(d, color="tab:red", lw=0.6, ls="--")
+    ax.set(xlabel="day of year", ylabel="tile", title="(a) dates per tile", xlim=(50, 290))
+    ax.set_yticks([])
+    ndvi_of = lambda m: (m[..., 3] - m[..., 2]) / (m[..., 3] + m[..., 2] + 1e-9)  # noqa: E731
+    days = np.arange(60, 300, 5)
+    for j, name in enumerate(("corn", "soybeans", "alfalfa")):
+        ax = fig.add_subplot(grid[0, j + 1])
+        k = ds.classes.index(name)
+        curve = [ndvi_of(sim_crop.reference_means((d, d, d))[name][0]) for d in days]
+        ax.plot(days, curve, color="tab:green", lw=1.2, label="phenology curve")
+        for cid, _, doys in info:
+            a, y = ds.read_arrays(cid)
+            if (y == k).sum() < 200:
+                continue
+            px = a.reshape(3, 6, -1)[:, :, y.ravel() == k].mean(axis=2)
+            ax.plot(doys, ndvi_of(px), "o", ms=2, color="0.2", alpha=0.6)
+        ax.set(title=f"({'bcd'[j]}) {name}: NDVI per chip", xlabel="day of year", ylim=(-0.2, 1.0))
+        if j == 0:
+            ax.set_ylabel("NDVI (B8A, B04)")
+    test = ds.chip_ids("test")
+    chip = map_chip or (test[0] if test else ids[0])
+    _, labels = ds.read_arrays(chip)
+    image_path, mask_path = ds.paths(chip)
+    with rasterio.open(mask_path.with_name(f"{chip}.truth.tif")) as src:
+        truth = src.read(1).astype(np.int64) - 1
+    shown = [(truth, "(e) true map"), (labels, "(f) labels the models see")]
+    for j, (m, title) in enumerate(shown):
+        ax = fig.add_subplot(grid[1, j])
+        plotting.show_labels(ax, m, ds.num_classes, ds.ignore_index)
+        ax.set_title(f"{title}\n{chip}", fontsize=7)
+    ax = fig.add_subplot(grid[1, 2])
+    wrong = (truth != labels) & (labels != ds.ignore_index)
+    ax.imshow(wrong, cmap="Greys", interpolation="nearest")
+    ax.set_title(f"(g) label errors ({wrong.mean():.0%} of pixels)", fontsize=7)
+    ax.set_axis_off()
+    cmap = plotting.label_cmap(ds.num_classes)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(ds.num_classes)]
+    fig.legend(
+        handles, ds.classes, loc="lower right", bbox_to_anchor=(0.99, 0.06), ncol=1, fontsize=6, frameon=False
+    )
+    fig.suptitle(plotting.dataset_label(ds.name, ds.simulated) + ": dates, phenology and label noise", y=0.99)
+    return fig
