@@ -58,6 +58,20 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     assert table.iloc[0]["config_sha"] != row["config_sha"]
     shown = convergence.summary(table)
     assert list(shown["steps"]) == ["8 → 16"] and shown["dataset"].iloc[0] == "fake (simulated)"
+    # the same settings on regenerated data (same name, other bytes): a new run, so a new check, not the old row
+    regenerated = FakeDataset(seed=1)
+    third = train.run(regenerated, "unet", lambda: tiny_unet(regenerated), **{**kw, "lr": 1e-3})
+    assert not third.skipped
+    table = convergence.read(conv)
+    assert len(table) == 1 and table.iloc[0]["config_sha"] == convergence.config_sha(third.train.config)
+    assert table.iloc[0]["run_key"] == (third.out_dir / train.KEY).read_text().strip()
+    assert table.iloc[0]["timestamp"] >= row["timestamp"] and table.iloc[0][
+        "test_miou_macro"
+    ] == pytest.approx(
+        results.read(tmp_path / "r.csv")
+        .query("split == 'test' and metric == 'miou_macro' and `class` == ''")["value"]
+        .item()
+    )
 
 
 def test_no_checkpoint_no_check(tmp_path):

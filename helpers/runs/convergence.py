@@ -57,6 +57,7 @@ COLUMNS = [
     "x2_sd_points",
     "converged",
     "config_sha",
+    "run_key",
     "git_sha",
     "timestamp",
 ]
@@ -64,7 +65,7 @@ COLUMNS = [
 KEY = ["dataset", "model", "seed"]
 
 #: Columns added after the first tables were written (read as NaN from an older table).
-_LATER_COLUMNS = ("x2_mean_gain_points", "x2_sd_points")
+_LATER_COLUMNS = ("x2_mean_gain_points", "x2_sd_points", "run_key")
 
 
 def config_sha(config: dict) -> str:
@@ -108,13 +109,20 @@ def _write_row_locked(row: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: out.to_csv(tmp, index=False))
 
 
-def has_check(dataset: str, model: str, seed: int, sha: str, path: str | os.PathLike = DEFAULT_PATH) -> bool:
-    """Whether the table holds a check of exactly this run (same settings hash)."""
+def has_check(
+    dataset: str, model: str, seed: int, sha: str, path: str | os.PathLike = DEFAULT_PATH, run_key: str = ""
+) -> bool:
+    """Whether the table holds a check of exactly this run: same settings hash and same ``run_key``.
+
+    The settings hash alone does not see the data: a regenerated dataset trains a new run under the same settings,
+    and its check must be redone, not read from the old run's row.
+    """
     df = read(path)
     if df.empty:
         return False
     sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
     sel &= (df["seed"].astype(str) == str(seed)) & (df["config_sha"].astype(str) == sha)
+    sel &= df["run_key"].fillna("").astype(str) == run_key
     return bool(sel.any())
 
 
@@ -180,7 +188,9 @@ def check(
     if not state.get("finished"):
         return None
     sha = config_sha(state["config"])
-    if not force and has_check(ds.name, model_name, seed, sha, path):
+    marker = src / train.KEY
+    key = marker.read_text().strip() if marker.is_file() else ""  # the run's identity, data included
+    if not force and has_check(ds.name, model_name, seed, sha, path, run_key=key):
         return None
     test0 = _recorded_test_miou(ds.name, model_name, seed, results_path)
     if test0 is None:
@@ -189,9 +199,7 @@ def check(
     train.seed_everything(seed)
     model = make_model()
     out_dir = src.parent / f"{src.name}-x{factor:g}"
-    train.claim_run_dir(
-        out_dir, f"continuation of {sha}"
-    )  # a continuation of another run's settings is stale
+    train.claim_run_dir(out_dir, f"continuation of {key or sha}")  # a continuation of another run is stale
     tr = train.continue_run(
         model, ds, src=src, out_dir=out_dir, factor=factor, force=force, progress=progress, **fit_kwargs
     )
@@ -233,6 +241,7 @@ def check(
         "x2_mean_gain_points": gain,
         "x2_sd_points": sd,
         "config_sha": sha,
+        "run_key": key,
         "git_sha": results.git_sha(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
