@@ -78,10 +78,12 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"])
+    hashes = {"config_sha": str, "run_key": str, "git_sha": str}  # hex strings, never numbers
+    df = pd.read_csv(path, keep_default_na=False, na_values=["", "nan", "NaN"], dtype=hashes)
     for c in _LATER_COLUMNS:  # tables written before these columns existed
         if c not in df:
             df[c] = float("nan")
+    df["run_key"] = df["run_key"].fillna("").astype(str)
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise ValueError(f"{path}: not a convergence table of this study (missing columns {missing})")
