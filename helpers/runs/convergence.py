@@ -83,7 +83,7 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     for c in _LATER_COLUMNS:  # tables written before these columns existed
         if c not in df:
             df[c] = float("nan")
-    df["run_key"] = df["run_key"].fillna("").astype(str)
+    df["run_key"] = df["run_key"].astype(object).where(df["run_key"].notna(), "").astype(str)
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise ValueError(f"{path}: not a convergence table of this study (missing columns {missing})")
