@@ -39,25 +39,12 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.stats import norm
 
+from helpers.data.datasets import CROP_CLASSES
 from helpers.data.spectral import material, vegetation
 
 VERSION = "2.0"
 
-CLASSES = (
-    "natural_vegetation",
-    "forest",
-    "corn",
-    "soybeans",
-    "wetlands",
-    "developed_barren",
-    "open_water",
-    "winter_wheat",
-    "alfalfa",
-    "fallow_idle_cropland",
-    "cotton",
-    "sorghum",
-    "other",
-)
+CLASSES: tuple[str, ...] = tuple(CROP_CLASSES)  # the real dataset's 13 classes, in mask order
 #: Classes that are planted: their fields get the per-field planting shift and patchy emergence.
 CROPS = ("corn", "soybeans", "winter_wheat", "alfalfa", "fallow_idle_cropland", "cotton", "sorghum", "other")
 #: Parcel-level class frequencies (generator 1.0's choice, kept).
