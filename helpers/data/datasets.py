@@ -127,6 +127,7 @@ class ChipDataset:
 
     layout = ""
     image_bands = 6
+    offset = 0.0  # reflectance = stored value x scale + offset
 
     def __init__(
         self,
@@ -233,13 +234,17 @@ class ChipDataset:
 
     def paths(self, chip_id: str) -> tuple[Path, Path]:
         """Image and label file of a chip (checked to exist)."""
-        image_path, label_path = self._paths(chip_id)
-        for p in (image_path, label_path):
+        image_path, label_path = self._require(chip_id, self._paths(chip_id))
+        return image_path, label_path
+
+    def _require(self, chip_id: str, files: Sequence[Path]) -> list[Path]:
+        """``files`` of a listed chip, each checked to exist."""
+        for p in files:
             if not p.is_file():
                 raise DataError(
                     f"{p}: chip {chip_id!r} is listed in a split of {self.name!r} but this file is missing"
                 )
-        return image_path, label_path
+        return list(files)
 
     def fingerprint(self) -> str:
         """16-hex-digit hash of what this dataset feeds a model: its card, split lists and every chip's bytes.
@@ -299,11 +304,17 @@ class ChipDataset:
         valid = (
             np.isfinite(values).all(axis=0) if values.dtype.kind == "f" else np.ones(values.shape[1:], bool)
         )
-        nodata = raw.rio.nodata
+        nodata = self._image_nodata(raw)
         if nodata is not None and np.isfinite(nodata):
             valid &= ~(values == nodata).any(axis=0)
         data = values.astype(np.float32) * np.float32(self.scale)
+        if self.offset:
+            data += np.float32(self.offset)
         return data, valid
+
+    def _image_nodata(self, raw: xr.DataArray) -> float | None:
+        """The stored image value meaning no data: the file's declaration unless the layout knows better."""
+        return raw.rio.nodata
 
     def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         raise NotImplementedError

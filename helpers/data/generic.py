@@ -298,9 +298,7 @@ class GenericDataset(ChipDataset):
     def _check_files(self) -> None:
         lacking = []
         for cid in sorted({c for ids in self._splits.values() for c in ids}):
-            for p in [*self._image_paths(cid), self.root / self.card["masks"].format(chip=cid)]:
-                if not p.is_file():
-                    lacking.append(p)
+            lacking += [p for p in self._chip_files(cid) if not p.is_file()]
         if lacking:
             raise DataError(
                 f"{lacking[0]}: file missing ({len(lacking)} file(s) named by the card's 'images'/'masks' patterns "
@@ -308,7 +306,7 @@ class GenericDataset(ChipDataset):
             )
 
     def _chip_files(self, chip_id: str) -> list[Path]:
-        return [*self._image_paths(chip_id), self.paths(chip_id)[1]]
+        return [*self._image_paths(chip_id), self._paths(chip_id)[1]]
 
     def _check_reflectance(self, data: np.ndarray, valid: np.ndarray, path: Path) -> None:
         try:
@@ -351,13 +349,7 @@ class GenericDataset(ChipDataset):
 
     def read(self, chip_id: str) -> tuple[xr.DataArray, np.ndarray]:
         """One chip as reflectance and labels (see :meth:`ChipDataset.read`); the card's checks on every file."""
-        paths = self._image_paths(chip_id)
-        for p in paths:
-            if not p.is_file():
-                raise DataError(
-                    f"{p}: chip {chip_id!r} is listed in a split of {self.name!r} but this file is missing"
-                )
-        _, label_path = self.paths(chip_id)
+        *paths, label_path = self._require(chip_id, self._chip_files(chip_id))
         n_bands = len(self.bands) * self.n_times
         with self._reading():
             if len(paths) == 1:
@@ -391,16 +383,8 @@ class GenericDataset(ChipDataset):
         self._check_reflectance(data, valid, paths[0])
         return self._to_dataarray(data, raw, chip_id, paths[0]), labels
 
-    def _decode_image(self, raw: xr.DataArray, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        values = np.asarray(raw.values)
-        valid = (
-            np.isfinite(values).all(axis=0) if values.dtype.kind == "f" else np.ones(values.shape[1:], bool)
-        )
-        nodata = self.card["image_nodata"] if self.card["image_nodata"] is not None else raw.rio.nodata
-        if nodata is not None and np.isfinite(nodata):
-            valid &= ~(values == nodata).any(axis=0)
-        data = values.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
-        return data, valid
+    def _image_nodata(self, raw: xr.DataArray) -> float | None:
+        return self.card["image_nodata"] if self.card["image_nodata"] is not None else raw.rio.nodata
 
     def _decode_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         raw = np.asarray(raw)

@@ -260,9 +260,7 @@ def _label_noise(truth: np.ndarray, parcels: np.ndarray, rng: np.random.Generato
     noisy = truth.copy()
     err = {CLASSES.index(c): 1 - a / 100 for c, (a, _) in LABEL_ACCURACY.items()}
     # edges: a pixel with a 4-neighbour of another class takes that neighbour's class
-    pad = np.pad(truth, 1, mode="edge")
-    neigh = np.stack([pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]])
-    other = neigh != truth[None]
+    neigh, other = _neighbours(truth)
     edge = other.any(axis=0)
     pick = np.argmax(other * rng.random(other.shape), axis=0)  # a random differing neighbour
     neighbour = np.take_along_axis(neigh, pick[None], axis=0)[0]
@@ -367,11 +365,16 @@ def reference_means(doys: tuple[int, int, int] = (85, 172, 256)) -> dict[str, np
     return out
 
 
-def class_edges(truth: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of another class (where the edge part of the label noise sits)."""
+def _neighbours(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 4-neighbours' classes of every pixel ``(4, H, W)`` (edge-padded) and where they differ from its own."""
     pad = np.pad(truth, 1, mode="edge")
     neigh = np.stack([pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]])
-    return (neigh != truth[None]).any(axis=0)
+    return neigh, neigh != truth[None]
+
+
+def class_edges(truth: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another class (where the edge part of the label noise sits)."""
+    return _neighbours(truth)[1].any(axis=0)
 
 
 def label_agreement(cm: np.ndarray) -> dict[str, float]:
