@@ -301,6 +301,48 @@ def test_plateau_stops_after_patience_and_lr_drops(tmp_path):
     )  # the first plateau only counts at 14: drop, 2 more
 
 
+def test_plateau_level_is_the_mean_of_the_last_validations():
+    assert train.plateau_level([0.1, 0.5, 0.2]) == pytest.approx(0.2)
+    assert train.plateau_level([0.1, 0.5, 0.2, 0.5], smooth=3) == pytest.approx(0.4)
+    assert train.plateau_level([0.3], smooth=3) == pytest.approx(0.3)  # fewer than the window: what there is
+    assert np.isnan(train.plateau_level([0.2, float("nan")], smooth=2))
+
+
+def test_smoothed_plateau_outlasts_one_lucky_validation(tmp_path, monkeypatch):
+    # scripted validation scores: a lucky 0.40 at the second validation, then a model still improving
+    script = [0.30, 0.40, 0.34, 0.36, 0.38, 0.40, 0.42, 0.43, 0.44] + [0.44] * 20
+    real = train.metrics.scores
+
+    def scores(cm):
+        calls.append(1)
+        return {**real(cm), "miou_macro": script[len(calls) - 1]}
+
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 0.0, "max_steps": 100, "patience": 2, "lr_drops": 0}
+    calls: list = []
+    monkeypatch.setattr(train.metrics, "scores", scores)
+    single = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "single", **kw)
+    # single-validation rule: the lucky 0.40 sets the bar and the run stops two validations later
+    assert single.stopped_by == "plateau" and single.steps == 8 and single.best_step == 4
+    assert "smooth" not in single.config  # the default leaves the identity of existing runs unchanged
+    calls.clear()
+    smooth = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "smooth", **{**kw, "smooth": 3})
+    # the mean of three rises until the window is all 0.44 (step 22: 0.4367 -> 0.44); two validations later it stops
+    assert (
+        smooth.stopped_by == "plateau" and smooth.best_step == 18 and smooth.best_score == pytest.approx(0.44)
+    )
+    assert smooth.steps == 26 and smooth.config["smooth"] == 3
+    with pytest.raises(ValueError, match="smooth must be a positive"):
+        train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "bad", **{**kw, "smooth": 0})
+
+
+def test_plateau_for_applies_only_to_its_dataset_and_to_plateau_runs():
+    base = {"patience": 2, "lr": 1e-3}
+    assert train.plateau_for("sim-crop", base) == {**base, **train.PLATEAU_FOR["sim-crop"]}
+    assert train.plateau_for("sim-burn", base) == base
+    assert train.plateau_for("sim-crop", {**base, "patience": None}) == {**base, "patience": None}
+
+
 def test_lr_is_warmed_up_then_constant_then_dropped(tmp_path):
     ds = FakeDataset()
     assert [train.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]

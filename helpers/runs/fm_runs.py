@@ -102,7 +102,7 @@ class FMSettings:
         pretrain_seed: Seed of the (shared) pretraining runs.
         finetune: :func:`helpers.runs.train.fit` settings of every fully fine-tuned row (same for all inits, so the
             in-study rows differ only in their starting weights): the plateau protocol of the CNN rows
-            (validation every 50 steps, stop after 6 validations without a 0.2-point gain, cap 3,000 steps).
+            (:data:`helpers.runs.train.PLATEAU`, with :func:`helpers.runs.train.plateau_for`'s per-dataset settings).
             AdamW at 2e-3: at 5e-4 these small transformers had not left the starting plateau after a short
             budget (sim-crop val mIoU 0.07 vs 0.46 at 2e-3; benchmarks/fm.py and the issue-7 report).
         probe_lr: Learning rate of the linear probes (only a 1×1 classifier and a BatchNorm train).
@@ -137,9 +137,10 @@ class FMSettings:
     def fit_kwargs(self, ds, **overrides) -> dict:
         """Fine-tuning settings of :func:`helpers.runs.train.run` for ``ds``.
 
-        ``finetune``, then ``num_threads`` when set, then ``overrides``.
+        ``finetune`` with the dataset's plateau settings (:func:`helpers.runs.train.plateau_for`), then
+        ``num_threads`` when set, then ``overrides``.
         """
-        kw = dict(self.finetune)
+        kw = train.plateau_for(ds.name, self.finetune)
         if self.num_threads is not None:
             kw["num_threads"] = self.num_threads
         return {**kw, **overrides}
