@@ -18,6 +18,7 @@ from torch import nn
 
 from helpers.models.deeplab import DeepLabV3Plus
 from helpers.models.fcn import FCN
+from helpers.models.resnet import ResNetDeepLabV3Plus, ResNetFCN, ResNetUNet
 from helpers.models.unet import UNet
 from helpers.runs.runtime import native_bf16
 from helpers.runs.train import PLATEAU
@@ -28,6 +29,17 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "deeplabv3plus": DeepLabV3Plus,
 }
+
+#: The same rows at the paper's size (``size="paper"``): ResNet-34 encoders (:mod:`helpers.models.resnet`), 23.7 M
+#: (FCN), 24.4 M (U-Net) and 26.7 M (DeepLabV3+) parameters for 6 bands, against 0.48-0.65 M at the CPU size.
+PAPER_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fcn": ResNetFCN,
+    "unet": ResNetUNet,
+    "deeplabv3plus": ResNetDeepLabV3Plus,
+}
+
+#: Model sizes: ``cpu`` (the default, sized for a 2-core CPU) and ``paper`` (the paper's backbones, for a GPU).
+SIZES = ("cpu", "paper")
 
 
 #: Training settings of the CNN rows (passed to :func:`helpers.runs.train.fit`): the plateau protocol.
@@ -66,25 +78,44 @@ TRAIN_DEFAULTS: dict = {
 #: Quick mode (CI, fixtures): a few steps prove the code path, not the science.
 QUICK_TRAIN: dict = {**TRAIN_DEFAULTS, "max_steps": 6, "eval_every": 3, "patience": None, "crop_size": 32}
 
+#: The paper size (:data:`PAPER_MODELS`, for a GPU): the plateau protocol on 224 px crops and windows (Prithvi's
+#: native tile, the official configs' size) in batches of 16; the paper profile caps it at 100 epochs
+#: (``max_epochs`` in ``notebooks/params/paper.yaml``). The learning rate is the CPU size's, not measured at this size
+#: here (no GPU was available): a starting point, with the plateau protocol guarding each run's length.
+PAPER_TRAIN: dict = {**TRAIN_DEFAULTS, "batch_size": 16, "crop_size": 224}
 
-def build_model(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
-    """Build one of :data:`MODELS` by its results-table name.
+
+def train_defaults(size: str = "cpu", quick: bool = False) -> dict:
+    """The fit settings of notebook 03 for a model size; quick mode keeps the size's models and runs 6 steps."""
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {SIZES}")
+    if quick:
+        return dict(QUICK_TRAIN) if size == "cpu" else {**QUICK_TRAIN, "batch_size": 2}
+    return dict(TRAIN_DEFAULTS if size == "cpu" else PAPER_TRAIN)
+
+
+def build_model(name: str, in_channels: int, num_classes: int, size: str = "cpu", **kwargs) -> nn.Module:
+    """Build one of :data:`MODELS` (or, at ``size="paper"``, :data:`PAPER_MODELS`) by its results-table name.
 
     Args:
         name: ``"fcn"``, ``"unet"`` or ``"deeplabv3plus"``.
         in_channels: Input channels (``ds.n_channels``: 6 per date).
         num_classes: Output classes (``ds.num_classes``).
+        size: ``"cpu"`` or ``"paper"`` (:data:`SIZES`).
         **kwargs: Passed to the constructor (widths, depth, normalisation statistics, ...).
 
     Raises:
-        ValueError: For an unknown name.
+        ValueError: For an unknown name or size.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown CNN {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](in_channels, num_classes, **kwargs)
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {SIZES}")
+    table = PAPER_MODELS if size == "paper" else MODELS
+    if name not in table:
+        raise ValueError(f"unknown CNN {name!r}; choose one of {sorted(table)}")
+    return table[name](in_channels, num_classes, **kwargs)
 
 
-def build_for(name: str, ds, **kwargs) -> nn.Module:
+def build_for(name: str, ds, size: str = "cpu", **kwargs) -> nn.Module:
     """Build a CNN for ``ds`` trained from scratch: its input standardised with ``ds``'s training statistics.
 
     A model trained from scratch has no statistics of its own to keep, and global HLS statistics can be far off for
@@ -94,7 +125,13 @@ def build_for(name: str, ds, **kwargs) -> nn.Module:
     from helpers.data.datasets import channel_stats
 
     mean, std = channel_stats(ds)
-    return build_model(name, ds.n_channels, ds.num_classes, mean=mean, std=std, **kwargs)
+    return build_model(name, ds.n_channels, ds.num_classes, size, mean=mean, std=std, **kwargs)
+
+
+def key_settings(size: str = "cpu") -> dict:
+    """What a CNN row's run key needs beyond its name: nothing at the CPU size (the name stands for it, so the
+    existing runs keep their keys), the size otherwise."""
+    return {} if size == "cpu" else {"size": size}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -109,6 +146,7 @@ def model_size_mb(model: nn.Module) -> float:
 
 
 if __name__ == "__main__":
-    for _name in MODELS:
-        _counts = [count_parameters(build_model(_name, c, 2)) for c in (6, 18)]
-        print(f"{_name:14s} 6 bands: {_counts[0]:>9,d}   18 bands: {_counts[1]:>9,d}")
+    for _size in SIZES:
+        for _name in MODELS:
+            _counts = [count_parameters(build_model(_name, c, 2, _size)) for c in (6, 18)]
+            print(f"{_size:5s} {_name:14s} 6 bands: {_counts[0]:>11,d}   18 bands: {_counts[1]:>11,d}")

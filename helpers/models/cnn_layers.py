@@ -1,6 +1,7 @@
 """Building blocks shared by the plain-torch CNNs (FCN, U-Net, DeepLabV3+).
 
-The one block every model here needs is :class:`InputNorm`: the models consume reflectance (about 0..1.5) with
+A ResNet basic block (:class:`BasicBlock`) serves DeepLabV3+'s small encoder and the paper-size ResNet-34
+(:mod:`helpers.models.resnet`). The one block every model here needs is :class:`InputNorm`: the models consume reflectance (about 0..1.5) with
 dates stacked as channels, and standardise it themselves with a per-channel mean/std held in buffers. Keeping the
 normalisation inside the model makes each checkpoint self-contained: nobody has to remember which statistics a
 run was trained with, and the foundation models, whose published recipes fix their own statistics, plug into the
@@ -90,6 +91,27 @@ def conv_bn_relu(
         nn.BatchNorm2d(out_ch),
         nn.ReLU(inplace=True),
     )
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs + identity/projection shortcut) with optional stride or dilation."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv1 = conv_bn_relu(in_ch, out_ch, 3, stride=stride, dilation=dilation)
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(out_ch, out_ch, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual update ``relu(f(x) + shortcut(x))``."""
+        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
 def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

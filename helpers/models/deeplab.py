@@ -21,31 +21,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from helpers.models.cnn_layers import InputNorm, conv_bn_relu, init_classifier, init_weights, resize_to
-
-
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs + identity/projection shortcut) with optional stride or dilation."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv1 = conv_bn_relu(in_ch, out_ch, 3, stride=stride, dilation=dilation)
-        self.conv2 = nn.Sequential(
-            nn.Conv2d(out_ch, out_ch, 3, padding=dilation, dilation=dilation, bias=False),
-            nn.BatchNorm2d(out_ch),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual update ``relu(f(x) + shortcut(x))``."""
-        return F.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+from helpers.models.cnn_layers import (
+    BasicBlock,
+    InputNorm,
+    conv_bn_relu,
+    init_classifier,
+    init_weights,
+    resize_to,
+)
 
 
 class ASPP(nn.Module):

@@ -119,13 +119,15 @@ class FMSettings:
         num_threads: CPU threads for pretraining and fine-tuning (``None``: all cores this process may use).
         published_config: Architecture of the supplied checkpoint (``None``: inferred from its tensor shapes,
             which works for the published Prithvi files).
+        max_epochs: Cap fine-tuning at this many passes over the training chips instead of ``finetune``'s
+            ``max_steps`` (:func:`helpers.runs.train.settings_for`; the paper profile's ~100 epochs).
     """
 
     pretrain: PT.PretrainConfig = field(default_factory=PT.PretrainConfig)
     pretrain_seed: int = 0
     finetune: dict = field(default_factory=_finetune_defaults)
     probe_lr: float = 5e-3
-    neck_dim: int = 32
+    neck_dim: int | None = 32
     head_channels: int = 32
     vit: dict = field(default_factory=dict)
     segformer: dict = field(default_factory=lambda: {"decoder_dim": 128})
@@ -133,14 +135,15 @@ class FMSettings:
     published_crop_size: int | None = None
     published_config: P.PrithviConfig | None = None
     num_threads: int | None = None
+    max_epochs: float | None = None
 
     def fit_kwargs(self, ds, **overrides) -> dict:
         """Fine-tuning settings of :func:`helpers.runs.train.run` for ``ds``.
 
-        ``finetune`` with the dataset's plateau settings (:func:`helpers.runs.train.plateau_for`), then
+        ``finetune`` with the dataset's plateau settings and epoch cap (:func:`helpers.runs.train.settings_for`), then
         ``num_threads`` when set, then ``overrides``.
         """
-        kw = train.plateau_for(ds.name, self.finetune)
+        kw = train.settings_for(ds, self.finetune, self.max_epochs)
         if self.num_threads is not None:
             kw["num_threads"] = self.num_threads
         return {**kw, **overrides}
@@ -163,6 +166,66 @@ def quick_settings() -> FMSettings:
             "depths": (1, 1, 1, 1),
             "decoder_dim": 32,
         },
+    )
+
+
+#: The paper's model sizes (``model_size: paper`` in the notebooks; :func:`paper_settings`).
+PAPER_VIT = {"patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12, "head_channels": 256}
+PAPER_SEGFORMER = {  # MiT-b2 (Xie et al. 2021): the paper's SegFormer size class
+    "embed_dims": (64, 128, 320, 512),
+    "num_heads": (1, 2, 5, 8),
+    "depths": (3, 4, 6, 3),
+    "sr_ratios": (8, 4, 2, 1),
+    "decoder_dim": 768,
+}
+
+
+def paper_settings() -> FMSettings:
+    """The paper's sizes, for a GPU: ViT-B/16, SegFormer MiT-b2, the in-study Prithvi-arch at Prithvi-100M's size.
+
+    Fine-tuning keeps the plateau protocol with 224 px crops and windows (Prithvi's native tile; the official
+    configs' size) and caps at 100 epochs of the training chips, the paper's order of fine-tuning length. In-study
+    pretraining uses Prithvi-100M's architecture (ViT-B encoder, 8-block decoder of 512) on 224 px crops. The real
+    Prithvi-100M row is unchanged (the user's file decides its size). The in-study rows keep their table names
+    (``prithvi_arch_small_*``) so every figure and table works unchanged; their ``n_params`` column and note state
+    the size. Learning rates are the CPU profile's and have not been measured at this size here (no GPU was
+    available): a starting point, with the plateau protocol guarding the length of each run.
+    """
+    return FMSettings(
+        pretrain=PT.PretrainConfig(model=P.PRITHVI_100M.replace(num_frames=1), crop_size=224, batch_size=16),
+        finetune={**_finetune_defaults(), "crop_size": 224, "batch_size": 8, "bf16": torch.cuda.is_available()},
+        neck_dim=None,  # embed_dim x frames, as the official configs
+        head_channels=256,
+        vit=dict(PAPER_VIT),
+        segformer=dict(PAPER_SEGFORMER),
+        published_crop_size=224,
+        max_epochs=100,
+    )
+
+
+def size_label(config: P.PrithviConfig) -> str:
+    """``"small"`` for the CPU-sized in-study model, ``"Prithvi-100M size"`` at ViT-B width and depth (notes)."""
+    big = config.embed_dim >= P.PRITHVI_100M.embed_dim and config.depth >= P.PRITHVI_100M.depth
+    return "Prithvi-100M size" if big else "small"
+
+
+def settings_for_size(size: str = "cpu", quick: bool = False) -> FMSettings:
+    """The FM settings of notebook 04: :func:`quick_settings`, the CPU-sized :class:`FMSettings`, or
+    :func:`paper_settings` (``size="paper"``); quick mode at paper size keeps the paper's models and runs 2 steps."""
+    if size not in ("cpu", "paper"):
+        raise ValueError(f"unknown model size {size!r}; choose 'cpu' or 'paper'")
+    if size == "cpu":
+        return quick_settings() if quick else FMSettings()
+    paper = paper_settings()
+    if not quick:
+        return paper
+    few = {"max_steps": 2, "eval_every": 1, "patience": None, "crop_size": 32, "batch_size": 2}
+    return dataclasses.replace(
+        paper,
+        pretrain=dataclasses.replace(paper.pretrain, crop_size=32, epochs=1, crops_per_chip=1, batch_size=2),
+        finetune={**paper.finetune, **few},
+        published_crop_size=32,
+        max_epochs=None,
     )
 
 
@@ -352,7 +415,7 @@ def run_prithvi_small(
     c = settings.pretrain.model
     origin = "in-study pretraining" if v.pretext else "random init"
     note = (
-        f"prithvi-arch (small, {origin}) - NOT Prithvi-100M: embed {c.embed_dim}, depth {c.depth}, "
+        f"prithvi-arch ({size_label(c)}, {origin}) - NOT Prithvi-100M: embed {c.embed_dim}, depth {c.depth}, "
         f"patch {c.patch_size}, {ds.n_times} frame(s)"
         + (
             "; frozen encoder, linear probe (BatchNorm + 1x1 conv on tokens, bilinear upsampling)"

@@ -420,6 +420,21 @@ def plateau_level(scores: Sequence[float], smooth: int = 1) -> float:
     return float(recent.mean()) if recent.size and np.all(np.isfinite(recent)) else float("nan")
 
 
+def settings_for(ds, settings: Mapping, max_epochs: float | None = None) -> dict:
+    """``settings`` for ``ds``: its plateau settings (:func:`plateau_for`) and, with ``max_epochs``, a step cap of
+    that many passes over its training chips (one crop per chip per pass; the paper profile caps at ~100 epochs,
+    as the paper's fine-tuning runs did, while the default caps in steps)."""
+    out = plateau_for(ds.name, settings)
+    if max_epochs is not None:
+        out["max_steps"] = epochs_to_steps(len(ds.chip_ids("train")), max_epochs, int(out["batch_size"]))
+    return out
+
+
+def epochs_to_steps(n_train_chips: int, epochs: float, batch_size: int) -> int:
+    """Optimiser steps of ``epochs`` passes over ``n_train_chips`` chips at one crop per chip (at least one)."""
+    return max(1, math.ceil(epochs * n_train_chips / batch_size))
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What :func:`fit` returns; the model passed in already holds the best weights.
