@@ -129,8 +129,11 @@ def build_for(name: str, ds, size: str = "cpu", **kwargs) -> nn.Module:
 
 
 def key_settings(size: str = "cpu") -> dict:
-    """What a CNN row's run key needs beyond its name: nothing at the CPU size (the name stands for it, so the
-    existing runs keep their keys), the size otherwise."""
+    """What a CNN row's run key needs beyond its name and training settings.
+
+    Nothing at the CPU size (the name stands for the architecture, so existing runs keep their keys); the size
+    otherwise, so a paper-size run is never mistaken for a CPU-size one.
+    """
     return {} if size == "cpu" else {"size": size}
 
 
