@@ -72,7 +72,7 @@ def test_cpu_size_keeps_the_run_keys_and_epoch_caps_count_chips():
     assert cnn.train_defaults("cpu") == cnn.TRAIN_DEFAULTS
     assert (
         cnn.train_defaults("paper")["crop_size"] == 224
-        and cnn.train_defaults("paper", quick=True)["max_steps"] == 6
+        and cnn.train_defaults("paper", quick=True)["max_steps"] == 2
     )
 
 

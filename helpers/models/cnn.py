@@ -86,11 +86,15 @@ PAPER_TRAIN: dict = {**TRAIN_DEFAULTS, "batch_size": 16, "crop_size": 224}
 
 
 def train_defaults(size: str = "cpu", quick: bool = False) -> dict:
-    """The fit settings of notebook 03 for a model size; quick mode keeps the size's models and runs 6 steps."""
+    """The fit settings of notebook 03 for a model size; quick mode keeps the size's models and runs a few steps."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {SIZES}")
-    if quick:
-        return dict(QUICK_TRAIN) if size == "cpu" else {**QUICK_TRAIN, "batch_size": 2}
+    if quick:  # at paper size one validation per run: each writes a checkpoint of hundreds of MB
+        return (
+            dict(QUICK_TRAIN)
+            if size == "cpu"
+            else {**QUICK_TRAIN, "max_steps": 2, "eval_every": 2, "batch_size": 2}
+        )
     return dict(TRAIN_DEFAULTS if size == "cpu" else PAPER_TRAIN)
 
 

@@ -219,7 +219,8 @@ def settings_for_size(size: str = "cpu", quick: bool = False) -> FMSettings:
     paper = paper_settings()
     if not quick:
         return paper
-    few = {"max_steps": 2, "eval_every": 1, "patience": None, "crop_size": 32, "batch_size": 2}
+    # one validation per run: every validation writes a checkpoint, several GB at this size
+    few = {"max_steps": 2, "eval_every": 2, "patience": None, "crop_size": 32, "batch_size": 2}
     return dataclasses.replace(
         paper,
         pretrain=dataclasses.replace(paper.pretrain, crop_size=32, epochs=1, crops_per_chip=1, batch_size=2),
