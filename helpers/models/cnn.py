@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from helpers.models.deeplab import DeepLabV3Plus
@@ -79,10 +80,18 @@ TRAIN_DEFAULTS: dict = {
 QUICK_TRAIN: dict = {**TRAIN_DEFAULTS, "max_steps": 6, "eval_every": 3, "patience": None, "crop_size": 32}
 
 #: The paper size (:data:`PAPER_MODELS`, for a GPU): the plateau protocol on 224 px crops and windows (Prithvi's
-#: native tile, the official configs' size) in batches of 16; the paper profile caps it at 100 epochs
-#: (``max_epochs`` in ``notebooks/params/paper.yaml``). The learning rate is the CPU size's, not measured at this size
-#: here (no GPU was available): a starting point, with the plateau protocol guarding each run's length.
-PAPER_TRAIN: dict = {**TRAIN_DEFAULTS, "batch_size": 16, "crop_size": 224}
+#: native tile, the official configs' size) in batches of 16, under bf16 autocast on a GPU (and on CPUs that compute
+#: bfloat16 natively); the paper profile caps it at 100 epochs (``max_epochs`` in ``notebooks/params/paper.yaml``).
+#: The learning rate is the CPU size's, not measured at this size here (no GPU was available): a starting point,
+#: with the plateau protocol guarding each run's length.
+_BF16 = native_bf16() or torch.cuda.is_available()
+PAPER_TRAIN: dict = {
+    **TRAIN_DEFAULTS,
+    "batch_size": 16,
+    "crop_size": 224,
+    "bf16": _BF16,
+    "channels_last": _BF16,
+}
 
 
 def train_defaults(size: str = "cpu", quick: bool = False) -> dict:
