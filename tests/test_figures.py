@@ -292,3 +292,36 @@ def test_sim_crop_nuisance_figure_reads_dates_and_true_maps(tmp_path):
     assert all(p.exists() for p in paths)
     flood = datasets.open("sim-flood", simulate.generate("sim-flood", tmp_path / "sim-flood", size="quick"))
     assert figures.sim_crop_nuisance_figure(flood) is None  # no per-chip dates: nothing to draw
+
+
+def test_texture_gain_pairs_each_aug_row_with_its_plain_twin_by_seed():
+    rows = [
+        {"dataset": "d", "class": c, "seed": s, "model": m, "value": v}
+        for c in ("a", "b")
+        for s in (0, 1)
+        for m, v in (("rf", 0.5), ("rf_aug", 0.5 + 0.1 * (s + 1)), ("lgbm", 0.4))
+    ]
+    gain = figures.texture_gain(pd.DataFrame(rows))
+    assert set(gain["pair"]) == {"rf_aug − rf"}  # lgbm has no aug twin here
+    assert np.allclose(sorted(gain["gain"]), [0.1, 0.1, 0.2, 0.2])
+    assert figures.texture_gain(pd.DataFrame(rows).query("model == 'rf'")).empty
+    fig = figures.class_bars_figure(
+        gain, y="gain", hue="pair", classes=["a", "b"], ylabel="gain", title="d", zero_line=True
+    )
+    assert fig is not None and fig.axes[0].get_ylabel() == "gain"
+    plt.close(fig)
+    assert (
+        figures.class_bars_figure(gain.iloc[:0], y="gain", hue="pair", classes=["a"], ylabel="", title="")
+        is None
+    )
+
+
+def test_gain_share_figure_colours_features_by_family():
+    imp = pd.Series({"B02": 5.0, "B02_mean3": 3.0, "ndvi": 2.0})
+    family_of = pd.Series({"B02": "spectra", "B02_mean3": "local_mean", "ndvi": "index"})
+    fig = figures.gain_share_figure({"lgbm": imp, "lgbm_aug": imp}, family_of, title="d", top=2)
+    assert len(fig.axes) == 2
+    bars = fig.axes[0].patches
+    assert len(bars) == 2 and bars[-1].get_width() == pytest.approx(0.5)  # top bar: B02, half the gain
+    plt.close(fig)
+    assert figures.gain_share_figure({}, family_of, title="") is None
