@@ -122,6 +122,7 @@ def test_paper_profile_chain_on_real_layout_fixtures(tmp_path):
             assert sizes[(ds, "unet")] > 24e6, ds  # ResNet-34 class, not the CPU widths
             assert sizes[(ds, "vit")] > 85e6 and sizes[(ds, "segformer")] > 24e6, ds
             assert sizes[(ds, "prithvi_arch_small_mae")] > 86e6, ds
+        assert (ok["steps"].dropna() <= 2).all()  # quick mode: a few steps, not the profile's epoch cap
         notes = ok.loc[ok["model"] == "prithvi_arch_small_mae", "note"]
         assert notes.str.contains("Prithvi-100M size").all()
         assert set(df.loc[df["model"] == "prithvi_100m", "status"]) <= {"not_run"}  # no published file here
