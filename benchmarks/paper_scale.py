@@ -172,13 +172,17 @@ def measure(name: str, steps: int, cpu_batch: int) -> dict:
     }
 
 
+def windows_per_side(side: int) -> int:
+    """Sliding windows along one side of a ``side``-pixel chip (224 px windows, a quarter overlap)."""
+    return math.ceil((side - CROP) / (CROP - CROP // 4)) + 1 if side > CROP else 1
+
+
 def project_hours(rows: dict[str, dict]) -> tuple[float, list[str]]:
     """Hours of the paper matrix at the caps on this device (see the module docstring) and one line per dataset."""
     settings = fm_runs.paper_settings()
     lines, total = [], 0.0
     for ds, d in DATASETS.items():
         hours = 0.0
-        windows = math.ceil((d["chip"] - CROP) / (CROP - CROP // 4)) + 1 if d["chip"] > CROP else 1
         for measured, names in ROWS.items():
             key = f"{measured}_3dates" if measured == "prithvi_arch" and d["dates"] == 3 else measured
             if key not in rows:
@@ -186,8 +190,8 @@ def project_hours(rows: dict[str, dict]) -> tuple[float, list[str]]:
             r = rows[key]
             cap = train.epochs_to_steps(d["train"], 100, r["batch"])
             n_val = cap // train.PLATEAU["eval_every"]
-            per_window = r["predict_512_s"] / (math.ceil((CHIP - CROP) / (CROP - CROP // 4)) + 1) ** 2
-            one_run = cap * r["step_s"] + n_val * d["val"] * per_window * windows**2
+            per_window = r["predict_512_s"] / windows_per_side(CHIP) ** 2
+            one_run = cap * r["step_s"] + n_val * d["val"] * per_window * windows_per_side(d["chip"]) ** 2
             hours += len(names) * 4 * one_run / 3600  # 3 seeds + the doubling check of the first
         if "prithvi_mae" in rows:
             pre = settings.pretrain

@@ -49,6 +49,7 @@ from helpers.runs import pretrain as PT
 from helpers import results
 from helpers.runs import train
 from helpers.data.datasets import MissingBands, channel_stats, fingerprint, with_bands
+from helpers.models import cnn
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
@@ -212,8 +213,8 @@ def size_label(config: P.PrithviConfig) -> str:
 def settings_for_size(size: str = "cpu", quick: bool = False) -> FMSettings:
     """The FM settings of notebook 04: :func:`quick_settings`, the CPU-sized :class:`FMSettings`, or
     :func:`paper_settings` (``size="paper"``); quick mode at paper size keeps the paper's models and runs 2 steps."""
-    if size not in ("cpu", "paper"):
-        raise ValueError(f"unknown model size {size!r}; choose 'cpu' or 'paper'")
+    if size not in cnn.SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {cnn.SIZES}")
     if size == "cpu":
         return quick_settings() if quick else FMSettings()
     paper = paper_settings()

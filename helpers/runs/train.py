@@ -875,7 +875,7 @@ def fit(
                     "eval_s": eval_dt,
                 }
             )
-            level = plateau_level([h["val_miou_macro"] for h in state["history"]], smooth)
+            level = plateau_level([h["val_miou_macro"] for h in state["history"][-int(smooth) :]], smooth)
             if np.isfinite(level) and level > state["plateau_score"] + min_delta:
                 state["plateau_score"], state["plateau_step"] = level, step
             state["step"] = step
