@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from helpers import metrics  # noqa: E402
 from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
-from helpers.runs import train  # noqa: E402
+from helpers.runs import runner, train  # noqa: E402
 
 VARIANTS = {
     "base": {},
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         kw = {**cnn.TRAIN_DEFAULTS, **VARIANTS[name], "num_threads": 1}
         if args.float32:
             kw.update(bf16=False, channels_last=False)
-        train.seed_everything(args.seed)
+        runner.seed_everything(args.seed)
         model = cnn.build_for(args.model, ds)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:

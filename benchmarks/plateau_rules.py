@@ -38,7 +38,7 @@ from helpers.data.datasets import channel_stats  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import fm_runs, train  # noqa: E402
+from helpers.runs import fm_runs, runner, train  # noqa: E402
 
 MODELS = ("unet", "fcn", "deeplabv3plus", "vit", "segformer")
 
@@ -81,7 +81,7 @@ def one(dataset: str, name: str, rule_text: str, seed: int, out_root: str) -> di
     make, kw = study_setup(name, ds)
     kw = {**kw, **parse_rule(rule_text), "num_threads": 1, "progress": False}
     out = Path(out_root) / name / rule_text.replace(",", "_").replace("=", "")
-    train.seed_everything(seed)
+    runner.seed_everything(seed)
     model = make()
     t0 = time.perf_counter()
     res = train.fit(model, ds, seed=seed, out_dir=out / "run", **kw)

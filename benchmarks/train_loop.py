@@ -43,7 +43,7 @@ from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import train  # noqa: E402
+from helpers.runs import runner, train  # noqa: E402
 
 
 def build(name: str, ds):
@@ -120,8 +120,8 @@ def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
     """Wall seconds: two 1-thread trainings at once, and two 2-thread trainings one after the other."""
     code = (
         "import sys, tempfile; sys.path.insert(0, {root!r});"
-        "from helpers.data import datasets; from helpers.runs import train; from helpers.models import cnn;"
-        "ds = datasets.prepare({ds!r}, {data!r}); train.seed_everything(0);"
+        "from helpers.data import datasets; from helpers.runs import runner, train; from helpers.models import cnn;"
+        "ds = datasets.prepare({ds!r}, {data!r}); runner.seed_everything(0);"
         "m = cnn.build_for({model!r}, ds);"
         "kw = {{**cnn.TRAIN_DEFAULTS, 'max_steps': {steps}, 'patience': None, 'num_threads': {threads}}};"
         "train.fit(m, ds, seed=0, out_dir=tempfile.mkdtemp(), progress=False, **kw)"
@@ -156,7 +156,7 @@ def seed_noise(name: str, ds, precisions: tuple[bool, ...] = (False, True)) -> N
     rows = []
     for fast in precisions:
         for seed in (0, 1, 2):
-            train.seed_everything(seed)
+            runner.seed_everything(seed)
             model = build(name, ds)
             kw = {**cnn.TRAIN_DEFAULTS, "bf16": fast, "channels_last": fast and name in cnn.MODELS}
             kw["num_threads"] = torch.get_num_threads()
@@ -211,11 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name in args.models:
         precision = study_precision(name)
-        train.seed_everything(0)
+        runner.seed_everything(0)
         raw = raw_rate(build(name, ds), ds, args.steps)
-        train.seed_everything(0)
+        runner.seed_everything(0)
         fast = raw_rate(build(name, ds), ds, args.steps, bf16=True, channels_last=name in cnn.MODELS)
-        train.seed_everything(0)
+        runner.seed_everything(0)
         loop, share = loop_rate(build(name, ds), ds, args.steps, args.eval_every, precision)
         raw_same = fast if precision["bf16"] else raw  # the loop against the bare model at the same precision
         print(

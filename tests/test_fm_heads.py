@@ -11,7 +11,7 @@ import torch
 
 from helpers.data import datasets
 from helpers.models import galileo as G
-from helpers.runs import classical, train
+from helpers.runs import classical, runner, train
 from helpers.runs import fm_heads as H
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_galileo_segmenter_trains_with_the_shared_loop(
 ) -> None:
     torch.set_num_threads(1)
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
-    train.seed_everything(0)
+    runner.seed_everything(0)
     model = H.GalileoSegmenter(G.load_galileo_nano(encoder_path), ds.num_classes, [6], window=32)
     before = model.encoder.blocks[0].attn.q.weight.detach().clone()
     result = train.fit(

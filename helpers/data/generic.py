@@ -445,9 +445,16 @@ def write_example(
         field = (field - np.quantile(field, rng.uniform(0.55, 0.8))) / field.std()
         water_fraction = 1.0 / (1.0 + np.exp(-field / 0.15))  # shores: mixed pixels over a few pixels
         cls = (water_fraction > 0.5).astype(np.int64)
-        mixed = water_fraction[None] * means[1][:, None, None] + (1 - water_fraction[None]) * means[0][:, None, None]
+        mixed = (
+            water_fraction[None] * means[1][:, None, None]
+            + (1 - water_fraction[None]) * means[0][:, None, None]
+        )
         # noise mostly shared by the bands of a pixel (illumination, moisture), a little per band
-        refl = mixed * rng.lognormal(0.0, 0.3, size=(1, size, size)) * rng.lognormal(0.0, 0.08, size=(4, size, size))
+        refl = (
+            mixed
+            * rng.lognormal(0.0, 0.3, size=(1, size, size))
+            * rng.lognormal(0.0, 0.08, size=(4, size, size))
+        )
         dn = np.clip(np.round(refl * 1e4), 1, 10000).astype(np.uint16)
         dn[:, rng.random((size, size)) < 0.02] = 0
         mask = (cls + 1).astype(np.uint8)

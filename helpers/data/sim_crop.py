@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.stats import norm
 
 from helpers.data.datasets import CROP_CLASSES
@@ -271,7 +270,9 @@ def _label_noise(truth: np.ndarray, parcels: np.ndarray, rng: np.random.Generato
         n_k, b_k = of_k.sum(), (of_k & edge).sum()
         if n_k == 0:
             continue
-        edge_budget = min((1 - FIELD_ERROR_SHARE) * e * n_k, b_k)  # a chip with few edges puts the rest in fields
+        edge_budget = min(
+            (1 - FIELD_ERROR_SHARE) * e * n_k, b_k
+        )  # a chip with few edges puts the rest in fields
         if b_k:
             flip = of_k & edge & (u < edge_budget / b_k)
             noisy[flip] = neighbour[flip]
@@ -307,10 +308,7 @@ def simulate_chip(
     n_p = parcels.max() + 1
     cls = rng.choice(len(CLASSES), size=n_p, p=PRIORS / PRIORS.sum())
     curve = np.array(
-        [
-            CURVES.index((k, str(rng.choice([s for s in PHENOLOGY[CLASSES[k]] if s != "road"]))))
-            for k in cls
-        ]
+        [CURVES.index((k, str(rng.choice([s for s in PHENOLOGY[CLASSES[k]] if s != "road"])))) for k in cls]
     )
     crop = np.isin(cls, [CLASSES.index(c) for c in CROPS])
     shift = region_shift + np.where(crop, FIELD_SHIFT_SD, NATURAL_SHIFT_SD) * rng.standard_normal(n_p)

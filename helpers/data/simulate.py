@@ -58,6 +58,8 @@ FAMILY_VERSIONS = {"sim-crop": "2.0"}  # helpers.data.sim_crop: dates, phenology
 def family_version(family: str) -> str:
     """The generator version of one task family (``sim-crop``, ``sim-texture``, ...)."""
     return FAMILY_VERSIONS.get(family, GENERATOR_VERSION)
+
+
 PIXEL_SIZE_M = 30.0
 SENSOR_NOISE = 0.003  # per-band white noise (reflectance), about the noise-equivalent reflectance of S2 SR
 GAIN_SD = 0.04  # per-chip (per-date) illumination gain, common to all bands
@@ -884,7 +886,9 @@ def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: 
 def _write_crop_layout(
     root: Path,
     name: str,
-    chip_fn: Callable[[np.random.Generator, str, int], tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]],
+    chip_fn: Callable[
+        [np.random.Generator, str, int], tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]
+    ],
     counts: dict[str, int],
     seed: int,
     size: str,
@@ -934,7 +938,9 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
     tile_dates = [tuple(C.draw_dates(r)[0]) for r in tile_rng]
     tile_shift = [float(C.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
     confusion = np.zeros((len(C.CLASSES), len(C.CLASSES)), np.int64)  # (true, label) over all chips
-    test_cm = np.zeros_like(confusion)  # (label, true) over the test chips: the true map scored as a prediction
+    test_cm = np.zeros_like(
+        confusion
+    )  # (label, true) over the test chips: the true map scored as a prediction
     tally = {"mixed": 0.0, "n": 0, "edge_err": 0, "edge": 0, "inner_err": 0, "inner": 0}
 
     def chip(rng, split, i):
@@ -971,7 +977,9 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
             "third_date_share_in_september": round(float(((d[:, 2] >= 244) & (d[:, 2] <= 273)).mean()), 3),
             "real_tracker": {"median_doy": [85, 172, 256], **C.REAL_SPAN, "third_share_in_september": 0.68},
         },
-        "label_accuracy_pct": {c: {"producers": a, "source": src} for c, (a, src) in C.LABEL_ACCURACY.items()},
+        "label_accuracy_pct": {
+            c: {"producers": a, "source": src} for c, (a, src) in C.LABEL_ACCURACY.items()
+        },
         "label_noise_measured": noise,
         "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
         "label_noise_at_class_edges": round(tally["edge_err"] / max(tally["edge"], 1), 4),
@@ -1115,7 +1123,9 @@ def generate(
         old = json.loads(manifest_path.read_text())
         same = all(old.get(k) == v for k, v in key.items())
         if not same and all(old.get(k) == v for k, v in key.items() if k != "generator_version"):
-            overwrite = True  # our own data from an older generator: rebuilt (the runs on it then rerun by key)
+            overwrite = (
+                True  # our own data from an older generator: rebuilt (the runs on it then rerun by key)
+            )
         files_ok = same and all(
             (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
             for rel, info in old["files"].items()

@@ -1,5 +1,7 @@
 """Runs: everything that turns a (dataset, model, seed) into rows of the results table.
 
+* ``runner``: what every family's run shares, written once: its key and skip rule, its ``not_run`` row, seeding,
+  the columns of its rows, scoring into rows, saved maps and the write to the table; one outcome type;
 * ``classical``: RF / LightGBM on per-pixel (and texture) features;
 * ``train``: the one deep training loop (plateau stopping, checkpoints, scoring, run keys) every deep row goes
   through; ``convergence`` trains a finished run on to twice its steps;

@@ -59,7 +59,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import random
 import time
 import warnings
 import zlib
@@ -74,11 +73,11 @@ from sklearn.ensemble import RandomForestClassifier
 from tqdm.auto import tqdm
 
 from helpers import features as _features
-from helpers.data.datasets import bands_of
 from helpers import metrics as _metrics
-from helpers.runs import runtime
-from helpers.report import prediction_maps
 from helpers import results as _results
+from helpers.data.datasets import bands_of
+from helpers.report import prediction_maps
+from helpers.runs import runner, runtime
 
 #: model name -> (estimator kind, feature set).
 MODELS = {
@@ -415,18 +414,16 @@ def _fit_candidate(kind, cand, train, val, num_classes, seed, n_jobs) -> _Model:
     return _Model("lgbm", booster, params, rounds)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - legacy global state, seeded for any library that still uses it
-
-
 # ------------------------------------------------------------------------------------------------------- run
-@dataclass
-class ClassicalRun:
+@dataclass(kw_only=True)
+class ClassicalRun(runner.Outcome):
     """What one :func:`run_classical` call produced (rows are also written to the results table).
 
+    ``status`` (:class:`helpers.runs.runner.Outcome`) is ``"ok"`` when the rows and maps were written and
+    ``"skipped"`` when the table held this run under the same key (the model is refitted either way, for the
+    notebook's figures, but nothing is written).
+
     Attributes:
-        rows: The tidy results rows (val and test).
         model: The chosen fitted estimator (``RandomForestClassifier`` or ``lightgbm.Booster``).
         params: Its hyper-parameters (plus ``rounds`` for LightGBM).
         chosen: The chosen candidate in words (also the first item of the rows' ``note``).
@@ -442,7 +439,6 @@ class ClassicalRun:
         missing_classes: Classes absent from the training sample.
     """
 
-    rows: list[dict]
     model: object
     params: dict
     chosen: str
@@ -457,7 +453,6 @@ class ClassicalRun:
     timings: dict
     n_train_pixels: int
     missing_classes: list[str]
-    written: bool = True  # False: the table held this run under the same key, rows and maps left as they were
 
 
 def key_settings(model_name: str, budget: Budget, val_budget: Budget, n_jobs: int) -> dict:
@@ -561,15 +556,88 @@ def run_classical(
                 f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
             )
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
-    key, write = "", True  # without a table, every run is new
+    key = ""  # without a table, every run is new
     if results_path is not None:
         key = _results.run_key(ds, model_name, seed, key_settings(model_name, budget, val_budget, n_jobs))
-        write = force or not _results.has_run(ds.name, model_name, seed, results_path, key=key)
-    _seed_everything(seed)
+    write = force or not runner.finished(ds, model_name, seed, results_path, key)
+    runner.seed_everything(seed)
     t_start = time.perf_counter()
     timer = _Timer()
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
 
+    train, missing = _training_sample(
+        ds, model_name, feature_set, seed, budget, cache, progress, timer, notes
+    )
+    chosen, val_scores, search, fit_s = _fit_and_select(
+        ds, kind, feature_set, train, seed, val_budget, n_jobs, predict_jobs, cache, timer, progress, notes
+    )
+    notes.insert(0, chosen.describe())
+    to_save = prediction_maps.chips_to_save(ds, "test", maps_dir)
+    show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
+    scores, cms, kept, predict_s = _score_held_out(
+        ds, feature_set, chosen, cache, timer, predict_jobs, show, progress, notes
+    )
+    scores["val"] = val_scores
+    runtime_s = time.perf_counter() - t_start
+
+    imp, imp_kind = chosen.importances()
+    ctx = runner.context(
+        ds,
+        model_name,
+        seed,
+        family="classical",
+        n_train_pixels=len(train),
+        n_features=len(train.feature_names),
+        fit_s=round(fit_s, 3),
+        predict_s=round(predict_s, 3),
+        runtime_s=round(runtime_s, 3),
+        feature_s=round(timer.feature_s, 3),
+        model_size_mb=round(chosen.size_mb(), 4),
+        note="; ".join(notes),
+        run_key=key,
+    )
+    if write:
+        rows = runner.finish(
+            ds,
+            model_name,
+            seed,
+            scores,
+            ctx,
+            results_path=results_path,
+            maps_dir=maps_dir,
+            maps={c: kept[c][0] for c in to_save if c in kept},
+        )
+    else:  # the same rows the table holds; nothing is written
+        rows = runner.finish(ds, model_name, seed, scores, ctx, results_path=None)
+    return ClassicalRun(
+        status="ok" if write else "skipped",
+        rows=rows,
+        run_key=key,
+        model=chosen.est,
+        params={**chosen.params, "rounds": chosen.rounds},
+        chosen=chosen.describe(),
+        search=pd.DataFrame(search),
+        feature_names=train.feature_names,
+        importances=pd.Series(imp, index=train.feature_names, name=imp_kind),
+        importance_kind=imp_kind,
+        val_scores=val_scores,
+        test_scores=scores["test"],
+        test_cm=cms["test"],
+        predictions={c: kept[c] for c in ds.chip_ids("test")[:n_show] if c in kept},
+        timings={
+            "read_s": timer.read_s,
+            "feature_s": timer.feature_s,
+            "fit_s": fit_s,
+            "predict_s": predict_s,
+            "runtime_s": runtime_s,
+        },
+        n_train_pixels=len(train),
+        missing_classes=missing,
+    )
+
+
+def _training_sample(ds, model_name, feature_set, seed, budget, cache, progress, timer, notes):
+    """Step 1: the class-balanced training sample, and the classes it lacks (warned and noted)."""
     train = sample_pixels(
         ds, "train", feature_set, seed=seed, budget=budget, cache=cache, progress=progress, _timer=timer
     )
@@ -582,10 +650,19 @@ def run_classical(
     if missing:
         warnings.warn(
             f"{ds.name}/{model_name}: classes absent from the training sample, never predicted: {missing}",
-            stacklevel=2,
+            stacklevel=3,
         )
         notes.append(f"classes absent from training: {', '.join(missing)}")
+    return train, missing
 
+
+def _fit_and_select(
+    ds, kind, feature_set, train, seed, val_budget, n_jobs, predict_jobs, cache, timer, progress, notes
+):
+    """Step 2: fit every grid candidate and choose on validation (``miou_macro``; ties to the earlier one).
+
+    Returns ``(chosen, val_scores or None, search rows, fit seconds)``.
+    """
     has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
     val = None
     if has_val and kind == "lgbm":
@@ -604,105 +681,51 @@ def run_classical(
         candidates[-1].fit_s = time.perf_counter() - t0
         fit_s += candidates[-1].fit_s
 
-    val_scores = None
-    search = []
-    best = 0
-    if has_val:
-        cms, _, _, _ = _score_split(
-            ds, "val", feature_set, candidates, cache, timer, predict_jobs, progress=progress
-        )
-        scored = [_metrics.scores(cm) for cm in cms]
-        mious = [s["miou_macro"] for s in scored]
-        if all(np.isnan(m) for m in mious):
-            has_val = False
-            notes.append("val split has no valid pixel: no selection, first grid point")
-        else:
-            best = int(np.nanargmax(mious))  # first maximum: ties go to the earlier candidate
-            val_scores = scored[best]
-        search = [
-            {"candidate": i, **c.params, "rounds": c.rounds, "val_miou_macro": m, "fit_s": c.fit_s}
-            for i, (c, m) in enumerate(zip(candidates, mious, strict=True))
-        ]
-    else:
+    if not has_val:
         notes.append("no val split: no selection, first grid point")
         search = [{"candidate": 0, **candidates[0].params, "rounds": candidates[0].rounds, "fit_s": fit_s}]
-    chosen = candidates[best]
-    notes.insert(0, chosen.describe())
-
-    to_save = prediction_maps.chips_to_save(ds, "test", maps_dir)
-    show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
-    (test_cm,), kept, predict_s, n_ign = _score_split(
-        ds, "test", feature_set, [chosen], cache, timer, predict_jobs, keep=show, progress=progress
+        return candidates[0], None, search, fit_s
+    cms, _, _, _ = _score_split(
+        ds, "val", feature_set, candidates, cache, timer, predict_jobs, progress=progress
     )
-    if n_ign:
-        notes.append(f"{n_ign} all-ignore test chip(s)")
-    test_scores = _metrics.scores(test_cm)
-    # every other held-out split too (Sen1Floods11's bolivia), as the deep rows do: same chosen model, scored once
-    other_scores = {}
-    for split in [s for s in ds.splits if s not in ("train", "val", "test") and ds.chip_ids(s)]:
-        (cm,), _, split_s, _ = _score_split(
-            ds, split, feature_set, [chosen], cache, timer, predict_jobs, progress=progress
+    scored = [_metrics.scores(cm) for cm in cms]
+    mious = [s["miou_macro"] for s in scored]
+    search = [
+        {"candidate": i, **c.params, "rounds": c.rounds, "val_miou_macro": m, "fit_s": c.fit_s}
+        for i, (c, m) in enumerate(zip(candidates, mious, strict=True))
+    ]
+    if all(np.isnan(m) for m in mious):
+        notes.append("val split has no valid pixel: no selection, first grid point")
+        return candidates[0], None, search, fit_s
+    best = int(np.nanargmax(mious))  # first maximum: ties go to the earlier candidate
+    return candidates[best], scored[best], search, fit_s
+
+
+def _score_held_out(ds, feature_set, chosen, cache, timer, predict_jobs, show, progress, notes):
+    """Step 3: predict every held-out split once with the chosen model (``test``, and e.g. ``bolivia``).
+
+    Returns ``({split: scores}, {split: confusion matrix}, kept test maps, predict seconds)``.
+    """
+    scores, cms, kept, predict_s = {}, {}, {}, 0.0
+    for split in runner.held_out_splits(ds):
+        (cm,), split_kept, split_s, n_ign = _score_split(
+            ds,
+            split,
+            feature_set,
+            [chosen],
+            cache,
+            timer,
+            predict_jobs,
+            keep=show if split == "test" else (),
+            progress=progress,
         )
+        if split == "test":
+            kept = split_kept
+            if n_ign:
+                notes.append(f"{n_ign} all-ignore test chip(s)")
         predict_s += split_s
-        other_scores[split] = _metrics.scores(cm)
-    runtime_s = time.perf_counter() - t_start
-
-    imp, imp_kind = chosen.importances()
-    context = {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": bool(getattr(ds, "simulated", False)),
-        "model": model_name,
-        "family": "classical",
-        "pretraining": "none",
-        "weights": "none",
-        "seed": seed,
-        "n_train_pixels": len(train),
-        "n_features": len(train.feature_names),
-        "fit_s": round(fit_s, 3),
-        "predict_s": round(predict_s, 3),
-        "runtime_s": round(runtime_s, 3),
-        "feature_s": round(timer.feature_s, 3),
-        "model_size_mb": round(chosen.size_mb(), 4),
-        "note": "; ".join(notes),
-        "run_key": key,
-    }
-    rows = []
-    if val_scores is not None:
-        rows += _results.score_rows(val_scores, split="val", class_names=ds.classes, context=context)
-    rows += _results.score_rows(test_scores, split="test", class_names=ds.classes, context=context)
-    for split, scores in other_scores.items():
-        rows += _results.score_rows(scores, split=split, class_names=ds.classes, context=context)
-    if write:
-        prediction_maps.save(
-            maps_dir, ds.name, model_name, seed, {c: kept[c][0] for c in to_save if c in kept}
-        )
-        if results_path is not None:
-            _results.write_run(rows, results_path)
-    return ClassicalRun(
-        rows=rows,
-        model=chosen.est,
-        params={**chosen.params, "rounds": chosen.rounds},
-        chosen=chosen.describe(),
-        search=pd.DataFrame(search),
-        feature_names=train.feature_names,
-        importances=pd.Series(imp, index=train.feature_names, name=imp_kind),
-        importance_kind=imp_kind,
-        val_scores=val_scores,
-        test_scores=test_scores,
-        test_cm=test_cm,
-        predictions={c: kept[c] for c in ds.chip_ids("test")[:n_show] if c in kept},
-        timings={
-            "read_s": timer.read_s,
-            "feature_s": timer.feature_s,
-            "fit_s": fit_s,
-            "predict_s": predict_s,
-            "runtime_s": runtime_s,
-        },
-        n_train_pixels=len(train),
-        missing_classes=missing,
-        written=write,
-    )
+        cms[split], scores[split] = cm, _metrics.scores(cm)
+    return scores, cms, kept, predict_s
 
 
 def model_names() -> Sequence[str]:

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from helpers import metrics, results
-from helpers.runs import train
 from helpers.data.io import atomic_write, locked
+from helpers.runs import runner, train
 
 DEFAULT_PATH = Path("results") / "convergence.csv"
 
@@ -198,7 +198,7 @@ def check(
     if test0 is None:
         return None
 
-    train.seed_everything(seed)
+    runner.seed_everything(seed)
     model = make_model()
     out_dir = src.parent / f"{src.name}-x{factor:g}"
     train.claim_run_dir(out_dir, f"continuation of {key or sha}")  # a continuation of another run is stale

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.runs import fm_adapters as A
-from helpers.models import weights as W
 from helpers.models import galileo as G
 from helpers.models import presto as P
+from helpers.models import weights as W
+from helpers.runs import fm_adapters as A
 
 EMBED_DIM = 128
 

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.models import galileo as G
 from helpers.runs import classical as _classical
 from helpers.runs import embeddings as _emb
 from helpers.runs import fm_adapters as A
-from helpers.models import galileo as G
 
 
 # -------------------------------------------------------------------------------------------------- LightGBM

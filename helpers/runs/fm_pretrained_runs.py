@@ -39,17 +39,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from helpers import metrics as _metrics
+from helpers import results as _results
+from helpers.data.datasets import MissingBands, with_bands
+from helpers.models import weights as W
+from helpers.report import prediction_maps
 from helpers.runs import classical as _classical
 from helpers.runs import embeddings as E
 from helpers.runs import fm_adapters as A
 from helpers.runs import fm_heads as H
-from helpers import metrics as _metrics
-from helpers.runs import runtime
-from helpers.report import prediction_maps
-from helpers import results as _results
+from helpers.runs import runner, runtime
 from helpers.runs import train as _train
-from helpers.models import weights as W
-from helpers.data.datasets import MissingBands, with_bands
 
 #: row -> (embedding model, head).
 ROWS = {
@@ -74,27 +74,20 @@ PRETRAINING = {
 ENCODER_PARAMS = {"galileo_nano": 1_037_856, "presto": 404_160}
 
 
-@dataclass
-class FMRun:
-    """What a row function did.
+@dataclass(kw_only=True)
+class FMRun(runner.Outcome):
+    """What a frozen row did (``status``, ``rows``, ``reason``: :class:`helpers.runs.runner.Outcome`).
 
     Attributes:
-        status: ``"ok"``, ``"not_run"`` (weights unavailable; ``reason`` says why) or ``"skipped"`` (already in the
-            results table).
-        rows: Results rows written (val and held-out splits, or the one ``not_run`` row).
-        reason: Why the row was not run.
-        head: The chosen head (frozen rows).
+        head: The chosen head.
         search: Per head candidate: its settings and val ``miou_macro``.
         scores: ``{split: helpers.metrics.scores(...)}``.
         cms: ``{split: confusion matrix}``.
         timings: Seconds embedding (cache misses only), fitting, predicting, overall.
         cache_stats: Embedding cache hits, misses, writes.
-        extra: Row-specific outputs (the fine-tuning run's :class:`helpers.runs.train.RunOutcome`).
+        n_train_pixels: Training sample size.
     """
 
-    status: str
-    rows: list[dict] = field(default_factory=list)
-    reason: str = ""
     head: object = None
     search: list[dict] = field(default_factory=list)
     scores: dict = field(default_factory=dict)
@@ -102,28 +95,21 @@ class FMRun:
     timings: dict = field(default_factory=dict)
     cache_stats: dict = field(default_factory=dict)
     n_train_pixels: int = 0
-    extra: object = None
 
 
-def _base_context(ds, row: str, seed: int, weights: str) -> dict:
-    return {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": _results.is_simulated(ds),
-        "model": row,
-        "family": "fm",
-        "pretraining": "published",
-        "weights": weights,
-        "seed": seed,
-    }
-
-
-def _not_run(ds, row: str, seed: int, reason: str, results_path) -> FMRun:
+def _not_run(ds, row: str, seed: int, reason: str, results_path) -> list[dict]:
+    """The ``not_run`` row of a published-weights row (weights or bands missing), written."""
     model = ROWS.get(row, ("galileo_nano", ""))[0]
-    rows = [_results.not_run_row(reason, _base_context(ds, row, seed, W.SPECS[model].sha256))]
-    if results_path is not None:
-        _results.write_run(rows, results_path)
-    return FMRun(status="not_run", rows=rows, reason=reason)
+    return runner.not_run(
+        ds,
+        row,
+        seed,
+        reason,
+        results_path,
+        family="fm",
+        pretraining="published",
+        weights=W.SPECS[model].sha256,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- sampling
@@ -219,6 +205,51 @@ def _score_split(
     return cms
 
 
+def _fit_and_select(
+    ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes
+):
+    """Fit every head candidate on the training embeddings and choose on validation (``miou_macro``).
+
+    Returns ``(chosen head, search rows, {"val": scores} or {}, {"val": confusion matrix} or {})``.
+    """
+    has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
+    grid = _classical.LGBM_GRID if head_kind == "lgbm" else H.LINEAR_GRID
+    if not has_val:
+        grid = grid[:1]
+        notes.append("no val split: no selection, first candidate")
+    heads = []
+    for cand in grid:
+        t0 = time.perf_counter()
+        if head_kind == "lgbm":
+            head = H.fit_lgbm(
+                train.X,
+                train.y,
+                ds.num_classes,
+                candidate=cand,
+                seed=seed,
+                X_es=None if es is None else es.X,
+                y_es=None if es is None else es.y,
+                n_jobs=n_jobs,
+            )
+        else:
+            head = H.fit_linear(train.X, train.y, ds.num_classes, seed=seed, **cand)
+        timer["fit_s"] += time.perf_counter() - t0
+        heads.append(head)
+    if not has_val:
+        return heads[0], [], {}, {}
+    val_cms = _score_split(ds, "val", embedder, cache, heads, timer, predict_jobs, progress)
+    val_scores = [_metrics.scores(cm) for cm in val_cms]
+    mious = [s["miou_macro"] for s in val_scores]
+    search = [
+        {"candidate": i, **c, "val_miou_macro": m} for i, (c, m) in enumerate(zip(grid, mious, strict=True))
+    ]
+    if all(np.isnan(m) for m in mious):
+        notes.append("val split has no valid pixel: no selection, first candidate")
+        return heads[0], search, {}, {}
+    best = int(np.nanargmax(mious))
+    return heads[best], search, {"val": val_scores[best]}, {"val": val_cms[best]}
+
+
 # ------------------------------------------------------------------------------------------------------ frozen
 def run_frozen(
     ds,
@@ -268,7 +299,7 @@ def run_frozen(
     try:  # the adapters feed the encoders the six HLS bands, picked by name
         ds = with_bands(ds)
     except MissingBands as err:
-        return _not_run(ds, row, seed, str(err), results_path)
+        return FMRun(status="not_run", rows=_not_run(ds, row, seed, str(err), results_path), reason=str(err))
     budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
     val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     key = _results.run_key(
@@ -284,8 +315,8 @@ def run_frozen(
             "n_jobs": n_jobs,
         },
     )
-    if results_path is not None and not force and _results.has_run(ds.name, row, seed, results_path, key):
-        return FMRun(status="skipped")
+    if not force and runner.finished(ds, row, seed, results_path, key):
+        return FMRun(status="skipped", run_key=key)
     for split in ("train", "test"):
         if split not in ds.splits or not ds.chip_ids(split):
             raise ValueError(f"{ds.name}: the {split!r} split has no chips")
@@ -294,11 +325,13 @@ def run_frozen(
         try:
             embedder = E.load_embedder(model_name, weights_path, **(settings or {}))
         except W.WeightsError as err:
-            return _not_run(ds, row, seed, str(err), results_path)
+            return FMRun(
+                status="not_run", rows=_not_run(ds, row, seed, str(err), results_path), reason=str(err)
+            )
     elif embedder.name != model_name:
         raise ValueError(f"row {row!r} needs a {model_name} embedder, got {embedder.name}")
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
-    _train.seed_everything(seed)
+    runner.seed_everything(seed)
     peak_reset = runtime.reset_peak_memory()
     cache = E.EmbeddingCache(cache_dir) if cache_dir is not None else None
     timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
@@ -317,57 +350,16 @@ def run_frozen(
     if has_val and head_kind == "lgbm":
         es = _sample_split(ds, "val", embedder, cache, seed, val_budget, timer, progress)
 
-    grid = _classical.LGBM_GRID if head_kind == "lgbm" else H.LINEAR_GRID
-    if not has_val:
-        grid = grid[:1]
-        notes.append("no val split: no selection, first candidate")
-    heads = []
-    for cand in grid:
-        t0 = time.perf_counter()
-        if head_kind == "lgbm":
-            head = H.fit_lgbm(
-                train.X,
-                train.y,
-                ds.num_classes,
-                candidate=cand,
-                seed=seed,
-                X_es=None if es is None else es.X,
-                y_es=None if es is None else es.y,
-                n_jobs=n_jobs,
-            )
-        else:
-            head = H.fit_linear(train.X, train.y, ds.num_classes, seed=seed, **cand)
-        timer["fit_s"] += time.perf_counter() - t0
-        heads.append(head)
-
-    scores: dict = {}
-    cms: dict = {}
-    search = []
-    best = 0
-    if has_val:
-        val_cms = _score_split(ds, "val", embedder, cache, heads, timer, predict_jobs, progress)
-        val_scores = [_metrics.scores(cm) for cm in val_cms]
-        mious = [s["miou_macro"] for s in val_scores]
-        search = [
-            {"candidate": i, **c, "val_miou_macro": m}
-            for i, (c, m) in enumerate(zip(grid, mious, strict=True))
-        ]
-        if all(np.isnan(m) for m in mious):
-            notes.append("val split has no valid pixel: no selection, first candidate")
-        else:
-            best = int(np.nanargmax(mious))
-            cms["val"], scores["val"] = val_cms[best], val_scores[best]
-    head = heads[best]
-    held_out = [s for s in ds.splits if s not in ("train", "val")]
+    head, search, scores, cms = _fit_and_select(
+        ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes
+    )
     maps: dict = {}
-    for split in held_out:
-        if not ds.chip_ids(split):
-            continue
+    for split in runner.held_out_splits(ds):
         keep = prediction_maps.chips_to_save(ds, split, maps_dir)
         (cm,) = _score_split(ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps)
         cms[split], scores[split] = cm, _metrics.scores(cm)
 
-    ctx = A.chip_context(ds, ds.chip_ids("train")[0])
+    chip_ctx = A.chip_context(ds, ds.chip_ids("train")[0])
     cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
     notes = [
         head.describe(),
@@ -376,7 +368,7 @@ def run_frozen(
         "adapter v"
         + A.ADAPTER_VERSION
         + " (first train chip): "
-        + A.describe(ctx, getattr(embedder, "ndvi", "masked")),
+        + A.describe(chip_ctx, getattr(embedder, "ndvi", "masked")),
         PRETRAINING[model_name],
     ]
     if cache is not None:
@@ -384,35 +376,35 @@ def run_frozen(
     if not peak_reset:
         notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
     head_mb = head.size_mb()
-    context = {
-        **_base_context(ds, row, seed, embedder.weights_sha256),
-        "n_train_pixels": len(train.y),
-        "n_features": E.EMBED_DIM,
-        "n_params": ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
-        "fit_s": round(timer["fit_s"], 3),
-        "predict_s": round(timer["predict_s"], 3),
-        "runtime_s": round(time.perf_counter() - t_start, 3),
-        "embed_s": round(timer["embed_s"], 3),
-        "peak_mem_mb": round(runtime.peak_memory_mb(), 1),
-        "model_size_mb": round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
-        "note": "; ".join(notes),
-        "run_key": key,
-    }
-    rows = []
-    for split in ["val", *held_out]:
-        if split in scores:
-            rows += _results.score_rows(scores[split], split=split, class_names=ds.classes, context=context)
-    prediction_maps.save(maps_dir, ds.name, row, seed, maps)
-    if results_path is not None:
-        _results.write_run(rows, results_path)
+    ctx = runner.context(
+        ds,
+        row,
+        seed,
+        family="fm",
+        pretraining="published",
+        weights=embedder.weights_sha256,
+        n_train_pixels=len(train.y),
+        n_features=E.EMBED_DIM,
+        n_params=ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
+        fit_s=round(timer["fit_s"], 3),
+        predict_s=round(timer["predict_s"], 3),
+        runtime_s=round(time.perf_counter() - t_start, 3),
+        embed_s=round(timer["embed_s"], 3),
+        peak_mem_mb=round(runtime.peak_memory_mb(), 1),
+        model_size_mb=round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
+        note="; ".join(notes),
+        run_key=key,
+    )
+    rows = runner.finish(ds, row, seed, scores, ctx, results_path=results_path, maps_dir=maps_dir, maps=maps)
     return FMRun(
         status="ok",
         rows=rows,
+        run_key=key,
         head=head,
         search=search,
         scores=scores,
         cms=cms,
-        timings={**timer, "runtime_s": context["runtime_s"]},
+        timings={**timer, "runtime_s": ctx["runtime_s"]},
         cache_stats=cache_stats,
         n_train_pixels=len(train.y),
     )
@@ -510,8 +502,10 @@ def run_galileo_nano_finetune(
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
     **fit_kwargs,
-) -> FMRun:
+) -> _train.RunOutcome:
     """Row ``galileo_nano_finetune``: Galileo-nano + light decoder trained end to end by :func:`helpers.runs.train.run`.
+
+    Returns the deep rows' outcome (:class:`helpers.runs.train.RunOutcome`), ``not_run`` without weights.
 
     The encoder sees 32 px windows (patch 4: 8 x 8 tokens per date and channel group) while training on 64 px crops,
     the same crops as the other fine-tuned rows. Attention is quadratic in the tokens of a window, and a 3-date
@@ -527,16 +521,13 @@ def run_galileo_nano_finetune(
     profile leaves this row to ``notebooks/params/full.yaml``. Other ``fit_kwargs`` (``lr``, ``batch_size``,
     ``patience``, ...) go to :func:`helpers.runs.train.fit`; ``maps_dir`` receives the test maps of the first test chips (:mod:`helpers.report.prediction_maps`).
     """
-    from helpers.runs import train
-
     try:  # the adapter feeds Galileo the six HLS bands, picked by name
         ds = with_bands(ds)
-    except MissingBands as err:
-        return _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
-    try:
         build = make_galileo_segmenter(ds, weights_path, patch_size=patch_size, window=window)
-    except W.WeightsError as err:
-        return _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
+    except (MissingBands, W.WeightsError) as err:
+        rows = _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
+        out_dir = _train.run_dir(runs_dir, ds.name, FINETUNE_ROW, seed)
+        return _train.RunOutcome(status="not_run", rows=rows, reason=str(err), out_dir=out_dir)
     note = "; ".join(
         [
             f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on {crop_size} px crops, conv "
@@ -546,7 +537,7 @@ def run_galileo_nano_finetune(
             PRETRAINING["galileo_nano"],
         ]
     )
-    outcome = train.run(
+    return _train.run(
         ds,
         FINETUNE_ROW,
         build,
@@ -564,7 +555,6 @@ def run_galileo_nano_finetune(
         crop_size=crop_size,
         **{**FINETUNE_DEFAULTS, "max_steps": int(max_steps), "eval_tile": 0, **fit_kwargs},
     )
-    return FMRun(status="skipped" if outcome.skipped else "ok", rows=outcome.rows, extra=outcome)
 
 
 def run_frozen_rows(ds, rows: Sequence[str], seeds: Sequence[int], results_path, **kwargs) -> list[tuple]:

@@ -45,15 +45,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helpers.runs import pretrain as PT
 from helpers import results
-from helpers.runs import train
 from helpers.data.datasets import MissingBands, channel_stats, fingerprint, with_bands
 from helpers.models import cnn
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.models.weights import sha256_file
+from helpers.runs import pretrain as PT
+from helpers.runs import runner, train
 
 PREFIX = "prithvi_arch_small"
 PUBLISHED = "prithvi_100m"
@@ -194,7 +194,12 @@ def paper_settings() -> FMSettings:
     """
     return FMSettings(
         pretrain=PT.PretrainConfig(model=P.PRITHVI_100M.replace(num_frames=1), crop_size=224, batch_size=16),
-        finetune={**_finetune_defaults(), "crop_size": 224, "batch_size": 8, "bf16": torch.cuda.is_available()},
+        finetune={
+            **_finetune_defaults(),
+            "crop_size": 224,
+            "batch_size": 8,
+            "bf16": torch.cuda.is_available(),
+        },
         neck_dim=None,  # embed_dim x frames, as the official configs
         head_channels=256,
         vit=dict(PAPER_VIT),
@@ -211,8 +216,11 @@ def size_label(config: P.PrithviConfig) -> str:
 
 
 def settings_for_size(size: str = "cpu", quick: bool = False) -> FMSettings:
-    """The FM settings of notebook 04: :func:`quick_settings`, the CPU-sized :class:`FMSettings`, or
-    :func:`paper_settings` (``size="paper"``); quick mode at paper size keeps the paper's models and runs 2 steps."""
+    """The FM settings of notebook 04 for a model size.
+
+    :func:`quick_settings`, the CPU-sized :class:`FMSettings`, or :func:`paper_settings` (``size="paper"``); quick
+    mode at paper size keeps the paper's models and runs 2 steps.
+    """
     if size not in cnn.SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {cnn.SIZES}")
     if size == "cpu":
@@ -300,19 +308,11 @@ def ensure_pretraining(
 
 def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: str, results_path, runs_dir):
     """Write the ``not_run`` row of a run that cannot start, and its outcome."""
-    context = {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": results.is_simulated(ds),
-        "model": model,
-        "family": "fm",
-        "pretraining": pretraining,
-        "weights": weights,
-        "seed": seed,
-    }
-    row = results.not_run_row(reason, context)
-    results.write_run([row], results_path)
-    return train.RunOutcome(train.run_dir(runs_dir, ds.name, model, seed), False, [row], None)
+    rows = runner.not_run(
+        ds, model, seed, reason, results_path, family="fm", pretraining=pretraining, weights=weights
+    )
+    out_dir = train.run_dir(runs_dir, ds.name, model, seed)
+    return train.RunOutcome(status="not_run", rows=rows, reason=reason, out_dir=out_dir)
 
 
 def run_prithvi_small(
@@ -382,8 +382,8 @@ def run_prithvi_small(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
     )
     checkable = convergence_path is not None and (out_dir / train.LAST).exists()
-    if not force and results.has_run(ds.name, name, seed, results_path, key=key) and not checkable:
-        return train.RunOutcome(out_dir, True, [], None)
+    if not force and runner.finished(ds, name, seed, results_path, key) and not checkable:
+        return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
     pre, weights, pre_note = None, "random-init", ""
@@ -531,16 +531,7 @@ def run_prithvi_published(
     except MissingBands as err:
         return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", str(err), results_path, runs_dir)
     path = find_published_checkpoint(prithvi_checkpoint)
-    context = {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": bool(getattr(ds, "simulated", False)),
-        "model": PUBLISHED,
-        "family": "fm",
-        "pretraining": "published",
-        "weights": "Prithvi_100M.pt",
-        "seed": seed,
-    }
+    out_dir = train.run_dir(runs_dir, ds.name, PUBLISHED, seed)
     if path is None or not path.is_file():
         where = f"{path} does not exist" if path is not None else "no file was given"
         reason = (
@@ -548,19 +539,19 @@ def run_prithvi_published(
             "Prithvi-EO-1.0-100M (formerly Prithvi-100M) and pass prithvi_checkpoint=<path> (or put it at "
             "$FM_WEIGHTS_DIR/prithvi_100m/Prithvi_100M.pt)"
         )
-        if force or not results.has_run(ds.name, PUBLISHED, seed, results_path):
-            row = results.not_run_row(reason, context)
-            results.write_run([row], results_path)
-            return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), False, [row], None)
-        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
+        if not force and runner.finished(ds, PUBLISHED, seed, results_path, None):
+            return train.RunOutcome(
+                status="skipped", out_dir=out_dir
+            )  # a finished run stays; no key without the file
+        return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", reason, results_path, runs_dir)
     ft = settings.fit_kwargs(ds, lr=settings.published_lr)
     ft["crop_size"] = settings.published_crop_size or ft["crop_size"]
     key_settings = {"checkpoint_sha256": sha256_file(path), "config": settings.published_config, "head": 256}
     key = train.key_for(
         ds, PUBLISHED, seed, family="fm", pretraining="published", key_settings=key_settings, **ft
     )
-    if not force and results.has_run(ds.name, PUBLISHED, seed, results_path, key=key):
-        return train.RunOutcome(train.run_dir(runs_dir, ds.name, PUBLISHED, seed), True, [], None)
+    if not force and runner.finished(ds, PUBLISHED, seed, results_path, key):
+        return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     mae, info = P.load_prithvi_checkpoint(path, config=settings.published_config)  # checked before training
     device = pick_device()
 

@@ -44,8 +44,9 @@ from tqdm.auto import tqdm
 
 from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
+from helpers.runs.runner import seed_everything
 from helpers.runs.runtime import machine_threads
-from helpers.runs.train import lr_factor, seed_everything
+from helpers.runs.train import lr_factor
 
 PRETEXTS = ("mae", "spectral")
 FORMAT = 1

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,9 +62,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from helpers import metrics, results
-from helpers.runs import runtime
-from helpers.report import prediction_maps
 from helpers.data.io import atomic_write
+from helpers.report import prediction_maps
+from helpers.runs import runner, runtime
+from helpers.runs.runner import seed_everything
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -75,20 +75,6 @@ CHECKPOINT_FORMAT = 2
 
 
 # ---------------------------------------------------------------------------------------------- small utilities
-def _as_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
-    return int(seed)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's global and torch's RNGs (weight initialisation, dropout)."""
-    seed = _as_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
-    torch.manual_seed(seed)
-
-
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up, then cosine to zero."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -421,9 +407,11 @@ def plateau_level(scores: Sequence[float], smooth: int = 1) -> float:
 
 
 def settings_for(ds, settings: Mapping, max_epochs: float | None = None) -> dict:
-    """``settings`` for ``ds``: its plateau settings (:func:`plateau_for`) and, with ``max_epochs``, a step cap of
-    that many passes over its training chips (one crop per chip per pass; the paper profile caps at ~100 epochs,
-    as the paper's fine-tuning runs did, while the default caps in steps)."""
+    """``settings`` for ``ds``: its plateau settings and, with ``max_epochs``, an epoch cap.
+
+    The plateau settings come from :func:`plateau_for`; the cap is that many passes over its training chips (one crop per chip per pass; the paper profile caps at ~100 epochs,
+    as the paper's fine-tuning runs did, while the default caps in steps).
+    """
     out = plateau_for(ds.name, settings)
     if max_epochs is not None:
         out["max_steps"] = epochs_to_steps(len(ds.chip_ids("train")), max_epochs, int(out["batch_size"]))
@@ -673,7 +661,7 @@ def fit(
             ``out_dir`` with other settings (pass ``force=True`` or use another folder).
     """
     out_dir = Path(out_dir)
-    seed = _as_seed(seed)
+    seed = runner.as_seed(seed)
     for split in ("train", "val"):
         if split not in ds.splits or not ds.chip_ids(split):
             raise ValueError(f"{ds.name}: fit needs a non-empty {split!r} split; splits are {ds.splits}")
@@ -730,7 +718,9 @@ def fit(
         "lr_drops": int(lr_drops),
         "drop_factor": float(drop_factor),
     }
-    if int(smooth) != 1:  # absent at its default, so runs stopped by the single-validation rule keep their identity
+    if (
+        int(smooth) != 1
+    ):  # absent at its default, so runs stopped by the single-validation rule keep their identity
         stopping["smooth"] = int(smooth)
     config = {**trajectory, **stopping}
 
@@ -975,21 +965,17 @@ def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, seed: int) ->
     return Path(runs_dir) / dataset / model / f"seed{seed}"
 
 
-@dataclasses.dataclass
-class RunOutcome:
-    """What :func:`run` did for one (dataset, model, seed).
+@dataclasses.dataclass(kw_only=True)
+class RunOutcome(runner.Outcome):
+    """What :func:`run` did for one (dataset, model, seed) (``status``, ``rows``: :class:`helpers.runs.runner.Outcome`).
 
     Attributes:
         out_dir: The run's checkpoint/log folder (its ``log.csv`` feeds the training curves).
-        skipped: True when the results table already had this run (nothing was trained or written).
-        rows: Results rows written (empty when skipped).
-        train: The :class:`TrainResult` (``None`` when skipped).
+        train: The :class:`TrainResult` (``None`` when skipped or not run).
     """
 
     out_dir: Path
-    skipped: bool
-    rows: list[dict]
-    train: TrainResult | None
+    train: TrainResult | None = None
 
 
 def claim_run_dir(out_dir: Path, key: str) -> None:
@@ -1082,7 +1068,7 @@ def run(
             because they are in the results table too, when their checkpoints are there.
         **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
-    seed = _as_seed(seed)
+    seed = runner.as_seed(seed)
     out_dir = run_dir(runs_dir, ds.name, model_name, seed)
 
     def check_convergence() -> None:
@@ -1106,9 +1092,9 @@ def run(
     key = key_for(
         ds, model_name, seed, family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs
     )
-    if not force and results.has_run(ds.name, model_name, seed, results_path, key=key):
+    if not force and runner.finished(ds, model_name, seed, results_path, key):
         check_convergence()
-        return RunOutcome(out_dir=out_dir, skipped=True, rows=[], train=None)
+        return RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     claim_run_dir(out_dir, key)
     peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
@@ -1121,7 +1107,7 @@ def run(
     try:
         eval_kw = dict(tile=tr.eval_tile, overlap=tr.eval_overlap, batch_size=fit_kwargs.get("batch_size", 8))
         t_pred = time.perf_counter()
-        held_out = [s for s in ds.splits if s not in ("train", "val")]
+        held_out = runner.held_out_splits(ds)
         cms, maps = {}, {}
         for s in held_out:
             keep = prediction_maps.chips_to_save(ds, s, maps_dir)
@@ -1145,36 +1131,31 @@ def run(
     notes.append(f"trained with {tr.config.get('num_threads')} thread(s), {precision}")
     if not peak_reset:
         notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
-    context = {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": results.is_simulated(ds),
-        "model": model_name,
-        "family": family,
-        "pretraining": pretraining,
-        "weights": weights,
-        "seed": seed,
-        "note": "; ".join(notes),
-        "n_train_pixels": tr.n_train_pixels,
-        "n_features": ds.n_channels,
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "n_trainable_params": tr.config["n_trainable_params"],
-        "steps": tr.steps,
-        "best_step": tr.best_step,
-        "stopped_by": tr.stopped_by,
-        "runtime_s": time.perf_counter() - t_start,
-        "fit_s": tr.train_s,
-        "predict_s": predict_s,
-        "peak_mem_mb": runtime.peak_memory_mb(),
-        "model_size_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
-        "run_key": key,
-    }
-    rows = []
-    for split in ["val", *held_out]:
-        rows += results.score_rows(
-            metrics.scores(cms[split]), split=split, class_names=ds.classes, context=context
-        )
-    prediction_maps.save(maps_dir, ds.name, model_name, seed, maps)
-    results.write_run(rows, results_path)
+    ctx = runner.context(
+        ds,
+        model_name,
+        seed,
+        family=family,
+        pretraining=pretraining,
+        weights=weights,
+        note="; ".join(notes),
+        n_train_pixels=tr.n_train_pixels,
+        n_features=ds.n_channels,
+        n_params=sum(p.numel() for p in model.parameters()),
+        n_trainable_params=tr.config["n_trainable_params"],
+        steps=tr.steps,
+        best_step=tr.best_step,
+        stopped_by=tr.stopped_by,
+        runtime_s=time.perf_counter() - t_start,
+        fit_s=tr.train_s,
+        predict_s=predict_s,
+        peak_mem_mb=runtime.peak_memory_mb(),
+        model_size_mb=sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
+        run_key=key,
+    )
+    scores = {split: metrics.scores(cm) for split, cm in cms.items()}
+    rows = runner.finish(
+        ds, model_name, seed, scores, ctx, results_path=results_path, maps_dir=maps_dir, maps=maps
+    )
     check_convergence()
-    return RunOutcome(out_dir=out_dir, skipped=False, rows=rows, train=tr)
+    return RunOutcome(status="ok", rows=rows, run_key=key, out_dir=out_dir, train=tr)

@@ -1,0 +1,190 @@
+"""What every family's run shares, written once.
+
+Its identity and skip rule, its ``not_run`` row, its seeding, the columns of its rows, the scoring of its splits
+into rows, its saved maps and its write to the results table.
+
+A family (:mod:`helpers.runs.classical`, :mod:`helpers.runs.train` for every deep row,
+:mod:`helpers.runs.fm_pretrained_runs` for the frozen published encoders) only fits and predicts; this module owns
+what a reader must be able to trust about every row whatever the family:
+
+* **Identity** (:func:`finished`): a run is skipped only when the table holds it finished (``ok``) under the same
+  ``run_key`` (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version).
+* **Cannot run** (:func:`not_run`): one row with ``status = not_run`` and the reason; it never replaces a finished
+  row (:func:`helpers.results.write_run`).
+* **Rows** (:func:`context`, :func:`finish`): the same columns for every family (``simulated`` decided in one
+  place, :func:`helpers.results.is_simulated`), validation first and then every held-out split (``test``, and
+  Sen1Floods11's ``bolivia``), written in one atomic step together with the run's saved test maps.
+* **Outcome** (:class:`Outcome`): ``ok``, ``skipped`` or ``not_run``, with the rows and the key; each family's
+  outcome adds its own details (fitted model, training history).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from helpers import results
+from helpers.report import prediction_maps
+
+STATUSES = ("ok", "skipped", "not_run")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Outcome:
+    """What one run did.
+
+    Attributes:
+        status: ``"ok"`` (ran; its rows are in the table unless no table was given), ``"skipped"`` (the table already
+            held it finished under the same key: nothing was written) or ``"not_run"`` (it cannot run here;
+            ``reason`` says why and ``rows`` is its one ``not_run`` row).
+        rows: The rows it wrote (empty when skipped).
+        run_key: Its :func:`helpers.results.run_key` (empty when it never got that far or without a table).
+        reason: Why it did not run.
+    """
+
+    status: str
+    rows: list[dict] = dataclasses.field(default_factory=list)
+    run_key: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown run status {self.status!r}; expected one of {STATUSES}")
+
+    @property
+    def skipped(self) -> bool:
+        """True when the run was already in the table under the same key (nothing was written)."""
+        return self.status == "skipped"
+
+    @property
+    def written(self) -> bool:
+        """True when this call wrote rows (a new or changed run, or its ``not_run`` row)."""
+        return self.status != "skipped"
+
+
+def as_seed(seed) -> int:
+    """``seed`` as an ``int``; ``True``, ``1.0`` or ``"1"`` raise ``TypeError`` (they would name another run)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+    return int(seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's global and (when loaded) torch's RNGs: the study's one seeding function.
+
+    Families draw their own samples from seeded ``numpy`` generators; the global states are for third-party code
+    that still uses them (weight initialisation, dropout, scikit-learn defaults). torch is seeded when something
+    has imported it: a run that builds a torch model imports torch first, and a classical run needs no torch.
+
+    Raises:
+        TypeError: ``seed`` is not an integer (``True`` or ``1.0`` would silently seed another run).
+    """
+    seed = as_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code that still uses the global RNG
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def held_out_splits(ds) -> list[str]:
+    """The splits a run is scored on besides validation, in the dataset's order (``test``, then e.g. ``bolivia``)."""
+    return [s for s in ds.splits if s not in ("train", "val") and ds.chip_ids(s)]
+
+
+def context(
+    ds, model: str, seed: int, *, family: str, pretraining: str = "none", weights: str = "none", **columns
+) -> dict:
+    """The columns every row of one run shares.
+
+    Who ran (dataset, model, family, seed, weights; ``simulated`` from :func:`helpers.results.is_simulated`), then
+    ``columns`` (sizes, timings, note, ``run_key``), in that order.
+    """
+    return {
+        "task": ds.task,
+        "dataset": ds.name,
+        "simulated": results.is_simulated(ds),
+        "model": model,
+        "family": family,
+        "pretraining": pretraining,
+        "weights": weights,
+        "seed": seed,
+        **columns,
+    }
+
+
+def finished(ds, model: str, seed: int, results_path: str | os.PathLike | None, key: str | None) -> bool:
+    """Whether ``results_path`` holds this run finished under ``key`` (no table: never).
+
+    ``key=None`` asks for any finished run of (dataset, model, seed): used only where no key can be formed, e.g.
+    a run whose input file is missing, to keep its ``not_run`` row from being written over and over.
+    """
+    if results_path is None:
+        return False
+    return results.has_run(ds.name, model, seed, results_path, key=key)
+
+
+def not_run(
+    ds,
+    model: str,
+    seed: int,
+    reason: str,
+    results_path: str | os.PathLike | None,
+    *,
+    family: str,
+    pretraining: str = "none",
+    weights: str = "none",
+) -> list[dict]:
+    """Write (and return) the one row saying that this run cannot run here, and why.
+
+    It never replaces a finished row of the same (dataset, model, seed) (:func:`helpers.results.write_run`).
+    """
+    ctx = context(ds, model, seed, family=family, pretraining=pretraining, weights=weights)
+    rows = [results.not_run_row(reason, ctx)]
+    if results_path is not None:
+        results.write_run(rows, results_path)
+    return rows
+
+
+def finish(
+    ds,
+    model: str,
+    seed: int,
+    scores: Mapping[str, Mapping],
+    ctx: Mapping,
+    *,
+    results_path: str | os.PathLike | None,
+    maps_dir: str | os.PathLike | None = None,
+    maps: Mapping | None = None,
+    splits: Sequence[str] | None = None,
+) -> list[dict]:
+    """Turn a finished run's scores into rows, save its maps and write both: the last step of every run.
+
+    Args:
+        ds: The dataset (its class names label the per-class rows).
+        model: The run's model name (where its maps go).
+        seed: The run's seed.
+        scores: ``{split: helpers.metrics.scores(...)}``; a split without scores (no validation) has no rows.
+        ctx: The rows' shared columns (:func:`context`).
+        results_path: Results CSV (``None``: write no rows; the maps are still saved).
+        maps_dir: Folder of saved prediction maps (:mod:`helpers.report.prediction_maps`; ``None``: none).
+        maps: ``{chip_id: prediction}`` to save.
+        splits: Row order (default: ``val``, then :func:`held_out_splits`).
+
+    Returns:
+        The rows, validation first.
+    """
+    order = list(splits) if splits is not None else ["val", *held_out_splits(ds)]
+    rows: list[dict] = []
+    for split in order:
+        if split in scores and scores[split] is not None:
+            rows += results.score_rows(scores[split], split=split, class_names=ds.classes, context=ctx)
+    prediction_maps.save(maps_dir, ds.name, model, seed, dict(maps or {}))
+    if results_path is not None:
+        results.write_run(rows, results_path)
+    return rows
