@@ -569,6 +569,150 @@ def _config_diff(stored: Mapping, current: Mapping) -> list[str]:
     return [k for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
 
 
+def _check_fit_args(ds, max_steps, eval_every, batch_size, patience, smooth, class_weights) -> None:
+    """Refuse settings :func:`fit` cannot train with, naming the setting (before anything is read or written)."""
+    for split in ("train", "val"):
+        if split not in ds.splits or not ds.chip_ids(split):
+            raise ValueError(f"{ds.name}: fit needs a non-empty {split!r} split; splits are {ds.splits}")
+    if class_weights is not None and len(class_weights) != ds.num_classes:
+        raise ValueError(
+            f"class_weights has {len(class_weights)} values but {ds.name} has {ds.num_classes} classes"
+        )
+    if int(max_steps) < 1 or int(eval_every) < 1 or batch_size < 2:
+        raise ValueError(
+            f"need max_steps >= 1, eval_every >= 1 and batch_size >= 2 (BatchNorm); got {max_steps}, "
+            f"{eval_every}, {batch_size}"
+        )
+    if patience is not None and int(patience) < 1:
+        raise ValueError(f"patience must be a positive number of validations or None, got {patience}")
+    if int(smooth) < 1:
+        raise ValueError(f"smooth must be a positive number of validations, got {smooth}")
+
+
+def _new_state(config: Mapping, chips: ChipStore, ignore_index: int) -> dict:
+    """The state of a run before its first step (what ``last.pt`` holds, less the model and optimiser)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": dict(config),
+        "step": 0,
+        "history": [],
+        "best_step": 0,
+        "best_score": -math.inf,
+        "plateau_score": -math.inf,
+        "plateau_step": 0,
+        "lr_scale": 1.0,
+        "drops": 0,
+        "finished": False,
+        "stopped_by": "",
+        "train_s": 0.0,
+        "eval_s": 0.0,
+        "n_train_pixels": sum(int((y != ignore_index).sum()) for _, y in chips),
+    }
+
+
+def _resume_state(
+    out_dir: Path, trajectory: Mapping, config: Mapping, force: bool, start_from
+) -> dict | None:
+    """The state to resume from: ``out_dir``'s own (same settings only), a run to continue, or None (fresh).
+
+    Raises:
+        ValueError: ``out_dir`` holds a run with other settings (it would mix two configurations).
+    """
+    if force:
+        for name in (LAST, BEST, LOG):
+            (out_dir / name).unlink(missing_ok=True)
+    state = load_checkpoint(out_dir / LAST) if (out_dir / LAST).exists() else None
+    if state is not None:
+        diff = _config_diff(state["config"], config)
+        if diff:
+            raise ValueError(
+                f"{out_dir}: holds a run with other settings ({', '.join(diff)}); pass force=True to retrain "
+                "or choose another out_dir"
+            )
+    elif start_from is not None:
+        state = _start_state(Path(start_from), out_dir, trajectory, config)
+    return state
+
+
+def _record_validation(
+    state: dict,
+    step: int,
+    cm: np.ndarray,
+    model: nn.Module,
+    config: Mapping,
+    out_dir: Path,
+    train_loss: float,
+    val_loss: float,
+    lr: float,
+    t0: float,
+    eval_s: float,
+) -> float:
+    """Score one validation: keep the weights if they are the best so far (``best.pt``) and add its history row.
+
+    Returns the seconds the block took (training, validation and the best checkpoint), for the history and the run's
+    ``train_s``.
+    """
+    s = metrics.scores(cm)
+    score = s["miou_macro"]
+    improved = bool(np.isfinite(score) and score > state["best_score"])
+    if improved:
+        state["best_score"], state["best_step"] = float(score), step
+        state["best_val_cm"] = torch.from_numpy(cm.copy())
+        best = {"format": CHECKPOINT_FORMAT, "config": config, "step": step}
+        _save({**best, "model": model.state_dict()}, out_dir / BEST)
+    dt = time.perf_counter() - t0
+    state["history"].append(
+        {
+            "step": step,
+            "lr": lr,
+            "lr_drops": state["drops"],
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_miou_macro": float(score),
+            "val_f1_macro": float(s["f1_macro"]),
+            "val_oa": float(s["oa"]),
+            "best": improved,
+            "block_s": dt,
+            "eval_s": eval_s,
+        }
+    )
+    return dt
+
+
+def _decide_stop(state: dict, step: int, rule: Mapping) -> None:
+    """After a validation at ``step``: move the plateau mark, drop the rate or finish the run (in ``state``).
+
+    The plateau is judged on the mean of the last ``smooth`` validations (:func:`plateau_level`): it counts as
+    risen only by more than ``min_delta``. After ``patience`` validations without a rise (and at least
+    ``min_steps`` steps) the rate drops by ``drop_factor`` with a fresh patience window, up to ``lr_drops``
+    times; the next plateau finishes the run (``stopped_by = "plateau"``), as does the cap (``"cap"``).
+    """
+    smooth = rule["smooth"]
+    level = plateau_level([h["val_miou_macro"] for h in state["history"][-smooth:]], smooth)
+    if np.isfinite(level) and level > state["plateau_score"] + rule["min_delta"]:
+        state["plateau_score"], state["plateau_step"] = level, step
+    since = (step - state["plateau_step"]) // rule["eval_every"]
+    plateau = rule["patience"] is not None and step >= rule["min_steps"] and since >= rule["patience"]
+    if plateau and state["drops"] < rule["lr_drops"]:
+        state["drops"] += 1
+        state["lr_scale"] *= rule["drop_factor"]
+        state["plateau_step"] = step  # a fresh patience window at the lower rate
+        plateau = False
+    if plateau or step >= rule["max_steps"]:
+        state["finished"] = True
+        state["stopped_by"] = "plateau" if plateau else "cap"
+
+
+def _checkpoint(state: dict, model: nn.Module, optimizer, out_dir: Path) -> None:
+    """Write ``last.pt`` (everything a resume needs, RNG state included) and ``log.csv``, each atomically."""
+    state.update(model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state())
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    _save(state, out_dir / LAST)
+    log = pd.DataFrame(state["history"])
+    atomic_write(out_dir / LOG, lambda tmp: log.to_csv(tmp, index=False))
+
+
 def fit(
     model: nn.Module,
     ds,
@@ -662,23 +806,8 @@ def fit(
     """
     out_dir = Path(out_dir)
     seed = runner.as_seed(seed)
-    for split in ("train", "val"):
-        if split not in ds.splits or not ds.chip_ids(split):
-            raise ValueError(f"{ds.name}: fit needs a non-empty {split!r} split; splits are {ds.splits}")
-    if class_weights is not None and len(class_weights) != ds.num_classes:
-        raise ValueError(
-            f"class_weights has {len(class_weights)} values but {ds.name} has {ds.num_classes} classes"
-        )
+    _check_fit_args(ds, max_steps, eval_every, batch_size, patience, smooth, class_weights)
     max_steps, eval_every = int(max_steps), int(eval_every)
-    if max_steps < 1 or eval_every < 1 or batch_size < 2:
-        raise ValueError(
-            f"need max_steps >= 1, eval_every >= 1 and batch_size >= 2 (BatchNorm); got {max_steps}, "
-            f"{eval_every}, {batch_size}"
-        )
-    if patience is not None and int(patience) < 1:
-        raise ValueError(f"patience must be a positive number of validations or None, got {patience}")
-    if int(smooth) < 1:
-        raise ValueError(f"smooth must be a positive number of validations, got {smooth}")
     eval_tile = crop_size if eval_tile is None else int(eval_tile)
     eval_overlap = eval_tile // 4 if eval_overlap is None else eval_overlap
     if eval_tile == 0:  # whole chips: what chip_probabilities calls tile=None
@@ -723,20 +852,9 @@ def fit(
     ):  # absent at its default, so runs stopped by the single-validation rule keep their identity
         stopping["smooth"] = int(smooth)
     config = {**trajectory, **stopping}
+    rule = {**stopping, "smooth": int(smooth), "eval_every": eval_every}
 
-    if force:
-        for name in (LAST, BEST, LOG):
-            (out_dir / name).unlink(missing_ok=True)
-    state = load_checkpoint(out_dir / LAST) if (out_dir / LAST).exists() else None
-    if state is not None:
-        diff = _config_diff(state["config"], config)
-        if diff:
-            raise ValueError(
-                f"{out_dir}: holds a run with other settings ({', '.join(diff)}); pass force=True to retrain "
-                "or choose another out_dir"
-            )
-    elif start_from is not None:
-        state = _start_state(Path(start_from), out_dir, trajectory, config)
+    state = _resume_state(out_dir, trajectory, config, force, start_from)
 
     chips = ChipStore(ds, train_ids, cache_mb)
 
@@ -783,23 +901,7 @@ def fit(
         val = ChipStore(ds, ds.chip_ids("val"), cache_mb)
 
         if state is None:
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "config": config,
-                "step": 0,
-                "history": [],
-                "best_step": 0,
-                "best_score": -math.inf,
-                "plateau_score": -math.inf,
-                "plateau_step": 0,
-                "lr_scale": 1.0,
-                "drops": 0,
-                "finished": False,
-                "stopped_by": "",
-                "train_s": 0.0,
-                "eval_s": 0.0,
-                "n_train_pixels": sum(int((y != ds.ignore_index).sum()) for _, y in chips),
-            }
+            state = _new_state(config, chips, ds.ignore_index)
         else:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -841,55 +943,17 @@ def fit(
                 model, val, ds.num_classes, ds.ignore_index, eval_tile, eval_overlap, batch_size
             )
             eval_dt = time.perf_counter() - t_eval
-            s = metrics.scores(cm)
-            score = s["miou_macro"]
-            improved = bool(np.isfinite(score) and score > state["best_score"])
-            if improved:
-                state["best_score"], state["best_step"] = float(score), step
-                state["best_val_cm"] = torch.from_numpy(cm.copy())
-                best = {"format": CHECKPOINT_FORMAT, "config": config, "step": step}
-                _save({**best, "model": model.state_dict()}, out_dir / BEST)
-            dt = time.perf_counter() - t0
-            state["history"].append(
-                {
-                    "step": step,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "lr_drops": state["drops"],
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_miou_macro": float(score),
-                    "val_f1_macro": float(s["f1_macro"]),
-                    "val_oa": float(s["oa"]),
-                    "best": improved,
-                    "block_s": dt,
-                    "eval_s": eval_dt,
-                }
+            lr_now = optimizer.param_groups[0]["lr"]
+            dt = _record_validation(
+                state, step, cm, model, config, out_dir, train_loss, val_loss, lr_now, t0, eval_dt
             )
-            level = plateau_level([h["val_miou_macro"] for h in state["history"][-int(smooth) :]], smooth)
-            if np.isfinite(level) and level > state["plateau_score"] + min_delta:
-                state["plateau_score"], state["plateau_step"] = level, step
             state["step"] = step
             state["train_s"] += dt
             state["eval_s"] += eval_dt
-            since = (step - state["plateau_step"]) // eval_every
-            plateau = patience is not None and step >= min_steps and since >= patience
-            if plateau and state["drops"] < lr_drops:
-                state["drops"] += 1
-                state["lr_scale"] *= drop_factor
-                state["plateau_step"] = step  # a fresh patience window at the lower rate
-                plateau = False
-            if plateau or step >= max_steps:
-                state["finished"] = True
-                state["stopped_by"] = "plateau" if plateau else "cap"
-            state.update(
-                model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state()
-            )
-            if torch.cuda.is_available():
-                state["cuda_rng"] = torch.cuda.get_rng_state_all()
-            _save(state, out_dir / LAST)
-            log = pd.DataFrame(state["history"])
-            atomic_write(out_dir / LOG, lambda tmp, log=log: log.to_csv(tmp, index=False))
+            _decide_stop(state, step, rule)
+            _checkpoint(state, model, optimizer, out_dir)
             bar.update(n)
+            score = state["history"][-1]["val_miou_macro"]
             bar.set_postfix(loss=f"{train_loss:.3f}", val_miou=f"{score:.3f}", best=state["best_step"])
         bar.close()
         if state["best_step"] == 0:
