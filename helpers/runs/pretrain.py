@@ -377,6 +377,59 @@ def load_pretrained_encoder(out_dir: str | os.PathLike) -> tuple[dict, PrithviCo
     )
 
 
+def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights only (not biases and norms) and the MAE recipe's betas (0.9, 0.95)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def _train_epoch(model, opt, crops, state: dict, cfg, epoch: int, total: int, warm: int, device, t0: float):
+    """One pass over this epoch's crops, one optimiser step per batch; every step's loss goes to the history."""
+    losses = []
+    for i in range(len(crops) // cfg.batch_size):
+        x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
+        lr = cfg.lr * lr_factor(state["step"], total, warm)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = model(x, cfg)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state["step"] += 1
+        losses.append(float(loss.detach()))
+        state["history"].append(
+            {
+                "step": state["step"],
+                "epoch": epoch + 1,
+                "loss": losses[-1],
+                "lr": lr,
+                "elapsed_s": state["train_s"] + time.perf_counter() - t0,
+            }
+        )
+    return losses
+
+
+def _end_epoch(state: dict, losses: list[float], cfg, epoch: int) -> float:
+    """Close an epoch and return its mean loss.
+
+    The run is finished at a loss plateau (``patience`` epochs without a relative gain of
+    ``min_rel_improvement``) or at the epoch cap.
+    """
+    state["epoch"] = epoch + 1
+    mean_loss = float(np.mean(losses))
+    if mean_loss < state["best_loss"] * (1.0 - cfg.min_rel_improvement):
+        state["best_loss"], state["best_loss_epoch"] = mean_loss, epoch + 1
+    plateau = cfg.patience is not None and epoch + 1 - state["best_loss_epoch"] >= cfg.patience
+    state["finished"] = plateau or epoch + 1 == cfg.epochs
+    state["stopped_by"] = ("plateau" if plateau else "cap") if state["finished"] else ""
+    return mean_loss
+
+
 def pretrain(
     datasets,
     cfg: PretrainConfig = PretrainConfig(),  # noqa: B008 - frozen dataclass, safe as a default
@@ -444,16 +497,7 @@ def pretrain(
         try:
             seed_everything(seed)
             model = Pretrainer(mcfg, cfg.pretext).to(device)
-            decay = [p for p in model.parameters() if p.ndim >= 2]
-            no_decay = [p for p in model.parameters() if p.ndim < 2]
-            opt = torch.optim.AdamW(
-                [
-                    {"params": decay, "weight_decay": cfg.weight_decay},
-                    {"params": no_decay, "weight_decay": 0.0},
-                ],
-                lr=cfg.lr,
-                betas=(0.9, 0.95),
-            )
+            opt = _optimizer(model, cfg)
             images = load_images(datasets, cfg.single_date)
             n_crops = len(images) * cfg.crops_per_chip
             steps_per_epoch = max(1, n_crops // cfg.batch_size)
@@ -490,35 +534,9 @@ def pretrain(
                 model.train()
                 rng = np.random.default_rng([seed, epoch])
                 crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
-                losses = []
-                for i in range(steps_per_epoch):
-                    x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
-                    lr = cfg.lr * lr_factor(state["step"], total, warm)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-                    loss = model(x, cfg)["loss"]
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    state["step"] += 1
-                    losses.append(float(loss.detach()))
-                    state["history"].append(
-                        {
-                            "step": state["step"],
-                            "epoch": epoch + 1,
-                            "loss": losses[-1],
-                            "lr": lr,
-                            "elapsed_s": state["train_s"] + time.perf_counter() - t0,
-                        }
-                    )
+                losses = _train_epoch(model, opt, crops, state, cfg, epoch, total, warm, device, t0)
                 state["train_s"] += time.perf_counter() - t0
-                state["epoch"] = epoch + 1
-                mean_loss = float(np.mean(losses))
-                if mean_loss < state["best_loss"] * (1.0 - cfg.min_rel_improvement):
-                    state["best_loss"], state["best_loss_epoch"] = mean_loss, epoch + 1
-                plateau = cfg.patience is not None and epoch + 1 - state["best_loss_epoch"] >= cfg.patience
-                state["finished"] = plateau or epoch + 1 == cfg.epochs
-                state["stopped_by"] = ("plateau" if plateau else "cap") if state["finished"] else ""
+                mean_loss = _end_epoch(state, losses, cfg, epoch)
                 state.update(
                     model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
                 )
