@@ -3,28 +3,101 @@
 Runs ``python -m helpers.chain`` as a child process and reports its per-notebook wall times (printed by the chain)
 and the peak resident memory of the largest process it started (notebook kernels included), from
 ``getrusage(RUSAGE_CHILDREN)``. Run: ``python benchmarks/chain.py [--params notebooks/params/quick.yaml] [chain args]``.
+
+``--compare-workers A B`` (e.g. ``1 2``) instead runs the same chain once per engine-worker count, each from empty
+folders of its own (data, results, checkpoints, caches, maps, figures: both pay the same data generation), prints
+both wall times and their ratio, and checks that the two results tables hold the
+same ``value`` in every row (runtime columns aside): the engine's speed-up, and the evidence that it changes no
+number. Example, one dataset of the default chain with one seed::
+
+    python benchmarks/chain.py --compare-workers 1 2 --only 02 03 04 \\
+        --set 'dataset_names=[sim-burn]' 'seeds=[0]' 'texture_knobs=[]'
 """
 
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 BUDGET_S = {"default.yaml": 90 * 60, "quick.yaml": 4 * 60}
 BUDGET_MB = 6 * 1024
+#: Parameters naming where a chain writes; the worker comparison gives each run its own.
+OUTPUTS = ("data_dir", "convergence_path", "figures_dir", "cache_dir", "runs_dir", "maps_dir")
+
+
+def _params_of(args: list[str]) -> str:
+    return next(
+        (args[i + 1] for i, a in enumerate(args[:-1]) if a == "--params"), "notebooks/params/default.yaml"
+    )
+
+
+def _chain(args: list[str]) -> tuple[int, float]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "helpers.chain", *args], check=False)
+    return proc.returncode, time.perf_counter() - start
+
+
+def _with_sets(args: list[str], sets: list[str]) -> list[str]:
+    """``args`` with ``sets`` added to its ``--set`` list (one ``--set`` flag: argparse keeps only the last)."""
+    if "--set" not in args:
+        return [*args, "--set", *sets]
+    i = args.index("--set") + 1
+    while i < len(args) and not args[i].startswith("--"):
+        i += 1
+    return [*args[:i], *sets, *args[i:]]
+
+
+def compare_workers(counts: list[int], args: list[str]) -> int:
+    """Run the chain once per worker count into fresh output folders; print the times, ratio and value check."""
+    import pandas as pd
+
+    root = Path(tempfile.mkdtemp(prefix="chain-workers-"))
+    print(f"outputs under {root}")
+    walls, tables = {}, {}
+    for n in counts:
+        out = root / f"workers{n}"
+        sets = [f"{k}={out / k}" for k in OUTPUTS] + [f"results_path={out / 'results.csv'}"]
+        rc, wall = _chain([*_with_sets(args, sets), "--workers", str(n), "--output", str(out / "notebooks")])
+        if rc:
+            print(f"chain with {n} worker(s) failed (exit code {rc})")
+            return rc
+        walls[n] = wall
+        tables[n] = pd.read_csv(out / "results.csv", low_memory=False)
+    cols = ["dataset", "model", "seed", "split", "metric", "class"]
+    first, *rest = counts
+    for n in counts:
+        print(f"{n} worker(s)           {walls[n] / 60:8.1f} min   ({len(tables[n])} rows)")
+    for n in rest:
+        print(f"ratio {first} / {n} workers      {walls[first] / walls[n]:8.2f}x")
+        a = tables[first].set_index(cols)["value"].sort_index()
+        b = tables[n].set_index(cols)["value"].sort_index()
+        same = (
+            a.index.equals(b.index) and a.fillna(-1).to_numpy().tolist() == b.fillna(-1).to_numpy().tolist()
+        )
+        print(f"values {first} vs {n} workers     {'identical' if same else 'DIFFERENT'}")
+        if not same:
+            return 1
+    return 0
 
 
 def main() -> None:
     args = sys.argv[1:]
-    params = next(
-        (args[i + 1] for i, a in enumerate(args[:-1]) if a == "--params"), "notebooks/params/default.yaml"
-    )
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "helpers.chain", *args], check=False)
-    wall = time.perf_counter() - start
+    if "--compare-workers" in args:
+        i = args.index("--compare-workers")
+        j = i + 1
+        while j < len(args) and args[j].isdigit():
+            j += 1
+        counts = [int(a) for a in args[i + 1 : j]]
+        if len(counts) < 2:
+            sys.exit("--compare-workers needs two or more worker counts, e.g. --compare-workers 1 2")
+        sys.exit(compare_workers(counts, args[:i] + args[j:]))
+    params = _params_of(args)
+    rc, wall = _chain(args)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     budget = BUDGET_S.get(params.rsplit("/", 1)[-1])
-    print(f"chain exit code       {proc.returncode}")
+    print(f"chain exit code       {rc}")
     print(
         f"wall time             {wall / 60:8.1f} min"
         + (f"   (budget {budget / 60:.0f} min, ratio {wall / budget:.2f})" if budget else "")
@@ -32,7 +105,7 @@ def main() -> None:
     print(
         f"peak RSS (one proc)   {peak_mb:8.0f} MiB   (budget {BUDGET_MB} MiB, ratio {peak_mb / BUDGET_MB:.2f})"
     )
-    sys.exit(proc.returncode)
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

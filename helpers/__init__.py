@@ -6,7 +6,9 @@ table of contents:
 * ``data/``: GeoTIFF chips, the dataset loaders, the generated default data (``simulate``, ``indian_pines``);
 * ``features``: the per-pixel and texture features of the classical rows;
 * ``models/``: plain-torch models (CNNs, ViT, SegFormer, Prithvi, Galileo, Presto) and their pretrained weights;
-* ``runs/``: a (dataset, model, seed) run of each family, deep training, pretraining, the run engine;
+* ``runs/``: ``runner`` (what every run shares: its key and skip rule, ``not_run`` rows, seeding, rows, maps), then
+  one module per family (``classical``; ``train`` for every deep row; ``fm_runs``, ``fm_pretrained_runs``),
+  pretraining, and the run engine;
 * ``metrics``: dataset-level confusion matrices and scores; ``results``: the one tidy results table (run keys);
 * ``report/``: comparisons over seeds, figures, tables, saved prediction maps;
 * ``chain``: papermill re-execution of the numbered notebooks.
