@@ -325,3 +325,69 @@ def test_gain_share_figure_colours_features_by_family():
     assert len(bars) == 2 and bars[-1].get_width() == pytest.approx(0.5)  # top bar: B02, half the gain
     plt.close(fig)
     assert figures.gain_share_figure({}, family_of, title="") is None
+
+
+def _logs(models=("fcn", "unet"), seeds=(0, 1)):
+    rows = []
+    for m in models:
+        for s in seeds:
+            for k, step in enumerate((50, 100, 150, 200)):
+                rows.append(
+                    dict(step=step, train_loss=1.0 / (k + 1), val_loss=1.5 / (k + 1) + s, lr_drops=int(k >= 2),
+                         val_miou_macro=[0.3, 0.5 + 0.1 * s, 0.45, 0.48][k], model=m, seed=s)
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_cnn_curves_figure_marks_each_seeds_best_validation_and_rate_drop():
+    logs = _logs()
+    fig = figures.cnn_curves_figure(logs, ["fcn", "unet"], [0, 1], "sim-crop (simulated)")
+    axes = np.array(fig.axes).reshape(2, 2)
+    assert [a.get_title() for a in axes[0]] == ["fcn", "unet"]
+    bottom = axes[1, 0]
+    dots = [line for line in bottom.lines if line.get_marker() == "o"]
+    assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in dots] == [(100, 0.5), (100, pytest.approx(0.6))]
+    drops = [line for line in bottom.lines if line.get_linestyle() == ":"]
+    assert [d.get_xdata()[0] for d in drops] == [150, 150]  # one drop per seed, where lr_drops rose
+    assert fig._suptitle.get_text() == "sim-crop (simulated)"
+    plt.close(fig)
+
+
+def test_finetune_and_pretraining_curves_draw_one_line_per_seed_or_pool():
+    fig = figures.finetune_curves_figure(_logs(models=("vit", "segformer")), "indian-pines-hls")
+    assert [a.get_title() for a in fig.axes] == ["vit", "segformer"]  # in the logs' order
+    # one drawn line per seed (seaborn adds empty legend proxies to the first panel)
+    assert all(sum(len(line.get_xdata()) > 0 for line in a.lines) == 2 for a in fig.axes)
+    plt.close(fig)
+    curves = pd.DataFrame(
+        {"step": [1, 2, 1, 2], "loss": [1.0, 0.5, 2.0, 1.0], "pretext": ["mae"] * 2 + ["spectral"] * 2,
+         "pretrained on": ["sim-crop"] * 4}
+    )  # fmt: skip
+    fig = figures.pretraining_loss_figure(curves)
+    assert len(fig.axes[0].lines) >= 2 and fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_training_logs_and_pretraining_curves_are_read_from_the_run_folders(tmp_path):
+    import json
+
+    from helpers.runs import pretrain, train
+
+    assert train.read_logs(
+        tmp_path / "runs", "sim-crop", ["unet"], [0]
+    ).empty  # a fresh clone: no run folders
+    assert pretrain.read_loss_curves(tmp_path / "cache").empty
+    for seed in (2, 0):
+        d = train.run_dir(tmp_path / "runs", "sim-crop", "unet", seed)
+        d.mkdir(parents=True)
+        pd.DataFrame({"step": [50], "val_miou_macro": [0.1 * seed]}).to_csv(d / train.LOG, index=False)
+    logs = train.read_logs(tmp_path / "runs", "sim-crop", ["unet", "fcn"], [0, 1, 2])
+    assert logs[["model", "seed"]].values.tolist() == [["unet", 0], ["unet", 2]]  # missing runs left out
+    run = tmp_path / "cache" / "pretrain" / "mae-abc"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(
+        json.dumps({"config": {"pretext": "mae"}, "datasets": ["sim-crop", "sim-burn"]})
+    )
+    pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.9]}).to_csv(run / "loss.csv", index=False)
+    curves = pretrain.read_loss_curves(tmp_path / "cache")
+    assert set(curves["pretext"]) == {"mae"} and set(curves["pretrained on"]) == {"sim-crop+sim-burn"}

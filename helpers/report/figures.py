@@ -1123,3 +1123,85 @@ def sim_crop_nuisance_figure(ds, max_chips: int = 64, map_chip: str | None = Non
     )
     fig.suptitle(plotting.dataset_label(ds.name, ds.simulated) + ": dates, phenology and label noise", y=0.99)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- training curves
+def cnn_curves_figure(
+    logs: pd.DataFrame, model_names: Sequence[str], seeds: Sequence[int], title: str
+) -> plt.Figure:
+    """Loss (top) and validation mIoU (bottom) against optimiser steps, one column per model, one colour per seed.
+
+    Each seed's best validation is a dot and each learning-rate drop a dotted line, so a reader sees where the
+    plateau rule (:func:`helpers.runs.train.fit`) stopped the run and what it kept.
+
+    Args:
+        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.train.read_logs`).
+        model_names: Columns, in order.
+        seeds: Seeds, in order (a seed's colour is its position).
+        title: The figure title (the dataset, labelled simulated where it is).
+    """
+    fig, axes = plt.subplots(
+        2, len(model_names), figsize=plotting.page_size("full", 3.6), sharex="col", squeeze=False
+    )
+    for col, model_name in enumerate(model_names):
+        top, bottom = axes[0, col], axes[1, col]
+        for i, seed in enumerate(seeds):
+            log = logs[(logs["model"] == model_name) & (logs["seed"] == seed)]
+            if log.empty:
+                continue
+            color = sns.color_palette("colorblind")[i % 10]
+            top.plot(log["step"], log["train_loss"], color=color, label=f"seed {seed}")
+            top.plot(log["step"], log["val_loss"], color=color, ls="--")
+            bottom.plot(log["step"], log["val_miou_macro"], color=color)
+            best = log.loc[log["val_miou_macro"].idxmax()]
+            bottom.plot(best["step"], best["val_miou_macro"], "o", color=color, ms=4)
+            for step in log.loc[log["lr_drops"].diff() > 0, "step"]:
+                bottom.axvline(step, color=color, lw=0.5, ls=":")
+        top.set_title(model_name)
+        top.set_yscale("log")
+        bottom.set_xlabel("optimiser step")
+    axes[0, 0].set_ylabel("loss (— train, -- val)")
+    axes[1, 0].set_ylabel("val miou_macro")
+    axes[0, -1].legend(fontsize=6)
+    fig.suptitle(title)
+    return fig
+
+
+def finetune_curves_figure(logs: pd.DataFrame, title: str) -> plt.Figure:
+    """Validation mIoU against optimiser steps, one panel per fine-tuned row (in ``logs`` order), one line per seed.
+
+    Args:
+        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.train.read_logs`).
+        title: The figure title (the dataset, labelled simulated where it is).
+    """
+    data = logs.assign(seed=[f"seed {s}" for s in logs["seed"]])
+    grid = sns.relplot(
+        data=data,
+        x="step",
+        y="val_miou_macro",
+        hue="seed",
+        col="model",
+        col_wrap=4,
+        kind="line",
+        height=1.5,
+        aspect=1.15,
+        palette="colorblind",
+        facet_kws={"sharex": False},
+    )
+    grid.set_titles("{col_name}", size=7)
+    grid.figure.suptitle(title, y=1.02)
+    return grid.figure
+
+
+def pretraining_loss_figure(curves: pd.DataFrame) -> plt.Figure:
+    """The in-study pretraining loss against steps, one line per (pretraining pool, pretext).
+
+    Args:
+        curves: :func:`helpers.runs.pretrain.read_loss_curves` output.
+    """
+    fig, ax = plt.subplots(figsize=plotting.page_size("full", 3))
+    sns.lineplot(data=curves, x="step", y="loss", hue="pretrained on", style="pretext", ax=ax, errorbar=None)
+    ax.set_yscale("log")
+    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.set_title("In-study pretraining of the small Prithvi-arch model")
+    return fig

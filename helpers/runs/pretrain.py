@@ -569,3 +569,18 @@ def pretrain(
             )
         finally:
             torch.set_num_threads(prev_threads)
+
+
+def read_loss_curves(cache_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every cached pretraining run's loss per step, with its ``pretext`` and ``pretrained on`` (the pool).
+
+    Empty when the cache holds none (a fresh clone: the cache is not committed).
+    """
+    curves = []
+    for loss_csv in sorted(Path(cache_dir, "pretrain").glob("*/loss.csv")):
+        meta = json.loads((loss_csv.parent / "config.json").read_text())
+        frame = pd.read_csv(loss_csv)
+        frame["pretext"] = meta["config"]["pretext"]
+        frame["pretrained on"] = "+".join(meta["datasets"])
+        curves.append(frame)
+    return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()

@@ -1029,6 +1029,23 @@ def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, seed: int) ->
     return Path(runs_dir) / dataset / model / f"seed{seed}"
 
 
+def read_logs(
+    runs_dir: str | os.PathLike, dataset: str, models: Sequence[str], seeds: Sequence[int]
+) -> pd.DataFrame:
+    """The validation logs (``log.csv``) of the runs of ``models`` x ``seeds`` on ``dataset`` that exist here.
+
+    One row per validation with ``model`` and ``seed`` added, in (model, seed) order; empty when none exists (a
+    fresh clone has the results table but not the run folders).
+    """
+    logs = []
+    for model in models:
+        for seed in seeds:
+            path = run_dir(runs_dir, dataset, model, seed) / LOG
+            if path.exists():
+                logs.append(pd.read_csv(path).assign(model=model, seed=seed))
+    return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
+
+
 @dataclasses.dataclass(kw_only=True)
 class RunOutcome(runner.Outcome):
     """What :func:`run` did for one (dataset, model, seed) (``status``, ``rows``: :class:`helpers.runs.runner.Outcome`).
