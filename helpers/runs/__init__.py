@@ -10,5 +10,6 @@
   the real Prithvi-100M;
 * ``fm_pretrained_runs``: rows of the published Galileo-nano and Presto weights: frozen embeddings
   (``embeddings``, inputs mapped by ``fm_adapters``) with a head (``fm_heads``), and Galileo-nano fine-tuning;
+* ``matrix``: which runs notebooks 03 and 04 submit, in which order (pretraining first, doubling checks early);
 * ``engine``: runs as jobs on dask.distributed workers; ``runtime``: threads, precision and memory of a run.
 """

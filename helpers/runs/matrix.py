@@ -1,0 +1,234 @@
+"""The run matrix of the deep families: which (dataset, model, seed) runs notebooks 03 and 04 submit, as engine jobs.
+
+Each function submits one notebook's runs to the engine (:mod:`helpers.runs.engine`: a dask client, or ``None`` to
+run each job at once in this process) and returns ``(jobs, runs)``: the jobs to :func:`helpers.runs.engine.gather`
+and one dict per job saying what it runs, for the notebook's summary table. What a run does, and whether it is
+skipped, is the family's business (:mod:`helpers.runs.train`, :mod:`helpers.runs.fm_runs`,
+:mod:`helpers.runs.fm_pretrained_runs`, all through :mod:`helpers.runs.runner`); this module only decides the
+matrix and its order:
+
+* the main datasets get every model, the texture sweep its own shorter list (README, "The default run matrix");
+* the first seed of every (main dataset, model) is also trained on to twice its steps (the doubling check of
+  :mod:`helpers.runs.convergence`); those are the longest jobs, so they get priority 1 and start first;
+* in-study pretraining is a job of its own, once per (dataset or pool, pretext) at priority 2, and the fine-tunes of
+  every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
+* the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+from helpers.models import cnn
+from helpers.runs import engine, fm_pretrained_runs, fm_runs, train
+
+
+def _checked(convergence_path, name: str, seed: int, main: Sequence[str], seeds: Sequence[int]):
+    """The convergence table for the first seed of a main dataset (its doubling check), else None."""
+    return convergence_path if seed == seeds[0] and name in main else None
+
+
+def submit_cnn_runs(
+    client,
+    opened: Mapping,
+    *,
+    main: Sequence[str],
+    models: Sequence[str],
+    texture_models: Sequence[str],
+    seeds: Sequence[int],
+    model_size: str,
+    fit_settings: Mapping,
+    epoch_cap: float | None,
+    results_path: str | os.PathLike,
+    runs_dir: str | os.PathLike,
+    maps_dir: str | os.PathLike | None,
+    convergence_path: str | os.PathLike | None,
+    force: bool = False,
+) -> tuple[list, list[dict]]:
+    """Notebook 03's runs: every CNN on every main dataset, ``texture_models`` on the sweep, every seed.
+
+    Args:
+        client: Engine client (``None``: each run trains at submit, here).
+        opened: ``{name: dataset}``, the main datasets and the texture sweep.
+        main: Names of the main datasets (the rest of ``opened`` is the texture sweep).
+        models: CNNs of the main datasets (:data:`helpers.models.cnn.MODELS`).
+        texture_models: CNNs of the texture sweep.
+        seeds: Run seeds.
+        model_size: ``"cpu"`` or ``"paper"`` (:data:`helpers.models.cnn.SIZES`).
+        fit_settings: :func:`helpers.runs.train.fit` settings, before each dataset's plateau settings and cap
+            (:func:`helpers.runs.train.settings_for`).
+        epoch_cap: Cap in passes over the training chips (the paper profile), or None.
+        results_path: Results table.
+        runs_dir: Root of the run folders (checkpoints, logs).
+        maps_dir: Where runs save their test maps (None: none).
+        convergence_path: Convergence table of the doubling checks (None: no check).
+        force: Retrain even runs the table holds under the same key.
+    """
+    jobs, runs = [], []
+    for name, ds in opened.items():
+        for model_name in models if name in main else texture_models:
+            for seed in seeds:
+                checked = _checked(convergence_path, name, seed, main, seeds)
+                jobs.append(
+                    engine.submit(
+                        client,
+                        train.run,
+                        ds,
+                        model_name,
+                        partial(cnn.build_for, model_name, ds, model_size),
+                        key_settings=cnn.key_settings(model_size),
+                        seed=seed,
+                        results_path=results_path,
+                        runs_dir=runs_dir,
+                        maps_dir=maps_dir,
+                        force=force,
+                        convergence_path=checked,
+                        progress=client is None,
+                        priority=1 if checked else 0,
+                        **train.settings_for(
+                            ds, fit_settings, epoch_cap
+                        ),  # sim-crop: a steadier plateau test
+                    )
+                )
+                runs.append({"dataset": name, "model": model_name, "seed": seed})
+    return jobs, runs
+
+
+def submit_fm_runs(
+    client,
+    opened: Mapping,
+    *,
+    main: Sequence[str],
+    seeds: Sequence[int],
+    fm_models: Sequence[str],
+    pretrained_models: Sequence[str],
+    texture_models: Sequence[str],
+    pooled_models: Sequence[str],
+    settings: fm_runs.FMSettings,
+    prithvi_checkpoint: str | os.PathLike | None,
+    galileo_steps: int,
+    results_path: str | os.PathLike,
+    runs_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    maps_dir: str | os.PathLike | None,
+    convergence_path: str | os.PathLike | None,
+    force: bool = False,
+    quick: bool = False,
+) -> tuple[list, list[dict]]:
+    """Notebook 04's runs: in-study pretraining, the fine-tuned rows, and the published-encoder rows.
+
+    Args:
+        client: Engine client (``None``: each job runs at submit, here).
+        opened: ``{name: dataset}``, the main datasets and the texture sweep.
+        main: Names of the main datasets (the rest of ``opened`` is the texture sweep).
+        seeds: Run seeds.
+        fm_models: Rows of :mod:`helpers.runs.fm_runs` (Prithvi-arch variants, ViT, SegFormer, Prithvi-100M) on the
+            main datasets.
+        pretrained_models: Rows of :mod:`helpers.runs.fm_pretrained_runs` (frozen Galileo-nano / Presto, Galileo-nano
+            fine-tuning) on the main datasets.
+        texture_models: Rows of either module on the texture sweep.
+        pooled_models: In-study variants pretrained once on the main datasets pooled (``*_pooled`` rows).
+        settings: FM sizes and budgets (:class:`helpers.runs.fm_runs.FMSettings`).
+        prithvi_checkpoint: The user's ``Prithvi_100M.pt`` (or None).
+        galileo_steps: Step cap of ``galileo_nano_finetune``.
+        results_path: Results table.
+        runs_dir: Root of the run folders (checkpoints, logs).
+        cache_dir: Pretraining and embedding caches.
+        maps_dir: Where runs save their test maps (None: none).
+        convergence_path: Convergence table of the doubling checks (None: no check).
+        force: Rerun even runs the table holds under the same key.
+        quick: Quick mode (Galileo-nano fine-tuning validates every 2 steps, no plateau rule).
+    """
+    common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
+    pre_kw = dict(cache_dir=cache_dir, progress=client is None)
+    pool = [opened[n] for n in main]
+    # pretraining first, once per (dataset or pool, variant); the fine-tunes of every seed are submitted after it
+    pooled_pre = {
+        v: engine.submit(
+            client, fm_runs.ensure_pretraining, pool[0], v, settings, pretrain_on=pool, priority=2, **pre_kw
+        )
+        for v in pooled_models
+    }
+    jobs, runs = [], []
+    for name, ds in opened.items():
+        chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
+        in_study = [m for m in chosen if m in fm_runs.DEFAULT_MODELS]
+        published_rows = [m for m in chosen if m not in fm_runs.DEFAULT_MODELS]
+        pooled = pooled_models if name in main else []
+        pretext = {m: fm_runs.VARIANTS[m].pretext for m in in_study if m in fm_runs.VARIANTS}
+        first = {
+            p: m for m, p in reversed(pretext.items()) if p
+        }  # one pretraining per pretext (probes share it)
+        pre = {
+            p: engine.submit(client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw)
+            for p, m in first.items()
+        }
+        for seed in seeds:
+            checked = _checked(convergence_path, name, seed, main, seeds)
+            fm_kw = dict(
+                settings=settings,
+                prithvi_checkpoint=prithvi_checkpoint,
+                runs_dir=runs_dir,
+                cache_dir=cache_dir,  # in-study pretraining runs land in cache_dir/pretrain/
+                convergence_path=checked,
+                **common,
+            )
+            for model in in_study:
+                after = [pre[pretext[model]]] if pretext.get(model) else []
+                jobs.append(
+                    engine.submit(
+                        client,
+                        fm_runs.run_fm_rows,
+                        ds,
+                        seed,
+                        models=[model],
+                        after=after,
+                        priority=1 if checked else 0,
+                        **fm_kw,
+                    )
+                )
+                runs.append({"dataset": name, "seed": seed, "rows": model})
+            for variant in pooled:
+                jobs.append(
+                    engine.submit(
+                        client,
+                        fm_runs.run_fm_rows,
+                        ds,
+                        seed,
+                        models=[],
+                        pooled=[variant],
+                        pool=pool,
+                        after=[pooled_pre[variant]],
+                        **fm_kw,
+                    )
+                )
+                runs.append({"dataset": name, "seed": seed, "rows": f"{variant}_pooled"})
+            if fm_pretrained_runs.FINETUNE_ROW in published_rows:
+                quick_kw = {"eval_every": 2, "patience": None} if quick else {}
+                jobs.append(
+                    engine.submit(
+                        client,
+                        fm_pretrained_runs.run_galileo_nano_finetune,
+                        ds,
+                        seed,
+                        runs_dir=runs_dir,
+                        max_steps=galileo_steps,
+                        convergence_path=checked,
+                        **common,
+                        **quick_kw,
+                    )
+                )
+                runs.append({"dataset": name, "seed": seed, "rows": fm_pretrained_runs.FINETUNE_ROW})
+        frozen = [r for r in published_rows if r != fm_pretrained_runs.FINETUNE_ROW]
+        if frozen:  # one job per dataset: its rows share the embedding cache
+            cache = Path(cache_dir) / "embeddings"
+            jobs.append(
+                engine.submit(
+                    client, fm_pretrained_runs.run_frozen_rows, ds, frozen, seeds, cache_dir=cache, **common
+                )
+            )
+            runs.append({"dataset": name, "seed": "all", "rows": "+".join(frozen)})
+    return jobs, runs
