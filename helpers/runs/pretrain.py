@@ -46,7 +46,7 @@ from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
 from helpers.runs.runner import seed_everything
 from helpers.runs.runtime import machine_threads
-from helpers.runs.train import lr_factor
+from helpers.runs.train import lr_factor, param_groups
 
 PRETEXTS = ("mae", "spectral")
 FORMAT = 1
@@ -378,14 +378,11 @@ def load_pretrained_encoder(out_dir: str | os.PathLike) -> tuple[dict, PrithviCo
 
 
 def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weights only (not biases and norms) and the MAE recipe's betas (0.9, 0.95)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    """AdamW with the fine-tuning loop's decay groups and the MAE recipe's betas (0.9, 0.95).
+
+    The groups are :func:`helpers.runs.train.param_groups` (every parameter of the pretrainer is trainable).
+    """
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
 
 
 def _train_epoch(model, opt, crops, state: dict, cfg, epoch: int, total: int, warm: int, device, t0: float):

@@ -484,7 +484,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on trainable weights (2-D and up), none on biases and norm parameters."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -897,7 +898,7 @@ def fit(
         weight = (
             None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
         )
-        optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr)
+        optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
         val = ChipStore(ds, ds.chip_ids("val"), cache_mb)
 
         if state is None:
