@@ -270,9 +270,8 @@ def _label_noise(truth: np.ndarray, parcels: np.ndarray, rng: np.random.Generato
         n_k, b_k = of_k.sum(), (of_k & edge).sum()
         if n_k == 0:
             continue
-        edge_budget = min(
-            (1 - FIELD_ERROR_SHARE) * e * n_k, b_k
-        )  # a chip with few edges puts the rest in fields
+        # a chip with few edges puts the rest in fields
+        edge_budget = min((1 - FIELD_ERROR_SHARE) * e * n_k, b_k)
         if b_k:
             flip = of_k & edge & (u < edge_budget / b_k)
             noisy[flip] = neighbour[flip]

@@ -938,9 +938,8 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
     tile_dates = [tuple(C.draw_dates(r)[0]) for r in tile_rng]
     tile_shift = [float(C.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
     confusion = np.zeros((len(C.CLASSES), len(C.CLASSES)), np.int64)  # (true, label) over all chips
-    test_cm = np.zeros_like(
-        confusion
-    )  # (label, true) over the test chips: the true map scored as a prediction
+    # (label, true) over the test chips: the true map scored as a prediction
+    test_cm = np.zeros_like(confusion)
     tally = {"mixed": 0.0, "n": 0, "edge_err": 0, "edge": 0, "inner_err": 0, "inner": 0}
 
     def chip(rng, split, i):
@@ -1123,9 +1122,8 @@ def generate(
         old = json.loads(manifest_path.read_text())
         same = all(old.get(k) == v for k, v in key.items())
         if not same and all(old.get(k) == v for k, v in key.items() if k != "generator_version"):
-            overwrite = (
-                True  # our own data from an older generator: rebuilt (the runs on it then rerun by key)
-            )
+            # our own data from an older generator: rebuilt (the runs on it then rerun by key)
+            overwrite = True
         files_ok = same and all(
             (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
             for rel, info in old["files"].items()

@@ -596,19 +596,17 @@ def run_classical(
         note="; ".join(notes),
         run_key=key,
     )
-    if write:
-        rows = runner.finish(
-            ds,
-            model_name,
-            seed,
-            scores,
-            ctx,
-            results_path=results_path,
-            maps_dir=maps_dir,
-            maps={c: kept[c][0] for c in to_save if c in kept},
-        )
-    else:  # the same rows the table holds; nothing is written
-        rows = runner.finish(ds, model_name, seed, scores, ctx, results_path=None)
+    # an unchanged run's rows are the table's own: built, not written again (nor its maps)
+    rows = runner.finish(
+        ds,
+        model_name,
+        seed,
+        scores,
+        ctx,
+        results_path=results_path if write else None,
+        maps_dir=maps_dir if write else None,
+        maps={c: kept[c][0] for c in to_save if c in kept},
+    )
     return ClassicalRun(
         status="ok" if write else "skipped",
         rows=rows,

@@ -539,10 +539,9 @@ def run_prithvi_published(
             "Prithvi-EO-1.0-100M (formerly Prithvi-100M) and pass prithvi_checkpoint=<path> (or put it at "
             "$FM_WEIGHTS_DIR/prithvi_100m/Prithvi_100M.pt)"
         )
+        # without the file there is no key: any finished run of it stays
         if not force and runner.finished(ds, PUBLISHED, seed, results_path, None):
-            return train.RunOutcome(
-                status="skipped", out_dir=out_dir
-            )  # a finished run stays; no key without the file
+            return train.RunOutcome(status="skipped", out_dir=out_dir)
         return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", reason, results_path, runs_dir)
     ft = settings.fit_kwargs(ds, lr=settings.published_lr)
     ft["crop_size"] = settings.published_crop_size or ft["crop_size"]

@@ -88,9 +88,8 @@ def submit_cnn_runs(
                         convergence_path=checked,
                         progress=client is None,
                         priority=1 if checked else 0,
-                        **train.settings_for(
-                            ds, fit_settings, epoch_cap
-                        ),  # sim-crop: a steadier plateau test
+                        # each dataset's plateau settings (sim-crop: a steadier test) and epoch cap
+                        **train.settings_for(ds, fit_settings, epoch_cap),
                     )
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
@@ -159,9 +158,8 @@ def submit_fm_runs(
         published_rows = [m for m in chosen if m not in fm_runs.DEFAULT_MODELS]
         pooled = pooled_models if name in main else []
         pretext = {m: fm_runs.VARIANTS[m].pretext for m in in_study if m in fm_runs.VARIANTS}
-        first = {
-            p: m for m, p in reversed(pretext.items()) if p
-        }  # one pretraining per pretext (probes share it)
+        # one pretraining per pretext (probes share it)
+        first = {p: m for m, p in reversed(pretext.items()) if p}
         pre = {
             p: engine.submit(client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw)
             for p, m in first.items()

@@ -409,8 +409,9 @@ def plateau_level(scores: Sequence[float], smooth: int = 1) -> float:
 def settings_for(ds, settings: Mapping, max_epochs: float | None = None) -> dict:
     """``settings`` for ``ds``: its plateau settings and, with ``max_epochs``, an epoch cap.
 
-    The plateau settings come from :func:`plateau_for`; the cap is that many passes over its training chips (one crop per chip per pass; the paper profile caps at ~100 epochs,
-    as the paper's fine-tuning runs did, while the default caps in steps).
+    The plateau settings come from :func:`plateau_for`; the cap is that many passes over its training chips (one
+    crop per chip per pass; the paper profile caps at ~100 epochs, as the paper's fine-tuning runs did, while the
+    default caps in steps).
     """
     out = plateau_for(ds.name, settings)
     if max_epochs is not None:
@@ -848,9 +849,8 @@ def fit(
         "lr_drops": int(lr_drops),
         "drop_factor": float(drop_factor),
     }
-    if (
-        int(smooth) != 1
-    ):  # absent at its default, so runs stopped by the single-validation rule keep their identity
+    # absent at its default, so runs stopped by the single-validation rule keep their identity
+    if int(smooth) != 1:
         stopping["smooth"] = int(smooth)
     config = {**trajectory, **stopping}
     rule = {**stopping, "smooth": int(smooth), "eval_every": eval_every}
