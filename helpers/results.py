@@ -1,8 +1,9 @@
 """The one tidy results table every model run writes to and every figure reads from.
 
-One row per measurement with its whole context (GEO-Bench style): a run of ``(dataset, model, seed)`` writes its
+One row per measurement with its whole context (GEO-Bench style): a run of ``(dataset, model, seed, label_budget)``
+(:class:`RunId`) writes its
 aggregates (``class`` blank) and per-class values (``class`` = class name) for each scored split. Writes are
-atomic (temporary file + ``os.replace``) and a rerun of the same ``(dataset, model, seed)`` replaces its earlier
+atomic (temporary file + ``os.replace``) and a rerun of the same run (:data:`RUN_COLUMNS`) replaces its earlier
 rows, so the table never holds duplicates or a half-written run.
 
 A model that could not be run (e.g. Prithvi without its weights file) writes one row with ``status="not_run"``
@@ -11,7 +12,7 @@ and the reason in ``note``; it is never filled with another model's numbers.
 Every row carries the ``run_key`` of its run (:func:`run_key`): a hash of everything that can change its numbers.
 A run is skipped only when the table holds it finished under the same key (:func:`has_run`), so a changed setting,
 regenerated data or a new package version reruns it, and a rerun with nothing changed recomputes nothing. The new
-rows replace the old ``(dataset, model, seed)`` rows only once the run has finished; a ``not_run`` never replaces
+rows replace the old rows of that run only once the run has finished; a ``not_run`` never replaces
 a finished run.
 """
 
@@ -47,6 +48,7 @@ COLUMNS = [
     "pretraining",
     "weights",
     "seed",
+    "label_budget",
     "split",
     "metric",
     "class",
@@ -54,6 +56,8 @@ COLUMNS = [
     "status",
     "note",
     "n_train_pixels",
+    "n_labelled_px",
+    "n_train_chips",
     "n_features",
     "n_params",
     "steps",
@@ -70,9 +74,49 @@ COLUMNS = [
 ]
 
 #: The columns that name a run in the table; writing a run replaces every earlier row with the same values.
-RUN_COLUMNS = ["dataset", "model", "seed"]
+#: ``label_budget`` (:mod:`helpers.data.labels`) is ``"all"`` for every full-label run, and for rows written before
+#: the column existed.
+RUN_COLUMNS = ["dataset", "model", "seed", "label_budget"]
 
 FAMILIES = ("classical", "cnn", "fm")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunId:
+    """What names one run: the results rows' :data:`RUN_COLUMNS`, its run folder and its saved maps.
+
+    Built for every family by :func:`helpers.runs.runner.identity` from the dataset object (a label view names its
+    budget), so two budgets of one (dataset, model, seed) never share rows, checkpoints or maps. A full-label run
+    keeps the paths it always had (``<dataset>/<model>/seed<k>``); a budgeted one gets a folder level of its own
+    (``<dataset>/<model>/<budget>/seed<k>``).
+    """
+
+    dataset: str
+    model: str
+    seed: int
+    label_budget: str = "all"
+
+    def columns(self) -> dict:
+        """The row columns that name the run (:data:`RUN_COLUMNS`)."""
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "seed": int(self.seed),
+            "label_budget": self.label_budget,
+        }
+
+    def parts(self) -> list[str]:
+        """Path segments under a root: ``dataset/model[/budget]``."""
+        extra = [] if self.label_budget == "all" else [self.label_budget]
+        return [self.dataset, self.model, *extra]
+
+    def run_dir(self, runs_dir: str | os.PathLike) -> Path:
+        """Folder of the run's checkpoints and log."""
+        return Path(runs_dir).joinpath(*self.parts(), f"seed{int(self.seed)}")
+
+    def map_path(self, maps_dir: str | os.PathLike) -> Path:
+        """File of the run's saved test maps."""
+        return Path(maps_dir).joinpath(*self.parts(), f"seed{int(self.seed)}.npz")
 
 
 def is_simulated(ds) -> bool:
@@ -222,11 +266,23 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     for col in ("class", "note", "status", "pretraining", "weights", "split", "stopped_by", "run_key"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
+    return _with_budget(df)
+
+
+def _with_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """``label_budget`` as text, ``"all"`` where a row has none (rows written before budgets existed)."""
+    col = df["label_budget"] if "label_budget" in df else pd.Series("", index=df.index, dtype=object)
+    df["label_budget"] = col.astype(object).where(col.notna() & (col.astype(str) != ""), "all").astype(str)
     return df
 
 
+def full_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of full-label runs (``label_budget == "all"``): the study's main comparison and findings."""
+    return df[_with_budget(df.copy())["label_budget"] == "all"]
+
+
 #: Text columns written as empty strings (not NaN) when a row lacks them.
-_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by", "run_key")
+_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by", "run_key", "label_budget")
 
 
 def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
@@ -265,7 +321,7 @@ def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
 
 
 def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
-    """Append one or more runs' rows, replacing earlier rows of the same ``(dataset, model, seed)``.
+    """Append one or more runs' rows, replacing earlier rows of the same run (:data:`RUN_COLUMNS`).
 
     Columns filled automatically when absent: ``status`` ("ok"), ``git_sha``, ``timestamp`` (UTC ISO),
     ``simulated`` (from the dataset name: ``sim-*`` datasets are simulated).
@@ -292,6 +348,7 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
     new["status"] = new["status"].fillna("ok")
     if "simulated" not in new:
         new["simulated"] = new["dataset"].astype(str).str.startswith("sim-")
+    new = _with_budget(new)
     new["git_sha"] = new["git_sha"] if "git_sha" in new else git_sha()
     new["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     path = Path(path)
@@ -325,7 +382,7 @@ def _keep_finished(new: pd.DataFrame, old: pd.DataFrame, path: Path) -> pd.DataF
     if kept:
         reason = new.loc[key.isin(kept), "note"].astype(str).iloc[0] if "note" in new else "not_run"
         warnings.warn(
-            f"{path}: kept the finished rows of {', '.join(kept)} (dataset|model|seed); this rerun could not run "
+            f"{path}: kept the finished rows of {', '.join(kept)} (dataset|model|seed|label_budget); this rerun could not run "
             f"them: {reason}",
             stacklevel=4,
         )
@@ -361,8 +418,9 @@ def has_run(
     seed: int,
     path: str | os.PathLike = DEFAULT_PATH,
     key: str | None = None,
+    label_budget: str = "all",
 ) -> bool:
-    """Whether the table holds ``(dataset, model, seed)`` finished (status ``ok``), under ``key`` if given.
+    """Whether the table holds ``(dataset, model, seed, label_budget)`` finished (status ``ok``), under ``key`` if given.
 
     The runners pass their :func:`run_key`: a run finished under other settings, other data or an older package
     version (or written before rows carried keys) does not count, so it is rerun.
@@ -372,6 +430,7 @@ def has_run(
         return False
     sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
     sel &= (df["seed"].astype(str) == str(seed)) & (df["status"] == "ok")
+    sel &= df["label_budget"].astype(str) == str(label_budget)
     if key is not None:
         if "run_key" not in df:
             return False

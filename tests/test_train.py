@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import metrics, results
-from helpers.data import datasets
+from helpers.data import datasets, labels
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
 from helpers.report import prediction_maps
@@ -378,19 +378,31 @@ def test_continuation_starts_from_the_finished_run_and_equals_a_longer_run(tmp_p
         train.continue_run(tiny_unet(ds), ds, src=ref.out_dir, out_dir=tmp_path / "bad", **{**FIT, "lr": 1.0})
 
 
-def test_class_weights_and_subset_of_training_chips(tmp_path):
+def test_class_weights_and_a_chip_budget(tmp_path):
     ds = FakeDataset(n=(5, 1, 1))
+    view = labels.label_view(ds, "chips-0.4", 0)  # 2 of the 5 training chips
     res = train.fit(
         tiny_unet(ds),
-        ds,
+        view,
         seed=0,
         out_dir=tmp_path,
         **{**FIT, "max_steps": 2},
         class_weights=[1.0, 2.0, 3.0],
-        max_train_chips=2,
     )
     assert res.n_train_chips == 2 and res.config["class_weights"] == [1.0, 2.0, 3.0]
+    assert res.config["label_budget"] == "chips-0.4" and "label_crops" not in res.config
     assert np.isfinite(res.history["train_loss"]).all()
+
+
+def test_point_labels_train_on_their_pixels_with_anchored_crops(tmp_path):
+    ds = FakeDataset(n=(4, 1, 1))
+    view = labels.label_view(ds, "points-3", 0)
+    res = train.fit(tiny_unet(ds), view, seed=0, out_dir=tmp_path, **{**FIT, "max_steps": 4})
+    assert res.config["label_budget"] == "points-3" and res.config["label_crops"] is True
+    assert res.n_train_pixels == 3 * ds.num_classes
+    assert (res.history["train_loss"] > 0).all()  # every batch held labelled pixels
+    full = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "full", **{**FIT, "max_steps": 4})
+    assert "label_budget" not in full.config and "label_crops" not in full.config  # full-label keys unchanged
 
 
 def test_bf16_and_channels_last_train_and_are_recorded(tmp_path):

@@ -1205,3 +1205,92 @@ def pretraining_loss_figure(curves: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.set_title("In-study pretraining of the small Prithvi-arch model")
     return fig
+
+
+def regime_figure(
+    cv: pd.DataFrame, rg: pd.DataFrame, simulated: Mapping[str, bool] | None = None
+) -> plt.Figure | None:
+    """The regime map on one page: test mIoU against labelled pixels per dataset, and who wins where.
+
+    Top: one panel per dataset (or texture knob), test mIoU against the labelled training pixels (log axis), one
+    line per model (mean over seeds; the individual seeds as dots), foundation models solid, every other row dashed.
+    Bottom: the FM advantage per (dataset, budget): best FM row minus best other row (each chosen on validation),
+    paired by seed; the cell says the winner (every seed must agree) and the mean difference with its range over
+    seeds (:mod:`helpers.report.regime`).
+
+    Args:
+        cv: :func:`helpers.report.regime.curves`.
+        rg: :func:`helpers.report.regime.regime`.
+        simulated: ``{dataset: simulated}`` for the panel titles (default: ``sim-`` names are simulated).
+
+    Returns:
+        A full-page-width figure, or ``None`` without budget rows.
+    """
+    from helpers.report import regime as R
+
+    if cv.empty or rg.empty:
+        return None
+    names = compare.ordered_datasets(cv["dataset"].unique())
+    sim = {n: (simulated or {}).get(n, n.startswith("sim-")) for n in names}
+    ncol = min(4, len(names))
+    nrow = -(-len(names) // ncol)
+    height = min(plotting.MAX_HEIGHT, 1.55 * nrow + 0.35 + 0.22 * len(names) + 0.9)
+    fig = plt.figure(figsize=(plotting.PAGE_WIDTH["full"], height))
+    grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + 0.22 * len(names)])
+    models = sorted(cv["model"].unique(), key=lambda m: compare.model_sort_key(m))
+    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    fm_models = set(cv.loc[cv["group"] == R.FM, "model"])
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(grid[i // ncol, i % ncol])
+        d = cv[cv["dataset"] == name]
+        for m in models:
+            dm = d[(d["model"] == m) & d["n_labelled_px"].notna()]
+            if dm.empty:
+                continue
+            mean = dm.groupby("n_labelled_px")["test"].mean().sort_index()
+            ls = "-" if m in fm_models else "--"
+            ax.plot(mean.index, mean.values, ls, color=colours[m], lw=1.0, marker="o", ms=2.5, label=m)
+            ax.plot(dm["n_labelled_px"], dm["test"], ".", color=colours[m], ms=1.8, alpha=0.6)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(plotting.dataset_label(name, sim[name]), fontsize=7)
+        ax.tick_params(labelsize=6)
+        if i % ncol == 0:
+            ax.set_ylabel("test mIoU (%)", fontsize=6.5)
+        if i // ncol == nrow - 1 or i + ncol >= len(names):
+            ax.set_xlabel("labelled training pixels", fontsize=6.5)
+    handles = [
+        Line2D([], [], color=colours[m], ls="-" if m in fm_models else "--", marker="o", ms=2.5, label=m)
+        for m in models
+    ]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=6, frameon=False)
+    # the map
+    ax = fig.add_subplot(grid[nrow, :])
+    budgets = sorted(rg["label_budget"].unique(), key=R.budget_order)
+    mat = np.full((len(names), len(budgets)), np.nan)
+    for _, r in rg.iterrows():
+        if r["dataset"] in names and pd.notna(r.get("advantage", np.nan)):
+            mat[names.index(r["dataset"]), budgets.index(r["label_budget"])] = r["advantage"]
+    lim = max(5.0, float(np.nanmax(np.abs(mat)))) if np.isfinite(mat).any() else 5.0
+    im = ax.imshow(mat, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for _, r in rg.iterrows():
+        if r["dataset"] not in names:
+            continue
+        y, x = names.index(r["dataset"]), budgets.index(r["label_budget"])
+        text = (
+            r["winner"]
+            if r["winner"] in ("missing",)
+            else (f"{r['winner']}  {r['advantage']:+.1f} [{r['adv_min']:+.1f}, {r['adv_max']:+.1f}]")
+        )
+        dark = pd.notna(r.get("advantage", np.nan)) and abs(r["advantage"]) > 0.6 * lim
+        ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
+    ax.set_xticks(range(len(budgets)), budgets, fontsize=6)
+    ax.set_yticks(range(len(names)), [plotting.dataset_label(n, sim[n]) for n in names], fontsize=6)
+    ax.set_xlabel("label budget (points-K: K labelled pixels per class; all: every label)", fontsize=6.5)
+    ax.grid(False)
+    cb = fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+    cb.set_label("best FM − best other\n(test mIoU points)", fontsize=6)
+    cb.ax.tick_params(labelsize=6)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
+    return fig

@@ -40,13 +40,25 @@ def chips_to_save(ds, split: str, maps_dir: str | os.PathLike | None) -> list[st
     return chip_ids(ds) if split == "test" and maps_dir is not None else []
 
 
-def map_path(maps_dir: str | os.PathLike, dataset: str, model: str, seed: int) -> Path:
-    """File of one run's maps: ``maps_dir/<dataset>/<model>/seed<seed>.npz``."""
-    return Path(maps_dir) / dataset / model / f"seed{int(seed)}.npz"
+def map_path(
+    maps_dir: str | os.PathLike, dataset: str, model: str, seed: int, label_budget: str = "all"
+) -> Path:
+    """File of one run's maps: ``maps_dir/<dataset>/<model>/seed<seed>.npz``.
+
+    Built by :meth:`helpers.results.RunId.map_path`: a label budget below ``all`` adds its folder level.
+    """
+    from helpers.results import RunId
+
+    return RunId(dataset, model, int(seed), label_budget).map_path(maps_dir)
 
 
 def save(
-    maps_dir: str | os.PathLike | None, dataset: str, model: str, seed: int, maps: Mapping[str, np.ndarray]
+    maps_dir: str | os.PathLike | None,
+    dataset: str,
+    model: str,
+    seed: int,
+    maps: Mapping[str, np.ndarray],
+    label_budget: str = "all",
 ) -> Path | None:
     """Write ``{chip_id: predicted class map (H, W)}`` for one run; nothing when ``maps_dir`` is None or no maps.
 
@@ -69,7 +81,7 @@ def save(
         with open(tmp, "wb") as f:  # a file object, so numpy does not append another ".npz"
             np.savez_compressed(f, format=np.array(FORMAT), chip_ids=np.array(ids, dtype=str), **arrays)
 
-    return atomic_write(map_path(maps_dir, dataset, model, seed), write)
+    return atomic_write(map_path(maps_dir, dataset, model, seed, label_budget), write)
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -380,6 +380,20 @@ def findings_preamble(findings: pd.DataFrame, date: str) -> str:
     )
 
 
+def regime_section(lines: Sequence[str]) -> str:
+    """The regime map's findings as a Markdown section (empty without lines)."""
+    if not lines:
+        return ""
+    from helpers.report import regime
+
+    return (
+        "\n\n### When does a foundation model win? The regime map (label budgets)\n\n"
+        + regime.RULE
+        + "\n\n"
+        + "\n".join(lines)
+    )
+
+
 def not_run_table(df: pd.DataFrame) -> pd.DataFrame:
     """Runs without numbers and why, in display form."""
     nr = compare.not_run(df)
@@ -403,6 +417,7 @@ def write_all(
     n_boot: int = compare.DEFAULT_N_BOOT,
     seed: int = 0,
     findings: pd.DataFrame | None = None,
+    regime_lines: Sequence[str] = (),
 ) -> dict[str, list[Path]]:
     """Write every table of notebook 05 under ``<figures_dir>/tables/``.
 
@@ -413,6 +428,8 @@ def write_all(
         n_boot: Bootstrap resamples.
         seed: Bootstrap seed.
         findings: Precomputed :func:`helpers.report.compare.findings` (computed when ``None``).
+        regime_lines: The regime map's findings, one line per dataset (:func:`helpers.report.regime.findings_lines`),
+            written into ``findings.md`` above the claims table (none: no such section).
 
     Returns:
         Table name -> the Markdown and LaTeX paths.
@@ -445,7 +462,7 @@ def write_all(
         figures_dir,
         caption="Whether each claim of the paper holds on each dataset here, with the evidence.",
         align="lllp{0.16\\linewidth}p{0.5\\linewidth}",
-        preamble=findings_preamble(f, compare.findings_date(df)),
+        preamble=findings_preamble(f, compare.findings_date(df)) + regime_section(regime_lines),
     )
     out["not_run"] = write_table(
         "not_run",

@@ -75,6 +75,7 @@ from tqdm.auto import tqdm
 from helpers import features as _features
 from helpers import metrics as _metrics
 from helpers import results as _results
+from helpers.data import labels as _labels
 from helpers.data.datasets import bands_of
 from helpers.report import prediction_maps
 from helpers.runs import runner, runtime
@@ -193,22 +194,27 @@ class _Timer:
 
 
 def _chip_features(ds, chip_id: str, feature_set: str, cache: FeatureCache | None, timer: _Timer):
-    """``(stack (F, H, W), labels (H, W), names)`` of one chip, through the cache when given."""
-    key = FeatureCache.key(ds, chip_id, feature_set) if cache is not None else None
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    t0 = time.perf_counter()
-    a, y = ds.read_arrays(chip_id)
-    t1 = time.perf_counter()
-    stack, names = _features.feature_stack(a, feature_set, bands_of(ds))
-    timer.read_s += t1 - t0
-    timer.feature_s += time.perf_counter() - t1
-    y = np.asarray(y, dtype=np.int64)
-    if cache is not None:
-        cache.put(key, (stack, y, names))
-    return stack, y, names
+    """``(stack (F, H, W), labels (H, W), names)`` of one chip, through the cache when given.
+
+    Features depend on the imagery only, so the cache holds the dataset's own labels and a label budget's view
+    (:mod:`helpers.data.labels`) applies its mask after the lookup: every budget shares one entry per chip.
+    """
+    base = _labels.unlabelled(ds)
+    key = FeatureCache.key(base, chip_id, feature_set) if cache is not None else None
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        t0 = time.perf_counter()
+        a, y = base.read_arrays(chip_id)
+        t1 = time.perf_counter()
+        stack, names = _features.feature_stack(a, feature_set, bands_of(base))
+        timer.read_s += t1 - t0
+        timer.feature_s += time.perf_counter() - t1
+        hit = (stack, np.asarray(y, dtype=np.int64), names)
+        if cache is not None:
+            cache.put(key, hit)
+    stack, y, names = hit
+    relabel = getattr(ds, "relabel", None)
+    return stack, (y if relabel is None else relabel(chip_id, y)), names
 
 
 # ------------------------------------------------------------------------------------------------- sampling
@@ -455,13 +461,52 @@ class ClassicalRun(runner.Outcome):
     missing_classes: list[str]
 
 
-def key_settings(model_name: str, budget: Budget, val_budget: Budget, n_jobs: int) -> dict:
-    """What a classical run's numbers depend on besides data, model name and seed (its ``run_key`` settings)."""
+def lgbm_grid(class_counts: np.ndarray, grid: Sequence[dict] = LGBM_GRID) -> tuple[dict, ...]:
+    """LightGBM candidates whose leaf size fits the training sample: ``min_data_in_leaf`` at most half the rarest class.
+
+    LightGBM's default of 20 samples per leaf cannot split a sample of 10 pixels per class: every tree is one leaf
+    and the head predicts one class everywhere (measured at 20 labelled pixels, issue 26). Capping the leaf size at
+    half the rarest present class's labelled pixels lets a tree isolate that class; with 40 or more pixels in every
+    class the grid is :data:`LGBM_GRID` unchanged, and so is the run key of every run that had that many.
+
+    Args:
+        class_counts: Labelled training pixels per class (:func:`helpers.data.labels.labelled_counts`).
+        grid: Candidates to adapt.
+    """
+    counts = np.asarray(class_counts)
+    present = counts[counts > 0]
+    cap = max(1, int(present.min()) // 2) if present.size else 1
+    return tuple({**c, "min_data_in_leaf": min(int(c["min_data_in_leaf"]), cap)} for c in grid)
+
+
+def budget_for(budget: Budget, ds) -> Budget:
+    """The pixel budget of a run on ``ds``: per-chip counts scaled up when a label budget keeps fewer chips.
+
+    With a fraction of the training chips (a ``chips-F`` view, :mod:`helpers.data.labels`), the per-class, per-chip
+    count grows by the inverse fraction (the total cap is unchanged), so a small budget is not starved twice: two
+    chips give up to the same total as every chip would. Unchanged for every other dataset.
+    """
+    n_base = getattr(ds, "n_base_train_chips", None)
+    n = len(ds.chip_ids("train"))
+    if not _labels.tag_of(ds).startswith("chips-") or not n_base or n >= n_base:
+        return budget
+    return Budget(math.ceil(budget.per_class_per_chip * n_base / max(n, 1)), budget.max_pixels)
+
+
+def key_settings(
+    model_name: str, budget: Budget, val_budget: Budget, n_jobs: int, grid: Sequence[dict] | None = None
+) -> dict:
+    """What a classical run's numbers depend on besides data, model name and seed (its ``run_key`` settings).
+
+    ``grid`` is the searched grid as fitted (:func:`lgbm_grid` for LightGBM); default the module's grid.
+    """
     kind, feature_set = MODELS[model_name]
+    if grid is None:
+        grid = RF_GRID if kind == "rf" else LGBM_GRID
     return {
         "feature_set": feature_set,
         "feature_set_version": _features.FEATURE_SET_VERSION,
-        "grid": RF_GRID if kind == "rf" else LGBM_GRID,
+        "grid": tuple(grid),
         "fixed": RF_FIXED if kind == "rf" else LGBM_FIXED,
         "budget": budget,
         "val_budget": val_budget,
@@ -556,9 +601,13 @@ def run_classical(
                 f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
             )
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
+    budget = budget_for(budget, ds)
+    grid = RF_GRID if kind == "rf" else lgbm_grid(_labels.labelled_counts(ds))
     key = ""  # without a table, every run is new
     if results_path is not None:
-        key = _results.run_key(ds, model_name, seed, key_settings(model_name, budget, val_budget, n_jobs))
+        key = _results.run_key(
+            ds, model_name, seed, key_settings(model_name, budget, val_budget, n_jobs, grid)
+        )
     write = force or not runner.finished(ds, model_name, seed, results_path, key)
     runner.seed_everything(seed)
     t_start = time.perf_counter()
@@ -569,7 +618,19 @@ def run_classical(
         ds, model_name, feature_set, seed, budget, cache, progress, timer, notes
     )
     chosen, val_scores, search, fit_s = _fit_and_select(
-        ds, kind, feature_set, train, seed, val_budget, n_jobs, predict_jobs, cache, timer, progress, notes
+        ds,
+        kind,
+        feature_set,
+        train,
+        seed,
+        val_budget,
+        n_jobs,
+        predict_jobs,
+        cache,
+        timer,
+        progress,
+        notes,
+        grid,
     )
     notes.insert(0, chosen.describe())
     to_save = prediction_maps.chips_to_save(ds, "test", maps_dir)
@@ -655,7 +716,7 @@ def _training_sample(ds, model_name, feature_set, seed, budget, cache, progress,
 
 
 def _fit_and_select(
-    ds, kind, feature_set, train, seed, val_budget, n_jobs, predict_jobs, cache, timer, progress, notes
+    ds, kind, feature_set, train, seed, val_budget, n_jobs, predict_jobs, cache, timer, progress, notes, grid
 ):
     """Step 2: fit every grid candidate and choose on validation (``miou_macro``; ties to the earlier one).
 
@@ -667,7 +728,6 @@ def _fit_and_select(
         val = sample_pixels(
             ds, "val", feature_set, seed=seed, budget=val_budget, cache=cache, progress=progress, _timer=timer
         )
-    grid = RF_GRID if kind == "rf" else LGBM_GRID
     if not has_val:
         grid = grid[:1]
 

@@ -183,7 +183,7 @@ def check(
         results came with the repository but whose checkpoints did not), the results table has no test score of
         the run, or the check is already there.
     """
-    src = train.run_dir(runs_dir, ds.name, model_name, seed)
+    src = runner.identity(ds, model_name, seed).run_dir(runs_dir)
     if not (src / train.LAST).exists():
         return None
     state = train.load_checkpoint(src / train.LAST)

@@ -42,6 +42,7 @@ import numpy as np
 from helpers import metrics as _metrics
 from helpers import results as _results
 from helpers.data.datasets import MissingBands, with_bands
+from helpers.data.labels import labelled_counts
 from helpers.models import weights as W
 from helpers.report import prediction_maps
 from helpers.runs import classical as _classical
@@ -206,14 +207,13 @@ def _score_split(
 
 
 def _fit_and_select(
-    ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes
+    ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes, grid
 ):
     """Fit every head candidate on the training embeddings and choose on validation (``miou_macro``).
 
     Returns ``(chosen head, search rows, {"val": scores} or {}, {"val": confusion matrix} or {})``.
     """
     has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
-    grid = _classical.LGBM_GRID if head_kind == "lgbm" else H.LINEAR_GRID
     if not has_val:
         grid = grid[:1]
         notes.append("no val split: no selection, first candidate")
@@ -301,20 +301,22 @@ def run_frozen(
     except MissingBands as err:
         return FMRun(status="not_run", rows=_not_run(ds, row, seed, str(err), results_path), reason=str(err))
     budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
+    budget = _classical.budget_for(budget, ds)  # as the classical rows: same pixels at every label budget
     val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
-    key = _results.run_key(
-        ds,
-        row,
-        seed,
-        {
-            "weights_sha256": W.SPECS[model_name].sha256,  # a loaded file is checked against it
-            "embedder": settings or {},
-            "adapter": A.ADAPTER_VERSION,
-            "budget": budget,
-            "val_budget": val_budget,
-            "n_jobs": n_jobs,
-        },
-    )
+    grid = _classical.lgbm_grid(labelled_counts(ds)) if head_kind == "lgbm" else H.LINEAR_GRID
+    key_settings = {
+        "weights_sha256": W.SPECS[model_name].sha256,  # a loaded file is checked against it
+        "embedder": settings or {},
+        "adapter": A.ADAPTER_VERSION,
+        "budget": budget,
+        "val_budget": val_budget,
+        "n_jobs": n_jobs,
+    }
+    if (
+        head_kind == "lgbm" and grid != _classical.LGBM_GRID
+    ):  # absent where unchanged: those keys stay as they were
+        key_settings["grid"] = grid
+    key = _results.run_key(ds, row, seed, key_settings)
     if not force and runner.finished(ds, row, seed, results_path, key):
         return FMRun(status="skipped", run_key=key)
     for split in ("train", "test"):
@@ -351,7 +353,7 @@ def run_frozen(
         es = _sample_split(ds, "val", embedder, cache, seed, val_budget, timer, progress)
 
     head, search, scores, cms = _fit_and_select(
-        ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes
+        ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes, grid
     )
     maps: dict = {}
     for split in runner.held_out_splits(ds):
@@ -526,7 +528,7 @@ def run_galileo_nano_finetune(
         build = make_galileo_segmenter(ds, weights_path, patch_size=patch_size, window=window)
     except (MissingBands, W.WeightsError) as err:
         rows = _not_run(ds, FINETUNE_ROW, seed, str(err), results_path)
-        out_dir = _train.run_dir(runs_dir, ds.name, FINETUNE_ROW, seed)
+        out_dir = runner.identity(ds, FINETUNE_ROW, seed).run_dir(runs_dir)
         return _train.RunOutcome(status="not_run", rows=rows, reason=str(err), out_dir=out_dir)
     note = "; ".join(
         [
@@ -577,6 +579,27 @@ def run_frozen_rows(ds, rows: Sequence[str], seeds: Sequence[int], results_path,
     ]
 
 
+def run_frozen_plan(ds, plan: Sequence, results_path, **kwargs) -> list[tuple]:
+    """Frozen rows of one dataset at their label budgets, one after another: one engine job.
+
+    Each entry of ``plan`` has ``model`` (a key of :data:`ROWS`), ``seed`` and ``label_budget``
+    (:class:`helpers.runs.matrix.RunSpec`); the budget's view is drawn once per (budget, seed) and every row at it
+    trains on the same labelled pixels. One job for the same reason as :func:`run_frozen_rows`: one embedding
+    cache, encoded once for every budget. Returns ``(row, seed, budget, status)`` per run.
+    """
+    from helpers.data import labels
+
+    views: dict = {}
+    out = []
+    for spec in plan:
+        vkey = (spec.label_budget, spec.seed)
+        if vkey not in views:
+            views[vkey] = labels.label_view(ds, spec.label_budget, spec.seed)
+        status = run_frozen(views[vkey], spec.model, spec.seed, results_path, **kwargs).status
+        out.append((spec.model, spec.seed, spec.label_budget, status))
+    return out
+
+
 def row_names() -> list[str]:
     """All rows this module can write, in table order."""
     return [*ROWS, FINETUNE_ROW]
@@ -587,6 +610,7 @@ __all__ = [
     "ROWS",
     "row_names",
     "run_frozen",
+    "run_frozen_plan",
     "run_frozen_rows",
     "run_galileo_nano_finetune",
     "run_galileo_nano_frozen_lgbm",

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from helpers import results
+from helpers.data import labels
 from helpers.data.datasets import MissingBands, channel_stats, fingerprint, with_bands
 from helpers.models import cnn
 from helpers.models import prithvi as P
@@ -265,7 +266,8 @@ def pretrain_for(
         helpers.data.datasets.MissingBands: A dataset lacks one of the six HLS bands the Prithvi architecture takes.
     """
     cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
-    data = [with_bands(d) for d in (pretrain_on if pretrain_on is not None else [ds])]
+    # pretraining sees imagery only: every training chip, never a label budget's subset (helpers.data.labels)
+    data = [with_bands(labels.unlabelled(d)) for d in (pretrain_on if pretrain_on is not None else [ds])]
     return PT.pretrain(
         data,
         cfg,
@@ -311,7 +313,7 @@ def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: 
     rows = runner.not_run(
         ds, model, seed, reason, results_path, family="fm", pretraining=pretraining, weights=weights
     )
-    out_dir = train.run_dir(runs_dir, ds.name, model, seed)
+    out_dir = runner.identity(ds, model, seed).run_dir(runs_dir)
     return train.RunOutcome(status="not_run", rows=rows, reason=reason, out_dir=out_dir)
 
 
@@ -358,7 +360,7 @@ def run_prithvi_small(
             pretrain_on = [with_bands(d) for d in pretrain_on]
     except MissingBands as err:
         return _not_run(ds, name, seed, v.pretraining, "", str(err), results_path, runs_dir)
-    out_dir = train.run_dir(runs_dir, ds.name, name, seed)
+    out_dir = runner.identity(ds, name, seed).run_dir(runs_dir)
     ft = settings.fit_kwargs(ds)
     if v.probe:
         ft["lr"] = settings.probe_lr
@@ -372,7 +374,7 @@ def run_prithvi_small(
             {
                 "config": settings.pretrain,
                 "seed": settings.pretrain_seed,
-                "data": [fingerprint(d) for d in (pretrain_on or [ds])],
+                "data": [fingerprint(labels.unlabelled(d)) for d in (pretrain_on or [ds])],
             }
             if v.pretext
             else None
@@ -531,7 +533,7 @@ def run_prithvi_published(
     except MissingBands as err:
         return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", str(err), results_path, runs_dir)
     path = find_published_checkpoint(prithvi_checkpoint)
-    out_dir = train.run_dir(runs_dir, ds.name, PUBLISHED, seed)
+    out_dir = runner.identity(ds, PUBLISHED, seed).run_dir(runs_dir)
     if path is None or not path.is_file():
         where = f"{path} does not exist" if path is not None else "no file was given"
         reason = (

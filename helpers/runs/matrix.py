@@ -17,13 +17,104 @@ matrix and its order:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
+from helpers.data import labels
 from helpers.models import cnn
-from helpers.runs import engine, fm_pretrained_runs, fm_runs, train
+from helpers.runs import classical, engine, fm_pretrained_runs, fm_runs, train
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the matrix: dataset, model, seed and its axes (the label budget).
+
+    The spec is all a job needs to know: the job applies the budget's view once
+    (:func:`helpers.data.labels.label_view`, drawn with the run's seed), and every family names the run from the
+    view (:func:`helpers.runs.runner.identity`). Adding an axis is a field here plus the view that applies it.
+    """
+
+    dataset: str
+    model: str
+    seed: int
+    label_budget: str = labels.ALL
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_budget", labels.LabelBudget.parse(self.label_budget).tag)
+
+
+def specs(
+    datasets: Sequence[str],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    label_budgets: Sequence[str] = (labels.ALL,),
+) -> list[RunSpec]:
+    """Every (dataset, model, seed, budget) of a block of the matrix, budgets outermost after the dataset."""
+    return [
+        RunSpec(d, m, int(s), b)
+        for d in datasets
+        for b in [x.tag for x in labels.parse_all(label_budgets)]
+        for m in models
+        for s in seeds
+    ]
+
+
+def budget_datasets(main: Sequence[str], opened: Mapping, knobs: Sequence[float]) -> list[str]:
+    """The datasets the label budgets run on: the main ones and the sweep at ``knobs`` (those opened)."""
+    sweep = [f"sim-texture-{float(k):g}" for k in knobs]
+    return [n for n in [*main, *sweep] if n in opened]
+
+
+def at_budget(fn, ds, label_budget: str, seed: int, /, *args, **kwargs):
+    """``fn(view, *args, **kwargs)`` on ``ds`` seen through ``label_budget`` drawn with ``seed``: an engine job.
+
+    The view is built in the job (on the worker), so only the dataset and the budget's name travel.
+    """
+    return fn(labels.label_view(ds, label_budget, seed), *args, **kwargs)
+
+
+def run_classical_spec(ds, spec: RunSpec, keep_fitted: bool = False, **kwargs) -> classical.ClassicalRun:
+    """One classical run of the matrix (:func:`helpers.runs.classical.run_classical` on the spec's view).
+
+    ``keep_fitted=False`` drops the fitted model and the kept maps from the returned outcome (the rows and saved
+    maps are written either way): notebook 02 keeps them for its figures of the first seed at full labels only.
+    """
+    run = classical.run_classical(
+        labels.label_view(ds, spec.label_budget, spec.seed), spec.model, spec.seed, **kwargs
+    )
+    if not keep_fitted:
+        run.model, run.predictions = None, {}
+    return run
+
+
+def submit_classical_runs(
+    client, opened: Mapping, run_specs: Sequence[RunSpec], *, keep_fitted=None, **kwargs
+) -> list:
+    """Notebook 02's runs, one job per spec (``client=None``: each runs at submit, here, sharing one feature cache).
+
+    Args:
+        client: Engine client or None.
+        opened: ``{name: dataset}``.
+        run_specs: From :func:`specs`.
+        keep_fitted: ``spec -> bool``: keep that run's fitted model and maps in the outcome (default: none).
+        **kwargs: Passed to :func:`helpers.runs.classical.run_classical` (``results_path``, ``budget``, ``cache``, ...).
+    """
+    from tqdm.auto import tqdm
+
+    return [
+        engine.submit(
+            client,
+            run_classical_spec,
+            opened[s.dataset],
+            s,
+            bool(keep_fitted(s)) if keep_fitted else False,
+            **kwargs,
+        )
+        for s in tqdm(run_specs, desc="classical runs", disable=client is not None)  # in-process: runs here
+    ]
 
 
 def _checked(convergence_path, name: str, seed: int, main: Sequence[str], seeds: Sequence[int]):
@@ -47,8 +138,14 @@ def submit_cnn_runs(
     maps_dir: str | os.PathLike | None,
     convergence_path: str | os.PathLike | None,
     force: bool = False,
+    budget_models: Sequence[str] = (),
+    label_budgets: Sequence[str] = (),
+    budget_names: Sequence[str] = (),
 ) -> tuple[list, list[dict]]:
     """Notebook 03's runs: every CNN on every main dataset, ``texture_models`` on the sweep, every seed.
+
+    Then ``budget_models`` at each of ``label_budgets`` (below ``all``) on ``budget_names``, every seed (the regime
+    map; no doubling check: its table is of full-label runs).
 
     Args:
         client: Engine client (``None``: each run trains at submit, here).
@@ -66,6 +163,9 @@ def submit_cnn_runs(
         maps_dir: Where runs save their test maps (None: none).
         convergence_path: Convergence table of the doubling checks (None: no check).
         force: Retrain even runs the table holds under the same key.
+        budget_models: CNNs that also run at the label budgets.
+        label_budgets: Budget tags (:mod:`helpers.data.labels`); ``all`` is the main block and is left out here.
+        budget_names: Datasets the budgets run on (:func:`budget_datasets`).
     """
     jobs, runs = [], []
     for name, ds in opened.items():
@@ -93,7 +193,35 @@ def submit_cnn_runs(
                     )
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
+    for spec in specs(budget_names, budget_models, seeds, below_all(label_budgets)):
+        ds = opened[spec.dataset]
+        jobs.append(
+            engine.submit(
+                client,
+                at_budget,
+                train.run,
+                ds,
+                spec.label_budget,
+                spec.seed,
+                spec.model,
+                partial(cnn.build_for, spec.model, ds, model_size),
+                key_settings=cnn.key_settings(model_size),
+                seed=spec.seed,
+                results_path=results_path,
+                runs_dir=runs_dir,
+                maps_dir=maps_dir,
+                force=force,
+                progress=client is None,
+                **train.settings_for(ds, fit_settings, epoch_cap),
+            )
+        )
+        runs.append(dataclasses.asdict(spec))
     return jobs, runs
+
+
+def below_all(label_budgets: Sequence[str]) -> list[str]:
+    """The budgets of ``label_budgets`` below ``all``, as tags (the full-label runs are the matrix's main block)."""
+    return [b.tag for b in labels.parse_all(label_budgets) if b.kind != labels.ALL]
 
 
 def submit_fm_runs(
@@ -116,8 +244,17 @@ def submit_fm_runs(
     convergence_path: str | os.PathLike | None,
     force: bool = False,
     quick: bool = False,
+    budget_models: Sequence[str] = (),
+    label_budgets: Sequence[str] = (),
+    budget_names: Sequence[str] = (),
+    deep_label_budgets: Sequence[str] | None = None,
 ) -> tuple[list, list[dict]]:
     """Notebook 04's runs: in-study pretraining, the fine-tuned rows, and the published-encoder rows.
+
+    Then ``budget_models`` (in-study variants and frozen rows) at each of ``label_budgets`` below ``all`` on
+    ``budget_names``, every seed: the fine-tunes (at ``deep_label_budgets`` when given) after their dataset's
+    pretraining (which never sees a budget), the frozen rows in their dataset's one job (one embedding cache for
+    every budget).
 
     Args:
         client: Engine client (``None``: each job runs at submit, here).
@@ -140,6 +277,10 @@ def submit_fm_runs(
         convergence_path: Convergence table of the doubling checks (None: no check).
         force: Rerun even runs the table holds under the same key.
         quick: Quick mode (Galileo-nano fine-tuning validates every 2 steps, no plateau rule).
+        budget_models: In-study variants and frozen rows that also run at the label budgets.
+        label_budgets: Budget tags (:mod:`helpers.data.labels`) of the frozen rows (``all`` is left out here).
+        budget_names: Datasets the budgets run on (:func:`budget_datasets`).
+        deep_label_budgets: Budget tags of the fine-tuned rows (``None``: ``label_budgets``).
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
@@ -152,12 +293,19 @@ def submit_fm_runs(
         for v in pooled_models
     }
     jobs, runs = [], []
+    below = below_all(label_budgets)
+    deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
     for name, ds in opened.items():
         chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
         in_study = [m for m in chosen if m in fm_runs.DEFAULT_MODELS]
         published_rows = [m for m in chosen if m not in fm_runs.DEFAULT_MODELS]
         pooled = pooled_models if name in main else []
-        pretext = {m: fm_runs.VARIANTS[m].pretext for m in in_study if m in fm_runs.VARIANTS}
+        budgeted = list(budget_models) if name in budget_names else []
+        study_budgeted = [m for m in budgeted if m in fm_runs.DEFAULT_MODELS] if deep_below else []
+        frozen_budgeted = [m for m in budgeted if m in fm_pretrained_runs.ROWS] if below else []
+        pretext = {
+            m: fm_runs.VARIANTS[m].pretext for m in [*in_study, *study_budgeted] if m in fm_runs.VARIANTS
+        }
         # one pretraining per pretext (probes share it)
         first = {p: m for m, p in reversed(pretext.items()) if p}
         pre = {
@@ -220,13 +368,35 @@ def submit_fm_runs(
                     )
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": fm_pretrained_runs.FINETUNE_ROW})
-        frozen = [r for r in published_rows if r != fm_pretrained_runs.FINETUNE_ROW]
-        if frozen:  # one job per dataset: its rows share the embedding cache
-            cache = Path(cache_dir) / "embeddings"
+        for spec in specs([name], study_budgeted, seeds, deep_below):
+            after = [pre[pretext[spec.model]]] if pretext.get(spec.model) else []
             jobs.append(
                 engine.submit(
-                    client, fm_pretrained_runs.run_frozen_rows, ds, frozen, seeds, cache_dir=cache, **common
+                    client,
+                    at_budget,
+                    fm_runs.run_fm_rows,
+                    ds,
+                    spec.label_budget,
+                    spec.seed,
+                    spec.seed,
+                    models=[spec.model],
+                    after=after,
+                    settings=settings,
+                    prithvi_checkpoint=prithvi_checkpoint,
+                    runs_dir=runs_dir,
+                    cache_dir=cache_dir,
+                    **common,
                 )
             )
-            runs.append({"dataset": name, "seed": "all", "rows": "+".join(frozen)})
+            runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
+        frozen = [r for r in published_rows if r != fm_pretrained_runs.FINETUNE_ROW]
+        plan = [*specs([name], frozen, seeds), *specs([name], frozen_budgeted, seeds, below)]
+        if plan:  # one job per dataset: its rows share the embedding cache
+            cache = Path(cache_dir) / "embeddings"
+            jobs.append(
+                engine.submit(client, fm_pretrained_runs.run_frozen_plan, ds, plan, cache_dir=cache, **common)
+            )
+            runs.append(
+                {"dataset": name, "seed": "all", "rows": "+".join(dict.fromkeys(s.model for s in plan))}
+            )
     return jobs, runs

@@ -7,8 +7,11 @@ A family (:mod:`helpers.runs.classical`, :mod:`helpers.runs.train` for every dee
 :mod:`helpers.runs.fm_pretrained_runs` for the frozen published encoders) only fits and predicts; this module owns
 what a reader must be able to trust about every row whatever the family:
 
-* **Identity** (:func:`finished`): a run is skipped only when the table holds it finished (``ok``) under the same
-  ``run_key`` (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version).
+* **Identity** (:func:`identity`, :func:`finished`): a run is named by (dataset, model, seed, label budget), one
+  :class:`helpers.results.RunId` built from the dataset object alone (a label view, :mod:`helpers.data.labels`,
+  names its budget), which gives its rows' naming columns, its run folder and its map file for every family. It is
+  skipped only when the table holds it finished (``ok``) under the same ``run_key``
+  (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version).
 * **Cannot run** (:func:`not_run`): one row with ``status = not_run`` and the reason; it never replaces a finished
   row (:func:`helpers.results.write_run`).
 * **Rows** (:func:`context`, :func:`finish`): the same columns for every family (``simulated`` decided in one
@@ -29,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from helpers import results
+from helpers.data import labels
 from helpers.report import prediction_maps
 
 STATUSES = ("ok", "skipped", "not_run")
@@ -97,23 +101,39 @@ def held_out_splits(ds) -> list[str]:
     return [s for s in ds.splits if s not in ("train", "val") and ds.chip_ids(s)]
 
 
+def identity(ds, model: str, seed: int) -> results.RunId:
+    """The one name of a run, for every family: dataset, model, seed and the dataset object's label budget.
+
+    Its :meth:`~helpers.results.RunId.columns` name the rows, :meth:`~helpers.results.RunId.run_dir` the
+    checkpoints and :meth:`~helpers.results.RunId.map_path` the saved maps; adding an axis to the study is a field
+    here plus the dataset view that applies it.
+    """
+    return results.RunId(str(ds.name), str(model), as_seed(seed), labels.tag_of(ds))
+
+
 def context(
     ds, model: str, seed: int, *, family: str, pretraining: str = "none", weights: str = "none", **columns
 ) -> dict:
     """The columns every row of one run shares.
 
-    Who ran (dataset, model, family, seed, weights; ``simulated`` from :func:`helpers.results.is_simulated`), then
+    Who ran (dataset, model, family, seed, label budget, weights; ``simulated`` from
+    :func:`helpers.results.is_simulated`), the training labels it saw (``n_labelled_px``, ``n_train_chips``), then
     ``columns`` (sizes, timings, note, ``run_key``), in that order.
     """
+    rid = identity(ds, model, seed)
     return {
         "task": ds.task,
-        "dataset": ds.name,
+        "dataset": rid.dataset,
         "simulated": results.is_simulated(ds),
-        "model": model,
+        "model": rid.model,
         "family": family,
         "pretraining": pretraining,
         "weights": weights,
-        "seed": seed,
+        "seed": rid.seed,
+        "label_budget": rid.label_budget,
+        # what training labels the run saw (a dataset object that cannot be read, e.g. a test stand-in: blank)
+        "n_labelled_px": int(labels.labelled_counts(ds).sum()) if hasattr(ds, "read_arrays") else None,
+        "n_train_chips": len(ds.chip_ids("train")) if "train" in ds.splits else None,
         **columns,
     }
 
@@ -121,12 +141,15 @@ def context(
 def finished(ds, model: str, seed: int, results_path: str | os.PathLike | None, key: str | None) -> bool:
     """Whether ``results_path`` holds this run finished under ``key`` (no table: never).
 
-    ``key=None`` asks for any finished run of (dataset, model, seed): used only where no key can be formed, e.g.
-    a run whose input file is missing, to keep its ``not_run`` row from being written over and over.
+    ``key=None`` asks for any finished run of (dataset, model, seed, budget): used only where no key can be formed,
+    e.g. a run whose input file is missing, to keep its ``not_run`` row from being written over and over.
     """
     if results_path is None:
         return False
-    return results.has_run(ds.name, model, seed, results_path, key=key)
+    rid = identity(ds, model, seed)
+    return results.has_run(
+        rid.dataset, rid.model, rid.seed, results_path, key=key, label_budget=rid.label_budget
+    )
 
 
 def not_run(
@@ -144,7 +167,15 @@ def not_run(
 
     It never replaces a finished row of the same (dataset, model, seed) (:func:`helpers.results.write_run`).
     """
-    ctx = context(ds, model, seed, family=family, pretraining=pretraining, weights=weights)
+    rid = identity(ds, model, seed)
+    ctx = {
+        "task": ds.task,
+        **rid.columns(),
+        "simulated": results.is_simulated(ds),
+        "family": family,
+        "pretraining": pretraining,
+        "weights": weights,
+    }
     rows = [results.not_run_row(reason, ctx)]
     if results_path is not None:
         results.write_run(rows, results_path)
@@ -184,7 +215,10 @@ def finish(
     for split in order:
         if split in scores and scores[split] is not None:
             rows += results.score_rows(scores[split], split=split, class_names=ds.classes, context=ctx)
-    prediction_maps.save(maps_dir, ds.name, model, seed, dict(maps or {}))
+    rid = identity(ds, model, seed)
+    prediction_maps.save(
+        maps_dir, rid.dataset, rid.model, rid.seed, dict(maps or {}), label_budget=rid.label_budget
+    )
     if results_path is not None:
         results.write_run(rows, results_path)
     return rows

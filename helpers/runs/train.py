@@ -62,6 +62,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from helpers import metrics, results
+from helpers.data import labels
 from helpers.data.io import atomic_write
 from helpers.report import prediction_maps
 from helpers.runs import runner, runtime
@@ -112,13 +113,30 @@ def masked_cross_entropy(
 
 
 def random_crop(
-    a: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator, ignore_index: int, tries: int = 5
+    a: np.ndarray,
+    y: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    ignore_index: int,
+    tries: int = 5,
+    anchor: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``size x size`` crop of a chip, padded (reflectance 0, label ignore) where the chip is smaller.
 
-    Up to ``tries`` offsets are drawn until the crop holds at least one valid label.
+    Up to ``tries`` offsets are drawn until the crop holds at least one valid label. With ``anchor`` (sparse point
+    labels, :mod:`helpers.data.labels`) the crop is instead placed around one labelled pixel drawn uniformly, at a
+    uniformly random position within the crop: a blind draw would almost never hit one of a few labelled pixels,
+    so nearly every batch would carry no gradient and the run would "plateau" on nothing.
     """
     h, w = y.shape
+    if anchor:
+        labelled = np.flatnonzero(y.ravel() != ignore_index)
+        if labelled.size:
+            r, c = divmod(int(labelled[int(rng.integers(labelled.size))]), w)
+            top = int(rng.integers(max(0, r - size + 1), min(r, h - size) + 1)) if h > size else 0
+            left = int(rng.integers(max(0, c - size + 1), min(c, w - size) + 1)) if w > size else 0
+            tries = 0
+            yc = y[top : top + size, left : left + size]
     for _ in range(tries):
         top = int(rng.integers(0, h - size + 1)) if h > size else 0
         left = int(rng.integers(0, w - size + 1)) if w > size else 0
@@ -520,6 +538,7 @@ def _train_block(
     base_lr: float,
     bf16: bool,
     channels_last: bool,
+    anchor: bool = False,
 ) -> float:
     """``n_steps`` optimiser steps (one block between two validations); returns the mean batch loss.
 
@@ -535,7 +554,7 @@ def _train_block(
         xs, ys = [], []
         for i in order[k * batch_size : (k + 1) * batch_size]:
             a, y = chips[int(i)]
-            a, y = augment(*random_crop(a, y, crop_size, rng, ignore_index), rng)
+            a, y = augment(*random_crop(a, y, crop_size, rng, ignore_index, anchor=anchor), rng)
             xs.append(a)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs).astype(np.float32, copy=False)).to(device)
@@ -737,7 +756,6 @@ def fit(
     class_weights: Sequence[float] | None = None,
     num_threads: int | None = None,
     force: bool = False,
-    max_train_chips: int | None = None,
     eval_tile: int | None = None,
     eval_overlap: int | None = None,
     bf16: bool = False,
@@ -787,7 +805,6 @@ def fit(
         num_threads: Torch CPU threads; default all cores this process may use. Part of the run's identity: the
             summation order, and so the third decimal of a score, depends on it.
         force: Discard an existing run in ``out_dir`` and train from scratch.
-        max_train_chips: Use a seeded random subset of this many training chips (``None``: all).
         eval_tile: Validation window size; default ``crop_size`` (the size the model was trained on); ``0``:
             whole chips in one pass, for models that window their input themselves (Galileo-nano).
         eval_overlap: Validation window overlap; default a quarter of the window.
@@ -816,10 +833,7 @@ def fit(
         eval_tile = eval_overlap = None
     threads = int(num_threads or runtime.machine_threads())
 
-    train_ids = ds.chip_ids("train")
-    if max_train_chips is not None and max_train_chips < len(train_ids):
-        pick = np.sort(np.random.default_rng([seed, 1]).permutation(len(train_ids))[:max_train_chips])
-        train_ids = [train_ids[i] for i in pick]
+    train_ids = ds.chip_ids("train")  # fewer labels: a label budget's view of ds (helpers.data.labels)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # what changes the trajectory; the stopping rule (cap, patience) only decides where it ends
     trajectory = {
@@ -841,6 +855,14 @@ def fit(
         "bf16": bool(bf16),
         "channels_last": bool(channels_last),
     }
+    # a label budget (helpers.data.labels) is part of the trajectory; absent at full labels, so those runs keep
+    # their identity. Sparse point labels get crops anchored on a labelled pixel (random_crop).
+    budget = labels.tag_of(ds)
+    anchor = budget.startswith("points-")
+    if budget != labels.ALL:
+        trajectory["label_budget"] = budget
+    if anchor:
+        trajectory["label_crops"] = True
     stopping = {
         "max_steps": max_steps,
         "patience": None if patience is None else int(patience),
@@ -937,6 +959,7 @@ def fit(
                 base_lr=lr * state["lr_scale"],
                 bf16=bf16,
                 channels_last=channels_last,
+                anchor=anchor,
             )
             step = step0 + n
             t_eval = time.perf_counter()
@@ -1025,9 +1048,11 @@ def continue_run(
 
 
 # ---------------------------------------------------------------------------------------------- one results row
-def run_dir(runs_dir: str | os.PathLike, dataset: str, model: str, seed: int) -> Path:
-    """Folder of one (dataset, model, seed) run's checkpoints and log."""
-    return Path(runs_dir) / dataset / model / f"seed{seed}"
+def run_dir(
+    runs_dir: str | os.PathLike, dataset: str, model: str, seed: int, label_budget: str = "all"
+) -> Path:
+    """Folder of one run's checkpoints and log (:meth:`helpers.results.RunId.run_dir`)."""
+    return results.RunId(dataset, model, int(seed), label_budget).run_dir(runs_dir)
 
 
 def read_logs(
@@ -1151,10 +1176,11 @@ def run(
         **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
     seed = runner.as_seed(seed)
-    out_dir = run_dir(runs_dir, ds.name, model_name, seed)
+    out_dir = runner.identity(ds, model_name, seed).run_dir(runs_dir)
 
     def check_convergence() -> None:
-        if convergence_path is not None:
+        # the doubling check is of full-label runs (its table names runs by dataset, model and seed)
+        if convergence_path is not None and labels.tag_of(ds) == labels.ALL:
             from helpers.runs import convergence
 
             convergence.check(

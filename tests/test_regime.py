@@ -1,0 +1,87 @@
+"""The regime map (helpers.report.regime): paired winners per (dataset, budget), labels to reach 90 %, the figure."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers.report import figures, plotting, regime, tables  # noqa: E402
+
+
+def _rows(dataset, model, family, pretraining, budget, seed, val, test, px):
+    base = dict(
+        dataset=dataset,
+        model=model,
+        family=family,
+        pretraining=pretraining,
+        label_budget=budget,
+        seed=seed,
+        metric="miou_macro",
+        status="ok",
+        n_labelled_px=px,
+    )
+    base["class"] = ""
+    return [{**base, "split": "val", "value": val}, {**base, "split": "test", "value": test}]
+
+
+def _table(fm_gap_small=(0.05, 0.04, 0.06), n_seeds=3):
+    rows = []
+    for s in range(n_seeds):
+        for budget, px, fm_gap in (("points-10", 20, fm_gap_small[s]), ("all", np.nan, -0.02)):
+            rows += _rows("sim-x", "rf", "classical", "none", budget, s, 0.70, 0.70, px)
+            rows += _rows(
+                "sim-x", "unet", "cnn", "none", budget, s, 0.60, 0.60, px
+            )  # worse on val: not chosen
+            rows += _rows(
+                "sim-x", "presto_frozen_lgbm", "fm", "published", budget, s, 0.72, 0.70 + fm_gap, px
+            )
+    rows += _rows("sim-x", "vit", "fm", "none", "all", 0, 0.9, 0.9, 5000)  # no budget rows: not in the map
+    return pd.DataFrame(rows)
+
+
+def test_curves_keep_budgeted_models_and_fill_full_label_pixels():
+    cv = regime.curves(_table(), {"sim-x": 5000})
+    assert set(cv["model"]) == {"rf", "unet", "presto_frozen_lgbm"}
+    assert set(cv.loc[cv["label_budget"] == "all", "n_labelled_px"]) == {5000}
+    assert set(cv.loc[cv["model"] == "presto_frozen_lgbm", "group"]) == {regime.FM}
+    assert not regime.is_fm("fm", "none")  # a transformer from scratch is not a foundation model
+
+
+def test_winner_needs_every_paired_seed_and_is_chosen_on_validation():
+    rg = regime.regime(regime.curves(_table(), {"sim-x": 5000})).set_index("label_budget")
+    assert (
+        rg.loc["points-10", "best_other"] == "rf" and rg.loc["points-10", "best_fm"] == "presto_frozen_lgbm"
+    )
+    assert rg.loc["points-10", "winner"] == regime.FM
+    assert rg.loc["points-10", "advantage"] == pytest.approx(5.0)
+    assert (rg.loc["points-10", "adv_min"], rg.loc["points-10", "adv_max"]) == pytest.approx((4.0, 6.0))
+    assert rg.loc["all", "winner"] == regime.OTHER
+    mixed = regime.regime(regime.curves(_table((0.05, -0.01, 0.02)), {"sim-x": 5000}))
+    assert mixed.set_index("label_budget").loc["points-10", "winner"] == regime.NOT_SEPARATED
+    two = regime.regime(regime.curves(_table(n_seeds=2), {"sim-x": 5000}))
+    assert two.set_index("label_budget").loc["points-10", "winner"] == regime.NOT_SEPARATED  # too few seeds
+
+
+def test_labels_to_reach_and_findings_lines():
+    cv = regime.curves(_table(), {"sim-x": 5000})
+    reach = regime.labels_to_reach(cv).set_index("model")
+    assert reach.loc["rf", "reached_at"] == "points-10" and reach.loc["rf", "n_labelled_px"] == 20
+    lines = regime.findings_lines(regime.regime(cv))
+    assert len(lines) == 1 and "wins at points-10" in lines[0] and "range over 3 seeds" in lines[0]
+    assert "95 %" not in lines[0]
+    section = tables.regime_section(lines)
+    assert "not a 95 % interval" in section and lines[0] in section
+    assert tables.regime_section([]) == ""
+
+
+def test_regime_figure_fits_a_page():
+    plotting.setup_style()
+    cv = regime.curves(_table(), {"sim-x": 5000})
+    fig = figures.regime_figure(cv, regime.regime(cv))
+    w, h = fig.get_size_inches()
+    assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
+    assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT
+    assert figures.regime_figure(pd.DataFrame(), pd.DataFrame()) is None
