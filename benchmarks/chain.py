@@ -51,7 +51,7 @@ def _with_sets(args: list[str], sets: list[str]) -> list[str]:
 
 def compare_workers(counts: list[int], args: list[str]) -> int:
     """Run the chain once per worker count into fresh output folders; print the times, ratio and value check."""
-    import pandas as pd
+    from helpers import results
 
     root = Path(tempfile.mkdtemp(prefix="chain-workers-"))
     print(f"outputs under {root}")
@@ -64,8 +64,8 @@ def compare_workers(counts: list[int], args: list[str]) -> int:
             print(f"chain with {n} worker(s) failed (exit code {rc})")
             return rc
         walls[n] = wall
-        tables[n] = pd.read_csv(out / "results.csv", low_memory=False)
-    cols = ["dataset", "model", "seed", "split", "metric", "class"]
+        tables[n] = results.read(out / "results.csv")
+    cols = [*results.RUN_COLUMNS, "split", "metric", "class"]  # a unique index: every label budget apart
     first, *rest = counts
     for n in counts:
         print(f"{n} worker(s)           {walls[n] / 60:8.1f} min   ({len(tables[n])} rows)")
