@@ -150,6 +150,7 @@ class LabelView:
             self._train = [
                 c for c in base_ids if (self._mask(c, labels[c]) != ds.ignore_index).any()
             ]  # a chip without a labelled pixel carries no gradient and no sample
+        self._train_set = set(self._train)
         counts = np.zeros(ds.num_classes, np.int64)
         for cid in self._train:
             y = self._mask(cid, labels[cid])
@@ -186,13 +187,6 @@ class LabelView:
         if chip_id in self._train_set:
             return self._mask(chip_id, np.asarray(y))
         return y
-
-    @property
-    def _train_set(self) -> set[str]:
-        s = self.__dict__.get("_train_set_cache")
-        if s is None:
-            s = self.__dict__["_train_set_cache"] = set(self._train)
-        return s
 
     def read_arrays(self, chip_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The underlying chip's arrays, its labels seen through the budget."""
