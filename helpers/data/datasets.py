@@ -767,12 +767,34 @@ def channel_stats(
     return [float(m) for m in mean], [float(s) for s in std]
 
 
+def varies_by_replicate(name: str) -> bool:
+    """Whether a replicate of the study draws new data for this dataset (the simulated ones) or reuses it.
+
+    A replicate (README: "Replicates") is a data draw together with a model seed. Only a simulator can draw new
+    data; a real dataset, the Indian Pines scene included, is fixed, so its replicates differ by model seed alone and
+    its intervals cover model seeds only.
+    """
+    return str(name).startswith("sim-")
+
+
+def replicate_root(data_dir: str | os.PathLike, name: str, replicate: int = 0) -> Path:
+    """The folder of one replicate's data: ``data_dir/name`` for replicate 0 and fixed data, else ``name.r<k>``.
+
+    Replicate 0 keeps the folder a dataset always had, so a user's own scripts and a single-seed run find it where
+    they did; the other draws sit beside it, one folder each, never inside it (a dataset folder holds one dataset).
+    """
+    if replicate == 0 or not varies_by_replicate(name):
+        return Path(data_dir) / name
+    return Path(data_dir) / f"{name}.r{int(replicate)}"
+
+
 def prepare(
     name: str,
     data_dir: str | os.PathLike,
     *,
     size: str = "default",
     seed: int = 0,
+    replicate: int = 0,
     **open_kwargs,
 ) -> ChipDataset:
     """Open ``data_dir/name``, generating it first if it is a generated dataset that is not there yet.
@@ -780,12 +802,21 @@ def prepare(
     Generated datasets (``sim-*``, ``indian-pines-hls``) are deterministic in (name, size, seed) and cached, so
     calling this again costs only the check. Real datasets are never downloaded here (tests and the chain run
     offline): a missing one gets a clear error pointing at ``python -m helpers.data.download``.
+
+    Args:
+        name: Dataset name.
+        data_dir: Folder of the datasets.
+        size: Generator size (``"default"``, ``"quick"``, ...) of a generated dataset.
+        seed: Base generator seed of the simulated data (``sim_seed`` in the parameter files).
+        replicate: Which data draw of a simulated dataset (:func:`varies_by_replicate`): replicate ``k`` is generated
+            with generator seed ``seed + k`` into :func:`replicate_root`; ignored for fixed datasets.
+        **open_kwargs: Passed to :func:`open`.
     """
-    root = Path(data_dir) / name
+    root = replicate_root(data_dir, name, replicate)
     if name.startswith("sim-"):
         from helpers.data import simulate
 
-        simulate.generate(name, root, size=size, seed=seed)
+        simulate.generate(name, root, size=size, seed=seed + int(replicate))
     elif name == "indian-pines-hls":
         from helpers.data import indian_pines
 
@@ -802,3 +833,25 @@ def prepare(
             "example DIR` writes a small one)"
         )
     return open(name, root, **open_kwargs)
+
+
+def prepare_replicates(
+    name: str,
+    data_dir: str | os.PathLike,
+    replicates: Sequence[int],
+    *,
+    size: str = "default",
+    seed: int = 0,
+    **open_kwargs,
+) -> dict[int, ChipDataset]:
+    """Every replicate's dataset, ``{replicate: dataset}`` (generated on first use, then only checked).
+
+    A simulated dataset gets one data draw per replicate (:func:`prepare` with ``replicate=k``); a fixed dataset
+    maps every replicate to the same opened object, so its runs share one feature and embedding cache and one
+    pretraining (:mod:`helpers.runs.matrix` groups jobs by the dataset object).
+    """
+    reps = [int(r) for r in replicates]
+    if not varies_by_replicate(name):
+        ds = prepare(name, data_dir, size=size, seed=seed, **open_kwargs)
+        return dict.fromkeys(reps, ds)
+    return {r: prepare(name, data_dir, size=size, seed=seed, replicate=r, **open_kwargs) for r in reps}

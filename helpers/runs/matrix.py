@@ -8,11 +8,18 @@ skipped, is the family's business (:mod:`helpers.runs.train`, :mod:`helpers.runs
 matrix and its order:
 
 * the main datasets get every model, the texture sweep its own shorter list (README, "The default run matrix");
-* the first seed of every (main dataset, model) is also trained on to twice its steps (the doubling check of
-  :mod:`helpers.runs.convergence`); those are the longest jobs, so they get priority 1 and start first;
+* the first seed of every (dataset, model), the texture sweep included, is also trained on to twice its steps from
+  a restarted learning rate (the doubling check of :mod:`helpers.runs.convergence`); those are the longest jobs, so
+  they get priority 1 and start first;
 * in-study pretraining is a job of its own, once per (dataset or pool, pretext) at priority 2, and the fine-tunes of
   every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
 * the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
+
+**Replicates.** Every function takes ``draws``: ``{name: {seed: dataset}}``
+(:func:`helpers.data.datasets.prepare_replicates`). The run of seed ``k`` trains on replicate ``k``'s dataset: a data
+draw of its own for a simulated dataset, the same fixed data for a real one. What depends on the data (pretraining,
+the embedding cache) is therefore done once per distinct dataset object: once per replicate on simulated data, once
+in all on real data.
 """
 
 from __future__ import annotations
@@ -62,6 +69,18 @@ def specs(
     ]
 
 
+def distinct(per_seed: Mapping[int, object], seeds: Sequence[int]) -> list[tuple[object, list[int]]]:
+    """The distinct dataset objects among ``per_seed[s]`` for ``seeds``, each with the seeds that use it, in order.
+
+    On a fixed dataset every seed maps to one object (one group); on a simulated one each seed has its own draw.
+    """
+    groups: dict[int, tuple[object, list[int]]] = {}
+    for s in seeds:
+        ds = per_seed[int(s)]
+        groups.setdefault(id(ds), (ds, []))[1].append(int(s))
+    return list(groups.values())
+
+
 def budget_datasets(main: Sequence[str], opened: Mapping, knobs: Sequence[float]) -> list[str]:
     """The datasets the label budgets run on: the main ones and the sweep at ``knobs`` (those opened)."""
     sweep = [f"sim-texture-{float(k):g}" for k in knobs]
@@ -91,13 +110,13 @@ def run_classical_spec(ds, spec: RunSpec, keep_fitted: bool = False, **kwargs) -
 
 
 def submit_classical_runs(
-    client, opened: Mapping, run_specs: Sequence[RunSpec], *, keep_fitted=None, **kwargs
+    client, draws: Mapping, run_specs: Sequence[RunSpec], *, keep_fitted=None, **kwargs
 ) -> list:
     """Notebook 02's runs, one job per spec (``client=None``: each runs at submit, here, sharing one feature cache).
 
     Args:
         client: Engine client or None.
-        opened: ``{name: dataset}``.
+        draws: ``{name: {seed: dataset}}`` (the spec's seed picks its replicate).
         run_specs: From :func:`specs`.
         keep_fitted: ``spec -> bool``: keep that run's fitted model and maps in the outcome (default: none).
         **kwargs: Passed to :func:`helpers.runs.classical.run_classical` (``results_path``, ``budget``, ``cache``, ...).
@@ -108,7 +127,7 @@ def submit_classical_runs(
         engine.submit(
             client,
             run_classical_spec,
-            opened[s.dataset],
+            draws[s.dataset][s.seed],
             s,
             bool(keep_fitted(s)) if keep_fitted else False,
             **kwargs,
@@ -117,14 +136,18 @@ def submit_classical_runs(
     ]
 
 
-def _checked(convergence_path, name: str, seed: int, main: Sequence[str], seeds: Sequence[int]):
-    """The convergence table for the first seed of a main dataset (its doubling check), else None."""
-    return convergence_path if seed == seeds[0] and name in main else None
+def _checked(convergence_path, seed: int, seeds: Sequence[int]):
+    """The convergence table for the first seed of every dataset (its doubling check), else None.
+
+    The texture sweep is checked too, not only the main datasets: its runs carry claim 2, and a check that skipped
+    them would leave the claim's own evidence unchecked.
+    """
+    return convergence_path if seed == seeds[0] else None
 
 
 def submit_cnn_runs(
     client,
-    opened: Mapping,
+    draws: Mapping,
     *,
     main: Sequence[str],
     models: Sequence[str],
@@ -149,8 +172,8 @@ def submit_cnn_runs(
 
     Args:
         client: Engine client (``None``: each run trains at submit, here).
-        opened: ``{name: dataset}``, the main datasets and the texture sweep.
-        main: Names of the main datasets (the rest of ``opened`` is the texture sweep).
+        draws: ``{name: {seed: dataset}}``, the main datasets and the texture sweep (module docstring: replicates).
+        main: Names of the main datasets (the rest of ``draws`` is the texture sweep).
         models: CNNs of the main datasets (:data:`helpers.models.cnn.MODELS`).
         texture_models: CNNs of the texture sweep.
         seeds: Run seeds.
@@ -168,10 +191,11 @@ def submit_cnn_runs(
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
     """
     jobs, runs = [], []
-    for name, ds in opened.items():
+    for name, per_seed in draws.items():
         for model_name in models if name in main else texture_models:
             for seed in seeds:
-                checked = _checked(convergence_path, name, seed, main, seeds)
+                ds = per_seed[seed]
+                checked = _checked(convergence_path, seed, seeds)
                 jobs.append(
                     engine.submit(
                         client,
@@ -194,7 +218,7 @@ def submit_cnn_runs(
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
     for spec in specs(budget_names, budget_models, seeds, below_all(label_budgets)):
-        ds = opened[spec.dataset]
+        ds = draws[spec.dataset][spec.seed]
         jobs.append(
             engine.submit(
                 client,
@@ -226,7 +250,7 @@ def below_all(label_budgets: Sequence[str]) -> list[str]:
 
 def submit_fm_runs(
     client,
-    opened: Mapping,
+    draws: Mapping,
     *,
     main: Sequence[str],
     seeds: Sequence[int],
@@ -258,8 +282,8 @@ def submit_fm_runs(
 
     Args:
         client: Engine client (``None``: each job runs at submit, here).
-        opened: ``{name: dataset}``, the main datasets and the texture sweep.
-        main: Names of the main datasets (the rest of ``opened`` is the texture sweep).
+        draws: ``{name: {seed: dataset}}``, the main datasets and the texture sweep (module docstring: replicates).
+        main: Names of the main datasets (the rest of ``draws`` is the texture sweep).
         seeds: Run seeds.
         fm_models: Rows of :mod:`helpers.runs.fm_runs` (Prithvi-arch variants, ViT, SegFormer, Prithvi-100M) on the
             main datasets.
@@ -284,18 +308,23 @@ def submit_fm_runs(
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
-    pool = [opened[n] for n in main]
-    # pretraining first, once per (dataset or pool, variant); the fine-tunes of every seed are submitted after it
+    # the pooled pretraining: once per distinct pool of main datasets (one per replicate on simulated data)
+    pools: dict[tuple, list] = {}
+    for seed in seeds:
+        pool = [draws[n][seed] for n in main]
+        pools.setdefault(tuple(id(d) for d in pool), pool)
+    pool_of = {seed: pools[tuple(id(draws[n][seed]) for n in main)] for seed in seeds}
     pooled_pre = {
-        v: engine.submit(
+        (v, key): engine.submit(
             client, fm_runs.ensure_pretraining, pool[0], v, settings, pretrain_on=pool, priority=2, **pre_kw
         )
         for v in pooled_models
+        for key, pool in pools.items()
     }
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
-    for name, ds in opened.items():
+    for name, per_seed in draws.items():
         chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
         in_study = [m for m in chosen if m in fm_runs.DEFAULT_MODELS]
         published_rows = [m for m in chosen if m not in fm_runs.DEFAULT_MODELS]
@@ -306,14 +335,17 @@ def submit_fm_runs(
         pretext = {
             m: fm_runs.VARIANTS[m].pretext for m in [*in_study, *study_budgeted] if m in fm_runs.VARIANTS
         }
-        # one pretraining per pretext (probes share it)
+        # one pretraining per (data draw, pretext) (probes share it)
         first = {p: m for m, p in reversed(pretext.items()) if p}
-        pre = {
-            p: engine.submit(client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw)
-            for p, m in first.items()
-        }
+        pre: dict[tuple[int, str], object] = {}
+        for ds, _ in distinct(per_seed, seeds):
+            for p, m in first.items():
+                pre[id(ds), p] = engine.submit(
+                    client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw
+                )
         for seed in seeds:
-            checked = _checked(convergence_path, name, seed, main, seeds)
+            ds = per_seed[seed]
+            checked = _checked(convergence_path, seed, seeds)
             fm_kw = dict(
                 settings=settings,
                 prithvi_checkpoint=prithvi_checkpoint,
@@ -323,7 +355,7 @@ def submit_fm_runs(
                 **common,
             )
             for model in in_study:
-                after = [pre[pretext[model]]] if pretext.get(model) else []
+                after = [pre[id(ds), pretext[model]]] if pretext.get(model) else []
                 jobs.append(
                     engine.submit(
                         client,
@@ -338,6 +370,7 @@ def submit_fm_runs(
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": model})
             for variant in pooled:
+                pool = pool_of[seed]
                 jobs.append(
                     engine.submit(
                         client,
@@ -347,7 +380,7 @@ def submit_fm_runs(
                         models=[],
                         pooled=[variant],
                         pool=pool,
-                        after=[pooled_pre[variant]],
+                        after=[pooled_pre[variant, tuple(id(d) for d in pool)]],
                         **fm_kw,
                     )
                 )
@@ -369,7 +402,8 @@ def submit_fm_runs(
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": fm_pretrained_runs.FINETUNE_ROW})
         for spec in specs([name], study_budgeted, seeds, deep_below):
-            after = [pre[pretext[spec.model]]] if pretext.get(spec.model) else []
+            ds = per_seed[spec.seed]
+            after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
             jobs.append(
                 engine.submit(
                     client,
@@ -390,13 +424,20 @@ def submit_fm_runs(
             )
             runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
         frozen = [r for r in published_rows if r != fm_pretrained_runs.FINETUNE_ROW]
-        plan = [*specs([name], frozen, seeds), *specs([name], frozen_budgeted, seeds, below)]
-        if plan:  # one job per dataset: its rows share the embedding cache
+        # one job per data draw: its rows share the draw's embedding cache
+        for ds, group in distinct(per_seed, seeds):
+            plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]
+            if not plan:
+                continue
             cache = Path(cache_dir) / "embeddings"
             jobs.append(
                 engine.submit(client, fm_pretrained_runs.run_frozen_plan, ds, plan, cache_dir=cache, **common)
             )
             runs.append(
-                {"dataset": name, "seed": "all", "rows": "+".join(dict.fromkeys(s.model for s in plan))}
+                {
+                    "dataset": name,
+                    "seed": ",".join(map(str, group)),
+                    "rows": "+".join(dict.fromkeys(s.model for s in plan)),
+                }
             )
     return jobs, runs

@@ -1,0 +1,141 @@
+"""Replicates: a data draw of every simulated dataset together with a model seed (issue 27, item 1).
+
+The run of seed ``k`` must train and be scored on replicate ``k``'s data; what depends on the data (pretraining,
+embedding caches) must be done once per draw, and a fixed dataset must not be redrawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.data import datasets, generic
+from helpers.runs import matrix
+
+
+def test_simulated_replicates_are_new_draws_in_their_own_folders(tmp_path):
+    reps = datasets.prepare_replicates("sim-flood", tmp_path, [0, 1], size="quick", seed=3)
+    a, b = reps[0], reps[1]
+    assert a.root == tmp_path / "sim-flood" and b.root == tmp_path / "sim-flood.r1"
+    assert a.name == b.name == "sim-flood"  # rows keep the dataset's name; the seed column is the replicate
+    assert a.fingerprint() != b.fingerprint()
+    assert {s: len(a.chip_ids(s)) for s in a.splits} == {s: len(b.chip_ids(s)) for s in b.splits}
+    x0, _ = a.read_arrays(a.chip_ids("test")[0])
+    x1, _ = b.read_arrays(b.chip_ids("test")[0])
+    assert not np.array_equal(x0, x1)
+    # replicate k is generator seed sim_seed + k: the same bytes as a plain generation with that seed
+    plain = datasets.prepare("sim-flood", tmp_path / "plain", size="quick", seed=4)
+    assert plain.fingerprint() == b.fingerprint()
+
+
+def test_fixed_datasets_are_one_object_for_every_replicate(tmp_path):
+    generic.write_example(tmp_path / "example-wetlands")
+    reps = datasets.prepare_replicates("example-wetlands", tmp_path, [0, 1, 2])
+    assert reps[0] is reps[1] is reps[2]
+    assert not datasets.varies_by_replicate("indian-pines-hls")
+    assert datasets.replicate_root(tmp_path, "indian-pines-hls", 2) == tmp_path / "indian-pines-hls"
+    assert not (tmp_path / "example-wetlands.r1").exists()
+
+
+class _Draw:
+    """Stands in for a dataset object: only its identity matters to the matrix."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.name = label.split("@")[0]
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    calls = []
+
+    def submit(client, fn, *args, **kwargs):
+        calls.append((getattr(fn, "__name__", str(fn)), args, kwargs))
+        return len(calls) - 1  # the job's token
+
+    monkeypatch.setattr(matrix.engine, "submit", submit)
+    return calls
+
+
+def _draws(names, seeds, simulated):
+    out = {}
+    for n in names:
+        if n in simulated:
+            out[n] = {s: _Draw(f"{n}@{s}") for s in seeds}
+        else:
+            fixed = _Draw(f"{n}@fixed")
+            out[n] = dict.fromkeys(seeds, fixed)
+    return out
+
+
+def test_fm_matrix_pretrains_once_per_draw_and_fine_tunes_on_the_seeds_draw(recorder):
+    seeds = [0, 1, 2]
+    draws = _draws(["sim-a", "real-b"], seeds, simulated={"sim-a"})
+    matrix.submit_fm_runs(
+        None,
+        draws,
+        main=["sim-a", "real-b"],
+        seeds=seeds,
+        fm_models=["prithvi_arch_small_mae"],
+        pretrained_models=["presto_frozen_linear"],
+        texture_models=[],
+        pooled_models=[],
+        settings=None,
+        prithvi_checkpoint=None,
+        galileo_steps=1,
+        results_path=None,
+        runs_dir="runs",
+        cache_dir="cache",
+        maps_dir=None,
+        convergence_path=None,
+    )
+    pre = [(i, c) for i, c in enumerate(recorder) if c[0] == "ensure_pretraining"]
+    # three draws of the simulated dataset, one of the fixed one
+    assert sorted(repr(c[1][0]) for _, c in pre) == ["real-b@fixed", "sim-a@0", "sim-a@1", "sim-a@2"]
+    token_of = {repr(c[1][0]): i for i, c in pre}
+    fine = [c for c in recorder if c[0] == "run_fm_rows"]
+    assert len(fine) == 6
+    for _, args, kwargs in fine:
+        ds, seed = args
+        assert repr(ds) == (f"sim-a@{seed}" if ds.name == "sim-a" else "real-b@fixed")
+        assert kwargs["after"] == [token_of[repr(ds)]]  # waits for its own draw's pretraining
+    frozen = [c for c in recorder if c[0] == "run_frozen_plan"]
+    # one embedding job per draw, each with the seeds that use that draw
+    got = sorted((repr(args[0]), tuple(s.seed for s in args[1])) for _, args, _ in frozen)
+    assert got == [("real-b@fixed", (0, 1, 2)), ("sim-a@0", (0,)), ("sim-a@1", (1,)), ("sim-a@2", (2,))]
+
+
+def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
+    seeds = [0, 1]
+    draws = _draws(["sim-a"], seeds, simulated={"sim-a"})
+    matrix.submit_cnn_runs(
+        None,
+        draws,
+        main=["sim-a"],
+        models=["unet"],
+        texture_models=[],
+        seeds=seeds,
+        model_size="cpu",
+        fit_settings={},
+        epoch_cap=None,
+        results_path=None,
+        runs_dir="runs",
+        maps_dir=None,
+        convergence_path=None,
+        budget_models=["unet"],
+        label_budgets=["points-10"],
+        budget_names=["sim-a"],
+    )
+    seen = []
+    for name, args, kwargs in recorder:
+        if name == "run":
+            seen.append((repr(args[0]), kwargs["seed"]))
+        elif name == "at_budget":
+            seen.append((repr(args[1]), args[3]))
+    assert seen == [("sim-a@0", 0), ("sim-a@1", 1), ("sim-a@0", 0), ("sim-a@1", 1)]
+    recorder.clear()
+    matrix.submit_classical_runs(None, draws, matrix.specs(["sim-a"], ["rf"], seeds))
+    assert [(repr(args[0]), args[1].seed) for _, args, _ in recorder] == [("sim-a@0", 0), ("sim-a@1", 1)]
