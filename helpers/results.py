@@ -68,6 +68,7 @@ COLUMNS = [
     "predict_s",
     "peak_mem_mb",
     "model_size_mb",
+    "platform",
     "git_sha",
     "timestamp",
     "run_key",
@@ -118,27 +119,196 @@ class RunId:
         """File of the run's saved test maps."""
         return Path(maps_dir).joinpath(*self.parts(), f"seed{int(self.seed)}.npz")
 
+    def chips_path(self, chips_dir: str | os.PathLike) -> Path:
+        """File of the run's per-chip counts (:func:`save_chip_counts`), laid out as its maps."""
+        return self.map_path(chips_dir)
+
+
+#: Version of the per-chip count files (:func:`save_chip_counts`); a file of another version reads as absent.
+CHIPS_FORMAT = 1
+
+
+def chips_dir_beside(results_path: str | os.PathLike | None) -> Path | None:
+    """Where a run's per-chip counts go by default: ``chips/`` beside its results table (no table: nowhere)."""
+    return None if results_path is None else Path(results_path).parent / "chips"
+
+
+def chip_counts(chip_ids: Sequence[str], cms: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-chip ``tp``, ``fp``, ``fn`` of every class from per-chip confusion matrices.
+
+    A split's scores come from its summed confusion matrix, and a bootstrap over test chips needs the same counts
+    chip by chip; ``tp``/``fp``/``fn`` are all :func:`helpers.metrics.scores`' aggregates need (``oa``'s denominator
+    is ``tp + fn``), at ``2C`` fewer numbers per chip than the matrix.
+
+    Args:
+        chip_ids: The split's chips, in the order of ``cms``.
+        cms: ``(K, C, C)`` int confusion matrices (rows truth, columns prediction), one per chip; a chip without a
+            scored pixel has a zero matrix (kept, so every run of a dataset lists the same chips).
+
+    Returns:
+        ``{"chip_ids": (K,) str, "tp": (K, C) int64, "fp": (K, C) int64, "fn": (K, C) int64}``.
+    """
+    cms = np.asarray(cms, dtype=np.int64)
+    if cms.ndim != 3 or cms.shape[1] != cms.shape[2] or cms.shape[0] != len(chip_ids):
+        raise ValueError(f"expected ({len(chip_ids)}, C, C) confusion matrices, got shape {cms.shape}")
+    tp = np.diagonal(cms, axis1=1, axis2=2).copy()
+    return {
+        "chip_ids": np.array(list(chip_ids), dtype=str),
+        "tp": tp,
+        "fp": cms.sum(axis=1) - tp,
+        "fn": cms.sum(axis=2) - tp,
+    }
+
+
+def counts_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float]:
+    """The aggregate scores (:data:`helpers.metrics.AGGREGATES`) of per-class counts summed over some chips.
+
+    The same formulas as :func:`helpers.metrics.scores` on the summed confusion matrix (a class counts in the macro
+    means where it is true or predicted somewhere), so a resample of chips is scored as a split is.
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    if not tp.shape == fp.shape == fn.shape or tp.ndim != 1:
+        raise ValueError(
+            f"tp, fp, fn must be equal 1-D per-class counts; got {tp.shape}, {fp.shape}, {fn.shape}"
+        )
+    present = (tp + fp + fn) > 0
+    n_valid = tp.sum() + fn.sum()
+
+    def macro(num: np.ndarray, den: np.ndarray) -> float:
+        return float(np.mean(num[present] / den[present])) if present.any() else float("nan")
+
+    return {
+        "miou_macro": macro(tp, tp + fp + fn),
+        "f1_macro": macro(2 * tp, 2 * tp + fp + fn),
+        "iou_micro": float(tp.sum() / (tp.sum() + fp.sum() + fn.sum())) if n_valid > 0 else float("nan"),
+        "oa": float(tp.sum() / n_valid) if n_valid > 0 else float("nan"),
+    }
+
+
+def save_chip_counts(
+    chips_dir: str | os.PathLike | None, rid: RunId, run_key: str, counts: Mapping[str, Mapping]
+) -> Path | None:
+    """Write one run's per-chip counts (``{split: chip_counts(...)}``) to ``rid.chips_path(chips_dir)``.
+
+    One compressed ``.npz`` per run (no pickle), holding the run's ``run_key`` so that a file left by an earlier
+    version of the run is recognised as stale (:func:`read_chip_counts`). Written atomically: a crash leaves the
+    previous file or none, never a torn one. Nothing is written without a folder or without counts.
+    """
+    if chips_dir is None or not counts:
+        return None
+    splits = list(counts)
+    arrays: dict[str, np.ndarray] = {}
+    for i, split in enumerate(splits):
+        c = counts[split]
+        ids = np.asarray(c["chip_ids"], dtype=str)
+        tp, fp, fn = (np.asarray(c[k]) for k in ("tp", "fp", "fn"))
+        if not (tp.ndim == 2 and tp.shape == fp.shape == fn.shape and tp.shape[0] == ids.shape[0]):
+            raise ValueError(
+                f"{rid}: split {split!r}: tp/fp/fn must be (chips, classes) for {ids.shape[0]} chips; "
+                f"got {tp.shape}, {fp.shape}, {fn.shape}"
+            )
+        arrays |= {
+            f"chip_ids_{i}": ids,
+            f"tp_{i}": tp.astype(np.int64),
+            f"fp_{i}": fp.astype(np.int64),
+            f"fn_{i}": fn.astype(np.int64),
+        }
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object, so numpy does not append another ".npz"
+            np.savez_compressed(
+                fh,
+                format=np.array(CHIPS_FORMAT),
+                run_key=np.array(str(run_key)),
+                splits=np.array(splits, dtype=str),
+                **arrays,
+            )
+
+    return atomic_write(rid.chips_path(chips_dir), write)
+
+
+def read_chip_counts(
+    dataset: str,
+    model: str,
+    seed: int,
+    label_budget: str = "all",
+    *,
+    chips_dir: str | os.PathLike,
+    run_key: str | None = None,
+) -> dict[str, dict[str, np.ndarray]] | None:
+    """One run's per-chip counts: ``{split: {"chip_ids", "tp", "fp", "fn"}}`` (:func:`chip_counts`), or None.
+
+    None when the run saved none, and (with a warning that says why) when the file is not of this format or was
+    written under another ``run_key`` than the one given: counts of an earlier version of the run (other data,
+    settings, platform) must never stand in for the rows in the table. Pass the table row's ``run_key``; None
+    accepts any.
+    """
+    path = RunId(str(dataset), str(model), int(seed), str(label_budget)).chips_path(chips_dir)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format"]) != CHIPS_FORMAT:
+                warnings.warn(
+                    f"{path}: chip counts of format {int(z['format'])}, expected {CHIPS_FORMAT}; ignored",
+                    stacklevel=2,
+                )
+                return None
+            stored = str(z["run_key"])
+            if run_key is not None and stored != str(run_key):
+                warnings.warn(
+                    f"{path}: chip counts of run_key {stored!r}, not {run_key!r} (stale: an earlier version of the "
+                    "run); ignored",
+                    stacklevel=2,
+                )
+                return None
+            return {
+                str(split): {
+                    "chip_ids": z[f"chip_ids_{i}"].astype(str),
+                    "tp": z[f"tp_{i}"],
+                    "fp": z[f"fp_{i}"],
+                    "fn": z[f"fn_{i}"],
+                }
+                for i, split in enumerate(z["splits"])
+            }
+    except (OSError, KeyError, ValueError) as err:
+        warnings.warn(f"{path}: not a chip-count file of this study ({err}); ignored", stacklevel=2)
+        return None
+
 
 def is_simulated(ds) -> bool:
     """Whether a dataset is simulated: its own ``simulated`` flag, else the ``sim-`` name prefix."""
     return bool(getattr(ds, "simulated", str(ds.name).startswith("sim-")))
 
 
+#: Tracked paths (git glob pathspecs from the checkout's top) whose changes cannot move a number: what the chain
+#: writes (the results table with its maps and chip counts, the figures and tables drawn from it; executed notebooks
+#: go to the ignored ``output/``) and the top-level prose (README, STUDY), which notebook 05 may rewrite.
+NOT_CODE = ("results", "figures", "*.md")
+
+
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
-    """Short commit of the code that produced a row ("unknown" outside a git checkout)."""
+    """Short commit of the code that produced a row ("unknown" outside a git checkout).
+
+    ``-dirty`` is appended only when tracked code or configuration differs from that commit: the chain's own
+    outputs and the prose (:data:`NOT_CODE`) are left out, or every row written after the first would be marked
+    dirty by the rows before it and the mark would say nothing about the code.
+    """
+    cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=cwd or Path(__file__).resolve().parent,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         )
         sha = out.stdout.strip()
+        excluded = [f":(top,glob,exclude){p}" for p in NOT_CODE]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd or Path(__file__).resolve().parent,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excluded],
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=10,
@@ -263,7 +433,19 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
         low_memory=False,
         dtype={"run_key": str},  # hex digits such as "12e4..." must not become numbers
     )
-    for col in ("class", "note", "status", "pretraining", "weights", "split", "stopped_by", "run_key"):
+    if "platform" not in df:  # tables written before rows recorded their platform
+        df["platform"] = ""
+    for col in (
+        "class",
+        "note",
+        "status",
+        "pretraining",
+        "weights",
+        "split",
+        "stopped_by",
+        "run_key",
+        "platform",
+    ):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
     return _with_budget(df)
@@ -282,7 +464,16 @@ def full_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Text columns written as empty strings (not NaN) when a row lacks them.
-_TEXT_COLUMNS = ("class", "note", "pretraining", "weights", "stopped_by", "run_key", "label_budget")
+_TEXT_COLUMNS = (
+    "class",
+    "note",
+    "pretraining",
+    "weights",
+    "stopped_by",
+    "run_key",
+    "label_budget",
+    "platform",
+)
 
 
 def _append_if_new(new: pd.DataFrame, path: Path) -> bool:

@@ -126,3 +126,129 @@ def test_bad_rows_rejected(tmp_path):
         results.write_run([{**_rows(0)[0], "family": "magic"}], tmp_path / "r.csv")
     with pytest.raises(ValueError, match="lack"):
         results.write_run([{"model": "rf"}], tmp_path / "r.csv")
+
+
+# ---------------------------------------------------------------------------------------------- chip counts
+def test_chip_counts_summed_score_as_the_summed_confusion_matrix():
+    rng = np.random.default_rng(0)
+    cms = rng.integers(0, 50, (7, 4, 4))
+    cms[:, 3, :] = cms[:, :, 3] = 0  # a class never true nor predicted: left out of the macro means
+    cms[2] = 0  # a chip without a scored pixel keeps its (zero) row
+    c = results.chip_counts([f"c{i}" for i in range(7)], cms)
+    assert c["tp"].shape == c["fp"].shape == c["fn"].shape == (7, 4) and c["tp"].dtype == np.int64
+    assert list(c["chip_ids"]) == [f"c{i}" for i in range(7)]
+    want = metrics.scores(cms.sum(axis=0))
+    got = results.counts_scores(*(c[k].sum(axis=0) for k in ("tp", "fp", "fn")))
+    assert got == {m: want[m] for m in metrics.AGGREGATES}  # the same numbers, bit for bit
+    assert np.isnan(results.counts_scores(*np.zeros((3, 4)))["miou_macro"])
+    with pytest.raises(ValueError, match="confusion matrices"):
+        results.chip_counts(["a"], cms)
+
+
+def test_chip_counts_file_layout_round_trip_stale_key_and_atomic_write(tmp_path):
+    cms = np.arange(2 * 2 * 2).reshape(2, 2, 2)
+    counts = {"test": results.chip_counts(["t0", "t1"], cms), "bolivia": results.chip_counts(["b0"], cms[:1])}
+    full = results.RunId("sim-flood", "rf", 3)
+    budget = results.RunId("sim-flood", "rf", 3, "px-10")
+    for rid in (full, budget):
+        path = results.save_chip_counts(tmp_path / "chips", rid, "key-" + rid.label_budget, counts)
+        assert path == rid.chips_path(tmp_path / "chips")
+    # laid out as the maps: the budget folder only below "all"
+    assert (tmp_path / "chips" / "sim-flood" / "rf" / "seed3.npz").is_file()
+    assert (tmp_path / "chips" / "sim-flood" / "rf" / "px-10" / "seed3.npz").is_file()
+    assert not list((tmp_path / "chips").rglob("*.tmp"))  # written through a renamed temporary file
+    back = results.read_chip_counts("sim-flood", "rf", 3, chips_dir=tmp_path / "chips", run_key="key-all")
+    assert list(back) == ["test", "bolivia"]
+    for split in counts:
+        for k in ("chip_ids", "tp", "fp", "fn"):
+            np.testing.assert_array_equal(back[split][k], counts[split][k])
+    assert results.read_chip_counts("sim-flood", "rf", 3, "px-10", chips_dir=tmp_path / "chips") is not None
+    # a file of another run_key (an earlier version of the run) is never used, and says why
+    with pytest.warns(UserWarning, match="stale"):
+        assert (
+            results.read_chip_counts("sim-flood", "rf", 3, chips_dir=tmp_path / "chips", run_key="new")
+            is None
+        )
+    assert results.read_chip_counts("sim-flood", "rf", 4, chips_dir=tmp_path / "chips") is None  # absent
+    (tmp_path / "chips" / "sim-flood" / "rf" / "seed3.npz").write_bytes(b"not a zip")
+    with pytest.warns(UserWarning, match="not a chip-count file"):
+        assert results.read_chip_counts("sim-flood", "rf", 3, chips_dir=tmp_path / "chips") is None
+    # no folder or nothing to save: nothing written
+    assert results.save_chip_counts(None, full, "k", counts) is None
+    assert (
+        results.save_chip_counts(tmp_path / "none", full, "k", {}) is None
+        and not (tmp_path / "none").exists()
+    )
+    assert results.chips_dir_beside(tmp_path / "r.csv") == tmp_path / "chips"
+    assert results.chips_dir_beside(None) is None
+
+
+def test_failed_chip_counts_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    rid = results.RunId("sim-flood", "rf", 0)
+    counts = {"test": results.chip_counts(["t0"], np.eye(2, dtype=int)[None])}
+    results.save_chip_counts(tmp_path, rid, "old", counts)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", broken)
+    with pytest.raises(OSError, match="disk full"):
+        results.save_chip_counts(tmp_path, rid, "new", counts)
+    monkeypatch.undo()
+    assert results.read_chip_counts("sim-flood", "rf", 0, chips_dir=tmp_path, run_key="old") is not None
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+def test_platform_is_a_column_and_old_tables_read_it_blank(tmp_path):
+    path = tmp_path / "r.csv"
+    old = pd.DataFrame(_rows(0)).assign(status="ok", git_sha="x", run_key="k")
+    old.reindex(columns=[c for c in results.COLUMNS if c != "platform"]).to_csv(path, index=False)
+    assert "platform" in results.COLUMNS
+    assert set(results.read(path)["platform"]) == {""}
+    new = [dict(r, platform="x86_64 AVX2 bf16=none torch=2") for r in _rows(1)]
+    df = results.write_run(new, path)
+    assert list(df.columns[: len(results.COLUMNS)]) == results.COLUMNS
+    back = results.read(path)
+    assert set(back.loc[back["seed"] == 1, "platform"]) == {"x86_64 AVX2 bf16=none torch=2"}
+    assert set(back.loc[back["seed"] == 0, "platform"]) == {""}
+
+
+def test_git_sha_is_dirty_only_for_changed_code_not_the_chains_outputs(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    files = {
+        "results/results.csv": "a\n",
+        "results/maps/x/seed0.npz": "m\n",
+        "figures/tables/findings.md": "f\n",
+        "README.md": "r\n",
+        "helpers/code.py": "x = 1\n",
+        "helpers/notes.md": "n\n",
+        "notebooks/params/default.yaml": "a: 1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    clean = results.git_sha(tmp_path / "helpers")
+    assert clean and not clean.endswith("-dirty") and clean != "unknown"
+    for name in (
+        "results/results.csv",
+        "results/maps/x/seed0.npz",
+        "figures/tables/findings.md",
+        "README.md",
+    ):
+        (tmp_path / name).write_text("changed by the chain\n")
+    (tmp_path / "results" / "chips").mkdir()
+    (tmp_path / "results" / "chips" / "new.npz").write_text("untracked\n")
+    assert results.git_sha(tmp_path / "helpers") == clean  # outputs and prose only: still the commit
+    for name in ("helpers/code.py", "helpers/notes.md", "notebooks/params/default.yaml"):
+        git("checkout", "-q", "--", ".")
+        (tmp_path / name).write_text("changed code\n")
+        assert results.git_sha(tmp_path) == clean + "-dirty", name
+    assert results.git_sha(tmp_path.parent) == "unknown" or not tmp_path.parent.joinpath(".git").exists()

@@ -116,3 +116,43 @@ def test_a_run_is_finished_only_under_its_key_and_not_run_never_replaces_it(tmp_
     after = results.read(path)
     assert after.loc[after["model"] == "vit", "status"].tolist() == ["not_run"]
     assert not runner.finished(ds, "vit", 0, path, None)
+
+
+def test_context_records_the_platform_torch_families_as_torch_sees_it(monkeypatch):
+    from helpers.runs import runtime
+
+    assert "torch=" in runner.context(_ds(), "unet", 0, family="cnn")["platform"]
+    classical_platform = runner.context(_ds(), "rf", 0, family="classical")["platform"]
+    assert (
+        "torch=" not in classical_platform
+        and classical_platform.split()[0] == runtime.platform_class().split()[0]
+    )
+    monkeypatch.setattr(runtime, "platform_class", lambda torch_kernels=True: f"declared-{torch_kernels}")
+    assert runner.context(_ds(), "unet", 0, family="fm")["platform"] == "declared-True"
+    assert runner.context(_ds(), "rf", 0, family="classical")["platform"] == "declared-False"
+
+
+def test_finish_saves_chip_counts_beside_the_table_with_the_run_key(tmp_path):
+    ds, path = _ds(), tmp_path / "r.csv"
+    cms = np.array([[[3, 1], [0, 4]], [[7, 0], [2, 1]]])
+    chips = {"test": results.chip_counts(ds.chip_ids("test"), cms)}
+    ctx = runner.context(ds, "rf", 0, family="classical", run_key="key-a")
+    scores = {"test": metrics.scores(cms.sum(axis=0))}
+    runner.finish(ds, "rf", 0, scores, ctx, results_path=path, chips=chips)
+    assert (tmp_path / "chips" / ds.name / "rf" / "seed0.npz").is_file()  # default: beside the table
+    back = results.read_chip_counts(ds.name, "rf", 0, chips_dir=tmp_path / "chips", run_key="key-a")
+    assert list(back["test"]["chip_ids"]) == ["test_0", "test_1"]
+    np.testing.assert_array_equal(back["test"]["tp"], [[3, 4], [7, 1]])
+    # None: no counts; an explicit folder: there, also without a table
+    runner.finish(ds, "lgbm", 0, scores, ctx, results_path=path, chips=chips, chips_dir=None)
+    assert not (tmp_path / "chips" / ds.name / "lgbm").exists()
+    runner.finish(ds, "lgbm", 1, scores, ctx, results_path=None, chips=chips, chips_dir=tmp_path / "c2")
+    assert (
+        results.read_chip_counts(ds.name, "lgbm", 1, chips_dir=tmp_path / "c2", run_key="key-a") is not None
+    )
+    runner.finish(ds, "lgbm", 2, scores, ctx, results_path=None, chips=chips)  # no table, default: nowhere
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "c2",
+        "chips",
+        "r.csv",
+    ]

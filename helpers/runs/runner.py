@@ -24,18 +24,51 @@ what a reader must be able to trust about every row whatever the family:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import random
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from helpers import results
 from helpers.data import labels
 from helpers.report import prediction_maps
+from helpers.runs import runtime
 
 STATUSES = ("ok", "skipped", "not_run")
+
+
+class _Beside(enum.Enum):
+    TABLE = "beside the results table"
+
+
+#: Default ``chips_dir`` of every family's run: ``chips/`` beside its results table
+#: (:func:`helpers.results.chips_dir_beside`; no table: none), so every run that writes rows also writes the
+#: per-chip counts a bootstrap over test chips needs, without each caller naming the folder.
+BESIDE_TABLE = _Beside.TABLE
+
+
+def chips_dir_for(
+    chips_dir: str | os.PathLike | None | _Beside, results_path: str | os.PathLike | None
+) -> Path | None:
+    """The folder a run's per-chip counts go to: ``chips_dir``, or beside the table for :data:`BESIDE_TABLE`."""
+    if chips_dir is BESIDE_TABLE:
+        return results.chips_dir_beside(results_path)
+    return None if chips_dir is None else Path(chips_dir)
+
+
+def platform(family: str) -> str:
+    """The arithmetic platform a run of ``family`` declares (:func:`helpers.runs.runtime.platform_class`).
+
+    Torch-based families (``cnn``, ``fm``) are described as torch sees the machine, and put it in their run key;
+    a classical row's numbers were measured bit-identical across platforms, so it records the CPU without torch
+    (not loading it) and leaves it out of its key.
+    """
+    return runtime.platform_class(torch_kernels=family != "classical")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -117,8 +150,9 @@ def context(
     """The columns every row of one run shares.
 
     Who ran (dataset, model, family, seed, label budget, weights; ``simulated`` from
-    :func:`helpers.results.is_simulated`), the training labels it saw (``n_labelled_px``, ``n_train_chips``), then
-    ``columns`` (sizes, timings, note, ``run_key``), in that order.
+    :func:`helpers.results.is_simulated`), the training labels it saw (``n_labelled_px``, ``n_train_chips``), the
+    arithmetic platform it ran on (``platform``: :func:`platform`), then ``columns`` (sizes, timings, note,
+    ``run_key``), in that order.
     """
     rid = identity(ds, model, seed)
     return {
@@ -134,6 +168,7 @@ def context(
         # what training labels the run saw (a dataset object that cannot be read, e.g. a test stand-in: blank)
         "n_labelled_px": int(labels.labelled_counts(ds).sum()) if hasattr(ds, "read_arrays") else None,
         "n_train_chips": len(ds.chip_ids("train")) if "train" in ds.splits else None,
+        "platform": platform(family),
         **columns,
     }
 
@@ -193,19 +228,28 @@ def finish(
     maps_dir: str | os.PathLike | None = None,
     maps: Mapping | None = None,
     splits: Sequence[str] | None = None,
+    chips_dir: str | os.PathLike | None | _Beside = BESIDE_TABLE,
+    chips: Mapping[str, Mapping] | None = None,
 ) -> list[dict]:
-    """Turn a finished run's scores into rows, save its maps and write both: the last step of every run.
+    """Turn a finished run's scores into rows, save its maps and chip counts and write them: the last step of every run.
+
+    The per-chip counts are written before the rows: a crash between the two leaves a run that is not in the table
+    (rerun, overwriting the counts), never rows without their counts.
 
     Args:
         ds: The dataset (its class names label the per-class rows).
         model: The run's model name (where its maps go).
         seed: The run's seed.
         scores: ``{split: helpers.metrics.scores(...)}``; a split without scores (no validation) has no rows.
-        ctx: The rows' shared columns (:func:`context`).
+        ctx: The rows' shared columns (:func:`context`); its ``run_key`` is stored with the chip counts.
         results_path: Results CSV (``None``: write no rows; the maps are still saved).
         maps_dir: Folder of saved prediction maps (:mod:`helpers.report.prediction_maps`; ``None``: none).
         maps: ``{chip_id: prediction}`` to save.
         splits: Row order (default: ``val``, then :func:`held_out_splits`).
+        chips_dir: Folder of per-chip counts (:func:`helpers.results.save_chip_counts`): default beside
+            ``results_path`` (:data:`BESIDE_TABLE`; no table, no counts); ``None``: none.
+        chips: ``{split: helpers.results.chip_counts(...)}`` of the held-out splits scored; their sums must be the
+            splits' scored confusion matrices.
 
     Returns:
         The rows, validation first.
@@ -219,6 +263,61 @@ def finish(
     prediction_maps.save(
         maps_dir, rid.dataset, rid.model, rid.seed, dict(maps or {}), label_budget=rid.label_budget
     )
+    results.save_chip_counts(
+        chips_dir_for(chips_dir, results_path), rid, str(ctx.get("run_key", "")), dict(chips or {})
+    )
     if results_path is not None:
         results.write_run(rows, results_path)
     return rows
+
+
+def save_missing_chips(
+    ds,
+    model: str,
+    seed: int,
+    rows: Sequence[Mapping],
+    chips: Mapping[str, Mapping],
+    *,
+    results_path: str | os.PathLike | None,
+    chips_dir: str | os.PathLike | None | _Beside = BESIDE_TABLE,
+) -> Path | None:
+    """Save the chip counts of an unchanged rerun when the run has none yet and its rows are the table's own.
+
+    A family that refits a run it does not rewrite (classical: seconds) can so give rows written before per-chip
+    counts existed their counts. They are written only when every recomputed row value equals the table's (same
+    ``run_key``, split, metric, class): counts that did not produce the table's numbers are never saved beside them.
+
+    Returns:
+        The file written, or None (no folder, counts already there, or rows that differ from the table).
+    """
+    folder = chips_dir_for(chips_dir, results_path)
+    key = str(rows[0].get("run_key", "")) if rows else ""
+    if folder is None or results_path is None or not chips or not key:
+        return None
+    rid = identity(ds, model, seed)
+    with warnings.catch_warnings():  # a stale file is what this replaces: no need to say so
+        warnings.simplefilter("ignore")
+        found = results.read_chip_counts(
+            rid.dataset, rid.model, rid.seed, rid.label_budget, chips_dir=folder, run_key=key
+        )
+        if found is not None:
+            return None
+    table = results.read(results_path)
+    mine = table[
+        (table["dataset"].astype(str) == rid.dataset)
+        & (table["model"].astype(str) == rid.model)
+        & (table["seed"].astype(str) == str(rid.seed))
+        & (table["label_budget"].astype(str) == rid.label_budget)
+        & (table["run_key"].astype(str) == key)
+        & (table["status"] == "ok")
+    ]
+    stored = {
+        (s, m, c): v
+        for s, m, c, v in zip(mine["split"], mine["metric"], mine["class"], mine["value"], strict=True)
+    }
+    computed = {(r["split"], r["metric"], r["class"]): r["value"] for r in rows}
+    if set(stored) != set(computed) or not all(
+        np.isclose(stored[k], computed[k], rtol=0, atol=1e-12, equal_nan=True) for k in computed
+    ):
+        return None
+    return results.save_chip_counts(folder, rid, key, dict(chips))
