@@ -122,6 +122,52 @@ def test_chip_context_from_files(fixture_roots: dict) -> None:
     assert ctx.months == A.DEFAULT_MONTHS["crop"] and ctx.month_source.startswith("assumed")
 
 
+def test_months_from_tags_reads_iso_dates_and_days_of_year() -> None:
+    assert A.months_from_tags({"ACQUISITION_DATES": "2022-03-26, 2022-06-21,2022-09-13"}) == (
+        (2, 5, 8),
+        "ACQUISITION_DATES",
+    )
+    assert A.months_from_tags({"ACQUISITION_DATE": "2019-12-31T10:20:00"}) == ((11,), "ACQUISITION_DATE")
+    assert A.months_from_tags({"ACQUISITION_DOY": "85,172,256"}) == ((2, 5, 8), "ACQUISITION_DOY")
+    assert A.months_from_tags({"ACQUISITION_DOY": "60", "ACQUISITION_YEAR": "2020"}) == (
+        (1,),
+        "ACQUISITION_DOY",
+    )
+    assert A.months_from_tags({"ACQUISITION_DOY": "60"}) == ((2,), "ACQUISITION_DOY")  # non-leap: 1 March
+    for bad in ({}, {"ACQUISITION_DATES": "March"}, {"ACQUISITION_DOY": "0,400"}, {"OTHER": "2022-01-01"}):
+        assert A.months_from_tags(bad) is None, bad
+
+
+def test_chip_context_takes_the_months_a_file_carries(tmp_path: Path) -> None:
+    """A generic multi-date GeoTIFF with date tags gets its own months; one without (or with too few) the defaults."""
+    from types import SimpleNamespace
+
+    from rasterio.transform import from_origin
+
+    from helpers.data.io import write_geotiff
+
+    def chip(name: str, tags: dict) -> Path:
+        path = tmp_path / f"{name}.tif"
+        data = np.full((12, 8, 8), 1000, np.int16)
+        write_geotiff(path, data, crs="EPSG:32615", transform=from_origin(500000, 4600000, 30, 30), tags=tags)
+        return path
+
+    files = {
+        "dated": chip("dated", {"ACQUISITION_DATES": "2021-01-15,2021-11-02"}),
+        "doy": chip("doy", {"ACQUISITION_DOY": "32,200"}),
+        "short": chip("short", {"ACQUISITION_DATES": "2021-01-15"}),
+        "plain": chip("plain", {}),
+    }
+    ds = SimpleNamespace(n_times=2, task="crop", paths=lambda c: (files[c], files[c]))
+    ctx = A.chip_context(ds, "dated")
+    assert ctx.months == (0, 10) and ctx.months_source == "file tags (ACQUISITION_DATES)"
+    assert A.chip_context(ds, "doy").months == (1, 6)
+    for c in ("short", "plain"):  # no date per date of the chip: the documented assumption, said so
+        ctx = A.chip_context(ds, c)
+        assert ctx.months == (6, 6) and ctx.month_source.startswith("assumed")
+    assert "months=[0, 10]" in A.chip_context(ds, "dated").key()  # the months reach the embedding cache key
+
+
 # ------------------------------------------------------------------------------------------------ Galileo grid
 def test_window_starts_cover_and_end_flush() -> None:
     assert E.window_starts(224, 64, 64) == [0, 64, 128, 160]

@@ -30,11 +30,14 @@ Caveats, stated once here and in the results notes: HLS is surface reflectance (
 Sentinel-2 and Landsat harmonised), while both models saw top-of-atmosphere L1C digital numbers; the band
 centres match but the radiometry differs, most in the blue band. Nothing here corrects for that.
 
-Months: ``chip_context`` takes the acquisition date from an HLS-style ``.YYYYDDD.`` token in the image file name
-(burn scars have it). Where no date is known it falls back to :data:`DEFAULT_MONTHS` (stated assumptions: the
-crop data ships three dates of the 2022 growing season without dates, so April, July and September stand for
-early, mid and late season; single-date tasks use July). The months used go into the embedding cache key and the
-results note.
+Months: ``chip_context`` takes the dates a chip's image file carries, in this order: its ``ACQUISITION_DATES`` (or
+``ACQUISITION_DATE``) tag, ISO dates ``YYYY-MM-DD`` separated by commas, one per date of the chip (sim-crop writes
+them; any GeoTIFF may); its ``ACQUISITION_DOY`` tag, days of year (with ``ACQUISITION_YEAR`` if given, else read
+in a non-leap year); for a single-date chip, an HLS-style ``.YYYYDDD.`` token in the file name (burn scars have
+it). Only where the file holds none (or not one per date) does it fall back to :data:`DEFAULT_MONTHS` (stated
+assumptions: the real crop data ships three dates of the 2022 growing season without dates, so April, July and
+September stand for early, mid and late season; single-date tasks use July). ``ChipContext.month_source`` says which
+was used; the months go into the embedding cache key and the results note.
 
 Bump :data:`ADAPTER_VERSION` whenever anything above changes: it is part of the embedding cache key.
 """
@@ -51,7 +54,8 @@ import torch
 from helpers.models import galileo as _g
 from helpers.models import presto as _p
 
-ADAPTER_VERSION = "1"
+#: 2: months from the file's date tags (sim-crop's per-tile dates) before the assumed defaults.
+ADAPTER_VERSION = "2"
 
 HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
 #: HLS band -> Sentinel-2 band name used by both models.
@@ -70,7 +74,7 @@ GALILEO_STD = (917.7041440370853, 913.2988423581528, 1092.678723527555, 1204.472
 GALILEO_SHIFT = tuple(m - 2 * s for m, s in zip(GALILEO_MEAN, GALILEO_STD, strict=True))
 GALILEO_DIV = tuple((m + 2 * s) - (m - 2 * s) for m, s in zip(GALILEO_MEAN, GALILEO_STD, strict=True))
 
-#: Month (0 = January) per date where a chip's file name carries no date; see the module docstring.
+#: Month (0 = January) per date where a chip's file carries no date (tags or name); see the module docstring.
 DEFAULT_MONTHS = {"crop": (3, 6, 8), "burn": (6,), "flood": (6,), "texture": (6,), "landcover": (6,)}
 #: Chip centre used by Presto when a chip has no usable CRS: the centre of the contiguous US (all three
 #: original HLS datasets are CONUS; simulated data has no real location).
@@ -91,6 +95,11 @@ class ChipContext:
     month_source: str
     latlon_source: str
 
+    @property
+    def months_source(self) -> str:
+        """Alias of :attr:`month_source`: where the months came from (file tags, file name or assumed)."""
+        return self.month_source
+
     def key(self) -> str:
         """Stable text for cache keys (rounded so float noise never invalidates a cache)."""
         return (
@@ -108,6 +117,49 @@ def month_from_name(name: str) -> int | None:
     if not 1 <= doy <= 366 or not 1980 <= year <= 2100:
         return None
     return (_dt.date(year, 1, 1) + _dt.timedelta(days=doy - 1)).month - 1
+
+
+#: Tags a GeoTIFF may carry its acquisition dates in (file-level metadata), in the order they are looked for.
+DATE_TAGS = ("ACQUISITION_DATES", "ACQUISITION_DATE", "ACQUISITION_DOY")
+
+
+def months_from_tags(tags: dict[str, str]) -> tuple[tuple[int, ...], str] | None:
+    """Month (0-11) of every date listed in a file's tags (see :data:`DATE_TAGS`) and the tag read, or None.
+
+    Why: a chip's dates are data (sim-crop draws them per tile), and a model given assumed months instead sees a
+    season that is not in the pixels. ISO dates ``YYYY-MM-DD`` (anything after the first 10 characters, such as a
+    time, is ignored) or days of year, comma separated; a malformed tag counts as absent.
+    """
+    for tag in DATE_TAGS:
+        text = tags.get(tag)
+        if not text:
+            continue
+        parts = [v.strip() for v in str(text).split(",") if v.strip()]
+        try:
+            if tag == "ACQUISITION_DOY":
+                year = int(tags.get("ACQUISITION_YEAR", 2022))  # 2022: a non-leap year
+                days = [int(v) for v in parts]
+                if not all(1 <= d <= 366 for d in days):
+                    continue
+                dates = [_dt.date(year, 1, 1) + _dt.timedelta(days=d - 1) for d in days]
+            else:
+                dates = [_dt.date.fromisoformat(v[:10]) for v in parts]
+        except ValueError:
+            continue
+        if dates:
+            return tuple(d.month - 1 for d in dates), tag
+    return None
+
+
+def tags_from_file(path: str | Path) -> dict[str, str]:
+    """The file-level metadata tags of a raster (empty when it cannot be read)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            return dict(src.tags())
+    except (rasterio.errors.RasterioError, OSError):
+        return {}
 
 
 def geometry_from_file(path: str | Path) -> tuple[tuple[float, float], float] | None:
@@ -145,18 +197,26 @@ def geometry_from_file(path: str | Path) -> tuple[tuple[float, float], float] | 
 
 
 def chip_context(ds, chip_id: str) -> ChipContext:
-    """Months, location and pixel size of one chip (see the module docstring for the fallbacks)."""
+    """Months, location and pixel size of one chip (see the module docstring for the sources and fallbacks).
+
+    The months come from the image file's date tags when it lists one date per date of the chip, else from an
+    HLS-style date in the file name (single-date chips), else from :data:`DEFAULT_MONTHS`; ``month_source`` says
+    which. The location is the chip centre from the file's CRS, else :data:`DEFAULT_LATLON`.
+    """
     image = None
     if hasattr(ds, "paths"):
         try:
             image = ds.paths(chip_id)[0]
         except Exception:  # noqa: BLE001 - a dataset without files (tests) still gets defaults
             image = None
+    n_times = int(ds.n_times)
+    tagged = months_from_tags(tags_from_file(image)) if image is not None else None
     month = month_from_name(Path(image).name) if image is not None else None
     if month is None:
         month = month_from_name(chip_id)
-    n_times = int(ds.n_times)
-    if month is not None and n_times == 1:
+    if tagged is not None and len(tagged[0]) == n_times:
+        months, msrc = tagged[0], f"file tags ({tagged[1]})"
+    elif month is not None and n_times == 1:
         months, msrc = (month,), "file date"
     else:
         months = DEFAULT_MONTHS.get(ds.task, (6,) * n_times)
@@ -319,6 +379,7 @@ __all__ = [
     "ADAPTER_VERSION",
     "ChipContext",
     "chip_context",
+    "months_from_tags",
     "galileo_inputs",
     "presto_inputs",
     "months_tensor",
