@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 from scipy import ndimage as ndi
+from scipy.stats import ks_2samp
 
 from helpers.data import datasets, sim_crop, simulate
 from helpers.data.spectral import HLS_BANDS, SPECTRA_PATH, load_spectra
+from helpers.runs import fm_adapters as A
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -344,15 +346,142 @@ def test_true_labels_are_a_held_out_split_of_the_same_images(quick):
 #: Content hashes of the quick datasets (seed 0) per family generator version. Every committed result's run_key
 #: contains the hash of the data it ran on, so bytes that change without a new version silently rerun the whole study
 #: (a moved module once changed the name written into every file's tags). Change these only with the versions.
-PINNED_V1 = {
-    "sim-crop": "37ea2a5a6de156fb",
-    "sim-burn": "69c1999b31dbade4",
-    "sim-flood": "e6f91b0e9c1fdd66",
-    "sim-texture-0.5": "661da5dcff122e3b",
+PINNED_V1_1 = {
+    "sim-crop": "7af13d752c69e7c8",
+    "sim-burn": "b97ebd3500eb6100",
+    "sim-flood": "d8d178e9f6de6241",
+    "sim-texture-0.5": "e4463327ace9de59",
 }
 
 
 def test_generated_bytes_are_pinned_for_the_generator_version(quick):
-    assert simulate.GENERATOR_VERSION == "1.0" and simulate.family_version("sim-crop") == "2.0"
+    assert simulate.GENERATOR_VERSION == "1.1" and simulate.family_version("sim-crop") == "2.1"
+    assert simulate.family_version("sim-crop") == sim_crop.VERSION
     got = {n: datasets.open(n, root).fingerprint() for n, root in quick.items()}
-    assert got == PINNED_V1
+    assert got == PINNED_V1_1
+
+
+# ------------------------------------------------------------------------------------------ one shared region
+_LAYOUT = {
+    "sim-crop": "crop",
+    "sim-burn": "burn_scars",
+    "sim-flood": "sen1floods11",
+    "sim-texture-0.5": "texture",
+}
+_SPLITS = ("train", "val", "test")
+
+
+def _latlon(root: Path, name: str) -> dict[str, np.ndarray]:
+    """What a location-aware encoder is given: ``chip_context(ds, chip).latlon`` of every chip, per split."""
+    ds = datasets.open(name, root)
+    return {s: np.array([A.chip_context(ds, c).latlon for c in ds.chip_ids(s)]) for s in _SPLITS}
+
+
+def _shift_in_steps(root: Path, name: str) -> float:
+    """Largest north-south or east-west distance between split means, in grid steps of the layout."""
+    shift = simulate.split_location_shift(_latlon(root, name))
+    return max(shift.values()) / simulate.grid_step_km(simulate.SIZES[_LAYOUT[name]]["quick"]["chip"])
+
+
+def _legacy_cells(seed, name, size, n, slots=None, block=1):
+    """Generator 1.0's placement: 50 chips a row, test chips from row 100 on (sim-flood: all splits in a row)."""
+    counts = simulate.SIZES[_LAYOUT.get(name, "texture")][size]
+    j = np.arange(n)
+    if name != "sim-flood":
+        j = np.where(j < counts["train"], j, 5000 + j - counts["train"])
+    return np.stack([j // 50, j % 50], axis=1)
+
+
+#: Largest allowed distance between split means, in grid steps (a quick grid is 3-4 cells a side; 1.0's shift
+#: was 100 steps north-south, sim-flood's 6 steps east-west).
+MAX_SHIFT_STEPS = 3.0
+
+
+def test_splits_share_one_region_for_a_location_aware_encoder(quick, tmp_path, monkeypatch):
+    """Every layout: the chip centres Presto is given have the same spread in train, val and test.
+
+    The same check on data written with generator 1.0's placement fails, so it can tell the two apart.
+    """
+    measured = {n: _shift_in_steps(root, n) for n, root in quick.items()}
+    assert all(v <= MAX_SHIFT_STEPS for v in measured.values()), measured
+    monkeypatch.setattr(simulate, "_layout_cells", _legacy_cells)
+    old = {n: _shift_in_steps(simulate.generate(n, tmp_path / n, size="quick", seed=0), n) for n in quick}
+    assert all(v > MAX_SHIFT_STEPS for v in old.values()), old
+
+
+@pytest.mark.parametrize("size", ["default", "paper"])
+@pytest.mark.parametrize("name", ["sim-crop", "sim-burn", "sim-flood", "sim-texture-0.5"])
+def test_interleaving_gives_every_split_the_same_distribution_of_places(name, size):
+    """At the study's sizes the splits' grid rows and columns pass a two-sample KS test; 1.0's placement fails it."""
+    counts = simulate.SIZES[_LAYOUT[name]][size]
+    if name == "sim-flood":
+        n = {s: counts[s] for s in _SPLITS}
+    else:  # val is a subset of the training chips (crop) or held out from them by the loader (burn)
+        n = {"train": counts["train"], "test": counts["test"]}
+    total = sum(n.values())
+    bounds = np.cumsum([0, *n.values()])
+    for cells_of, passes in ((simulate._layout_cells, True), (_legacy_cells, False)):
+        if name == "sim-crop" and cells_of is simulate._layout_cells:
+            # the tile permutation of _write_sim_crop places its chips
+            slots = simulate._rng(0, name, size, "tiles").permutation(total)
+            cells = cells_of(0, name, size, total, slots, sim_crop.CHIPS_PER_TILE)
+        else:
+            cells = cells_of(0, name, size, total)
+        parts = [cells[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        tests = [(a[:, k], b[:, k]) for i, a in enumerate(parts) for b in parts[i + 1 :] for k in (0, 1)]
+        p = min(1.0, len(tests) * min(ks_2samp(a, b).pvalue for a, b in tests))  # Bonferroni: pairs and axes
+        assert bool(p > 0.01) == passes, (cells_of.__name__, p)
+
+
+def test_no_two_chips_overlap(quick):
+    """Every image file's footprint (per CRS) is disjoint from every other one's, with the gap between them."""
+    for name, root in quick.items():
+        boxes: dict[str, list] = {}
+        for f in sorted(root.rglob("*.tif")):
+            if f.name.endswith(("_merged.tif", "_S2Hand.tif")):
+                with rasterio.open(f) as src:
+                    boxes.setdefault(str(src.crs), []).append(tuple(src.bounds))
+        for b in boxes.values():
+            x0, y0, x1, y1 = np.array(b).T
+            apart = (
+                (x1[:, None] < x0[None, :]) | (x1[None, :] < x0[:, None])
+                | (y1[:, None] < y0[None, :]) | (y1[None, :] < y0[:, None])
+            )  # fmt: skip
+            np.fill_diagonal(apart, True)
+            assert apart.all(), name
+    # at every size the cells are distinct, so footprints (chip side < grid step) never meet
+    for size in ("quick", "default", "paper"):
+        n = sum(simulate.SIZES["crop"][size][s] for s in ("train", "test"))
+        slots = np.random.default_rng(0).permutation(n)
+        for block in (1, sim_crop.CHIPS_PER_TILE):
+            cells = simulate.grid_positions(slots, block)
+            assert len(np.unique(cells, axis=0)) == n
+
+
+def test_sim_crop_tiles_are_blocks_of_adjacent_chips_mixing_splits(quick):
+    slots = np.random.default_rng(3).permutation(200)
+    cells = simulate.grid_positions(slots, sim_crop.CHIPS_PER_TILE)
+    tile = slots // sim_crop.CHIPS_PER_TILE
+    for t in np.unique(tile):
+        c = cells[tile == t]
+        assert np.ptp(c, axis=0).max() <= 2  # a 3 x 3 block
+    with pytest.raises(ValueError, match="permutation"):
+        simulate.grid_positions(np.array([0, 0, 1]))
+
+
+def test_sim_crop_chips_get_their_file_months_not_the_defaults(quick):
+    """Presto and Galileo get each chip's acquisition months (written by the generator), never assumed ones."""
+    ds = datasets.open("sim-crop", quick["sim-crop"])
+    seen = set()
+    for split in _SPLITS:
+        for c in ds.chip_ids(split):
+            ctx = A.chip_context(ds, c)
+            with rasterio.open(ds.paths(c)[0]) as src:
+                tags = src.tags()
+            doys = [int(d) for d in tags["ACQUISITION_DOY"].split(",")]
+            iso = [sim_crop.iso_date(d) for d in doys]
+            assert tags["ACQUISITION_DATES"].split(",") == iso
+            assert ctx.months == tuple(int(d[5:7]) - 1 for d in iso), c
+            assert ctx.month_source == ctx.months_source == "file tags (ACQUISITION_DATES)"
+            seen.add(ctx.months)
+    assert seen and seen != {A.DEFAULT_MONTHS["crop"]}  # the file months, not the defaults

@@ -6,10 +6,12 @@ between 0.37 and 0.48. This generator keeps the spectra (real library materials 
 to HLS, :mod:`helpers.data.spectral`) and the layout, and adds, each from a stated source or marked as a choice:
 
 * **Acquisition dates per HLS tile** (:data:`DATE_KNOTS`): the three scenes of a chip are drawn per tile of
-  :data:`CHIPS_PER_TILE` chips from piecewise-linear quantile functions through the real chip tracker's statistics
+  :data:`CHIPS_PER_TILE` adjacent chips (a block of the layout; tiles mix training and test chips) from piecewise-linear quantile functions through the real chip tracker's statistics
   (3,854 chips, 425 tiles: first scene 1 Mar-30 Jul, median day 85; second 12 Mar-25 Sep, median 172; third
   1 Apr-30 Sep, median 256, 68 % in September), joined by a Gaussian copula whose correlation (:data:`DATE_RHO`)
-  was chosen on a grid to match the tracker's first-to-third span (median 150 days, 23 % under 90 days).
+  was chosen on a grid to match the tracker's first-to-third span (median 150 days, 23 % under 90 days). Every
+  file carries its dates as days of year (``ACQUISITION_DOY``) and ISO dates of :data:`YEAR`
+  (``ACQUISITION_DATES``), which :func:`helpers.runs.fm_adapters.chip_context` turns into the models' months.
 * **Phenology per class** (:data:`PHENOLOGY`): each class (and each sub-type of the catch-all classes) is a curve
   of mixtures over the day of year, anchored on US crop calendars (planting, emergence, peak, senescence, harvest;
   alfalfa's cuts), and evaluated at each chip's dates; not fitted to imagery.
@@ -32,6 +34,7 @@ Everything is deterministic in the random generator it is given.
 
 from __future__ import annotations
 
+import datetime as _dt
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,7 +44,9 @@ from scipy.stats import norm
 from helpers.data.datasets import CROP_CLASSES
 from helpers.data.spectral import material, vegetation
 
-VERSION = "2.0"
+#: 2.1: chips share one region with the other splits, each tile a block of adjacent chips
+#: (:func:`helpers.data.simulate.grid_positions`), and the dates are also written as ISO dates (:func:`iso_date`).
+VERSION = "2.1"
 
 CLASSES: tuple[str, ...] = tuple(CROP_CLASSES)  # the real dataset's 13 classes, in mask order
 #: Classes that are planted: their fields get the per-field planting shift and patchy emergence.
@@ -64,6 +69,16 @@ DATE_RHO = 0.5
 MIN_GAP_DAYS = 3
 #: Chips per tile sharing one date triplet: 3,854 chips / 425 tiles.
 CHIPS_PER_TILE = 9
+
+
+#: Year of the simulated scenes: the real dataset's growing season (2022, not a leap year), so that a day of year
+#: is a calendar date and a month that every foundation model can be given.
+YEAR = 2022
+
+
+def iso_date(doy: int, year: int = YEAR) -> str:
+    """``YYYY-MM-DD`` of day ``doy`` (1-based) of ``year``: the machine-readable date written into every file."""
+    return (_dt.date(year, 1, 1) + _dt.timedelta(days=int(doy) - 1)).isoformat()
 
 
 def draw_dates(rng: np.random.Generator, n: int = 1) -> np.ndarray:

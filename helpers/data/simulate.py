@@ -23,7 +23,10 @@ Tasks (`generate(name, root, size, seed)`):
   accuracy of each knob value is computed from the generative model (`texture_bayes_accuracy`).
 
 Layouts (so `helpers.data.datasets` reads simulated and real data through one path): crop layout for sim-crop and
-sim-texture, HLS Burn Scars layout for sim-burn, Sen1Floods11 hand-labelled layout for sim-flood. See
+sim-texture, HLS Burn Scars layout for sim-burn, Sen1Floods11 hand-labelled layout for sim-flood. In every layout
+the train, validation and test chips share one region, as a random split of real chips does: all chips lie on one
+grid, interleaved by a seeded permutation (:func:`grid_positions`), so a model that is given each chip's location
+(Presto) sees the same locations in every split (:func:`split_location_shift` measures it). See
 `helpers/data/DATA_CARD.md` for the generative process, parameters and licences.
 """
 
@@ -46,13 +49,19 @@ from scipy import ndimage as ndi
 from helpers.data.io import write_geotiff
 from helpers.data.spectral import HLS_BANDS, material, vegetation
 
-GENERATOR_VERSION = "1.0"
+#: 1.1: train, validation and test chips share one region (a seeded interleaving of one grid of positions, see
+#: :func:`grid_positions`); 1.0 laid every test chip ~400 km south of the training chips (and sim-flood's splits one
+#: after another), a covariate shift that only a location-aware encoder (Presto) saw. Pixels and labels of 1.0 are
+#: unchanged; georeference, sim-burn's UTM zone and the tags differ, so every file's bytes (and every run) change.
+GENERATOR_VERSION = "1.1"
 #: The generator's name as written into every file's tags and card: the name of generator version 1.0, kept when
 #: the module moved to ``helpers/data/simulate.py`` so that the same data keep the same bytes (and every run on
 #: them its run_key). Change it only together with GENERATOR_VERSION.
 GENERATOR_NAME = "helpers.simulate"
 #: Families whose generator moved on from GENERATOR_VERSION: only their data (and the runs on them) are rebuilt.
-FAMILY_VERSIONS = {"sim-crop": "2.0"}  # helpers.data.sim_crop: dates, phenology, mixing, label noise
+#: sim-crop 2.0 (:mod:`helpers.data.sim_crop`: dates, phenology, mixing, label noise); 2.1: the shared interleaved
+#: layout of 1.1, each HLS-like tile a block of adjacent chips, and the dates also as ISO dates in the tags.
+FAMILY_VERSIONS = {"sim-crop": "2.1"}
 
 
 def family_version(family: str) -> str:
@@ -863,10 +872,88 @@ def _chip_ids_crop(n: int, row0: int) -> list[str]:
     return [f"chip_{row0 + i // 100:03d}_{i % 100:03d}" for i in range(n)]
 
 
-def _origin(i: int, size: int, base: tuple[float, float] = (300000.0, 4600000.0)) -> tuple[float, float]:
-    # chips laid on a grid with a gap, so no two chips overlap
-    step = (size + 8) * PIXEL_SIZE_M
-    return base[0] + (i % 50) * step, base[1] - (i // 50) * step
+#: Empty pixels between neighbouring chips of a layout, so that no two chips overlap or touch.
+CHIP_GAP_PX = 8
+#: Upper-left corner (projected metres) of every layout's grid of chips.
+LAYOUT_BASE = (300000.0, 4600000.0)
+
+
+def grid_positions(slots: np.ndarray, block: int = 1) -> np.ndarray:
+    """Grid cell ``(row, col)`` of every chip of a layout from its slot in one seeded permutation of all chips.
+
+    Why: real datasets split one region's chips at random, so a model that is given each chip's location sees the
+    same locations in training and test. Every layout therefore puts *all* its chips (train, val and test together)
+    on one compact grid, and the split of a chip does not enter its position: only its slot in a seeded permutation
+    of all chips does. With ``block > 1`` consecutive slots form blocks (HLS-like tiles of sim-crop) of adjacent
+    cells, ``ceil(sqrt(block))`` cells a side, laid row by row; a tile's chips then sit together geographically.
+
+    Args:
+        slots: ``(n,)`` a permutation of ``0..n-1``: chip ``j``'s slot.
+        block: chips per block (1: every chip is its own block).
+
+    Returns:
+        ``(n, 2)`` int64 ``(row, col)`` per chip, all distinct; the grid is about ``sqrt(n)`` cells a side.
+    """
+    slots = np.asarray(slots, dtype=np.int64)
+    n = len(slots)
+    if n and not np.array_equal(np.sort(slots), np.arange(n)):
+        raise ValueError("slots must be a permutation of 0..n-1")
+    side = int(np.ceil(np.sqrt(block)))
+    n_blocks = -(-n // block) if n else 0
+    per_row = max(1, int(np.ceil(np.sqrt(n_blocks))))
+    tile, within = slots // block, slots % block
+    row = (tile // per_row) * side + within // side
+    col = (tile % per_row) * side + within % side
+    return np.stack([row, col], axis=1)
+
+
+def _grid_origin(
+    row: int, col: int, size: int, base: tuple[float, float] = LAYOUT_BASE
+) -> tuple[float, float]:
+    """Upper-left corner of grid cell ``(row, col)`` for chips of ``size`` pixels, :data:`CHIP_GAP_PX` apart."""
+    step = (size + CHIP_GAP_PX) * PIXEL_SIZE_M
+    return base[0] + col * step, base[1] - row * step
+
+
+def _layout_cells(
+    seed: int, name: str, size: str, n: int, slots: np.ndarray | None = None, block: int = 1
+) -> np.ndarray:
+    """Grid cells of a layout's ``n`` chips (train first, then val, then test): one seeded interleaving of all."""
+    if slots is None:
+        slots = _rng(seed, name, size, "positions").permutation(n)
+    return grid_positions(slots, block)
+
+
+def split_location_shift(latlon_by_split: dict[str, np.ndarray]) -> dict[str, float]:
+    """Largest distance (km) between the mean chip centres of any two splits, north-south and east-west apart.
+
+    Why: a location-aware encoder (Presto takes every chip's centre latitude/longitude) must not be able to tell the
+    splits apart by where they lie; with splits drawn from one region the split means differ by about a grid step
+    or less, while generator 1.0's test chips lay ~400 km south of the training chips. Distances use the local
+    equirectangular approximation (111.32 km per degree; east-west scaled by the cosine of the mean latitude).
+
+    Args:
+        latlon_by_split: split name -> ``(n, 2)`` chip centres ``(lat, lon)`` in degrees; empty splits are ignored.
+
+    Returns:
+        ``{"north_km", "east_km"}``: the largest absolute difference of split means along each axis.
+    """
+    means = [
+        np.asarray(v, dtype=float).reshape(-1, 2).mean(axis=0) for v in latlon_by_split.values() if len(v)
+    ]
+    if len(means) < 2:
+        return {"north_km": 0.0, "east_km": 0.0}
+    m = np.array(means)
+    km = 111.32
+    dlat = m[:, 0][:, None] - m[:, 0][None, :]
+    dlon = m[:, 1][:, None] - m[:, 1][None, :]
+    coslat = np.cos(np.deg2rad(m[:, 0].mean()))
+    return {"north_km": float(np.abs(dlat).max() * km), "east_km": float(np.abs(dlon).max() * km * coslat)}
+
+
+def grid_step_km(chip_px: int) -> float:
+    """Distance (km) between neighbouring chips' corners in every layout: chip side plus the gap."""
+    return (chip_px + CHIP_GAP_PX) * PIXEL_SIZE_M / 1000.0
 
 
 def _dataset_json(name: str, layout: str, task: str, classes: tuple, generator: dict) -> dict:
@@ -895,20 +982,28 @@ def _write_crop_layout(
     n_times: int,
     crs: str,
     version: str = GENERATOR_VERSION,
+    slots: np.ndarray | None = None,
+    block: int = 1,
 ) -> None:
-    """Write chips in the crop layout; ``chip_fn(rng, split, i)`` gives image, mask, true mask (or None), tags."""
+    """Write chips in the crop layout; ``chip_fn(rng, split, i)`` gives image, mask, true mask (or None), tags.
+
+    Training chips (``val_data.txt`` is a seeded subset of them) and test chips share one grid of positions
+    (:func:`grid_positions`): chip ``j`` (training chips first, then test) sits at the cell of ``slots[j]``, by
+    default a seeded permutation; sim-crop passes its tile permutation and ``block`` so that tiles are blocks.
+    """
     train_ids = _chip_ids_crop(counts["train"], 0)
     test_ids = _chip_ids_crop(counts["test"], 500)
+    cells = _layout_cells(seed, name, size, len(train_ids) + len(test_ids), slots, block)
     descr = [f"{b} date{t + 1}" for t in range(n_times) for b in HLS_BANDS]
     tags = {"DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{version}); reflectance x 1e4"}
-    for split, ids, folder in (
-        ("train", train_ids, "training_chips"),
-        ("test", test_ids, "validation_chips"),
+    for split, ids, folder, first in (
+        ("train", train_ids, "training_chips", 0),
+        ("test", test_ids, "validation_chips", len(train_ids)),
     ):
         for i, cid in enumerate(_progress(ids, f"{name} {split}")):
             rng = _rng(seed, name, size, split, i)
             img, mask, truth, extra = chip_fn(rng, split, i)
-            origin = _origin(i + (0 if split == "train" else 5000), counts["chip"])
+            origin = _grid_origin(*cells[first + i], counts["chip"])
             _write_tif(root / folder / f"{cid}_merged.tif", to_int16(img), crs, origin, descr, -9999, {**tags, **extra})  # fmt: skip
             _write_tif(root / folder / f"{cid}.mask.tif", mask, crs, origin, ["label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} mask: 0 ignore, classes 1..K"})  # fmt: skip
             if truth is not None:
@@ -925,14 +1020,16 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
 
     Chips are grouped into HLS-like tiles of :data:`~helpers.data.sim_crop.CHIPS_PER_TILE` (a seeded shuffle, so
     train and test chips share tiles as in a random split); a tile's chips share their three dates and regional
-    shift. The summary holds the dates' statistics, the label noise measured per class over all chips and the
+    shift and sit together, a block of adjacent grid cells (the shuffle is also the chips' places on the layout's
+    one grid). The summary holds the dates' statistics, the label noise measured per class over all chips and the
     noise-free ceiling on the test split.
     """
     from helpers.data import sim_crop as C
 
     n_train, n_test = counts["train"], counts["test"]
     n_all = n_train + n_test
-    tile_of = _rng(seed, name, size, "tiles").permutation(n_all) // C.CHIPS_PER_TILE
+    slots = _rng(seed, name, size, "tiles").permutation(n_all)  # also the chips' places: a tile is a block
+    tile_of = slots // C.CHIPS_PER_TILE
     n_tiles = int(tile_of.max()) + 1
     tile_rng = [_rng(seed, name, size, "tile", t) for t in range(n_tiles)]
     tile_dates = [tuple(C.draw_dates(r)[0]) for r in tile_rng]
@@ -958,16 +1055,24 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
                 (c.mask.ravel() - 1) * len(C.CLASSES) + c.truth.ravel() - 1, minlength=confusion.size
             ).reshape(confusion.shape)
         doy = ",".join(str(d) for d in c.dates)
-        return c.image, c.mask, c.truth, {"ACQUISITION_DOY": doy, "TILE": f"T{t:03d}"}
+        iso = ",".join(C.iso_date(d) for d in c.dates)
+        extra = {"ACQUISITION_DOY": doy, "ACQUISITION_DATES": iso, "TILE": f"T{t:03d}"}
+        return c.image, c.mask, c.truth, extra
 
-    _write_crop_layout(root, name, chip, counts, seed, size, 3, "EPSG:32615", version=C.VERSION)
+    _write_crop_layout(
+        root, name, chip, counts, seed, size, 3, "EPSG:32615", C.VERSION, slots, C.CHIPS_PER_TILE
+    )
     used = sorted({int(tile_of[j]) for j in range(n_all)})
     d = np.array([tile_dates[t] for t in tile_of])  # per chip
     span = d[:, 2] - d[:, 0]
     per_class = confusion.sum(axis=1)
     noise = {c: round(1 - confusion[k, k] / per_class[k], 4) for k, c in enumerate(C.CLASSES) if per_class[k]}
     return {
-        "dates": "per tile: three days of year in each file's ACQUISITION_DOY tag (helpers.data.sim_crop)",
+        "dates": (
+            f"per tile: three days of year of {C.YEAR} in each file's ACQUISITION_DOY tag, the same as ISO dates in "
+            "its ACQUISITION_DATES tag (helpers.data.sim_crop)"
+        ),
+        "layout": "one grid for all splits, a seeded interleaving; each tile a block of adjacent chips",
         "tiles": len(used),
         "date_stats": {
             "median_doy": [int(v) for v in np.median(d, axis=0)],
@@ -1009,11 +1114,10 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, leave=False, disable=len(items) < 50)
 
 
-def _burn_stems(n: int, rng: np.random.Generator, chip: int, used: set) -> list[str]:
+def _burn_stems(n: int, rng: np.random.Generator, chip: int, used: set, zone: int) -> list[str]:
     letters = "CDEFGHJKLMNPQRSTUVWXYZ"
     stems = []
     while len(stems) < n:
-        zone = int(rng.integers(10, 14))
         tile = f"{zone}S{letters[rng.integers(len(letters))]}{letters[rng.integers(len(letters))]}"
         date = f"{int(rng.integers(2018, 2022))}{int(rng.integers(150, 330)):03d}"
         stem = f"subsetted_{chip}x{chip}_HLS.S30.T{tile}.{date}.v1.4"
@@ -1026,16 +1130,23 @@ def _burn_stems(n: int, rng: np.random.Generator, chip: int, used: set) -> list[
 def _write_burn_layout(
     root: Path, name: str, counts: dict[str, int], seed: int, size: str, masks_dir
 ) -> None:
+    """Write chips in the HLS Burn Scars layout: all chips (training, and test in ``validation/``) on one grid.
+
+    The chips share one UTM zone (drawn once per dataset from the real dataset's zones 10-13, written into the
+    stems' tile names and the CRS): chips in different zones but at the same projected corner would lie far apart,
+    and a zone drawn per chip would give each split its own spread of longitudes in small datasets.
+    """
     used: set = set()
     chip = counts["chip"]
-    for split, folder in (("train", "training"), ("test", "validation")):
-        stems = _burn_stems(counts[split], _rng(seed, name, size, split, "stems"), chip, used)
+    zone = int(_rng(seed, name, size, "zone").integers(10, 14))
+    crs = f"EPSG:{32600 + zone}"
+    cells = _layout_cells(seed, name, size, counts["train"] + counts["test"])
+    for split, folder, first in (("train", "training", 0), ("test", "validation", counts["train"])):
+        stems = _burn_stems(counts[split], _rng(seed, name, size, split, "stems"), chip, used, zone)
         for i, stem in enumerate(_progress(stems, f"{name} {split}")):
             rng = _rng(seed, name, size, split, i)
             img, mask = simulate_burn_chip(chip, rng, masks_dir=masks_dir)
-            zone = int(stem.split(".T")[1][:2])
-            crs = f"EPSG:{32600 + zone}"
-            origin = _origin(i + (0 if split == "train" else 5000), chip)
+            origin = _grid_origin(*cells[first + i], chip)
             refl = (to_int16(img).astype(np.float32) / 1e4).astype(np.float32)
             tags = {
                 "DESCRIPTION": f"SIMULATED {name} scene ({GENERATOR_NAME} v{GENERATOR_VERSION}); reflectance"
@@ -1045,6 +1156,7 @@ def _write_burn_layout(
 
 
 def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int, size: str) -> None:
+    """Write chips in the Sen1Floods11 hand-labelled layout; train, val and test interleaved on one grid."""
     chip = counts["chip"]
     rng_ids = _rng(seed, name, size, "ids")
     events = ("SimA", "SimB", "SimC", "SimD", "SimE", "SimF")
@@ -1057,12 +1169,13 @@ def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int
         "test": ids[counts["train"] + counts["val"] :],
     }
     tags = {"DESCRIPTION": f"SIMULATED {name} chip ({GENERATOR_NAME} v{GENERATOR_VERSION})"}
+    cells = _layout_cells(seed, name, size, total)  # train, val and test interleaved on one grid
     k = 0
     for split, chip_ids in splits.items():
         for i, cid in enumerate(_progress(chip_ids, f"{name} {split}")):
             rng = _rng(seed, name, size, split, i)
             img, label = simulate_flood_chip(chip, rng)
-            origin = _origin(k, chip)
+            origin = _grid_origin(*cells[k], chip)
             k += 1
             s2 = hls_to_s2_13(to_int16(img))
             _write_tif(root / "S2Hand" / f"{cid}_S2Hand.tif", s2, "EPSG:32630", origin, list(S2_BANDS), 0, {**tags, "DESCRIPTION": tags["DESCRIPTION"] + "; 13 S2 bands x 1e4, non-HLS bands interpolated"})  # fmt: skip
