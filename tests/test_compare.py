@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import metrics, results
-from helpers.report import compare
+from helpers.report import compare, stats
 
 CLASSES = {
     "sim-crop": ["corn", "soy", "forest"],
@@ -108,17 +108,25 @@ def table(tmp_path_factory):
 # bootstrap
 
 
-def test_interval_contains_mean_and_is_seeded():
+def test_interval_is_the_t_interval_over_replicates():
+    from scipy.stats import t
+
     rng = np.random.default_rng(1)
     for n in (2, 3, 5, 20):
         for _ in range(20):
             v = rng.normal(0.6, 0.05, n)
             mean, lo, hi = compare.bootstrap_ci(v, n_boot=500, seed=3)
+            half = t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)
             assert mean == pytest.approx(v.mean())
-            assert lo <= mean <= hi and lo < hi
+            assert (lo, hi) == pytest.approx((v.mean() - half, v.mean() + half))
     v = rng.normal(size=5)
-    assert compare.bootstrap_ci(v, seed=1) == compare.bootstrap_ci(v, seed=1)
-    assert compare.bootstrap_ci(v, seed=1) != compare.bootstrap_ci(v, seed=2)
+    assert compare.bootstrap_ci(v, seed=1) == compare.bootstrap_ci(v, seed=2)  # no Monte Carlo noise
+
+
+def test_three_seeds_are_not_printed_as_their_range():
+    v = [0.4250, 0.4361, 0.4402]  # RF on sim-crop: the old "95 % interval" was [42.5, 44.0]
+    _, lo, hi = compare.bootstrap_ci(v)
+    assert lo < min(v) and hi > max(v)
 
 
 def test_interval_shrinks_with_more_seeds():
@@ -162,6 +170,7 @@ def test_grouped_bootstrap_matches_single_and_ignores_row_order():
     more = pd.concat([long, pd.DataFrame({"g": ["d"] * 3, "seed": [0, 1, 2], "value": [0.1, 0.5, 0.9]})])
     out2 = compare.bootstrap_groups(more, ["g"], n_boot=300, seed=5).set_index("g")
     pd.testing.assert_frame_equal(out2.loc[["a", "b", "c"]], out)
+    assert out.loc["c", "interval"] == "95 % t-interval over 4 replicates"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,6 +185,9 @@ def test_aggregate_means_match_table(table):
     pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
     assert (agg["n"] == 3).all()
     assert (agg["lo"] <= agg["mean"]).all() and (agg["mean"] <= agg["hi"]).all()
+    assert (agg["interval"] == "95 % t-interval over 3 replicates").all()
+    fam = agg.drop_duplicates("model").set_index("model")["comparison_family"]
+    assert fam["prithvi_none"] == "transformer" and fam["prithvi_mae"] == "fm" and fam["unet"] == "cnn"
     assert "prithvi_published" not in set(agg["model"])  # not-run rows are never numbers
     assert agg["runtime_s"].notna().all()
 
@@ -273,8 +285,44 @@ def _write_scores(path, dataset, task, model, family, values, pretraining="none"
         rows = []
 
 
-def _verdict(f, claim, dataset):
-    return f[(f["claim"] == claim) & (f["dataset"] == dataset)]["verdict"].iloc[0]
+def _verdict(f, cell, dataset):
+    return f[(f["cell"] == str(cell)) & (f["dataset"] == dataset)]["verdict"].iloc[0]
+
+
+def _row(f, cell, dataset):
+    return f[(f["cell"] == str(cell)) & (f["dataset"] == dataset)].iloc[0]
+
+
+def test_comparison_family_separates_transformers_from_scratch():
+    rows = pd.DataFrame(
+        [
+            ("rf", "classical", "none"),
+            ("unet", "cnn", "none"),
+            ("vit", "fm", "none"),
+            ("segformer", "fm", "none"),
+            ("prithvi_arch_small_random", "fm", "none"),
+            ("prithvi_arch_small_mae", "fm", "mae-in-study"),
+            ("prithvi_arch_small_spectral", "fm", "spectral-in-study"),
+            ("galileo_nano_frozen_lgbm", "fm", "published"),
+            ("odd_fm", "fm", ""),
+        ],
+        columns=["model", "family", "pretraining"],
+    )
+    expected = [
+        "classical",
+        "cnn",
+        "transformer",
+        "transformer",
+        "transformer",
+        "fm",
+        "fm",
+        "fm",
+        "transformer",
+    ]
+    assert compare.comparison_families(rows).tolist() == expected
+    assert [compare.comparison_family(r) for _, r in rows.iterrows()] == expected
+    assert rows["family"].tolist()[2] == "fm"  # the table's own column is not rewritten
+    assert compare.architecture("prithvi_arch_small_mae") == "prithvi_arch_small"
 
 
 def test_claim1_holds_when_classical_clearly_better(tmp_path):
@@ -283,13 +331,21 @@ def test_claim1_holds_when_classical_clearly_better(tmp_path):
     _write_scores(p, "sim-flood", "flood", "unet", "cnn", [0.85, 0.86, 0.87])
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
     f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, 1, "sim-flood") == compare.HOLDS
-    assert "lgbm 91.0 [" in f[f["claim"] == 1]["evidence"].iloc[0]
-    assert _verdict(f, 2, "sim-flood") == compare.NOT_APPLICABLE  # flood is not a texture task
-    assert _verdict(f, 3, "sim-flood") == compare.MISSING  # no spectral-pretext row
+    row = _row(f, 1, "sim-flood")
+    assert row["verdict"] == compare.HOLDS and row["decision"] == "a>b"
+    assert (row["model_a"], row["model_b"], row["n_replicates"]) == ("lgbm", "prithvi_mae", 3)
+    assert row["estimate"] == pytest.approx(0.20)
+    assert row["effect"].startswith("+20.0 pts [") and "t-interval over 3 replicates" in row["effect"]
+    assert (
+        "best classical lgbm: test 91.0" in row["evidence"]
+        and "paired over 3 of 3 replicates" in row["evidence"]
+    )
+    assert _verdict(f, "2a", "sim-flood") == compare.NOT_APPLICABLE  # flood is not a texture task
+    assert np.isnan(_row(f, "2a", "sim-flood")["p_adjusted"])  # not tested, not counted by Holm
+    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == compare.MISSING  # no spectral-pretext row
 
 
-def test_claim1_inconclusive_when_intervals_overlap_and_fails_when_fm_better(tmp_path):
+def test_claim1_inconclusive_when_undecided_and_fails_when_fm_better(tmp_path):
     p = tmp_path / "r.csv"
     _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.80, 0.85, 0.90])
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.82, 0.86, 0.88], "mae-in-study")
@@ -297,7 +353,21 @@ def test_claim1_inconclusive_when_intervals_overlap_and_fails_when_fm_better(tmp
     _write_scores(p, "sim-crop", "crop", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
     f = compare.findings(results.read(p), n_boot=300)
     assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
+    assert _row(f, 1, "sim-flood")["decision"] == "undetermined"
     assert _verdict(f, 1, "sim-crop") == compare.FAILS
+
+
+def test_claim1_holds_on_equivalence(tmp_path):
+    p = tmp_path / "r.csv"
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.8, 0.03, 6)
+    _write_scores(p, "sim-flood", "flood", "lgbm", "classical", base)
+    _write_scores(
+        p, "sim-flood", "flood", "prithvi_mae", "fm", base + rng.normal(0, 0.002, 6), "mae-in-study"
+    )
+    f = compare.findings(results.read(p), n_boot=300)
+    row = _row(f, 1, "sim-flood")
+    assert row["decision"] == "equivalent" and row["verdict"] == compare.HOLDS
 
 
 def test_single_seed_is_inconclusive(tmp_path):
@@ -306,60 +376,118 @@ def test_single_seed_is_inconclusive(tmp_path):
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.50], "mae-in-study")
     f = compare.findings(results.read(p), n_boot=300)
     assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
-    assert "no interval: 1 seed" in f[f["claim"] == 1]["evidence"].iloc[0]
+    assert _row(f, 1, "sim-flood")["effect"] == "+45.0 pts (no interval: 1 replicate)"
 
 
-def test_claim2_holds_partly_and_fails(tmp_path):
+def test_only_replicates_both_sides_ran_are_paired(tmp_path):
     p = tmp_path / "r.csv"
-    # sim-burn: DL clearly above classical, FM and CNN overlap -> holds
+    _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.90, 0.91, 0.92])
+    _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71], "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    row = _row(f, 1, "sim-flood")
+    assert row["n_replicates"] == 2 and row["replicates"] == "0,1"
+    assert "paired over 2 of 3 replicates (0,1)" in row["evidence"]
+    assert row["per_replicate"] == pytest.approx((0.20, 0.20))
+
+
+def test_claim2_cells(tmp_path):
+    p = tmp_path / "r.csv"
+    # sim-burn: DL clearly above classical, FM and CNN within the margin -> 2a and 2b hold
     _write_scores(p, "sim-burn", "burn", "lgbm_aug", "classical", [0.60, 0.61, 0.62])
     _write_scores(p, "sim-burn", "burn", "unet", "cnn", [0.80, 0.82, 0.84])
     _write_scores(p, "sim-burn", "burn", "prithvi_mae", "fm", [0.81, 0.83, 0.85], "mae-in-study")
-    # sim-texture-1: DL above classical but FM clearly below CNN -> partly
+    # sim-texture-1: DL above classical but FM clearly below CNN -> 2a holds, 2b does not
     _write_scores(p, "sim-texture-1", "texture", "lgbm", "classical", [0.50, 0.51, 0.52])
     _write_scores(p, "sim-texture-1", "texture", "unet", "cnn", [0.90, 0.91, 0.92])
     _write_scores(p, "sim-texture-1", "texture", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
-    # sim-texture-0.5: classical clearly above -> does not hold
+    # sim-texture-0.5: classical clearly above -> 2a does not hold
     _write_scores(p, "sim-texture-0.5", "texture", "lgbm", "classical", [0.90, 0.91, 0.92])
     _write_scores(p, "sim-texture-0.5", "texture", "unet", "cnn", [0.70, 0.71, 0.72])
     _write_scores(p, "sim-texture-0.5", "texture", "prithvi_mae", "fm", [0.60, 0.61, 0.62], "mae-in-study")
+    # sim-texture-0.75: a transformer from scratch is the best deep model, but it is not an FM
+    _write_scores(p, "sim-texture-0.75", "texture", "lgbm", "classical", [0.60, 0.61, 0.62])
+    _write_scores(p, "sim-texture-0.75", "texture", "unet", "cnn", [0.70, 0.71, 0.72])
+    _write_scores(p, "sim-texture-0.75", "texture", "vit", "fm", [0.90, 0.91, 0.92])
+    _write_scores(p, "sim-texture-0.75", "texture", "prithvi_mae", "fm", [0.71, 0.72, 0.73], "mae-in-study")
     f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, 2, "sim-burn") == compare.HOLDS
-    assert _verdict(f, 2, "sim-texture-1") == compare.PARTLY
-    assert _verdict(f, 2, "sim-texture-0.5") == compare.FAILS
+    assert _verdict(f, "2a", "sim-burn") == compare.HOLDS
+    assert _verdict(f, "2b", "sim-burn") == compare.HOLDS
+    assert _verdict(f, "2a", "sim-texture-1") == compare.HOLDS
+    assert _verdict(f, "2b", "sim-texture-1") == compare.FAILS
+    assert _verdict(f, "2a", "sim-texture-0.5") == compare.FAILS
     assert _verdict(f, 1, "sim-burn") == compare.NOT_APPLICABLE
+    assert _row(f, "2a", "sim-texture-0.75")["model_a"] == "vit"
+    assert _row(f, "2b", "sim-texture-0.75")["model_a"] == "prithvi_mae"  # ViT from scratch is no FM
+    assert _verdict(f, "2b", "sim-texture-0.75") == compare.HOLDS
 
 
-def test_claim3_direction_depends_on_setting(tmp_path):
+def test_claim3_each_pretext_against_random_init(tmp_path):
     p = tmp_path / "r.csv"
-    for ds, task, spec, mae in (
-        ("sim-texture-0", "texture", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72]),  # spectral task: spectral wins
-        ("sim-texture-1", "texture", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72]),  # texture task: MAE wins
-        ("sim-flood", "flood", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72]),  # spectral task, MAE wins: fails
-        ("indian-pines-hls", "landcover", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72]),
+    for ds, task, spec, mae, rand in (
+        # spectral task: spectral pretext helps, MAE does not, spectral > MAE -> all hold
+        ("sim-texture-0", "texture", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72], [0.70, 0.71, 0.72]),
+        # texture task: MAE helps, spectral does not, MAE > spectral -> all hold
+        ("sim-texture-1", "texture", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72], [0.60, 0.61, 0.62]),
+        # spectral task, MAE helps and wins: the MAE cells do not hold, spectral vs random does not either
+        ("sim-flood", "flood", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72], [0.60, 0.61, 0.62]),
+        ("indian-pines-hls", "landcover", [0.80, 0.81, 0.82], [0.70, 0.71, 0.72], [0.60, 0.61, 0.62]),
     ):
         _write_scores(p, ds, task, "prithvi_spectral", "fm", spec, "spectral-in-study")
         _write_scores(p, ds, task, "prithvi_mae", "fm", mae, "mae-in-study")
+        _write_scores(p, ds, task, "prithvi_random", "fm", rand, "none")
     f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, 3, "sim-texture-0") == compare.HOLDS
-    assert _verdict(f, 3, "sim-texture-1") == compare.HOLDS
-    assert _verdict(f, 3, "sim-flood") == compare.FAILS
-    assert _verdict(f, 3, "indian-pines-hls") == compare.NOT_APPLICABLE
-    assert _verdict(f, 1, "sim-flood") == compare.MISSING
+    for ds in ("sim-texture-0", "sim-texture-1"):
+        for cell in ("3 MAE vs random", "3 spectral vs random", "3 MAE vs spectral"):
+            assert _verdict(f, cell, ds) == compare.HOLDS, (cell, ds)
+    assert _row(f, "3 MAE vs random", "sim-texture-0")["decision"] == "equivalent"
+    assert _verdict(f, "3 MAE vs random", "sim-flood") == compare.FAILS
+    assert (
+        _verdict(f, "3 spectral vs random", "sim-flood") == compare.FAILS
+    )  # equivalent: the aligned one must win
+    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == compare.FAILS
+    assert _verdict(f, "3 MAE vs spectral", "indian-pines-hls") == compare.NOT_APPLICABLE
+    assert _verdict(f, 1, "sim-flood") == compare.MISSING  # no classical row
+    assert _row(f, "3 MAE vs random", "sim-flood")["model_b"] == "prithvi_random"
+
+
+def test_holm_runs_over_every_tested_cell(tmp_path):
+    p = tmp_path / "r.csv"
+    rng = np.random.default_rng(3)
+    for ds, task in (("sim-flood", "flood"), ("sim-crop", "crop"), ("sim-burn", "burn")):
+        base = rng.normal(0.7, 0.03, 4)
+        _write_scores(p, ds, task, "lgbm", "classical", base + rng.normal(0.03, 0.01, 4))
+        _write_scores(p, ds, task, "unet", "cnn", base + rng.normal(0.01, 0.01, 4))
+        _write_scores(p, ds, task, "prithvi_mae", "fm", base + rng.normal(0, 0.01, 4), "mae-in-study")
+    f = compare.findings(results.read(p), n_boot=300)
+    tested = f["p_adjusted"].notna()
+    assert tested.sum() == 4  # claim 1 on flood and crop, 2a and 2b on burn
+    np.testing.assert_allclose(f.loc[tested, "p_adjusted"], stats.holm(f.loc[tested, "p"]))
+    assert (f.loc[tested, "p_adjusted"] >= f.loc[tested, "p"]).all()
+
+
+def test_chip_counts_hook_is_consulted_per_dataset(table, monkeypatch):
+    calls = []
+
+    def hook(dataset, simulated, models):
+        calls.append((dataset, simulated))
+        return None
+
+    monkeypatch.setattr(compare, "_chip_counts", hook)
+    compare.findings(table, n_boot=50)
+    assert sorted(calls) == sorted((d, d.startswith("sim-")) for d in CLASSES)
 
 
 def test_findings_on_full_table(table):
     f = compare.findings(table, n_boot=200)
-    assert len(f) == 3 * len(CLASSES)
-    assert _verdict(f, 2, "sim-burn") == compare.HOLDS  # DL ≈ 0.8 vs classical ≈ 0.65, FM ≈ CNN
-    assert _verdict(f, 1, "sim-crop") == compare.HOLDS  # classical ≈ 0.84 vs FM ≈ 0.78
+    assert f.groupby("dataset").size().eq(6).all() and set(f["dataset"]) == set(CLASSES)
+    assert _row(f, "2a", "sim-burn")["estimate"] > 0.05  # DL ≈ 0.8 vs classical ≈ 0.65
+    assert _row(f, 1, "sim-crop")["model_b"] == "prithvi_spectral"  # the best pretrained FM, not prithvi_none
     assert (
         f["verdict"]
         .isin(
             [
                 compare.HOLDS,
                 compare.FAILS,
-                compare.PARTLY,
                 compare.INCONCLUSIVE,
                 compare.MISSING,
                 compare.NOT_APPLICABLE,
@@ -367,6 +495,7 @@ def test_findings_on_full_table(table):
         )
         .all()
     )
+    assert f["effect"].str.contains("t-interval over 3 replicates").sum() == f["p"].notna().sum()
     assert compare.findings_date(table) != "unknown date"
 
 

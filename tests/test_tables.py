@@ -71,7 +71,10 @@ def test_dataset_table_matches_the_numbers(written, table):
             assert mean == pytest.approx(truth[model], abs=0.051)
         bold = [m for m, (_, b) in parsed.items() if b]
         assert bold == [truth.idxmax()]
-    assert md["Seeds"].tolist().count("3") == len(md) - 1
+    assert md["Replicates"].tolist().count("3") == len(md) - 1
+    text = paths["results_sim-burn"][0].read_text()
+    assert "95 % t-interval over replicates" in text and "bootstrap interval" not in text
+    assert md.set_index("Model").loc["prithvi_none", "Family"] == "transformer (from scratch)"
     not_run = md[md["mIoU (%)"] == tables.NOT_RUN]
     assert not_run["Model"].tolist() == ["prithvi_published"]
     assert "weights file not supplied" in paths["results_sim-burn"][0].read_text()
@@ -107,12 +110,15 @@ def test_paper_table_labels_sources(written, table):
     assert (real["FM"] == "not in results").all() and len(real) == 3
     sim = md[md["Source"] == "this study, sim-burn, simulated analogue"].iloc[0]
     agg = compare.aggregate(table, metrics=["miou_macro"], n_boot=300)
-    best = compare.select_best(agg)
-    fm = best[(best["dataset"] == "sim-burn") & (best["family"] == "fm")].iloc[0]
+    best = compare.select_best(agg, by=("dataset", "comparison_family"))
+    fm = best[(best["dataset"] == "sim-burn") & (best["comparison_family"] == "fm")].iloc[0]
     assert sim["FM"].endswith(f"({fm['model']})")
     assert parse_cell(sim["FM"].rsplit(" (", 1)[0])[0] == pytest.approx(100 * fm["mean"], abs=0.051)
-    cls = best[(best["dataset"] == "sim-burn") & (best["family"] == "classical")].iloc[0]
+    cls = best[(best["dataset"] == "sim-burn") & (best["comparison_family"] == "classical")].iloc[0]
     assert sim["Best other"].endswith(f"({cls['model']})")  # burn: the paper compares with best traditional
+    caption = paths["paper_comparison"][0].read_text()
+    assert "grouped ViT and SegFormer trained from scratch with its FMs" in caption
+    assert "t-interval over replicates" in caption
     flood = md[md["Source"] == "this study, sim-flood, simulated analogue"].iloc[0]
     assert flood["FM"] == "not in results"
 
@@ -143,9 +149,15 @@ def test_findings_table_and_dated_note(written, table):
     md = parse_markdown(text)
     f = compare.findings(table, n_boot=300)
     assert md["Verdict"].tolist() == f["verdict"].tolist()
-    assert md["Claim"].tolist() == [str(c) for c in f["claim"]]
-    row = md[(md["Claim"] == "2") & (md["Dataset"] == "sim-burn (simulated)")].iloc[0]
-    assert row["Verdict"] == compare.HOLDS and "best CNN unet" in row.iloc[-1]
+    assert md["Cell"].tolist() == f["cell"].tolist()
+    row = md[(md["Cell"] == "2b") & (md["Dataset"] == "sim-burn (simulated)")].iloc[0]
+    assert "best CNN unet" in row.iloc[-1] and "best FM prithvi_spectral" in row.iloc[-1]
+    tested = md[md["p (Holm)"] != "–"]
+    assert (
+        len(tested)
+        and tested["Effect A − B (test, points)"].str.contains("t-interval over 3 replicates").all()
+    )
+    assert "Holm-adjusted" in text and "±2 mIoU points" in text
 
 
 def test_not_run_table(written):
@@ -166,5 +178,5 @@ def test_tables_are_byte_stable(written, table, tmp_path):
 
 def test_format_interval():
     assert tables.format_interval(0.7123, 0.701, 0.7234) == "71.2 [70.1, 72.3]"
-    assert tables.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 seed)"
+    assert tables.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 replicate)"
     assert tables.format_interval(np.nan, np.nan, np.nan) == "–"

@@ -1,22 +1,33 @@
-"""The comparison, computed from the results table alone: seed aggregates, selection, texture gains, findings.
+"""The comparison, computed from the results table alone: replicate aggregates, selection, gains, verdicts.
 
 Everything notebook 05 shows (figures, tables, the findings note) is a function of the tidy table written by
-:mod:`helpers.results`; no number is typed here. The rules, each stated once:
+:mod:`helpers.results`; no number is typed here. The statistics live in :mod:`helpers.report.stats`. The rules,
+each stated once:
 
-* **Aggregation over seeds.** Every ``(dataset, model, split, metric, class)`` group of ``status == "ok"`` rows is
-  summarised by the mean over seeds and a 95 % percentile-bootstrap interval of that mean
-  (:func:`bootstrap_groups`). With one seed there is nothing to resample: the interval is reported as NaN (not a
-  zero-width interval that would look like certainty), and any comparison that needs it is *inconclusive*. With 3
-  seeds the percentile bootstrap can only recombine 3 values and under-covers; read the intervals as descriptive.
-* **Selection on validation, report on test.** The best model of a family on a dataset is the one with the highest
-  mean *validation* score (:func:`select_best`); its *test* score is what is reported. A model without validation
-  rows cannot be selected (it is listed, never silently chosen). Ties go to the earlier model in
-  :data:`MODEL_ORDER`.
+* **Replicates.** The unit of replication is a replicate, the ``seed`` column: on simulated data a data draw plus a
+  model seed, on real (fixed) data a model seed only, so there an interval covers seed variance only.
+* **Model-level intervals** (:func:`aggregate`, :func:`bootstrap_groups`): every ``(dataset, model, split, metric,
+  class)`` group of ``status == "ok"`` rows is summarised by its mean over replicates and a **95 % t-interval over
+  replicates** (``mean ± t_{n−1} · s / sqrt(n)``, the bootstrap SE at its infinite-resample limit), named in the
+  ``interval`` column and in every caption. Not the percentile bootstrap: with three values that is ``[min, max]``
+  and covers about 75 %. One replicate has no interval (NaN, never zero width).
+* **Families for the verdicts** (:func:`comparison_family`): "FM" means a model that starts from pretrained weights
+  (``family == "fm"`` with any ``pretraining`` other than ``none``); ViT, SegFormer and the FM architecture from
+  random init (``family == "fm"``, ``pretraining == "none"``) form their own family, *transformer (from scratch)*.
+  The table's ``family`` column is not rewritten; the paper grouped these with the FMs, and tables that show its
+  numbers say so.
+* **Selection on validation, report on test.** The best model of a group on a dataset is the one with the highest
+  mean *validation* score (:func:`select_best`; ties to the earlier model in :data:`MODEL_ORDER`, or in a verdict the
+  earlier candidate); its *test* score is what is reported. A model without validation rows cannot be selected.
+* **Verdicts from paired differences** (:func:`findings`): each cell compares the best of two groups by the mean of
+  their per-replicate test differences, over the replicates both sides ran (the count is printed), with the
+  selection redone in every bootstrap resample (:func:`helpers.report.stats.paired_effect`). A difference is
+  declared when its Holm-adjusted p (over every tested cell of the findings table) is below 0.05; *equivalent*
+  means the 90 % interval lies within ±2 mIoU points (:data:`helpers.report.stats.EQUIVALENCE_MARGIN`, fixed up
+  front). Each cell shows its effect size with its named interval.
 * **Texture gain** (:func:`texture_gains`): per dataset, ``<m>_aug − <m>`` for every classical model with an
-  ``_aug`` twin, and best CNN − best classical (both chosen on val), on test, as the mean of per-seed differences
-  over the seeds both models ran (paired), with a bootstrap interval; aggregate metric and per-class IoU.
-* **Findings** (:func:`findings`): the paper's three claims (STUDY.md §1) checked per dataset with the overlap rule
-  documented there.
+  ``_aug`` twin, and best CNN − best classical (both chosen on val), on test, as the mean of per-replicate
+  differences over the replicates both models ran (paired), with a t-interval over replicates.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import results as _results
+from helpers.report import stats
 
 #: Bootstrap resamples used when a caller does not say.
 DEFAULT_N_BOOT = 2000
@@ -37,6 +49,22 @@ CI_LEVEL = 0.95
 
 FAMILY_ORDER = ("classical", "cnn", "fm")
 FAMILY_LABELS = {"classical": "classical ML", "cnn": "CNN / regular DL", "fm": "foundation model"}
+#: The families of the verdicts (:func:`comparison_family`): FM means pretrained weights; transformers trained
+#: from scratch (ViT, SegFormer, the FM architecture from random init) are their own family.
+COMPARISON_FAMILY_ORDER = ("classical", "cnn", "transformer", "fm")
+COMPARISON_FAMILY_LABELS = {
+    "classical": "classical ML",
+    "cnn": "CNN",
+    "transformer": "transformer (from scratch)",
+    "fm": "FM (pretrained weights)",
+}
+#: The deep families (claim 2: "DL models").
+DEEP_FAMILIES = ("cnn", "transformer", "fm")
+#: The paper grouped the transformers trained from scratch with its FMs; said wherever its numbers stand beside ours.
+PAPER_GROUPING_NOTE = (
+    "The paper grouped ViT and SegFormer trained from scratch with its FMs; this study's FM means a model that "
+    "starts from pretrained weights, and counts transformers from scratch as their own family."
+)
 PRETRAINING_ORDER = ("none", "mae-in-study", "spectral-in-study", "published")
 
 #: Canonical model order (tables, figures, tie-breaks). Entries ending in ``*`` match a prefix; models not listed
@@ -152,6 +180,32 @@ def ordered_models(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(r.model for r in pairs))
 
 
+def comparison_family(row: Mapping | pd.Series) -> str:
+    """The family a row competes in for the verdicts: ``classical``, ``cnn``, ``transformer`` or ``fm``.
+
+    "FM" means starting from pretrained weights: a ``family == "fm"`` row with any ``pretraining`` other than
+    ``none`` (published weights, or MAE / spectral pretraining in the study). A ``family == "fm"`` row without
+    pretraining (ViT, SegFormer, ``prithvi_arch_small_random``) is a transformer trained from scratch: comparing it
+    as an FM would credit pretraining with what the architecture does. Classical and CNN rows keep their family
+    (a CNN is the paper's "regular DL" whatever its initialisation).
+    """
+    family = str(row.get("family", "") or "")
+    pretraining = str(row.get("pretraining", "") or "").strip().lower()
+    if family == "fm":
+        return "transformer" if pretraining in ("", "none", "nan") else "fm"
+    return family
+
+
+def comparison_families(frame: pd.DataFrame) -> pd.Series:
+    """:func:`comparison_family` of every row of a frame with ``family`` and ``pretraining`` columns."""
+    pre = frame["pretraining"] if "pretraining" in frame else pd.Series("", index=frame.index)
+    fam = frame["family"].astype(object).where(frame["family"].notna(), "").astype(str)
+    pre = pre.astype(object).where(pre.notna(), "").astype(str).str.strip().str.lower()
+    scratch = pre.isin(["", "none", "nan"])
+    out = fam.where(fam != "fm", np.where(scratch, "transformer", "fm"))
+    return out.rename("comparison_family")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # table access
 
@@ -215,35 +269,7 @@ def not_run(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# bootstrap
-
-
-def _group_seed(seed: int, n: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(n), 0x5EED])
-
-
-def _bootstrap_matrix(
-    values: np.ndarray, n_boot: int, level: float, seed: int, chunk: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile intervals of the mean for each row of ``values`` (G, n), all rows sharing the resamples.
-
-    The resample indices depend only on ``(seed, n)``, so a group's interval does not change when other groups
-    are added to the table (figures and tables stay byte-stable as results accumulate). Resampling is done as a
-    matrix product with the resample count matrix, ``chunk`` groups at a time to bound memory.
-    """
-    g, n = values.shape
-    rng = _group_seed(seed, n)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    counts = np.bincount((idx + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
-    weights = counts.reshape(n_boot, n).astype(np.float64) / n
-    alpha = (1.0 - level) / 2.0
-    lo = np.empty(g)
-    hi = np.empty(g)
-    for start in range(0, g, chunk):
-        means = values[start : start + chunk] @ weights.T
-        q = np.quantile(means, [alpha, 1.0 - alpha], axis=1)
-        lo[start : start + chunk], hi[start : start + chunk] = q[0], q[1]
-    return lo, hi
+# intervals over replicates
 
 
 def bootstrap_ci(
@@ -253,23 +279,19 @@ def bootstrap_ci(
     level: float = CI_LEVEL,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval of the mean of ``values`` (NaNs dropped).
+    """Mean of ``values`` (NaNs dropped) and its t-interval over replicates (:func:`helpers.report.stats.mean_interval`).
+
+    The name is kept for old callers; ``n_boot`` and ``seed`` are unused: the replicate bootstrap SE of a plain
+    mean is ``s / sqrt(n)`` in the limit, which is what is used (no Monte Carlo noise).
 
     Returns:
-        ``(mean, lo, hi)``. One value: ``(value, nan, nan)`` because a single seed has no spread to resample;
-        no value: all NaN; identical values: a zero-width interval at the value.
+        ``(mean, lo, hi)``. One value: ``(value, nan, nan)`` because a single replicate has no spread; no value:
+        all NaN; identical values: a zero-width interval at the value.
     """
+    del n_boot, seed
     v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size == 1:
-        return mean, float("nan"), float("nan")
-    if np.all(v == v[0]):
-        return mean, mean, mean
-    lo, hi = _bootstrap_matrix(v[None], n_boot, level, seed)
-    return mean, float(lo[0]), float(hi[0])
+    mean, _, _, lo, hi = stats.mean_intervals([v], level)
+    return float(mean[0]), float(lo[0]), float(hi[0])
 
 
 def bootstrap_groups(
@@ -281,17 +303,19 @@ def bootstrap_groups(
     level: float = CI_LEVEL,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Mean, interval, spread and count per group of a long table (one row per seed), vectorised.
+    """Mean, t-interval over replicates, spread and count per group of a long table (one row per replicate).
 
-    Groups with the same number of finite values are bootstrapped together in one matrix product; rows are sorted
-    by ``seed`` (when present) inside each group first, so the result does not depend on row order.
+    The name is kept for its callers; ``n_boot`` and ``seed`` are unused (see :func:`bootstrap_ci`). Rows are
+    sorted by ``seed`` (when present) inside each group, so the result does not depend on row order.
 
     Returns:
-        One row per group: the key columns, ``n``, ``mean``, ``lo``, ``hi``, ``std`` and ``seeds`` (the sorted
-        seeds, comma-separated).
+        One row per group: the key columns, ``n``, ``mean``, ``lo``, ``hi``, ``std``, ``seeds`` (the sorted
+        replicates, comma-separated), ``se`` and ``interval`` (what ``lo``/``hi`` are, e.g. "95 % t-interval over
+        3 replicates").
     """
+    del n_boot, seed
     keys = list(keys)
-    cols = [*keys, "n", "mean", "lo", "hi", "std", "seeds"]
+    cols = [*keys, "n", "mean", "lo", "hi", "std", "seeds", "se", "interval"]
     data = long.loc[np.isfinite(pd.to_numeric(long[value], errors="coerce").to_numpy(dtype=float))]
     if data.empty:
         return pd.DataFrame(columns=cols)
@@ -306,25 +330,16 @@ def bootstrap_groups(
     )
     out = vals.index.to_frame(index=False)
     arrays = list(vals.to_numpy())
+    mean, se, _, lo, hi = stats.mean_intervals(arrays, level)
     n = np.array([len(a) for a in arrays])
-    mean = np.array([a.mean() for a in arrays])
-    std = np.array([a.std(ddof=1) if len(a) > 1 else np.nan for a in arrays])
-    lo = np.full(len(arrays), np.nan)
-    hi = np.full(len(arrays), np.nan)
-    constant = np.array([bool(np.all(a == a[0])) for a in arrays])
-    for size in np.unique(n[n > 1]):
-        sel = np.flatnonzero((n == size) & ~constant)
-        if sel.size:
-            mat = np.stack([arrays[i] for i in sel])
-            lo[sel], hi[sel] = _bootstrap_matrix(mat, n_boot, level, seed)
-    flat = (n > 1) & constant
-    lo[flat], hi[flat] = mean[flat], mean[flat]
     out["n"] = n
     out["mean"] = mean
     out["lo"] = lo
     out["hi"] = hi
-    out["std"] = std
+    out["std"] = np.array([a.std(ddof=1) if len(a) > 1 else np.nan for a in arrays])
     out["seeds"] = seeds.to_numpy()
+    out["se"] = se
+    out["interval"] = [stats.interval_name(level, int(k)) for k in n]
     return out[cols]
 
 
@@ -337,20 +352,21 @@ def aggregate(
     level: float = CI_LEVEL,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Seed aggregates of every measured group, plus mean cost columns per run.
+    """Replicate aggregates (mean, 95 % t-interval over replicates) of every measured group, plus run costs.
 
     Args:
         df: The results table (:func:`helpers.results.read`).
         metrics: Metrics to keep (all when ``None``), e.g. ``["miou_macro", "f1_macro"]``.
         splits: Splits to keep (all when ``None``).
-        n_boot: Bootstrap resamples.
+        n_boot: Unused (kept for callers; see :func:`bootstrap_ci`).
         level: Interval level.
-        seed: Bootstrap seed.
+        seed: Unused (kept for callers).
 
     Returns:
         One row per ``(dataset, task, simulated, model, family, pretraining, split, metric, class)`` with ``n``,
-        ``mean``, ``lo``, ``hi``, ``std``, ``seeds`` and the seed-mean ``runtime_s``, ``n_params``,
-        ``peak_mem_mb`` of the model on that dataset.
+        ``mean``, ``lo``, ``hi`` (the t-interval over replicates), ``std``, ``seeds``, ``se``, ``interval`` (its
+        name), ``comparison_family`` (:func:`comparison_family`) and the replicate-mean ``runtime_s``,
+        ``n_params``, ``peak_mem_mb`` of the model on that dataset.
     """
     rows = scored(df)
     if metrics is not None:
@@ -358,6 +374,7 @@ def aggregate(
     if splits is not None:
         rows = rows.loc[rows["split"].isin(list(splits))]
     out = bootstrap_groups(rows, _GROUP_KEYS, n_boot=n_boot, level=level, seed=seed)
+    out["comparison_family"] = comparison_families(out) if not out.empty else pd.Series(dtype=str)
     cost = cost_per_model(df)
     if not out.empty:
         out = out.merge(cost, on=["dataset", "model"], how="left")
@@ -562,11 +579,14 @@ def dataset_setting(dataset: str, task: str) -> str:
 
 
 def interval_order(a: pd.Series | dict, b: pd.Series | dict) -> str:
-    """Compare two summaries (``mean``, ``lo``, ``hi``) by the overlap rule.
+    """Compare two summaries (``mean``, ``lo``, ``hi``) by whether their intervals overlap (descriptive only).
+
+    No verdict uses this any more: two unpaired per-model intervals ignore that both models ran on the same
+    replicates, and the overlap rule is not a test at any stated level. Verdicts use :func:`findings`.
 
     Returns:
         ``"a>b"`` when a's interval lies entirely above b's, ``"b>a"`` for the reverse, ``"overlap"`` when the
-        intervals share any point, ``"undefined"`` when either interval is missing (a single seed, or no rows).
+        intervals share any point, ``"undefined"`` when either interval is missing (a single replicate, or no rows).
     """
     vals = [a.get("lo"), a.get("hi"), b.get("lo"), b.get("hi")]
     if any(v is None or not np.isfinite(float(v)) for v in vals):
@@ -578,34 +598,101 @@ def interval_order(a: pd.Series | dict, b: pd.Series | dict) -> str:
     return "overlap"
 
 
-def _fmt(row: pd.Series | dict | None, label: str) -> str:
-    if row is None or not row.get("model"):
-        return f"{label}: none selectable"
-    mean = row.get("mean")
-    if mean is None or not np.isfinite(float(mean)):
-        return f"{label} {row['model']}: no test score"
-    n = int(row.get("n", 0))
-    ci = (
-        f"[{100 * row['lo']:.1f}, {100 * row['hi']:.1f}]"
-        if np.isfinite(float(row.get("lo", np.nan)))
-        else "(no interval: 1 seed)"
-    )
-    return f"{label} {row['model']} {100 * float(mean):.1f} {ci}, n={n}"
+#: What each kind of expectation needs (a = the first group of a cell, b = the second).
+EXPECTATIONS = {
+    ">": "a > b",
+    "<": "a < b",
+    ">=": "a > b or equivalent",
+    "<=": "a < b or equivalent",
+    "~": "equivalent (|a − b| within the margin)",
+}
+
+_PRETEXT_SUFFIX = re.compile(r"_(random|none|scratch|mae|spectral)$")
+_PRETEXTS = {"mae-in-study": "MAE", "spectral-in-study": "spectral"}
 
 
-def _best(best: pd.DataFrame, dataset: str, family_or_value: str, column: str = "family") -> dict | None:
-    hit = best.loc[(best["dataset"] == dataset) & (best[column] == family_or_value)]
-    if hit.empty or not hit.iloc[0]["model"]:
-        return None
-    return hit.iloc[0].to_dict()
+def architecture(model: str) -> str:
+    """A model's architecture: its name without the pretraining suffix.
+
+    ``prithvi_arch_small_mae`` -> ``prithvi_arch_small``, so each pretext is compared with random init of the same
+    network.
+    """
+    return _PRETEXT_SUFFIX.sub("", str(model))
 
 
-def _verdict_from_order(order: str, expected: str) -> str:
-    if order == "undefined":
+def _verdict(expect: str, decision: str, effect: stats.Effect) -> str:
+    """The verdict of a cell from its decision (:func:`helpers.report.stats.decide`) and what the claim expects.
+
+    ``"~"`` (the FM-CNN gap "is not obvious") is about size, so it holds when the equivalence test does, whether or
+    not a difference inside the margin is also significant; it fails on a significant difference outside it.
+    """
+    if expect == "~":
+        if effect.equivalent:
+            return HOLDS
+        return FAILS if decision in (stats.A_GT_B, stats.B_GT_A) else INCONCLUSIVE
+    if decision == stats.UNDETERMINED:
         return INCONCLUSIVE
-    if order == "overlap":
-        return INCONCLUSIVE
-    return HOLDS if order == expected else FAILS
+    wins = {">": {stats.A_GT_B}, "<": {stats.B_GT_A}}
+    wins[">="] = {stats.A_GT_B, stats.EQUIVALENT}
+    wins["<="] = {stats.B_GT_A, stats.EQUIVALENT}
+    return HOLDS if decision in wins[expect] else FAILS
+
+
+def _wide(rows: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Replicate × model scores of one split (one dataset, one metric); duplicates are an error, never averaged."""
+    part = rows.loc[rows["split"] == split]
+    dup = part.duplicated(["seed", "model"], keep=False)
+    if dup.any():
+        bad = part.loc[dup, ["model", "seed"]].drop_duplicates().head(3).to_dict("records")
+        raise ValueError(
+            f"findings: several {split} rows per (model, replicate), e.g. {bad}; pass one label budget "
+            "(helpers.results.full_labels) and one row per run"
+        )
+    return part.pivot(index="seed", columns="model", values="value")
+
+
+def _chip_counts(dataset: str, simulated: bool, models: Sequence[str]) -> None:
+    """Per-chip test counts for the crossed bootstrap: **the one place to wire them in** (none yet).
+
+    When ``helpers.results.read_chip_counts`` exists, return its ``(replicate, model) -> (tp, fp, fn)`` mapping
+    here for a dataset whose test chips are the same in every replicate (real data, ``simulated`` False), so
+    :func:`helpers.report.stats.paired_effect` resamples test chips too. Simulated replicates each have their own
+    test chips (nested design) and must get ``None``: their replicate scores already carry test-chip variance.
+    """
+    del dataset, simulated, models
+    return None
+
+
+def _cells(
+    setting: str, cand: Mapping[str, list[str]], pretexts: Mapping[str, Mapping[str, list[str]]]
+) -> list:
+    """The verdict cells of one dataset: ``(claim, cell, comparison, a_label, a, b_label, b, expect, applies)``."""
+    cells = [
+        (1, "1", "best classical vs best FM", "best classical", cand["classical"], "best FM", cand["fm"],
+         ">=", setting == "spectral"),
+        (2, "2a", "best deep (CNN, FM or transformer from scratch) vs best classical", "best deep", cand["deep"],
+         "best classical", cand["classical"], ">", setting == "texture"),
+        (2, "2b", "best FM vs best CNN", "best FM", cand["fm"], "best CNN", cand["cnn"], "~", setting == "texture"),
+    ]  # fmt: skip
+    aligned = {"spectral": "spectral-in-study", "texture": "mae-in-study"}.get(setting)
+    archs = sorted(pretexts) or [""]
+    for arch in archs:
+        p = pretexts.get(arch, {})
+        tag = f" ({arch})" if len(archs) > 1 else ""
+        on = f" of {arch}" if arch else ""
+        for pre in ("mae-in-study", "spectral-in-study"):
+            name = _PRETEXTS[pre]
+            expect = ">" if pre == aligned else "<="
+            cells.append(
+                (3, f"3 {name} vs random{tag}", f"{name} pretext vs random init{on}", f"{name} pretext",
+                 p.get(pre, []), "random init", p.get("none", []), expect, aligned is not None)
+            )  # fmt: skip
+        cells.append(
+            (3, f"3 MAE vs spectral{tag}", f"MAE vs spectral pretext{on}", "MAE pretext", p.get("mae-in-study", []),
+             "spectral pretext", p.get("spectral-in-study", []), ">" if setting == "texture" else "<",
+             aligned is not None)
+        )  # fmt: skip
+    return cells
 
 
 def findings(
@@ -616,100 +703,159 @@ def findings(
     level: float = CI_LEVEL,
     seed: int = 0,
     agg: pd.DataFrame | None = None,
+    margin: float = stats.EQUIVALENCE_MARGIN,
 ) -> pd.DataFrame:
-    """Whether each of the paper's three claims holds on each dataset here, with its evidence.
+    """Whether each of the paper's three claims holds on each dataset here, tested as stated, with effect sizes.
 
-    Every comparison is on the test split, between models chosen on the validation split, by the **overlap
-    rule**: two models differ only when their 95 % bootstrap intervals over seeds do not overlap; overlapping
-    intervals give ``"inconclusive"`` (consistent with "as good as", but no equivalence is claimed), and so does
-    a missing interval (a single seed). The claims as tested (STUDY.md §1):
+    Each *cell* compares the best model of group A with the best of group B (each chosen on mean validation
+    ``metric``, the choice redone in every bootstrap resample) by their paired test difference A − B over the
+    replicates both ran (:func:`helpers.report.stats.paired_effect`: a t-interval with a bootstrap SE). The
+    p-values of every tested cell of the table are Holm-adjusted together; the decision is ``a>b`` / ``b>a`` when
+    the adjusted p < 1 − ``level``, else ``equivalent`` (TOST within ±``margin``) or ``undetermined``. The cells
+    (families by :func:`comparison_family`; STUDY.md §1):
 
-    1. *Classical ≥ FM where texture is of little use.* Best classical vs best FM. On a ``"spectral"`` dataset:
-       holds if classical lies clearly above, does not hold if the FM does, else inconclusive.
-    2. *DL wins where labels partly depend on texture; the FM-CNN gap is not obvious.* On a ``"texture"``
-       dataset, best deep model (CNN or FM) vs best classical, and best FM vs best CNN: holds if DL is clearly
-       above classical and the FM and CNN intervals overlap; partly holds if DL is clearly above but FM and CNN
-       separate; does not hold if classical is clearly above; inconclusive otherwise (including a single seed).
-    3. *Pretext alignment.* Among FM rows, the best ``spectral-in-study`` vs the best ``mae-in-study``
-       pretraining: the alignment argument predicts spectral > MAE on ``"spectral"`` datasets and MAE >
-       spectral on ``"texture"`` ones; holds / does not hold / inconclusive accordingly.
+    1. *Classical ≥ FM where texture is of little use* (``"spectral"`` datasets): best classical vs best FM
+       (pretrained). Holds if classical > FM or equivalent; does not hold if FM > classical; else inconclusive.
+    2. *DL wins where labels partly depend on texture; the FM-CNN gap is not obvious* (``"texture"`` datasets).
+       2a: best deep (CNN, FM or transformer from scratch) vs best classical: holds if deep > classical, does not
+       hold if classical > deep or equivalent. 2b: best FM vs best CNN: holds if equivalent within the margin
+       (the gap is "not obvious"), does not hold on a significant gap outside it.
+    3. *An FM helps only as far as its pretext aligns with the task* (``"spectral"`` or ``"texture"``), per
+       architecture with in-study pretraining: the aligned pretext (spectral on spectral datasets, MAE on texture
+       ones) vs random init of the same architecture must win; the misaligned one vs random init must not
+       (random init better or equivalent); MAE vs spectral must have the sign of the setting.
 
-    A claim on a dataset outside its setting (see :func:`dataset_setting`) gets ``"not the paper's setting"``
-    but still shows the evidence; a comparison lacking a model gets ``"missing"``.
+    A cell outside its setting (see :func:`dataset_setting`) gets ``"not the paper's setting"`` and is not tested
+    (no adjusted p; its effect is still shown); a cell lacking a model on either side gets ``"missing"``.
+
+    Args:
+        df: Results table (full-label rows are used: :func:`helpers.results.full_labels`).
+        metric: The aggregate metric compared (validation for the choice, test for the effect).
+        n_boot: Bootstrap resamples per cell.
+        level: Interval level; α = 1 − level for the decisions.
+        seed: Bootstrap seed.
+        agg: Unused (kept for callers that pass :func:`aggregate` output).
+        margin: Equivalence margin (fraction), stated up front.
 
     Returns:
-        One row per ``(claim, dataset)``: ``claim``, ``statement``, ``dataset``, ``simulated``, ``setting``,
-        ``comparison``, ``verdict``, ``evidence``, ``metric``.
+        One row per ``(cell, dataset)``: ``claim``, ``cell``, ``statement``, ``dataset``, ``simulated``,
+        ``setting``, ``comparison``, ``expected``, ``model_a``, ``model_b``, ``n_replicates``, ``replicates``,
+        ``estimate``, ``se``, ``df``, ``lo``, ``hi``, ``p``, ``p_adjusted``, ``decision``, ``verdict``, ``effect``
+        (the effect with its named interval), ``interval``, ``per_replicate`` (tuple of the paired differences),
+        ``evidence``, ``metric``.
     """
-    if agg is None:
-        agg = aggregate(df, metrics=[metric], n_boot=n_boot, level=level, seed=seed)
-    agg = agg.loc[(agg["metric"] == metric) & (agg["class"] == "")]
-    best_fam = select_best(agg, metric=metric)
-    deep = agg["family"].isin(["cnn", "fm"])
-    best_deep = select_best(agg.assign(group="deep"), metric=metric, by=("dataset", "group"), where=deep)
-    fm = agg["family"] == "fm"
-    best_pre = select_best(agg, metric=metric, by=("dataset", "pretraining"), where=fm)
-    info = agg.drop_duplicates("dataset").set_index("dataset")
-    rows = []
-    for dataset in ordered_datasets(agg["dataset"]):
-        task = str(info.loc[dataset, "task"])
-        simulated = bool(info.loc[dataset, "simulated"])
+    del agg
+    alpha = 1.0 - level
+    rows_all = scored(_results.full_labels(df))
+    rows_all = rows_all.loc[
+        (rows_all["metric"] == metric) & (rows_all["class"] == "") & rows_all["split"].isin(["val", "test"])
+    ]
+    rows_all = rows_all.assign(cfam=comparison_families(rows_all))
+    out = []
+    for dataset in ordered_datasets(rows_all["dataset"]):
+        d = rows_all.loc[rows_all["dataset"] == dataset]
+        task = str(d["task"].iloc[0])
+        simulated = bool(d["simulated"].iloc[0])
         setting = dataset_setting(dataset, task)
-        cls, fmr, cnn = (_best(best_fam, dataset, f) for f in ("classical", "fm", "cnn"))
-        dl = _best(best_deep, dataset, "deep", column="group")
+        val, test = _wide(d, "val"), _wide(d, "test")
+        runnable = [m for m in ordered_models(d) if m in val.columns and m in test.columns]
+        info = d.drop_duplicates("model").set_index("model")
+        fam = info["cfam"]
+        cand = {f: [m for m in runnable if fam[m] == f] for f in COMPARISON_FAMILY_ORDER}
+        cand["deep"] = [m for m in runnable if fam[m] in DEEP_FAMILIES]
+        pretexts: dict[str, dict[str, list[str]]] = {}
+        for m in runnable:
+            pre = str(info.loc[m, "pretraining"] or "none")
+            if info.loc[m, "family"] == "fm" and pre in ("none", "mae-in-study", "spectral-in-study"):
+                pretexts.setdefault(architecture(m), {}).setdefault(pre, []).append(m)
+        pretexts = {a: p for a, p in pretexts.items() if set(p) - {"none"}}
+        chips = _chip_counts(dataset, simulated, runnable)
+        for claim, cell, comp, la, a, lb, b, expect, applies in _cells(setting, cand, pretexts):
+            row = dict(
+                claim=claim, cell=cell, dataset=dataset, simulated=simulated, setting=setting,
+                comparison=f"{comp}, test {metric}", expected=EXPECTATIONS[expect], applies=applies,
+            )  # fmt: skip
+            if not a or not b:
+                missing = ", ".join(lbl for lbl, g in ((la, a), (lb, b)) if not g)
+                out.append(
+                    row | dict(verdict=MISSING, evidence=f"no {missing} model with validation and test rows")
+                )
+                continue
+            eff = stats.paired_effect(
+                val, test, a, b, chips=chips, n_boot=n_boot, seed=seed, level=level, margin=margin
+            )
+            ran = test.index[test[a + b].notna().any(axis=1)]
+            reps = ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in eff.per_replicate.index)
+            tm = test.loc[eff.per_replicate.index]
+            parts = [
+                _side(la, eff.a_model, tm, eff.selected_a),
+                _side(lb, eff.b_model, tm, eff.selected_b),
+                f"paired over {eff.n_replicates} of {len(ran)} replicates ({reps or 'none'})",
+            ]
+            row |= dict(
+                effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
+                replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
+                interval=eff.interval_name, per_replicate=tuple(float(x) for x in eff.per_replicate),
+                evidence="; ".join(parts),
+            )  # fmt: skip
+            out.append(row)
+    cols = [
+        "claim", "cell", "statement", "dataset", "simulated", "setting", "comparison", "expected", "model_a",
+        "model_b", "n_replicates", "replicates", "estimate", "se", "df", "lo", "hi", "p", "p_adjusted", "decision",
+        "verdict", "effect", "interval", "per_replicate", "evidence", "metric",
+    ]  # fmt: skip
+    if not out:
+        return pd.DataFrame(columns=cols)
+    frame = pd.DataFrame(out).reindex(columns=[*cols, "applies"])
+    for c in ("model_a", "model_b", "replicates", "interval", "decision"):
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
+    frame["p"] = pd.to_numeric(frame["p"], errors="coerce")
+    tested = frame["applies"] & frame["verdict"].isna() & np.isfinite(frame["p"].to_numpy(dtype=float))
+    frame["p_adjusted"] = np.nan
+    frame.loc[tested, "p_adjusted"] = stats.holm(frame.loc[tested, "p"].to_numpy(dtype=float))
+    decisions, verdicts, texts = [], [], []
+    for r in frame.itertuples(index=False):
+        eff = r.effect if isinstance(r.effect, stats.Effect) else None
+        if eff is None:
+            decisions.append("")
+            verdicts.append(r.verdict)
+            texts.append("")
+            continue
+        texts.append(stats.format_effect(eff))
+        if not r.applies:
+            decisions.append("")
+            verdicts.append(NOT_APPLICABLE)
+            continue
+        decision = stats.decide(eff, r.p_adjusted, alpha)
+        decisions.append(decision)
+        verdicts.append(_verdict(_expect_key(r.expected), decision, eff))
+    frame["decision"], frame["verdict"], frame["effect"] = decisions, verdicts, texts
+    frame["statement"] = frame["claim"].map(CLAIMS)
+    frame["metric"] = metric
+    for c in ("n_replicates", "df"):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").fillna(0).astype(int)
+    cell_rank = {c: i for i, c in enumerate(dict.fromkeys(frame["cell"]))}
+    frame["_k"] = [(cl, cell_rank[c]) for cl, c in zip(frame["claim"], frame["cell"], strict=True)]
+    frame = frame.sort_values("_k", kind="mergesort")
+    return frame.reindex(columns=cols).reset_index(drop=True)
 
-        # claim 1
-        comp = f"best classical vs best FM, test {metric}"
-        if cls is None or fmr is None:
-            verdict = MISSING
-        else:
-            verdict = _verdict_from_order(interval_order(cls, fmr), "a>b")
-            verdict = verdict if setting == "spectral" else NOT_APPLICABLE
-        evidence = "; ".join([_fmt(cls, "best classical"), _fmt(fmr, "best FM")])
-        rows.append((1, dataset, simulated, setting, comp, verdict, evidence))
 
-        # claim 2
-        comp = f"best DL (CNN or FM) vs best classical, and best FM vs best CNN, test {metric}"
-        if cls is None or dl is None or fmr is None or cnn is None:
-            verdict = MISSING
-        else:
-            main = interval_order(dl, cls)
-            gap = interval_order(fmr, cnn)
-            if main == "a>b":
-                verdict = HOLDS if gap == "overlap" else PARTLY if gap in ("a>b", "b>a") else INCONCLUSIVE
-            elif main == "b>a":
-                verdict = FAILS
-            else:
-                verdict = INCONCLUSIVE
-            verdict = verdict if setting == "texture" else NOT_APPLICABLE
-        evidence = "; ".join(
-            [_fmt(dl, "best DL"), _fmt(cls, "best classical"), _fmt(fmr, "best FM"), _fmt(cnn, "best CNN")]
+def _expect_key(text: str) -> str:
+    return next(k for k, v in EXPECTATIONS.items() if v == text)
+
+
+def _side(label: str, model: str, test: pd.DataFrame, shares: Mapping[str, float]) -> str:
+    """``"best FM prithvi_mae: test 71.0 (mean of the paired replicates; chosen in 100 % of resamples)"``."""
+    if not model:
+        return f"{label}: none"
+    mean = float(test[model].mean()) if model in test and len(test) else float("nan")
+    chosen = ""
+    if len(shares) > 1:
+        others = ", ".join(f"{m} {100 * v:.0f} %" for m, v in shares.items() if m != model and v > 0)
+        chosen = f"; chosen in {100 * shares.get(model, 0.0):.0f} % of resamples" + (
+            f" (else {others})" if others else ""
         )
-        rows.append((2, dataset, simulated, setting, comp, verdict, evidence))
-
-        # claim 3
-        comp = f"FM fine-tuned from spectral-in-study vs mae-in-study pretraining, test {metric}"
-        spec = _best(best_pre, dataset, "spectral-in-study", column="pretraining")
-        mae = _best(best_pre, dataset, "mae-in-study", column="pretraining")
-        none = _best(best_pre, dataset, "none", column="pretraining")
-        if spec is None or mae is None:
-            verdict = MISSING
-        elif setting == "spectral":
-            verdict = _verdict_from_order(interval_order(spec, mae), "a>b")
-        elif setting == "texture":
-            verdict = _verdict_from_order(interval_order(spec, mae), "b>a")
-        else:
-            verdict = NOT_APPLICABLE
-        evidence = "; ".join(
-            [_fmt(spec, "spectral pretext"), _fmt(mae, "MAE pretext"), _fmt(none, "random init")]
-        )
-        rows.append((3, dataset, simulated, setting, comp, verdict, evidence))
-    out = pd.DataFrame(
-        rows, columns=["claim", "dataset", "simulated", "setting", "comparison", "verdict", "evidence"]
-    )
-    out.insert(1, "statement", out["claim"].map(CLAIMS))
-    out["metric"] = metric
-    return out.sort_values(["claim"], kind="mergesort").reset_index(drop=True)
+    return f"{label} {model}: test {100 * mean:.1f}{chosen}"
 
 
 def findings_date(df: pd.DataFrame) -> str:

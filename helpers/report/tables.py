@@ -4,10 +4,13 @@ Every table is written twice under ``<figures_dir>/tables/``: Markdown (for the 
 with ``booktabs`` rules (for the paper), atomically and byte-stable (no clock, no random order), so regenerating
 them from the same results changes nothing.
 
-Numbers are percentages with one decimal: ``mean [lo, hi]`` is the mean over seeds and its 95 % percentile
-bootstrap interval (:mod:`helpers.report.compare`); the interval is asymmetric in general, which is why it is written as
-a range and not as ``±``. One seed is written ``mean (1 seed)``. The best mean of each column is in bold (ties:
-all of them). Runs that produced no numbers appear as ``not run`` with their reason in the caption.
+Numbers are percentages with one decimal: ``mean [lo, hi]`` is the mean over replicates (the ``seed`` column: a data
+draw plus a model seed on simulated data, a model seed on real data) and its 95 % t-interval over replicates
+(:mod:`helpers.report.stats`; not the percentile bootstrap, which with three replicates is their range); every caption
+and column header says so, and a ``Replicates`` column says how many. One replicate is written
+``mean (1 replicate)``: no interval. The best mean of each column is in bold (ties: all of them). Runs that produced
+no numbers appear as ``not run`` with their reason in the caption. Verdict cells carry their own named interval
+(:func:`helpers.report.stats.format_effect`).
 
 The only hand-typed numbers of the project are the paper's own, in ``helpers/data/paper_reported.csv`` with
 their source; tables always label them "reported by Xie et al. 2024" and our numbers "this study, <dataset>,
@@ -42,6 +45,8 @@ PAPER_COLUMNS = [
 PAPER_CITATION = "reported by Xie et al. 2024"
 METRIC_NAMES = {"miou_macro": "mIoU", "f1_macro": "F1", "oa": "OA", "iou_micro": "IoU (micro)"}
 NOT_RUN = "not run"
+#: What ``mean [lo, hi]`` means in every table of model scores (said in each caption).
+INTERVAL_TEXT = "mean over replicates [95 % t-interval over replicates; not the range of the replicates]"
 
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -70,11 +75,14 @@ _LATEX_ESCAPES = {
 
 
 def format_interval(mean: float, lo: float, hi: float, n: int | None = None) -> str:
-    """``"71.2 [70.1, 72.3]"`` in percent from fractions; ``"71.2 (1 seed)"`` without an interval."""
+    """``"71.2 [70.1, 72.3]"`` in percent from fractions; ``"71.2 (1 replicate)"`` without an interval.
+
+    The interval's name goes in the caption or header of the table that prints it (:data:`INTERVAL_TEXT`).
+    """
     if mean is None or not np.isfinite(mean):
         return "–"
     if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{100 * mean:.1f} (1 seed)" if n == 1 else f"{100 * mean:.1f}"
+        return f"{100 * mean:.1f} (1 replicate)" if n == 1 else f"{100 * mean:.1f}"
     return f"{100 * mean:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
@@ -185,10 +193,13 @@ def dataset_table(
     n_boot: int = compare.DEFAULT_N_BOOT,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """One dataset in the paper's shape: models (rows) × test metrics (mean [95 % CI], %).
+    """One dataset in the paper's shape: models (rows) × test metrics (mean [95 % t-interval over replicates], %).
+
+    The family shown is the comparison family (:func:`helpers.report.compare.comparison_family`): transformers
+    trained from scratch are not listed as foundation models.
 
     Returns:
-        ``(table, bold, caption)``: the display table (family, model, pretraining, seeds, one column per metric),
+        ``(table, bold, caption)``: the display table (family, model, pretraining, replicates, one column per metric),
         a same-shaped boolean frame marking the best mean per metric column, and the caption.
     """
     if agg is None:
@@ -202,14 +213,15 @@ def dataset_table(
     info = runs.drop_duplicates("model").set_index("model")
     headers = [f"{METRIC_NAMES.get(m, m)} (%)" for m in metrics]
     rows, means = [], []
+    cfam = compare.comparison_families(info)
     for m in models:
         row = {
-            "Family": compare.FAMILY_LABELS.get(info.loc[m, "family"], info.loc[m, "family"]),
+            "Family": compare.COMPARISON_FAMILY_LABELS.get(cfam[m], cfam[m]),
             "Model": m,
             "Pretraining": info.loc[m, "pretraining"] or "none",
         }
         hit = a.loc[a["model"] == m]
-        row["Seeds"] = str(int(hit["n"].max())) if not hit.empty else "0"
+        row["Replicates"] = str(int(hit["n"].max())) if not hit.empty else "0"
         mrow = []
         for metric, header in zip(metrics, headers, strict=True):
             h = hit.loc[hit["metric"] == metric]
@@ -222,7 +234,7 @@ def dataset_table(
                 mrow.append(float(r["mean"]))
         rows.append(row)
         means.append(mrow)
-    table = pd.DataFrame(rows, columns=["Family", "Model", "Pretraining", "Seeds", *headers])
+    table = pd.DataFrame(rows, columns=["Family", "Model", "Pretraining", "Replicates", *headers])
     bold = pd.DataFrame(False, index=table.index, columns=table.columns)
     if means:
         mat = np.array(means, dtype=float)
@@ -232,8 +244,9 @@ def dataset_table(
                 bold[header] = np.round(col, 6) == np.round(np.nanmax(col), 6)
     simulated = bool(compare.scored(df).loc[lambda r: r["dataset"] == dataset, "simulated"].any())
     caption = (
-        f"Test scores on {dataset} ({_study_label(dataset, simulated)}): mean over seeds [95 % bootstrap interval], "
-        f"in %; best mean per column in bold."
+        f"Test scores on {dataset} ({_study_label(dataset, simulated)}): {INTERVAL_TEXT}, in %; "
+        f"{'replicate = data draw + model seed' if simulated else 'replicate = model seed on fixed data'}; "
+        "best mean per column in bold."
     )
     if not nr.empty:
         reasons = "; ".join(
@@ -280,9 +293,12 @@ def paper_comparison_table(
     """The paper's reported numbers next to ours, for the three tasks the paper ran.
 
     For each paper task, one row "reported by Xie et al. 2024", one for the real dataset and one for its simulated
-    analogue ("this study, <dataset>, real/simulated"). Our FM column is the best FM chosen on validation; our
-    "best other" column follows the paper's scope for that task (best non-FM model, or best classical model),
-    also chosen on validation. A dataset absent from the results table is shown as such, never filled in.
+    analogue ("this study, <dataset>, real/simulated"). Our FM column is the best FM (a model starting from
+    pretrained weights, :func:`helpers.report.compare.comparison_family`) chosen on validation; our "best other"
+    column follows the paper's scope for that task (best classical or CNN model, or best classical model), also
+    chosen on validation. The paper grouped ViT and SegFormer trained from scratch with its FMs; here they are in
+    neither column, and the caption says so. A dataset absent from the results table is shown as such, never
+    filled in.
 
     Returns:
         ``(table, caption)``.
@@ -320,7 +336,7 @@ def paper_comparison_table(
                 rows.append({**base, "FM": "not in results", "Best other": "not in results"})
                 continue
             a = agg.loc[(agg["dataset"] == dataset) & (agg["metric"] == metric) & (agg["class"] == "")]
-            fm = compare.select_best(a, metric=metric, where=a["family"] == "fm")
+            fm = compare.select_best(a, metric=metric, where=compare.comparison_families(a) == "fm")
             other_mask = (
                 a["family"] == "classical" if scope == "classical" else a["family"].isin(["classical", "cnn"])
             )
@@ -340,9 +356,10 @@ def paper_comparison_table(
     )
     caption = (
         f"Side by side: numbers {PAPER_CITATION} (arXiv 2404.11797; recovered from the abstract and summaries, "
-        "approximate; see helpers/data/paper_reported.csv) and this study's test scores (mean over seeds "
-        "[95 % bootstrap interval], %, models chosen on validation). Simulated analogues are generated data, not "
-        "the paper's datasets; their numbers are not comparable in level, only in pattern."
+        f"approximate; see helpers/data/paper_reported.csv) and this study's test scores ({INTERVAL_TEXT}, %, "
+        "models chosen on validation). " + compare.PAPER_GROUPING_NOTE + " Transformers from scratch are in "
+        "neither of this study's columns. Simulated analogues are generated data, not the paper's datasets; their "
+        "numbers are not comparable in level, only in pattern."
     )
     return table, caption
 
@@ -352,31 +369,52 @@ def paper_comparison_table(
 
 
 def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
-    """The findings (:func:`helpers.report.compare.findings`) in display form."""
+    """The findings (:func:`helpers.report.compare.findings`) in display form, one row per verdict cell."""
     sim = findings["simulated"].astype(bool)
+    padj = pd.to_numeric(findings["p_adjusted"], errors="coerce")
     return pd.DataFrame(
         {
-            "Claim": findings["claim"].astype(int).astype(str),
+            "Cell": findings["cell"].astype(str),
             "Dataset": [
                 f"{d} ({'simulated' if s else 'real'})" for d, s in zip(findings["dataset"], sim, strict=True)
             ],
             "Setting": findings["setting"],
+            "A vs B (expected)": [
+                f"{c.split(', test ')[0]} ({e})"
+                for c, e in zip(findings["comparison"], findings["expected"], strict=True)
+            ],
+            "Effect A − B (test, points)": findings["effect"].where(findings["effect"] != "", "–"),
+            "p (Holm)": [f"{p:.3f}" if np.isfinite(p) else "–" for p in padj],
+            "Decision": findings["decision"].where(findings["decision"] != "", "–"),
             "Verdict": findings["verdict"],
-            "Evidence (test, %, mean [95 % CI])": findings["evidence"],
+            "Evidence (test means, %)": findings["evidence"],
         }
     )
 
 
 def findings_preamble(findings: pd.DataFrame, date: str) -> str:
-    """The dated note above the findings table: the claims and the rule that decides a verdict."""
+    """The dated note above the findings table: the claims and the rules that decide a verdict."""
+    from helpers.report import stats
+
     claims = "\n".join(f"{k}. {v}" for k, v in compare.CLAIMS.items())
+    n_tested = int(pd.to_numeric(findings["p_adjusted"], errors="coerce").notna().sum())
     return (
         f"## Findings as of {date} (date of the newest result row)\n\n"
         f"The paper's claims (Xie et al. 2024, as recovered in STUDY.md §1):\n\n{claims}\n\n"
-        "Rule: best models per family are chosen on the validation split and compared on test; two models differ "
-        "only when their 95 % bootstrap intervals over seeds do not overlap, otherwise the verdict is "
-        "'inconclusive' (a single seed has no interval and is always inconclusive). Setting 'spectral' / "
-        "'texture' is the paper's reading of the task (or the simulator's knob: 0 spectral, > 0 texture)."
+        "Rules: each cell compares the best model of group A with the best of group B, each chosen on mean "
+        "validation mIoU (the choice redone in every bootstrap resample, so its uncertainty is in the interval), "
+        "by the mean of their per-replicate test differences over the replicates both ran (paired). The effect is "
+        "printed with its interval, a t-interval over replicates with a bootstrap standard error. A difference is "
+        f"declared when its Holm-adjusted p-value (over the {n_tested} tested cells of this table) is below 0.05; "
+        "otherwise the two are *equivalent* when the 90 % interval lies within "
+        f"±{100 * stats.EQUIVALENCE_MARGIN:g} mIoU points (a margin fixed before the results were seen), else "
+        "*undetermined*. 'FM' means a model that starts from pretrained weights; ViT, SegFormer and the FM "
+        "architecture from random init are *transformers (from scratch)*, counted as deep models in 2a but not as "
+        'FMs. Claims 1 and 2b accept equivalence ("as good as", "gap not obvious"); 2a and the aligned '
+        "pretext of claim 3 need a win; the misaligned pretext must not beat random init. Setting 'spectral' / "
+        "'texture' is the paper's reading of the task (or the simulator's knob: 0 spectral, > 0 texture); a cell "
+        "outside its setting is not tested. Replicate: a data draw plus a model seed on simulated data, a model "
+        "seed on real data (so real-data intervals cover seed variance only, unless test chips are resampled)."
     )
 
 
@@ -460,8 +498,11 @@ def write_all(
         "findings",
         findings_table(f),
         figures_dir,
-        caption="Whether each claim of the paper holds on each dataset here, with the evidence.",
-        align="lllp{0.16\\linewidth}p{0.5\\linewidth}",
+        caption=(
+            "Whether each claim of the paper holds on each dataset here: effect size with its named interval, "
+            "Holm-adjusted p, decision, verdict and evidence."
+        ),
+        align="lllp{0.14\\linewidth}p{0.2\\linewidth}rllp{0.22\\linewidth}",
         preamble=findings_preamble(f, compare.findings_date(df)) + regime_section(regime_lines),
     )
     out["not_run"] = write_table(
