@@ -239,6 +239,8 @@ def test_runs_on_layout_fixtures(fixture_roots, name, model, tmp_path):
     df = results.read(tmp_path / "r.csv")
     assert set(df["split"]) == {"val", *held_out}
     assert name != "sen1floods11" or "bolivia" in held_out
+    counts = assert_chips_reproduce_rows(df, tmp_path / "chips", name, model, 0)
+    assert list(counts) == held_out and all(list(counts[s]["chip_ids"]) == ds.chip_ids(s) for s in held_out)
 
 
 @pytest.mark.slow
@@ -270,3 +272,67 @@ def test_notebook_quick_mode_on_fixtures(fixture_roots, tmp_path):
     assert set(table["model"]) == set(classical.MODELS) and set(table["dataset"]) == {"crop"}
     for kind in ("lgbm_gain", "per_class_iou", "prediction_maps", "aug_gain"):
         assert (tmp_path / "figures" / f"02_{kind}_crop.pdf").is_file()
+
+
+# ---------------------------------------------------------------------------------------------- per-chip counts
+def assert_chips_reproduce_rows(table, chips_dir, dataset, model, seed, label_budget="all"):
+    """The run's sidecar, read under the table's run_key, sums to exactly the table's held-out scores."""
+    from helpers import metrics
+
+    run = table[(table["model"] == model) & (table["seed"] == seed) & (table["label_budget"] == label_budget)]
+    (key,) = set(run["run_key"])
+    counts = results.read_chip_counts(dataset, model, seed, label_budget, chips_dir=chips_dir, run_key=key)
+    assert counts is not None and set(counts) == set(run["split"]) - {"val"}
+    for split, c in counts.items():
+        summed = [c[k].sum(axis=0) for k in ("tp", "fp", "fn")]
+        rows = run[(run["split"] == split) & (run["class"] == "")].set_index("metric")["value"]
+        assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict()  # exactly
+    return counts
+
+
+def test_per_chip_counts_keep_all_ignore_chips_and_sum_to_the_rows(tmp_path):
+    ds = make_fake(counts=(4, 2, 3))
+    a, y = ds._chips["test"]["test_1"]
+    ds._chips["test"]["test_1"] = (a, np.full_like(y, -1))
+    run = classical.run_classical(ds, "lgbm", 0, tmp_path / "r.csv", budget=TINY, progress=False)
+    counts = assert_chips_reproduce_rows(
+        results.read(tmp_path / "r.csv"), tmp_path / "chips", "fake", "lgbm", 0
+    )
+    test = counts["test"]
+    assert list(test["chip_ids"]) == ["test_0", "test_1", "test_2"]  # every chip, in the split's order
+    assert (
+        not test["tp"][1].any() and not test["fp"][1].any() and not test["fn"][1].any()
+    )  # scored as nothing
+    np.testing.assert_array_equal(test["tp"].sum(axis=0), np.diag(run.test_cm))
+    assert not list((tmp_path / "chips").rglob("*.tmp"))
+
+
+def test_classical_key_leaves_the_platform_out_and_rows_record_it(tmp_path, monkeypatch):
+    from helpers.runs import runtime
+
+    ds = make_fake()
+    here = classical.run_classical(ds, "rf", 0, tmp_path / "r.csv", budget=TINY, progress=False)
+    monkeypatch.setattr(runtime, "platform_class", lambda torch_kernels=True: "aarch64 DEFAULT bf16=none")
+    elsewhere = classical.run_classical(make_fake(), "rf", 0, tmp_path / "r.csv", budget=TINY, progress=False)
+    # measured bit-identical across platforms: the same key, so a finished row is not rerun
+    assert here.run_key == elsewhere.run_key and here.written and not elsewhere.written
+    monkeypatch.undo()
+    platform = set(results.read(tmp_path / "r.csv")["platform"])
+    assert platform == {runtime.platform_class(torch_kernels=False)} and "torch=" not in platform.pop()
+
+
+def test_unchanged_rerun_backfills_missing_counts_only_when_it_reproduces_the_table(tmp_path):
+    path, chips = tmp_path / "r.csv", tmp_path / "chips"
+    first = classical.run_classical(make_fake(), "rf", 0, path, budget=TINY, progress=False, chips_dir=None)
+    assert first.written and not chips.exists()  # rows written before counts existed
+    again = classical.run_classical(make_fake(), "rf", 0, path, budget=TINY, progress=False)
+    assert not again.written  # the table is left as it was ...
+    assert_chips_reproduce_rows(results.read(path), chips, "fake", "rf", 0)  # ... and gets its counts
+    # a table whose numbers this refit does not reproduce gets none
+    other = tmp_path / "other.csv"
+    classical.run_classical(make_fake(), "rf", 1, other, budget=TINY, progress=False, chips_dir=None)
+    table = results.read(other)
+    table.loc[(table["metric"] == "miou_macro") & (table["split"] == "test"), "value"] += 0.01
+    table.to_csv(other, index=False)
+    classical.run_classical(make_fake(), "rf", 1, other, budget=TINY, progress=False)
+    assert not (tmp_path / "chips" / "fake" / "rf" / "seed1.npz").exists()

@@ -132,3 +132,39 @@ def test_missing_weights_write_a_not_run_row(
     assert list(df["status"]) == ["not_run", "not_run"]
     assert set(df["model"]) == {"presto_frozen_lgbm", "galileo_nano_finetune"}
     assert df["note"].str.contains("downloading disabled").all()
+
+
+def test_frozen_rows_save_chip_counts_and_key_on_the_platform(
+    embedders: dict, fixture_roots: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers.runs import runtime
+
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    path, cache = tmp_path / "results.csv", tmp_path / "cache"
+    kw = dict(cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"], progress=False)
+    run = R.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
+    table = results.read(path)
+    (key,) = set(table["run_key"])
+    counts = results.read_chip_counts(
+        ds.name, "galileo_nano_frozen_linear", 0, chips_dir=tmp_path / "chips", run_key=key
+    )
+    assert list(counts) == ["test"] and list(counts["test"]["chip_ids"]) == ds.chip_ids("test")
+    summed = [counts["test"][k].sum(axis=0) for k in ("tp", "fp", "fn")]
+    np.testing.assert_array_equal(summed[0], np.diag(run.cms["test"]))
+    rows = table[(table["split"] == "test") & (table["class"] == "")].set_index("metric")["value"]
+    assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict()  # exactly
+    assert not list((tmp_path / "chips").rglob("*.tmp"))
+    assert set(table["platform"]) == {runtime.platform_class()} and "torch=" in runtime.platform_class()
+    # the embeddings are torch outputs: on another platform class the row is rerun under another key
+    monkeypatch.setattr(
+        runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
+    )
+    other = R.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
+    assert other.status == "ok" and other.run_key != key
+    with pytest.warns(UserWarning, match="stale"):
+        assert (
+            results.read_chip_counts(
+                ds.name, "galileo_nano_frozen_linear", 0, chips_dir=tmp_path / "chips", run_key=key
+            )
+            is None
+        )

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import results
+from helpers import metrics, results
 from helpers.data import datasets
 from helpers.models import prithvi as P
-from helpers.runs import fm_runs
+from helpers.runs import fm_runs, runtime
 
 torch.set_num_threads(1)
 
@@ -65,6 +65,16 @@ def test_fm_rows_on_fixture(fixture_roots, tmp_path, quick, name):
         missing["status"].tolist() == ["not_run"]
         and "Prithvi_100M.pt not available" in missing["note"].iloc[0]
     )
+    # every fine-tuned row saves its per-chip counts beside the table, summing exactly to its test rows
+    for model in set(ok["model"]):
+        run = ok[ok["model"] == model]
+        (key,) = set(run["run_key"])
+        counts = results.read_chip_counts(ds.name, model, 0, chips_dir=tmp_path / "chips", run_key=key)
+        assert counts is not None and list(counts["test"]["chip_ids"]) == ds.chip_ids("test"), model
+        summed = [counts["test"][k].sum(axis=0) for k in ("tp", "fp", "fn")]
+        rows = run[(run["split"] == "test") & (run["class"] == "")].set_index("metric")["value"]
+        assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict(), model
+    assert set(ok["platform"]) == {runtime.platform_class()}
     again = fm_runs.run_fm_rows(ds, 0, models=MODELS[:2], settings=quick, progress=False, **paths)
     assert all(o.skipped for o in again.values())
 

@@ -567,3 +567,68 @@ def test_run_on_fixture_crop_layout_with_18_bands(fixture_roots, tmp_path):
     assert out.train.n_train_chips == len(ds.chip_ids("train"))
     per_class = table[(table["metric"] == "iou") & (table["split"] == "test")]
     assert list(per_class["class"]) == ds.classes
+
+
+# ---------------------------------------------------------------------------------------------- per-chip counts
+def assert_chips_reproduce_rows(table, chips_dir, dataset, model, seed, label_budget="all"):
+    """The run's sidecar, read under the table's run_key, sums to exactly the table's held-out scores."""
+    run = table[(table["model"] == model) & (table["seed"] == seed) & (table["label_budget"] == label_budget)]
+    (key,) = set(run["run_key"])
+    counts = results.read_chip_counts(dataset, model, seed, label_budget, chips_dir=chips_dir, run_key=key)
+    assert counts is not None and set(counts) == set(run["split"]) - {"val"}
+    for split, c in counts.items():
+        summed = [c[k].sum(axis=0) for k in ("tp", "fp", "fn")]
+        rows = run[(run["split"] == split) & (run["class"] == "")].set_index("metric")["value"]
+        assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict()  # exactly
+        iou = run[(run["split"] == split) & (run["metric"] == "iou")]["value"].to_numpy()
+        tp, fp, fn = summed
+        np.testing.assert_array_equal(
+            np.where(tp + fp + fn > 0, tp / np.maximum(tp + fp + fn, 1), np.nan), iou
+        )
+    return counts
+
+
+def test_run_saves_per_chip_counts_that_reproduce_its_rows(tmp_path):
+    ds = FakeDataset(n=(4, 2, 3))
+    path = tmp_path / "results.csv"
+    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
+    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    counts = assert_chips_reproduce_rows(results.read(path), tmp_path / "chips", "fake", "unet", 0)
+    assert list(counts["test"]["chip_ids"]) == ds.chip_ids("test") and counts["test"]["tp"].dtype == np.int64
+    # chip by chip, each chip's own matrix
+    chip_cms, _ = train.evaluate_chips(_load(out, ds), ds, "test", tile=16)
+    np.testing.assert_array_equal(counts["test"]["tp"], np.diagonal(chip_cms, axis1=1, axis2=2))
+    assert not list((tmp_path / "chips").rglob("*.tmp"))
+    # a rerun under other settings leaves the old file stale until it finishes: never read under the new key
+    new_key = train.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4, "lr": 1e-3})
+    with pytest.warns(UserWarning, match="stale"):
+        assert (
+            results.read_chip_counts("fake", "unet", 0, chips_dir=tmp_path / "chips", run_key=new_key) is None
+        )
+    train.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), chips_dir=None, **kw)
+    assert not (tmp_path / "chips" / "fake" / "fcn").exists()
+
+
+def test_deep_run_key_includes_the_platform(tmp_path, monkeypatch):
+    from helpers.runs import runtime
+
+    ds = FakeDataset()
+    here = train.key_for(ds, "unet", 0, **FIT)
+    for family in ("cnn", "fm"):
+        monkeypatch.setattr(
+            runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
+        )
+        elsewhere = train.key_for(ds, "unet", 0, family=family, **FIT)
+        monkeypatch.undo()
+        assert elsewhere != train.key_for(ds, "unet", 0, family=family, **FIT)
+    assert train.key_for(ds, "unet", 0, **FIT) == here  # stable on one machine
+    path = tmp_path / "r.csv"
+    kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 2})
+    train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    assert set(results.read(path)["platform"]) == {runtime.platform_class()}
+    # the same table on another platform class: rerun, not reused
+    monkeypatch.setattr(
+        runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
+    )
+    again = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), force=False, **kw)
+    assert not again.skipped and set(results.read(path)["platform"]) == {"x86_64 AVX2 bf16=none torch=2.0"}

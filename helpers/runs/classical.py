@@ -515,13 +515,18 @@ def key_settings(
 
 
 def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), progress=False):
-    """Predict every pixel of every chip of a split with each model; dataset-level CMs and kept maps."""
+    """Predict every pixel of every chip of a split with each model; per-chip CMs and kept maps.
+
+    Returns ``(chip_cms, kept, predict seconds, all-ignore chips)``; ``chip_cms`` is ``(models, chips, C, C)`` in
+    ``ds.chip_ids(split)`` order (a chip without a valid pixel: zeros), summed over chips the split's matrices.
+    """
     k = ds.num_classes
-    cms = [np.zeros((k, k), np.int64) for _ in models]
+    ids = ds.chip_ids(split)
+    chip_cms = np.zeros((len(models), len(ids), k, k), np.int64)
     kept: dict = {}
     predict_s = 0.0
     n_all_ignore = 0
-    for chip_id in tqdm(ds.chip_ids(split), desc=f"predict {split}", disable=not progress, leave=False):
+    for j, chip_id in enumerate(tqdm(ids, desc=f"predict {split}", disable=not progress, leave=False)):
         stack, y, _ = _chip_features(ds, chip_id, feature_set, cache, timer)
         valid = y != ds.ignore_index
         if not valid.any():
@@ -533,10 +538,10 @@ def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), 
             t0 = time.perf_counter()
             pred = m.predict(X, n_jobs).reshape(y.shape)
             predict_s += time.perf_counter() - t0
-            cms[i] += _metrics.confusion_matrix(y, pred, k, ds.ignore_index)
+            chip_cms[i, j] = _metrics.confusion_matrix(y, pred, k, ds.ignore_index)
             if chip_id in keep and i == 0:
                 kept[chip_id] = (pred, y)
-    return cms, kept, predict_s, n_all_ignore
+    return chip_cms, kept, predict_s, n_all_ignore
 
 
 def run_classical(
@@ -554,6 +559,7 @@ def run_classical(
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
     force: bool = False,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
 ) -> ClassicalRun:
     """Fit, select on val, and score the held-out splits with one classical model; append its rows to the table.
 
@@ -583,6 +589,9 @@ def run_classical(
         maps_dir: Also save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (for the
             cross-family figures of notebook 05; ``None``: save none).
         force: Write the rows and maps even when the table holds this run under the same key.
+        chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
+            default ``chips/`` beside ``results_path``; ``None``: none). An unchanged rerun writes them too where
+            they are missing and its rows equal the table's (:func:`helpers.runs.runner.save_missing_chips`).
 
     Returns:
         A :class:`ClassicalRun`.
@@ -635,7 +644,7 @@ def run_classical(
     notes.insert(0, chosen.describe())
     to_save = prediction_maps.chips_to_save(ds, "test", maps_dir)
     show = tuple(dict.fromkeys([*ds.chip_ids("test")[:n_show], *to_save]))
-    scores, cms, kept, predict_s = _score_held_out(
+    scores, cms, chips, kept, predict_s = _score_held_out(
         ds, feature_set, chosen, cache, timer, predict_jobs, show, progress, notes
     )
     scores["val"] = val_scores
@@ -667,7 +676,15 @@ def run_classical(
         results_path=results_path if write else None,
         maps_dir=maps_dir if write else None,
         maps={c: kept[c][0] for c in to_save if c in kept},
+        chips_dir=chips_dir if write else None,
+        chips=chips,
     )
+    if (
+        not write
+    ):  # rows from before per-chip counts existed get theirs from this refit, if it reproduces them
+        runner.save_missing_chips(
+            ds, model_name, seed, rows, chips, results_path=results_path, chips_dir=chips_dir
+        )
     return ClassicalRun(
         status="ok" if write else "skipped",
         rows=rows,
@@ -743,10 +760,10 @@ def _fit_and_select(
         notes.append("no val split: no selection, first grid point")
         search = [{"candidate": 0, **candidates[0].params, "rounds": candidates[0].rounds, "fit_s": fit_s}]
         return candidates[0], None, search, fit_s
-    cms, _, _, _ = _score_split(
+    chip_cms, _, _, _ = _score_split(
         ds, "val", feature_set, candidates, cache, timer, predict_jobs, progress=progress
     )
-    scored = [_metrics.scores(cm) for cm in cms]
+    scored = [_metrics.scores(cm) for cm in chip_cms.sum(axis=1)]
     mious = [s["miou_macro"] for s in scored]
     search = [
         {"candidate": i, **c.params, "rounds": c.rounds, "val_miou_macro": m, "fit_s": c.fit_s}
@@ -762,11 +779,12 @@ def _fit_and_select(
 def _score_held_out(ds, feature_set, chosen, cache, timer, predict_jobs, show, progress, notes):
     """Step 3: predict every held-out split once with the chosen model (``test``, and e.g. ``bolivia``).
 
-    Returns ``({split: scores}, {split: confusion matrix}, kept test maps, predict seconds)``.
+    Returns ``({split: scores}, {split: confusion matrix}, {split: per-chip counts}, kept test maps,
+    predict seconds)``.
     """
-    scores, cms, kept, predict_s = {}, {}, {}, 0.0
+    scores, cms, chips, kept, predict_s = {}, {}, {}, {}, 0.0
     for split in runner.held_out_splits(ds):
-        (cm,), split_kept, split_s, n_ign = _score_split(
+        (chip_cms,), split_kept, split_s, n_ign = _score_split(
             ds,
             split,
             feature_set,
@@ -782,8 +800,10 @@ def _score_held_out(ds, feature_set, chosen, cache, timer, predict_jobs, show, p
             if n_ign:
                 notes.append(f"{n_ign} all-ignore test chip(s)")
         predict_s += split_s
+        cm = chip_cms.sum(axis=0)
         cms[split], scores[split] = cm, _metrics.scores(cm)
-    return scores, cms, kept, predict_s
+        chips[split] = _results.chip_counts(ds.chip_ids(split), chip_cms)
+    return scores, cms, chips, kept, predict_s
 
 
 def model_names() -> Sequence[str]:

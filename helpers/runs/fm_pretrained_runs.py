@@ -171,17 +171,19 @@ def _sample_split(ds, split, embedder, cache, seed, budget, timer, progress) -> 
 
 def _score_split(
     ds, split, embedder, cache, heads, timer, n_jobs, progress, keep=(), kept=None
-) -> list[np.ndarray]:
-    """Dataset-level confusion matrix of each head over every valid pixel of a split.
+) -> np.ndarray:
+    """Per-chip confusion matrices ``(heads, chips, C, C)`` of each head over every valid pixel of a split.
 
-    The first head's full maps of the chips in ``keep`` go into the dict ``kept`` (for figures).
+    Chips in ``ds.chip_ids(split)`` order (a chip without a valid pixel: zeros); summed over chips, the split's
+    matrix of each head. The first head's full maps of the chips in ``keep`` go into the dict ``kept`` (figures).
     """
     from tqdm.auto import tqdm
 
     k = ds.num_classes
-    cms = [np.zeros((k, k), np.int64) for _ in heads]
-    for chip_id in tqdm(
-        ds.chip_ids(split), desc=f"{embedder.name} {split}", disable=not progress, leave=False
+    ids = ds.chip_ids(split)
+    chip_cms = np.zeros((len(heads), len(ids), k, k), np.int64)
+    for j, chip_id in enumerate(
+        tqdm(ids, desc=f"{embedder.name} {split}", disable=not progress, leave=False)
     ):
         t0 = time.perf_counter()
         misses = cache.misses if cache is not None else None
@@ -202,8 +204,8 @@ def _score_split(
                 if i == 0:
                     kept[chip_id] = pred.reshape(y.shape)
                 pred = pred[valid.ravel()]
-            cms[i] += _metrics.confusion_matrix(y[valid], pred, k, None)
-    return cms
+            chip_cms[i, j] = _metrics.confusion_matrix(y[valid], pred, k, None)
+    return chip_cms
 
 
 def _fit_and_select(
@@ -237,7 +239,7 @@ def _fit_and_select(
         heads.append(head)
     if not has_val:
         return heads[0], [], {}, {}
-    val_cms = _score_split(ds, "val", embedder, cache, heads, timer, predict_jobs, progress)
+    val_cms = _score_split(ds, "val", embedder, cache, heads, timer, predict_jobs, progress).sum(axis=1)
     val_scores = [_metrics.scores(cm) for cm in val_cms]
     mious = [s["miou_macro"] for s in val_scores]
     search = [
@@ -268,6 +270,7 @@ def run_frozen(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
 ) -> FMRun:
     """Run one frozen-embedding row end to end and write its results rows.
 
@@ -288,6 +291,8 @@ def run_frozen(
         force: Rerun even if the results table has this (dataset, row, seed).
         progress: Show tqdm bars.
         maps_dir: Save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (``None``: none).
+        chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
+            default ``chips/`` beside ``results_path``; ``None``: none).
 
     Raises:
         ValueError: Unknown row, an embedder for the other model, empty train/test split or no valid training
@@ -311,6 +316,8 @@ def run_frozen(
         "budget": budget,
         "val_budget": val_budget,
         "n_jobs": n_jobs,
+        # the embeddings are torch outputs: another CPU kernel family, torch or GPU gives other numbers (issue 27)
+        "platform": runner.platform("fm"),
     }
     if (
         head_kind == "lgbm" and grid != _classical.LGBM_GRID
@@ -356,10 +363,15 @@ def run_frozen(
         ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes, grid
     )
     maps: dict = {}
+    chips: dict = {}
     for split in runner.held_out_splits(ds):
         keep = prediction_maps.chips_to_save(ds, split, maps_dir)
-        (cm,) = _score_split(ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps)
+        (chip_cms,) = _score_split(
+            ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps
+        )
+        cm = chip_cms.sum(axis=0)
         cms[split], scores[split] = cm, _metrics.scores(cm)
+        chips[split] = _results.chip_counts(ds.chip_ids(split), chip_cms)
 
     chip_ctx = A.chip_context(ds, ds.chip_ids("train")[0])
     cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
@@ -397,7 +409,18 @@ def run_frozen(
         note="; ".join(notes),
         run_key=key,
     )
-    rows = runner.finish(ds, row, seed, scores, ctx, results_path=results_path, maps_dir=maps_dir, maps=maps)
+    rows = runner.finish(
+        ds,
+        row,
+        seed,
+        scores,
+        ctx,
+        results_path=results_path,
+        maps_dir=maps_dir,
+        maps=maps,
+        chips_dir=chips_dir,
+        chips=chips,
+    )
     return FMRun(
         status="ok",
         rows=rows,

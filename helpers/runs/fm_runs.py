@@ -330,6 +330,7 @@ def run_prithvi_small(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     convergence_path: str | os.PathLike | None = None,
 ) -> train.RunOutcome:
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
@@ -347,6 +348,8 @@ def run_prithvi_small(
         force: Retrain even if the row exists.
         progress: tqdm bars.
         maps_dir: Where the run saves its test maps of the first test chips (``None``: none).
+        chips_dir: Where the run saves its per-chip counts (:func:`helpers.results.read_chip_counts`; default
+            ``chips/`` beside ``results_path``; ``None``: none).
         convergence_path: Convergence table for the doubling check (:func:`helpers.runs.convergence.check`).
     """
     if variant not in VARIANTS:
@@ -443,6 +446,7 @@ def run_prithvi_small(
         results_path=results_path,
         runs_dir=runs_dir,
         maps_dir=maps_dir,
+        chips_dir=chips_dir,
         convergence_path=convergence_path,
         **ft,
     )
@@ -518,6 +522,7 @@ def run_prithvi_published(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     convergence_path: str | os.PathLike | None = None,
     **_ignored,
 ) -> train.RunOutcome:
@@ -582,6 +587,7 @@ def run_prithvi_published(
         results_path=results_path,
         runs_dir=runs_dir,
         maps_dir=maps_dir,
+        chips_dir=chips_dir,
         convergence_path=convergence_path,
         **ft,
     )
@@ -601,6 +607,7 @@ def run_fm_rows(
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     pooled: Sequence[str] = (),
     pool: Sequence | None = None,
     convergence_path: str | os.PathLike | None = None,
@@ -619,6 +626,7 @@ def run_fm_rows(
         force: Retrain even if a row exists.
         progress: tqdm bars.
         maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.report.prediction_maps`).
+        chips_dir: Where each run saves its per-chip counts (default ``chips/`` beside ``results_path``).
         pooled: In-study variants with a pretext (e.g. ``prithvi_arch_small_mae``) to run a second time from an
             encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;
             the pretraining runs once for the pool and is cached, so every dataset of the pool shares it).
@@ -644,6 +652,7 @@ def run_fm_rows(
         force=force,
         progress=progress,
         maps_dir=maps_dir,
+        chips_dir=chips_dir,
         convergence_path=convergence_path,
     )
     out = {}

@@ -291,11 +291,12 @@ def _evaluate_chips(
     overlap: int | None,
     batch_size: int,
     on_prediction: Callable[[int, np.ndarray], None] | None = None,
+    per_chip: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Dataset-level confusion matrix and mean negative log-likelihood over the valid pixels of ``chips``.
 
     ``on_prediction(i, class_map)`` sees the predicted map of the ``i``-th chip (to keep a few for figures without
-    predicting them twice).
+    predicting them twice); ``per_chip`` receives each chip's own matrix, in order (for a bootstrap over chips).
     """
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     nll, n = 0.0, 0
@@ -305,7 +306,10 @@ def _evaluate_chips(
         pred = prob.argmax(axis=0)
         if on_prediction is not None:
             on_prediction(i, pred)
-        cm += metrics.confusion_matrix(y, pred, num_classes, ignore_index=ignore_index)
+        chip_cm = metrics.confusion_matrix(y, pred, num_classes, ignore_index=ignore_index)
+        cm += chip_cm
+        if per_chip is not None:
+            per_chip.append(chip_cm)
         valid = y != ignore_index
         if valid.any():
             p_true = np.take_along_axis(prob[:, valid], y[valid][None], axis=0)
@@ -355,6 +359,28 @@ def evaluate_keeping(
     progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`evaluate`, plus ``{chip_id: predicted class map}`` of the chips in ``keep`` (for figures)."""
+    chip_cms, kept = evaluate_chips(
+        model, ds, split, keep, tile=tile, overlap=overlap, batch_size=batch_size, progress=progress
+    )
+    return chip_cms.sum(axis=0), kept
+
+
+def evaluate_chips(
+    model: nn.Module,
+    ds,
+    split: str,
+    keep: Sequence[str] = (),
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each chip's confusion matrix ``(K, C, C)`` in ``ds.chip_ids(split)`` order, and the maps of ``keep``.
+
+    Their sum is :func:`evaluate`'s matrix (integer counts: exactly); kept per chip so that a run can store the
+    counts a bootstrap over test chips resamples (:func:`helpers.results.chip_counts`).
+    """
     ids = ds.chip_ids(split)
     wanted = set(keep)
     kept: dict[str, np.ndarray] = {}
@@ -366,10 +392,12 @@ def evaluate_keeping(
     chips = (
         ds.read_arrays(c) for c in tqdm(ids, desc=f"{ds.name} {split}", disable=not progress, leave=False)
     )
-    cm, _ = _evaluate_chips(
-        model, chips, ds.num_classes, ds.ignore_index, tile, overlap, batch_size, on_prediction
+    per_chip: list[np.ndarray] = []
+    _evaluate_chips(
+        model, chips, ds.num_classes, ds.ignore_index, tile, overlap, batch_size, on_prediction, per_chip
     )
-    return cm, kept
+    k = ds.num_classes
+    return (np.stack(per_chip) if per_chip else np.zeros((0, k, k), np.int64)), kept
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -1124,6 +1152,9 @@ def key_for(
     threads = int(fit_kwargs.get("num_threads") or runtime.machine_threads())
     fit = {k: v for k, v in fit_kwargs.items() if k not in _NOT_IN_KEY}
     settings = {"family": family, "pretraining": pretraining, "threads": threads, "fit": fit}
+    # the CPU's kernels, bf16 path, torch version and GPU change every deep row's numbers (issue 27): a row
+    # computed on another platform class is rerun here, never reused
+    settings["platform"] = runner.platform(family)
     return results.run_key(ds, model_name, seed, {**settings, **dict(key_settings or {})})
 
 
@@ -1144,6 +1175,7 @@ def run(
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
     convergence_path: str | os.PathLike | None = None,
+    chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     **fit_kwargs,
 ) -> RunOutcome:
     """Train, select and test one (dataset, model, seed) and write its rows to the results table.
@@ -1170,6 +1202,8 @@ def run(
         progress: Show tqdm bars.
         maps_dir: Save the test predictions of the first few test chips here
             (:mod:`helpers.report.prediction_maps`; ``None``: keep none).
+        chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
+            default ``chips/`` beside ``results_path``; ``None``: none).
         convergence_path: Also train the finished run on to twice its steps and record the change in this
             convergence table (:func:`helpers.runs.convergence.check`; ``None``: no check). Done for runs skipped
             because they are in the results table too, when their checkpoints are there.
@@ -1216,10 +1250,11 @@ def run(
         eval_kw = dict(tile=tr.eval_tile, overlap=tr.eval_overlap, batch_size=fit_kwargs.get("batch_size", 8))
         t_pred = time.perf_counter()
         held_out = runner.held_out_splits(ds)
-        cms, maps = {}, {}
+        cms, maps, chips = {}, {}, {}
         for s in held_out:
             keep = prediction_maps.chips_to_save(ds, s, maps_dir)
-            cms[s], kept = evaluate_keeping(model, ds, s, keep, progress=progress, **eval_kw)
+            chip_cms, kept = evaluate_chips(model, ds, s, keep, progress=progress, **eval_kw)
+            cms[s], chips[s] = chip_cms.sum(axis=0), results.chip_counts(ds.chip_ids(s), chip_cms)
             maps.update(kept)
         predict_s = time.perf_counter() - t_pred
         # the selected weights' validation matrix is the restored weights' matrix; older checkpoints lack it
@@ -1263,7 +1298,16 @@ def run(
     )
     scores = {split: metrics.scores(cm) for split, cm in cms.items()}
     rows = runner.finish(
-        ds, model_name, seed, scores, ctx, results_path=results_path, maps_dir=maps_dir, maps=maps
+        ds,
+        model_name,
+        seed,
+        scores,
+        ctx,
+        results_path=results_path,
+        maps_dir=maps_dir,
+        maps=maps,
+        chips_dir=chips_dir,
+        chips=chips,
     )
     check_convergence()
     return RunOutcome(status="ok", rows=rows, run_key=key, out_dir=out_dir, train=tr)
