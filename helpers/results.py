@@ -341,9 +341,12 @@ def run_key(ds, model: str, seed: int, settings: Mapping | None = None) -> str:
 
     It covers the dataset's content (:meth:`helpers.data.datasets.ChipDataset.fingerprint`), the model name, the seed,
     the package version (bumped whenever a code change moves results) and the family's ``settings``: every
-    training, feature and model setting, the threads per run (they change results in the third decimal) and the
-    sha256 of any weights file. Settings that only say where things go (paths, progress bars) stay out, so the same
-    run on another machine or in another folder has the same key.
+    training, feature and model setting, the threads per run (they change results in the third decimal), the
+    sha256 of any weights file and, for torch-based runs, the arithmetic platform class
+    (:func:`helpers.runs.runtime.platform_class`: a deep row is not reproduced on another CPU kernel family, bf16 path,
+    torch or GPU; classical rows are, so theirs leave it out). Settings that only say where things go (paths,
+    progress bars) stay out, so the same run in another folder, or on another machine of the same platform class,
+    has the same key.
 
     Raises:
         TypeError: A setting that is not a plain value (e.g. a path or a function).

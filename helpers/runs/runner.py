@@ -11,7 +11,11 @@ what a reader must be able to trust about every row whatever the family:
   :class:`helpers.results.RunId` built from the dataset object alone (a label view, :mod:`helpers.data.labels`,
   names its budget), which gives its rows' naming columns, its run folder and its map file for every family. It is
   skipped only when the table holds it finished (``ok``) under the same ``run_key``
-  (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version).
+  (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version, and for
+  torch-based families the arithmetic platform, :func:`platform`).
+* **Per-chip counts** (:func:`finish`): every run's held-out splits' ``tp``/``fp``/``fn`` per chip and class, saved
+  beside the table (``chips/<dataset>/<model>/[<budget>/]seed<k>.npz``, :func:`helpers.results.read_chip_counts`)
+  under the run's key, so a bootstrap over test chips rescores exactly the rows in the table.
 * **Cannot run** (:func:`not_run`): one row with ``status = not_run`` and the reason; it never replaces a finished
   row (:func:`helpers.results.write_run`).
 * **Rows** (:func:`context`, :func:`finish`): the same columns for every family (``simulated`` decided in one
