@@ -171,6 +171,22 @@ def test_stale_figure_removed_when_nothing_to_draw(tmp_path):
     assert compare.texture_datasets(small["dataset"]) == []
 
 
+def test_verdict_effects_show_each_replicate_and_name_the_interval(table):
+    plotting.setup_style()
+    f = compare.findings(table, n_boot=100)
+    fig = figures.verdict_effects_figure(f)
+    tested = f[f["p_adjusted"].notna()]
+    ax = fig.axes[0]
+    assert len(ax.get_yticklabels()) == len(tested)
+    replicate_points = sum(len(c.get_offsets()) for c in ax.collections if len(c.get_offsets()) == 3)
+    assert replicate_points == 3 * len(tested)  # every replicate's paired difference is drawn
+    title = fig.legends[0].get_title().get_text()
+    assert "95 % t-interval over replicates" in title and "each replicate's paired difference" in title
+    plt.close(fig)
+    assert figures.verdict_effects_figure(f[f["p_adjusted"].isna()]) is None
+    assert "bootstrap interval" not in figures.CI_TEXT and "t-interval over replicates" in figures.CI_TEXT
+
+
 @pytest.mark.slow
 def test_notebook_05_runs_on_a_results_table(tmp_path):
     import json
@@ -267,6 +283,7 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
         "per_class": lambda: figures.per_class_heatmap_figure(table),
         "per_class_one": lambda: figures.per_class_heatmap_figure(table, datasets=["sim-burn"], title="t"),
         "convergence": lambda: figures.convergence_figure(conv),
+        "verdicts": lambda: figures.verdict_effects_figure(compare.findings(table, n_boot=50)),
         "too_wide": lambda: plt.subplots(1, 8, figsize=(24, 3))[0],  # the check itself: shrunk to the page
     }
     for name, build in builders.items():

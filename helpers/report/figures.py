@@ -6,9 +6,12 @@ fixed order and saves each with :func:`helpers.report.plotting.save_figure` (PDF
 
 Conventions shared by all figures, so a reader can compare them:
 
-* scores are test-split values in percent; means over seeds with 95 % bootstrap intervals
-  (:func:`helpers.report.compare.aggregate`), individual seeds as small points; a single seed has no interval and none
-  is drawn;
+* scores are test-split values in percent; means over replicates with their 95 % t-interval over replicates
+  (:func:`helpers.report.compare.aggregate`; a replicate is the ``seed`` column: a data draw plus a model seed on
+  simulated data), individual replicates as small points; a single replicate has no interval and none is drawn; every
+  legend or caption names the interval (:data:`CI_TEXT`);
+* verdicts are drawn as paired effects with their own interval and every replicate's paired difference
+  (:func:`verdict_effects_figure`);
 * colours are families (:func:`helpers.report.plotting.family_palette`), the same everywhere;
 * datasets are titled with :func:`helpers.report.plotting.dataset_label`, so simulated data always says so;
 * models, datasets and categories are drawn in the canonical order of :mod:`helpers.report.compare` and seed jitter is
@@ -50,7 +53,7 @@ PRETRAINING_LABELS = {
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _LINESTYLES = ("-", "--", ":", "-.")
 _SEED_OFFSETS = (-0.12, 0.12, 0.0, -0.06, 0.06, -0.18, 0.18)
-CI_TEXT = "mean over seeds ± 95 % bootstrap interval; small points: individual seeds"
+CI_TEXT = "mean over replicates ± 95 % t-interval over replicates; small points: individual replicates"
 
 
 @dataclass
@@ -910,7 +913,65 @@ FIGURE_NAMES = {
     "pretext_alignment": "05_pretext_alignment",
     "cost": "05_cost",
     "per_class_iou": "05_per_class_iou",
+    "verdict_effects": "05_verdict_effects",
 }
+
+VERDICT_COLORS = {
+    compare.HOLDS: sns.color_palette("colorblind", 8)[2],
+    compare.FAILS: sns.color_palette("colorblind", 8)[3],
+    compare.INCONCLUSIVE: (0.45, 0.45, 0.45),
+}
+
+
+def verdict_effects_figure(findings: pd.DataFrame) -> plt.Figure | None:
+    """Every tested verdict cell as a paired effect A − B: estimate, interval, and each replicate's difference.
+
+    One row per tested cell (:func:`helpers.report.compare.findings`, rows with a Holm-adjusted p), grouped by
+    cell; the whisker is the cell's own interval (named in the legend: a t-interval over replicates with a
+    bootstrap SE, the per-family selection redone in each resample), open circles are the individual replicates'
+    paired differences, and the grey band is the equivalence margin. Colour is the verdict.
+    """
+    from helpers.report import stats
+
+    f = findings.loc[pd.to_numeric(findings["p_adjusted"], errors="coerce").notna()]
+    f = f.loc[np.isfinite(pd.to_numeric(f["estimate"], errors="coerce").to_numpy(dtype=float))]
+    if f.empty:
+        return None
+    n = len(f)
+    fig, ax = plt.subplots(figsize=plotting.page_size("full", 1.2 + 0.17 * n), layout="constrained")
+    margin = 100 * stats.EQUIVALENCE_MARGIN
+    ax.axvspan(-margin, margin, color="0.9", zorder=0, lw=0)
+    ax.axvline(0, color="black", lw=0.8, zorder=1)
+    labels = []
+    for y, r in enumerate(f.itertuples(index=False)):
+        color = VERDICT_COLORS.get(r.verdict, "grey")
+        per = 100 * np.asarray(r.per_replicate, dtype=float)
+        ax.scatter(
+            per, np.full(per.size, y) + _seed_jitter(list(per)) * 0.8, s=8, facecolors="none",
+            edgecolors=color, linewidths=0.6, zorder=2,
+        )  # fmt: skip
+        _xerrorbar(ax, y, pd.Series({"mean": r.estimate, "lo": r.lo, "hi": r.hi}), color)
+        labels.append(
+            f"{r.cell} · {plotting.dataset_label(r.dataset, bool(r.simulated))}: {r.model_a} − {r.model_b}"
+        )
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlabel("paired test difference A − B (mIoU points)")
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLORS.items()]
+    handles.append(Line2D([], [], color="0.85", lw=6, label=f"equivalence margin ±{margin:g} points"))
+    level = 100 * compare.CI_LEVEL
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=4,
+        frameon=False,
+        title=(
+            f"estimate ± {level:g} % t-interval over replicates (bootstrap SE, selection redone in each resample);"
+            "\nopen circles: each replicate's paired difference"
+        ),
+    )
+    return fig
 
 
 def draw_all(
@@ -956,7 +1017,8 @@ def draw_all(
             lambda: texture_answer_figure(
                 df, bayes_limits=limits, gain_datasets=[*names, *sweep], n_boot=n_boot, seed=seed
             ),
-            "Texture sweep (simulated) and measured texture gain per dataset, paired by seed. " + bayes_note,
+            "Texture sweep (simulated) and measured texture gain per dataset, paired by replicate. "
+            + bayes_note,
             [*names, *sweep],
         ),
         "pretext_alignment": (
@@ -971,8 +1033,16 @@ def draw_all(
         ),
         "per_class_iou": (
             lambda: per_class_heatmap_figure(df, datasets=names),
-            "Per-class test IoU, mean over seeds.",
+            "Per-class test IoU, mean over replicates.",
             names,
+        ),
+        "verdict_effects": (
+            lambda: verdict_effects_figure(compare.findings(df, n_boot=n_boot, seed=seed)),
+            "The tested verdict cells as paired effects A − B on test mIoU: estimate with its 95 % t-interval over "
+            "replicates (bootstrap SE, the per-family selection on validation redone in each resample), every "
+            "replicate's paired difference, and the ±2-point equivalence margin; colour is the verdict "
+            "(Holm-adjusted over the cells shown).",
+            None,
         ),
     }
     out = {}
