@@ -468,13 +468,40 @@ def test_holm_runs_over_every_tested_cell(tmp_path):
 def test_chip_counts_hook_is_consulted_per_dataset(table, monkeypatch):
     calls = []
 
-    def hook(dataset, simulated, models):
-        calls.append((dataset, simulated))
+    def hook(d, simulated, models, chips_dir):
+        calls.append((d["dataset"].iloc[0], simulated, chips_dir))
         return None
 
     monkeypatch.setattr(compare, "_chip_counts", hook)
     compare.findings(table, n_boot=50)
-    assert sorted(calls) == sorted((d, d.startswith("sim-")) for d in CLASSES)
+    assert sorted(calls) == sorted((d, d.startswith("sim-"), None) for d in CLASSES)
+
+
+def test_real_data_resamples_test_chips_when_every_run_saved_them(tmp_path):
+    p, chips_dir = tmp_path / "r.csv", tmp_path / "chips"
+    rng = np.random.default_rng(0)
+    runs = (
+        ("lgbm_aug", "classical", "none", 0.6),
+        ("unet", "cnn", "none", 0.8),
+        ("prithvi_mae", "fm", "mae-in-study", 0.8),
+    )
+    for model, family, pre, level in runs:
+        _write_scores(p, "burn_scars", "burn", model, family, [level, level + 0.01, level + 0.02], pre)
+        for seed in range(3):
+            cms = rng.integers(1, 50, size=(6, 2, 2)) + np.eye(2, dtype=int) * int(400 * level)
+            counts = {"test": results.chip_counts([f"c{i}" for i in range(6)], cms)}
+            if model == "unet" and seed == 2:
+                continue  # saved later, below
+            results.save_chip_counts(chips_dir, results.RunId("burn_scars", model, seed), "", counts)
+    df = results.read(p)
+    partial = compare.findings(df, n_boot=100, chips_dir=chips_dir)
+    assert (
+        "test chips" not in _row(partial, "2a", "burn_scars")["effect"]
+    )  # one run lacks counts: replicates only
+    results.save_chip_counts(chips_dir, results.RunId("burn_scars", "unet", 2), "", counts)
+    crossed = compare.findings(df, n_boot=100, chips_dir=chips_dir)
+    assert "over replicates and test chips" in _row(crossed, "2a", "burn_scars")["effect"]
+    assert "test chips" not in _row(compare.findings(df, n_boot=100), "2a", "burn_scars")["effect"]
 
 
 def test_findings_on_full_table(table):

@@ -651,16 +651,41 @@ def _wide(rows: pd.DataFrame, split: str) -> pd.DataFrame:
     return part.pivot(index="seed", columns="model", values="value")
 
 
-def _chip_counts(dataset: str, simulated: bool, models: Sequence[str]) -> None:
-    """Per-chip test counts for the crossed bootstrap: **the one place to wire them in** (none yet).
+def _chip_counts(
+    d: pd.DataFrame, simulated: bool, models: Sequence[str], chips_dir: str | Path | None
+) -> dict | None:
+    """Per-chip test counts for the crossed bootstrap: **the one place they enter the verdicts**.
 
-    When ``helpers.results.read_chip_counts`` exists, return its ``(replicate, model) -> (tp, fp, fn)`` mapping
-    here for a dataset whose test chips are the same in every replicate (real data, ``simulated`` False), so
-    :func:`helpers.report.stats.paired_effect` resamples test chips too. Simulated replicates each have their own
-    test chips (nested design) and must get ``None``: their replicate scores already carry test-chip variance.
+    Returns ``(replicate, model) -> (tp, fp, fn)`` (:func:`helpers.results.read_chip_counts`, test split) for a
+    dataset whose test chips are the same in every replicate (real data, ``simulated`` False), so
+    :func:`helpers.report.stats.paired_effect` resamples test chips too. ``None`` (replicates only) when no
+    ``chips_dir`` is given (the default, until every real-data run has saved its counts), for simulated data
+    (each replicate has its own test chips, a nested design: its scores already carry test-chip variance), or when
+    any run lacks counts under its ``run_key`` or lists other chips: a partial crossed bootstrap would pair
+    different test sets. The interval's name says which was done.
     """
-    del dataset, simulated, models
-    return None
+    if chips_dir is None or simulated:
+        return None
+    test = d.loc[d["split"] == "test"]
+    run_keys = (
+        test["run_key"].astype(object).where(test["run_key"].notna(), "").astype(str)
+        if "run_key" in test
+        else pd.Series("", index=test.index)
+    )
+    keys = dict(zip(zip(test["model"], test["seed"], strict=True), run_keys, strict=True))
+    out, ids = {}, None
+    for (model, rep), key in keys.items():
+        if model not in models:
+            continue
+        c = _results.read_chip_counts(
+            str(d["dataset"].iloc[0]), model, int(rep), chips_dir=chips_dir, run_key=str(key) or None
+        )
+        c = (c or {}).get("test")
+        if c is None or (ids is not None and not np.array_equal(ids, c["chip_ids"])):
+            return None
+        ids = c["chip_ids"]
+        out[(rep, model)] = (c["tp"], c["fp"], c["fn"])
+    return out or None
 
 
 def _cells(
@@ -704,6 +729,7 @@ def findings(
     seed: int = 0,
     agg: pd.DataFrame | None = None,
     margin: float = stats.EQUIVALENCE_MARGIN,
+    chips_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Whether each of the paper's three claims holds on each dataset here, tested as stated, with effect sizes.
 
@@ -736,6 +762,9 @@ def findings(
         seed: Bootstrap seed.
         agg: Unused (kept for callers that pass :func:`aggregate` output).
         margin: Equivalence margin (fraction), stated up front.
+        chips_dir: Folder of the runs' per-chip counts (:func:`helpers.results.read_chip_counts`); given, a real
+            dataset whose every compared run saved them gets the crossed bootstrap over test chips too
+            (:func:`_chip_counts`). ``None`` (default): replicates only, as the interval's name then says.
 
     Returns:
         One row per ``(cell, dataset)``: ``claim``, ``cell``, ``statement``, ``dataset``, ``simulated``,
@@ -769,7 +798,7 @@ def findings(
             if info.loc[m, "family"] == "fm" and pre in ("none", "mae-in-study", "spectral-in-study"):
                 pretexts.setdefault(architecture(m), {}).setdefault(pre, []).append(m)
         pretexts = {a: p for a, p in pretexts.items() if set(p) - {"none"}}
-        chips = _chip_counts(dataset, simulated, runnable)
+        chips = _chip_counts(d, simulated, runnable, chips_dir)
         for claim, cell, comp, la, a, lb, b, expect, applies in _cells(setting, cand, pretexts):
             row = dict(
                 claim=claim, cell=cell, dataset=dataset, simulated=simulated, setting=setting,

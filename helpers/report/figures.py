@@ -167,7 +167,7 @@ def main_comparison_figure(
     """Every model's test score per dataset: one row of panels per dataset, one column per metric.
 
     Models are listed down the y axis in the study's order, grouped by family (gaps, family colour), so twenty
-    model names stay readable at print size; the mean over seeds has its bootstrap interval as whiskers and the
+    model names stay readable at print size; the mean over replicates has its t-interval over replicates as whiskers and the
     seeds as open circles. Each panel has its own score axis (datasets differ by tens of points; the models of one
     dataset are what is compared). Page-sized: 7.2 in wide, ~2 in per dataset.
     """
