@@ -38,7 +38,10 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     )
     assert row["test_miou_macro"] == pytest.approx(test["value"].item())
     # the continuation lives beside the run and starts with its history
-    cont = pd.read_csv(out.out_dir.parent / "seed0-x2" / train.LOG)
+    cont = pd.read_csv(out.out_dir.parent / "seed0-x2-restart-lr" / train.LOG)
+    assert row["method"] == convergence.METHOD
+    # the continuation restarts at the base rate (FIT's warmup is long over): never the run's last, decayed one
+    assert cont.loc[cont["step"] > row["steps"], "lr"].iloc[0] == pytest.approx(FIT["lr"])
     pd.testing.assert_frame_equal(
         cont[["step", "train_loss", "val_miou_macro"]].iloc[:4],
         out.train.history[["step", "train_loss", "val_miou_macro"]],
@@ -51,6 +54,13 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     # run_key) retrains over the stale checkpoints and replaces the check
     again = train.run(ds, "unet", lambda: pytest.fail("no model needed"), **kw)
     assert again.skipped and len(convergence.read(conv)) == 1
+    # a check made the old way (constant decayed rate: method "") is not this check
+    key = (out.out_dir / train.KEY).read_text().strip()
+    assert convergence.has_check("fake", "unet", 0, row["config_sha"], conv, run_key=key)
+    old = convergence.read(conv).assign(method="")
+    old.to_csv(conv, index=False)
+    assert not convergence.has_check("fake", "unet", 0, row["config_sha"], conv, run_key=key)
+    old.assign(method=convergence.METHOD).to_csv(conv, index=False)
     other = train.run(ds, "unet", lambda: tiny_unet(ds), **{**kw, "lr": 1e-3})
     assert not other.skipped
     table = convergence.read(conv)

@@ -378,6 +378,37 @@ def test_continuation_starts_from_the_finished_run_and_equals_a_longer_run(tmp_p
         train.continue_run(tiny_unet(ds), ds, src=ref.out_dir, out_dir=tmp_path / "bad", **{**FIT, "lr": 1.0})
 
 
+def test_restarted_continuation_can_fail_a_run_the_decayed_one_passes(tmp_path):
+    # a run stopped early by a strict rule (no validation counts as a rise): it ends at 1/25 of its rate
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 0.025, "max_steps": 200, "patience": 1, "lr_drops": 2, "min_delta": 0.5}
+    torch.manual_seed(
+        0
+    )  # the initial weights (fit seeds the crops and the run, not the model built before it)
+    src = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "src", **kw)
+    assert src.stopped_by == "plateau" and src.history["lr"].iloc[-1] == pytest.approx(0.025 / 25)
+    gains = {}
+    for restart in (False, True):
+        cont = train.continue_run(
+            PerPixel(),
+            ds,
+            src=src.out_dir,
+            out_dir=tmp_path / f"x4-{restart}",
+            factor=4,
+            restart_lr=restart,
+            **kw,
+        )
+        after = cont.history.loc[cont.history["step"] > src.steps, "lr"]
+        gains[restart] = 100 * (cont.best_score - src.best_score)
+        if restart:  # a second cycle of the schedule: the base rate again, then its drops
+            assert after.iloc[0] == pytest.approx(0.025) and after.min() == pytest.approx(0.025 / 25)
+            assert cont.config["restart_lr"] is True
+        else:  # the old check: on at the decayed rate
+            assert np.allclose(after, 0.025 / 25) and "restart_lr" not in cont.config
+    # the restart finds the run was far from converged; at the decayed rate it moves much less
+    assert gains[True] > 2 * gains[False] and gains[True] > 10.0
+
+
 def test_class_weights_and_a_chip_budget(tmp_path):
     ds = FakeDataset(n=(5, 1, 1))
     view = labels.label_view(ds, "chips-0.4", 0)  # 2 of the 5 training chips

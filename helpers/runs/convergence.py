@@ -1,12 +1,19 @@
-"""Convergence shown, not assumed: every deep row's seed-0 run trained on to twice its steps.
+"""Convergence shown, not assumed: every deep row's first-seed run trained on to twice its steps, from a restart.
 
 A deep model's score counts only if its training reached a validation plateau; a budget that stops a model while it
 is still improving measures the budget. :func:`helpers.runs.train.fit` stops on a plateau, and this module checks the
-claim: :func:`check` continues the finished run from its own last checkpoint (same weights, optimiser, RNG and
-learning rate) to ``factor`` times its steps with the stopping rule switched off (:func:`helpers.runs.train.continue_run`),
-selects the best validation weights over the whole trajectory and scores them on validation and test. A row counts
-as **converged** when doubling moves its validation ``miou_macro`` by less than :data:`CONVERGED_POINTS` points.
-Validation decides (the test split plays no part in the verdict); the test change is reported beside it.
+claim: :func:`check` continues the finished run from its own last checkpoint (same weights, optimiser state and RNG)
+with the learning rate **restarted at its base value** and the plateau rule's rate drops reset, to at most ``factor``
+times its steps (:func:`helpers.runs.train.continue_run`, ``restart_lr=True``), selects the best validation weights
+over the whole trajectory and scores them on validation and test. A row counts as **converged** when this moves its
+validation ``miou_macro`` by less than :data:`CONVERGED_POINTS` points. Validation decides (the test split plays no
+part in the verdict); the test change is reported beside it.
+
+Why a restart: a finished run ends at its last, decayed rate (``drop_factor ** lr_drops`` = 1/25 of the base). A
+continuation at that rate can hardly move the weights, so it would pass almost by construction (it did: every
+Indian Pines row moved +0.0). A second full cycle of the schedule from the base rate is the same search that found
+the first plateau, given again: a model that was stopped early improves under it, one on a plateau does not.
+:data:`METHOD` names the check in every row, so a check made the old way is redone, never read as this one.
 
 The checks are kept in their own tidy table, ``results/convergence.csv`` (one row per checked run), not in the
 results table: they are evidence about runs of the matrix, not runs of it. Each row carries the checked run's
@@ -58,14 +65,19 @@ COLUMNS = [
     "converged",
     "config_sha",
     "run_key",
+    "method",
     "git_sha",
     "timestamp",
 ]
 
 KEY = ["dataset", "model", "seed"]
 
+#: How the check continues a run: from a restarted learning rate (module docstring). Rows of another method (the
+#: old constant-decayed-rate continuation, read as "") are not this check and are redone.
+METHOD = "restart-lr"
+
 #: Columns added after the first tables were written (read as NaN from an older table).
-_LATER_COLUMNS = ("x2_mean_gain_points", "x2_sd_points", "run_key")
+_LATER_COLUMNS = ("x2_mean_gain_points", "x2_sd_points", "run_key", "method")
 
 
 def config_sha(config: dict) -> str:
@@ -83,7 +95,8 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     for c in _LATER_COLUMNS:  # tables written before these columns existed
         if c not in df:
             df[c] = float("nan")
-    df["run_key"] = df["run_key"].astype(object).where(df["run_key"].notna(), "").astype(str)
+    for c in ("run_key", "method"):
+        df[c] = df[c].astype(object).where(df[c].notna(), "").astype(str)
     missing = [c for c in COLUMNS if c not in df]
     if missing:
         raise ValueError(f"{path}: not a convergence table of this study (missing columns {missing})")
@@ -114,10 +127,10 @@ def _write_row_locked(row: dict, path: Path) -> None:
 def has_check(
     dataset: str, model: str, seed: int, sha: str, path: str | os.PathLike = DEFAULT_PATH, run_key: str = ""
 ) -> bool:
-    """Whether the table holds a check of exactly this run: same settings hash and same ``run_key``.
+    """Whether the table holds a check of exactly this run: same settings hash, ``run_key`` and :data:`METHOD`.
 
     The settings hash alone does not see the data: a regenerated dataset trains a new run under the same settings,
-    and its check must be redone, not read from the old run's row.
+    and its check must be redone, not read from the old run's row. A check made another way is not this check.
     """
     df = read(path)
     if df.empty:
@@ -125,6 +138,7 @@ def has_check(
     sel = (df["dataset"].astype(str) == dataset) & (df["model"].astype(str) == model)
     sel &= (df["seed"].astype(str) == str(seed)) & (df["config_sha"].astype(str) == sha)
     sel &= df["run_key"].fillna("").astype(str) == run_key
+    sel &= df["method"].astype(str) == METHOD
     return bool(sel.any())
 
 
@@ -200,10 +214,18 @@ def check(
 
     runner.seed_everything(seed)
     model = make_model()
-    out_dir = src.parent / f"{src.name}-x{factor:g}"
+    out_dir = continuation_dir(src, factor)
     train.claim_run_dir(out_dir, f"continuation of {key or sha}")  # a continuation of another run is stale
     tr = train.continue_run(
-        model, ds, src=src, out_dir=out_dir, factor=factor, force=force, progress=progress, **fit_kwargs
+        model,
+        ds,
+        src=src,
+        out_dir=out_dir,
+        factor=factor,
+        restart_lr=True,
+        force=force,
+        progress=progress,
+        **fit_kwargs,
     )
     prev = torch.get_num_threads()
     torch.set_num_threads(state["config"].get("num_threads") or prev)
@@ -244,11 +266,20 @@ def check(
         "x2_sd_points": sd,
         "config_sha": sha,
         "run_key": key,
+        "method": METHOD,
         "git_sha": results.git_sha(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_row(row, Path(path))
     return row
+
+
+def continuation_dir(src: Path, factor: float = 2.0, method: str = METHOD) -> Path:
+    """The folder of a run's continuation, beside the run: ``seed<k>-x2-restart-lr``.
+
+    The old constant-rate checks (``method`` ``""``) kept theirs in ``seed<k>-x2``, left as they were.
+    """
+    return src.parent / (f"{src.name}-x{factor:g}" + (f"-{method}" if method else ""))
 
 
 def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -277,9 +308,8 @@ def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike | None = No
         if runs_dir is None:
             continue
         src = train.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
-        out.loc[i] = _trend(
-            src.parent / f"{src.name}-x2" / train.LOG, int(row["steps"]), float(row["val_miou_macro"])
-        )
+        log = continuation_dir(src, 2.0, str(row.get("method", "") or "")) / train.LOG
+        out.loc[i] = _trend(log, int(row["steps"]), float(row["val_miou_macro"]))
     return out
 
 

@@ -791,6 +791,7 @@ def fit(
     cache_mb: float = 2048,
     progress: bool = True,
     start_from: str | os.PathLike | None = None,
+    restart_lr: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``ds``'s train split until validation ``miou_macro`` reaches a plateau (or a step cap).
 
@@ -843,6 +844,8 @@ def fit(
         start_from: A finished run's folder to continue from (its last state, history and best weights) when
             ``out_dir`` holds no run yet; used by :func:`continue_run`. Its settings, apart from the stopping
             rule, must equal this call's.
+        restart_lr: With ``start_from``: restart the learning rate at its base value and the plateau rule's drops
+            (the convergence check's second cycle of the schedule); a setting of the stopping rule.
 
     Returns:
         A :class:`TrainResult`; ``model`` holds the best weights and is in eval mode.
@@ -902,6 +905,8 @@ def fit(
     # absent at its default, so runs stopped by the single-validation rule keep their identity
     if int(smooth) != 1:
         stopping["smooth"] = int(smooth)
+    if restart_lr:  # a continuation from a restarted rate (convergence check); absent otherwise
+        stopping["restart_lr"] = True
     config = {**trajectory, **stopping}
     rule = {**stopping, "smooth": int(smooth), "eval_every": eval_every}
 
@@ -1019,7 +1024,11 @@ def fit(
 
 
 def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping) -> dict:
-    """The state a continuation starts from: ``src``'s finished run, re-labelled with the new stopping rule."""
+    """The state a continuation starts from: ``src``'s finished run, re-labelled with the new stopping rule.
+
+    With ``restart_lr`` in ``config`` the rate goes back to its base value and the plateau rule starts afresh (no drop
+    taken, a new patience window from this step): a second full cycle of the schedule from where the run ended.
+    """
     if not (src / LAST).exists() or not (src / BEST).exists():
         raise ValueError(f"{src}: no finished run to continue from (expected {LAST} and {BEST})")
     state = load_checkpoint(src / LAST)
@@ -1035,6 +1044,8 @@ def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping)
     best = load_checkpoint(src / BEST)
     _save({**best, "config": dict(config)}, out_dir / BEST)
     state.update(config=dict(config), finished=False, stopped_by="", continued_from=str(src))
+    if config.get("restart_lr"):
+        state.update(lr_scale=1.0, drops=0, plateau_score=-math.inf, plateau_step=int(state["step"]))
     return state
 
 
@@ -1045,14 +1056,20 @@ def continue_run(
     src: str | os.PathLike,
     out_dir: str | os.PathLike,
     factor: float = 2.0,
+    restart_lr: bool = False,
     **fit_kwargs,
 ) -> TrainResult:
-    """Continue a finished run to ``factor`` times its steps, ignoring the plateau: the convergence check.
+    """Continue a finished run to ``factor`` times its steps: the convergence check.
 
-    Starts from ``src``'s last state (weights, optimiser, RNG, history, best so far) and trains on at the same
-    constant rate, validating as before; the best weights over the whole trajectory are selected. Because crops
-    are seeded per validation block, this is the run that ``patience=None, max_steps=factor * steps`` would have
-    been. A row counts as converged when this moves its validation mIoU by less than a point.
+    Starts from ``src``'s last state (weights, optimiser, RNG, history, best so far) and trains on, validating as
+    before; the best weights over the whole trajectory are selected. Two ways:
+
+    * ``restart_lr=False``: at the run's last (decayed) rate, ignoring the plateau. Because crops are seeded per
+      validation block, this is the run that ``patience=None, max_steps=factor * steps`` would have been; at 1/25 of
+      the base rate it can hardly move, so as a check it passes almost by construction.
+    * ``restart_lr=True`` (what :mod:`helpers.runs.convergence` uses): the rate restarts at its base value and the
+      run's own plateau rule runs a second full cycle (drops reset), up to ``factor`` times the steps. A model
+      stopped while still improving gains under it; one on a plateau does not.
 
     Args:
         model: A freshly built model of the same architecture (its weights are replaced).
@@ -1060,19 +1077,17 @@ def continue_run(
         src: The finished run's folder.
         out_dir: Folder of the continuation (a separate run folder; ``src`` is left untouched).
         factor: Step multiple to train to.
+        restart_lr: Restart the rate and the plateau rule (above) instead of going on at the decayed rate.
         **fit_kwargs: The settings ``src`` was trained with (as passed to :func:`fit`); stopping ones are
             replaced.
     """
     src = Path(src)
     state = load_checkpoint(src / LAST)
     steps = int(state["step"])
-    kw = {
-        "seed": state["config"]["seed"],
-        **fit_kwargs,
-        "max_steps": int(math.ceil(factor * steps)),
-        "patience": None,
-    }
-    return fit(model, ds, out_dir=out_dir, start_from=src, **kw)
+    kw = {"seed": state["config"]["seed"], **fit_kwargs, "max_steps": int(math.ceil(factor * steps))}
+    if not restart_lr:
+        kw["patience"] = None
+    return fit(model, ds, out_dir=out_dir, start_from=src, restart_lr=restart_lr, **kw)
 
 
 # ---------------------------------------------------------------------------------------------- one results row
