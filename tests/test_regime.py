@@ -50,7 +50,7 @@ def test_curves_keep_budgeted_models_and_fill_full_label_pixels():
     assert not regime.is_fm("fm", "none")  # a transformer from scratch is not a foundation model
 
 
-def test_winner_needs_every_paired_seed_and_is_chosen_on_validation():
+def test_winner_needs_a_significant_paired_difference_and_is_chosen_on_validation():
     rg = regime.regime(regime.curves(_table(), {"sim-x": 5000})).set_index("label_budget")
     assert (
         rg.loc["points-10", "best_other"] == "rf" and rg.loc["points-10", "best_fm"] == "presto_frozen_lgbm"
@@ -58,11 +58,21 @@ def test_winner_needs_every_paired_seed_and_is_chosen_on_validation():
     assert rg.loc["points-10", "winner"] == regime.FM
     assert rg.loc["points-10", "advantage"] == pytest.approx(5.0)
     assert (rg.loc["points-10", "adv_min"], rg.loc["points-10", "adv_max"]) == pytest.approx((4.0, 6.0))
+    # a t interval over 3 replicates (t_2 = 4.30 on an SE of about 1/sqrt(3)): wider than their range, not it
+    lo, hi = rg.loc["points-10", "lo"], rg.loc["points-10", "hi"]
+    assert lo < 4.0 and hi > 6.0 and lo > 0
+    assert rg.loc["points-10", "p_holm"] >= rg.loc["points-10", "p"]  # Holm over the map's two cells
+    assert "t-interval over 3 replicates" in rg.loc["points-10", "interval"]
     assert rg.loc["all", "winner"] == regime.OTHER
+    # mixed signs: the interval covers zero
     mixed = regime.regime(regime.curves(_table((0.05, -0.01, 0.02)), {"sim-x": 5000}))
     assert mixed.set_index("label_budget").loc["points-10", "winner"] == regime.NOT_SEPARATED
+    # two replicates ahead by 4 and 5 points: t_1 = 12.7 leaves the difference unresolved
     two = regime.regime(regime.curves(_table(n_seeds=2), {"sim-x": 5000}))
-    assert two.set_index("label_budget").loc["points-10", "winner"] == regime.NOT_SEPARATED  # too few seeds
+    assert two.set_index("label_budget").loc["points-10", "winner"] == regime.NOT_SEPARATED
+    # level: the FM row within a fraction of a point on every replicate
+    level = regime.regime(regime.curves(_table((0.001, -0.001, 0.0)), {"sim-x": 5000}))
+    assert level.set_index("label_budget").loc["points-10", "winner"] == regime.LEVEL_
 
 
 def test_labels_to_reach_and_findings_lines():
@@ -70,10 +80,11 @@ def test_labels_to_reach_and_findings_lines():
     reach = regime.labels_to_reach(cv).set_index("model")
     assert reach.loc["rf", "reached_at"] == "points-10" and reach.loc["rf", "n_labelled_px"] == 20
     lines = regime.findings_lines(regime.regime(cv))
-    assert len(lines) == 1 and "wins at points-10" in lines[0] and "range over 3 seeds" in lines[0]
-    assert "95 %" not in lines[0]
+    assert len(lines) == 1 and "wins at points-10" in lines[0] and "Holm p" in lines[0]
+    assert "replicates +5.0, +4.0, +6.0" in lines[0]  # every replicate's paired difference, by seed
     section = tables.regime_section(lines)
-    assert "not a 95 % interval" in section and lines[0] in section
+    assert "95 % t-interval over replicates" in section and lines[0] in section
+    assert "range over" not in section
     assert tables.regime_section([]) == ""
 
 

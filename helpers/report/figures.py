@@ -1285,8 +1285,9 @@ def regime_figure(
     Top: one panel per dataset (or texture knob), test mIoU against the labelled training pixels (log axis), one
     line per model (mean over seeds; the individual seeds as dots), foundation models solid, every other row dashed.
     Bottom: the FM advantage per (dataset, budget): best FM row minus best other row (each chosen on validation),
-    paired by seed; the cell says the winner (every seed must agree) and the mean difference with its range over
-    seeds (:mod:`helpers.report.regime`).
+    paired within replicate; the cell says the winner (a Holm-corrected significant difference, or "level" within
+    the equivalence margin) and the mean difference with its 95 % t-interval over replicates
+    (:mod:`helpers.report.regime`). The replicates themselves are the dots of the top panels.
 
     Args:
         cv: :func:`helpers.report.regime.curves`.
@@ -1348,11 +1349,12 @@ def regime_figure(
         if r["dataset"] not in names:
             continue
         y, x = names.index(r["dataset"]), budgets.index(r["label_budget"])
-        text = (
-            r["winner"]
-            if r["winner"] in ("missing",)
-            else (f"{r['winner']}  {r['advantage']:+.1f} [{r['adv_min']:+.1f}, {r['adv_max']:+.1f}]")
-        )
+        if r["winner"] == "missing":
+            text = r["winner"]
+        elif np.isfinite(r.get("lo", np.nan)):
+            text = f"{r['winner']}  {r['advantage']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]"
+        else:
+            text = f"{r['winner']}  {r['advantage']:+.1f} (no interval)"
         dark = pd.notna(r.get("advantage", np.nan)) and abs(r["advantage"]) > 0.6 * lim
         ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     ax.set_xticks(range(len(budgets)), budgets, fontsize=6)
@@ -1360,7 +1362,7 @@ def regime_figure(
     ax.set_xlabel("label budget (points-K: K labelled pixels per class; all: every label)", fontsize=6.5)
     ax.grid(False)
     cb = fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
-    cb.set_label("best FM − best other\n(test mIoU points)", fontsize=6)
+    cb.set_label("best FM − best other\n(test mIoU points;\n[95 % t-interval])", fontsize=6)
     cb.ax.tick_params(labelsize=6)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / height))
     return fig

@@ -8,11 +8,13 @@ validation mIoU (mean over seeds, never test). The comparison is **paired**: one
 every family (the label view is drawn by the run's seed), so the FM advantage is computed per seed on the same
 labels, then summarised.
 
-What the intervals are, and are not: with the default's 3 seeds the spread shown is the **range of the paired
-differences over seeds** (not a 95 % interval), and the seeds vary the labels drawn and the model seed, not the
-simulated data (the companion uncertainty issue adds data replicates). A verdict therefore needs every seed to
-agree: ``FM`` (the best FM row ahead on every seed), ``other`` (behind on every seed), or ``not separated`` (mixed
-signs, or fewer than :data:`MIN_SEEDS` paired seeds).
+What the intervals are: the paired difference's **t interval over replicates** with a bootstrap standard error in
+which the choice of each group's best model is redone in every resample (:func:`helpers.report.stats.paired_effect`).
+On simulated data a replicate is a data draw and a model seed (the run of seed ``k`` trains on draw ``k``), so the
+interval covers the data; on real data (fixed) it covers model seeds and label draws only, and says so. A cell is
+won only when the difference is significant after a Holm correction over the map's cells (``FM`` or ``other``); an
+interval inside ``±`` :data:`helpers.report.stats.EQUIVALENCE_MARGIN` (TOST) reads ``level``; anything else is
+``not separated``. The individual replicates' differences are kept (``per_replicate``) for the figure.
 """
 
 from __future__ import annotations
@@ -27,17 +29,19 @@ from helpers.data import labels
 
 FM = "FM"
 OTHER = "other"
+LEVEL_ = "level"
 NOT_SEPARATED = "not separated"
 #: The rule the regime findings state above their lines.
 RULE = (
     "Per dataset and label budget, the best foundation-model row (pretrained weights: published or in-study) against "
-    "the best other row (classical, CNN), each chosen on validation mIoU; test mIoU %, difference FM − other paired "
-    "by seed (the seed draws the labels, the same for every family), mean [range over seeds, not a 95 % interval]. "
-    "A row wins only when it is ahead on every seed, with at least 3 seeds; seeds vary the labels drawn and the model, not the simulated "
-    "data. Budgets: points-K = K labelled training pixels per class; all = every label."
+    "the best other row (classical, CNN, transformer from scratch), each chosen on validation mIoU; test mIoU %, "
+    "difference FM − other paired within replicate (a replicate draws the labels, the same for every family, and on "
+    "simulated data the data too), mean [95 % t-interval over replicates, bootstrap SE with the choice of each best "
+    "row redone in every resample]. A row wins only when the difference is significant after a Holm correction over "
+    "the map's cells; 'level' means the 90 % interval lies within ±2 points (equivalence); else 'not separated'. "
+    "On real data (Indian Pines) replicates vary the model seed and the labels drawn only. Budgets: points-K = K "
+    "labelled training pixels per class; all = every label."
 )
-#: Paired seeds a verdict needs (fewer: :data:`NOT_SEPARATED`, whatever the sign).
-MIN_SEEDS = 3
 #: Fraction of a model's full-label test score that :func:`labels_to_reach` looks for.
 REACH = 0.9
 
@@ -105,47 +109,68 @@ def _best_on_val(cell: pd.DataFrame) -> str | None:
     return sorted(means[means == top].index)[0]
 
 
-def regime(cv: pd.DataFrame) -> pd.DataFrame:
+def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """The map: per (dataset, budget) the best FM and best other row (on validation) and their paired test gap.
 
-    Returns one row per (dataset, budget): ``best_fm``, ``best_other``, ``fm_test`` and ``other_test`` (means over
-    the paired seeds), ``advantage`` (mean of the per-seed differences FM − other, points), ``adv_min`` and
-    ``adv_max`` (their range), ``n`` (seeds paired), ``winner`` (:data:`FM`, :data:`OTHER` or
-    :data:`NOT_SEPARATED`: every seed must agree) and ``n_labelled_px`` (median over seeds).
+    Returns one row per (dataset, budget): ``best_fm``, ``best_other`` (chosen on the full data), ``fm_test`` and
+    ``other_test`` (their means over the paired replicates, %), ``advantage`` (mean paired difference FM − other,
+    points) with ``lo``/``hi`` (its t interval), ``p`` and ``p_holm`` (Holm over the map's cells), ``adv_min`` and
+    ``adv_max`` (the range of the replicates' differences, for the figure), ``per_replicate`` (those differences),
+    ``n`` (replicates paired), ``winner`` (:data:`FM`, :data:`OTHER`, :data:`LEVEL_`, :data:`NOT_SEPARATED` or
+    ``"missing"``), ``interval`` (what the interval is) and ``n_labelled_px`` (median over replicates).
     """
-    rows = []
+    from helpers.report import stats
+
     if cv.empty:
         return pd.DataFrame()
+    rows, effects = [], []
     for (dataset, budget), cell in cv.groupby(["dataset", "label_budget"]):
-        fm = _best_on_val(cell[cell["group"] == FM])
-        other = _best_on_val(cell[cell["group"] == OTHER])
-        row = {"dataset": dataset, "label_budget": budget, "best_fm": fm, "best_other": other}
-        row["n_labelled_px"] = float(cell["n_labelled_px"].median())
-        if fm is None or other is None:
-            rows.append({**row, "n": 0, "winner": "missing"})
+        row = {
+            "dataset": dataset,
+            "label_budget": budget,
+            "n_labelled_px": float(cell["n_labelled_px"].median()),
+        }
+        fm_models = sorted(set(cell.loc[cell["group"] == FM, "model"]))
+        other_models = sorted(set(cell.loc[cell["group"] == OTHER, "model"]))
+        if not fm_models or not other_models:
+            rows.append({**row, "best_fm": None, "best_other": None, "n": 0, "winner": "missing"})
+            effects.append(None)
             continue
-        a = cell[cell["model"] == fm].set_index("seed")["test"]
-        b = cell[cell["model"] == other].set_index("seed")["test"]
-        paired = (a - b).dropna()
-        seeds = paired.index
-        winner = NOT_SEPARATED
-        if len(paired) >= MIN_SEEDS and (paired > 0).all():
-            winner = FM
-        elif len(paired) >= MIN_SEEDS and (paired < 0).all():
-            winner = OTHER
+        val = cell.pivot_table(index="seed", columns="model", values="val", aggfunc="first") / 100
+        test = cell.pivot_table(index="seed", columns="model", values="test", aggfunc="first") / 100
+        eff = stats.paired_effect(val, test, fm_models, other_models, n_boot=n_boot, seed=seed)
+        pairs = eff.per_replicate
+        seeds = list(pairs.index)
+        effects.append(eff)
         rows.append(
             {
                 **row,
-                "fm_test": float(a.loc[seeds].mean()) if len(seeds) else math.nan,
-                "other_test": float(b.loc[seeds].mean()) if len(seeds) else math.nan,
-                "advantage": float(paired.mean()) if len(paired) else math.nan,
-                "adv_min": float(paired.min()) if len(paired) else math.nan,
-                "adv_max": float(paired.max()) if len(paired) else math.nan,
-                "n": int(len(paired)),
-                "winner": winner,
+                "best_fm": eff.a_model,
+                "best_other": eff.b_model,
+                "fm_test": float(100 * test.loc[seeds, eff.a_model].mean()) if seeds else math.nan,
+                "other_test": float(100 * test.loc[seeds, eff.b_model].mean()) if seeds else math.nan,
+                "advantage": 100 * eff.estimate,
+                "lo": 100 * eff.lo,
+                "hi": 100 * eff.hi,
+                "p": eff.p,
+                "adv_min": float(100 * pairs.min()) if len(pairs) else math.nan,
+                "adv_max": float(100 * pairs.max()) if len(pairs) else math.nan,
+                "per_replicate": ", ".join(f"{100 * v:+.1f}" for v in pairs),
+                "n": int(eff.n_replicates),
+                "interval": eff.interval_name,
             }
         )
     out = pd.DataFrame(rows)
+    tested = [i for i, e in enumerate(effects) if e is not None]
+    p_holm = np.full(len(out), np.nan)
+    if tested:
+        p_holm[tested] = stats.holm([effects[i].p for i in tested])
+    out["p_holm"] = p_holm
+    decision = {stats.A_GT_B: FM, stats.B_GT_A: OTHER, stats.EQUIVALENT: LEVEL_}
+    out["winner"] = [
+        "missing" if e is None else decision.get(stats.decide(e, p_holm[i]), NOT_SEPARATED)
+        for i, e in enumerate(effects)
+    ]
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
     return out.sort_values(["dataset", "_order"]).drop(columns="_order").reset_index(drop=True)
 
@@ -195,10 +220,14 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
         won = cells[cells["winner"] == FM]
 
         def fmt(r):
+            interval = (
+                f"[{r['lo']:+.1f}, {r['hi']:+.1f}], Holm p = {r['p_holm']:.3f}"
+                if np.isfinite(r.get("lo", np.nan))
+                else f"no interval ({r['n']} replicate{'s' if r['n'] != 1 else ''})"
+            )
             return (
                 f"{r['label_budget']} ({r['best_fm']} {r['fm_test']:.1f} vs {r['best_other']} {r['other_test']:.1f}; "
-                f"paired difference {r['advantage']:+.1f} [{r['adv_min']:+.1f}, {r['adv_max']:+.1f}], range over "
-                f"{r['n']} seeds)"
+                f"paired difference {r['advantage']:+.1f} {interval}; replicates {r['per_replicate']})"
             )
 
         if won.empty:
