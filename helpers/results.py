@@ -69,6 +69,7 @@ COLUMNS = [
     "peak_mem_mb",
     "model_size_mb",
     "platform",
+    "data_fingerprint",
     "git_sha",
     "timestamp",
     "run_key",
@@ -436,8 +437,9 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
         low_memory=False,
         dtype={"run_key": str},  # hex digits such as "12e4..." must not become numbers
     )
-    if "platform" not in df:  # tables written before rows recorded their platform
-        df["platform"] = ""
+    for col in ("platform", "data_fingerprint"):  # tables written before rows recorded these
+        if col not in df:
+            df[col] = ""
     for col in (
         "class",
         "note",
@@ -448,6 +450,7 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
         "stopped_by",
         "run_key",
         "platform",
+        "data_fingerprint",
     ):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), "").astype(str)
@@ -476,6 +479,7 @@ _TEXT_COLUMNS = (
     "run_key",
     "label_budget",
     "platform",
+    "data_fingerprint",
 )
 
 

@@ -156,3 +156,14 @@ def test_finish_saves_chip_counts_beside_the_table_with_the_run_key(tmp_path):
         "chips",
         "r.csv",
     ]
+
+
+def test_context_records_the_data_draw_whatever_the_label_budget():
+    from helpers.data import labels
+    from tests.test_train import FakeDataset
+
+    ds, other = FakeDataset(), FakeDataset(seed=1)
+    full = runner.context(ds, "rf", 0, family="classical")["data_fingerprint"]
+    budget = runner.context(labels.label_view(ds, "points-10", 0), "rf", 0, family="classical")
+    assert full and budget["data_fingerprint"] == full  # the same draw seen through fewer labels
+    assert runner.context(other, "rf", 0, family="classical")["data_fingerprint"] != full  # another draw

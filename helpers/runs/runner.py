@@ -155,8 +155,9 @@ def context(
 
     Who ran (dataset, model, family, seed, label budget, weights; ``simulated`` from
     :func:`helpers.results.is_simulated`), the training labels it saw (``n_labelled_px``, ``n_train_chips``), the
-    arithmetic platform it ran on (``platform``: :func:`platform`), then ``columns`` (sizes, timings, note,
-    ``run_key``), in that order.
+    arithmetic platform it ran on (``platform``: :func:`platform`), the data draw it ran on (``data_fingerprint``:
+    the content hash of the dataset under any label budget, so the report can tell replicates that vary the data
+    from seeds on fixed data), then ``columns`` (sizes, timings, note, ``run_key``), in that order.
     """
     rid = identity(ds, model, seed)
     return {
@@ -173,8 +174,19 @@ def context(
         "n_labelled_px": int(labels.labelled_counts(ds).sum()) if hasattr(ds, "read_arrays") else None,
         "n_train_chips": len(ds.chip_ids("train")) if "train" in ds.splits else None,
         "platform": platform(family),
+        "data_fingerprint": _data_fingerprint(ds),
         **columns,
     }
+
+
+def _data_fingerprint(ds) -> str:
+    """The content hash of the data a run saw, label budget aside (blank for a stand-in that cannot be hashed)."""
+    from helpers.data import datasets
+
+    try:
+        return datasets.fingerprint(labels.unlabelled(ds))
+    except (AttributeError, TypeError):
+        return ""
 
 
 def finished(ds, model: str, seed: int, results_path: str | os.PathLike | None, key: str | None) -> bool:
