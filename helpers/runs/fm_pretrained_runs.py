@@ -32,6 +32,7 @@ heads of a dataset encode each chip once.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -467,9 +468,10 @@ def make_galileo_segmenter(
 ) -> Callable[[], H.GalileoSegmenter]:
     """A builder of the fine-tuning model for ``ds`` (weights resolved now, so a missing file fails early).
 
-    The months are the dataset's default months (:data:`helpers.runs.fm_adapters.DEFAULT_MONTHS`; the training loop
-    passes only pixels, so per-chip dates cannot reach the model) and the pixel size that of the first training
-    chip. ``drop_path=0.1`` is the published encoder configuration.
+    The months are the most common months the training chips' files carry (:func:`helpers.runs.fm_adapters.chip_context`:
+    their date tags, else the assumed defaults); the training loop passes only pixels, so one month tuple serves every
+    chip of the run (sim-crop's dates differ by tile: this is the mode, not each chip's own). The pixel size is that
+    of the first training chip. ``drop_path=0.1`` is the published encoder configuration.
 
     Raises:
         helpers.models.weights.WeightsError: Weights unavailable or not the pinned file.
@@ -477,10 +479,10 @@ def make_galileo_segmenter(
     from helpers.models import galileo as G
 
     path = W.resolve_weights("galileo_nano", weights_path)
-    ctx = A.chip_context(ds, ds.chip_ids("train")[0])
-    months = A.DEFAULT_MONTHS.get(ds.task, (6,) * ds.n_times)
-    if len(months) != ds.n_times:
-        months = (6,) * ds.n_times
+    contexts = [A.chip_context(ds, c) for c in ds.chip_ids("train")]
+    ctx = contexts[0]
+    months = collections.Counter(c.months for c in contexts).most_common(1)[0][0]
+    months_source = collections.Counter(c.month_source for c in contexts).most_common(1)[0][0]
 
     def build() -> H.GalileoSegmenter:
         encoder = G.load_galileo_nano(path, drop_path=drop_path)
@@ -495,6 +497,7 @@ def make_galileo_segmenter(
         )
 
     build.months = months  # type: ignore[attr-defined]
+    build.months_source = months_source  # type: ignore[attr-defined]
     build.resolution_m = ctx.resolution_m  # type: ignore[attr-defined]
     return build
 
@@ -557,7 +560,7 @@ def run_galileo_nano_finetune(
         [
             f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on {crop_size} px crops, conv "
             "decoder, whole-chip validation/test",
-            f"months {list(build.months)} (dataset default), {build.resolution_m:g} m pixels",
+            f"months {list(build.months)} ({build.months_source}; the mode over training chips), {build.resolution_m:g} m pixels",
             "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(None),
             PRETRAINING["galileo_nano"],
         ]
