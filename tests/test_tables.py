@@ -43,7 +43,13 @@ def parse_cell(cell: str) -> tuple[float, float, float, bool]:
 
 def test_files_written_under_tables(written):
     out, paths = written
-    assert set(paths) == {*(f"results_{d}" for d in DATASETS), "paper_comparison", "findings", "not_run"}
+    assert set(paths) == {
+        *(f"results_{d}" for d in DATASETS),
+        "paper_comparison",
+        "findings",
+        "family_inputs",
+        "not_run",
+    }
     for md, tex in paths.values():
         assert md.parent == out / "tables" and md.suffix == ".md" and tex.suffix == ".tex"
     assert not [p for p in (out / "tables").iterdir() if p.name.startswith(".")]  # no temporary leftovers
@@ -180,3 +186,36 @@ def test_format_interval():
     assert tables.format_interval(0.7123, 0.701, 0.7234) == "71.2 [70.1, 72.3]"
     assert tables.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 replicate)"
     assert tables.format_interval(np.nan, np.nan, np.nan) == "–"
+
+
+def test_family_inputs_table_reads_what_each_model_saw_from_the_rows():
+    base = dict(
+        dataset="sim-x", split="test", metric="miou_macro", value=0.5, status="ok", label_budget="all"
+    )
+    base["class"] = ""
+    rows = [
+        {**base, "model": "rf", "family": "classical", "pretraining": "none", "seed": 0, "n_train_pixels": 100,
+         "steps": None, "note": "max_depth=None; budget 100/class/chip"},
+        {**base, "model": "unet", "family": "cnn", "pretraining": "none", "seed": 0, "n_train_pixels": 5000,
+         "steps": 600, "note": "trained with 1 thread(s), bf16 autocast + channels_last"},
+        {**base, "model": "unet", "family": "cnn", "pretraining": "none", "seed": 1, "n_train_pixels": 5000,
+         "steps": 800, "note": "trained with 1 thread(s), bf16 autocast + channels_last"},
+        {**base, "model": "prithvi_arch_small_mae", "family": "fm", "pretraining": "mae-in-study", "seed": 0,
+         "n_train_pixels": 5000, "steps": 700, "n_train_chips": 32,
+         "note": "pretraining 10 s, 72 steps, stopped by plateau; trained with 1 thread(s), float32"},
+        {**base, "model": "vit", "family": "fm", "pretraining": "none", "seed": 0, "n_train_pixels": 5000,
+         "steps": 500, "note": "plain ViT-seg from scratch; float32"},
+        {**base, "model": "presto_frozen_lgbm", "family": "fm", "pretraining": "published", "seed": 0,
+         "n_train_pixels": 900, "note": "lgbm; months [3, 6, 8] (file tags (ACQUISITION_DATES)); location chip centre; Presto"},
+    ]  # fmt: skip
+    t = tables.family_inputs_table(pd.DataFrame(rows)).set_index("model")
+    assert t.loc["unet", "steps"] == "700 (600–800)" and t.loc["unet", "precision"] == "bf16 autocast"
+    assert t.loc["rf", "steps"] == "–" and t.loc["rf", "precision"] == "float64 trees"
+    assert (
+        t.loc["prithvi_arch_small_mae", "pretraining"]
+        == "in study: 72 steps, 10 s on the dataset's 32 training chips"
+    )
+    assert t.loc["vit", "family"] == "transformer (from scratch)" and t.loc["vit", "pretraining"] == "none"
+    assert t.loc["presto_frozen_lgbm", "dates"] == "months [3, 6, 8] (file tags (ACQUISITION_DATES))"
+    assert t.loc["presto_frozen_lgbm", "location"] == "chip centre" and t.loc["unet", "location"] == "none"
+    assert list(t.index[:2]) == ["rf", "unet"]  # canonical model order

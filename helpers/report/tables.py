@@ -20,12 +20,14 @@ simulated/real".
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from helpers import results as _results
 from helpers.data.io import atomic_write
 from helpers.report import compare
 
@@ -432,6 +434,108 @@ def regime_section(lines: Sequence[str]) -> str:
     )
 
 
+#: How each comparison family's settings were chosen, and what it normalises its input with (from the code's own
+#: documentation: helpers.runs.classical, helpers.runs.train, helpers.runs.fm_runs, helpers.runs.fm_adapters).
+FAMILY_PROTOCOL = {
+    "classical": (
+        "none (trees on raw reflectance and texture features)",
+        "RF depth/leaf grid chosen on validation; LightGBM rounds by early stopping on validation, leaf size at "
+        "most half the rarest class",
+    ),
+    "cnn": (
+        "the dataset's own training statistics",
+        "fixed architecture and AdamW settings; trained to a validation plateau (rate drops, then stop)",
+    ),
+    "transformer": (
+        "ViT/SegFormer: the dataset's training statistics; Prithvi-arch: Prithvi's HLS statistics",
+        "fixed settings; trained to a validation plateau",
+    ),
+    "fm": (
+        "the encoder's own pretraining statistics",
+        "published or in-study encoder; fine-tuned to a validation plateau, or a frozen encoder with a LightGBM "
+        "(validation early stopping) or linear head",
+    ),
+}
+
+_PRETRAIN_RE = re.compile(r"pretraining ([\d.]+) s, (\d+) steps")
+_MONTHS_RE = re.compile(r"months (\[[^\]]*\]) \((.*?)\)(?:;|$)")
+
+
+def _span_text(values: pd.Series, fmt: str = "{:.0f}") -> str:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    lo, med, hi = v.min(), v.median(), v.max()
+    return fmt.format(med) if lo == hi else f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def family_inputs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """What each model saw, per row of the main comparison (full labels): the "what each family saw" table.
+
+    Read from the rows themselves (their ``n_train_pixels``, ``steps``, ``n_train_chips``, ``weights`` and
+    ``note``), never typed: labelled training pixels used, optimiser steps, pretraining (in-study: steps and seconds
+    from the note, on the dataset's training chips; published: the weights), the location and date inputs an
+    encoder was given, its input normalisation, its precision, and how its settings were chosen
+    (:data:`FAMILY_PROTOCOL`). Medians over runs with the range over datasets and replicates in brackets.
+    """
+    rows = compare.scored(_results.full_labels(df))
+    rows = rows[(rows["metric"] == "miou_macro") & (rows["class"] == "") & (rows["split"] == "test")]
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(cfam=compare.comparison_families(rows))
+    out = []
+    for model, r in rows.groupby("model", sort=False):
+        fam = str(r["cfam"].iloc[0])
+        notes = r["note"].astype(str)
+        pre = notes.str.extract(_PRETRAIN_RE).astype(float)
+        pretraining = str(r["pretraining"].iloc[0])
+        if pretraining == "published":
+            pre_text = "published weights"
+        elif pre[1].notna().any():
+            chips = _span_text(r["n_train_chips"])
+            pre_text = f"in study: {_span_text(pre[1])} steps, {_span_text(pre[0])} s on the dataset's " + (
+                f"{chips} training chips" if chips != "–" else "training chips"
+            )
+        elif pretraining not in ("none", ""):
+            pre_text = pretraining
+        else:
+            pre_text = "none"
+        months = notes.str.extract(_MONTHS_RE)
+        dates = (
+            "; ".join(sorted({f"months {m} ({src})" for m, src in months.dropna().itertuples(index=False)}))
+            if months[0].notna().any()
+            else "none"
+        )
+        location = "chip centre" if notes.str.contains("location chip centre").any() else "none"
+        if model.startswith("galileo"):
+            location = "none (Galileo's location group is masked)"
+        precision = (
+            "bf16 autocast"
+            if notes.str.contains("bf16").any()
+            else "float32"
+            if notes.str.contains("float32").any() or fam != "classical"
+            else "float64 trees"
+        )
+        norm, chosen = FAMILY_PROTOCOL.get(fam, ("", ""))
+        out.append(
+            {
+                "family": compare.COMPARISON_FAMILY_LABELS.get(fam, fam),
+                "model": model,
+                "labelled px used": _span_text(r["n_train_pixels"]),
+                "steps": _span_text(r["steps"]) if fam != "classical" else "–",
+                "pretraining": pre_text,
+                "dates": dates,
+                "location": location if fam == "fm" else "none",
+                "normalisation": norm,
+                "precision": precision,
+                "settings chosen by": chosen,
+            }
+        )
+    table = pd.DataFrame(out)
+    table["_k"] = [compare.model_sort_key(m) for m in table["model"]]
+    return table.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+
+
 def not_run_table(df: pd.DataFrame) -> pd.DataFrame:
     """Runs without numbers and why, in display form."""
     nr = compare.not_run(df)
@@ -504,6 +608,17 @@ def write_all(
         ),
         align="lllp{0.14\\linewidth}p{0.2\\linewidth}rllp{0.22\\linewidth}",
         preamble=findings_preamble(f, compare.findings_date(df)) + regime_section(regime_lines),
+    )
+    out["family_inputs"] = write_table(
+        "family_inputs",
+        family_inputs_table(df),
+        figures_dir,
+        caption=(
+            "What each model saw (full-label runs, read from the rows): labelled training pixels used and optimiser "
+            "steps (median, range over datasets and replicates), pretraining, the dates and location an encoder was "
+            "given, input normalisation, precision, and how its settings were chosen."
+        ),
+        align="llllp{0.14\\linewidth}p{0.14\\linewidth}lp{0.12\\linewidth}lp{0.16\\linewidth}",
     )
     out["not_run"] = write_table(
         "not_run",

@@ -19,7 +19,8 @@ model                                  pretraining         what it is
 =====================================  ==================  ===================================================
 
 "prithvi-arch (small, in-study pretraining)" is *not* Prithvi-100M: it is the same architecture with 87x fewer
-encoder parameters, pretrained here for minutes on the study's own data, and every row's ``note`` says so.
+encoder parameters, pretrained here for seconds to minutes on the study's own data; every row's ``note`` says so,
+and how long its pretraining ran.
 A ``_pooled`` suffix marks encoders pretrained on the pooled single-date imagery of several tasks.
 
 Input statistics: ViT and SegFormer are trained from scratch and standardise their input with the dataset's own
