@@ -319,6 +319,29 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+def uncommitted_rows(df: pd.DataFrame, repo: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Rows whose code was not a commit of ``repo``: a ``-dirty`` or ``unknown`` sha, or one the history lacks.
+
+    Only rows that record their data draw (``data_fingerprint``, written since :func:`git_sha` stopped counting the
+    chain's own outputs as changes) are checked: older rows were all marked ``-dirty`` by their own results files,
+    so the mark said nothing about their code. A committed table must have none (``tests/test_results.py``).
+    """
+    if df.empty or "data_fingerprint" not in df:
+        return df.iloc[0:0]
+    new = df[df["data_fingerprint"].fillna("").astype(str) != ""]
+    shas = new["git_sha"].fillna("").astype(str)
+    bad = shas.str.endswith("-dirty") | shas.isin(["", "unknown"])
+    cwd = repo or Path(__file__).resolve().parent
+    missing = set()
+    for sha in sorted(set(shas[~bad])):
+        found = subprocess.run(
+            ["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=cwd, capture_output=True, timeout=10
+        )
+        if found.returncode != 0:
+            missing.add(sha)
+    return new[bad | shas.isin(missing)]
+
+
 def _plain(value):
     """JSON form of a setting: dataclasses as dicts, tuples as lists, paths refused (they differ by machine)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

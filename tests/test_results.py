@@ -1,3 +1,6 @@
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -252,3 +255,20 @@ def test_git_sha_is_dirty_only_for_changed_code_not_the_chains_outputs(tmp_path)
         (tmp_path / name).write_text("changed code\n")
         assert results.git_sha(tmp_path) == clean + "-dirty", name
     assert results.git_sha(tmp_path.parent) == "unknown" or not tmp_path.parent.joinpath(".git").exists()
+
+
+def test_no_committed_row_comes_from_uncommitted_code():
+    root = Path(__file__).resolve().parents[1]
+    table = results.read(root / "results" / "results.csv")
+    assert results.uncommitted_rows(table, root).empty
+    # the check can fail: a dirty mark, an unknown sha and a sha the history lacks are each caught
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    planted = pd.DataFrame(
+        {
+            "git_sha": [head, f"{head}-dirty", "unknown", "0000000", head],
+            "data_fingerprint": ["a", "a", "a", "a", ""],  # the last predates the check
+        }
+    )
+    assert list(results.uncommitted_rows(planted, root).index) == [1, 2, 3]
