@@ -614,3 +614,26 @@ def test_true_label_scores_pair_the_noisy_and_true_test_scores():
     assert compare.true_label_scores(
         agg[agg["split"] == "test"]
     ).empty  # no true-label split: nothing to pair
+
+
+def test_val_test_gap_flags_a_model_that_alone_falls_from_validation_to_test():
+    rows = []
+    for model, family, pre, drop in [
+        ("rf", "classical", "none", 0.01),
+        ("unet", "cnn", "none", 0.02),
+        ("presto_frozen_lgbm", "fm", "published", 0.15),
+        ("presto_frozen_linear", "fm", "published", 0.18),
+    ]:
+        for seed in range(3):
+            for split, value in (("val", 0.5), ("test", 0.5 - drop)):
+                row = dict(dataset="sim-x", task="crop", simulated=True, model=model, family=family,
+                           pretraining=pre, seed=seed, label_budget="all", split=split, metric="miou_macro",
+                           value=value, status="ok")  # fmt: skip
+                row["class"] = ""
+                rows.append(row)
+    gap = compare.val_test_gap(pd.DataFrame(rows)).set_index("model")
+    assert gap.loc["presto_frozen_lgbm", "drop"] == pytest.approx(15.0) and gap.loc["rf", "n"] == 3
+    # the two Presto heads are not each other's reference: both are outside the other encoders' 1-2 points
+    assert gap.loc["presto_frozen_lgbm", ["others_min", "others_max"]].tolist() == pytest.approx([1.0, 2.0])
+    assert gap.loc["presto_frozen_lgbm", "outside"] and gap.loc["presto_frozen_linear", "outside"]
+    assert not gap.loc["unet", "outside"]  # 2 points, inside the range of rf and the Presto rows

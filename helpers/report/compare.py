@@ -1018,6 +1018,55 @@ def majority_floor(df: pd.DataFrame, floors: Mapping[str, float], *, split: str 
     return out.sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
 
 
+def val_test_gap(df: pd.DataFrame, metric: str = "miou_macro") -> pd.DataFrame:
+    """Each model's drop from validation to test (points, mean over replicates), against the other rows' range.
+
+    A model that alone loses much more than the others from validation to test is seeing a shift the others do not
+    (the simulator once laid every test chip far from the training chips; only Presto, given each chip's location,
+    could see it). ``outside`` flags a drop beyond the range of the other rows of the same dataset (rows of another
+    encoder: the two Presto heads are not each other's reference); the largest and smallest drops of a dataset are
+    outside by construction, so read the flag with the size of the excess.
+
+    Returns:
+        One row per (dataset, model) with both splits: ``val``, ``test``, ``drop`` (val − test, points), ``n``
+        (replicates), ``others_min`` / ``others_max`` (the other models' drops) and ``outside``.
+    """
+    rows = scored(_results.full_labels(df))
+    rows = rows[(rows["metric"] == metric) & (rows["class"] == "") & rows["split"].isin(["val", "test"])]
+    if rows.empty:
+        return pd.DataFrame(
+            columns=["dataset", "model", "val", "test", "drop", "n", "others_min", "others_max", "outside"]
+        )
+    wide = rows.pivot_table(
+        index=["dataset", "model", "seed"], columns="split", values="value", aggfunc="first"
+    )
+    wide = wide.dropna(subset=[c for c in ("val", "test") if c in wide]).reset_index()
+    if "val" not in wide or "test" not in wide:
+        return pd.DataFrame(
+            columns=["dataset", "model", "val", "test", "drop", "n", "others_min", "others_max", "outside"]
+        )
+    wide["drop"] = 100 * (wide["val"] - wide["test"])
+    out = (
+        wide.groupby(["dataset", "model"])
+        .agg(val=("val", "mean"), test=("test", "mean"), drop=("drop", "mean"), n=("seed", "nunique"))
+        .reset_index()
+    )
+    out[["val", "test"]] = 100 * out[["val", "test"]]
+    # rows sharing an encoder (presto_frozen_lgbm and presto_frozen_linear) see the same inputs: not each other's
+    # reference
+    encoder = out["model"].map(
+        lambda m: m.split("_")[0] if m.split("_")[0] in ("presto", "galileo", "prithvi") else m
+    )
+    lo, hi = [], []
+    for r, enc in zip(out.itertuples(index=False), encoder, strict=True):
+        others = out.loc[(out["dataset"] == r.dataset) & (encoder != enc), "drop"]
+        lo.append(float(others.min()) if len(others) else np.nan)
+        hi.append(float(others.max()) if len(others) else np.nan)
+    out["others_min"], out["others_max"] = lo, hi
+    out["outside"] = (out["drop"] > out["others_max"]) | (out["drop"] < out["others_min"])
+    return sort_frame(out)
+
+
 def true_label_scores(agg: pd.DataFrame, ceilings: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Each model's test mIoU on the labels it was trained against and on the true labels, side by side (%).
 
