@@ -45,7 +45,7 @@ def test_the_committed_readme_says_what_the_committed_table_says():
     conv = convergence.read(ROOT / "results" / "convergence.csv")
     # what notebook 05 writes under default.yaml (the profile that sets readme_path)
     datasets = readme.default_datasets(table, ROOT / "notebooks" / "params" / "default.yaml")
-    expected = readme.results_block(table, conv, datasets)
+    expected = readme.results_block(table, conv, datasets, chips_dir=ROOT / "results" / "chips")
     assert readme.mismatches(text, expected) == [], (
         "README results block differs from the table: rerun notebook 05"
     )

@@ -286,10 +286,14 @@ def results_block(
     conv: pd.DataFrame,
     datasets: Sequence[str] | None = None,
     *,
+    chips_dir: str | os.PathLike | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> str:
     """The README's results block, as notebook 05 writes it: the findings and regime map of ``datasets``.
+
+    ``chips_dir`` (the runs' per-chip counts beside the table) lets the verdicts on real data resample test chips too
+    (:func:`helpers.report.compare.findings`).
 
     ``datasets`` are the ones notebook 05 reports (:func:`study_datasets`; None: every dataset in the table), so the
     block's Holm correction runs over the same cells as ``findings.md``'s. One fixed bootstrap (``n_boot``, ``seed``),
@@ -304,7 +308,7 @@ def results_block(
         ok = ok[ok["dataset"].isin(list(datasets))]
         conv = conv[conv["dataset"].isin(list(datasets))] if not conv.empty else conv
     table = results.full_labels(ok)
-    findings = compare.findings(table, n_boot=n_boot, seed=seed)
+    findings = compare.findings(table, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
     cv = regime.curves(ok)
     rg = regime.regime(cv, n_boot=n_boot, seed=seed) if not cv.empty else pd.DataFrame()
     lines = regime.findings_lines(rg, compare.ordered_datasets(rg["dataset"].unique())) if len(rg) else []
