@@ -246,8 +246,9 @@ def summary(
         "",
         "**Verdicts** (`findings.md` has the rule, the comparison of every cell and its expected direction): test "
         "`miou_macro` in points, A − B paired within replicate, each side's best row chosen on validation, mean "
-        "[95 % t-interval over replicates; bootstrap SE with the choice of each best row redone in every resample], "
-        "p Holm-corrected over the tested cells:",
+        "[95 % t-interval over replicates; bootstrap SE with the choice of each best row redone in every resample; "
+        "per cell, not adjusted], p Holm-corrected over the tested cells (a decision needs Holm p < 0.05, so an "
+        "interval clear of zero can still be inconclusive):",
         "",
         *verdict_lines(findings),
         "",

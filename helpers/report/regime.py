@@ -37,9 +37,9 @@ RULE = (
     "the best other row (classical, CNN, transformer from scratch), each chosen on validation mIoU; test mIoU %, "
     "difference FM − other paired within replicate (a replicate draws the labels, the same for every family, and on "
     "simulated data the data too), mean [95 % t-interval over replicates, bootstrap SE with the choice of each best "
-    "row redone in every resample]. A row wins only when the difference is significant after a Holm correction over "
-    "the map's cells; 'level' means the 90 % interval lies within ±2 points (equivalence); else 'not separated'. "
-    "On real data (Indian Pines) replicates vary the model seed and the labels drawn only. Budgets: points-K = K "
+    "row redone in every resample; per cell, not adjusted]. A row wins only when the difference is significant "
+    "after a Holm correction over the map's cells; 'level' means the 90 % interval lies within ±2 points "
+    "(equivalence); else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the labels drawn only. Budgets: points-K = K "
     "labelled training pixels per class; all = every label."
 )
 #: Fraction of a model's full-label test score that :func:`labels_to_reach` looks for.
@@ -230,12 +230,19 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
                 f"paired difference {r['advantage']:+.1f} {interval}; replicates {r['per_replicate']})"
             )
 
+        lost = cells[cells["winner"] == OTHER]["label_budget"].tolist()
+        lost_text = f"; the best other row wins at {', '.join(lost)}" if lost else ""
         if won.empty:
             best = cells.loc[cells["advantage"].idxmax()] if cells["advantage"].notna().any() else None
             closest = f"; closest: {fmt(best)}" if best is not None else ""
-            lines.append(f"- **{name}**: no FM row beats the best other row at any budget{closest}.")
+            lines.append(
+                f"- **{name}**: no FM row beats the best other row at any budget{lost_text}{closest}."
+            )
         else:
             lines.append(
-                f"- **{name}**: the best FM row wins at " + "; ".join(fmt(r) for _, r in won.iterrows()) + "."
+                f"- **{name}**: the best FM row wins at "
+                + "; ".join(fmt(r) for _, r in won.iterrows())
+                + lost_text
+                + "."
             )
     return lines
