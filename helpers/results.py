@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import metrics as _metrics
-from helpers.data.io import atomic_write, locked
+from helpers.data.io import atomic_write, locked, user_mode
 
 DEFAULT_PATH = Path("results") / "results.csv"
 
@@ -441,6 +441,7 @@ def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             df.to_csv(fh, index=False)
+        user_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -541,6 +542,31 @@ def _append_if_new(new: pd.DataFrame, path: Path) -> bool:
     return True
 
 
+def _refuse_empty_scores(new: pd.DataFrame) -> None:
+    """Refuse ``ok`` rows whose aggregate score is NaN: a split that could not be scored is not a finished run.
+
+    An aggregate (``class`` blank) is NaN only when its split had no valid pixel to count (every mask ignore, or no
+    chip): storing it as ``ok`` would let the skip rule call the run done and show an empty result as a result.
+    Per-class values may be NaN (a class absent from the split) and are kept.
+
+    Raises:
+        ValueError: Naming the run and split, and what to check.
+    """
+    cls = new["class"] if "class" in new else pd.Series("", index=new.index)
+    aggregate = cls.fillna("").astype(str) == ""
+    value = pd.to_numeric(new["value"], errors="coerce")
+    bad = new[(new["status"] == "ok") & aggregate & value.isna()]
+    if bad.empty:
+        return
+    r = bad.iloc[0]
+    split = r.get("split", "")
+    raise ValueError(
+        f"results: run ({r['dataset']}, {r['model']}, seed {r['seed']}) has no score on split {split!r} "
+        f"({r['metric']} is NaN): the split has no labelled pixel to score (every mask ignore, or no chip). Check that "
+        "split's masks (python -m helpers.data.generic check); an unscored run is never stored as finished"
+    )
+
+
 def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     """Append one or more runs' rows, replacing earlier rows of the same run (:data:`RUN_COLUMNS`).
 
@@ -567,6 +593,7 @@ def write_run(rows: Iterable[Mapping], path: str | os.PathLike = DEFAULT_PATH) -
     if "status" not in new:
         new["status"] = "ok"
     new["status"] = new["status"].fillna("ok")
+    _refuse_empty_scores(new)
     if "simulated" not in new:
         new["simulated"] = new["dataset"].astype(str).str.startswith("sim-")
     new = _with_budget(new)

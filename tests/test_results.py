@@ -1,3 +1,4 @@
+import os
 import subprocess
 from pathlib import Path
 
@@ -272,3 +273,29 @@ def test_no_committed_row_comes_from_uncommitted_code():
         }
     )
     assert list(results.uncommitted_rows(planted, root).index) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_files_the_study_writes_get_the_users_umask(tmp_path, umask, mode):
+    from helpers.data.io import atomic_write
+
+    old = os.umask(umask)
+    try:
+        results.write_run(_rows(0), tmp_path / "r.csv")
+        atomic_write(tmp_path / "f.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(old)
+    for name in ("r.csv", "f.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+def test_an_unscored_split_is_never_stored_as_finished(tmp_path):
+    rows = _rows(0)
+    empty = [dict(r, value=float("nan")) if r["class"] == "" and r["split"] == "test" else r for r in rows]
+    with pytest.raises(ValueError, match="no score on split 'test'.*no labelled pixel"):
+        results.write_run(empty, tmp_path / "r.csv")
+    assert not (tmp_path / "r.csv").exists()
+    # a class absent from the split (its IoU undefined) is a finished run
+    absent = [dict(r, value=float("nan")) if r["class"] != "" else r for r in rows]
+    results.write_run(absent, tmp_path / "r.csv")
+    assert results.has_run("sim-flood", "rf", 0, tmp_path / "r.csv")

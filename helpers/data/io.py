@@ -65,6 +65,19 @@ def check_aligned(image: xr.DataArray, label: xr.DataArray, image_path: Path, la
         raise DataError(f"{label_path}: label CRS {cl} does not match image CRS {ci} of {image_path}")
 
 
+def user_mode(path: str | os.PathLike) -> None:
+    """Give a freshly written file the mode the user's umask asks for (e.g. 0644 under umask 022).
+
+    ``tempfile.mkstemp`` creates files 0600 whatever the umask, and a rename keeps that mode: without this, every
+    table, figure and checkpoint the study writes through a temporary file would be readable by its owner only, which
+    breaks a shared file system (cluster workers, a group's results folder). ``os.umask`` can only be read by setting
+    it, so it is set back at once; the study's processes write from one thread each.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write a file through a temporary sibling and rename it into place.
 
@@ -84,6 +97,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     os.close(fd)
     try:
         write(Path(tmp))
+        user_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

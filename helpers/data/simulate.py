@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from helpers.data.io import write_geotiff
+from helpers.data.io import user_mode, write_geotiff
 from helpers.data.spectral import HLS_BANDS, material, vegetation
 
 #: 1.1: train, validation and test chips share one region (a seeded interleaving of one grid of positions, see
@@ -838,6 +838,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    user_mode(tmp)
     os.replace(tmp, path)
 
 

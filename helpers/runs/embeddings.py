@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from helpers.data.io import user_mode
 from helpers.models import galileo as G
 from helpers.models import presto as P
 from helpers.models import weights as W
@@ -309,6 +310,7 @@ class EmbeddingCache:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(buf.getvalue())
+            user_mode(tmp)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
