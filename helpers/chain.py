@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import subprocess
@@ -108,6 +109,13 @@ def _select(books: list[Path], names: Sequence[str]) -> list[Path]:
     return [b for b in books if any(b.stem == o or b.stem.startswith(f"{o}_") for o in names)]
 
 
+#: What every failure and interrupt of the chain ends with: nothing finished is lost, and how to go on.
+RESUME = (
+    "Finished rows are kept in the results table (and finished checkpoints in the run folders); rerun the same "
+    "command to resume: finished runs are skipped."
+)
+
+
 def _execute(book: Path, out: Path, p: dict, notebooks_dir: Path) -> None:
     import papermill as pm
 
@@ -122,8 +130,84 @@ def _execute(book: Path, out: Path, p: dict, notebooks_dir: Path) -> None:
         )
     except pm.PapermillExecutionError as err:
         raise ChainError(
-            f"{book.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); executed copy: {out}"
+            f"{book.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); executed copy: {out}. "
+            + RESUME
         ) from err
+    except (KeyboardInterrupt, ChainError):
+        raise
+    except Exception as err:  # noqa: BLE001 - every other end of a kernel gets the same paragraph
+        dead = "DeadKernel" in type(err).__name__ or "kernel died" in str(err).lower()
+        what = (
+            "its kernel died (killed from outside, e.g. by the out-of-memory killer: watch the memory of large runs)"
+            if dead
+            else f"papermill stopped ({type(err).__name__}: {err})"
+        )
+        raise ChainError(f"{book.name}: {what}; executed copy so far: {out}. " + RESUME) from None
+
+
+#: Path parameters whose folders hold the chain's outputs (temporary files of interrupted writes may be left there).
+OUTPUT_KEYS = (
+    "results_path",
+    "convergence_path",
+    "figures_dir",
+    "runs_dir",
+    "cache_dir",
+    "maps_dir",
+    "data_dir",
+)
+
+
+def _is_temp(path: Path) -> bool:
+    """A temporary file of an atomic write (:func:`helpers.data.io.atomic_write` and its siblings)."""
+    return path.name.endswith(".tmp") and (path.name.startswith(".") or path.name.startswith("tmp"))
+
+
+def remove_leftover_temps(params: dict, notebooks_dir: Path) -> list[Path]:
+    """Delete temporary files that interrupted writes left in the chain's output folders; returns what went.
+
+    Only when no other chain is running on the same outputs (a lock held for the whole run, :func:`run`), so another
+    chain's write in progress is never touched. A temp file is never read as a result (the rename is what publishes
+    a write), so removing it only tidies up; a rerun never depends on it.
+    """
+    roots = set()
+    for key in OUTPUT_KEYS:
+        value = params.get(key)
+        if not value:
+            continue
+        path = (notebooks_dir / str(value)).resolve()
+        roots.add(path.parent if key.endswith("_path") else path)
+    gone = []
+    for root in sorted(roots):
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*.tmp"):
+            if path.is_file() and _is_temp(path):
+                path.unlink(missing_ok=True)
+                gone.append(path)
+    return gone
+
+
+@contextlib.contextmanager
+def _sole_chain(params: dict, notebooks_dir: Path):
+    """Hold a lock beside the results table for a chain's whole run; yields whether this chain is the only one."""
+    target = params.get("results_path")
+    if not target:
+        yield True
+        return
+    lock = (notebooks_dir / str(target)).resolve().parent / ".chain.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on POSIX
+        yield False
+        return
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except OSError:
+            alone = False  # another chain runs on these outputs: share the table, leave its temp files alone
+        yield alone
 
 
 def core_shares(n_jobs: int, cores: Sequence[int] | None = None) -> list[set[int]]:
@@ -164,7 +248,7 @@ def _run_side_by_side(
         times[book.stem] = time.perf_counter() - start
         print(f"[chain] {book.name} done in {times[book.stem]:.1f} s", flush=True)
     if failed:
-        raise ChainError(f"{', '.join(failed)} failed (side by side); see the messages above")
+        raise ChainError(f"{', '.join(failed)} failed (side by side); see the messages above. " + RESUME)
     return times
 
 
@@ -216,7 +300,7 @@ def run(
     output_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     start_all = time.perf_counter()
-    cluster = client = None
+    cluster = None
     if workers == "auto":
         from helpers.runs.runtime import machine_threads
 
@@ -230,6 +314,24 @@ def run(
             f"[chain] {int(workers)} engine workers, 1 thread each, at {cluster.scheduler_address}",
             flush=True,
         )
+        cluster = (cluster, client)
+    with _sole_chain(params, notebooks_dir) as alone:
+        if alone:
+            for path in remove_leftover_temps(params, notebooks_dir):
+                print(f"[chain] removed {path}: a temporary file an interrupted write left", flush=True)
+        _run_books(books, together, params, output_dir, notebooks_dir, cluster, times)
+    print("[chain] wall time per notebook:")
+    for stem, t in times.items():
+        print(f"  {stem:<28} {t:8.1f} s")
+    print(f"  {'total (wall)':<28} {time.perf_counter() - start_all:8.1f} s")
+    return times
+
+
+def _run_books(books, together, params, output_dir, notebooks_dir, cluster, times) -> None:
+    """The chain's notebooks in order (``together`` side by side), closing its engine cluster however it ends."""
+    client = None
+    if cluster is not None:
+        cluster, client = cluster
     try:
         for book in books:
             if book in together:
@@ -249,11 +351,6 @@ def run(
         if cluster is not None:
             client.close()
             cluster.close()
-    print("[chain] wall time per notebook:")
-    for stem, t in times.items():
-        print(f"  {stem:<28} {t:8.1f} s")
-    print(f"  {'total (wall)':<28} {time.perf_counter() - start_all:8.1f} s")
-    return times
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ChainError as err:
             print(f"[chain] FAILED: {err}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            return 130  # the parent prints the paragraph
         return 0
     extra = {}
     for item in args.set:
@@ -307,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChainError as err:
         print(f"[chain] FAILED: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        again = " ".join(["python -m helpers.chain", *(argv if argv is not None else sys.argv[1:])])
+        print(f"\n[chain] interrupted. {RESUME} Command: {again}", file=sys.stderr)
+        return 130
     return 0
 
 

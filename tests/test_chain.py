@@ -278,3 +278,28 @@ def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
     assert {"01_example_chips_example-wetlands.png", "05_prediction_maps_example-wetlands.png"} <= figures
     assert not (REPO / "output" / "own").exists() or not any((REPO / "output" / "own").iterdir())
+
+
+def test_a_killed_kernel_ends_with_the_paragraph_and_leftover_temps_go(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    results_dir = tmp_path / "results"
+    _notebook(
+        books / "01_dies.ipynb",
+        "results_path = ''",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    )
+    params = tmp_path / "p.yaml"
+    params.write_text(f"results_path: {results_dir}/results.csv\n")
+    with pytest.raises(chain.ChainError) as err:
+        chain.run(params, tmp_path / "executed", notebooks_dir=books)
+    text = str(err.value)
+    assert "01_dies.ipynb" in text and "kernel died" in text and str(tmp_path / "executed") in text
+    assert "rerun the same command to resume" in text
+    # an interrupted atomic write left its temporary file; the next start removes it, and only such files
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / ".results.csv.abc123.tmp").write_text("half")
+    (results_dir / "keep.tmp.csv").write_text("not a temp file")
+    _notebook(books / "01_dies.ipynb", "results_path = ''", "x = 1")
+    chain.run(params, tmp_path / "executed", notebooks_dir=books)
+    assert not (results_dir / ".results.csv.abc123.tmp").exists() and (results_dir / "keep.tmp.csv").exists()
