@@ -9,6 +9,7 @@ from helpers import features as F
 from helpers import results
 from helpers.report import prediction_maps
 from helpers.runs import classical
+from tests.test_train import assert_chips_reproduce_rows
 
 BANDS = 6
 
@@ -275,19 +276,6 @@ def test_notebook_quick_mode_on_fixtures(fixture_roots, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- per-chip counts
-def assert_chips_reproduce_rows(table, chips_dir, dataset, model, seed, label_budget="all"):
-    """The run's sidecar, read under the table's run_key, sums to exactly the table's held-out scores."""
-    from helpers import metrics
-
-    run = table[(table["model"] == model) & (table["seed"] == seed) & (table["label_budget"] == label_budget)]
-    (key,) = set(run["run_key"])
-    counts = results.read_chip_counts(dataset, model, seed, label_budget, chips_dir=chips_dir, run_key=key)
-    assert counts is not None and set(counts) == set(run["split"]) - {"val"}
-    for split, c in counts.items():
-        summed = [c[k].sum(axis=0) for k in ("tp", "fp", "fn")]
-        rows = run[(run["split"] == split) & (run["class"] == "")].set_index("metric")["value"]
-        assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict()  # exactly
-    return counts
 
 
 def test_per_chip_counts_keep_all_ignore_chips_and_sum_to_the_rows(tmp_path):

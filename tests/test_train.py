@@ -602,8 +602,14 @@ def test_run_on_fixture_crop_layout_with_18_bands(fixture_roots, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- per-chip counts
 def assert_chips_reproduce_rows(table, chips_dir, dataset, model, seed, label_budget="all"):
-    """The run's sidecar, read under the table's run_key, sums to exactly the table's held-out scores."""
-    run = table[(table["model"] == model) & (table["seed"] == seed) & (table["label_budget"] == label_budget)]
+    """The run's sidecar, read under the table's run_key, sums to exactly the table's held-out scores (every family's
+    tests use this one check)."""
+    run = table[
+        (table["dataset"] == dataset)
+        & (table["model"] == model)
+        & (table["seed"] == seed)
+        & (table["label_budget"] == label_budget)
+    ]
     (key,) = set(run["run_key"])
     counts = results.read_chip_counts(dataset, model, seed, label_budget, chips_dir=chips_dir, run_key=key)
     assert counts is not None and set(counts) == set(run["split"]) - {"val"}
