@@ -494,25 +494,31 @@ def decide(effect: Effect, p_adjusted: float, alpha: float = 0.05) -> str:
 # formatting
 
 
-def _pts(x: float, scale: float, signed: bool) -> str:
-    return f"{scale * x:+.1f}" if signed else f"{scale * x:.1f}"
+def _with_interval(
+    estimate: float, lo: float, hi: float, name: str, scale: float, unit: str, signed: bool
+) -> str:
+    """``estimate [lo, hi] (name)`` scaled, with a sign for differences; ``(name)`` alone when there is no interval."""
+
+    def pts(x: float) -> str:
+        return f"{scale * x:+.1f}" if signed else f"{scale * x:.1f}"
+
+    head = f"{pts(estimate)} {unit}".strip()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{head} ({name})"
+    return f"{head} [{pts(lo)}, {pts(hi)}] ({name})"
 
 
 def format_effect(effect: Effect, *, scale: float = 100.0, unit: str = "pts") -> str:
     """``"+3.1 pts [+1.0, +5.2] (95 % t-interval over 5 replicates, …)"``: the interval always says what it is."""
     if not np.isfinite(effect.estimate):
         return "no estimate (no paired replicates)"
-    head = f"{_pts(effect.estimate, scale, True)} {unit}".strip()
-    if not (np.isfinite(effect.lo) and np.isfinite(effect.hi)):
-        return f"{head} ({effect.interval_name})"
-    return f"{head} [{_pts(effect.lo, scale, True)}, {_pts(effect.hi, scale, True)}] ({effect.interval_name})"
+    return _with_interval(
+        effect.estimate, effect.lo, effect.hi, effect.interval_name, scale, unit, signed=True
+    )
 
 
 def format_interval(iv: Interval, *, scale: float = 100.0, unit: str = "") -> str:
     """``"71.2 [69.0, 73.4] (95 % t-interval over 3 replicates)"`` for a single model's mean."""
     if not np.isfinite(iv.estimate):
         return "–"
-    head = f"{_pts(iv.estimate, scale, False)} {unit}".strip()
-    if not (np.isfinite(iv.lo) and np.isfinite(iv.hi)):
-        return f"{head} ({iv.interval_name})"
-    return f"{head} [{_pts(iv.lo, scale, False)}, {_pts(iv.hi, scale, False)}] ({iv.interval_name})"
+    return _with_interval(iv.estimate, iv.lo, iv.hi, iv.interval_name, scale, unit, signed=False)
