@@ -17,6 +17,42 @@ def _one_thread():
     torch.set_num_threads(prev)
 
 
+def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_more(tmp_path, monkeypatch):
+    ds = FakeDataset()
+    conv = tmp_path / "convergence.csv"
+    kw = {**FIT, "max_steps": 200, "patience": 1, "lr_drops": 1, "cycles": 3, "cycle_gain": 0.01}
+    kw = dict(
+        seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", convergence_path=conv, **kw
+    )
+    out = train.run(ds, "unet", lambda: tiny_unet(ds), **kw)
+    state = train.load_checkpoint(out.out_dir / train.LAST)
+    assert state["cycle"] >= 1  # the first cycle always restarts
+    row = convergence.read(conv).iloc[0]
+    assert row["method"] == convergence.LAST_CYCLE
+    assert not (out.out_dir.parent / "seed0-x2-restart-lr").exists()  # no continuation was trained
+    start = state["cycle_start"]
+    assert (row["steps"], row["best_step"]) == (start["step"], start["best_step"])
+    assert (row["steps_x2"], row["best_step_x2"]) == (out.train.steps, out.train.best_step)
+    assert row["val_miou_macro"] == pytest.approx(start["best_score"])
+    assert row["val_miou_macro_x2"] == pytest.approx(out.train.best_score)
+    assert row["converged"] == (
+        out.train.stopped_by == "plateau" and row["delta_val_points"] < convergence.CONVERGED_POINTS
+    )
+    # the "before" test score is the weights the last cycle started from, scored now
+    model = tiny_unet(ds)
+    model.load_state_dict(train.load_checkpoint(out.out_dir / train.CYCLE_BEST)["model"])
+    model.eval()
+    cm = train.evaluate(model, ds, "test", tile=out.train.eval_tile, overlap=out.train.eval_overlap)
+    assert row["test_miou_macro"] == pytest.approx(train.metrics.scores(cm)["miou_macro"])
+    test = results.read(tmp_path / "r.csv").query(
+        "split == 'test' and metric == 'miou_macro' and `class` == ''"
+    )
+    assert row["test_miou_macro_x2"] == pytest.approx(test["value"].item())
+    # a rerun neither trains nor rechecks
+    again = train.run(ds, "unet", lambda: tiny_unet(ds), **kw)
+    assert again.skipped and len(convergence.read(conv)) == 1
+
+
 def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     ds = FakeDataset()
     conv = tmp_path / "convergence.csv"

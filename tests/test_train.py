@@ -336,6 +336,51 @@ def test_smoothed_plateau_outlasts_one_lucky_validation(tmp_path, monkeypatch):
         train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "bad", **{**kw, "smooth": 0})
 
 
+def _scripted(monkeypatch, script):
+    """Make validation return ``script``'s scores in order (the model's own scores are ignored)."""
+    real = train.metrics.scores
+    calls: list = []
+
+    def scores(cm):
+        calls.append(1)
+        return {**real(cm), "miou_macro": script[min(len(calls), len(script)) - 1]}
+
+    monkeypatch.setattr(train.metrics, "scores", scores)
+    return calls
+
+
+@pytest.mark.parametrize(("third", "stopped_by"), [(0.355, "plateau"), (0.40, "cycles")])
+def test_cycles_restart_the_rate_until_a_cycle_gains_less_than_cycle_gain(
+    tmp_path, monkeypatch, third, stopped_by
+):
+    # cycle 0 plateaus at 0.30 (always restarts), cycle 1 gains 5 points (restarts again), cycle 2 gains
+    # 0.5 points (< 1: a plateau, the run's convergence evidence) or 5 (still gaining, but no cycle is left)
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 1e-3, "warmup_steps": 0, "max_steps": 100, "patience": 1, "lr_drops": 1}
+    kw.update(cycles=3, cycle_gain=0.01)
+    _scripted(monkeypatch, [0.30, 0.30, 0.30, 0.35, 0.35, 0.35, third, third, third])
+    res = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path, **kw)
+    hist = res.history
+    # per cycle: a plateau (1 validation without a rise), a drop, another plateau: 3 validations
+    assert list(hist["cycle"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert list(hist["lr"]) == pytest.approx([1e-3, 1e-3, 2e-4] * 3)  # the rate restarts at its base value
+    assert res.stopped_by == stopped_by and res.steps == 18 and res.config["cycles"] == 3
+    last = train.load_checkpoint(tmp_path / train.LAST)
+    assert last["cycle_start"] == {"step": 12, "best_step": 8, "best_score": pytest.approx(0.35)}
+    assert (
+        train.load_checkpoint(tmp_path / train.CYCLE_BEST)["step"] == 8
+    )  # the weights the last cycle had to beat
+    assert res.best_step == 14 and res.best_score == pytest.approx(third)
+
+
+def test_one_cycle_keeps_the_identity_and_writes_no_cycle_best(tmp_path):
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 0.0, "max_steps": 100, "patience": 1, "lr_drops": 0}
+    res = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path, **kw)
+    assert "cycles" not in res.config and not (tmp_path / train.CYCLE_BEST).exists()
+    assert set(res.history["cycle"]) == {0}
+
+
 def test_plateau_for_applies_only_to_its_dataset_and_to_plateau_runs():
     base = {"patience": 2, "lr": 1e-3}
     assert train.plateau_for("sim-crop", base) == {**base, **train.PLATEAU_FOR["sim-crop"]}

@@ -53,10 +53,11 @@ SIZES = ("cpu", "paper")
 #: 0.89 (drops at steps 600 and 850), DeepLabV3+ on Indian Pines 0.02 -> 0.20 (drops at 500 and 800), U-Net on
 #: sim-texture-1 0.37 -> 0.94 by step 600. The old budget of 40-120 steps (one crop per chip and epoch) stopped all
 #: of these on the rising part of their curves. Validation every 50 steps costs about 5 % of a run
-#: (``benchmarks/train_loop.py``); patience 2 (100 steps without a 0.2-point gain) per phase; the cap of 3,000
-#: steps is 2.5x the longest plateau measured, so a run stopped by it (``stopped_by = "cap"``) is a finding about
-#: that run, not the usual case. ``notebooks/03_cnn_models.ipynb`` draws every run's curve, and
-#: :mod:`helpers.runs.convergence` checks each first-seed run at twice its steps.
+#: (``benchmarks/train_loop.py``); patience 2 (100 steps without a 0.2-point gain) per phase; runs train in
+#: cycles of that schedule until one gains less than a point (:data:`helpers.runs.train.PLATEAU`), within a cap of
+#: 6,000 steps, so a run stopped by the cap (``stopped_by = "cap"``) is a finding about that run, not the usual
+#: case. ``notebooks/03_cnn_models.ipynb`` draws every run's curve, and :mod:`helpers.runs.convergence` records
+#: each first-seed run's last cycle.
 #:
 #: bf16 autocast with ``channels_last`` batches, on CPUs that compute bfloat16 natively
 #: (:func:`helpers.runs.runtime.native_bf16`; GPUs too): measured on sim-burn with 1 thread per run, seeds 0-2 trained to
