@@ -1061,7 +1061,7 @@ def draw_all(
 
 
 def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
-    """Change in validation and test mIoU when each checked run is trained on to twice its steps.
+    """Change in validation and test mIoU over each checked run's last cycle (or its continuation to twice its steps).
 
     One row per (dataset, model) checked (the first seed; :mod:`helpers.runs.convergence`), coloured by family. The grey
     band is the convergence criterion (a validation change under one point); the test change is shown beside it but

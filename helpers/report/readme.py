@@ -12,7 +12,8 @@ What the summary holds, each line from a function of the table (no number is typ
 * every tested verdict cell of the findings: the paired effect with its named interval, the Holm-adjusted p and the
   verdict (:func:`verdict_lines`);
 * the regime map's lines (:func:`helpers.report.regime.findings_lines`);
-* convergence: how every deep row stopped and how many doubling checks moved validation by less than a point
+* convergence: how every deep row stopped and how many convergence checks (a cycle from a restarted learning rate)
+  moved validation by less than a point
   (:func:`convergence_lines`).
 """
 
@@ -205,7 +206,7 @@ def verdict_lines(findings: pd.DataFrame) -> list[str]:
 
 
 def convergence_lines(df: pd.DataFrame, conv: pd.DataFrame) -> list[str]:
-    """How the deep rows stopped (from the results table) and what the doubling checks found."""
+    """How the deep rows stopped (from the results table) and what the convergence checks found."""
     ok = df[(df["status"] == "ok") & df["family"].isin(["cnn", "fm"])]
     runs = ok.dropna(subset=["stopped_by"]).drop_duplicates(["dataset", "model", "seed", "label_budget"])
     runs = runs[runs["stopped_by"].astype(str) != ""]
@@ -221,11 +222,11 @@ def convergence_lines(df: pd.DataFrame, conv: pd.DataFrame) -> list[str]:
     if len(current):
         good = int(current["converged"].sum())
         lines.append(
-            f"- Doubling checks from a restarted learning rate (`figures/tables/convergence.md`): {good} of "
-            f"{len(current)} moved validation mIoU by less than one point."
+            "- Convergence checks, each a cycle of training from a restarted learning rate "
+            f"(`figures/tables/convergence.md`): {good} of {len(current)} moved validation mIoU by less than one point."
         )
     else:
-        lines.append("- No doubling check from a restarted learning rate in the table yet.")
+        lines.append("- No convergence check from a restarted learning rate in the table yet.")
     if old:
         lines.append(
             f"- {old} older checks continued at the decayed rate; they could hardly fail and are not counted."

@@ -4,12 +4,12 @@
   the columns of its rows, scoring into rows, saved maps and the write to the table; one outcome type;
 * ``classical``: RF / LightGBM on per-pixel (and texture) features;
 * ``train``: the one deep training loop (plateau stopping, checkpoints, scoring, run keys) every deep row goes
-  through; ``convergence`` trains a finished run on to twice its steps;
+  through; ``convergence`` records whether a run's last cycle (from a restarted rate) still moved it;
 * ``pretrain``: in-study MAE / spectral pretraining of the small Prithvi-architecture encoder;
 * ``fm_runs``: FM rows fine-tuned by ``train``: Prithvi-arch (random / MAE / spectral / probe), ViT, SegFormer,
   the real Prithvi-100M;
 * ``fm_pretrained_runs``: rows of the published Galileo-nano and Presto weights: frozen embeddings
   (``embeddings``, inputs mapped by ``fm_adapters``) with a head (``fm_heads``), and Galileo-nano fine-tuning;
-* ``matrix``: which runs notebooks 03 and 04 submit, in which order (pretraining first, doubling checks early);
+* ``matrix``: which runs notebooks 03 and 04 submit, in which order (pretraining first, first seeds early);
 * ``engine``: runs as jobs on dask.distributed workers; ``runtime``: threads, precision and memory of a run.
 """

@@ -351,7 +351,7 @@ def run_prithvi_small(
         maps_dir: Where the run saves its test maps of the first test chips (``None``: none).
         chips_dir: Where the run saves its per-chip counts (:func:`helpers.results.read_chip_counts`; default
             ``chips/`` beside ``results_path``; ``None``: none).
-        convergence_path: Convergence table for the doubling check (:func:`helpers.runs.convergence.check`).
+        convergence_path: Convergence table for the convergence check (:func:`helpers.runs.convergence.check`).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
@@ -632,7 +632,7 @@ def run_fm_rows(
             encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;
             the pretraining runs once for the pool and is cached, so every dataset of the pool shares it).
         pool: The datasets pooled for ``pooled`` (``ds`` is usually one of them).
-        convergence_path: Also run the doubling check of every fine-tuned row into this convergence table
+        convergence_path: Also record the convergence check of every fine-tuned row into this convergence table
             (:func:`helpers.runs.convergence.check`; ``None``: no check).
     """
     unknown = set(models) - set(DEFAULT_MODELS)

@@ -8,9 +8,9 @@ skipped, is the family's business (:mod:`helpers.runs.train`, :mod:`helpers.runs
 matrix and its order:
 
 * the main datasets get every model, the texture sweep its own shorter list (README, "The default run matrix");
-* the first seed of every (dataset, model), the texture sweep included, is also trained on to twice its steps from
-  a restarted learning rate (the doubling check of :mod:`helpers.runs.convergence`); those are the longest jobs, so
-  they get priority 1 and start first;
+* the first seed of every (dataset, model), the texture sweep included, has its convergence check recorded (its last
+  cycle, or for one-cycle runs a continuation from a restarted learning rate: :mod:`helpers.runs.convergence`); it
+  gets priority 1 and starts first, so the evidence comes early;
 * in-study pretraining is a job of its own, once per (dataset or pool, pretext) at priority 2, and the fine-tunes of
   every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
 * the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
@@ -137,7 +137,7 @@ def submit_classical_runs(
 
 
 def _checked(convergence_path, seed: int, seeds: Sequence[int]):
-    """The convergence table for the first seed of every dataset (its doubling check), else None.
+    """The convergence table for the first seed of every dataset (its convergence check), else None.
 
     The texture sweep is checked too, not only the main datasets: its runs carry claim 2, and a check that skipped
     them would leave the claim's own evidence unchecked.
@@ -168,7 +168,7 @@ def submit_cnn_runs(
     """Notebook 03's runs: every CNN on every main dataset, ``texture_models`` on the sweep, every seed.
 
     Then ``budget_models`` at each of ``label_budgets`` (below ``all``) on ``budget_names``, every seed (the regime
-    map; no doubling check: its table is of full-label runs).
+    map; no convergence check: its table is of full-label runs).
 
     Args:
         client: Engine client (``None``: each run trains at submit, here).
@@ -184,7 +184,7 @@ def submit_cnn_runs(
         results_path: Results table.
         runs_dir: Root of the run folders (checkpoints, logs).
         maps_dir: Where runs save their test maps (None: none).
-        convergence_path: Convergence table of the doubling checks (None: no check).
+        convergence_path: Convergence table of the convergence checks (None: no check).
         force: Retrain even runs the table holds under the same key.
         budget_models: CNNs that also run at the label budgets.
         label_budgets: Budget tags (:mod:`helpers.data.labels`); ``all`` is the main block and is left out here.
@@ -298,7 +298,7 @@ def submit_fm_runs(
         runs_dir: Root of the run folders (checkpoints, logs).
         cache_dir: Pretraining and embedding caches.
         maps_dir: Where runs save their test maps (None: none).
-        convergence_path: Convergence table of the doubling checks (None: no check).
+        convergence_path: Convergence table of the convergence checks (None: no check).
         force: Rerun even runs the table holds under the same key.
         quick: Quick mode (Galileo-nano fine-tuning validates every 2 steps, no plateau rule).
         budget_models: In-study variants and frozen rows that also run at the label budgets.

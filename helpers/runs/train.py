@@ -1277,7 +1277,7 @@ def run(
     out_dir = runner.identity(ds, model_name, seed).run_dir(runs_dir)
 
     def check_convergence() -> None:
-        # the doubling check is of full-label runs (its table names runs by dataset, model and seed)
+        # the convergence check is of full-label runs (its table names runs by dataset, model and seed)
         if convergence_path is not None and labels.tag_of(ds) == labels.ALL:
             from helpers.runs import convergence
 
