@@ -544,6 +544,7 @@ def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), 
     return chip_cms, kept, predict_s, n_all_ignore
 
 
+@runner.claimed  # the claim taken below (runner.claim_or_skip) ends with the run
 def run_classical(
     ds,
     model_name: str,
@@ -617,7 +618,7 @@ def run_classical(
         key = _results.run_key(
             ds, model_name, seed, key_settings(model_name, budget, val_budget, n_jobs, grid)
         )
-    write = force or not runner.finished(ds, model_name, seed, results_path, key)
+    write = runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force)
     runner.seed_everything(seed)
     t_start = time.perf_counter()
     timer = _Timer()

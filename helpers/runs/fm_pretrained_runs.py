@@ -254,6 +254,7 @@ def _fit_and_select(
 
 
 # ------------------------------------------------------------------------------------------------------ frozen
+@runner.claimed  # the claim taken below (runner.claim_or_skip) ends with the run
 def run_frozen(
     ds,
     row: str,
@@ -325,7 +326,7 @@ def run_frozen(
     ):  # absent where unchanged: those keys stay as they were
         key_settings["grid"] = grid
     key = _results.run_key(ds, row, seed, key_settings)
-    if not force and runner.finished(ds, row, seed, results_path, key):
+    if not runner.claim_or_skip(ds, row, seed, results_path, key, force=force):
         return FMRun(status="skipped", run_key=key)
     for split in ("train", "test"):
         if split not in ds.splits or not ds.chip_ids(split):

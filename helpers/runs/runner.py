@@ -13,6 +13,9 @@ what a reader must be able to trust about every row whatever the family:
   skipped only when the table holds it finished (``ok``) under the same ``run_key``
   (:func:`helpers.results.run_key`: data, model, seed, settings, threads, weights, package version, and for
   torch-based families the arithmetic platform, :func:`platform`).
+* **One trainer per run** (:func:`claim_or_skip`, :func:`claimed`): before it trains, a run is claimed
+  (:mod:`helpers.runs.claims`, a file beside the table), so a second chain or cluster client waits for a run in
+  progress and then skips it instead of training it again.
 * **Per-chip counts** (:func:`finish`): every run's held-out splits' ``tp``/``fp``/``fn`` per chip and class, saved
   beside the table (``chips/<dataset>/<model>/[<budget>/]seed<k>.npz``, :func:`helpers.results.read_chip_counts`)
   under the run's key, so a bootstrap over test chips rescores exactly the rows in the table.
@@ -29,21 +32,26 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 import random
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from helpers import results
 from helpers.data import labels
 from helpers.report import prediction_maps
-from helpers.runs import runtime
+from helpers.runs import claims, runtime
 
 STATUSES = ("ok", "skipped", "not_run")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _Beside(enum.Enum):
@@ -201,6 +209,55 @@ def finished(ds, model: str, seed: int, results_path: str | os.PathLike | None, 
     return results.has_run(
         rid.dataset, rid.model, rid.seed, results_path, key=key, label_budget=rid.label_budget
     )
+
+
+def claimed(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a family's run function: the claim it takes (:func:`claim_or_skip`) ends when it returns or raises.
+
+    A run function claims its run in the middle of its body (once its key is known) and must hold it until its rows
+    are written; a decorator releases it at the function's end, including on an exception or ``KeyboardInterrupt``,
+    without re-indenting each family's body into a ``with`` block.
+    """
+
+    @functools.wraps(func)
+    def run_claimed(*args: P.args, **kwargs: P.kwargs) -> R:
+        with claims.scope():
+            return func(*args, **kwargs)
+
+    return run_claimed
+
+
+def claim_or_skip(
+    ds, model: str, seed: int, results_path: str | os.PathLike | None, key: str, *, force: bool = False
+) -> bool:
+    """Whether to run this run now: ``False`` when it is finished in the table (skip it), else ``True``, claimed.
+
+    The skip rule (:func:`finished`) alone lets two chains on one table (or two cluster clients) both train a run
+    neither has finished yet. So a run that is not finished is claimed first (:func:`helpers.runs.claims.hold`, a
+    file beside the table): while another live process holds it this waits, then reads the table again and skips
+    the run that process finished, or runs it (resuming its checkpoints) when that process died without finishing.
+    A finished run is skipped without a claim, and a lone chain never waits, so nothing changes when nobody else
+    runs. Call it only inside a function decorated with :func:`claimed`, which releases the claim.
+
+    Args:
+        ds: The dataset (the run's identity, :func:`identity`).
+        model: The run's model name.
+        seed: The run's seed.
+        results_path: The results table (``None``: no table, nothing to share: always run, no claim).
+        key: The run key.
+        force: Run (claimed) even when the table holds it finished.
+
+    Raises:
+        helpers.runs.claims.ClaimError: Called outside a :func:`claimed` function.
+    """
+    if results_path is None or not key:
+        return force or not finished(ds, model, seed, results_path, key)
+    if not force and finished(ds, model, seed, results_path, key):
+        return False
+    rid = identity(ds, model, seed)
+    budget = "" if rid.label_budget == labels.ALL else f" ({rid.label_budget} labels)"
+    claims.hold(results_path, key, what=f"{rid.model} seed {rid.seed} on {rid.dataset}{budget}")
+    return force or not finished(ds, model, seed, results_path, key)  # finished while this process waited?
 
 
 def not_run(

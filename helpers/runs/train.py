@@ -1222,6 +1222,7 @@ def key_for(
     return results.run_key(ds, model_name, seed, {**settings, **dict(key_settings or {})})
 
 
+@runner.claimed  # the claim taken below (runner.claim_or_skip) ends with the run
 def run(
     ds,
     model_name: str,
@@ -1298,7 +1299,7 @@ def run(
     key = key_for(
         ds, model_name, seed, family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs
     )
-    if not force and runner.finished(ds, model_name, seed, results_path, key):
+    if not runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force):
         check_convergence()
         return RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     claim_run_dir(out_dir, key)
