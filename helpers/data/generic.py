@@ -33,9 +33,29 @@ values, split lists missing or overlapping, listed chips whose files are missing
 mismatches, files without a CRS when the card does not say they may lack one, and a scale that puts values
 outside the reflectance guard. Every chip read later gets the same checks.
 
-``python -m helpers.data.generic check DIR`` prints what a folder opens as; ``python -m helpers.data.generic
-example DIR`` writes :func:`write_example`'s small dataset (4 bands, one file per band, no CRS, 2 classes), the one
-the README's worked example and the tests run the study on.
+``python -m helpers.data.generic check DIR`` reads every chip of every split (:mod:`helpers.data.validate`) and
+reports every problem at once, each with its file: unreadable files, grids, CRS, mask values, undeclared NaN or
+fill values, duplicate or missing chips, empty split lists, splits without a labelled pixel, and reflectance that
+no real data would give; it exits non-zero on any error, then prints what the folder opens as. ``python -m
+helpers.data.generic example DIR`` writes :func:`write_example`'s small dataset (4 bands, one file per band, no CRS,
+2 classes), the one the README's worked example and the tests run the study on.
+
+**Digital numbers.** Reflectance is ``stored x scale + offset``; the common products:
+
+* HLS S30/L30, Sentinel-2 L1C/L2A before processing baseline 04.00: ``scale`` 1e-4, ``offset`` 0;
+* Sentinel-2 L1C/L2A from baseline 04.00 (acquired from 25 January 2022): 1e-4 and -0.1;
+* Landsat 8/9 Collection 2 Level-1 (top of atmosphere, e.g. the 38-Cloud patches): 2e-5 and -0.1;
+* Landsat 8/9 Collection 2 Level-2 (surface reflectance): 2.75e-5 and -0.2.
+
+No data is ``image_nodata`` (or the files' own nodata): -9999 (HLS), 0, or ``NaN`` (unquoted in the JSON). An
+undeclared fill value, NaN, or pixels with every band 0 are refused by ``check`` rather than read as reflectance.
+
+**Band names.** A card names bands by Sentinel-2 id or STAC common name (:mod:`helpers.data.bands`), whatever
+its files are called: ``B08`` / ``nir`` is the broad NIR (842 nm), ``B8A`` / ``nir08`` the narrow one that
+Prithvi, Galileo and Presto take. Landsat 8/9 band 5 (and HLS L30's ``B05``) is the narrow NIR: ``nir08``; Landsat
+bands 6 and 7 are ``swir16`` and ``swir22``; ``B5``-``B7`` here are Sentinel-2's red edge.
+:data:`helpers.data.validate.BAND_FILE_NAMES` lists common file names and their ids; ``check`` warns on a band
+called ``nir`` (older Landsat STAC items call band 5 so) and on red-edge ids without a NIR band.
 """
 
 from __future__ import annotations
@@ -55,8 +75,10 @@ import xarray as xr
 from rasterio.crs import CRS
 
 from helpers.data import bands as _bands
+from helpers.data import datasets
 from helpers.data.datasets import ChipDataset, _read_list, holdout_split
 from helpers.data.io import DataError, atomic_write, check_aligned, read_raster, write_geotiff
+from helpers.data.validate import Report, validate
 
 LAYOUT = "generic"
 CARD = "dataset.json"
@@ -498,29 +520,48 @@ def _write_plain_tif(path: Path, data: np.ndarray, nodata: float | None) -> None
     write_geotiff(path, data, crs=None, transform=None, nodata=nodata)
 
 
-def describe(ds: GenericDataset) -> str:
-    """A few lines on what a generic folder opened as (``python -m helpers.data.generic check``)."""
+def describe(ds: GenericDataset, report: Report | None = None) -> str:
+    """A few lines on what a generic folder opened as (``python -m helpers.data.generic check``).
+
+    With the :class:`~helpers.data.validate.Report` of a full check, the reflectance and label figures are the
+    whole dataset's (what the models will see); without, the first training chip's.
+    """
     sizes = ", ".join(f"{s} {len(ds.chip_ids(s))}" for s in ds.splits)
     x, y = ds.read(ds.chip_ids("train")[0])
     hls = _bands.missing(ds.bands, _bands.HLS_BANDS)
     lines = [
         f"{ds.name}: {ds.task}{' (SIMULATED)' if ds.simulated else ''}, {ds.num_classes} classes {ds.classes}",
         f"  bands {ds.bands} x {ds.n_times} date(s); chips: {sizes}; first chip {x.sizes['y']}x{x.sizes['x']} px",
-        f"  reflectance of the first chip: {float(np.percentile(x.values, 1)):.3f}..{float(np.percentile(x.values, 99)):.3f} (1-99 %)",  # fmt: skip
-        f"  labelled pixels of the first chip: {int((y != ds.ignore_index).sum())} of {y.size}",
-        "  HLS-band models (Prithvi-arch, Prithvi-100M, Galileo-nano, Presto): "
-        + ("run" if not hls else f"not_run (missing {', '.join(hls)})"),
     ]
+    if report is not None and report.reflectance:
+        r = report.reflectance
+        labelled = ", ".join(f"{s} {n:,}" for s, n in report.labelled.items())
+        lines += [
+            f"  reflectance of every valid pixel: {r['p1']:.3f}..{r['p99']:.3f} (1-99 %), median {r['p50']:.3f}",
+            f"  labelled pixels: {labelled}",
+        ]
+    else:
+        lines += [
+            f"  reflectance of the first chip: {float(np.percentile(x.values, 1)):.3f}..{float(np.percentile(x.values, 99)):.3f} (1-99 %)",  # fmt: skip
+            f"  labelled pixels of the first chip: {int((y != ds.ignore_index).sum())} of {y.size}",
+        ]
+    lines.append(
+        "  HLS-band models (Prithvi-arch, Prithvi-100M, Galileo-nano, Presto): "
+        + ("run" if not hls else f"not_run (missing {', '.join(hls)})")
+    )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``check DIR`` or ``example DIR``."""
+    """``check DIR`` (exit status 1 when the check finds an error) or ``example DIR``."""
     parser = argparse.ArgumentParser(
         prog="python -m helpers.data.generic", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="open a generic dataset folder and say what it holds").add_argument("root")
+    sub.add_parser(
+        "check",
+        help="read every chip of a dataset folder, report every problem (rc 1 on errors), say what it holds",
+    ).add_argument("root")
     ex = sub.add_parser("example", help="write the small example dataset into ROOT")
     ex.add_argument("root")
     ex.add_argument("--name", default=None, help="card name (default: the folder's name)")
@@ -536,7 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(describe(GenericDataset(root)))
         else:
-            print(describe(GenericDataset(args.root)))
+            report = validate(args.root)
+            print(report.format())
+            if not report.ok:
+                return 1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the report has said what needs saying
+                ds = datasets.open(report.name, args.root)
+            print(describe(ds, report))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
