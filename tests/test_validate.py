@@ -446,3 +446,36 @@ def test_real_sentinel2_bytes_pass_and_a_wrong_offset_or_scale_is_refused(shared
         p.path == str(root / "dataset.json") and "scale 0.0001, offset 0 (Sentinel-2" in p.message
         for p in errors
     )
+
+
+# ------------------------------------------------------------------------------------------------ before any run
+@pytest.mark.parametrize("kind", BROKEN)
+def test_the_chain_refuses_every_broken_dataset_before_any_run(kind, tmp_path):
+    """``datasets.prepare`` (what notebooks 01-04, and so the chain, open data with) runs the full check first."""
+    root, needle, severity = make_broken(kind, tmp_path / NAME)
+    if severity == "warning":
+        with pytest.warns(UserWarning, match="warning"):
+            datasets.prepare(NAME, root.parent)
+        return
+    with pytest.raises(datasets.DataError) as err:
+        datasets.prepare(NAME, root.parent)
+    assert needle in str(err.value) or str(root) in str(err.value), str(err.value)
+    assert not (root.parent / datasets.CHECKS_DIR).exists()  # a failed check is never remembered
+
+
+def test_a_passed_check_is_remembered_by_content(clean_root, monkeypatch, tmp_path):
+    root = tmp_path / NAME
+    shutil.copytree(clean_root, root)
+    datasets.prepare(NAME, tmp_path)
+    (marker,) = (tmp_path / datasets.CHECKS_DIR).glob(f"{NAME}-*.json")
+    calls = []
+    real = validate.validate_dataset
+    monkeypatch.setattr(validate, "validate_dataset", lambda ds, **kw: (calls.append(1), real(ds, **kw))[1])
+    datasets.prepare(NAME, tmp_path)
+    assert calls == []  # same bytes: not checked again
+    mask = _read(_mask_path(root, TEST_CHIPS[0]))
+    mask[0, 0] = 9
+    _write(_mask_path(root, TEST_CHIPS[0]), mask, None)
+    with pytest.raises(datasets.DataError, match=f"{TEST_CHIPS[0]}.tif"):
+        datasets.prepare(NAME, tmp_path)  # changed bytes: checked again, and refused
+    assert calls == [1] and marker.exists()

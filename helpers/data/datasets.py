@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from helpers.data import bands as _bands
-from helpers.data.io import DataError, check_aligned, read_raster
+from helpers.data.io import DataError, atomic_write, check_aligned, read_raster
 
 HLS_BANDS = list(_bands.HLS_BANDS)
 #: Sentinel-2 L1C band order of Sen1Floods11's S2Hand files.
@@ -832,7 +833,47 @@ def prepare(
             "dataset.json card of the generic layout (README: Your own data; `python -m helpers.data.generic "
             "example DIR` writes a small one)"
         )
-    return open(name, root, **open_kwargs)
+    ds = open(name, root, **open_kwargs)
+    checked(ds, Path(data_dir))
+    return ds
+
+
+#: Folder under ``data_dir`` holding one marker per dataset content that passed :func:`checked`.
+CHECKS_DIR = ".checks"
+
+
+def checked(ds, data_dir: Path) -> None:
+    """Check every chip of ``ds`` once per content (:func:`helpers.data.validate.validate_dataset`) before any run.
+
+    Opening a dataset reads its card and first training chip only; a broken file in a test chip would otherwise
+    surface deep inside a run, or never. The full check takes seconds (about 2 s for the default ``sim-crop``), and
+    its pass is remembered in ``data_dir/.checks/<name>-<fingerprint>.json``, so the next notebook (or chain)
+    reading the same bytes does not repeat it; changed bytes change the fingerprint and are checked again. Warnings
+    are shown once, with the check; a folder that cannot be written to is simply checked every time.
+
+    Raises:
+        DataError: With the whole report (every problem, each naming its file) when the check finds an error.
+    """
+    from helpers.data import validate
+
+    marker = data_dir / CHECKS_DIR / f"{ds.name}-{fingerprint(ds)}.json"
+    if marker.is_file():
+        return
+    report = validate.validate_dataset(ds, progress=False)
+    report.raise_for_errors()
+    if report.warnings:
+        warnings.warn(report.format(), stacklevel=3)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "name": ds.name,
+            "chips": report.chips,
+            "labelled": report.labelled,
+            "warnings": len(report.warnings),
+        }
+        atomic_write(marker, lambda tmp: tmp.write_text(json.dumps(summary, sort_keys=True) + "\n"))
+    except OSError:
+        pass  # a read-only data folder: check again next time
 
 
 def prepare_replicates(
