@@ -272,7 +272,7 @@ def test_finished_run_skipped_unless_forced_and_settings_checked(reference, monk
     with pytest.raises(ValueError, match="class_weights"):
         train.fit(model, ds, seed=0, out_dir=ref.out_dir, **FIT, class_weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="other settings \\(max_steps\\)"):
-        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "max_steps": 16})  # use continue_run
+        train.fit(model, ds, seed=0, out_dir=ref.out_dir, **{**FIT, "max_steps": 4})  # a lower cap: retrain
     with pytest.raises(TypeError, match="seed must be an integer"):
         train.fit(model, ds, seed="0", out_dir=ref.out_dir, **FIT)  # e.g. a papermill string parameter
     with pytest.raises(ValueError, match="batch_size >= 2"):
@@ -371,6 +371,56 @@ def test_cycles_restart_the_rate_until_a_cycle_gains_less_than_cycle_gain(
         train.load_checkpoint(tmp_path / train.CYCLE_BEST)["step"] == 8
     )  # the weights the last cycle had to beat
     assert res.best_step == 14 and res.best_score == pytest.approx(third)
+
+
+def test_raised_caps_continue_a_finished_run_to_what_a_fresh_run_gives(tmp_path, monkeypatch):
+    ds = FakeDataset()
+    cols = ["step", "train_loss", "val_loss", "val_miou_macro", "lr", "cycle"]
+    # the step cap: 8 steps, then 16 in the same folder, is the 16-step run
+    short = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "cap", **FIT)
+    assert short.stopped_by == "cap" and short.steps == 8
+    calls = []
+    real = train._train_block
+    monkeypatch.setattr(train, "_train_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    longer = train.fit(
+        tiny_unet(ds, seed=3), ds, seed=0, out_dir=tmp_path / "cap", **{**FIT, "max_steps": 16}
+    )
+    assert len(calls) == 4 and longer.config["max_steps"] == 16  # only the 4 blocks after step 8 were trained
+    fresh = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "fresh", **{**FIT, "max_steps": 16})
+    pd.testing.assert_frame_equal(longer.history[cols], fresh.history[cols], check_exact=True)
+    assert longer.best_score == fresh.best_score and longer.best_step == fresh.best_step
+    # the cycles cap: a run stopped with its cycles used up (still gaining) starts the next one when allowed
+    script = [0.30, 0.30, 0.30, 0.35, 0.35, 0.35, 0.355, 0.355, 0.355]
+    kw = {**FIT, "lr": 1e-3, "warmup_steps": 0, "max_steps": 100, "patience": 1, "lr_drops": 1}
+    calls.clear()
+    _scripted(monkeypatch, script)
+    two = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "cycles", **kw, cycles=2, cycle_gain=0.01)
+    assert two.stopped_by == "cycles" and two.steps == 12
+    _scripted(monkeypatch, script[6:])
+    three = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "cycles", **kw, cycles=3, cycle_gain=0.01)
+    _scripted(monkeypatch, script)
+    ref = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "three", **kw, cycles=3, cycle_gain=0.01)
+    assert three.stopped_by == ref.stopped_by == "plateau" and three.steps == ref.steps == 18
+    assert list(three.history["cycle"]) == list(ref.history["cycle"]) == [0] * 3 + [1] * 3 + [2] * 3
+    assert three.history["lr"].tolist() == pytest.approx(ref.history["lr"].tolist())
+    last = train.load_checkpoint(tmp_path / "cycles" / train.LAST)
+    assert last["cycle_start"]["step"] == 12 and (tmp_path / "cycles" / train.CYCLE_BEST).exists()
+    # a run finished on its plateau is finished under any higher cap
+    calls.clear()
+    again = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "cycles", **kw, cycles=5, cycle_gain=0.01)
+    assert again.stopped_by == "plateau" and again.steps == 18 and not calls
+
+
+def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path):
+    ds = FakeDataset()
+    kw = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", seed=0)
+    first = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **FIT)
+    assert (first.out_dir / train.TRAJECTORY).is_file()
+    second = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12})
+    assert second.run_key != first.run_key and second.train.steps == 12
+    assert list(second.train.history["step"][:4]) == [2, 4, 6, 8]  # continued, not retrained
+    other = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12, "lr": 1e-3})
+    assert other.train.steps == 12 and other.run_key != second.run_key  # another trajectory: trained afresh
 
 
 def test_one_cycle_keeps_the_identity_and_writes_no_cycle_best(tmp_path):

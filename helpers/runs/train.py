@@ -76,6 +76,7 @@ BEST = "best.pt"
 LOG = "log.csv"
 CYCLE_BEST = "cycle_best.pt"  # the best weights before the run's last cycle (runs trained in cycles)
 KEY = "run_key"  # the run_key of the run whose checkpoints a run folder holds (written by :func:`run`)
+TRAJECTORY = "trajectory_key"  # the same run's key without its caps (:func:`trajectory_key`)
 CHECKPOINT_FORMAT = 2
 
 
@@ -671,9 +672,11 @@ def _new_state(config: Mapping, chips: ChipStore, ignore_index: int) -> dict:
 
 
 def _resume_state(
-    out_dir: Path, trajectory: Mapping, config: Mapping, force: bool, start_from
+    out_dir: Path, trajectory: Mapping, config: Mapping, force: bool, start_from, rule: Mapping
 ) -> dict | None:
-    """The state to resume from: ``out_dir``'s own (same settings only), a run to continue, or None (fresh).
+    """The state to resume from: ``out_dir``'s own, a run to continue, or None (fresh).
+
+    ``out_dir``'s own state resumes under the same settings, or under higher caps (:func:`_extend`).
 
     Raises:
         ValueError: ``out_dir`` holds a run with other settings (it would mix two configurations).
@@ -682,7 +685,12 @@ def _resume_state(
         for name in (LAST, BEST, LOG, CYCLE_BEST):
             (out_dir / name).unlink(missing_ok=True)
     state = load_checkpoint(out_dir / LAST) if (out_dir / LAST).exists() else None
-    if state is not None:
+    if state is not None and _raised_caps(state["config"], config):
+        if _extend(state, config, rule):  # a new cycle: keep the best weights it has to beat
+            _save(load_checkpoint(out_dir / BEST), out_dir / CYCLE_BEST)
+        _save({**load_checkpoint(out_dir / BEST), "config": dict(config)}, out_dir / BEST)
+        _save(state, out_dir / LAST)
+    elif state is not None:
         diff = _config_diff(state["config"], config)
         if diff:
             raise ValueError(
@@ -767,25 +775,84 @@ def _decide_stop(state: dict, step: int, rule: Mapping) -> bool:
         state["lr_scale"] *= rule["drop_factor"]
         state["plateau_step"] = step  # a fresh patience window at the lower rate
         plateau = False
-    stopped_by = "plateau"
-    if plateau and rule.get("cycles", 1) > 1 and step < rule["max_steps"]:
-        cycle = state.get("cycle", 0)
-        gain = state["best_score"] - state["cycle_start"]["best_score"]
-        if cycle + 1 < rule["cycles"] and (cycle == 0 or gain >= rule["cycle_gain"]):
-            state["cycle"] = cycle + 1
-            state["cycle_start"] = {
-                "step": step,
-                "best_step": int(state["best_step"]),
-                "best_score": float(state["best_score"]),
-            }
-            state.update(lr_scale=1.0, drops=0, plateau_score=-math.inf, plateau_step=step)
-            return True
-        if cycle > 0 and gain >= rule["cycle_gain"]:
-            stopped_by = "cycles"  # the last allowed cycle still raised the best score
+    restart, stopped_by = False, "plateau"
+    if plateau:
+        restart, stopped_by = _cycle_decision(state, rule)
+    if restart and step < rule["max_steps"]:
+        _restart_cycle(state, step)
+        return True
     if plateau or step >= rule["max_steps"]:
         state["finished"] = True
-        state["stopped_by"] = stopped_by if plateau else "cap"
+        state["stopped_by"] = stopped_by if plateau and not restart else "cap"
+        state["restart_due"] = restart  # a run given a higher cap starts that cycle (:func:`_extend`)
     return False
+
+
+def _cycle_decision(state: Mapping, rule: Mapping) -> tuple[bool, str]:
+    """At the end of a cycle: whether another is due, and how the run stops if none is (:func:`_decide_stop`)."""
+    if rule.get("cycles", 1) <= 1:
+        return False, "plateau"
+    cycle = int(state.get("cycle", 0))
+    start = state.get("cycle_start") or {"best_score": -math.inf}
+    gain = state["best_score"] - start["best_score"]
+    gaining = cycle == 0 or gain >= rule["cycle_gain"]  # the first cycle always gets a second
+    if gaining and cycle + 1 < rule["cycles"]:
+        return True, ""
+    return False, "cycles" if cycle > 0 and gain >= rule["cycle_gain"] else "plateau"
+
+
+def _restart_cycle(state: dict, step: int) -> None:
+    """Start the next cycle at ``step``: the base rate, no drop taken, a fresh patience window."""
+    state["cycle"] = int(state.get("cycle", 0)) + 1
+    state["cycle_start"] = {
+        "step": int(step),
+        "best_step": int(state["best_step"]),
+        "best_score": float(state["best_score"]),
+    }
+    state.update(lr_scale=1.0, drops=0, plateau_score=-math.inf, plateau_step=int(step))
+
+
+#: Settings that only cap a run's length: raising them continues a finished run instead of retraining it
+#: (:func:`_extend`), as its trajectory up to the old cap is the same.
+CAPS = ("max_steps", "cycles")
+
+
+def _extend(state: dict, config: Mapping, rule: Mapping) -> bool:
+    """Re-label a run trained under lower caps (:data:`CAPS`) with ``config`` and go on where the caps stopped it.
+
+    A run stopped by the step cap continues (starting the cycle that was due, if one was); a run stopped with its
+    cycles used up starts the next cycle if the new ``cycles`` allows it; a run stopped on its plateau is finished
+    under any higher cap too (a one-cycle run, given cycles, starts its second). Returns True when a new cycle
+    starts here (the caller keeps the best weights it has to beat).
+    """
+    state["config"] = dict(config)
+    if not state["finished"]:
+        return False
+    stopped_by = state["stopped_by"]
+    if stopped_by == "cap":
+        restart = bool(state.get("restart_due"))
+    else:
+        restart = stopped_by in ("cycles", "plateau") and _cycle_decision(state, rule)[0]
+    if not (restart or stopped_by == "cap") or state["step"] >= rule["max_steps"]:
+        return False  # finished as it was: a plateau is one under any cap, and a cap not raised still caps
+    state.update(finished=False, stopped_by="", restart_due=False)
+    if restart:
+        _restart_cycle(state, int(state["step"]))
+    return restart
+
+
+def _raised_caps(stored: Mapping, current: Mapping) -> bool:
+    """Whether ``current`` differs from ``stored`` only by higher caps (:data:`CAPS`), so the run can go on."""
+    diff = set(_config_diff(stored, current))
+    if not diff or not diff <= {*CAPS, "cycle_gain"}:
+        return False
+    if (
+        "cycle_gain" in diff and "cycles" in stored
+    ):  # a one-cycle run has no cycle_gain; others must keep theirs
+        return False
+    return int(current["max_steps"]) >= int(stored["max_steps"]) and int(current.get("cycles", 1)) >= int(
+        stored.get("cycles", 1)
+    )
 
 
 def _checkpoint(state: dict, model: nn.Module, optimizer, out_dir: Path) -> None:
@@ -958,7 +1025,7 @@ def fit(
     rule = {**stopping, "smooth": int(smooth), "eval_every": eval_every, "cycles": int(cycles)}
     rule["cycle_gain"] = float(cycle_gain)
 
-    state = _resume_state(out_dir, trajectory, config, force, start_from)
+    state = _resume_state(out_dir, trajectory, config, force, start_from, rule)
 
     chips = ChipStore(ds, train_ids, cache_mb)
 
@@ -1177,20 +1244,38 @@ class RunOutcome(runner.Outcome):
     train: TrainResult | None = None
 
 
-def claim_run_dir(out_dir: Path, key: str) -> None:
+def claim_run_dir(out_dir: Path, key: str, trajectory: str | None = None) -> None:
     """Make ``out_dir`` the folder of the run ``key``: checkpoints of another run (other settings) are removed.
 
     A run folder is named by (dataset, model, seed), so a changed setting meets the checkpoints of the run it
     replaces; those are stale (their rows are replaced when the new run finishes) and :func:`fit` would refuse to
-    resume them. Checkpoints of the same key are kept: an interrupted run resumes where it stopped.
+    resume them. Checkpoints of the same key are kept: an interrupted run resumes where it stopped. So are those of
+    the same ``trajectory`` (:func:`trajectory_key`: the key without the caps), which :func:`fit` continues under
+    the raised caps instead of training the run again.
     """
     marker = out_dir / KEY
     held = marker.read_text().strip() if marker.is_file() else None
     if held != key:
-        for name in (LAST, BEST, LOG, CYCLE_BEST):
-            (out_dir / name).unlink(missing_ok=True)
+        if trajectory is None or _held_trajectory(out_dir) != trajectory:
+            for name in (LAST, BEST, LOG, CYCLE_BEST):
+                (out_dir / name).unlink(missing_ok=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(marker, lambda tmp: tmp.write_text(key + "\n"))
+    mark_trajectory(out_dir, key, trajectory)
+
+
+def _held_trajectory(out_dir: Path) -> str | None:
+    path = out_dir / TRAJECTORY
+    return path.read_text().strip() if path.is_file() else None
+
+
+def mark_trajectory(out_dir: Path, key: str, trajectory: str | None) -> None:
+    """Record the trajectory of the run ``key`` whose checkpoints ``out_dir`` holds (nothing if it holds another)."""
+    marker = out_dir / KEY
+    if trajectory is None or not marker.is_file() or marker.read_text().strip() != key:
+        return
+    if _held_trajectory(out_dir) != trajectory:
+        atomic_write(out_dir / TRAJECTORY, lambda tmp: tmp.write_text(trajectory + "\n"))
 
 
 #: :func:`fit` arguments that never change a run's numbers, left out of its key.
@@ -1220,6 +1305,15 @@ def key_for(
     # computed on another platform class is rerun here, never reused
     settings["platform"] = runner.platform(family)
     return results.run_key(ds, model_name, seed, {**settings, **dict(key_settings or {})})
+
+
+def trajectory_key(ds, model_name: str, seed: int, **key_kwargs) -> str:
+    """:func:`key_for` without the settings that only cap a run's length (:data:`CAPS`).
+
+    Two runs with the same trajectory key follow the same trajectory until the lower caps stop one of them, so a
+    finished run's checkpoints serve a rerun with higher caps (:func:`claim_run_dir`, :func:`fit`).
+    """
+    return key_for(ds, model_name, seed, **{k: v for k, v in key_kwargs.items() if k not in CAPS})
 
 
 @runner.claimed  # the claim taken below (runner.claim_or_skip) ends with the run
@@ -1296,13 +1390,14 @@ def run(
                 **fit_kwargs,
             )
 
-    key = key_for(
-        ds, model_name, seed, family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs
-    )
+    key_kw = dict(family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs)
+    key = key_for(ds, model_name, seed, **key_kw)
+    trajectory = trajectory_key(ds, model_name, seed, **key_kw)
     if not runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force):
+        mark_trajectory(out_dir, key, trajectory)  # checkpoints kept for a rerun with higher caps
         check_convergence()
         return RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
-    claim_run_dir(out_dir, key)
+    claim_run_dir(out_dir, key, trajectory)
     peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
     seed_everything(seed)
