@@ -389,6 +389,8 @@ def run_prithvi_small(
     )
     checkable = convergence_path is not None and (out_dir / train.LAST).exists()
     if not force and runner.finished(ds, name, seed, results_path, key) and not checkable:
+        key_kw = dict(family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft)
+        train.mark_trajectory(out_dir, key, train.trajectory_key(ds, name, seed, **key_kw))
         return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
