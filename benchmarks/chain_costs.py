@@ -1,9 +1,10 @@
-"""Where the default chain's time goes: run seconds per family and label budget, and the doubling checks.
+"""Where the default chain's time goes: run seconds per family and label budget, and the convergence checks.
 
 Reads a results table (and its convergence table) and prints, per (family, label budget), the number of runs and
 the sum of their ``runtime_s`` (each run's own wall time on its engine worker, one thread), with its share of the
-total; the doubling checks (:mod:`helpers.runs.convergence`) are estimated from their source run's time per step
-times the steps they added. Worker-seconds, not wall time: the chain runs notebooks 03 and 04 on two workers at
+total; the continuation checks of one-cycle runs (:mod:`helpers.runs.convergence`) are estimated from their source
+run's time per step times the steps they added (a run trained in cycles is checked by its own last cycle, already in
+its ``runtime_s``). Worker-seconds, not wall time: the chain runs notebooks 03 and 04 on two workers at
 once, so their wall time is about half their sum. Run after a chain::
 
     python benchmarks/chain_costs.py [results/results.csv] [results/convergence.csv]
@@ -21,13 +22,15 @@ from helpers.runs import convergence  # noqa: E402
 
 
 def costs(table: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
-    """Runs and worker-seconds per (family, label budget), plus one row for the doubling checks."""
+    """Runs and worker-seconds per (family, label budget), plus one row for the continuation checks."""
     runs = table[table["status"] == "ok"].drop_duplicates(results.RUN_COLUMNS)
     out = (
         runs.groupby(["family", "label_budget"])
         .agg(runs=("model", "size"), worker_s=("runtime_s", "sum"))
         .reset_index()
     )
+    if len(conv):
+        conv = conv[conv["method"].astype(str) != convergence.LAST_CYCLE]  # no training of their own
     if len(conv):
         src = runs[runs["label_budget"] == "all"].set_index(["dataset", "model", "seed"])
         keyed = conv.set_index(["dataset", "model", "seed"])
@@ -37,7 +40,7 @@ def costs(table: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
         extra = pd.DataFrame(
             [
                 {
-                    "family": "doubling checks",
+                    "family": "continuation checks",
                     "label_budget": "all",
                     "runs": len(common),
                     "worker_s": float((per_step * added).sum()),
