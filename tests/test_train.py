@@ -419,6 +419,13 @@ def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path)
     second = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12})
     assert second.run_key != first.run_key and second.train.steps == 12
     assert list(second.train.history["step"][:4]) == [2, 4, 6, 8]  # continued, not retrained
+    assert second.train.earlier_train_s == pytest.approx(first.train.train_s)
+    rows = results.read(tmp_path / "r.csv").query(
+        "split == 'test' and metric == 'miou_macro' and `class` == ''"
+    )
+    assert (
+        rows["runtime_s"].item() >= second.train.train_s
+    )  # the run's time includes the first call's training
     other = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12, "lr": 1e-3})
     assert other.train.steps == 12 and other.run_key != second.run_key  # another trajectory: trained afresh
 

@@ -306,7 +306,7 @@ def validate_dataset(ds, *, progress: bool = True) -> Report:
         result.counts = np.bincount(y[(y >= 0) & valid].ravel(), minlength=ds.num_classes)
         result.add_values(a[:, valid].ravel(), 1.0, 0.0)
         per_chip[cid] = result
-    _check_labels(list(ds.classes), splits, lists, per_chip, card_path, report)
+    _check_labels(list(ds.classes), splits, lists, per_chip, card_path, report, legend=True)
     plausibility(
         per_chip.values(), float(ds.scale), float(getattr(ds, "offset", 0.0)), card_path, report, stored=False
     )
@@ -763,8 +763,14 @@ def _check_labels(
     per_chip: dict[str, _ChipResult],
     card_path: Path,
     report: Report,
+    legend: bool = False,
 ) -> None:
-    """Labelled pixels per split and class: an unscorable split is an error, a missing class a warning."""
+    """Labelled pixels per split and class: an unscorable split is an error, a missing class a warning.
+
+    A class in no split at all is an error on a card of your own (the card promises a class the masks never hold),
+    and a warning when ``legend`` is set: a generated task's classes are its fixed legend, and a small draw (the
+    quick size) may hold no pixel of a rare class.
+    """
     seen = np.zeros(len(classes), dtype=np.int64)
     for split, ids in splits.items():
         readable = [
@@ -805,7 +811,7 @@ def _check_labels(
     never = [c for c, n in zip(classes, seen, strict=True) if n == 0]
     if never and complete:
         report.add(
-            ERROR,
+            WARNING if legend else ERROR,
             "never_class",
             card_path,
             f"class(es) {never} occur in no chip of any split; remove them from 'classes' (and 'class_values') or "

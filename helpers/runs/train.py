@@ -498,6 +498,7 @@ class TrainResult:
         skipped: Whether a finished run was found and only its best weights were loaded.
         train_s: Wall time of training and validation, summed over resumptions.
         eval_s: The part of ``train_s`` spent on validation.
+        earlier_train_s: The part of ``train_s`` spent before this call (a resumed, extended or skipped run).
         n_train_chips: Training chips used.
         n_train_pixels: Valid labelled pixels in those chips.
         eval_tile: Window size used for validation (use the same for test); ``None``: whole chips.
@@ -522,6 +523,7 @@ class TrainResult:
     eval_overlap: int | None
     config: dict
     best_val_cm: np.ndarray | None = None
+    earlier_train_s: float = 0.0
 
 
 def _save(obj: Mapping, path: Path) -> None:
@@ -1030,6 +1032,7 @@ def fit(
     rule["cycle_gain"] = float(cycle_gain)
 
     state = _resume_state(out_dir, trajectory, config, force, start_from, rule)
+    earlier_train_s = 0.0 if state is None or start_from is not None else float(state["train_s"])
 
     chips = ChipStore(ds, train_ids, cache_mb)
 
@@ -1053,6 +1056,7 @@ def fit(
             eval_overlap=eval_overlap,
             config=config,
             best_val_cm=None if state.get("best_val_cm") is None else state["best_val_cm"].numpy(),
+            earlier_train_s=earlier_train_s,
         )
 
     if state is not None and state["finished"]:
@@ -1453,7 +1457,8 @@ def run(
         steps=tr.steps,
         best_step=tr.best_step,
         stopped_by=tr.stopped_by,
-        runtime_s=time.perf_counter() - t_start,
+        # the run's own time: this call's, plus the training an earlier call did (resumed or extended runs)
+        runtime_s=time.perf_counter() - t_start + tr.earlier_train_s,
         fit_s=tr.train_s,
         predict_s=predict_s,
         peak_mem_mb=runtime.peak_memory_mb(),
