@@ -37,7 +37,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -254,51 +254,65 @@ def check(
         progress=progress,
         **fit_kwargs,
     )
+    test1 = _test_miou(model, ds, tr.eval_tile, tr.eval_overlap, state["config"], fit_kwargs)
+    val0 = float(state["best_score"])
+    gain, sd = _trend(out_dir / train.LOG, int(state["step"]), val0)
+    row = _row(
+        ds, model_name, family, seed,
+        before=(int(state["step"]), int(state["best_step"]), val0, test0),
+        after=(tr.steps, tr.best_step, tr.best_score, test1),
+        stopped_by=str(state["stopped_by"]),
+        converged=abs(100 * (tr.best_score - val0)) < CONVERGED_POINTS,
+        trend=(gain, sd), ids=(sha, key, METHOD),
+    )  # fmt: skip
+    _write_row(row, Path(path))
+    return row
+
+
+def _test_miou(model: nn.Module, ds, tile, overlap, config: Mapping, fit_kwargs: Mapping) -> float:
+    """Test ``miou_macro`` of ``model`` with the run's windows and thread count (as the run itself scored it)."""
     prev = torch.get_num_threads()
-    torch.set_num_threads(state["config"].get("num_threads") or prev)
+    torch.set_num_threads(config.get("num_threads") or prev)
     try:
         cm = train.evaluate(
-            model,
-            ds,
-            "test",
-            tile=tr.eval_tile,
-            overlap=tr.eval_overlap,
-            batch_size=fit_kwargs.get("batch_size", 8),
+            model, ds, "test", tile=tile, overlap=overlap, batch_size=fit_kwargs.get("batch_size", 8)
         )
     finally:
         torch.set_num_threads(prev)
-    test1 = float(metrics.scores(cm)["miou_macro"])
-    val0 = float(state["best_score"])
-    gain, sd = _trend(out_dir / train.LOG, int(state["step"]), val0)
-    row = {
+    return float(metrics.scores(cm)["miou_macro"])
+
+
+def _row(ds, model_name, family, seed, *, before, after, stopped_by, converged, trend, ids) -> dict:
+    """One convergence-table row: ``before``/``after`` are (steps, best step, validation, test) of the check."""
+    (steps0, best0, val0, test0), (steps1, best1, val1, test1) = before, after
+    sha, key, method = ids
+    return {
         "task": ds.task,
         "dataset": ds.name,
         "simulated": results.is_simulated(ds),
         "model": model_name,
         "family": family,
         "seed": int(seed),
-        "steps": int(state["step"]),
-        "best_step": int(state["best_step"]),
-        "stopped_by": str(state["stopped_by"]),
-        "val_miou_macro": val0,
-        "test_miou_macro": test0,
-        "steps_x2": tr.steps,
-        "best_step_x2": tr.best_step,
-        "val_miou_macro_x2": tr.best_score,
-        "test_miou_macro_x2": test1,
-        "delta_val_points": 100 * (tr.best_score - val0),
+        "steps": int(steps0),
+        "best_step": int(best0),
+        "stopped_by": stopped_by,
+        "val_miou_macro": float(val0),
+        "test_miou_macro": float(test0),
+        "steps_x2": int(steps1),
+        "best_step_x2": int(best1),
+        "val_miou_macro_x2": float(val1),
+        "test_miou_macro_x2": float(test1),
+        "delta_val_points": 100 * (val1 - val0),
         "delta_test_points": 100 * (test1 - test0),
-        "converged": bool(abs(100 * (tr.best_score - val0)) < CONVERGED_POINTS),
-        "x2_mean_gain_points": gain,
-        "x2_sd_points": sd,
+        "converged": bool(converged),
+        "x2_mean_gain_points": trend[0],
+        "x2_sd_points": trend[1],
         "config_sha": sha,
         "run_key": key,
-        "method": METHOD,
+        "method": method,
         "git_sha": results.git_sha(),
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_row(row, Path(path))
-    return row
 
 
 def _last_cycle(
@@ -321,48 +335,18 @@ def _last_cycle(
     model.eval()
     tile = int(config.get("eval_tile", 0)) or None
     overlap = int(config.get("eval_overlap", 0)) if tile else None
-    prev = torch.get_num_threads()
-    torch.set_num_threads(config.get("num_threads") or prev)
-    try:
-        cm = train.evaluate(
-            model, ds, "test", tile=tile, overlap=overlap, batch_size=fit_kwargs.get("batch_size", 8)
-        )
-    finally:
-        torch.set_num_threads(prev)
-    test0 = float(metrics.scores(cm)["miou_macro"])
+    test0 = _test_miou(model, ds, tile, overlap, config, fit_kwargs)
     val0, val1 = float(start["best_score"]), float(state["best_score"])
-    hist = pd.DataFrame(state["history"])
-    cont = hist.loc[hist["step"] > int(start["step"]), "val_miou_macro"]
-    gain = 100 * (float(cont.mean()) - val0) if len(cont) else float("nan")
-    sd = 100 * float(cont.std(ddof=1)) if len(cont) > 1 else float("nan")
     delta = 100 * (val1 - val0)
-    row = {
-        "task": ds.task,
-        "dataset": ds.name,
-        "simulated": results.is_simulated(ds),
-        "model": model_name,
-        "family": family,
-        "seed": int(seed),
-        "steps": int(start["step"]),
-        "best_step": int(start["best_step"]),
-        "stopped_by": str(state["stopped_by"]),
-        "val_miou_macro": val0,
-        "test_miou_macro": test0,
-        "steps_x2": int(state["step"]),
-        "best_step_x2": int(state["best_step"]),
-        "val_miou_macro_x2": val1,
-        "test_miou_macro_x2": test1,
-        "delta_val_points": delta,
-        "delta_test_points": 100 * (test1 - test0),
-        "converged": bool(state["stopped_by"] == "plateau" and delta < CONVERGED_POINTS),
-        "x2_mean_gain_points": gain,
-        "x2_sd_points": sd,
-        "config_sha": sha,
-        "run_key": key,
-        "method": LAST_CYCLE,
-        "git_sha": results.git_sha(),
-        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    row = _row(
+        ds, model_name, family, seed,
+        before=(start["step"], start["best_step"], val0, test0),
+        after=(state["step"], state["best_step"], val1, test1),
+        stopped_by=str(state["stopped_by"]),
+        converged=state["stopped_by"] == "plateau" and delta < CONVERGED_POINTS,
+        trend=_trend_of(pd.DataFrame(state["history"]), int(start["step"]), val0),
+        ids=(sha, key, LAST_CYCLE),
+    )  # fmt: skip
     _write_row(row, Path(path))
     return row
 
@@ -410,8 +394,12 @@ def _trend(log: Path, steps: int, best: float) -> tuple[float, float]:
     """Mean and SD (points) of a continuation's validations after step ``steps``, minus the old ``best``."""
     if not log.is_file():
         return float("nan"), float("nan")
-    cont = pd.read_csv(log)
-    cont = cont.loc[cont["step"] > steps, "val_miou_macro"]
+    return _trend_of(pd.read_csv(log), steps, best)
+
+
+def _trend_of(history: pd.DataFrame, steps: int, best: float) -> tuple[float, float]:
+    """:func:`_trend` of a history already read (one row per validation)."""
+    cont = history.loc[history["step"] > steps, "val_miou_macro"]
     if not len(cont):
         return float("nan"), float("nan")
     return 100 * (float(cont.mean()) - best), 100 * float(cont.std(ddof=1)) if len(cont) > 1 else float("nan")
