@@ -815,6 +815,11 @@ def _restart_cycle(state: dict, step: int) -> None:
         "best_step": int(state["best_step"]),
         "best_score": float(state["best_score"]),
     }
+    _reset_schedule(state, step)
+
+
+def _reset_schedule(state: dict, step: int) -> None:
+    """The schedule from its start at ``step``: base rate, no drop taken, a fresh patience window."""
     state.update(lr_scale=1.0, drops=0, plateau_score=-math.inf, plateau_step=int(step))
 
 
@@ -1169,7 +1174,7 @@ def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping)
     _save({**best, "config": dict(config)}, out_dir / BEST)
     state.update(config=dict(config), finished=False, stopped_by="", continued_from=str(src))
     if config.get("restart_lr"):
-        state.update(lr_scale=1.0, drops=0, plateau_score=-math.inf, plateau_step=int(state["step"]))
+        _reset_schedule(state, int(state["step"]))
     return state
 
 
