@@ -146,7 +146,11 @@ def test_quick_chain_end_to_end(tmp_path):
         for name in extra["dataset_names"]:
             assert f"05_prediction_maps_{name}.png" in figures
         # every deep row says how it stopped, and its first seed was trained on to twice its steps
-        deep = df[df["model"].isin(["unet", "vit", "galileo_nano_finetune"]) & (df["status"] == "ok")]
+        deep = df[
+            df["model"].isin(["unet", "vit", "galileo_nano_finetune", "galileo_nano_finetune_random"])
+            & (df["status"] == "ok")
+        ]
+        assert "galileo_nano_finetune_random" in set(deep["model"])  # needs no weights: it always runs
         assert set(deep["stopped_by"]) == {"cap"} and (deep["steps"] > 0).all()  # quick mode: a few steps
         conv = convergence.read(tmp_path / "convergence.csv")
         assert {"unet", "fcn", "vit", "prithvi_arch_small_mae"} <= set(conv["model"])
@@ -155,7 +159,7 @@ def test_quick_chain_end_to_end(tmp_path):
             "05_convergence.png" in figures and (tmp_path / "figures" / "tables" / "convergence.md").exists()
         )
         # every deep run trained on an engine worker: one thread, whichever notebook submitted it
-        trained = ["unet", "vit", "prithvi_arch_small_mae"]
+        trained = ["unet", "vit", "prithvi_arch_small_mae", "galileo_nano_finetune_random"]
         trained += ["galileo_nano_finetune"] if _weights_available() else []  # without weights: a not_run row
         for model in trained:
             config = train.load_checkpoint(

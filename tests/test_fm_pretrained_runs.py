@@ -134,6 +134,31 @@ def test_missing_weights_write_a_not_run_row(
     assert df["note"].str.contains("downloading disabled").all()
 
 
+def test_random_init_finetune_needs_no_weights_and_is_keyed_apart(
+    monkeypatch: pytest.MonkeyPatch, fixture_roots: dict, tmp_path: Path
+):
+    """The random-init twin runs without any weights file, as its own row and run, the same network."""
+    monkeypatch.setenv("FM_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("FM_CACHE_DIR", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("FM_OFFLINE", "1")
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    path, runs = tmp_path / "results.csv", tmp_path / "runs"
+    kw = dict(runs_dir=runs, max_steps=2, eval_every=1, patience=None, progress=False)
+    rnd = R.run_galileo_nano_finetune_random(ds, 0, path, **kw)
+    pub = R.run_galileo_nano_finetune(ds, 0, path, **kw)
+    assert rnd.status == "ok" and pub.status == "not_run"
+    df = results.read(path)
+    ok = df[df["status"] == "ok"]
+    assert set(ok["model"]) == {R.FINETUNE_RANDOM_ROW}
+    assert set(ok["pretraining"]) == {"none"} and set(ok["weights"]) == {"random-init"}
+    assert set(ok["family"]) == {"fm"} and rnd.out_dir != pub.out_dir
+    note = ok["note"].iloc[0]
+    assert f"patch {R.FINETUNE_ARCH['patch_size']} px" in note and "random initialisation" in note
+    # the same network as the published row: same parameter count as the encoder + decoder built from the file
+    model = R.make_galileo_segmenter(datasets.with_bands(ds), pretrained=False, **R.FINETUNE_ARCH)()
+    assert int(ok["n_params"].iloc[0]) == sum(p.numel() for p in model.parameters())
+
+
 def test_frozen_rows_save_chip_counts_and_key_on_the_platform(
     embedders: dict, fixture_roots: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

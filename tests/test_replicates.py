@@ -108,6 +108,44 @@ def test_fm_matrix_pretrains_once_per_draw_and_fine_tunes_on_the_seeds_draw(reco
     assert got == [("real-b@fixed", (0, 1, 2)), ("sim-a@0", (0,)), ("sim-a@1", (1,)), ("sim-a@2", (2,))]
 
 
+def test_galileo_fine_tunes_run_both_inits_on_the_seeds_draw_and_at_budgets(recorder):
+    seeds = [0, 1]
+    draws = _draws(["sim-a"], seeds, simulated={"sim-a"})
+    rows = ["galileo_nano_finetune", "galileo_nano_finetune_random"]
+    matrix.submit_fm_runs(
+        None,
+        draws,
+        main=["sim-a"],
+        seeds=seeds,
+        fm_models=[],
+        pretrained_models=rows,
+        texture_models=[],
+        pooled_models=[],
+        settings=None,
+        prithvi_checkpoint=None,
+        galileo_steps=None,
+        results_path=None,
+        runs_dir="runs",
+        cache_dir="cache",
+        maps_dir=None,
+        convergence_path=None,
+        budget_models=rows,
+        label_budgets=["points-10"],
+        budget_names=["sim-a"],
+    )
+    full = [(repr(a[0]), a[1], k["pretrained"]) for n, a, k in recorder if n == "run_galileo_nano_finetune"]
+    assert full == [("sim-a@0", 0, True), ("sim-a@0", 0, False), ("sim-a@1", 1, True), ("sim-a@1", 1, False)]
+    budget = [(repr(a[1]), a[2], a[3], k["pretrained"]) for n, a, k in recorder if n == "at_budget"]
+    assert sorted(budget) == [
+        ("sim-a@0", "points-10", 0, False),
+        ("sim-a@0", "points-10", 0, True),
+        ("sim-a@1", "points-10", 1, False),
+        ("sim-a@1", "points-10", 1, True),
+    ]
+    # no frozen job: the fine-tunes are not frozen rows
+    assert not [n for n, _, _ in recorder if n == "run_frozen_plan"]
+
+
 def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
     seeds = [0, 1]
     draws = _draws(["sim-a"], seeds, simulated={"sim-a"})

@@ -260,7 +260,7 @@ def submit_fm_runs(
     pooled_models: Sequence[str],
     settings: fm_runs.FMSettings,
     prithvi_checkpoint: str | os.PathLike | None,
-    galileo_steps: int,
+    galileo_steps: int | None,
     results_path: str | os.PathLike,
     runs_dir: str | os.PathLike,
     cache_dir: str | os.PathLike,
@@ -288,12 +288,12 @@ def submit_fm_runs(
         fm_models: Rows of :mod:`helpers.runs.fm_runs` (Prithvi-arch variants, ViT, SegFormer, Prithvi-100M) on the
             main datasets.
         pretrained_models: Rows of :mod:`helpers.runs.fm_pretrained_runs` (frozen Galileo-nano / Presto, Galileo-nano
-            fine-tuning) on the main datasets.
+            fine-tuned from its published weights and from random init) on the main datasets.
         texture_models: Rows of either module on the texture sweep.
         pooled_models: In-study variants pretrained once on the main datasets pooled (``*_pooled`` rows).
         settings: FM sizes and budgets (:class:`helpers.runs.fm_runs.FMSettings`).
         prithvi_checkpoint: The user's ``Prithvi_100M.pt`` (or None).
-        galileo_steps: Step cap of ``galileo_nano_finetune``.
+        galileo_steps: Step cap of the Galileo-nano fine-tunes (``None``: the plateau protocol's own cap).
         results_path: Results table.
         runs_dir: Root of the run folders (checkpoints, logs).
         cache_dir: Pretraining and embedding caches.
@@ -301,13 +301,16 @@ def submit_fm_runs(
         convergence_path: Convergence table of the convergence checks (None: no check).
         force: Rerun even runs the table holds under the same key.
         quick: Quick mode (Galileo-nano fine-tuning validates every 2 steps, no plateau rule).
-        budget_models: In-study variants and frozen rows that also run at the label budgets.
+        budget_models: In-study variants, Galileo-nano fine-tunes and frozen rows that also run at the label budgets.
         label_budgets: Budget tags (:mod:`helpers.data.labels`) of the frozen rows (``all`` is left out here).
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
         deep_label_budgets: Budget tags of the fine-tuned rows (``None``: ``label_budgets``).
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
+    finetune_quick = (
+        {"eval_every": 2, "patience": None} if quick else {}
+    )  # the Galileo fine-tunes' quick mode
     # the pooled pretraining: once per distinct pool of main datasets (one per replicate on simulated data)
     pools: dict[tuple, list] = {}
     for seed in seeds:
@@ -332,6 +335,9 @@ def submit_fm_runs(
         budgeted = list(budget_models) if name in budget_names else []
         study_budgeted = [m for m in budgeted if m in fm_runs.DEFAULT_MODELS] if deep_below else []
         frozen_budgeted = [m for m in budgeted if m in fm_pretrained_runs.ROWS] if below else []
+        finetune_budgeted = (
+            [m for m in budgeted if m in fm_pretrained_runs.FINETUNE_ROWS] if deep_below else []
+        )
         pretext = {
             m: fm_runs.VARIANTS[m].pretext for m in [*in_study, *study_budgeted] if m in fm_runs.VARIANTS
         }
@@ -385,22 +391,23 @@ def submit_fm_runs(
                     )
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": f"{variant}_pooled"})
-            if fm_pretrained_runs.FINETUNE_ROW in published_rows:
-                quick_kw = {"eval_every": 2, "patience": None} if quick else {}
+            for row in [r for r in fm_pretrained_runs.FINETUNE_ROWS if r in published_rows]:
                 jobs.append(
                     engine.submit(
                         client,
                         fm_pretrained_runs.run_galileo_nano_finetune,
                         ds,
                         seed,
+                        pretrained=row == fm_pretrained_runs.FINETUNE_ROW,
                         runs_dir=runs_dir,
                         max_steps=galileo_steps,
                         convergence_path=checked,
+                        priority=1 if checked else 0,
                         **common,
-                        **quick_kw,
+                        **finetune_quick,
                     )
                 )
-                runs.append({"dataset": name, "seed": seed, "rows": fm_pretrained_runs.FINETUNE_ROW})
+                runs.append({"dataset": name, "seed": seed, "rows": row})
         for spec in specs([name], study_budgeted, seeds, deep_below):
             ds = per_seed[spec.seed]
             after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
@@ -423,7 +430,25 @@ def submit_fm_runs(
                 )
             )
             runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
-        frozen = [r for r in published_rows if r != fm_pretrained_runs.FINETUNE_ROW]
+        for spec in specs([name], finetune_budgeted, seeds, deep_below):
+            jobs.append(
+                engine.submit(
+                    client,
+                    at_budget,
+                    fm_pretrained_runs.run_galileo_nano_finetune,
+                    per_seed[spec.seed],
+                    spec.label_budget,
+                    spec.seed,
+                    spec.seed,
+                    pretrained=spec.model == fm_pretrained_runs.FINETUNE_ROW,
+                    runs_dir=runs_dir,
+                    max_steps=galileo_steps,
+                    **common,
+                    **finetune_quick,
+                )
+            )
+            runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
+        frozen = [r for r in published_rows if r not in fm_pretrained_runs.FINETUNE_ROWS]
         # one job per data draw: its rows share the draw's embedding cache
         for ds, group in distinct(per_seed, seeds):
             plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]

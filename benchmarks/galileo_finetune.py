@@ -1,0 +1,176 @@
+"""The Galileo-nano fine-tuning network, as ratios: its training step now against the earlier network (issue 28).
+
+Prints, for one training step (forward, backward, AdamW) of :class:`helpers.runs.fm_heads.GalileoSegmenter` on a batch
+of eight 64 px crops of random reflectance, on one and on three dates:
+
+* the earlier network (:data:`helpers.runs.fm_pretrained_runs.FINETUNE_ARCH_V1`: 4 px patches, 64-channel decoder),
+  the current one (:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`: 8 px patches, 32 channels) and each change
+  alone, with the ratio earlier / current (goal >= 5 on three dates, the 1.7 s step the issue measured);
+  best of ``--repeats`` interleaved passes, after a warm-up step, ``--threads`` torch threads (1: as on an engine
+  worker).
+
+With ``--seed-noise DATASET`` it instead trains both networks from the published weights to their plateau
+(:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_DEFAULTS`) for ``--seeds`` on one prepared dataset, two 1-thread
+runs at a time, and prints per seed and as mean and spread: validation and test mIoU, steps, how the run stopped and
+its wall time. The current network is kept only if its validation mean stays within the earlier one's seed spread.
+Runs land in ``--out`` (resumable: a finished run is not retrained).
+
+Usage::
+
+    python benchmarks/galileo_finetune.py [--threads 1] [--repeats 3]
+    python benchmarks/galileo_finetune.py --seed-noise sim-texture-0.5 --seeds 0 1 2 --out /tmp/galileo_noise
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers import results  # noqa: E402
+from helpers.models import galileo as G  # noqa: E402
+from helpers.models import weights as W  # noqa: E402
+from helpers.runs import fm_heads as H  # noqa: E402
+from helpers.runs import fm_pretrained_runs as R  # noqa: E402
+
+NETWORKS = {
+    "earlier": R.FINETUNE_ARCH_V1,
+    "patch 8 only": {**R.FINETUNE_ARCH_V1, "patch_size": R.FINETUNE_ARCH["patch_size"]},
+    "decoder 32 only": {**R.FINETUNE_ARCH_V1, "width": R.FINETUNE_ARCH["width"]},
+    "current": R.FINETUNE_ARCH,
+}
+
+
+def _model(arch: dict, n_times: int) -> H.GalileoSegmenter:
+    """The fine-tuning network on random weights (the step time does not depend on their values)."""
+    torch.manual_seed(0)
+    months = [3, 6, 9][:n_times] if n_times <= 3 else list(range(n_times))
+    return H.GalileoSegmenter(G.GalileoEncoder(**G.NANO_CONFIG), 5, months, **arch)
+
+
+def step_times(n_times: int, repeats: int) -> dict[str, float]:
+    """Best seconds per training step of each network in :data:`NETWORKS`, passes interleaved."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.uniform(0.02, 0.4, (8, 6 * n_times, 64, 64)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 5, (8, 64, 64)))
+    setups = {}
+    for name, arch in NETWORKS.items():
+        m = _model(arch, n_times).train()
+        setups[name] = (m, torch.optim.AdamW(m.parameters(), 1e-3))
+    best = dict.fromkeys(NETWORKS, float("inf"))
+    for rep in range(repeats + 1):
+        for name, (m, opt) in setups.items():
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if rep:  # the first pass warms up
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def print_step_times(threads: int, repeats: int) -> None:
+    """The step-time table with ratios to the earlier network."""
+    torch.set_num_threads(threads)
+    print(f"one training step, batch of 8 x 64 px crops, {threads} thread(s), torch {torch.__version__}")
+    for n_times in (1, 3):
+        t = step_times(n_times, repeats)
+        for name, s in t.items():
+            print(
+                f"  {n_times} date(s)  {name:<16} {s:6.3f} s/step   earlier/this = {t['earlier'] / s:4.2f}x"
+            )
+
+
+def _train_one(job: tuple) -> dict:
+    """One fine-tuning run in a 1-thread worker process; returns its val/test rows' summary."""
+    dataset, data_dir, net, seed, out = job
+    os.environ["OMP_NUM_THREADS"] = "1"  # train.run takes its threads from here (as on an engine worker)
+    torch.set_num_threads(1)
+    from helpers.data import datasets
+
+    ds = datasets.prepare(dataset, data_dir)
+    name = f"galileo_nano_finetune[{net}]"
+    table = Path(out) / f"{net.replace(' ', '_')}-seed{seed}.csv"
+    t0 = time.perf_counter()
+    outcome = R.run_galileo_nano_finetune(
+        ds, seed, table, runs_dir=Path(out) / "runs", progress=False, model_name=name, **NETWORKS[net]
+    )
+    if outcome.status != "ok":
+        return {"net": net, "seed": seed, "status": outcome.status, "reason": outcome.reason}
+    df = results.read(table)
+    agg = df[df["metric"] == "miou_macro"]
+    val = float(agg.loc[agg["split"] == "val", "value"].iloc[-1])
+    test = float(agg.loc[agg["split"] == "test", "value"].iloc[-1])
+    row = agg.iloc[-1]
+    return {
+        "net": net,
+        "seed": seed,
+        "status": "ok",
+        "val": 100 * val,
+        "test": 100 * test,
+        "steps": int(row["steps"]),
+        "stopped_by": str(row["stopped_by"]),
+        "runtime_s": float(row["runtime_s"]),
+        "this_call_s": time.perf_counter() - t0,
+    }
+
+
+def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], workers: int) -> None:
+    """Both networks from the published weights to their plateau for every seed; per-seed and mean +- sd."""
+    W.resolve_weights("galileo_nano", None)  # fail early without the weights
+    data_dir = ROOT / "data"
+    jobs = [(dataset, data_dir, net, seed, out) for net in nets for seed in seeds]  # slowest first
+    with ProcessPoolExecutor(workers) as pool:
+        done = list(pool.map(_train_one, jobs))
+    print(
+        f"{dataset}: Galileo-nano fine-tuned from the published weights, plateau protocol, 1 thread per run"
+    )
+    for d in done:
+        if d["status"] != "ok":
+            print(f"  {d['net']:<16} seed {d['seed']}: {d['status']} ({d['reason']})")
+            continue
+        print(
+            f"  {d['net']:<16} seed {d['seed']}: val {d['val']:5.1f}  test {d['test']:5.1f}  steps {d['steps']:5d} "
+            f"({d['stopped_by']})  {d['runtime_s']:6.0f} s"
+        )
+    for net in nets:
+        ok = [d for d in done if d["net"] == net and d["status"] == "ok"]
+        if not ok:
+            continue
+        v, t, s = (np.array([d[k] for d in ok]) for k in ("val", "test", "runtime_s"))
+        print(
+            f"  {net:<16} val {v.mean():5.1f} +- {v.std(ddof=1) if len(v) > 1 else 0:4.1f}  "
+            f"test {t.mean():5.1f} +- {t.std(ddof=1) if len(t) > 1 else 0:4.1f}  "
+            f"mean run {s.mean():5.0f} s  (n = {len(ok)} seeds; +- is the sample sd over seeds)"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed-noise", metavar="DATASET", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--nets", nargs="+", default=["earlier", "current"], choices=list(NETWORKS))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/galileo_finetune_noise"))
+    args = ap.parse_args(argv)
+    if args.seed_noise:
+        args.out.mkdir(parents=True, exist_ok=True)
+        seed_noise(args.seed_noise, args.seeds, args.out, args.nets, args.workers)
+    else:
+        print_step_times(args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
