@@ -46,6 +46,7 @@ NETWORKS = {
     "earlier": R.FINETUNE_ARCH_V1,
     "patch 8 only": {**R.FINETUNE_ARCH_V1, "patch_size": R.FINETUNE_ARCH["patch_size"]},
     "decoder 32 only": {**R.FINETUNE_ARCH_V1, "width": R.FINETUNE_ARCH["width"]},
+    "no pixel skip": {**R.FINETUNE_ARCH, "pixel_skip": False},
     "current": R.FINETUNE_ARCH,
 }
 

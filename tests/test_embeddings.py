@@ -293,3 +293,29 @@ def test_presto_embedding_matches_the_model_on_a_pixel(presto: E.PrestoEmbedder)
     with torch.no_grad():
         ref = presto.encoder(x, dw, torch.tensor([[10.0, 20.0]]), mask, 4)[0].numpy()
     np.testing.assert_allclose(emb[:, 1, 2], ref, atol=1e-5)
+
+
+def test_tiled_windows_give_the_window_by_window_grid_exactly():
+    """Windows that tile the image are cut by reshaping: the same grid as encoding each window on its own."""
+    torch.manual_seed(0)
+    enc = G.GalileoEncoder(**G.NANO_CONFIG).eval()
+    x = torch.rand(2, 12, 32, 32) * 0.3 + 0.02
+    months = torch.tensor([[3, 7], [4, 8]])
+    kw = dict(n_times=2, patch_size=8, window=16, windows_per_batch=1)
+    with torch.no_grad():
+        grid = E.galileo_patch_grid(enc, x, months, **kw)
+        assert grid.shape == (2, enc.embed_dim, 4, 4)
+        for bi in range(2):
+            for y0 in (0, 16):
+                for x0 in (0, 16):
+                    win = x[bi : bi + 1, :, y0 : y0 + 16, x0 : x0 + 16]
+                    one = E.galileo_patch_grid(enc, win, months[bi : bi + 1], **kw)
+                    torch.testing.assert_close(
+                        grid[bi : bi + 1, :, y0 // 8 : y0 // 8 + 2, x0 // 8 : x0 // 8 + 2],
+                        one,
+                        rtol=0,
+                        atol=0,
+                    )
+        # windows that overlap (a 24 px window on 32 px) take the general path: every patch still covered
+        over = E.galileo_patch_grid(enc, x, months, n_times=2, patch_size=8, window=24)
+        assert over.shape == grid.shape and torch.isfinite(over).all()

@@ -102,9 +102,13 @@ def galileo_patch_grid(
     ys, xs = window_starts(hp, side, side), window_starts(wp, side, side)
     boxes = [(bi, y0, x0) for bi in range(b) for y0 in ys for x0 in xs]
     d = encoder.embed_dim
+    months = torch.as_tensor(months, device=x.device).long().reshape(b, n_times)
+    if hp % side == 0 and wp % side == 0:  # the windows tile the image: cut and reassemble by reshaping
+        return _tiled_patch_grid(
+            encoder, x, months, side, p, n_times, resolution_m, ndvi, windows_per_batch, shift, div
+        )
     total = x.new_zeros(b, d, hp // p, wp // p)
     count = x.new_zeros(b, 1, hp // p, wp // p)
-    months = torch.as_tensor(months, device=x.device).long().reshape(b, n_times)
     for start in range(0, len(boxes), windows_per_batch):
         chunk = boxes[start : start + windows_per_batch]
         win = torch.stack([x[bi, :, y0 : y0 + side, x0 : x0 + side] for bi, y0, x0 in chunk])
@@ -117,6 +121,31 @@ def galileo_patch_grid(
             total[sl] = total[sl] + pooled[k]
             count[sl] = count[sl] + 1
     return total / count
+
+
+def _tiled_patch_grid(
+    encoder, x, months, side, p, n_times, resolution_m, ndvi, windows_per_batch, shift, div
+):
+    """:func:`galileo_patch_grid` where the windows tile the image exactly (every patch in one window).
+
+    The same windows, in the same order and batches of ``windows_per_batch``, as the general path, so the encoder
+    sees identical inputs and the grid is bit for bit the same; only the cutting and the reassembly are reshapes
+    instead of a Python loop of slice copies and additions (about a tenth of a fine-tuning step on 64 px crops).
+    """
+    b, c, h, w = x.shape
+    nh, nw, s = h // side, w // side, side // p
+    wins = x.reshape(b, c, nh, side, nw, side).permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, c, side, side)
+    mon = months.repeat_interleave(nh * nw, dim=0)
+    outs = []
+    for start in range(0, len(wins), windows_per_batch):
+        sl = slice(start, start + windows_per_batch)
+        inputs = A.galileo_inputs(
+            wins[sl], mon[sl], n_times=n_times, patch_size=p, ndvi=ndvi, shift=shift, div=div
+        )
+        out = encoder(*inputs, patch_size=p, input_resolution_m=resolution_m)
+        outs.append(torch.nan_to_num(G.pool_per_patch(out), nan=0.0))  # [n, s, s, D]
+    grid = torch.cat(outs).reshape(b, nh, nw, s, s, -1)
+    return grid.permute(0, 5, 1, 3, 2, 4).reshape(b, -1, nh * s, nw * s)
 
 
 def upsample_grid(grid: torch.Tensor, shape: tuple[int, int], patch_size: int) -> torch.Tensor:

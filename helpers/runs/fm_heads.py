@@ -236,7 +236,9 @@ class GalileoSegmenter(nn.Module):
     :mod:`helpers.runs.embeddings`), giving a ``128 x H/p x W/p`` patch grid. The decoder is deliberately small so
     that what is learned lives mostly in the encoder: a 3x3 conv (128 -> ``width``) with BatchNorm and ReLU on the
     patch grid, bilinear upsampling to pixels, a second 3x3 conv + BatchNorm + ReLU and a 1x1 conv to the classes.
-    It never sees the raw pixels, so pixel detail below the patch size must come through the encoder.
+    Without ``pixel_skip`` it never sees the raw pixels, so pixel detail below the patch size must come through the
+    encoder; with it, the second conv also reads the normalised input bands of each pixel (a one-level skip, as a
+    U-Net decoder has), so coarse patches keep pixel-sharp boundaries.
 
     The normalisation constants and the months of each date are buffers, so a checkpoint is self-contained.
 
@@ -249,6 +251,7 @@ class GalileoSegmenter(nn.Module):
         resolution_m: Pixel size in metres.
         ndvi: ``"masked"`` or ``"b8a"``.
         width: Decoder channels.
+        pixel_skip: Concatenate the normalised input bands to the upsampled features before the second conv.
     """
 
     def __init__(
@@ -262,6 +265,7 @@ class GalileoSegmenter(nn.Module):
         resolution_m: float = 30.0,
         ndvi: str = "masked",
         width: int = 64,
+        pixel_skip: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
@@ -277,8 +281,12 @@ class GalileoSegmenter(nn.Module):
         self.grid_conv = nn.Sequential(
             nn.Conv2d(dim, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )
+        self.pixel_skip = bool(pixel_skip)
+        skip = 6 * self.n_times if self.pixel_skip else 0
         self.pixel_conv = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+            nn.Conv2d(width + skip, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
         )
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
@@ -298,4 +306,11 @@ class GalileoSegmenter(nn.Module):
             div=self.norm_div,
         )
         f = _emb.upsample_grid(self.grid_conv(grid), (h, w), self.patch_size)
+        if self.pixel_skip:  # the bands in Galileo's normalisation (the encoder's inputs, before its masking)
+            t = self.n_times
+            bands = x.reshape(b, t, -1, h, w) * 1e4
+            z = (bands - self.norm_shift[None, None, :, None, None]) / self.norm_div[
+                None, None, :, None, None
+            ]
+            f = torch.cat([f, z.reshape(b, -1, h, w)], 1)
         return self.classifier(self.pixel_conv(f))

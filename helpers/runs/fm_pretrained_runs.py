@@ -469,6 +469,7 @@ def make_galileo_segmenter(
     patch_size: int = 4,
     window: int = 64,
     width: int = 64,
+    pixel_skip: bool = False,
     ndvi: str = "masked",
     drop_path: float = 0.1,
     pretrained: bool = True,
@@ -507,6 +508,7 @@ def make_galileo_segmenter(
             resolution_m=ctx.resolution_m,
             ndvi=ndvi,
             width=width,
+            pixel_skip=pixel_skip,
         )
 
     build.months = months  # type: ignore[attr-defined]
@@ -525,9 +527,9 @@ def make_galileo_segmenter(
 #: 32 px, so the encoder sees the same ground per window as before; 8 px is the largest patch Galileo-nano was
 #: pretrained with (FlexiPatch, 1-8 px). Validation within seed noise of the earlier network: see
 #: ``benchmarks/galileo_finetune.py --seed-noise`` and the README.
-FINETUNE_ARCH: dict = {"patch_size": 8, "window": 32, "width": 32}
+FINETUNE_ARCH: dict = {"patch_size": 8, "window": 32, "width": 32, "pixel_skip": True}
 #: The network of the fine-tuning rows before 2026-12-03 (kept for the comparison benchmark).
-FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64}
+FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_skip": False}
 
 #: Training settings of the Galileo-nano fine-tuning (:func:`helpers.runs.train.fit`): the plateau protocol of every
 #: deep row (:data:`helpers.runs.train.PLATEAU`: cycles of validation-driven rate drops until a cycle gains less than
@@ -556,6 +558,7 @@ def run_galileo_nano_finetune(
     patch_size: int = FINETUNE_ARCH["patch_size"],
     window: int = FINETUNE_ARCH["window"],
     width: int = FINETUNE_ARCH["width"],
+    pixel_skip: bool = FINETUNE_ARCH["pixel_skip"],
     force: bool = False,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
@@ -578,7 +581,12 @@ def run_galileo_nano_finetune(
     (:mod:`helpers.report.prediction_maps`); ``model_name`` renames the row (benchmarks of other networks).
     """
     row = model_name or (FINETUNE_ROW if pretrained else FINETUNE_RANDOM_ROW)
-    arch = {"patch_size": int(patch_size), "window": int(window), "width": int(width)}
+    arch = {
+        "patch_size": int(patch_size),
+        "window": int(window),
+        "width": int(width),
+        "pixel_skip": bool(pixel_skip),
+    }
     try:  # the adapter feeds Galileo the six HLS bands, picked by name
         ds = with_bands(ds)
         build = make_galileo_segmenter(ds, weights_path, pretrained=pretrained, **arch)
