@@ -187,3 +187,21 @@ def test_reason_tells_a_noisy_plateau_from_a_model_still_improving(tmp_path):
     recorded = pd.concat([conv, trend], axis=1)
     again = convergence.summary(recorded).set_index("model")
     assert again["reason"].to_dict() == table["reason"].to_dict()
+
+
+def test_the_check_compares_with_its_own_run_not_the_same_model_at_another_budget(tmp_path):
+    """The same (dataset, model, seed) also runs at a label budget: the recorded test score is found by run key."""
+    path = tmp_path / "r.csv"
+    s = {"iou": [0.5, 0.5], "f1": [0.5, 0.5], "precision": [0.5, 0.5], "recall": [0.5, 0.5]}
+    for budget, key, value in (("points-10", "k-points", 0.40), ("all", "k-all", 0.90)):
+        ctx = dict(
+            task="t", dataset="d", model="unet", family="cnn", seed=0, label_budget=budget, run_key=key
+        )
+        agg = {"miou_macro": value, "f1_macro": value, "iou_micro": value, "oa": value}
+        results.write_run(
+            results.score_rows({**s, **agg}, split="test", class_names=["a", "b"], context=ctx), path
+        )
+    assert convergence._recorded_test_miou("d", "unet", 0, path, run_key="k-all") == pytest.approx(0.90)
+    assert convergence._recorded_test_miou("d", "unet", 0, path, run_key="k-points") == pytest.approx(0.40)
+    assert convergence._recorded_test_miou("d", "unet", 0, path) == pytest.approx(0.90)  # no key: full labels
+    assert convergence._recorded_test_miou("d", "unet", 0, path, run_key="other") is None

@@ -163,8 +163,14 @@ def has_check(
     return bool(sel.any())
 
 
-def _recorded_test_miou(dataset: str, model: str, seed: int, results_path: str | os.PathLike) -> float | None:
-    """The run's test ``miou_macro`` as written to the results table (``None`` when it is not there)."""
+def _recorded_test_miou(
+    dataset: str, model: str, seed: int, results_path: str | os.PathLike, run_key: str = ""
+) -> float | None:
+    """The run's test ``miou_macro`` as written to the results table (``None`` when it is not there).
+
+    The run is found by its ``run_key`` (the same model and seed also run at other label budgets, each its own
+    run); a run folder without a key marker (written before keys) matches the full-label row.
+    """
     df = results.read(results_path)
     if df.empty:
         return None
@@ -177,6 +183,10 @@ def _recorded_test_miou(dataset: str, model: str, seed: int, results_path: str |
         & (df["metric"] == "miou_macro")
         & (df["class"] == "")
     ]
+    if run_key and "run_key" in sel:
+        sel = sel[sel["run_key"].fillna("").astype(str) == run_key]
+    elif "label_budget" in sel:
+        sel = sel[sel["label_budget"].fillna("all").astype(str) == "all"]
     return float(sel["value"].iloc[0]) if len(sel) else None
 
 
@@ -231,7 +241,7 @@ def check(
     method = LAST_CYCLE if cycled else METHOD
     if not force and has_check(ds.name, model_name, seed, sha, path, run_key=key, method=method):
         return None
-    test0 = _recorded_test_miou(ds.name, model_name, seed, results_path)
+    test0 = _recorded_test_miou(ds.name, model_name, seed, results_path, run_key=key)
     if test0 is None:
         return None
     if cycled:
