@@ -116,12 +116,15 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
         R.run_frozen(ds, "presto_frozen_lgbm", 0, None, embedder=embedders["galileo_nano"])
 
 
-def test_missing_weights_write_a_not_run_row(
-    monkeypatch: pytest.MonkeyPatch, fixture_roots: dict, tmp_path: Path
-):
+@pytest.fixture
+def no_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A machine without the published weights, offline: no local copy, no cache, no download."""
     monkeypatch.setenv("FM_WEIGHTS_DIR", str(tmp_path / "empty"))
     monkeypatch.setenv("FM_CACHE_DIR", str(tmp_path / "user-cache"))
     monkeypatch.setenv("FM_OFFLINE", "1")
+
+
+def test_missing_weights_write_a_not_run_row(no_weights, fixture_roots: dict, tmp_path: Path):
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     path = tmp_path / "results.csv"
     run = R.run_presto_frozen_lgbm(ds, 0, path, progress=False)
@@ -135,12 +138,9 @@ def test_missing_weights_write_a_not_run_row(
 
 
 def test_random_init_finetune_needs_no_weights_and_is_keyed_apart(
-    monkeypatch: pytest.MonkeyPatch, fixture_roots: dict, tmp_path: Path
+    no_weights, fixture_roots: dict, tmp_path: Path
 ):
     """The random-init twin runs without any weights file, as its own row and run, the same network."""
-    monkeypatch.setenv("FM_WEIGHTS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setenv("FM_CACHE_DIR", str(tmp_path / "user-cache"))
-    monkeypatch.setenv("FM_OFFLINE", "1")
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     path, runs = tmp_path / "results.csv", tmp_path / "runs"
     kw = dict(runs_dir=runs, max_steps=2, eval_every=1, patience=None, progress=False)
