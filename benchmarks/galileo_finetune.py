@@ -4,15 +4,16 @@ Prints, for one training step (forward, backward, AdamW) of :class:`helpers.runs
 of eight 64 px crops of random reflectance, on one and on three dates:
 
 * the earlier network (:data:`helpers.runs.fm_pretrained_runs.FINETUNE_ARCH_V1`: 4 px patches, 64-channel decoder),
-  the current one (:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`: 8 px patches, 32 channels) and each change
-  alone, with the ratio earlier / current (goal >= 5 on three dates, the 1.7 s step the issue measured);
+  the current one (:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`: 8 px patches, 32 channels, pixel skip) and
+  each change alone, with the ratio earlier / current (goal >= 5 on three dates, the 1.7 s step the issue measured);
   best of ``--repeats`` interleaved passes, after a warm-up step, ``--threads`` torch threads (1: as on an engine
   worker).
 
 With ``--seed-noise DATASET`` it instead trains both networks from the published weights to their plateau
 (:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_DEFAULTS`) for ``--seeds`` on one prepared dataset, two 1-thread
 runs at a time, and prints per seed and as mean and spread: validation and test mIoU, steps, how the run stopped and
-its wall time. The current network is kept only if its validation mean stays within the earlier one's seed spread.
+its wall time: what the faster network costs in validation and test (2026-12-03 numbers: the comment on
+:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`).
 Runs land in ``--out`` (resumable: a finished run is not retrained).
 
 Usage::
