@@ -308,9 +308,8 @@ def submit_fm_runs(
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
-    finetune_quick = (
-        {"eval_every": 2, "patience": None} if quick else {}
-    )  # the Galileo fine-tunes' quick mode
+    # the Galileo fine-tunes' quick mode: validate every 2 steps, no plateau rule
+    finetune_quick = {"eval_every": 2, "patience": None} if quick else {}
     # the pooled pretraining: once per distinct pool of main datasets (one per replicate on simulated data)
     pools: dict[tuple, list] = {}
     for seed in seeds:
