@@ -86,15 +86,21 @@ def fit_to_page(fig: plt.Figure, width: float = PAGE_WIDTH["full"], height: floa
     for t in _texts(fig):
         if t.get_fontsize() < MIN_FONT_PT:
             t.set_fontsize(MIN_FONT_PT)
-    limit_w, limit_h = width - 2 * PAD_INCHES, height - 2 * PAD_INCHES
-    for _ in range(5):
+    # the layout drawn again at save time (300 dpi, tight box) can come out a few hundredths of an inch larger
+    slack = 0.05
+    limit_w, limit_h = width - 2 * PAD_INCHES - slack, height - 2 * PAD_INCHES - slack
+    for attempt in range(12):  # a constrained layout gives back part of each cut: cut a little more each time
+        fig.canvas.draw()  # the layout as it will be saved (a figure never drawn reports a stale box)
         box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
         over_w, over_h = box.width - limit_w, box.height - limit_h
         if over_w <= 0 and over_h <= 0:
             return
         w, h = fig.get_size_inches()
-        fig.set_size_inches(max(1.0, w - max(over_w, 0) - 0.02), max(1.0, h - max(over_h, 0) - 0.02))
-        fig.canvas.draw()
+        margin = 0.02 * (attempt + 1)
+        fig.set_size_inches(
+            max(1.0, w - (max(over_w, 0) + margin if over_w > 0 else 0)),
+            max(1.0, h - (max(over_h, 0) + margin if over_h > 0 else 0)),
+        )
 
 
 def family_palette() -> dict[str, tuple]:
