@@ -98,8 +98,8 @@ def fit_to_page(fig: plt.Figure, width: float = PAGE_WIDTH["full"], height: floa
         w, h = fig.get_size_inches()
         margin = 0.02 * (attempt + 1)
         fig.set_size_inches(
-            max(1.0, w - (max(over_w, 0) + margin if over_w > 0 else 0)),
-            max(1.0, h - (max(over_h, 0) + margin if over_h > 0 else 0)),
+            max(1.0, w - (over_w + margin if over_w > 0 else 0)),
+            max(1.0, h - (over_h + margin if over_h > 0 else 0)),
         )
 
 

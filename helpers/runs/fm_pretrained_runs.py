@@ -103,6 +103,13 @@ class FMRun(runner.Outcome):
     n_train_pixels: int = 0
 
 
+def _init_columns(model: str, pretrained: bool) -> dict:
+    """The ``pretraining`` and ``weights`` columns of a row that starts from ``model``'s published weights or not."""
+    if pretrained:
+        return {"pretraining": "published", "weights": W.SPECS[model].sha256}
+    return {"pretraining": "none", "weights": "random-init"}
+
+
 def _not_run(ds, row: str, seed: int, reason: str, results_path, *, pretrained: bool = True) -> list[dict]:
     """The ``not_run`` row of a row of this module (weights or bands missing), written."""
     model = ROWS.get(row, ("galileo_nano", ""))[0]
@@ -113,8 +120,7 @@ def _not_run(ds, row: str, seed: int, reason: str, results_path, *, pretrained: 
         reason,
         results_path,
         family="fm",
-        pretraining="published" if pretrained else "none",
-        weights=W.SPECS[model].sha256 if pretrained else "random-init",
+        **_init_columns(model, pretrained),
     )
 
 
@@ -602,18 +608,18 @@ def run_galileo_nano_finetune(
         if pretrained
         else "random initialisation of the Galileo-nano encoder (no pretraining; the published row's reference)"
     )
+    settings = {**FINETUNE_DEFAULTS, "eval_tile": 0, **fit_kwargs}
+    if max_steps is not None:
+        settings["max_steps"] = int(max_steps)
     note = "; ".join(
         [
-            f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on 64 px crops, conv decoder of "
-            f"{width} channels, whole-chip validation/test",
+            f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on {settings['crop_size']} px crops, "
+            f"conv decoder of {width} channels, whole-chip validation/test",
             f"months {list(build.months)} ({build.months_source}; the mode over training chips), {build.resolution_m:g} m pixels",
             "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(None),
             init,
         ]
     )
-    settings = {**FINETUNE_DEFAULTS, "eval_tile": 0, **fit_kwargs}
-    if max_steps is not None:
-        settings["max_steps"] = int(max_steps)
     return _train.run(
         ds,
         row,
@@ -622,8 +628,7 @@ def run_galileo_nano_finetune(
         results_path=results_path,
         runs_dir=runs_dir,
         family="fm",
-        pretraining="published" if pretrained else "none",
-        weights=W.SPECS["galileo_nano"].sha256 if pretrained else "random-init",
+        **_init_columns("galileo_nano", pretrained),
         key_settings={**arch, "adapter": A.ADAPTER_VERSION, "pretrained": bool(pretrained)},
         force=force,
         note=note,
