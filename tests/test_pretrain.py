@@ -179,3 +179,83 @@ def test_pooled_pretraining_splits_dates(crop, burn, tmp_path):
     assert res.model_config.num_frames == 1
     enc, mcfg = PT.load_pretrained_encoder(res.out_dir)
     assert mcfg == res.model_config and enc.keys() == res.encoder_state.keys()
+
+
+def probe_cfg(**kw) -> PT.PretrainConfig:
+    base = dict(
+        probe_every=3, probe_patience=2, max_steps=60, warmup_steps=2, probe_chips=2, probe_pixels=500
+    )
+    return cfg(single_date=True, **(base | kw))
+
+
+def test_probe_mode_needs_probe_tasks_and_keys_them(crop, burn, tmp_path):
+    with pytest.raises(ValueError, match="probe_on"):
+        PT.pretrain(crop, probe_cfg(), cache_dir=tmp_path, progress=False)
+    data = PT.fingerprint([crop])
+    probe_a = [{"dataset": crop.name, "content": datasets.fingerprint(crop)}]
+    probe_b = [{"dataset": burn.name, "content": datasets.fingerprint(burn)}]
+    assert PT.run_key(probe_cfg(), data, 0, probe_a) != PT.run_key(probe_cfg(), data, 0, probe_b)
+    # the epoch mode's keys do not depend on probe tasks it never uses
+    assert PT.run_key(cfg(), data, 0) == PT.run_key(cfg(), data, 0, None)
+
+
+def test_probe_plateau_stops_keeps_the_best_probe_and_prunes(crop, burn, tmp_path):
+    # a rise of 0.5 mIoU per probe is out of reach: patience 2 stops after the starting probe and two more
+    c = probe_cfg(probe_min_delta=0.5)
+    res = PT.pretrain(
+        [crop, burn], c, probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False
+    )
+    assert res.stopped_by == "probe plateau"
+    assert res.probe["step"].tolist() == [0, 3, 6]
+    assert {"mean", f"probe {crop.name}", f"probe {burn.name}", "loss"} <= set(res.probe.columns)
+    assert res.probe["mean"].between(0, 1).all()
+    best = int(res.probe.loc[res.probe["mean"].idxmax(), "step"])
+    kept = torch.load(res.out_dir / PT.CHECKPOINTS / f"step-{best:07d}.pt", weights_only=True)["encoder"]
+    for k, v in res.encoder_state.items():
+        assert torch.equal(kept[k], v), k
+    assert pd.read_csv(res.out_dir / "probe.csv")["step"].tolist() == [0, 3, 6]
+    again = PT.pretrain(
+        [crop, burn], c, probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False
+    )
+    assert again.skipped and again.stopped_by == "probe plateau" and len(again.probe) == 3
+    capped = PT.pretrain(
+        [crop, burn],
+        probe_cfg(max_steps=6, probe_patience=50),
+        probe_on=[crop],
+        cache_dir=tmp_path,
+        progress=False,
+    )
+    assert capped.stopped_by == "cap" and capped.probe["step"].max() == 6
+
+
+def test_compute_checkpoints_pick_the_probes_nearest_each_fraction():
+    steps = [0, 100, 200, 300, 400, 500, 600, 700, 800]
+    assert PT.compute_checkpoints(steps, 800) == [0, 200, 400, 800]
+    assert PT.compute_checkpoints(steps, 500) == [0, 100, 200, 500]  # 125 -> 100, 250 -> 200 (ties: earlier)
+    assert PT.compute_checkpoints([0, 100], 0) == [0]
+
+
+def test_interrupted_probe_run_resumes_bit_identically(crop, burn, tmp_path, monkeypatch):
+    c = probe_cfg(probe_patience=3, max_steps=12)
+    kw = dict(probe_on=[crop, burn], num_threads=1, progress=False)
+    whole = PT.pretrain([crop, burn], c, cache_dir=tmp_path / "a", **kw)
+    real_save, calls = PT._save, []
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        calls.append(path.name)
+        if calls.count("last.pt") == 3:  # after the starting probe and two chunks
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PT, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        PT.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
+    monkeypatch.setattr(PT, "_save", real_save)
+    resumed = PT.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
+    assert not resumed.skipped and resumed.stopped_by == whole.stopped_by
+    pd.testing.assert_frame_equal(
+        resumed.probe.drop(columns="elapsed_s"), whole.probe.drop(columns="elapsed_s"), check_exact=True
+    )
+    assert resumed.history["loss"].tolist() == whole.history["loss"].tolist()
+    for k, v in whole.encoder_state.items():
+        assert torch.equal(resumed.encoder_state[k], v), k

@@ -1281,6 +1281,115 @@ def generate(
     return root
 
 
+#: Task families of the unlabelled corpus (:func:`generate_unlabelled`); ``sim-texture`` draws its knob per image.
+CORPUS_FAMILIES = ("sim-crop", "sim-burn", "sim-flood", "sim-texture")
+CORPUS_VERSION = "1"
+
+
+def _unlabelled_image(family: str, chip: int, i: int, seed: int, size: str) -> tuple[np.ndarray, dict]:
+    """Image ``i`` of a family's unlabelled corpus: ``(6*T, chip, chip)`` reflectance and its tags.
+
+    The labelled chips' generators, on random streams keyed ``"unlabelled"`` (a labelled chip's stream is keyed by
+    its dataset name and split, so no corpus image repeats one); sim-crop images come in tiles of their own dates,
+    like the labelled ones; sim-texture images draw their knob uniformly from [0, 1].
+    """
+    rng = _rng(seed, "unlabelled", family, size, i)
+    if family == "sim-crop":
+        from helpers.data import sim_crop as C
+
+        tile = _rng(seed, "unlabelled", family, size, "tile", i // C.CHIPS_PER_TILE)
+        dates = tuple(C.draw_dates(tile)[0])
+        shift = float(C.REGION_SHIFT_SD * tile.standard_normal())
+        c = C.simulate_chip(chip, rng, dates, shift, sensor, gaussian_field, voronoi_parcels)
+        return c.image, {"ACQUISITION_DOY": ",".join(str(d) for d in c.dates)}
+    if family == "sim-burn":
+        return simulate_burn_chip(chip, rng)[0], {}
+    if family == "sim-flood":
+        return simulate_flood_chip(chip, rng)[0], {}
+    if family == "sim-texture":
+        knob = float(rng.uniform(0.0, 1.0))
+        return simulate_texture_chip(chip, knob, rng)[0], {"KNOB": f"{knob:.4f}"}
+    raise ValueError(f"unknown corpus family {family!r}; choose one of {CORPUS_FAMILIES}")
+
+
+def generate_unlabelled(family: str, root: str | Path, n: int, size: str = "default", seed: int = 0) -> Path:
+    """Write ``n`` unlabelled images of a simulated task family: a pretraining corpus (no masks are written).
+
+    A foundation model's premise is abundant unlabelled imagery; the simulator can write any amount of it. The
+    images come from the same generators as the family's labelled chips (:func:`_unlabelled_image`), one GeoTIFF
+    each (int16 reflectance x 1e4, the six HLS bands date-major), with a ``corpus.json`` card and a manifest of
+    sha256 sums. Cached like :func:`generate`: skipped when the manifest matches (family, n, size, seed, version)
+    and every file is there.
+
+    Args:
+        family: One of :data:`CORPUS_FAMILIES`.
+        root: Output folder (created).
+        n: Number of images.
+        size: Generator size, for the chip side (the family's labelled chips' side at that size).
+        seed: Corpus seed.
+
+    Returns:
+        The corpus root.
+    """
+    if family not in CORPUS_FAMILIES:
+        raise ValueError(f"unknown corpus family {family!r}; choose one of {CORPUS_FAMILIES}")
+    layout = {
+        "sim-crop": "crop",
+        "sim-burn": "burn_scars",
+        "sim-flood": "sen1floods11",
+        "sim-texture": "texture",
+    }
+    if size not in SIZES[layout[family]]:
+        raise ValueError(f"unknown size {size!r}; use one of {sorted(SIZES[layout[family]])}")
+    if n < 1:
+        raise ValueError(f"a corpus needs at least one image, got n={n}")
+    chip = SIZES[layout[family]][size]["chip"]
+    n_times = 3 if family == "sim-crop" else 1
+    root = Path(root)
+    key = {"family": family, "n": int(n), "size": size, "seed": int(seed), "corpus_version": CORPUS_VERSION}
+    manifest_path = root / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if all(old.get(k) == v for k, v in key.items()) and all(
+            (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
+            for rel, info in old["files"].items()
+        ):
+            return root
+        for rel in old.get("files", {}):
+            (root / rel).unlink(missing_ok=True)
+        manifest_path.unlink()
+    descr = [f"{b} date{t + 1}" for t in range(n_times) for b in HLS_BANDS]
+    for i in _progress(range(n), f"{family} unlabelled"):
+        img, extra = _unlabelled_image(family, chip, i, seed, size)
+        tags = {
+            "DESCRIPTION": f"SIMULATED unlabelled {family} image ({GENERATOR_NAME}); reflectance x 1e4",
+            **extra,
+        }
+        origin = _grid_origin(i // 64, i % 64, chip)
+        _write_tif(root / "images" / f"u{i:05d}.tif", to_int16(img), "EPSG:32615", origin, descr, -9999, tags)
+    card = {
+        "name": f"{family}-unlabelled",
+        "simulated": True,
+        "family": family,
+        "n_images": int(n),
+        "n_times": n_times,
+        "chip": chip,
+        "scale": 1e-4,
+        "description": (
+            f"SIMULATED unlabelled imagery of the {family} generators ({GENERATOR_NAME}); no labels; a pretraining "
+            "corpus disjoint from every labelled split"
+        ),
+    }
+    _write_text(root / "corpus.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            rel = p.relative_to(root).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    _write_text(manifest_path, json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+    return root
+
+
 def remove(root: str | Path) -> None:
     """Delete a generated dataset folder (only if it carries our manifest)."""
     root = Path(root)

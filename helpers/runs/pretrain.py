@@ -18,10 +18,17 @@ the **unlabelled training imagery** of a task (or of several tasks pooled) with 
 Both use the same model, data, optimiser and budget, so the two fine-tuned rows differ only in the pretext.
 Pixels that are nodata (all six bands of a date exactly 0, the readers' fill) are left out of both losses.
 
+Two stopping rules. The epoch mode stops when the epoch-mean loss stops falling. The probe-plateau mode
+(``PretrainConfig.probe_every``) judges pretraining on what it is for: every ``probe_every`` steps a ridge linear
+probe of the frozen encoder is scored on the validation split of each task (:mod:`helpers.runs.probe`), the run
+stops when the mean probe score has stopped rising, and the encoder of the best probe is kept.
+
 Runs are cached and resumable: the folder ``<cache_dir>/pretrain/<pretext>-<key>`` is keyed by a hash of the
-config, the dataset names, their training chip lists (plus a content fingerprint of a few chips) and the seed; it
-holds ``last.pt`` (resume state, written after every epoch), ``encoder.pt`` (the final encoder), ``loss.csv``
-(one row per optimiser step: the loss curve) and ``config.json``.
+config, the dataset names, their training chip lists (plus a content fingerprint of a few chips), the seed and (probe
+mode) the probe tasks' content; it holds ``last.pt`` (resume state, written after every epoch or probe),
+``encoder.pt`` (the final encoder), ``loss.csv`` (one row per optimiser step: the loss curve), ``probe.csv`` (probe
+mode: one row per probe), ``checkpoints/`` (probe mode: the encoders at the probes nearest 0, 1/4, 1/2 and all of
+the selected step, and the last) and ``config.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from tqdm.auto import tqdm
 
 from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
+from helpers.runs import probe
 from helpers.runs.runner import seed_everything
 from helpers.runs.runtime import machine_threads
 from helpers.runs.train import lr_factor, param_groups
@@ -77,6 +85,19 @@ class PretrainConfig:
             plateau is the training loss's; the cosine schedule spans ``epochs``, so a plateau before the cap is
             a plateau at a still-high learning rate.
         min_rel_improvement: Relative fall of the epoch-mean loss that counts as progress.
+        probe_every: Probe-plateau mode (``None``: the epoch loss rule above). Every ``probe_every`` optimiser
+            steps the frozen encoder is scored by a ridge linear probe on the validation split of each probe task
+            (:mod:`helpers.runs.probe`); the run stops when the mean probe score has not risen by
+            ``probe_min_delta`` for ``probe_patience`` probes, or at ``max_steps``, and keeps the encoder of the
+            best probe. The learning rate warms up over ``warmup_steps`` and then stays constant, so where the run
+            stops does not depend on the cap (``epochs`` and ``warmup_epochs`` are unused in this mode).
+        probe_patience: Probes without progress before the run stops.
+        probe_min_delta: Rise of the mean probe ``miou_macro`` (a fraction) that counts as progress.
+        max_steps: Cap of the probe-plateau mode, set well past the measured plateau (a run that reaches it says
+            ``stopped by cap``).
+        warmup_steps: Linear warm-up of the probe-plateau mode.
+        probe_chips: Training chips per probe task the ridge head is fitted on.
+        probe_pixels: Labelled training pixels per probe task the ridge head is fitted on.
     """
 
     pretext: str = "mae"
@@ -95,6 +116,13 @@ class PretrainConfig:
     single_date: bool = False
     patience: int | None = 3
     min_rel_improvement: float = 0.01
+    probe_every: int | None = None
+    probe_patience: int = 6
+    probe_min_delta: float = 0.005
+    max_steps: int = 20_000
+    warmup_steps: int = 200
+    probe_chips: int = 8
+    probe_pixels: int = 20_000
 
     def __post_init__(self) -> None:
         if self.pretext not in PRETEXTS:
@@ -106,6 +134,8 @@ class PretrainConfig:
         for name in ("mask_ratio", "band_mask_ratio", "date_mask_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
+        if self.probe_every is not None and (self.probe_every < 1 or self.max_steps < self.probe_every):
+            raise ValueError("probe_every must be at least 1 and at most max_steps")
 
     def model_config(self, num_frames: int) -> PrithviConfig:
         """The architecture at the pretraining crop size and frame count."""
@@ -150,9 +180,16 @@ def fingerprint(datasets: Sequence) -> list[dict]:
     return out
 
 
-def run_key(cfg: PretrainConfig, data: list[dict], seed: int) -> str:
-    """16-hex-digit hash of (config, data fingerprint, seed): the cache folder's name."""
-    blob = json.dumps({"config": cfg.to_dict(), "data": data, "seed": int(seed)}, sort_keys=True)
+def run_key(cfg: PretrainConfig, data: list[dict], seed: int, probe_data: list[dict] | None = None) -> str:
+    """16-hex-digit hash of (config, data fingerprint, seed, probe tasks): the cache folder's name.
+
+    The probe tasks enter only in the probe-plateau mode (they decide where the run stops); the epoch mode's keys
+    are what they always were.
+    """
+    body = {"config": cfg.to_dict(), "data": data, "seed": int(seed)}
+    if probe_data is not None:
+        body["probe"] = probe_data
+    blob = json.dumps(body, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -328,7 +365,10 @@ class PretrainResult:
         history: Per-step loss curve.
         skipped: True when the run was found finished in the cache.
         train_s: Wall time of the pretraining, summed over resumptions.
-        stopped_by: ``"plateau"`` (loss plateau) or ``"cap"`` (``epochs`` reached); empty for old caches.
+        stopped_by: ``"plateau"`` (loss plateau), ``"probe plateau"`` or ``"cap"`` (``epochs`` or ``max_steps``
+            reached); empty for old caches.
+        probe: The probe-plateau mode's probe curve: one row per probe (``step``, ``mean``, ``probe <task>``,
+            the chunk's mean ``loss``, ``elapsed_s``); empty in the epoch mode.
     """
 
     out_dir: Path
@@ -339,6 +379,7 @@ class PretrainResult:
     skipped: bool
     train_s: float
     stopped_by: str = ""
+    probe: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def describe(self) -> str:
         """One line for the results table's ``weights`` column."""
@@ -385,12 +426,12 @@ def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
 
 
-def _train_epoch(model, opt, crops, state: dict, cfg, epoch: int, total: int, warm: int, device, t0: float):
-    """One pass over this epoch's crops, one optimiser step per batch; every step's loss goes to the history."""
+def _train_epoch(model, opt, crops, state: dict, cfg, epoch: int, lr_at, device, t0: float):
+    """One pass over these crops, one optimiser step per batch (rate ``cfg.lr * lr_at(step)``); losses to the history."""
     losses = []
     for i in range(len(crops) // cfg.batch_size):
         x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)
-        lr = cfg.lr * lr_factor(state["step"], total, warm)
+        lr = cfg.lr * lr_at(state["step"])
         for g in opt.param_groups:
             g["lr"] = lr
         loss = model(x, cfg)["loss"]
@@ -431,6 +472,7 @@ def pretrain(
     datasets,
     cfg: PretrainConfig = PretrainConfig(),  # noqa: B008 - frozen dataclass, safe as a default
     *,
+    probe_on: Sequence | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike = "cache",
     device: str | torch.device | None = None,
@@ -438,26 +480,36 @@ def pretrain(
     force: bool = False,
     progress: bool = True,
 ) -> PretrainResult:
-    """Pretrain (or fetch from the cache, or resume) a small Prithvi-architecture model on training imagery.
+    """Pretrain (or fetch from the cache, or resume) a small Prithvi-architecture model on unlabelled imagery.
 
     Args:
-        datasets: One dataset or a list (pooled). Only ``chip_ids("train")`` and ``read_arrays`` are used; labels
-            are never looked at.
+        datasets: One dataset, corpus (:class:`helpers.data.corpus.Corpus`) or a list (pooled). Only
+            ``chip_ids("train")`` and ``read_arrays`` are used; labels are never looked at.
         cfg: Settings; see :class:`PretrainConfig`.
+        probe_on: Probe-plateau mode (``cfg.probe_every``): the datasets (six HLS bands) whose validation split the
+            linear probe scores; they enter the cache key.
         seed: Seeds initialisation, crops and masks (part of the cache key).
         cache_dir: Root of the cache (``<cache_dir>/pretrain/<pretext>-<key>``).
         device: Torch device; default CUDA when available, else CPU.
         num_threads: CPU threads; default all cores this process may use.
         force: Ignore a cached or partial run and start over.
-        progress: Show a tqdm bar over epochs.
+        progress: Show a tqdm bar.
 
     Returns:
-        A :class:`PretrainResult` with the encoder weights and the loss curve.
+        A :class:`PretrainResult` with the encoder weights and the loss curve (and the probe curve in the
+        probe-plateau mode).
     """
+    from helpers.data.datasets import fingerprint as content_fingerprint
+
     datasets = _as_list(datasets)
     frames = _frames_of(datasets, cfg)
     data = fingerprint(datasets)
-    key = run_key(cfg, data, seed)
+    probe_data = None
+    if cfg.probe_every is not None:
+        if not probe_on:
+            raise ValueError("the probe-plateau mode (probe_every) needs the probe tasks (probe_on)")
+        probe_data = [{"dataset": d.name, "content": content_fingerprint(d)} for d in probe_on]
+    key = run_key(cfg, data, seed, probe_data)
     out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
     # one process trains a cache entry; another one (an engine worker, a second notebook) waits, then finds it
     with locked(out_dir):
@@ -478,11 +530,13 @@ def pretrain(
                 True,
                 state["train_s"],
                 state.get("stopped_by", ""),
+                _probe_frame(state.get("probe", [])),
             )
         meta = {
             "config": cfg.to_dict(),
             "datasets": [d["dataset"] for d in data],
             "n_chips": [len(d["chips"]) for d in data],
+            "probe_on": [d["dataset"] for d in probe_data or []],
             "seed": seed,
             "key": key,
         }
@@ -496,55 +550,19 @@ def pretrain(
             model = Pretrainer(mcfg, cfg.pretext).to(device)
             opt = _optimizer(model, cfg)
             images = load_images(datasets, cfg.single_date)
-            n_crops = len(images) * cfg.crops_per_chip
-            steps_per_epoch = max(1, n_crops // cfg.batch_size)
-            total, warm = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
-            state = {
-                "format": FORMAT,
-                "key": key,
-                "epoch": 0,
-                "step": 0,
-                "history": [],
-                "train_s": 0.0,
-                "finished": False,
-                "best_loss": math.inf,
-                "best_loss_epoch": 0,
-                "stopped_by": "",
-            }
-            if last.exists():
-                state = _load(last)
-                if state.get("key") != key:
-                    raise ValueError(f"{last}: belongs to run {state.get('key')}, not {key}")
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                torch.set_rng_state(state["torch_rng"])
-            bar = tqdm(
-                range(state["epoch"], cfg.epochs),
-                initial=state["epoch"],
-                total=cfg.epochs,
-                disable=not progress,
-                desc=f"pretrain {cfg.pretext} {'+'.join(meta['datasets'])}",
-                unit="epoch",
-            )
-            for epoch in bar:
-                t0 = time.perf_counter()
-                model.train()
-                rng = np.random.default_rng([seed, epoch])
-                crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
-                losses = _train_epoch(model, opt, crops, state, cfg, epoch, total, warm, device, t0)
-                state["train_s"] += time.perf_counter() - t0
-                mean_loss = _end_epoch(state, losses, cfg, epoch)
-                state.update(
-                    model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state()
+            desc = f"pretrain {cfg.pretext} {'+'.join(meta['datasets'])}"
+            if cfg.probe_every is None:
+                state = _run_epochs(model, opt, images, cfg, key, seed, last, out_dir, device, desc, progress)
+                encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
+            else:
+                tasks = probe.probe_tasks(
+                    probe_on, max_train_chips=cfg.probe_chips, pixels=cfg.probe_pixels, seed=seed
                 )
-                _save(state, last)
-                hist = _history_frame(state["history"], cfg.pretext)
-                atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                if state["finished"]:
-                    break
-            bar.close()
-            encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
+                state = _run_probed(
+                    model, opt, images, tasks, cfg, key, seed, last, out_dir, device, desc, progress
+                )
+                encoder = _load(out_dir / CHECKPOINTS / f"step-{state['best_step']:07d}.pt")["encoder"]
+                _prune_checkpoints(out_dir, state)
             _save(
                 {
                     "format": FORMAT,
@@ -563,9 +581,181 @@ def pretrain(
                 False,
                 state["train_s"],
                 state["stopped_by"],
+                _probe_frame(state.get("probe", [])),
             )
         finally:
             torch.set_num_threads(prev_threads)
+
+
+def _new_state(key: str) -> dict:
+    return {
+        "format": FORMAT,
+        "key": key,
+        "epoch": 0,
+        "step": 0,
+        "history": [],
+        "train_s": 0.0,
+        "finished": False,
+        "best_loss": math.inf,
+        "best_loss_epoch": 0,
+        "stopped_by": "",
+        "probe": [],
+        "best_probe": -math.inf,
+        "best_step": 0,
+        "ref_probe": -math.inf,
+        "since_progress": 0,
+    }
+
+
+def _resume(state: dict, last: Path, key: str, model: nn.Module, opt) -> dict:
+    """The saved state of an interrupted run (model, optimiser and torch RNG restored), else ``state``."""
+    if not last.exists():
+        return state
+    state = _load(last)
+    if state.get("key") != key:
+        raise ValueError(f"{last}: belongs to run {state.get('key')}, not {key}")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def _checkpoint(state: dict, model: nn.Module, opt, last: Path, out_dir: Path, pretext: str) -> None:
+    """Save the resume state and the loss curve (and the probe curve) after an epoch or a probe."""
+    state.update(model=model.state_dict(), optimizer=opt.state_dict(), torch_rng=torch.get_rng_state())
+    _save(state, last)
+    hist = _history_frame(state["history"], pretext)
+    atomic_write(out_dir / "loss.csv", lambda tmp, h=hist: h.to_csv(tmp, index=False))
+    if state["probe"]:
+        frame = _probe_frame(state["probe"])
+        atomic_write(out_dir / "probe.csv", lambda tmp, f=frame: f.to_csv(tmp, index=False))
+
+
+def _run_epochs(model, opt, images, cfg, key, seed, last, out_dir, device, desc, progress) -> dict:
+    """The epoch mode: epochs of random crops under a cosine schedule, stopped by the loss plateau or the cap."""
+    n_crops = len(images) * cfg.crops_per_chip
+    steps_per_epoch = max(1, n_crops // cfg.batch_size)
+    total, warm = cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch))
+    state = _resume(_new_state(key), last, key, model, opt)
+    bar = tqdm(
+        range(state["epoch"], cfg.epochs),
+        initial=state["epoch"],
+        total=cfg.epochs,
+        disable=not progress,
+        desc=desc,
+        unit="epoch",
+    )
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        rng = np.random.default_rng([seed, epoch])
+        crops = sample_crops(images, steps_per_epoch * cfg.batch_size, cfg.crop_size, rng)
+        losses = _train_epoch(
+            model, opt, crops, state, cfg, epoch, lambda s: lr_factor(s, total, warm), device, t0
+        )
+        state["train_s"] += time.perf_counter() - t0
+        mean_loss = _end_epoch(state, losses, cfg, epoch)
+        _checkpoint(state, model, opt, last, out_dir, cfg.pretext)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if state["finished"]:
+            break
+    bar.close()
+    return state
+
+
+#: Folder of the probe-plateau mode's encoder checkpoints (``step-<step>.pt``), inside the run's cache folder.
+CHECKPOINTS = "checkpoints"
+
+
+def _probe(model: Pretrainer, tasks, state: dict, out_dir: Path, t0: float, loss: float) -> float:
+    """Score the current encoder on every probe task, save it as a checkpoint, record the scores; their mean.
+
+    The probe builds throw-away heads; the torch RNG is forked so that it does not move the pretraining's masks.
+    """
+    encoder = {k: v.detach().cpu().clone() for k, v in model.mae.encoder.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):
+        scores = probe.probe_scores(tasks, encoder, model.mae.config)
+    mean = float(np.nanmean(list(scores.values())))
+    state["probe"].append(
+        {
+            "step": state["step"],
+            "mean": mean,
+            **{f"probe {k}": v for k, v in scores.items()},
+            "loss": loss,
+            "elapsed_s": state["train_s"] + time.perf_counter() - t0,
+        }
+    )
+    _save({"format": FORMAT, "key": state["key"], "step": state["step"], "encoder": encoder},
+          out_dir / CHECKPOINTS / f"step-{state['step']:07d}.pt")  # fmt: skip
+    return mean
+
+
+def _end_probe(state: dict, mean: float, cfg: PretrainConfig) -> None:
+    """Update the selection (best probe) and the plateau rule after a probe."""
+    if mean > state["best_probe"]:
+        state["best_probe"], state["best_step"] = mean, state["step"]
+    if mean >= state["ref_probe"] + cfg.probe_min_delta:
+        state["ref_probe"], state["since_progress"] = mean, 0
+    else:
+        state["since_progress"] += 1
+    plateau = state["since_progress"] >= cfg.probe_patience
+    capped = state["step"] >= cfg.max_steps
+    state["finished"] = plateau or capped
+    state["stopped_by"] = ("probe plateau" if plateau else "cap") if state["finished"] else ""
+
+
+def _run_probed(model, opt, images, tasks, cfg, key, seed, last, out_dir, device, desc, progress) -> dict:
+    """The probe-plateau mode: chunks of ``probe_every`` steps at a warmed-up constant rate, a probe after each."""
+    state = _resume(_new_state(key), last, key, model, opt)
+
+    def warm_then_constant(step: int) -> float:
+        return min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+
+    if not state["probe"]:  # the starting point: a random-init encoder's probe
+        t0 = time.perf_counter()
+        _end_probe(state, _probe(model, tasks, state, out_dir, t0, float("nan")), cfg)
+        state["train_s"] += time.perf_counter() - t0
+        _checkpoint(state, model, opt, last, out_dir, cfg.pretext)
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, desc=desc, unit="step")
+    while not state["finished"]:
+        t0 = time.perf_counter()
+        model.train()
+        chunk = state["step"] // cfg.probe_every
+        rng = np.random.default_rng([seed, chunk])
+        crops = sample_crops(images, cfg.probe_every * cfg.batch_size, cfg.crop_size, rng)
+        losses = _train_epoch(model, opt, crops, state, cfg, chunk, warm_then_constant, device, t0)
+        model.eval()
+        mean = _probe(model, tasks, state, out_dir, t0, float(np.mean(losses)))
+        state["train_s"] += time.perf_counter() - t0
+        _end_probe(state, mean, cfg)
+        state["epoch"] = chunk + 1
+        _checkpoint(state, model, opt, last, out_dir, cfg.pretext)
+        bar.update(len(losses))
+        bar.set_postfix(probe=f"{mean:.3f}", best=f"{state['best_probe']:.3f}")
+    bar.close()
+    return state
+
+
+def compute_checkpoints(steps: Sequence[int], stop_step: int, fractions=(0.0, 0.25, 0.5, 1.0)) -> list[int]:
+    """The probed steps nearest each fraction of ``stop_step`` (the selected encoder's step), in order, unique.
+
+    They are what the pretraining-compute curve fine-tunes from (the rest of the checkpoints are dropped).
+    """
+    steps = sorted(int(s) for s in steps)
+    return sorted({min(steps, key=lambda s, f=f: (abs(s - f * stop_step), s)) for f in fractions})
+
+
+def _prune_checkpoints(out_dir: Path, state: dict) -> None:
+    """Keep the checkpoints of :func:`compute_checkpoints` and the last probe's; delete the others."""
+    steps = [int(r["step"]) for r in state["probe"]]
+    keep = {*compute_checkpoints(steps, state["best_step"]), steps[-1]}
+    for path in (out_dir / CHECKPOINTS).glob("step-*.pt"):
+        if int(path.stem.split("-")[1]) not in keep:
+            path.unlink()
+
+
+def _probe_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
 
 
 def read_loss_curves(cache_dir: str | os.PathLike) -> pd.DataFrame:
