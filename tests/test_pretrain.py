@@ -259,3 +259,26 @@ def test_interrupted_probe_run_resumes_bit_identically(crop, burn, tmp_path, mon
     assert resumed.history["loss"].tolist() == whole.history["loss"].tolist()
     for k, v in whole.encoder_state.items():
         assert torch.equal(resumed.encoder_state[k], v), k
+
+
+def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp_path):
+    c = probe_cfg(probe_min_delta=0.5)  # stops at step 6 (see above)
+    kw = dict(probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False)
+    res = PT.pretrain([crop, burn], c, **kw)
+    enc_bytes = (res.out_dir / "encoder.pt").read_bytes()
+    check = PT.continuation([crop, burn], c, factor=2.0, **kw)
+    assert check["steps"] == 6 and check["continued_to"] == 12
+    assert check["best_smoothed_continued"] >= check["best_smoothed"]
+    assert check["moved"] == pytest.approx(check["best_smoothed_continued"] - check["best_smoothed"])
+    assert (res.out_dir / "encoder.pt").read_bytes() == enc_bytes
+    assert not list((res.out_dir / "continuation" / PT.CHECKPOINTS).glob("*.pt"))
+    assert PT.continuation([crop, burn], c, factor=2.0, **kw) == check  # cached
+    table = PT.record(res, tmp_path / "pretraining.csv", check)
+    assert list(table.columns) == list(PT.RECORD_COLUMNS) and len(table) == 1
+    assert table.loc[0, "stopped_by"] == "probe plateau" and table.loc[0, "continued_to"] == 12
+    curve = pd.read_csv(tmp_path / "pretraining_probe.csv")
+    assert set(curve["task"]) == {crop.name, burn.name, "mean"} and sorted(set(curve["step"])) == [0, 3, 6]
+    again = PT.record(res, tmp_path / "pretraining.csv", check)  # same key: replaced, not added
+    assert len(again) == 1 and len(pd.read_csv(tmp_path / "pretraining_probe.csv")) == len(curve)
+    with pytest.raises(ValueError, match="probe-plateau"):
+        PT.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers.data import datasets, generic
-from helpers.runs import matrix
+from helpers.runs import fm_runs, matrix
 
 
 def test_simulated_replicates_are_new_draws_in_their_own_folders(tmp_path):
@@ -177,3 +177,35 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
     recorder.clear()
     matrix.submit_classical_runs(None, draws, matrix.specs(["sim-a"], ["rf"], seeds))
     assert [(repr(args[0]), args[1].seed) for _, args, _ in recorder] == [("sim-a@0", 0), ("sim-a@1", 1)]
+
+
+def test_fm_matrix_pretrains_once_per_pretext_on_the_pooled_corpus(recorder):
+    seeds = [0, 1, 2]
+    draws = _draws(["sim-a", "real-b", "sim-texture-0"], seeds, simulated={"sim-a", "sim-texture-0"})
+    settings = fm_runs.FMSettings(corpus=fm_runs.corpus_spec("data", ["sim-a", "real-b"], ["sim-texture-0"]))
+    assert settings.corpus.real == ("real-b",) and settings.corpus.probe == ("sim-a", "sim-texture-0")
+    matrix.submit_fm_runs(
+        None,
+        draws,
+        main=["sim-a", "real-b"],
+        seeds=seeds,
+        fm_models=["prithvi_arch_small_mae", "prithvi_arch_small_spectral"],
+        pretrained_models=[],
+        texture_models=["prithvi_arch_small_mae"],
+        pooled_models=[],
+        settings=settings,
+        prithvi_checkpoint=None,
+        galileo_steps=1,
+        results_path=None,
+        runs_dir="runs",
+        cache_dir="cache",
+        maps_dir=None,
+        convergence_path=None,
+    )
+    pre = [(i, c) for i, c in enumerate(recorder) if c[0] == "ensure_pretraining"]
+    assert sorted(c[1][1] for _, c in pre) == ["prithvi_arch_small_mae", "prithvi_arch_small_spectral"]
+    token_of = {c[1][1]: i for i, c in pre}
+    fine = [c for c in recorder if c[0] == "run_fm_rows"]
+    assert len(fine) == (2 * 2 + 1) * 3  # two rows on two main datasets, one on the knob; three seeds each
+    for _, _, kwargs in fine:
+        assert set(kwargs["after"]) <= set(token_of.values()) and kwargs["after"]

@@ -38,6 +38,7 @@ another model's numbers. The device is picked automatically (CUDA when available
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,8 +48,8 @@ import torch
 from torch import nn
 
 from helpers import results
-from helpers.data import labels
-from helpers.data.datasets import MissingBands, channel_stats, fingerprint, with_bands
+from helpers.data import labels, simulate
+from helpers.data.datasets import MissingBands, channel_stats, prepare, varies_by_replicate, with_bands
 from helpers.models import cnn
 from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
@@ -83,6 +84,72 @@ VARIANTS: dict[str, Variant] = {
 
 #: Every FM row of the default matrix, in table order.
 DEFAULT_MODELS: tuple[str, ...] = (*VARIANTS, "vit", "segformer", PUBLISHED)
+
+
+#: The data draw of each simulated task the pretraining probe scores on: a draw of its own (generator seed
+#: ``sim_seed + 100``), so no run's training, validation or test labels ever steer a pretraining.
+PROBE_REPLICATE = 100
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """The pooled unlabelled corpus the in-study rows pretrain on, and the tasks its probe scores.
+
+    The FM-like setting: one pretraining per pretext on imagery of every task family, shared by every row of every
+    dataset and data draw (like a published checkpoint). The pool is :data:`helpers.data.simulate.CORPUS_FAMILIES`
+    (``per_family`` unlabelled images each, :mod:`helpers.data.corpus`) plus the training imagery of the ``real``
+    datasets (a real scene contributes its own unlabelled pixels); images are pooled as single dates.
+
+    Attributes:
+        data_dir: Folder of the datasets (the corpus is written to ``data_dir/corpus/``).
+        per_family: Unlabelled images per simulated family.
+        size: Generator size of the corpus and the probe draws.
+        seed: Corpus seed, and the base generator seed of the probe draws (``sim_seed``).
+        real: Real datasets whose training imagery joins the pool.
+        probe: Simulated datasets whose probe draw (:data:`PROBE_REPLICATE`) the probe scores.
+        families: Simulated task families of the corpus.
+    """
+
+    data_dir: str
+    per_family: int = 256
+    size: str = "default"
+    seed: int = 0
+    real: tuple[str, ...] = ()
+    probe: tuple[str, ...] = ()
+    families: tuple[str, ...] = simulate.CORPUS_FAMILIES
+
+    def open(self) -> tuple[list, list]:
+        """The pool (corpora and real training imagery) and the probe datasets, written first where missing."""
+        from helpers.data import corpus
+
+        pool = [
+            corpus.prepare_corpus(self.data_dir, f, self.per_family, self.size, self.seed)
+            for f in self.families
+        ]
+        pool += [
+            with_bands(labels.unlabelled(prepare(n, self.data_dir, size=self.size, seed=self.seed)))
+            for n in self.real
+        ]
+        probe = [
+            with_bands(prepare(n, self.data_dir, size=self.size, seed=self.seed, replicate=PROBE_REPLICATE))
+            for n in self.probe
+        ]
+        return pool, probe
+
+
+def corpus_spec(
+    data_dir: str | os.PathLike,
+    main: Sequence[str],
+    texture_names: Sequence[str] = (),
+    *,
+    per_family: int = 256,
+    size: str = "default",
+    seed: int = 0,
+) -> CorpusSpec:
+    """The corpus of a run matrix: real main datasets join the pool, simulated ones and the sweep are probed."""
+    real = tuple(n for n in main if not varies_by_replicate(n))
+    probe = tuple(n for n in [*main, *texture_names] if varies_by_replicate(n))
+    return CorpusSpec(str(data_dir), per_family, size, seed, real, probe)
 
 
 def _finetune_defaults() -> dict:
@@ -124,6 +191,9 @@ class FMSettings:
             which works for the published Prithvi files).
         max_epochs: Cap fine-tuning at this many passes over the training chips instead of ``finetune``'s
             ``max_steps`` (:func:`helpers.runs.train.settings_for`; the paper profile's ~100 epochs).
+        corpus: The pooled unlabelled corpus every in-study row pretrains on (:class:`CorpusSpec`; the run matrix
+            sets it, :func:`corpus_spec`); ``None``: each dataset's own training imagery, probed on its own
+            validation split in the probe-plateau mode.
     """
 
     pretrain: PT.PretrainConfig = field(default_factory=PT.PretrainConfig)
@@ -139,6 +209,7 @@ class FMSettings:
     published_config: P.PrithviConfig | None = None
     num_threads: int | None = None
     max_epochs: float | None = None
+    corpus: CorpusSpec | None = None
 
     def fit_kwargs(self, ds, **overrides) -> dict:
         """Fine-tuning settings of :func:`helpers.runs.train.run` for ``ds``.
@@ -250,6 +321,28 @@ def pick_device() -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------------- in-study Prithvi
+def pretraining_inputs(
+    ds, pretext: str, settings: FMSettings, pretrain_on: Sequence | None = None
+) -> tuple[list, PT.PretrainConfig, list | None]:
+    """What a variant's pretraining runs on: ``(imagery, config, probe datasets)``.
+
+    The pooled corpus when ``settings.corpus`` is set (single dates), else ``pretrain_on`` pooled (single dates), else
+    ``ds``'s own training imagery. Pretraining sees imagery only: every training chip, never a label budget's subset
+    (:func:`helpers.data.labels.unlabelled`). In the probe-plateau mode without a corpus the probe scores the
+    pretraining datasets' own validation splits.
+
+    Raises:
+        helpers.data.datasets.MissingBands: A dataset lacks one of the six HLS bands the Prithvi architecture takes.
+    """
+    if settings.corpus is not None and pretrain_on is None:
+        data, probe_on = settings.corpus.open()
+        return data, dataclasses.replace(settings.pretrain, pretext=pretext, single_date=True), probe_on
+    cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
+    data = [with_bands(labels.unlabelled(d)) for d in (pretrain_on if pretrain_on is not None else [ds])]
+    probe_on = data if cfg.probe_every is not None else None
+    return data, cfg, probe_on
+
+
 def pretrain_for(
     ds,
     pretext: str,
@@ -259,19 +352,12 @@ def pretrain_for(
     pretrain_on: Sequence | None = None,
     progress: bool = True,
 ) -> PT.PretrainResult:
-    """The (cached) pretraining a variant starts from: on ``ds``'s training imagery, or on a pool of datasets.
-
-    Pooled pretraining (``pretrain_on``: several datasets) uses single dates, so tasks with 1 and 3 dates pool.
-
-    Raises:
-        helpers.data.datasets.MissingBands: A dataset lacks one of the six HLS bands the Prithvi architecture takes.
-    """
-    cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
-    # pretraining sees imagery only: every training chip, never a label budget's subset (helpers.data.labels)
-    data = [with_bands(labels.unlabelled(d)) for d in (pretrain_on if pretrain_on is not None else [ds])]
+    """The (cached) pretraining a variant starts from (:func:`pretraining_inputs` says on what)."""
+    data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
     return PT.pretrain(
         data,
         cfg,
+        probe_on=probe_on,
         seed=settings.pretrain_seed,
         cache_dir=cache_dir,
         device=pick_device(),
@@ -307,6 +393,21 @@ def ensure_pretraining(
         ).key
     except MissingBands:
         return ""
+
+
+def _pretraining_key(ds, pretext: str, settings: FMSettings, pretrain_on: Sequence | None) -> str:
+    data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
+    return PT.key_for(data, cfg, settings.pretrain_seed, probe_on)
+
+
+def _pool_label(pre: PT.PretrainResult) -> str:
+    """What a pretraining ran on, from its run folder's ``config.json`` (corpora and training imagery named)."""
+    meta = json.loads((pre.out_dir / "config.json").read_text())
+    parts = [
+        f"{n} x{k}" if n.endswith("-unlabelled") else f"{n} train imagery"
+        for n, k in zip(meta["datasets"], meta["n_chips"], strict=True)
+    ]
+    return " + ".join(parts)
 
 
 def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: str, results_path, runs_dir):
@@ -373,16 +474,8 @@ def run_prithvi_small(
         "model": settings.pretrain.model,
         "neck_dim": settings.neck_dim,
         "head_channels": settings.head_channels,
-        # what the encoder starts from: the pretraining run's settings and data (its cache key's inputs)
-        "pretraining": (
-            {
-                "config": settings.pretrain,
-                "seed": settings.pretrain_seed,
-                "data": [fingerprint(labels.unlabelled(d)) for d in (pretrain_on or [ds])],
-            }
-            if v.pretext
-            else None
-        ),
+        # what the encoder starts from: the pretraining's cache key (its settings, imagery, probe tasks and seed)
+        "pretraining": _pretraining_key(ds, v.pretext, settings, pretrain_on) if v.pretext else None,
     }
     key = train.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
@@ -399,11 +492,18 @@ def run_prithvi_small(
         pre = pretrain_for(
             ds, v.pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
         )
-        pool = "+".join(sorted({d.name for d in pretrain_on})) if pretrain_on is not None else ds.name
-        weights = f"in-study {v.pretext} pretraining on {pool} train imagery (key {pre.key})"
+        weights = f"in-study {v.pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
+        probed = (
+            f", best probe {pre.probe['mean'].max():.3f} at step {int(pre.probe.loc[pre.probe['mean'].idxmax(), 'step'])}"
+            if len(pre.probe)
+            else ""
+        )
+        shared = (
+            "shared by every dataset, draw and seed" if settings.corpus is not None else "shared by all seeds"
+        )
         pre_note = (
-            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, stopped by {pre.stopped_by or 'n/a'}, "
-            "shared by all seeds (cached)"
+            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, stopped by {pre.stopped_by or 'n/a'}"
+            f"{probed}, {shared} (cached)"
         )
     device = pick_device()
 

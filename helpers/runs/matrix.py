@@ -11,7 +11,8 @@ matrix and its order:
 * the first seed of every (dataset, model), the texture sweep included, has its convergence check recorded (its last
   cycle, or for one-cycle runs a continuation from a restarted learning rate: :mod:`helpers.runs.convergence`); it
   gets priority 1 and starts first, so the evidence comes early;
-* in-study pretraining is a job of its own, once per (dataset or pool, pretext) at priority 2, and the fine-tunes of
+* in-study pretraining is a job of its own at priority 2, once per pretext on the pooled corpus when the settings
+  name one (:class:`helpers.runs.fm_runs.CorpusSpec`), else once per (dataset or pool, pretext); the fine-tunes of
   every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
 * the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
 
@@ -323,6 +324,9 @@ def submit_fm_runs(
         for v in pooled_models
         for key, pool in pools.items()
     }
+    # the pooled corpus (settings.corpus): one pretraining per pretext, shared by every dataset and draw
+    corpus = getattr(settings, "corpus", None) is not None
+    corpus_pre: dict[str, object] = {}
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
@@ -340,14 +344,19 @@ def submit_fm_runs(
         pretext = {
             m: fm_runs.VARIANTS[m].pretext for m in [*in_study, *study_budgeted] if m in fm_runs.VARIANTS
         }
-        # one pretraining per (data draw, pretext) (probes share it)
+        # one pretraining per (data draw, pretext) (probes share it); on the pooled corpus, one per pretext for all
         first = {p: m for m, p in reversed(pretext.items()) if p}
         pre: dict[tuple[int, str], object] = {}
         for ds, _ in distinct(per_seed, seeds):
             for p, m in first.items():
+                if corpus and p in corpus_pre:
+                    pre[id(ds), p] = corpus_pre[p]
+                    continue
                 pre[id(ds), p] = engine.submit(
                     client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw
                 )
+                if corpus:
+                    corpus_pre[p] = pre[id(ds), p]
         for seed in seeds:
             ds = per_seed[seed]
             checked = _checked(convergence_path, seed, seeds)

@@ -87,8 +87,8 @@ class PretrainConfig:
         min_rel_improvement: Relative fall of the epoch-mean loss that counts as progress.
         probe_every: Probe-plateau mode (``None``: the epoch loss rule above). Every ``probe_every`` optimiser
             steps the frozen encoder is scored by a ridge linear probe on the validation split of each probe task
-            (:mod:`helpers.runs.probe`); the run stops when the mean probe score has not risen by
-            ``probe_min_delta`` for ``probe_patience`` probes, or at ``max_steps``, and keeps the encoder of the
+            (:mod:`helpers.runs.probe`); the run stops when the mean probe score, smoothed over
+            ``probe_smooth`` probes, has not risen by ``probe_min_delta`` for ``probe_patience`` probes, or at ``max_steps``, and keeps the encoder of the
             best probe. The learning rate warms up over ``warmup_steps`` and then stays constant, so where the run
             stops does not depend on the cap (``epochs`` and ``warmup_epochs`` are unused in this mode).
         probe_patience: Probes without progress before the run stops.
@@ -98,6 +98,9 @@ class PretrainConfig:
         warmup_steps: Linear warm-up of the probe-plateau mode.
         probe_chips: Training chips per probe task the ridge head is fitted on.
         probe_pixels: Labelled training pixels per probe task the ridge head is fitted on.
+        probe_smooth: The plateau rule reads the mean of the last ``probe_smooth`` probes: one probe moves by a
+            point or two between neighbouring checkpoints (measured), more than the progress it must detect.
+        probe_held_out: Splits of the probe tasks the probe is scored on (:func:`helpers.runs.probe.probe_tasks`).
     """
 
     pretext: str = "mae"
@@ -123,6 +126,8 @@ class PretrainConfig:
     warmup_steps: int = 200
     probe_chips: int = 8
     probe_pixels: int = 20_000
+    probe_smooth: int = 3
+    probe_held_out: tuple[str, ...] = ("val",)
 
     def __post_init__(self) -> None:
         if self.pretext not in PRETEXTS:
@@ -191,6 +196,22 @@ def run_key(cfg: PretrainConfig, data: list[dict], seed: int, probe_data: list[d
         body["probe"] = probe_data
     blob = json.dumps(body, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _probe_data(cfg: PretrainConfig, probe_on: Sequence | None) -> list[dict] | None:
+    """What the cache key must know of the probe tasks (probe-plateau mode only): names and content hashes."""
+    from helpers.data.datasets import fingerprint as content_fingerprint
+
+    if cfg.probe_every is None:
+        return None
+    if not probe_on:
+        raise ValueError("the probe-plateau mode (probe_every) needs the probe tasks (probe_on)")
+    return [{"dataset": d.name, "content": content_fingerprint(d)} for d in probe_on]
+
+
+def key_for(datasets, cfg: PretrainConfig, seed: int, probe_on: Sequence | None = None) -> str:
+    """The cache key :func:`pretrain` gives these inputs, without pretraining (a fine-tune's run key holds it)."""
+    return run_key(cfg, fingerprint(_as_list(datasets)), seed, _probe_data(cfg, probe_on))
 
 
 def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarray]:
@@ -499,16 +520,10 @@ def pretrain(
         A :class:`PretrainResult` with the encoder weights and the loss curve (and the probe curve in the
         probe-plateau mode).
     """
-    from helpers.data.datasets import fingerprint as content_fingerprint
-
     datasets = _as_list(datasets)
     frames = _frames_of(datasets, cfg)
     data = fingerprint(datasets)
-    probe_data = None
-    if cfg.probe_every is not None:
-        if not probe_on:
-            raise ValueError("the probe-plateau mode (probe_every) needs the probe tasks (probe_on)")
-        probe_data = [{"dataset": d.name, "content": content_fingerprint(d)} for d in probe_on]
+    probe_data = _probe_data(cfg, probe_on)
     key = run_key(cfg, data, seed, probe_data)
     out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
     # one process trains a cache entry; another one (an engine worker, a second notebook) waits, then finds it
@@ -556,7 +571,11 @@ def pretrain(
                 encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
             else:
                 tasks = probe.probe_tasks(
-                    probe_on, max_train_chips=cfg.probe_chips, pixels=cfg.probe_pixels, seed=seed
+                    probe_on,
+                    max_train_chips=cfg.probe_chips,
+                    pixels=cfg.probe_pixels,
+                    seed=seed,
+                    held_out=cfg.probe_held_out,
                 )
                 state = _run_probed(
                     model, opt, images, tasks, cfg, key, seed, last, out_dir, device, desc, progress
@@ -691,11 +710,13 @@ def _probe(model: Pretrainer, tasks, state: dict, out_dir: Path, t0: float, loss
 
 
 def _end_probe(state: dict, mean: float, cfg: PretrainConfig) -> None:
-    """Update the selection (best probe) and the plateau rule after a probe."""
+    """Update the selection (best probe) and the plateau rule (on the smoothed probe) after a probe."""
     if mean > state["best_probe"]:
         state["best_probe"], state["best_step"] = mean, state["step"]
-    if mean >= state["ref_probe"] + cfg.probe_min_delta:
-        state["ref_probe"], state["since_progress"] = mean, 0
+    smoothed = float(np.mean([r["mean"] for r in state["probe"][-cfg.probe_smooth :]]))
+    state["probe"][-1]["smoothed"] = smoothed
+    if smoothed >= state["ref_probe"] + cfg.probe_min_delta:
+        state["ref_probe"], state["since_progress"] = smoothed, 0
     else:
         state["since_progress"] += 1
     plateau = state["since_progress"] >= cfg.probe_patience
@@ -734,6 +755,137 @@ def _run_probed(model, opt, images, tasks, cfg, key, seed, last, out_dir, device
         bar.set_postfix(probe=f"{mean:.3f}", best=f"{state['best_probe']:.3f}")
     bar.close()
     return state
+
+
+def continuation(
+    datasets,
+    cfg: PretrainConfig,
+    *,
+    probe_on: Sequence,
+    seed: int = 0,
+    cache_dir: str | os.PathLike = "cache",
+    factor: float = 2.0,
+    device: str | torch.device | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Continue a finished probe-plateau pretraining to ``factor`` times its steps and say how far the probe moves.
+
+    The check of a plateau that means something: the run is resumed from its last state (same rate, same crops
+    and masks it would have drawn), without a stopping rule, to ``factor`` times the steps it ran, probing as before.
+    The finished run's encoder is not touched; the continuation lives in ``<run>/continuation/`` and its summary in
+    ``<run>/continuation.json`` (cached: a second call reads it).
+
+    Returns:
+        ``steps`` (of the finished run), ``continued_to``, ``best_smoothed`` / ``best_smoothed_continued`` (the best
+        smoothed mean probe up to the stop and up to the continuation's end), ``moved`` (their difference, a
+        fraction), ``best_probe`` / ``best_probe_continued`` (single probes) and ``cpu_s`` of the continuation.
+    """
+    datasets = _as_list(datasets)
+    if cfg.probe_every is None:
+        raise ValueError("the continuation check needs the probe-plateau mode (probe_every)")
+    key = key_for(datasets, cfg, seed, probe_on)
+    out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
+    summary_path = out_dir / "continuation.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    if not (out_dir / "encoder.pt").exists():
+        raise FileNotFoundError(f"{out_dir}: no finished pretraining to continue; run pretrain() first")
+    done = _load(out_dir / "last.pt")
+    cont_dir = out_dir / "continuation"
+    longer = dataclasses.replace(
+        cfg, probe_patience=2**31 - 1, max_steps=int(math.ceil(factor * done["step"]))
+    )
+    with locked(cont_dir):
+        last = cont_dir / "last.pt"
+        if not last.exists():
+            _save({**done, "finished": False, "stopped_by": ""}, last)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(num_threads or machine_threads())
+        try:
+            model = Pretrainer(cfg.model_config(_frames_of(datasets, cfg)), cfg.pretext).to(device)
+            opt = _optimizer(model, cfg)
+            images = load_images(datasets, cfg.single_date)
+            tasks = probe.probe_tasks(
+                probe_on,
+                max_train_chips=cfg.probe_chips,
+                pixels=cfg.probe_pixels,
+                seed=seed,
+                held_out=cfg.probe_held_out,
+            )
+            desc = f"continue {cfg.pretext} to {longer.max_steps} steps"
+            state = _run_probed(
+                model, opt, images, tasks, longer, key, seed, last, cont_dir, device, desc, progress
+            )
+        finally:
+            torch.set_num_threads(prev_threads)
+        for path in (cont_dir / CHECKPOINTS).glob("step-*.pt"):
+            path.unlink()
+    before = [r for r in state["probe"] if r["step"] <= done["step"]]
+    summary = {
+        "key": key,
+        "steps": int(done["step"]),
+        "continued_to": int(state["step"]),
+        "best_smoothed": max(r["smoothed"] for r in before),
+        "best_smoothed_continued": max(r["smoothed"] for r in state["probe"]),
+        "best_probe": max(r["mean"] for r in before),
+        "best_probe_continued": max(r["mean"] for r in state["probe"]),
+        "cpu_s": state["train_s"] - done["train_s"],
+    }
+    summary["moved"] = summary["best_smoothed_continued"] - summary["best_smoothed"]
+    atomic_write(summary_path, lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    return summary
+
+
+#: Columns of the pretraining table (:func:`record`): one row per in-study pretraining run.
+RECORD_COLUMNS = (
+    "key", "pretext", "pretrained_on", "images", "steps", "train_s", "stopped_by", "best_step", "best_probe",
+    "best_smoothed", "continued_to", "best_smoothed_continued", "moved",
+)  # fmt: skip
+
+
+def record(result: PretrainResult, path: str | os.PathLike, check: dict | None = None) -> pd.DataFrame:
+    """Add (or update, by key) a pretraining's row in the pretraining table, and its probe curve beside it.
+
+    The table (``path``, e.g. ``results/pretraining.csv``) says what each in-study pretraining cost and where it
+    stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``pretext``, ``step``, ``task``,
+    ``probe``), the curves notebook 04 draws. Both are small and committed with the results, so figures and the
+    convergence evidence survive a fresh clone without the cache. A row is replaced only by a row of the same key.
+    """
+    path = Path(path)
+    meta = json.loads((result.out_dir / "config.json").read_text())
+    pr = result.probe
+    row = {
+        "key": result.key,
+        "pretext": meta["config"]["pretext"],
+        "pretrained_on": " + ".join(meta["datasets"]),
+        "images": int(sum(meta["n_chips"])),
+        "steps": int(result.history["step"].max()) if len(result.history) else 0,
+        "train_s": round(float(result.train_s), 1),
+        "stopped_by": result.stopped_by,
+        "best_step": int(pr.loc[pr["mean"].idxmax(), "step"]) if len(pr) else None,
+        "best_probe": float(pr["mean"].max()) if len(pr) else None,
+        "best_smoothed": float(pr["smoothed"].max()) if len(pr) else None,
+        **{k: (check or {}).get(k) for k in ("continued_to", "best_smoothed_continued", "moved")},
+    }
+    curve = pd.DataFrame()
+    if len(pr):
+        tasks = [c for c in pr.columns if c.startswith("probe ")]
+        curve = pr.melt(id_vars=["step"], value_vars=[*tasks, "mean"], var_name="task", value_name="probe")
+        curve["task"] = curve["task"].str.removeprefix("probe ")
+        curve.insert(0, "pretext", row["pretext"])
+        curve.insert(0, "key", result.key)
+    probe_path = path.with_name(f"{path.stem}_probe.csv")
+    with locked(path):
+        table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=RECORD_COLUMNS)
+        table = pd.concat([table[table["key"] != result.key], pd.DataFrame([row])], ignore_index=True)
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        if len(curve):
+            old = pd.read_csv(probe_path) if probe_path.exists() else curve.iloc[:0]
+            both = pd.concat([old[old["key"] != result.key], curve], ignore_index=True)
+            atomic_write(probe_path, lambda tmp: both.to_csv(tmp, index=False))
+    return table
 
 
 def compute_checkpoints(steps: Sequence[int], stop_step: int, fractions=(0.0, 0.25, 0.5, 1.0)) -> list[int]:

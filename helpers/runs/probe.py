@@ -4,7 +4,7 @@ Pretraining has no labels of its own, so its loss says how well the pretext is s
 learned anything the tasks need. The probe asks the second question directly and cheaply: the frozen encoder embeds
 a few training chips and the validation chips of each task; every pixel takes its token map's bilinearly upsampled
 feature (multi-date tasks: the encoder's own multi-frame tokens, as fine-tuning sees them); a ridge classifier on
-one-hot targets is solved in closed form on a fixed sample of labelled training pixels; the score is the validation
+one-hot targets is solved in closed form on a fixed class-balanced sample of labelled training pixels; the score is the validation
 ``miou_macro`` of each task (a single confusion matrix over the split, :mod:`helpers.metrics`). Nothing is trained
 by gradient, so a probe is deterministic and costs seconds.
 
@@ -53,38 +53,49 @@ class ProbeTask:
 
 
 def probe_tasks(
-    datasets: Sequence, *, max_train_chips: int = 8, pixels: int = 20_000, seed: int = 0
+    datasets: Sequence,
+    *,
+    max_train_chips: int = 8,
+    pixels: int = 20_000,
+    seed: int = 0,
+    held_out: Sequence[str] = ("val",),
 ) -> list[ProbeTask]:
-    """Fixed probe data of each dataset: up to ``max_train_chips`` training chips and every validation chip.
+    """Fixed probe data of each dataset: up to ``max_train_chips`` training chips and every held-out chip.
 
     Args:
         datasets: Datasets with the six HLS bands (``helpers.data.datasets.with_bands``) and a validation split.
-        max_train_chips: Training chips embedded per task (a seeded choice, evenly spread over the list).
-        pixels: Labelled training pixels the ridge head is fitted on, per task (a seeded uniform sample).
+        max_train_chips: Training chips embedded per task (a seeded choice).
+        pixels: Labelled training pixels the ridge head is fitted on, per task: a seeded class-balanced sample (up to
+            ``pixels // num_classes`` of each class).
         seed: Seeds the chip and pixel choices.
+        held_out: Splits the probe is scored on: the validation split of a run's own data; a draw that no run
+            uses (the pooled corpus's probe draw) can give its test chips too, which halves the probe's noise.
 
     Raises:
-        ValueError: A dataset has no validation chips or no labelled training pixel in the chosen chips.
+        ValueError: A dataset has no held-out chips or no labelled training pixel in the chosen chips.
     """
     tasks = []
     for ds in datasets:
         rng = np.random.default_rng([seed, len(tasks)])
         ids = list(ds.chip_ids("train"))
-        val_ids = list(ds.chip_ids("val"))
+        val_ids = [c for split in held_out for c in ds.chip_ids(split)]
         if not val_ids:
-            raise ValueError(f"{ds.name}: no validation chips to probe on")
+            raise ValueError(f"{ds.name}: no {'/'.join(held_out)} chips to probe on")
         pick = sorted(rng.choice(len(ids), size=min(max_train_chips, len(ids)), replace=False))
         train = [ds.read_arrays(ids[i]) for i in pick]
         val = [ds.read_arrays(c) for c in val_ids]
-        labelled = [np.flatnonzero(y.ravel() != ds.ignore_index) for _, y in train]
-        total = sum(len(v) for v in labelled)
-        if not total:
+        # a class-balanced pixel sample: a ridge head on a sample dominated by one class predicts that class
+        labels = np.concatenate([y.ravel() for _, y in train])
+        offsets = np.cumsum([0, *[y.size for _, y in train]])
+        keep = []
+        for k in range(int(ds.num_classes)):
+            where = np.flatnonzero(labels == k)
+            keep.append(rng.choice(where, size=min(pixels // int(ds.num_classes), len(where)), replace=False))
+        keep = np.sort(np.concatenate(keep))
+        if not len(keep):
             raise ValueError(f"{ds.name}: no labelled pixel in the probe's training chips")
-        keep = np.sort(rng.choice(total, size=min(pixels, total), replace=False))
-        offsets = np.cumsum([0, *[len(v) for v in labelled]])
         train_pix = [
-            labelled[k][keep[(keep >= offsets[k]) & (keep < offsets[k + 1])] - offsets[k]]
-            for k in range(len(train))
+            keep[(keep >= offsets[i]) & (keep < offsets[i + 1])] - offsets[i] for i in range(len(train))
         ]
         train_y = np.concatenate([y.ravel()[p] for (_, y), p in zip(train, train_pix, strict=True)])
         tasks.append(
