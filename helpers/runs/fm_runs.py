@@ -152,6 +152,17 @@ def corpus_spec(
     return CorpusSpec(str(data_dir), per_family, size, seed, real, probe)
 
 
+def _pretrain_defaults() -> PT.PretrainConfig:
+    """In-study pretraining: the probe-plateau mode, sized from measured probe curves (README: pretraining).
+
+    On the pooled corpus (256 images per family) the smoothed probe of both pretexts had settled within 1,000-2,000
+    steps of batch 16 (0.05 s a step on one core) and did not rise by half a point over the next several thousand.
+    A probe every 250 steps costs about 2.5 s; patience 8 is 2,000 steps without progress; the cap of 20,000 steps is
+    five to ten times past the measured plateau, so a run that reaches it says so (``stopped by cap``).
+    """
+    return PT.PretrainConfig(probe_every=250, probe_patience=8, probe_min_delta=0.005, max_steps=20_000)
+
+
 def _finetune_defaults() -> dict:
     return {
         **train.PLATEAU,
@@ -196,7 +207,7 @@ class FMSettings:
             validation split in the probe-plateau mode.
     """
 
-    pretrain: PT.PretrainConfig = field(default_factory=PT.PretrainConfig)
+    pretrain: PT.PretrainConfig = field(default_factory=_pretrain_defaults)
     pretrain_seed: int = 0
     finetune: dict = field(default_factory=_finetune_defaults)
     probe_lr: float = 5e-3
@@ -229,7 +240,17 @@ def quick_settings() -> FMSettings:
         embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
     )
     return FMSettings(
-        pretrain=PT.PretrainConfig(model=tiny, crop_size=32, epochs=2, crops_per_chip=2, batch_size=8),
+        pretrain=PT.PretrainConfig(
+            model=tiny,
+            crop_size=32,
+            batch_size=8,
+            probe_every=2,
+            probe_patience=1,
+            max_steps=4,
+            warmup_steps=1,
+            probe_chips=2,
+            probe_pixels=500,
+        ),
         finetune={**_finetune_defaults(), "max_steps": 4, "eval_every": 2, "patience": None, "crop_size": 32},
         neck_dim=16,
         head_channels=16,
@@ -266,7 +287,9 @@ def paper_settings() -> FMSettings:
     available): a starting point, with the plateau protocol guarding the length of each run.
     """
     return FMSettings(
-        pretrain=PT.PretrainConfig(model=P.PRITHVI_100M.replace(num_frames=1), crop_size=224, batch_size=16),
+        pretrain=dataclasses.replace(
+            _pretrain_defaults(), model=P.PRITHVI_100M.replace(num_frames=1), crop_size=224, batch_size=16
+        ),
         finetune={
             **_finetune_defaults(),
             "crop_size": 224,
@@ -305,7 +328,15 @@ def settings_for_size(size: str = "cpu", quick: bool = False) -> FMSettings:
     few = {"max_steps": 2, "eval_every": 2, "patience": None, "crop_size": 32, "batch_size": 2}
     return dataclasses.replace(
         paper,
-        pretrain=dataclasses.replace(paper.pretrain, crop_size=32, epochs=1, crops_per_chip=1, batch_size=2),
+        pretrain=dataclasses.replace(
+            paper.pretrain,
+            crop_size=32,
+            batch_size=2,
+            probe_every=1,
+            max_steps=1,
+            probe_chips=1,
+            probe_pixels=100,
+        ),
         finetune={**paper.finetune, **few},
         published_crop_size=32,
         max_epochs=None,
@@ -336,7 +367,11 @@ def pretraining_inputs(
     """
     if settings.corpus is not None and pretrain_on is None:
         data, probe_on = settings.corpus.open()
-        return data, dataclasses.replace(settings.pretrain, pretext=pretext, single_date=True), probe_on
+        # the probe draw is no run's data: its test chips join its validation chips, halving the probe's noise
+        cfg = dataclasses.replace(
+            settings.pretrain, pretext=pretext, single_date=True, probe_held_out=("val", "test")
+        )
+        return data, cfg, probe_on
     cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
     data = [with_bands(labels.unlabelled(d)) for d in (pretrain_on if pretrain_on is not None else [ds])]
     probe_on = data if cfg.probe_every is not None else None
@@ -373,6 +408,7 @@ def ensure_pretraining(
     *,
     cache_dir: str | os.PathLike = "cache",
     pretrain_on: Sequence | None = None,
+    pretraining_path: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> str:
     """Run (or find in the cache) the pretraining of an in-study variant; its cache key.
@@ -380,19 +416,70 @@ def ensure_pretraining(
     An engine job of its own (:mod:`helpers.runs.engine`): every fine-tuning seed of the variant reads this cache, so
     the fine-tunes are submitted ``after`` it instead of each waiting for, or repeating, the same pretraining.
     Returns ``""`` without pretraining when a dataset lacks an HLS band: its fine-tunes then write ``not_run`` rows
-    naming the bands (:func:`run_prithvi_small`), and the batch goes on.
+    naming the bands (:func:`run_prithvi_small`), and the batch goes on. With ``pretraining_path`` the run's row
+    and probe curve go to the pretraining table (:func:`helpers.runs.pretrain.record`).
     """
+    pretext = _pretext_of(variant)
+    try:
+        result = pretrain_for(
+            ds, pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
+        )
+    except MissingBands:
+        return ""
+    if pretraining_path is not None:
+        PT.record(result, pretraining_path, _check_summary(result))
+    return result.key
+
+
+def check_pretraining(
+    ds,
+    variant: str,
+    settings: FMSettings,
+    *,
+    cache_dir: str | os.PathLike = "cache",
+    pretrain_on: Sequence | None = None,
+    pretraining_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """The continuation check of a variant's (finished) probe-plateau pretraining, recorded in its table row.
+
+    An engine job submitted after :func:`ensure_pretraining`, beside the fine-tunes (they do not wait for it):
+    :func:`helpers.runs.pretrain.continuation` to twice the steps. Returns its summary (empty when a dataset lacks
+    an HLS band or the settings use the epoch mode, which has no probe to check).
+    """
+    pretext = _pretext_of(variant)
+    try:
+        data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
+    except MissingBands:
+        return {}
+    if cfg.probe_every is None:
+        return {}
+    kw = dict(
+        seed=settings.pretrain_seed,
+        cache_dir=cache_dir,
+        device=pick_device(),
+        num_threads=settings.num_threads,
+    )
+    result = PT.pretrain(data, cfg, probe_on=probe_on, progress=progress, **kw)
+    summary = PT.continuation(data, cfg, probe_on=probe_on, progress=progress, **kw)
+    if pretraining_path is not None:
+        PT.record(result, pretraining_path, summary)
+    return summary
+
+
+def _pretext_of(variant: str) -> str:
     pretext = VARIANTS[variant].pretext
     if pretext is None:
         raise ValueError(
             f"{variant!r} has no pretraining; choose one of {[v for v, x in VARIANTS.items() if x.pretext]}"
         )
-    try:
-        return pretrain_for(
-            ds, pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
-        ).key
-    except MissingBands:
-        return ""
+    return pretext
+
+
+def _check_summary(result: PT.PretrainResult) -> dict | None:
+    """The continuation summary of a pretraining run, when its check has run (so a re-record keeps it)."""
+    path = result.out_dir / "continuation.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _pretraining_key(ds, pretext: str, settings: FMSettings, pretrain_on: Sequence | None) -> str:

@@ -327,6 +327,8 @@ def submit_fm_runs(
     # the pooled corpus (settings.corpus): one pretraining per pretext, shared by every dataset and draw
     corpus = getattr(settings, "corpus", None) is not None
     corpus_pre: dict[str, object] = {}
+    # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
+    record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
@@ -353,10 +355,24 @@ def submit_fm_runs(
                     pre[id(ds), p] = corpus_pre[p]
                     continue
                 pre[id(ds), p] = engine.submit(
-                    client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw
+                    client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw, **record_kw
                 )
                 if corpus:
                     corpus_pre[p] = pre[id(ds), p]
+                    # the pooled pretraining's continuation check: beside the fine-tunes, which do not wait for it
+                    jobs.append(
+                        engine.submit(
+                            client,
+                            fm_runs.check_pretraining,
+                            ds,
+                            m,
+                            settings,
+                            priority=2,
+                            after=[pre[id(ds), p]],
+                            **pre_kw,
+                            **record_kw,
+                        )
+                    )
         for seed in seeds:
             ds = per_seed[seed]
             checked = _checked(convergence_path, seed, seeds)
