@@ -1277,6 +1277,70 @@ def pretraining_loss_figure(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
+    """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
+
+    One panel per probe task (SIMULATED probe draws) and one for their mean; one line per pretraining (pretext), the
+    starting point (step 0) is the random-init encoder. The selected encoder's step is marked (filled dot) and a
+    continuation to twice the steps, when checked, is the dashed stretch after the stop.
+
+    Args:
+        curve: The probe curves (``results/pretraining_probe.csv``: ``key``, ``pretext``, ``step``, ``task``,
+            ``probe``).
+        table: The pretraining table (``results/pretraining.csv``) for the selected steps (optional).
+
+    Returns:
+        A full-page-width figure, or ``None`` without curves.
+    """
+    if curve.empty:
+        return None
+    tasks = [t for t in compare.ordered_datasets(curve.loc[curve["task"] != "mean", "task"].unique())] + [
+        "mean"
+    ]
+    ncol = min(4, len(tasks))
+    nrow = -(-len(tasks) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], 1.6 * nrow + 0.5), squeeze=False, sharex=True
+    )
+    keys = list(dict.fromkeys(curve["key"]))
+    colours = dict(zip(keys, sns.color_palette("colorblind", len(keys)), strict=True))
+    best = {} if table is None or table.empty else table.set_index("key")
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for key in keys:
+            d = curve[(curve["key"] == key) & (curve["task"] == task)].sort_values("step")
+            if d.empty:
+                continue
+            pretext = d["pretext"].iloc[0]
+            stop = int(best.loc[key, "steps"]) if key in getattr(best, "index", []) else int(d["step"].max())
+            run, cont = d[d["step"] <= stop], d[d["step"] >= stop]
+            ax.plot(run["step"], 100 * run["probe"], "-", color=colours[key], lw=1.0, label=pretext)
+            if len(cont) > 1:
+                ax.plot(cont["step"], 100 * cont["probe"], "--", color=colours[key], lw=0.8)
+            if key in getattr(best, "index", []):
+                b = d[d["step"] == int(best.loc[key, "best_step"])]
+                ax.plot(b["step"], 100 * b["probe"], "o", color=colours[key], ms=3)
+        name = (
+            "mean of the tasks" if task == "mean" else plotting.dataset_label(task, task.startswith("sim-"))
+        )
+        ax.set_title(name, fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("pretraining steps", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("probe val mIoU (%)", fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=7, title="pretext", title_fontsize=7)
+    fig.suptitle(
+        "In-study pretraining of the small Prithvi-arch model: ridge probe of the frozen encoder on held-out chips of a "
+        "probe draw (dot: selected encoder; dashed: continuation check)",
+        fontsize=7,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def regime_figure(
     cv: pd.DataFrame, rg: pd.DataFrame, simulated: Mapping[str, bool] | None = None
 ) -> plt.Figure | None:

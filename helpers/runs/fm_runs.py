@@ -111,7 +111,7 @@ class CorpusSpec:
     """
 
     data_dir: str
-    per_family: int = 256
+    per_family: int = 1024
     size: str = "default"
     seed: int = 0
     real: tuple[str, ...] = ()
@@ -142,7 +142,7 @@ def corpus_spec(
     main: Sequence[str],
     texture_names: Sequence[str] = (),
     *,
-    per_family: int = 256,
+    per_family: int = 1024,
     size: str = "default",
     seed: int = 0,
 ) -> CorpusSpec:

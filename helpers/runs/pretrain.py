@@ -214,8 +214,20 @@ def key_for(datasets, cfg: PretrainConfig, seed: int, probe_on: Sequence | None 
     return run_key(cfg, fingerprint(_as_list(datasets)), seed, _probe_data(cfg, probe_on))
 
 
+#: Pretraining imagery is held in memory as int16 reflectance x 1e4 (the files' own precision), half of float32:
+#: the pooled corpus is thousands of images.
+_SCALE = 1e4
+
+
 def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarray]:
-    """Training imagery (labels unused) as float32 ``(6*T, H, W)`` arrays; multi-date chips split if asked."""
+    """Training imagery (labels unused) as int16 ``(6*T, H, W)`` reflectance x 1e4; multi-date chips split if asked.
+
+    :func:`sample_crops` turns crops back into float32 reflectance. Values are rounded to 1e-4, the precision of
+    the HLS files every dataset here is read from.
+
+    Raises:
+        ValueError: A chip of the wrong shape, or with values that cannot be reflectance (beyond +-3.27).
+    """
     images = []
     nb = len(HLS_BANDS)
     for ds in datasets:
@@ -224,12 +236,18 @@ def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarra
             a = np.asarray(a, dtype=np.float32)
             if a.ndim != 3 or a.shape[0] % nb:
                 raise ValueError(f"{ds.name}: chip {cid!r} has shape {a.shape}; expected (6*T, H, W)")
-            images += [a[i : i + nb] for i in range(0, a.shape[0], nb)] if single_date else [a]
+            if np.abs(a).max(initial=0.0) * _SCALE > np.iinfo(np.int16).max:
+                raise ValueError(f"{ds.name}: chip {cid!r} has values beyond +-3.27: not surface reflectance")
+            q = np.rint(a * _SCALE).astype(np.int16)
+            images += [q[i : i + nb] for i in range(0, q.shape[0], nb)] if single_date else [q]
     return images
 
 
 def sample_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random ``size``-pixel crops (zero-padded where an image is smaller), each randomly rotated/flipped."""
+    """``n`` random ``size``-pixel crops (zero-padded where an image is smaller), each randomly rotated/flipped.
+
+    Float32 reflectance, from the images of :func:`load_images` (int16 x 1e4) or float images as they are.
+    """
     out = np.zeros((n, images[0].shape[0], size, size), dtype=np.float32)
     order = np.concatenate([rng.permutation(len(images)) for _ in range(-(-n // len(images)))])[:n]
     for k, i in enumerate(order):
@@ -241,6 +259,8 @@ def sample_crops(images: Sequence[np.ndarray], n: int, size: int, rng: np.random
         if rng.integers(2):
             c = c[:, :, ::-1]
         out[k, :, : c.shape[1], : c.shape[2]] = c
+    if images[0].dtype == np.int16:
+        out *= np.float32(1.0 / _SCALE)
     return out
 
 
