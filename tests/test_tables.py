@@ -219,3 +219,20 @@ def test_family_inputs_table_reads_what_each_model_saw_from_the_rows():
     assert t.loc["presto_frozen_lgbm", "dates"] == "months [3, 6, 8] (file tags (ACQUISITION_DATES))"
     assert t.loc["presto_frozen_lgbm", "location"] == "chip centre" and t.loc["unet", "location"] == "none"
     assert list(t.index[:2]) == ["rf", "unet"]  # canonical model order
+
+
+def test_pretraining_table_says_whether_the_continuation_moved_the_probe():
+    pre = pd.DataFrame(
+        {
+            "key": ["a", "b", "c"], "pretext": ["mae", "spectral", "mae"], "pretrained_on": ["x"] * 3,
+            "images": [10, 10, 10], "steps": [3000, 4000, 500], "train_s": [120.0, 180.0, 30.0],
+            "stopped_by": ["probe plateau", "probe plateau", "cap"], "best_step": [1000, 2000, 500],
+            "best_probe": [0.51, 0.55, 0.5], "best_smoothed": [0.505, 0.545, 0.5],
+            "continued_to": [6000, 8000, np.nan], "best_smoothed_continued": [0.512, 0.561, np.nan],
+            "moved": [0.007, 0.016, np.nan],
+        }
+    )  # fmt: skip
+    t = tables.pretraining_table(pre)
+    assert t["plateau"].tolist() == ["yes", "no", "not checked"]
+    assert t["moved"].tolist()[:2] == [0.7, 1.6] and t["CPU min"].tolist() == [2.0, 3.0, 0.5]
+    assert t["best probe"].tolist() == [51.0, 55.0, 50.0]

@@ -178,6 +178,39 @@ def write_table(
     return paths
 
 
+def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
+    """The in-study pretraining runs as a page table: what each cost, where it stopped, what the continuation moved.
+
+    Args:
+        pre: The pretraining table (``results/pretraining.csv``, :func:`helpers.runs.pretrain.record`).
+
+    Returns:
+        One row per run: pretext, images, steps, CPU minutes, stop reason, selected step, best and smoothed probe
+        (validation mIoU of the ridge probe, %), the continuation's end and its smoothed best, ``moved`` (points) and
+        ``plateau`` ("yes" when the continuation to twice the steps moved the smoothed probe by under a point;
+        "not checked" before the check has run).
+    """
+    out = pd.DataFrame(
+        {
+            "pretext": pre["pretext"],
+            "images": pre["images"].astype(int),
+            "steps": pre["steps"].astype(int),
+            "CPU min": (pre["train_s"] / 60).round(1),
+            "stopped by": pre["stopped_by"],
+            "selected step": pre["best_step"].astype("Int64"),
+            "best probe": (100 * pre["best_probe"]).round(1),
+            "smoothed": (100 * pre["best_smoothed"]).round(1),
+            "continued to": pre["continued_to"].astype("Int64"),
+            "smoothed, continued": (100 * pre["best_smoothed_continued"]).round(1),
+            "moved": (100 * pre["moved"]).round(1),
+        }
+    )
+    out["plateau"] = np.where(
+        pre["moved"].isna(), "not checked", np.where(100 * pre["moved"] < 1.0, "yes", "no")
+    )
+    return out.reset_index(drop=True)
+
+
 def _study_label(dataset: str, simulated: bool) -> str:
     return f"this study, {dataset}, {'simulated' if simulated else 'real'}"
 
