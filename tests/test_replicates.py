@@ -204,6 +204,14 @@ def test_fm_matrix_pretrains_once_per_pretext_on_the_pooled_corpus(recorder):
     )
     pre = [(i, c) for i, c in enumerate(recorder) if c[0] == "ensure_pretraining"]
     assert sorted(c[1][1] for _, c in pre) == ["prithvi_arch_small_mae", "prithvi_arch_small_spectral"]
+    # corpus jobs one after another (each holds the pool in memory): the pretrainings, then their checks
+    corpus_jobs = [
+        (i, c) for i, c in enumerate(recorder) if c[0] in ("ensure_pretraining", "check_pretraining")
+    ]
+    assert [c[0] for _, c in corpus_jobs] == ["ensure_pretraining"] * 2 + ["check_pretraining"] * 2
+    assert "after" not in corpus_jobs[0][1][2]
+    for (prev, _), (_, c) in zip(corpus_jobs, corpus_jobs[1:], strict=False):
+        assert c[2]["after"] == [prev]
     token_of = {c[1][1]: i for i, c in pre}
     fine = [c for c in recorder if c[0] == "run_fm_rows"]
     assert len(fine) == (2 * 2 + 1) * 3  # two rows on two main datasets, one on the knob; three seeds each

@@ -327,6 +327,8 @@ def submit_fm_runs(
     # the pooled corpus (settings.corpus): one pretraining per pretext, shared by every dataset and draw
     corpus = getattr(settings, "corpus", None) is not None
     corpus_pre: dict[str, object] = {}
+    corpus_jobs: list = []
+    checks: list[tuple] = []  # (dataset, variant) of each corpus pretraining, checked once all have run
     # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
     record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
     jobs, runs = [], []
@@ -354,25 +356,24 @@ def submit_fm_runs(
                 if corpus and p in corpus_pre:
                     pre[id(ds), p] = corpus_pre[p]
                     continue
+                # the corpus jobs run one after another: each holds the whole pool in memory (1.1 GB at 1,024
+                # images per family), and two at once would take the chain past its memory budget
+                chained = {"after": corpus_jobs[-1:]} if corpus and corpus_jobs else {}
                 pre[id(ds), p] = engine.submit(
-                    client, fm_runs.ensure_pretraining, ds, m, settings, priority=2, **pre_kw, **record_kw
+                    client,
+                    fm_runs.ensure_pretraining,
+                    ds,
+                    m,
+                    settings,
+                    priority=2,
+                    **pre_kw,
+                    **record_kw,
+                    **chained,
                 )
                 if corpus:
                     corpus_pre[p] = pre[id(ds), p]
-                    # the pooled pretraining's continuation check: beside the fine-tunes, which do not wait for it
-                    jobs.append(
-                        engine.submit(
-                            client,
-                            fm_runs.check_pretraining,
-                            ds,
-                            m,
-                            settings,
-                            priority=2,
-                            after=[pre[id(ds), p]],
-                            **pre_kw,
-                            **record_kw,
-                        )
-                    )
+                    corpus_jobs.append(pre[id(ds), p])
+                    checks.append((ds, m))
         for seed in seeds:
             ds = per_seed[seed]
             checked = _checked(convergence_path, seed, seeds)
@@ -489,4 +490,20 @@ def submit_fm_runs(
                     "rows": "+".join(dict.fromkeys(s.model for s in plan)),
                 }
             )
+    # the pooled pretrainings' continuation checks, after every pretraining (the fine-tunes do not wait for them)
+    for ds, m in checks:
+        corpus_jobs.append(
+            engine.submit(
+                client,
+                fm_runs.check_pretraining,
+                ds,
+                m,
+                settings,
+                priority=2,
+                after=corpus_jobs[-1:],
+                **pre_kw,
+                **record_kw,
+            )
+        )
+        jobs.append(corpus_jobs[-1])
     return jobs, runs
