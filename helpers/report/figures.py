@@ -1333,8 +1333,8 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize=7, title="pretext", title_fontsize=7)
     fig.suptitle(
-        "In-study pretraining of the small Prithvi-arch model: ridge probe of the frozen encoder on held-out chips of a "
-        "probe draw (dot: selected encoder; dashed: continuation check)",
+        "In-study pretraining of the small Prithvi-arch model: ridge probe of the frozen encoder\n"
+        "on held-out chips of a probe draw (dot: selected encoder; dashed: continuation check)",
         fontsize=7,
     )
     fig.tight_layout()
