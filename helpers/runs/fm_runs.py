@@ -153,12 +153,14 @@ def corpus_spec(
 
 
 def _pretrain_defaults() -> PT.PretrainConfig:
-    """In-study pretraining: the probe-plateau mode, sized from measured probe curves (README: pretraining).
+    """In-study pretraining: the probe-plateau mode, sized from measured probe curves (README: in-study pretraining).
 
-    On the pooled corpus (256 images per family) the smoothed probe of both pretexts had settled within 1,000-2,000
-    steps of batch 16 (0.05 s a step on one core) and did not rise by half a point over the next several thousand.
-    A probe every 250 steps costs about 2.5 s; patience 8 is 2,000 steps without progress; the cap of 20,000 steps is
-    five to ten times past the measured plateau, so a run that reaches it says so (``stopped by cap``).
+    Measured on 2026-12-04 (``benchmarks/pretraining_curves.py``: the pooled corpus, no stopping rule, batch 16 of
+    64 px crops, 0.05 s a step on one core, a probe 2.5 s): the spectral pretext's smoothed probe reached its plateau
+    within about 1,750 steps and stayed within a point of it to 4,750; MAE's stayed within noise of the random-init
+    encoder's over 6,000 steps while its loss kept falling. A probe every 250 steps, patience 8 (2,000 steps without a
+    half-point rise of the smoothed probe) and a cap of 20,000 steps, five to ten times past the measured plateau, so a
+    run that reaches it says so (``stopped by cap``). AdamW 1e-3 as before, warmed up over 200 steps, then constant.
     """
     return PT.PretrainConfig(probe_every=250, probe_patience=8, probe_min_delta=0.005, max_steps=20_000)
 
