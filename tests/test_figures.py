@@ -436,3 +436,21 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
     ).size  # as the chain checks every figure: a printed page at 300 dpi
     assert w <= 2250 and h <= 2700, (w, h)
     assert figures.pretraining_probe_figure(curve.iloc[:0]) is None
+
+
+def test_pretext_gain_figure_pairs_each_pretext_with_its_random_init_by_replicate(tmp_path):
+    from helpers import results
+
+    make_results(tmp_path / "r.csv")
+    df = results.read(tmp_path / "r.csv")
+    names = {"prithvi_none": "prithvi_arch_small_random", "prithvi_mae": "prithvi_arch_small_mae"}
+    names["prithvi_spectral"] = "prithvi_arch_small_spectral"
+    df["model"] = df["model"].replace(names)
+    fig = figures.pretext_gain_figure(df)
+    means = {ln.get_label(): ln for ln in fig.axes[0].lines if not ln.get_label().startswith("_")}
+    assert set(means) == {figures.PRETEXT_PAIRS[0][2], figures.PRETEXT_PAIRS[1][2]}  # no Galileo pair here
+    spectral = means[figures.PRETEXT_PAIRS[1][2]]
+    assert list(spectral.get_xdata()) == [0.0, 1.0]  # the sweep's knobs
+    assert all(v > 0 for v in spectral.get_ydata())  # the synthetic spectral row is 2 accuracy points better
+    plt.close(fig)
+    assert figures.pretext_gain_figure(df[~df["dataset"].str.startswith("sim-texture")]) is None
