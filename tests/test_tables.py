@@ -225,7 +225,7 @@ def test_pretraining_table_says_whether_the_continuation_moved_the_probe():
     pre = pd.DataFrame(
         {
             "key": ["a", "b", "c"], "pretext": ["mae", "spectral", "mae"], "pretrained_on": ["x"] * 3,
-            "images": [10, 10, 10], "steps": [3000, 4000, 500], "train_s": [120.0, 180.0, 30.0],
+            "chips": [10, 10, 10], "steps": [3000, 4000, 500], "train_s": [120.0, 180.0, 30.0],
             "stopped_by": ["probe plateau", "probe plateau", "cap"], "best_step": [1000, 2000, 500],
             "best_probe": [0.51, 0.55, 0.5], "best_smoothed": [0.505, 0.545, 0.5],
             "continued_to": [6000, 8000, np.nan], "best_smoothed_continued": [0.512, 0.561, np.nan],

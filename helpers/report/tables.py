@@ -185,7 +185,7 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
         pre: The pretraining table (``results/pretraining.csv``, :func:`helpers.runs.pretrain.record`).
 
     Returns:
-        One row per run: pretext, images, steps, CPU minutes, stop reason, selected step, best and smoothed probe
+        One row per run: pretext, chips read (corpus images and training chips; a multi-date chip is one), steps, CPU minutes, stop reason, selected step, best and smoothed probe
         (validation mIoU of the ridge probe, %), the continuation's end and its smoothed best, ``moved`` (points) and
         ``plateau`` ("yes" when the continuation to twice the steps moved the smoothed probe by under a point;
         "not checked" before the check has run).
@@ -193,7 +193,7 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "pretext": pre["pretext"],
-            "images": pre["images"].astype(int),
+            "chips": pre["chips"].astype(int),
             "steps": pre["steps"].astype(int),
             "CPU min": (pre["train_s"] / 60).round(1),
             "stopped by": pre["stopped_by"],

@@ -860,7 +860,7 @@ def continuation(
 
 #: Columns of the pretraining table (:func:`record`): one row per in-study pretraining run.
 RECORD_COLUMNS = (
-    "key", "pretext", "pretrained_on", "images", "steps", "train_s", "stopped_by", "best_step", "best_probe",
+    "key", "pretext", "pretrained_on", "chips", "steps", "train_s", "stopped_by", "best_step", "best_probe",
     "best_smoothed", "continued_to", "best_smoothed_continued", "moved",
 )  # fmt: skip
 
@@ -880,7 +880,7 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         "key": result.key,
         "pretext": meta["config"]["pretext"],
         "pretrained_on": " + ".join(meta["datasets"]),
-        "images": int(sum(meta["n_chips"])),
+        "chips": int(sum(meta["n_chips"])),
         "steps": int(result.history["step"].max()) if len(result.history) else 0,
         "train_s": round(float(result.train_s), 1),
         "stopped_by": result.stopped_by,
