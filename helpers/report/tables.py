@@ -185,8 +185,9 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
         pre: The pretraining table (``results/pretraining.csv``, :func:`helpers.runs.pretrain.record`).
 
     Returns:
-        One row per run: pretext, chips read (corpus images and training chips; a multi-date chip is one), steps, CPU minutes, stop reason, selected step, best and smoothed probe
-        (validation mIoU of the ridge probe, %), the continuation's end and its smoothed best, ``moved`` (points) and
+        One row per run: pretext, chips read (corpus images and training chips; a multi-date chip is one), steps,
+        CPU minutes, stop reason, selected step, best and smoothed probe (validation mIoU of the ridge probe, %),
+        the continuation's end and its smoothed best, ``moved`` (points) and
         ``plateau`` ("yes" when the continuation to twice the steps moved the smoothed probe by under a point;
         "not checked" before the check has run).
     """
