@@ -10,8 +10,8 @@ selection and sliding-window inference as the CNNs) and written to the results t
 model                                  pretraining         what it is
 =====================================  ==================  ===================================================
 ``prithvi_arch_small_random``          none                small Prithvi-architecture model, random init, fine-tuned
-``prithvi_arch_small_mae``             mae-in-study        same, MAE-pretrained on the task's training imagery
-``prithvi_arch_small_spectral``        spectral-in-study   same, spectral-pretext-pretrained on the same imagery
+``prithvi_arch_small_mae``             mae-in-study        same, MAE-pretrained on the pooled unlabelled corpus
+``prithvi_arch_small_spectral``        spectral-in-study   same, spectral-pretext-pretrained on the same corpus
 ``prithvi_arch_small_<p>_probe``       as ``<p>``          the same encoders frozen, linear probe on the tokens
 ``vit``                                none                plain ViT-seg from scratch (no RS weights exist offline)
 ``segformer``                          none                SegFormer MiT-b0 from scratch (idem)
@@ -19,15 +19,17 @@ model                                  pretraining         what it is
 =====================================  ==================  ===================================================
 
 "prithvi-arch (small, in-study pretraining)" is *not* Prithvi-100M: it is the same architecture with 87x fewer
-encoder parameters, pretrained here for seconds to minutes on the study's own data; every row's ``note`` says so,
-and how long its pretraining ran.
-A ``_pooled`` suffix marks encoders pretrained on the pooled single-date imagery of several tasks.
+encoder parameters, pretrained here for minutes on simulated imagery; every row's ``note`` says so, and how long
+its pretraining ran and where it stopped.
+A ``_pooled`` suffix marks encoders pretrained on the pooled single-date training imagery of several tasks (the older
+pooled setting, without a corpus).
 
 Input statistics: ViT and SegFormer are trained from scratch and standardise their input with the dataset's own
 training statistics (:func:`helpers.data.datasets.channel_stats`); every Prithvi-architecture row keeps Prithvi's HLS
 statistics, the random-init one included, so the three in-study rows differ only in their starting weights.
 
-Pretraining runs once per (dataset or pool, pretext) with ``settings.pretrain_seed`` and is shared by every
+Pretraining runs once per pretext on the pooled corpus when ``settings.corpus`` is set (:class:`CorpusSpec`: the
+default chain), else once per (dataset or pool, pretext), with ``settings.pretrain_seed``, and is shared by every
 fine-tuning seed, like a published checkpoint would be; it is cached by :mod:`helpers.runs.pretrain`. Its wall time is
 stated in each row's note (``runtime_s`` covers fine-tuning and evaluation only).
 
