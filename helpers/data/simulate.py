@@ -846,6 +846,16 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _write_manifest(root: Path, key: dict) -> None:
+    """``root/manifest.json``: the generation key and every file's size and sha256 (what the cache check reads)."""
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            rel = p.relative_to(root).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    _write_text(root / "manifest.json", json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+
+
 def parse_name(name: str) -> tuple[str, float | None]:
     """Split a simulated dataset name into its task family and (for sim-texture) the knob.
 
@@ -1272,12 +1282,7 @@ def generate(
         meta = _dataset_json(name, "sen1floods11", "flood", FLOOD_CLASSES, generator)
     _write_text(root / "dataset.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
-    files = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "manifest.json":
-            rel = p.relative_to(root).as_posix()
-            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-    _write_text(manifest_path, json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+    _write_manifest(root, key)
     return root
 
 
@@ -1381,12 +1386,7 @@ def generate_unlabelled(family: str, root: str | Path, n: int, size: str = "defa
         ),
     }
     _write_text(root / "corpus.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    files = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "manifest.json":
-            rel = p.relative_to(root).as_posix()
-            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-    _write_text(manifest_path, json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+    _write_manifest(root, key)
     return root
 
 

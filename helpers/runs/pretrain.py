@@ -209,6 +209,17 @@ def _probe_data(cfg: PretrainConfig, probe_on: Sequence | None) -> list[dict] | 
     return [{"dataset": d.name, "content": content_fingerprint(d)} for d in probe_on]
 
 
+def _probe_tasks(probe_on: Sequence, cfg: PretrainConfig, seed: int) -> list:
+    """The fixed probe data of a probe-plateau run (:func:`helpers.runs.probe.probe_tasks` with its settings)."""
+    return probe.probe_tasks(
+        probe_on,
+        max_train_chips=cfg.probe_chips,
+        pixels=cfg.probe_pixels,
+        seed=seed,
+        held_out=cfg.probe_held_out,
+    )
+
+
 def key_for(datasets, cfg: PretrainConfig, seed: int, probe_on: Sequence | None = None) -> str:
     """The cache key :func:`pretrain` gives these inputs, without pretraining (a fine-tune's run key holds it)."""
     return run_key(cfg, fingerprint(_as_list(datasets)), seed, _probe_data(cfg, probe_on))
@@ -590,13 +601,7 @@ def pretrain(
                 state = _run_epochs(model, opt, images, cfg, key, seed, last, out_dir, device, desc, progress)
                 encoder = {k: v.detach().cpu() for k, v in model.mae.encoder.state_dict().items()}
             else:
-                tasks = probe.probe_tasks(
-                    probe_on,
-                    max_train_chips=cfg.probe_chips,
-                    pixels=cfg.probe_pixels,
-                    seed=seed,
-                    held_out=cfg.probe_held_out,
-                )
+                tasks = _probe_tasks(probe_on, cfg, seed)
                 state = _run_probed(
                     model, opt, images, tasks, cfg, key, seed, last, out_dir, device, desc, progress
                 )
@@ -827,13 +832,7 @@ def continuation(
             model = Pretrainer(cfg.model_config(_frames_of(datasets, cfg)), cfg.pretext).to(device)
             opt = _optimizer(model, cfg)
             images = load_images(datasets, cfg.single_date)
-            tasks = probe.probe_tasks(
-                probe_on,
-                max_train_chips=cfg.probe_chips,
-                pixels=cfg.probe_pixels,
-                seed=seed,
-                held_out=cfg.probe_held_out,
-            )
+            tasks = _probe_tasks(probe_on, cfg, seed)
             desc = f"continue {cfg.pretext} to {longer.max_steps} steps"
             state = _run_probed(
                 model, opt, images, tasks, longer, key, seed, last, cont_dir, device, desc, progress
