@@ -291,3 +291,43 @@ def test_band_files_and_masks_must_share_one_grid(example_root, tmp_path):
         DataError, match=r"chip_000_B04.tif: band file is 16x16 px in CRS None, but chip_000_B02.tif"
     ):
         _open(root)
+
+
+# ------------------------------------------------------------------------------------------------ unlabelled images
+def test_a_cards_unlabelled_folder_joins_the_pretraining_imagery(tmp_path):
+    from helpers.data import corpus
+    from helpers.runs import fm_runs
+
+    s2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    root = _multiband_dataset(tmp_path / "mine", s2, unlabelled="unlabelled")
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        img = rng.integers(100, 4000, size=(len(s2), 16, 16)).astype(np.uint16)
+        _write_tif(root / "unlabelled" / f"u{i}.tif", img)
+    ds = datasets.open("mine", root)
+    assert ds.unlabelled_ids() == ["u0", "u1", "u2", "u3"]
+    with rasterio.open(root / "unlabelled" / "u2.tif") as src:
+        stored = src.read()
+    np.testing.assert_allclose(ds.read_unlabelled("u2"), stored * 1e-4, rtol=1e-6)  # the card's scale
+    extra = corpus.unlabelled_imagery(datasets.with_bands(ds))  # seen through the band view
+    assert extra.name == "mine-unlabelled" and extra.chip_ids() == ds.unlabelled_ids()
+    settings = fm_runs.quick_settings()
+    data, _, probe_on = fm_runs.pretraining_inputs(ds, "mae", settings)
+    assert [d.name for d in data] == ["mine", "mine-unlabelled"]
+    assert data[1].read_arrays("u0")[0].shape == (6, 16, 16)  # the six HLS bands, picked by name
+    assert [d.name for d in probe_on] == ["mine"]  # the probe never scores on unlabelled images
+    plain = _multiband_dataset(tmp_path / "plain", s2)
+    assert corpus.unlabelled_imagery(datasets.open("plain", plain)) is None
+
+
+def test_a_missing_unlabelled_folder_or_a_wrong_band_count_is_named(tmp_path):
+    root = _multiband_dataset(tmp_path / "mine", ["B02", "B03", "B04", "B08"], unlabelled="extra")
+    ds = datasets.open("mine", root)
+    with pytest.raises(DataError, match="extra: the card's 'unlabelled' folder is missing"):
+        ds.unlabelled_ids()
+    _write_tif(root / "extra" / "u0.tif", np.ones((3, 16, 16), np.uint16))
+    with pytest.raises(DataError, match="u0.tif"):
+        ds.read_unlabelled("u0")
+    _edit_card(root, unlabelled=7)
+    with pytest.raises(DataError, match="'unlabelled' must be a folder name"):
+        datasets.open("mine", root)

@@ -81,6 +81,43 @@ class Corpus:
         return f"Corpus({self.name!r}, {len(self._ids)} images, {self.n_times} date(s))"
 
 
+class UnlabelledImagery:
+    """A dataset's own unlabelled images (a generic card's ``unlabelled`` folder) as a pretraining source.
+
+    Offers what pretraining reads (``chip_ids("train")``, ``read_arrays``, ``name``, ``n_times``) and the dataset's
+    ``bands``, so :func:`helpers.data.datasets.with_bands` picks a model's bands from it as from the dataset.
+    """
+
+    def __init__(self, ds) -> None:
+        self._ds = ds
+        self.name = f"{ds.name}-unlabelled"
+        self.n_times = int(ds.n_times)
+        self.bands = list(ds.bands)
+        self.simulated = bool(getattr(ds, "simulated", False))
+        self._ids = ds.unlabelled_ids()
+
+    def chip_ids(self, split: str = "train") -> list[str]:
+        """Every unlabelled image for ``"train"``; none for another split."""
+        return list(self._ids) if split == "train" else []
+
+    def read_arrays(self, chip_id: str) -> tuple[np.ndarray, None]:
+        """One image as float32 reflectance; no labels."""
+        return self._ds.read_unlabelled(chip_id), None
+
+    def __repr__(self) -> str:
+        return f"UnlabelledImagery({self.name!r}, {len(self._ids)} images)"
+
+
+def unlabelled_imagery(ds) -> UnlabelledImagery | None:
+    """The unlabelled images a dataset's card names, or ``None`` (views are seen through to the dataset)."""
+    base = ds
+    while hasattr(base, "_ds") and not hasattr(type(base), "unlabelled_ids"):
+        base = base._ds
+    if not hasattr(base, "unlabelled_ids") or not base.unlabelled_ids():
+        return None
+    return UnlabelledImagery(base)
+
+
 def corpus_root(data_dir: str | os.PathLike, family: str, n: int, size: str, seed: int) -> Path:
     """Folder of one corpus: ``data_dir/corpus/<family>-n<n>-<size>-s<seed>`` (one folder per setting)."""
     return Path(data_dir) / "corpus" / f"{family}-n{int(n)}-{size}-s{int(seed)}"

@@ -19,13 +19,19 @@ study runs on another crop region, a cloud mask or a wetland map with no loader 
       "masks": "masks/{chip}.tif",
       "splits": "splits",               # folder with train.txt, test.txt and, optionally, val.txt
       "crs": "EPSG:32633",              # optional: every file must be in this CRS
-      "georeferenced": true             # false: files without CRS/transform are accepted, with a warning
+      "georeferenced": true,            # false: files without CRS/transform are accepted, with a warning
+      "unlabelled": "unlabelled"        # optional: a folder of unlabelled images (one multi-band file each)
     }
 
 Only ``name``, ``layout``, ``bands`` and ``classes`` are required; the rest default as shown (``images`` to
 ``images/{chip}.tif``, ``masks`` to ``masks/{chip}.tif``, ``task`` to ``"custom"``, ``simulated`` to false). Split
 lists hold one chip id per line; without ``val.txt`` validation is a seeded 10 % hold-out of ``train`` (as for the
 crop and burn-scar releases), never taken from ``test``.
+
+**Unlabelled imagery.** A foundation model's premise is that imagery is abundant where labels are not: the card may
+name a folder (``"unlabelled"``) of images without masks, one multi-band ``.tif`` per image holding every band of every
+date in card order, read with the card's scale, offset and no-data value. In-study pretraining reads them beside the
+training chips' imagery (:func:`helpers.runs.fm_runs.pretraining_inputs`); no run trains a head or scores on them.
 
 Opening checks the card and the files it names, and reads the first training chip, so a mistake surfaces at
 ``datasets.open`` with the file and what was expected: unknown band names, classes that do not match their mask
@@ -101,6 +107,7 @@ _KNOWN_KEYS = {
     "crs",
     "georeferenced",
     "val_fraction",
+    "unlabelled",
     "description",
     "source",
     "license",
@@ -186,6 +193,9 @@ def read_generic_card(root: str | os.PathLike) -> dict:
         raise _card_error(path, "'images' with {date} must also use {band} (one file per band and date)")
     if n_times > 1 and "{band}" in images and "{date}" not in images:
         raise _card_error(path, f"n_times is {n_times}: one file per band needs {{date}} in 'images'")
+    unlabelled = card.get("unlabelled")
+    if unlabelled is not None and (not isinstance(unlabelled, str) or not unlabelled):
+        raise _card_error(path, f"'unlabelled' must be a folder name; got {unlabelled!r}")
     crs = card.get("crs")
     if crs is not None:
         try:
@@ -210,6 +220,7 @@ def read_generic_card(root: str | os.PathLike) -> dict:
         "crs": crs,
         "georeferenced": bool(card.get("georeferenced", True)),
         "val_fraction": float(card.get("val_fraction", 0.1)),
+        "unlabelled": unlabelled,
     }
 
 
@@ -404,6 +415,34 @@ class GenericDataset(ChipDataset):
         data = np.where(valid[None], data, np.float32(0))
         self._check_reflectance(data, valid, paths[0])
         return self._to_dataarray(data, raw, chip_id, paths[0]), labels
+
+    def unlabelled_ids(self) -> list[str]:
+        """Ids of the card's unlabelled images (file stems in its ``unlabelled`` folder); none without one.
+
+        Raises:
+            DataError: The card names a folder that is missing or holds no ``.tif``.
+        """
+        if self.card["unlabelled"] is None:
+            return []
+        folder = self.root / self.card["unlabelled"]
+        ids = sorted(p.stem for p in folder.glob("*.tif")) if folder.is_dir() else []
+        if not ids:
+            raise DataError(
+                f"{folder}: the card's 'unlabelled' folder is missing or holds no .tif (one multi-band image each)"
+            )
+        return ids
+
+    def read_unlabelled(self, image_id: str) -> np.ndarray:
+        """One unlabelled image as float32 reflectance ``(bands * n_times, H, W)``, no data 0, checked like a chip."""
+        path = self.root / self.card["unlabelled"] / f"{image_id}.tif"
+        n_bands = len(self.bands) * self.n_times
+        with self._reading():
+            raw = read_raster(path, bands=n_bands)
+            self._check_georef(raw, path)
+        data, valid = self._decode_image(raw, path)
+        data = np.where(valid[None], data, np.float32(0))
+        self._check_reflectance(data, valid, path)
+        return np.ascontiguousarray(data, dtype=np.float32)
 
     def _image_nodata(self, raw: xr.DataArray) -> float | None:
         return self.card["image_nodata"] if self.card["image_nodata"] is not None else raw.rio.nodata

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from helpers import results
-from helpers.data import labels, simulate
+from helpers.data import corpus, labels, simulate
 from helpers.data.datasets import MissingBands, channel_stats, prepare, varies_by_replicate, with_bands
 from helpers.models import cnn
 from helpers.models import prithvi as P
@@ -122,16 +122,13 @@ class CorpusSpec:
 
     def open(self) -> tuple[list, list]:
         """The pool (corpora and real training imagery) and the probe datasets, written first where missing."""
-        from helpers.data import corpus
-
         pool = [
             corpus.prepare_corpus(self.data_dir, f, self.per_family, self.size, self.seed)
             for f in self.families
         ]
-        pool += [
-            with_bands(labels.unlabelled(prepare(n, self.data_dir, size=self.size, seed=self.seed)))
-            for n in self.real
-        ]
+        real = [prepare(n, self.data_dir, size=self.size, seed=self.seed) for n in self.real]
+        pool += [with_bands(labels.unlabelled(d)) for d in real]
+        pool += [with_bands(u) for u in map(corpus.unlabelled_imagery, real) if u is not None]
         probe = [
             with_bands(prepare(n, self.data_dir, size=self.size, seed=self.seed, replicate=PROBE_REPLICATE))
             for n in self.probe
@@ -377,8 +374,11 @@ def pretraining_inputs(
         )
         return data, cfg, probe_on
     cfg = dataclasses.replace(settings.pretrain, pretext=pretext, single_date=pretrain_on is not None)
-    data = [with_bands(labels.unlabelled(d)) for d in (pretrain_on if pretrain_on is not None else [ds])]
-    probe_on = data if cfg.probe_every is not None else None
+    sources = pretrain_on if pretrain_on is not None else [ds]
+    data = [with_bands(labels.unlabelled(d)) for d in sources]
+    probe_on = list(data) if cfg.probe_every is not None else None
+    # a dataset of your own may bring unlabelled images of its own (its card's 'unlabelled' folder)
+    data += [with_bands(u) for u in map(corpus.unlabelled_imagery, sources) if u is not None]
     return data, cfg, probe_on
 
 
