@@ -584,11 +584,8 @@ def run_prithvi_small(
             ds, v.pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
         )
         weights = f"in-study {v.pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
-        probed = (
-            f", best probe {pre.probe['mean'].max():.3f} at step {int(pre.probe.loc[pre.probe['mean'].idxmax(), 'step'])}"
-            if len(pre.probe)
-            else ""
-        )
+        best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
+        probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""
         shared = (
             "shared by every dataset, draw and seed" if settings.corpus is not None else "shared by all seeds"
         )

@@ -87,10 +87,11 @@ class PretrainConfig:
         min_rel_improvement: Relative fall of the epoch-mean loss that counts as progress.
         probe_every: Probe-plateau mode (``None``: the epoch loss rule above). Every ``probe_every`` optimiser
             steps the frozen encoder is scored by a ridge linear probe on the validation split of each probe task
-            (:mod:`helpers.runs.probe`); the run stops when the mean probe score, smoothed over
-            ``probe_smooth`` probes, has not risen by ``probe_min_delta`` for ``probe_patience`` probes, or at ``max_steps``, and keeps the encoder of the
-            best probe. The learning rate warms up over ``warmup_steps`` and then stays constant, so where the run
-            stops does not depend on the cap (``epochs`` and ``warmup_epochs`` are unused in this mode).
+            (:mod:`helpers.runs.probe`); the run stops when the mean probe score, smoothed over ``probe_smooth``
+            probes, has not risen by ``probe_min_delta`` for ``probe_patience`` probes, or at ``max_steps``, and
+            keeps the encoder of the best probe. The learning rate warms up over ``warmup_steps`` and then stays
+            constant, so where the run stops does not depend on the cap (``epochs`` and ``warmup_epochs`` are unused
+            in this mode).
         probe_patience: Probes without progress before the run stops.
         probe_min_delta: Rise of the mean probe ``miou_macro`` (a fraction) that counts as progress.
         max_steps: Cap of the probe-plateau mode, set well past the measured plateau (a run that reaches it says
@@ -188,8 +189,7 @@ def fingerprint(datasets: Sequence) -> list[dict]:
 def run_key(cfg: PretrainConfig, data: list[dict], seed: int, probe_data: list[dict] | None = None) -> str:
     """16-hex-digit hash of (config, data fingerprint, seed, probe tasks): the cache folder's name.
 
-    The probe tasks enter only in the probe-plateau mode (they decide where the run stops); the epoch mode's keys
-    are what they always were.
+    The probe tasks enter only in the probe-plateau mode (they decide where the run stops).
     """
     body = {"config": cfg.to_dict(), "data": data, "seed": int(seed)}
     if probe_data is not None:
@@ -479,7 +479,7 @@ def _optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
 
 
 def _train_epoch(model, opt, crops, state: dict, cfg, epoch: int, lr_at, device, t0: float):
-    """One pass over these crops, one optimiser step per batch (rate ``cfg.lr * lr_at(step)``); losses to the history."""
+    """One pass over these crops, one optimiser step per batch at ``cfg.lr * lr_at(step)``; losses to the history."""
     losses = []
     for i in range(len(crops) // cfg.batch_size):
         x = torch.from_numpy(crops[i * cfg.batch_size : (i + 1) * cfg.batch_size]).to(device)

@@ -2,11 +2,11 @@
 
 Pretraining has no labels of its own, so its loss says how well the pretext is solved, not whether the encoder has
 learned anything the tasks need. The probe asks the second question directly and cheaply: the frozen encoder embeds
-a few training chips and the validation chips of each task; every pixel takes its token map's bilinearly upsampled
+a few training chips and the held-out chips of each task; every pixel takes its token map's bilinearly upsampled
 feature (multi-date tasks: the encoder's own multi-frame tokens, as fine-tuning sees them); a ridge classifier on
-one-hot targets is solved in closed form on a fixed class-balanced sample of labelled training pixels; the score is the validation
-``miou_macro`` of each task (a single confusion matrix over the split, :mod:`helpers.metrics`). Nothing is trained
-by gradient, so a probe is deterministic and costs seconds.
+one-hot targets is solved in closed form on a fixed class-balanced sample of labelled training pixels; the score is
+the held-out ``miou_macro`` of each task (a single confusion matrix over the chips, :mod:`helpers.metrics`). Nothing
+is trained by gradient, so a probe is deterministic and costs seconds.
 
 Chips, pixel samples and the ridge strength are fixed when the tasks are built (:func:`probe_tasks`), so the scores
 of two checkpoints differ only through their encoders.
