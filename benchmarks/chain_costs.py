@@ -8,6 +8,8 @@ its ``runtime_s``). Worker-seconds, not wall time: the chain runs notebooks 03 a
 once, so their wall time is about half their sum. Run after a chain::
 
     python benchmarks/chain_costs.py [results/results.csv] [results/convergence.csv]
+
+The in-study pretraining runs and their continuation checks come from ``pretraining.csv`` beside the table.
 """
 
 import sys
@@ -21,8 +23,12 @@ from helpers import results  # noqa: E402
 from helpers.runs import convergence  # noqa: E402
 
 
-def costs(table: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
-    """Runs and worker-seconds per (family, label budget), plus one row for the continuation checks."""
+def costs(table: pd.DataFrame, conv: pd.DataFrame, pre: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Runs and worker-seconds per (family, label budget), plus rows for the continuation checks.
+
+    ``pre``: the in-study pretraining table (``results/pretraining.csv``): its runs and their continuation checks
+    get a row each (their ``train_s`` and ``continuation_s``, probes included).
+    """
     runs = table[table["status"] == "ok"].drop_duplicates(results.RUN_COLUMNS)
     out = (
         runs.groupby(["family", "label_budget"])
@@ -48,6 +54,22 @@ def costs(table: pd.DataFrame, conv: pd.DataFrame) -> pd.DataFrame:
             ]
         )
         out = pd.concat([out, extra], ignore_index=True)
+    if pre is not None and len(pre):
+        extra = [
+            {
+                "family": "in-study pretraining",
+                "label_budget": "-",
+                "runs": len(pre),
+                "worker_s": pre["train_s"].sum(),
+            },
+            {
+                "family": "pretraining continuation checks",
+                "label_budget": "-",
+                "runs": int(pre["continuation_s"].notna().sum()),
+                "worker_s": float(pre["continuation_s"].fillna(0).sum()),
+            },
+        ]
+        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True)
     out["share_%"] = 100 * out["worker_s"] / out["worker_s"].sum()
     out["worker_min"] = out["worker_s"] / 60
     return out
@@ -58,7 +80,9 @@ def main(argv: list[str]) -> int:
     conv_path = Path(argv[1]) if len(argv) > 1 else table_path.with_name("convergence.csv")
     table = results.read(table_path)
     conv = convergence.read(conv_path) if conv_path.exists() else pd.DataFrame()
-    c = costs(table, conv)
+    pre_path = table_path.with_name("pretraining.csv")
+    pre = pd.read_csv(pre_path) if pre_path.exists() else None
+    c = costs(table, conv, pre)
     print(c[["family", "label_budget", "runs", "worker_min", "share_%"]].round(1).to_string(index=False))
     print(f"total {c['worker_s'].sum() / 60:.1f} worker-minutes")
     return 0

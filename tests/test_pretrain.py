@@ -275,6 +275,7 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert PT.continuation([crop, burn], c, factor=2.0, **kw) == check  # cached
     table = PT.record(res, tmp_path / "pretraining.csv", check)
     assert list(table.columns) == list(PT.RECORD_COLUMNS) and len(table) == 1
+    assert table.loc[0, "continuation_s"] == round(check["cpu_s"], 1)
     assert table.loc[0, "stopped_by"] == "probe plateau" and table.loc[0, "continued_to"] == 12
     curve = pd.read_csv(tmp_path / "pretraining_probe.csv")
     assert set(curve["task"]) == {crop.name, burn.name, "mean"} and sorted(set(curve["step"])) == [0, 3, 6]

@@ -860,7 +860,7 @@ def continuation(
 #: Columns of the pretraining table (:func:`record`): one row per in-study pretraining run.
 RECORD_COLUMNS = (
     "key", "pretext", "pretrained_on", "chips", "steps", "train_s", "stopped_by", "best_step", "best_probe",
-    "best_smoothed", "continued_to", "best_smoothed_continued", "moved",
+    "best_smoothed", "continued_to", "best_smoothed_continued", "moved", "continuation_s",
 )  # fmt: skip
 
 
@@ -887,6 +887,7 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         "best_probe": float(pr["mean"].max()) if len(pr) else None,
         "best_smoothed": float(pr["smoothed"].max()) if len(pr) else None,
         **{k: (check or {}).get(k) for k in ("continued_to", "best_smoothed_continued", "moved")},
+        "continuation_s": round(float(check["cpu_s"]), 1) if check else None,
     }
     curve = pd.DataFrame()
     if len(pr):
