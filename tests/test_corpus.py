@@ -83,3 +83,24 @@ def test_bad_corpus_input_is_named(tmp_path):
     (root / "images" / "u00001.tif").unlink()
     with pytest.raises(ValueError, match="lists 2 images but images/ holds 1"):
         corpus.Corpus(root)
+
+
+def test_pretraining_reads_a_corpus_into_one_block_with_the_same_values(corpora):
+    from helpers.runs import pretrain as PT
+
+    c = corpora["sim-crop"]
+
+    class Plain:  # the same images without a declared shape: one array each
+        name, n_times = c.name, c.n_times
+
+        def chip_ids(self, split="train"):
+            return c.chip_ids(split)
+
+        def read_arrays(self, cid):
+            return c.read_arrays(cid)
+
+    blocked = PT.load_images([c], single_date=True)
+    plain = PT.load_images([Plain()], single_date=True)
+    assert len(blocked) == len(plain) == 3 * 4
+    assert all(np.array_equal(a, b) and a.dtype == np.int16 for a, b in zip(blocked, plain, strict=True))
+    assert blocked[0].base is not None and all(b.base is blocked[0].base for b in blocked)  # one allocation

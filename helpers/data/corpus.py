@@ -49,11 +49,13 @@ class Corpus:
                 "(helpers.data.simulate.generate_unlabelled)"
             )
         card = json.loads(card_path.read_text())
-        missing = {"name", "family", "n_times", "n_images"} - set(card)
+        missing = {"name", "family", "n_times", "n_images", "chip"} - set(card)
         if missing:
             raise ValueError(f"{card_path}: corpus card lacks {sorted(missing)}")
         self.name, self.family = str(card["name"]), str(card["family"])
         self.n_times = int(card["n_times"])
+        #: Every image's shape ``(6 * n_times, chip, chip)``: pretraining reads the corpus into one block.
+        self.image_shape = (6 * self.n_times, int(card["chip"]), int(card["chip"]))
         self._ids = sorted(p.stem for p in (self.root / "images").glob("u*.tif"))
         if len(self._ids) != int(card["n_images"]):
             raise ValueError(

