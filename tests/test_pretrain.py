@@ -278,7 +278,8 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert table.loc[0, "continuation_s"] == round(check["cpu_s"], 1)
     assert table.loc[0, "stopped_by"] == "probe plateau" and table.loc[0, "continued_to"] == 12
     curve = pd.read_csv(tmp_path / "pretraining_probe.csv")
-    assert set(curve["task"]) == {crop.name, burn.name, "mean"} and sorted(set(curve["step"])) == [0, 3, 6]
+    assert set(curve["task"]) == {crop.name, burn.name, "mean"}
+    assert sorted(set(curve["step"])) == [0, 3, 6, 9, 12]  # the continuation's probes follow the stop
     again = PT.record(res, tmp_path / "pretraining.csv", check)  # same key: replaced, not added
     assert len(again) == 1 and len(pd.read_csv(tmp_path / "pretraining_probe.csv")) == len(curve)
     with pytest.raises(ValueError, match="probe-plateau"):

@@ -884,7 +884,7 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
 
     The table (``path``, e.g. ``results/pretraining.csv``) says what each in-study pretraining cost and where it
     stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``pretext``, ``step``, ``task``,
-    ``probe``), the curves notebook 04 draws. Both are small and committed with the results, so figures and the
+    ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and committed with the results, so figures and the
     convergence evidence survive a fresh clone without the cache. A row is replaced only by a row of the same key.
     """
     path = Path(path)
@@ -905,6 +905,10 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         "continuation_s": round(float(check["cpu_s"]), 1) if check else None,
     }
     curve = pd.DataFrame()
+    cont_path = result.out_dir / "continuation" / "probe.csv"
+    if len(pr) and check and cont_path.exists():  # the continuation's probes after the stop: the figure's dashes
+        cont = pd.read_csv(cont_path)
+        pr = pd.concat([pr, cont[cont["step"] > pr["step"].max()]], ignore_index=True)
     if len(pr):
         tasks = [c for c in pr.columns if c.startswith("probe ")]
         curve = pr.melt(id_vars=["step"], value_vars=[*tasks, "mean"], var_name="task", value_name="probe")
