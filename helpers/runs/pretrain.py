@@ -950,7 +950,7 @@ def _probe_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def read_loss_curves(cache_dir: str | os.PathLike) -> pd.DataFrame:
-    """Every cached pretraining run's loss per step, with its ``pretext`` and ``pretrained on`` (the pool).
+    """Every cached pretraining run's loss per step, with its ``pretext``, ``pretrained on`` (the pool) and ``key``.
 
     Empty when the cache holds none (a fresh clone: the cache is not committed).
     """
@@ -960,5 +960,6 @@ def read_loss_curves(cache_dir: str | os.PathLike) -> pd.DataFrame:
         frame = pd.read_csv(loss_csv)
         frame["pretext"] = meta["config"]["pretext"]
         frame["pretrained on"] = "+".join(meta["datasets"])
+        frame["key"] = meta.get("key", loss_csv.parent.name.split("-")[-1])
         curves.append(frame)
     return pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
