@@ -906,7 +906,8 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
     }
     curve = pd.DataFrame()
     cont_path = result.out_dir / "continuation" / "probe.csv"
-    if len(pr) and check and cont_path.exists():  # the continuation's probes after the stop: the figure's dashes
+    # the continuation's probes after the stop: the figure's dashed stretch
+    if len(pr) and check and cont_path.exists():
         cont = pd.read_csv(cont_path)
         pr = pd.concat([pr, cont[cont["step"] > pr["step"].max()]], ignore_index=True)
     if len(pr):
