@@ -456,3 +456,12 @@ def test_pretext_gain_figure_pairs_each_pretext_with_its_random_init_by_replicat
     assert all(v > 0 for v in spectral.get_ydata())  # the synthetic spectral row is 2 accuracy points better
     plt.close(fig)
     assert figures.pretext_gain_figure(df[~df["dataset"].str.startswith("sim-texture")]) is None
+
+
+def test_cost_caption_states_the_shared_pretraining_time():
+    pre = pd.DataFrame(
+        {"pretext": ["spectral", "mae"], "train_s": [600.0, 300.0], "continuation_s": [120.0, None]}
+    )
+    note = figures._pretraining_cost_note(pre)
+    assert "spectral 10.0 min, mae 5.0 min" in note and "continuation checks 2.0 min" in note
+    assert figures._pretraining_cost_note(None) == "" and figures._pretraining_cost_note(pre.iloc[:0]) == ""

@@ -1024,6 +1024,18 @@ def verdict_effects_figure(findings: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
+def _pretraining_cost_note(pre: pd.DataFrame | None) -> str:
+    """The caption sentence on the in-study pretraining's cost (shared by every in-study row, so in no run time)."""
+    if pre is None or pre.empty:
+        return ""
+    runs = ", ".join(f"{r.pretext} {r.train_s / 60:.1f} min" for r in pre.itertuples())
+    checks = pre["continuation_s"].fillna(0).sum() / 60
+    return (
+        f" In-study rows' run time leaves out their pretraining, done once and shared by every dataset ({runs} of "
+        f"CPU; continuation checks {checks:.1f} min more; results/pretraining.csv)."
+    )
+
+
 def draw_all(
     df: pd.DataFrame,
     out_dir: str | os.PathLike,
@@ -1032,6 +1044,7 @@ def draw_all(
     bayes_limits: Mapping[float, float] | None = None,
     n_boot: int = compare.DEFAULT_N_BOOT,
     seed: int = 0,
+    pretraining: pd.DataFrame | None = None,
 ) -> dict[str, FigureResult]:
     """Draw and save every figure of notebook 05 under ``out_dir`` (PDF + PNG), in a fixed order.
 
@@ -1043,6 +1056,8 @@ def draw_all(
         bayes_limits: Knob -> Bayes-optimal per-pixel accuracy for the texture figure (optional).
         n_boot: Bootstrap resamples.
         seed: Bootstrap seed.
+        pretraining: The in-study pretraining table (``results/pretraining.csv``): the cost figure's caption states
+            the shared pretraining's CPU time, which no row's ``runtime_s`` holds.
 
     Returns:
         Figure key -> :class:`FigureResult` (``paths`` empty when the table had nothing to draw for it; a file of
@@ -1084,7 +1099,8 @@ def draw_all(
         ),
         "cost": (
             lambda: cost_figure(df, datasets=names, n_boot=n_boot, seed=seed),
-            "Test mIoU against run time and parameter count; classical models have no parameter count.",
+            "Test mIoU against run time and parameter count; classical models have no parameter count."
+            + _pretraining_cost_note(pretraining),
             names,
         ),
         "per_class_iou": (
