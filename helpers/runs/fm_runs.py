@@ -392,8 +392,15 @@ def pretrain_for(
     progress: bool = True,
 ) -> PT.PretrainResult:
     """The (cached) pretraining a variant starts from (:func:`pretraining_inputs` says on what)."""
-    data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
-    return PT.pretrain(
+    inputs = pretraining_inputs(ds, pretext, settings, pretrain_on)
+    return _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
+
+
+def _pretrain(inputs: tuple, settings: FMSettings, *, cache_dir, progress: bool, check: bool = False):
+    """:func:`helpers.runs.pretrain.pretrain` (or, ``check``, its continuation) on :func:`pretraining_inputs`."""
+    data, cfg, probe_on = inputs
+    run = PT.continuation if check else PT.pretrain
+    return run(
         data,
         cfg,
         probe_on=probe_on,
@@ -431,7 +438,7 @@ def ensure_pretraining(
     except MissingBands:
         return ""
     if pretraining_path is not None:
-        PT.record(result, pretraining_path, _check_summary(result))
+        PT.record(result, pretraining_path, PT.continuation_summary(result))  # a re-record keeps its check
     return result.key
 
 
@@ -453,19 +460,13 @@ def check_pretraining(
     """
     pretext = _pretext_of(variant)
     try:
-        data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
+        inputs = pretraining_inputs(ds, pretext, settings, pretrain_on)
     except MissingBands:
         return {}
-    if cfg.probe_every is None:
+    if inputs[1].probe_every is None:
         return {}
-    kw = dict(
-        seed=settings.pretrain_seed,
-        cache_dir=cache_dir,
-        device=pick_device(),
-        num_threads=settings.num_threads,
-    )
-    result = PT.pretrain(data, cfg, probe_on=probe_on, progress=progress, **kw)
-    summary = PT.continuation(data, cfg, probe_on=probe_on, progress=progress, **kw)
+    result = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
+    summary = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress, check=True)
     if pretraining_path is not None:
         PT.record(result, pretraining_path, summary)
     return summary
@@ -478,17 +479,6 @@ def _pretext_of(variant: str) -> str:
             f"{variant!r} has no pretraining; choose one of {[v for v, x in VARIANTS.items() if x.pretext]}"
         )
     return pretext
-
-
-def _check_summary(result: PT.PretrainResult) -> dict | None:
-    """The continuation summary of a pretraining run, when its check has run (so a re-record keeps it)."""
-    path = result.out_dir / "continuation.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _pretraining_key(ds, pretext: str, settings: FMSettings, pretrain_on: Sequence | None) -> str:
-    data, cfg, probe_on = pretraining_inputs(ds, pretext, settings, pretrain_on)
-    return PT.key_for(data, cfg, settings.pretrain_seed, probe_on)
 
 
 def _pool_label(pre: PT.PretrainResult) -> str:
@@ -560,13 +550,17 @@ def run_prithvi_small(
     ft = settings.fit_kwargs(ds)
     if v.probe:
         ft["lr"] = settings.probe_lr
+    # what the encoder starts from, opened once: its cache key goes into the run key, then it is pretrained or read
+    inputs = pretraining_inputs(ds, v.pretext, settings, pretrain_on) if v.pretext else None
     key_settings = {
         "variant": variant,
         "model": settings.pretrain.model,
         "neck_dim": settings.neck_dim,
         "head_channels": settings.head_channels,
         # what the encoder starts from: the pretraining's cache key (its settings, imagery, probe tasks and seed)
-        "pretraining": _pretraining_key(ds, v.pretext, settings, pretrain_on) if v.pretext else None,
+        "pretraining": PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
+        if inputs
+        else None,
     }
     key = train.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
@@ -580,9 +574,7 @@ def run_prithvi_small(
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
     pre, weights, pre_note = None, "random-init", ""
     if v.pretext:
-        pre = pretrain_for(
-            ds, v.pretext, settings, cache_dir=cache_dir, pretrain_on=pretrain_on, progress=progress
-        )
+        pre = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
         weights = f"in-study {v.pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
         best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
         probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""

@@ -797,6 +797,16 @@ def _run_probed(model, opt, images, tasks, cfg, key, seed, last, out_dir, device
     return state
 
 
+#: The continuation check's summary file, in the run's cache folder (:func:`continuation`).
+CONTINUATION = "continuation.json"
+
+
+def continuation_summary(result: PretrainResult) -> dict | None:
+    """A finished run's continuation summary (:func:`continuation`), or ``None`` before its check has run."""
+    path = result.out_dir / CONTINUATION
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def continuation(
     datasets,
     cfg: PretrainConfig,
@@ -826,7 +836,7 @@ def continuation(
         raise ValueError("the continuation check needs the probe-plateau mode (probe_every)")
     key = key_for(datasets, cfg, seed, probe_on)
     out_dir = Path(cache_dir) / "pretrain" / f"{cfg.pretext}-{key}"
-    summary_path = out_dir / "continuation.json"
+    summary_path = out_dir / CONTINUATION
     if summary_path.exists():
         return json.loads(summary_path.read_text())
     if not (out_dir / "encoder.pt").exists():
