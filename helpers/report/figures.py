@@ -1366,9 +1366,7 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     """
     if curve.empty:
         return None
-    tasks = [t for t in compare.ordered_datasets(curve.loc[curve["task"] != "mean", "task"].unique())] + [
-        "mean"
-    ]
+    tasks = [*compare.ordered_datasets(curve.loc[curve["task"] != "mean", "task"].unique()), "mean"]
     ncol = min(4, len(tasks))
     nrow = -(-len(tasks) // ncol)
     fig, axes = plt.subplots(
@@ -1376,19 +1374,19 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     )
     keys = list(dict.fromkeys(curve["key"]))
     colours = dict(zip(keys, sns.color_palette("colorblind", len(keys)), strict=True))
-    best = {} if table is None or table.empty else table.set_index("key")
+    best = table.set_index("key") if table is not None and len(table) else pd.DataFrame()
     for ax, task in zip(axes.flat, tasks, strict=False):
         for key in keys:
             d = curve[(curve["key"] == key) & (curve["task"] == task)].sort_values("step")
             if d.empty:
                 continue
             pretext = d["pretext"].iloc[0]
-            stop = int(best.loc[key, "steps"]) if key in getattr(best, "index", []) else int(d["step"].max())
+            stop = int(best.loc[key, "steps"]) if key in best.index else int(d["step"].max())
             run, cont = d[d["step"] <= stop], d[d["step"] >= stop]
             ax.plot(run["step"], 100 * run["probe"], "-", color=colours[key], lw=1.0, label=pretext)
             if len(cont) > 1:
                 ax.plot(cont["step"], 100 * cont["probe"], "--", color=colours[key], lw=0.8)
-            if key in getattr(best, "index", []):
+            if key in best.index:
                 b = d[d["step"] == int(best.loc[key, "best_step"])]
                 ax.plot(b["step"], 100 * b["probe"], "o", color=colours[key], ms=3)
         name = (
