@@ -284,3 +284,16 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert len(again) == 1 and len(pd.read_csv(tmp_path / "pretraining_probe.csv")) == len(curve)
     with pytest.raises(ValueError, match="probe-plateau"):
         PT.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    from helpers.runs.runtime import torch_threads
+
+    before = torch.get_num_threads()
+    for _ in range(2):  # a fresh context each time (a cached one cannot be entered twice)
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == before
+    with pytest.raises(KeyboardInterrupt), torch_threads(2):
+        raise KeyboardInterrupt
+    assert torch.get_num_threads() == before

@@ -53,7 +53,7 @@ from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, PrithviConfig, PrithviMAE
 from helpers.runs import probe
 from helpers.runs.runner import seed_everything
-from helpers.runs.runtime import machine_threads
+from helpers.runs.runtime import torch_threads
 from helpers.runs.train import lr_factor, param_groups
 
 PRETEXTS = ("mae", "spectral")
@@ -604,9 +604,7 @@ def pretrain(
         atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        prev_threads = torch.get_num_threads()
-        torch.set_num_threads(num_threads or machine_threads())
-        try:
+        with torch_threads(num_threads):
             seed_everything(seed)
             model = Pretrainer(mcfg, cfg.pretext).to(device)
             opt = _optimizer(model, cfg)
@@ -642,8 +640,6 @@ def pretrain(
                 state["stopped_by"],
                 _probe_frame(state.get("probe", [])),
             )
-        finally:
-            torch.set_num_threads(prev_threads)
 
 
 def _new_state(key: str) -> dict:
@@ -851,9 +847,7 @@ def continuation(
         if not last.exists():
             _save({**done, "finished": False, "stopped_by": ""}, last)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        prev_threads = torch.get_num_threads()
-        torch.set_num_threads(num_threads or machine_threads())
-        try:
+        with torch_threads(num_threads):
             model = Pretrainer(cfg.model_config(_frames_of(datasets, cfg)), cfg.pretext).to(device)
             opt = _optimizer(model, cfg)
             images = load_images(datasets, cfg.single_date)
@@ -862,8 +856,6 @@ def continuation(
             state = _run_probed(
                 model, opt, images, tasks, longer, key, seed, last, cont_dir, device, desc, progress
             )
-        finally:
-            torch.set_num_threads(prev_threads)
         for path in (cont_dir / CHECKPOINTS).glob("step-*.pt"):
             path.unlink()
     before = [r for r in state["probe"] if r["step"] <= done["step"]]

@@ -7,10 +7,12 @@ kernel's high-water mark is reset before a run (Linux ``/proc/self/clear_refs``)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
 import resource
+from collections.abc import Iterator
 
 
 def machine_threads() -> int:
@@ -26,6 +28,19 @@ def machine_threads() -> int:
         cores = max(1, os.cpu_count() or 1)
     omp = os.environ.get("OMP_NUM_THREADS", "")
     return min(cores, int(omp)) if omp.isdigit() and int(omp) > 0 else cores
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None = None) -> Iterator[None]:
+    """Run the block with ``num_threads`` torch CPU threads (default :func:`machine_threads`), then restore them."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(num_threads or machine_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 @functools.cache
