@@ -411,6 +411,40 @@ def test_raised_caps_continue_a_finished_run_to_what_a_fresh_run_gives(tmp_path,
     assert again.stopped_by == "plateau" and again.steps == 18 and not calls
 
 
+def test_cycle_patience_waits_out_a_flat_cycle_and_continues_a_run_stopped_before(tmp_path, monkeypatch):
+    # cycle 1 is flat (+0.2 points), cycle 2 leaves the plateau (+10), cycles 3 and 4 are flat: one flat cycle ends
+    # the run at patience 1 (the late rise never seen), two flat cycles in a row end it at patience 2
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 1e-3, "warmup_steps": 0, "max_steps": 100, "patience": 1, "lr_drops": 1}
+    kw.update(cycles=10, cycle_gain=0.01)
+    script = [v for v in (0.30, 0.302, 0.40, 0.401, 0.402) for _ in range(3)]
+    _scripted(monkeypatch, script)
+    one = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "run", **kw)
+    assert one.stopped_by == "plateau" and one.steps == 12 and "cycle_patience" not in one.config
+    _scripted(monkeypatch, script)
+    two = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "fresh", **kw, cycle_patience=2)
+    assert two.stopped_by == "plateau" and two.steps == 30 and two.config["cycle_patience"] == 2
+    assert list(two.history["cycle"]) == [c for c in range(5) for _ in range(3)]
+    assert two.best_score == pytest.approx(0.402) and two.best_step == 26
+    # the patience-1 run, given patience 2 in its folder, goes on from where it stopped to the fresh run's end
+    _scripted(monkeypatch, script[6:])
+    went_on = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "run", **kw, cycle_patience=2)
+    cols = ["step", "val_miou_macro", "lr", "cycle"]
+    pd.testing.assert_frame_equal(went_on.history[cols], two.history[cols], check_exact=True)
+    assert went_on.stopped_by == "plateau" and went_on.config == two.config
+    assert (
+        train.load_checkpoint(tmp_path / "run" / train.CYCLE_BEST)["step"] == 20
+    )  # what cycle 4 had to beat
+    # with cycles used up inside a flat streak, the plateau is not shown
+    _scripted(monkeypatch, script)
+    short = train.fit(
+        PerPixel(), ds, seed=0, out_dir=tmp_path / "short", **{**kw, "cycles": 2}, cycle_patience=2
+    )
+    assert short.stopped_by == "cycles" and short.steps == 12
+    with pytest.raises(ValueError, match="cycle_patience must be a positive"):
+        train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "bad", **kw, cycle_patience=0)
+
+
 def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path):
     ds = FakeDataset()
     kw = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", seed=0)
@@ -426,6 +460,11 @@ def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path)
     assert (
         rows["runtime_s"].item() >= second.train.train_s
     )  # the run's time includes the first call's training
+    patient = {**FIT, "max_steps": 12, "cycles": 3, "cycle_patience": 2}  # cycle_patience only caps a run too
+    assert train.trajectory_key(ds, "unet", 0, **patient) == train.trajectory_key(ds, "unet", 0, **FIT)
+    assert train.key_for(ds, "unet", 0, **patient) != train.key_for(
+        ds, "unet", 0, **{**patient, "cycle_patience": 1}
+    )
     other = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12, "lr": 1e-3})
     assert other.train.steps == 12 and other.run_key != second.run_key  # another trajectory: trained afresh
 

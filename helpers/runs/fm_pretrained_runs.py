@@ -544,9 +544,16 @@ FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_ski
 #: deep row (:data:`helpers.runs.train.PLATEAU`: cycles of validation-driven rate drops until a cycle gains less than
 #: a point, within the same cap), so the published weights and their random init train by the same rule as the
 #: CNNs and the in-study transformers. AdamW at 1e-3 with weight decay 1e-4 and a 25-step warm-up for both inits
-#: (the rate of the first fine-tuning row; not tuned toward either init).
+#: (the rate of the first fine-tuning row; not tuned toward either init). One change to that rule, for both inits:
+#: the run ends after two flat cycles in a row (``cycle_patience`` 2), not the first. Why: on the sweep at knob 1
+#: (2026-12-03, three replicates), two random-init runs stopped after a cycle gained under a point (test mIoU 51.1
+#: and 46.0; the third left its plateau in its third cycle, 82.4), and continuing them from a restarted rate to
+#: twice their steps raised their validation by 5.7 and 17.0 points: a random-init transformer can sit on a low
+#: plateau for a whole cycle and then leave it, so one flat cycle is no evidence of a plateau for it. Runs stopped
+#: under the one-flat-cycle rule continue from where they stopped (:data:`helpers.runs.train.CAPS`).
 FINETUNE_DEFAULTS: dict = {
     **_train.PLATEAU,
+    "cycle_patience": 2,
     "batch_size": 8,
     "lr": 1e-3,
     "weight_decay": 1e-4,

@@ -785,7 +785,7 @@ def _decide_stop(state: dict, step: int, rule: Mapping) -> bool:
     if plateau:
         restart, stopped_by = _cycle_decision(state, rule)
     if restart and step < rule["max_steps"]:
-        _restart_cycle(state, step)
+        _restart_cycle(state, step, rule)
         return True
     if plateau or step >= rule["max_steps"]:
         state["finished"] = True
@@ -794,21 +794,38 @@ def _decide_stop(state: dict, step: int, rule: Mapping) -> bool:
     return False
 
 
-def _cycle_decision(state: Mapping, rule: Mapping) -> tuple[bool, str]:
-    """At the end of a cycle: whether another is due, and how the run stops if none is (:func:`_decide_stop`)."""
-    if rule.get("cycles", 1) <= 1:
-        return False, "plateau"
+def _flat_cycles(state: Mapping, rule: Mapping) -> int:
+    """At the end of a cycle: how many cycles in a row, this one included, gained less than ``cycle_gain``.
+
+    The first cycle never counts (it always gets a second).
+    """
     cycle = int(state.get("cycle", 0))
     start = state.get("cycle_start") or {"best_score": -math.inf}
     gain = state["best_score"] - start["best_score"]
-    gaining = cycle == 0 or gain >= rule["cycle_gain"]  # the first cycle always gets a second
-    if gaining and cycle + 1 < rule["cycles"]:
+    if cycle == 0 or gain >= rule["cycle_gain"]:
+        return 0
+    return int(state.get("flat_cycles", 0)) + 1  # runs saved before cycle_patience existed hold no count: 0
+
+
+def _cycle_decision(state: Mapping, rule: Mapping) -> tuple[bool, str]:
+    """At the end of a cycle: whether another is due, and how the run stops if none is (:func:`_decide_stop`).
+
+    Another cycle is due while fewer than ``cycle_patience`` cycles in a row have gained less than ``cycle_gain``
+    (and cycles remain). The run stops on its ``"plateau"`` once that many have; with cycles used up before, it
+    stops on ``"cycles"`` (not shown to be a plateau).
+    """
+    if rule.get("cycles", 1) <= 1:
+        return False, "plateau"
+    flat = _flat_cycles(state, rule)
+    shown = flat >= int(rule.get("cycle_patience", 1))
+    if not shown and int(state.get("cycle", 0)) + 1 < rule["cycles"]:
         return True, ""
-    return False, "cycles" if cycle > 0 and gain >= rule["cycle_gain"] else "plateau"
+    return False, "plateau" if shown else "cycles"
 
 
-def _restart_cycle(state: dict, step: int) -> None:
+def _restart_cycle(state: dict, step: int, rule: Mapping) -> None:
     """Start the next cycle at ``step``: the base rate, no drop taken, a fresh patience window."""
+    state["flat_cycles"] = _flat_cycles(state, rule)
     state["cycle"] = int(state.get("cycle", 0)) + 1
     state["cycle_start"] = {
         "step": int(step),
@@ -824,8 +841,9 @@ def _reset_schedule(state: dict, step: int) -> None:
 
 
 #: Settings that only cap a run's length: raising them continues a finished run instead of retraining it
-#: (:func:`_extend`), as its trajectory up to the old cap is the same.
-CAPS = ("max_steps", "cycles")
+#: (:func:`_extend`), as its trajectory up to the old cap is the same. ``cycle_patience`` is one: a rule that asks
+#: for more flat cycles in a row follows the same trajectory until the first flat cycle, then goes on.
+CAPS = ("max_steps", "cycles", "cycle_patience")
 
 
 def _extend(state: dict, config: Mapping, rule: Mapping) -> bool:
@@ -833,8 +851,9 @@ def _extend(state: dict, config: Mapping, rule: Mapping) -> bool:
 
     A run stopped by the step cap continues (starting the cycle that was due, if one was); a run stopped with its
     cycles used up starts the next cycle if the new ``cycles`` allows it; a run stopped on its plateau is finished
-    under any higher cap too (a one-cycle run, given cycles, starts its second). Returns True when a new cycle
-    starts here (the caller keeps the best weights it has to beat).
+    under any higher cap too (a one-cycle run, given cycles, starts its second), unless a higher
+    ``cycle_patience`` asks for more flat cycles in a row than it has. Returns True when a new cycle starts here
+    (the caller keeps the best weights it has to beat).
     """
     state["config"] = dict(config)
     if not state["finished"]:
@@ -848,7 +867,7 @@ def _extend(state: dict, config: Mapping, rule: Mapping) -> bool:
         return False  # finished as it was: a plateau is one under any cap, and a cap not raised still caps
     state.update(finished=False, stopped_by="", restart_due=False)
     if restart:
-        _restart_cycle(state, int(state["step"]))
+        _restart_cycle(state, int(state["step"]), rule)
     return restart
 
 
@@ -861,9 +880,7 @@ def _raised_caps(stored: Mapping, current: Mapping) -> bool:
         "cycle_gain" in diff and "cycles" in stored
     ):  # a one-cycle run has no cycle_gain; others must keep theirs
         return False
-    return int(current["max_steps"]) >= int(stored["max_steps"]) and int(current.get("cycles", 1)) >= int(
-        stored.get("cycles", 1)
-    )
+    return all(int(current.get(k, 1)) >= int(stored.get(k, 1)) for k in CAPS)
 
 
 def _checkpoint(state: dict, model: nn.Module, optimizer, out_dir: Path) -> None:
@@ -892,6 +909,7 @@ def fit(
     drop_factor: float = 0.2,
     cycles: int = 1,
     cycle_gain: float = 0.01,
+    cycle_patience: int = 1,
     batch_size: int = 8,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
@@ -948,6 +966,10 @@ def fit(
             2026-12-03); the last cycle of a run is the evidence of its plateau (``cycle_best.pt`` keeps the
             weights it had to beat, :mod:`helpers.runs.convergence`). ``1``: one cycle (left out of the identity).
         cycle_gain: Best-validation gain (mIoU fraction) a cycle must exceed for another to follow.
+        cycle_patience: Cycles in a row that must gain less than ``cycle_gain`` before the run stops on its plateau
+            (with ``cycles`` > 1). ``1``: the first flat cycle ends the run (left out of the identity). More is for
+            models that sit on a low plateau for a whole cycle and then leave it (a random-init transformer: see
+            :data:`helpers.runs.fm_pretrained_runs.FINETUNE_DEFAULTS`).
         batch_size: Crops per optimiser step.
         lr: Learning rate after warm-up (AdamW, constant: see :func:`warmup_factor`).
         weight_decay: AdamW weight decay on weights (not biases/norms).
@@ -980,6 +1002,8 @@ def fit(
     out_dir = Path(out_dir)
     seed = runner.as_seed(seed)
     _check_fit_args(ds, max_steps, eval_every, batch_size, patience, smooth, class_weights)
+    if int(cycle_patience) < 1:
+        raise ValueError(f"cycle_patience must be a positive number of cycles, got {cycle_patience}")
     max_steps, eval_every = int(max_steps), int(eval_every)
     eval_tile = crop_size if eval_tile is None else int(eval_tile)
     eval_overlap = eval_tile // 4 if eval_overlap is None else eval_overlap
@@ -1030,11 +1054,13 @@ def fit(
         stopping["smooth"] = int(smooth)
     if int(cycles) != 1:
         stopping.update(cycles=int(cycles), cycle_gain=float(cycle_gain))
+        if int(cycle_patience) != 1:
+            stopping["cycle_patience"] = int(cycle_patience)
     if restart_lr:  # a continuation from a restarted rate (convergence check); absent otherwise
         stopping["restart_lr"] = True
     config = {**trajectory, **stopping}
     rule = {**stopping, "smooth": int(smooth), "eval_every": eval_every, "cycles": int(cycles)}
-    rule["cycle_gain"] = float(cycle_gain)
+    rule.update(cycle_gain=float(cycle_gain), cycle_patience=int(cycle_patience))
 
     state = _resume_state(out_dir, trajectory, config, force, start_from, rule)
     earlier_train_s = 0.0 if state is None or start_from is not None else float(state["train_s"])
