@@ -141,6 +141,10 @@ def test_quick_chain_end_to_end(tmp_path):
     if len(times) > 1:
         df = results.read(tmp_path / "results.csv")
         assert not df.empty and set(df["dataset"]) >= {"sen1floods11"}
+        # the pretraining-compute rows sit beside the results table, never in it (no verdict picks them)
+        compute = results.read(tmp_path / "pretraining_compute.csv")
+        assert set(compute["model"]) == {"prithvi_arch_small_mae_pt50", "prithvi_arch_small_spectral_pt50"}
+        assert not df["model"].str.contains("_pt50").any() and "04_pretraining_compute.png" in figures
     if len(times) == 5:
         # notebook 05 draws the saved test maps of the best model of each family, for every main dataset
         for name in extra["dataset_names"]:

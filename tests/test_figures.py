@@ -442,6 +442,58 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
     assert figures.pretraining_probe_figure(curve.iloc[:0]) is None
 
 
+def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(tmp_path):
+    from PIL import Image
+
+    from helpers.report import tables
+
+    def row(dataset, model, seed, split, value):
+        return {"dataset": dataset, "model": model, "seed": seed, "split": split, "metric": "miou_macro",
+                "class": "", "value": value, "status": "ok", "label_budget": "all", "family": "fm"}  # fmt: skip
+
+    tasks = ("sim-burn", "indian-pines-hls")
+    fine = {"prithvi_arch_small_random": 0.50, "prithvi_arch_small_mae": 0.60}
+    df = pd.DataFrame(
+        [
+            row(t, m, s, sp, v + s / 100)
+            for t in tasks
+            for m, v in fine.items()
+            for s in (0, 1)
+            for sp in ("val", "test")
+        ]
+    )
+    compute = pd.DataFrame(
+        [row(t, f"prithvi_arch_small_mae_pt{p}", 0, sp, v) for t in tasks for p, v in ((25, 0.55), (50, 0.58))
+         for sp in ("val", "test")]
+    )  # fmt: skip
+    pre = pd.DataFrame(
+        {"key": ["k1"], "pretext": ["mae"], "best_step": [1000], "quarter_step": [250], "half_step": [500]}
+    )
+    curve = pd.DataFrame(
+        [{"key": "k1", "pretext": "mae", "step": st, "task": "sim-burn", "probe": 0.3 + st / 10000}
+         for st in (0, 250, 500, 750, 1000)]
+    )  # fmt: skip
+    points = tables.pretraining_compute(df, compute, pre, curve)
+    burn = points[points["task"] == "sim-burn"].set_index("fraction")
+    assert burn["step"].tolist() == [0, 250, 500, 1000]
+    # the first replicate only (seed 0): random init 50, the checkpoints 55 and 58, the selected encoder 60
+    assert burn["fine-tuned val"].tolist() == pytest.approx([50.0, 55.0, 58.0, 60.0])
+    assert burn["probe"].tolist() == pytest.approx([30.0, 32.5, 35.0, 40.0])
+    assert (
+        points.loc[points["task"] == "indian-pines-hls", "probe"].isna().all()
+    )  # a real dataset has no probe draw
+    fig = figures.pretraining_compute_figure(points)
+    assert [a.get_title() for a in fig.axes if a.get_visible()] == [
+        "sim-burn (simulated)",
+        "indian-pines-hls",
+    ]
+    plotting.save_figure(fig, "compute", tmp_path)
+    w, h = Image.open(tmp_path / "compute.png").size
+    assert w <= 2250 and h <= 2700, (w, h)
+    assert figures.pretraining_compute_figure(points.iloc[:0]) is None
+    assert tables.pretraining_compute(df, compute.iloc[:0], pre, curve).empty
+
+
 def test_pretext_gain_figure_pairs_each_pretext_with_its_random_init_by_replicate(tmp_path):
     from helpers import results
 

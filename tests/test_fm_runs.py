@@ -11,6 +11,7 @@ from helpers import metrics, results
 from helpers.data import datasets
 from helpers.models import prithvi as P
 from helpers.runs import fm_runs, runtime
+from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
 
@@ -103,6 +104,36 @@ def test_pooled_pretraining_is_shared_by_every_dataset_of_the_pool(fixture_roots
         fm_runs.run_fm_rows(crop, 0, models=(), pooled=["vit"], pool=[crop], **paths)
     with pytest.raises(ValueError, match="pool="):
         fm_runs.run_fm_rows(crop, 0, models=(), pooled=["prithvi_arch_small_mae"], **paths)
+
+
+def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
+    fixture_roots, tmp_path, quick, monkeypatch
+):
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    loaded = []
+    real = P.PrithviSegmenter.load_encoder_state
+    monkeypatch.setattr(
+        P.PrithviSegmenter,
+        "load_encoder_state",
+        lambda m, state, cfg: (loaded.append(state), real(m, state, cfg)),
+    )
+    kw = dict(settings=quick, progress=False, **paths)
+    full = fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", **kw)
+    half = fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw)
+    assert half.run_key != full.run_key and half.out_dir != full.out_dir
+    pre = fm_runs.pretrain_for(ds, "mae", quick, cache_dir=paths["cache_dir"], progress=False)
+    step, encoder = PT.checkpoint_encoder(pre, 0.5)
+    assert all(torch.equal(loaded[-1][k], v) for k, v in encoder.items())  # the checkpoint, not the selection
+    assert all(torch.equal(loaded[0][k], v) for k, v in pre.encoder_state.items())
+    rows = results.read(paths["results_path"]).drop_duplicates("model").set_index("model")
+    assert (
+        f"checkpoint at step {step} (0.5 of the selected step)"
+        in rows.loc["prithvi_arch_small_mae_pt50", "weights"]
+    )
+    assert fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw).skipped
+    with pytest.raises(ValueError, match="no pretraining"):
+        fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_random", pretraining_fraction=0.5, **kw)
 
 
 def test_published_checkpoint_path(fixture_roots, tmp_path, quick):

@@ -118,6 +118,8 @@ def test_pretraining_loss_decreases_and_is_cached(crop, tmp_path, pretext):
     for k, v in res.encoder_state.items():
         assert torch.equal(again.encoder_state[k], v)
     assert PT.pretrain(crop, c, seed=1, cache_dir=tmp_path, progress=False, num_threads=1).key != res.key
+    with pytest.raises(ValueError, match="epoch-mode pretraining keeps no checkpoints"):
+        PT.checkpoint_encoder(res, 0.5)
 
 
 def test_pretraining_stops_on_its_loss_plateau(crop, tmp_path):
@@ -214,6 +216,12 @@ def test_probe_plateau_stops_keeps_the_best_probe_and_prunes(crop, burn, tmp_pat
     for k, v in res.encoder_state.items():
         assert torch.equal(kept[k], v), k
     assert pd.read_csv(res.out_dir / "probe.csv")["step"].tolist() == [0, 3, 6]
+    # the compute curve's starting points: the kept checkpoints, the selected one at fraction 1
+    assert PT.checkpoint_encoder(res, 1.0)[0] == best and PT.checkpoint_encoder(res, 0.0)[0] == 0
+    step, half = PT.checkpoint_encoder(res, 0.5)
+    assert step == PT.compute_checkpoints([0, 3, 6], best, (0.5,))[0]
+    saved = torch.load(res.out_dir / PT.CHECKPOINTS / f"step-{step:07d}.pt", weights_only=True)["encoder"]
+    assert all(torch.equal(saved[k], v) for k, v in half.items())
     again = PT.pretrain(
         [crop, burn], c, probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False
     )
@@ -277,6 +285,8 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert list(table.columns) == list(PT.RECORD_COLUMNS) and len(table) == 1
     assert table.loc[0, "continuation_s"] == round(check["cpu_s"], 1)
     assert table.loc[0, "stopped_by"] == "probe plateau" and table.loc[0, "continued_to"] == 12
+    assert table.loc[0, "half_step"] == PT.checkpoint_encoder(res, 0.5)[0]
+    assert table.loc[0, "quarter_step"] == PT.checkpoint_encoder(res, 0.25)[0]
     curve = pd.read_csv(tmp_path / "pretraining_probe.csv")
     assert set(curve["task"]) == {crop.name, burn.name, "mean"}
     assert sorted(set(curve["step"])) == [0, 3, 6, 9, 12]  # the continuation's probes follow the stop

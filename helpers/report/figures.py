@@ -1349,6 +1349,58 @@ def pretraining_loss_figure(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
+    """The pretraining-compute curve: fine-tuned and probed validation mIoU from checkpoints along each pretraining.
+
+    One panel per task; per pretext a solid line (fine-tuned end to end from the random-init encoder, the checkpoints
+    at a quarter and half of the selected step, and the selected encoder; first replicate, full labels) and a dashed
+    one (the ridge probe of the same checkpoints on the task's probe draw; none for a real dataset). If pretraining
+    buys a task something, the solid line rises from its step-0 point.
+
+    Args:
+        points: :func:`helpers.report.tables.pretraining_compute`.
+
+    Returns:
+        A full-page-width figure, or ``None`` without points.
+    """
+    if points.empty:
+        return None
+    tasks = compare.ordered_datasets(points["task"].unique())
+    ncol = min(4, len(tasks))
+    nrow = -(-len(tasks) // ncol)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], 1.7 * nrow + 0.6), squeeze=False
+    )
+    pretexts = list(dict.fromkeys(points["pretext"]))
+    colours = dict(zip(pretexts, sns.color_palette("colorblind", len(pretexts)), strict=True))
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        for pretext in pretexts:
+            d = points[(points["task"] == task) & (points["pretext"] == pretext)].sort_values("step")
+            c = colours[pretext]
+            ax.plot(
+                d["step"], d["fine-tuned val"], "o-", color=c, ms=3, lw=1.0, label=f"{pretext}, fine-tuned"
+            )
+            ax.plot(d["step"], d["probe"], "x--", color=c, ms=3, lw=0.8, label=f"{pretext}, probe")
+        ax.set_title(plotting.dataset_label(task, task.startswith("sim-")), fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("pretraining steps", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("val mIoU (%)", fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=6, ncol=1)
+    fig.suptitle(
+        "What in-study pretraining buys against its compute: the small Prithvi-arch model fine-tuned (solid; first\n"
+        "replicate, all labels) and probed (dashed; probe draw) from checkpoints at 0, 1/4, 1/2 and 1 of the "
+        "selected step",
+        fontsize=7,
+    )
+    fig.tight_layout()
+    return fig
+
+
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 

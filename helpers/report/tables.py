@@ -212,6 +212,79 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+#: The pretraining-compute curve's points: the fraction of the selected pretraining step each row starts from, and
+#: the column of the pretraining table that holds its step (0: the random-init row; 1: the selected encoder).
+COMPUTE_POINTS = ((0.0, None), (0.25, "quarter_step"), (0.5, "half_step"), (1.0, "best_step"))
+
+
+def pretraining_compute(
+    df: pd.DataFrame,
+    compute: pd.DataFrame,
+    pre: pd.DataFrame,
+    curve: pd.DataFrame,
+    *,
+    arch: str = "prithvi_arch_small",
+    metric: str = "miou_macro",
+) -> pd.DataFrame:
+    """What pretraining buys against its compute, per task and pretext: fine-tuned and probed scores along the steps.
+
+    Fine-tuned from the random-init encoder (fraction 0: the ``<arch>_random`` row), from the checkpoints at a
+    quarter and half of the selected step (the ``<arch>_<pretext>_pt25`` / ``_pt50`` rows of ``compute``) and from
+    the selected encoder (the ``<arch>_<pretext>`` row), all at the compute rows' seed (the first replicate) and
+    full labels; the ridge probe of the same checkpoints on the task's probe draw beside them (none for a task
+    without one: a real dataset).
+
+    Args:
+        df: The results table (the random-init and selected-encoder rows).
+        compute: The pretraining-compute table (``results/pretraining_compute.csv``).
+        pre: The pretraining table (``results/pretraining.csv``): each run's key, pretext and checkpoint steps.
+        curve: The probe curves (``results/pretraining_probe.csv``).
+        arch: The in-study architecture's row prefix.
+        metric: Macro metric of the fine-tuned rows.
+
+    Returns:
+        Long: ``task``, ``pretext``, ``fraction``, ``step``, ``model``, ``fine-tuned val`` and ``fine-tuned test`` (%),
+        ``probe`` (% on the probe draw); empty without compute rows.
+    """
+    compute = compare.scored(compute)
+    if compute.empty or pre.empty:
+        return pd.DataFrame()
+    seed = int(compute["seed"].min())
+    rows = pd.concat([compare.scored(df), compute], ignore_index=True)
+    rows = rows[
+        (rows["metric"] == metric)
+        & (rows["class"] == "")
+        & (rows["label_budget"].fillna("all") == "all")
+        & (rows["seed"] == seed)
+    ]
+    score = rows.pivot_table(index=["dataset", "model"], columns="split", values="value", aggfunc="mean")
+    probe = curve.set_index(["key", "task", "step"])["probe"] if len(curve) else pd.Series(dtype=float)
+    out = []
+    for _, run in pre.iterrows():
+        models = {0.0: f"{arch}_random", 0.25: f"{arch}_{run['pretext']}_pt25"}
+        models.update({0.5: f"{arch}_{run['pretext']}_pt50", 1.0: f"{arch}_{run['pretext']}"})
+        for task in compare.ordered_datasets(compute["dataset"].unique()):
+            for fraction, column in COMPUTE_POINTS:
+                step = 0 if column is None else run.get(column)
+                if step is None or pd.isna(step):
+                    continue
+                model = models[fraction]
+                got = score.loc[(task, model)] if (task, model) in score.index else pd.Series(dtype=float)
+                out.append(
+                    {
+                        "task": task,
+                        "pretext": run["pretext"],
+                        "fraction": fraction,
+                        "step": int(step),
+                        "model": model,
+                        "fine-tuned val": 100 * got.get("val", np.nan),
+                        "fine-tuned test": 100 * got.get("test", np.nan),
+                        "probe": 100 * probe.get((run["key"], task, int(step)), np.nan),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
 def _study_label(dataset: str, simulated: bool) -> str:
     return f"this study, {dataset}, {'simulated' if simulated else 'real'}"
 

@@ -92,6 +92,10 @@ DEFAULT_MODELS: tuple[str, ...] = (*VARIANTS, "vit", "segformer", PUBLISHED)
 #: ``sim_seed + 100``), so no run's training, validation or test labels ever steer a pretraining.
 PROBE_REPLICATE = 100
 
+#: The pretraining-compute curve's table, beside the results table: rows fine-tuned from checkpoints part of the way
+#: through a pretraining (``<variant>_pt25``, ...). Kept apart so that no verdict picks one as a candidate.
+COMPUTE_TABLE = "pretraining_compute.csv"
+
 
 @dataclass(frozen=True)
 class CorpusSpec:
@@ -515,6 +519,7 @@ def run_prithvi_small(
     maps_dir: str | os.PathLike | None = None,
     chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     convergence_path: str | os.PathLike | None = None,
+    pretraining_fraction: float | None = None,
 ) -> train.RunOutcome:
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
 
@@ -534,12 +539,19 @@ def run_prithvi_small(
         chips_dir: Where the run saves its per-chip counts (:func:`helpers.results.read_chip_counts`; default
             ``chips/`` beside ``results_path``; ``None``: none).
         convergence_path: Convergence table for the convergence check (:func:`helpers.runs.convergence.check`).
+        pretraining_fraction: Start from the encoder the pretraining had at this fraction of its selected step
+            (:func:`helpers.runs.pretrain.checkpoint_encoder`: 0.25 or 0.5) instead of the selected one: a point of
+            the pretraining-compute curve (row ``<variant>_pt25``, ...). ``None``: the selected encoder.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
     settings = settings or FMSettings()
     v = VARIANTS[variant]
+    if pretraining_fraction is not None and not v.pretext:
+        raise ValueError(f"{variant!r} has no pretraining to start part of the way through")
     name = variant + ("_pooled" if pretrain_on is not None and v.pretext else "")
+    if pretraining_fraction is not None:
+        name += f"_pt{round(100 * pretraining_fraction):02d}"
     try:  # the Prithvi architecture takes the six HLS bands, picked by name
         ds = with_bands(ds)
         if pretrain_on is not None and v.pretext:
@@ -562,6 +574,8 @@ def run_prithvi_small(
         if inputs
         else None,
     }
+    if pretraining_fraction is not None:  # absent otherwise: the selected encoder's rows keep their identity
+        key_settings["pretraining_fraction"] = float(pretraining_fraction)
     key = train.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
     )
@@ -572,10 +586,14 @@ def run_prithvi_small(
         return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
-    pre, weights, pre_note = None, "random-init", ""
+    pre, encoder, weights, pre_note = None, None, "random-init", ""
     if v.pretext:
         pre = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
+        encoder = pre.encoder_state
         weights = f"in-study {v.pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
+        if pretraining_fraction is not None:
+            step, encoder = PT.checkpoint_encoder(pre, pretraining_fraction)
+            weights += f", its checkpoint at step {step} ({pretraining_fraction:g} of the selected step)"
         best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
         probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""
         shared = (
@@ -597,7 +615,7 @@ def run_prithvi_small(
             head="linear" if v.probe else "fcn",
         )
         if pre is not None:
-            model.load_encoder_state(pre.encoder_state, pre.model_config)
+            model.load_encoder_state(encoder, pre.model_config)
         if v.probe:
             model.freeze_encoder()
         return model.to(device)

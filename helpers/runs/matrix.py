@@ -273,6 +273,7 @@ def submit_fm_runs(
     label_budgets: Sequence[str] = (),
     budget_names: Sequence[str] = (),
     deep_label_budgets: Sequence[str] | None = None,
+    compute_fractions: Sequence[float] = (),
 ) -> tuple[list, list[dict]]:
     """Notebook 04's runs: in-study pretraining, the fine-tuned rows, and the published-encoder rows.
 
@@ -306,6 +307,11 @@ def submit_fm_runs(
         label_budgets: Budget tags (:mod:`helpers.data.labels`) of the frozen rows (``all`` is left out here).
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
         deep_label_budgets: Budget tags of the fine-tuned rows (``None``: ``label_budgets``).
+        compute_fractions: The pretraining-compute curve: each in-study pretext row of every dataset is also
+            fine-tuned, first seed only, from its pretraining's checkpoint at these fractions of the selected step
+            (0.25, 0.5; :func:`helpers.runs.fm_runs.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
+            beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
+            candidate.
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
@@ -331,6 +337,7 @@ def submit_fm_runs(
     checks: list[tuple] = []  # (dataset, variant) of each corpus pretraining, checked once all have run
     # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
     record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
+    compute_path = Path(results_path).with_name(fm_runs.COMPUTE_TABLE)
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
@@ -433,6 +440,32 @@ def submit_fm_runs(
                     )
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": row})
+        # the pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining
+        # (the fine-tuned pretext rows; a linear probe's curve is the pretraining's own probe curve)
+        first_ds = per_seed[seeds[0]]
+        tuned = [m for m in in_study if pretext.get(m) and not fm_runs.VARIANTS[m].probe]
+        for model, fraction in [(m, f) for m in tuned for f in compute_fractions]:
+            jobs.append(
+                engine.submit(
+                    client,
+                    fm_runs.run_prithvi_small,
+                    first_ds,
+                    seeds[0],
+                    model,
+                    pretraining_fraction=fraction,
+                    after=[pre[id(first_ds), pretext[model]]],
+                    settings=settings,
+                    runs_dir=runs_dir,
+                    cache_dir=cache_dir,
+                    results_path=compute_path,
+                    force=force,
+                    progress=client is None,
+                    chips_dir=None,
+                )
+            )
+            runs.append(
+                {"dataset": name, "seed": seeds[0], "rows": f"{model} from {fraction:g} of pretraining"}
+            )
         for spec in specs([name], study_budgeted, seeds, deep_below):
             ds = per_seed[spec.seed]
             after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []

@@ -877,7 +877,8 @@ def continuation(
 #: Columns of the pretraining table (:func:`record`): one row per in-study pretraining run.
 RECORD_COLUMNS = (
     "key", "pretext", "pretrained_on", "chips", "steps", "train_s", "stopped_by", "best_step", "best_probe",
-    "best_smoothed", "continued_to", "best_smoothed_continued", "moved", "continuation_s",
+    "best_smoothed", "continued_to", "best_smoothed_continued", "moved", "continuation_s", "quarter_step",
+    "half_step",
 )  # fmt: skip
 
 
@@ -886,12 +887,17 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
 
     The table (``path``, e.g. ``results/pretraining.csv``) says what each in-study pretraining cost and where it
     stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``pretext``, ``step``, ``task``,
-    ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and committed with the results, so figures and the
-    convergence evidence survive a fresh clone without the cache. A row is replaced only by a row of the same key.
+    ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and
+    committed with the results, so figures and the convergence evidence survive a fresh clone without the cache. A
+    row is replaced only by a row of the same key. ``quarter_step`` and ``half_step`` are the kept checkpoints at a
+    quarter and half of the selected step (:func:`checkpoint_encoder`).
     """
     path = Path(path)
     meta = json.loads((result.out_dir / "config.json").read_text())
     pr = result.probe
+    best = int(pr.loc[pr["mean"].idxmax(), "step"]) if len(pr) else None
+    # the kept checkpoints part of the way (the pretraining-compute curve's starting points)
+    part = [compute_checkpoints(pr["step"], best, (f,))[0] if len(pr) else None for f in (0.25, 0.5)]
     row = {
         "key": result.key,
         "pretext": meta["config"]["pretext"],
@@ -900,11 +906,13 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         "steps": int(result.history["step"].max()) if len(result.history) else 0,
         "train_s": round(float(result.train_s), 1),
         "stopped_by": result.stopped_by,
-        "best_step": int(pr.loc[pr["mean"].idxmax(), "step"]) if len(pr) else None,
+        "best_step": best,
         "best_probe": float(pr["mean"].max()) if len(pr) else None,
         "best_smoothed": float(pr["smoothed"].max()) if len(pr) else None,
         **{k: (check or {}).get(k) for k in ("continued_to", "best_smoothed_continued", "moved")},
         "continuation_s": round(float(check["cpu_s"]), 1) if check else None,
+        "quarter_step": part[0],
+        "half_step": part[1],
     }
     curve = pd.DataFrame()
     cont_path = result.out_dir / "continuation" / "probe.csv"
@@ -937,6 +945,26 @@ def compute_checkpoints(steps: Sequence[int], stop_step: int, fractions=(0.0, 0.
     """
     steps = sorted(int(s) for s in steps)
     return sorted({min(steps, key=lambda s, f=f: (abs(s - f * stop_step), s)) for f in fractions})
+
+
+def checkpoint_encoder(result: PretrainResult, fraction: float) -> tuple[int, dict]:
+    """The encoder a probe-plateau pretraining had at ``fraction`` of its selected step: ``(step, weights)``.
+
+    The step is :func:`compute_checkpoints`' (the probed step nearest ``fraction`` of the best probe's step), one
+    of the checkpoints the run keeps; what the pretraining-compute curve fine-tunes from.
+
+    Raises:
+        ValueError: The run has no probe curve (epoch mode) or lacks that checkpoint (``fraction`` not one of the
+            kept ones: 0, 1/4, 1/2, 1).
+    """
+    if result.probe.empty:
+        raise ValueError(f"{result.out_dir}: an epoch-mode pretraining keeps no checkpoints along the way")
+    best = int(result.probe.loc[result.probe["mean"].idxmax(), "step"])
+    step = compute_checkpoints(result.probe["step"], best, (float(fraction),))[0]
+    path = result.out_dir / CHECKPOINTS / f"step-{step:07d}.pt"
+    if not path.is_file():
+        raise ValueError(f"{path}: no checkpoint at {fraction:g} of step {best} (kept: 0, 1/4, 1/2, 1)")
+    return step, _load(path)["encoder"]
 
 
 def _prune_checkpoints(out_dir: Path, state: dict) -> None:
