@@ -1349,6 +1349,16 @@ def pretraining_loss_figure(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _label_step_grid(axes: np.ndarray, n_used: int, ylabel: str) -> None:
+    """A grid of per-task panels against pretraining steps: spare panels hidden, the outer axes labelled."""
+    for ax in axes.flat[n_used:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("pretraining steps", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=7)
+
+
 def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     """The pretraining-compute curve: fine-tuned and probed validation mIoU from checkpoints along each pretraining.
 
@@ -1383,12 +1393,7 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
             ax.plot(d["step"], d["probe"], "x--", color=c, ms=3, lw=0.8, label=f"{pretext}, probe")
         ax.set_title(plotting.dataset_label(task, task.startswith("sim-")), fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("pretraining steps", fontsize=7)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("val mIoU (%)", fontsize=7)
+    _label_step_grid(axes, len(tasks), "val mIoU (%)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize=6, ncol=1)
     fig.suptitle(
@@ -1446,12 +1451,7 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
         )
         ax.set_title(name, fontsize=7)
         ax.tick_params(labelsize=6)
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("pretraining steps", fontsize=7)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("probe val mIoU (%)", fontsize=7)
+    _label_step_grid(axes, len(tasks), "probe val mIoU (%)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower right", fontsize=7, title="pretext", title_fontsize=7)
     fig.suptitle(
