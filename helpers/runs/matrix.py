@@ -337,7 +337,7 @@ def submit_fm_runs(
     checks: list[tuple] = []  # (dataset, variant) of each corpus pretraining, checked once all have run
     # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
     record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
-    compute_path = Path(results_path).with_name(fm_runs.COMPUTE_TABLE)
+    compute_path = Path(results_path).with_name(fm_runs.COMPUTE_TABLE) if results_path else None
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
