@@ -582,7 +582,8 @@ def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: 
         name: ``"sen1floods11"``, ``"burn_scars"``, ``"crop"`` (the originals, in their published layouts), a
             generated dataset (``"sim-crop"``, ``"sim-burn"``, ``"sim-flood"``, ``"sim-texture-<knob>"``,
             ``"indian-pines-hls"``) whose root holds a ``dataset.json`` card, or any other name whose root holds a
-            card of the generic layout (a dataset of your own: :mod:`helpers.data.generic`).
+            card of the generic layout (a dataset of your own: :mod:`helpers.data.generic`) or of the scene layout
+            (one scene of your own: :mod:`helpers.data.scene`).
         root: The dataset folder.
         **kwargs: ``splits_dir`` (official split lists elsewhere), ``val_fraction``, ``val_seed``, ``scale``, ``cache_mb``.
 
@@ -608,8 +609,10 @@ def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: 
         spec.update(kwargs)
         return _LAYOUTS[card["layout"]](root, name=name, **spec)
     if (Path(root) / "dataset.json").is_file():
-        from helpers.data import generic
+        from helpers.data import generic, scene
 
+        if scene.is_scene(root):
+            return scene.SceneDataset(root, name=name, **kwargs)
         return generic.GenericDataset(root, name=name, **kwargs)
     raise DataError(
         f"unknown dataset {name!r} and no dataset card {Path(root) / 'dataset.json'}; expected one of "

@@ -88,7 +88,14 @@ from helpers.data.validate import Report, validate
 
 LAYOUT = "generic"
 CARD = "dataset.json"
-_KNOWN_KEYS = {
+
+
+def _card_error(path: Path, message: str) -> DataError:
+    return DataError(f"{path}: {message}")
+
+
+#: Keys every card of your own knows, whatever its layout (generic chips, or one scene: :mod:`helpers.data.scene`).
+COMMON_KEYS = {
     "name",
     "layout",
     "task",
@@ -101,34 +108,29 @@ _KNOWN_KEYS = {
     "image_nodata",
     "scale",
     "offset",
-    "images",
-    "masks",
-    "splits",
     "crs",
     "georeferenced",
-    "val_fraction",
-    "unlabelled",
     "description",
     "source",
     "license",
 }
 
 
-def _card_error(path: Path, message: str) -> DataError:
-    return DataError(f"{path}: {message}")
+_KNOWN_KEYS = COMMON_KEYS | {"images", "masks", "splits", "val_fraction", "unlabelled"}
 
 
-def read_generic_card(root: str | os.PathLike) -> dict:
-    """Read and check a generic card; returns it with every default filled in.
+def load_card(root: str | os.PathLike, layout: str, known: set[str]) -> tuple[Path, dict]:
+    """The card of a dataset of your own as JSON, checked for its layout and for keys no layout knows.
 
     Raises:
-        DataError: Missing or invalid JSON, a missing required key, an unknown key (a typo would otherwise be
-            ignored silently), unknown band names, classes and ``class_values`` that do not match, a mask value
-            both a class and ignored, a non-positive scale, or an image pattern without ``{chip}``.
+        DataError: Missing or invalid JSON, a missing required key, another layout, or an unknown key (a typo
+            would otherwise be ignored silently).
     """
     path = Path(root) / CARD
     if not path.is_file():
-        raise _card_error(path, "dataset card not found (a generic dataset needs one: README, Your own data)")
+        raise _card_error(
+            path, "dataset card not found (a dataset of your own needs one: README, Your own data)"
+        )
     try:
         card = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -138,11 +140,21 @@ def read_generic_card(root: str | os.PathLike) -> dict:
     for key in ("name", "layout", "bands", "classes"):
         if key not in card:
             raise _card_error(path, f"dataset card lacks {key!r}")
-    if card["layout"] != LAYOUT:
-        raise _card_error(path, f"layout is {card['layout']!r}; this loader reads layout {LAYOUT!r}")
-    unknown = sorted(set(card) - _KNOWN_KEYS - {"generator"})
+    if card["layout"] != layout:
+        raise _card_error(path, f"layout is {card['layout']!r}; this loader reads layout {layout!r}")
+    unknown = sorted(set(card) - known - {"generator"})
     if unknown:
-        raise _card_error(path, f"unknown keys {unknown}; the generic card knows {sorted(_KNOWN_KEYS)}")
+        raise _card_error(path, f"unknown keys {unknown}; the {layout} card knows {sorted(known)}")
+    return path, card
+
+
+def check_common(path: Path, card: dict) -> dict:
+    """The keys every layout shares (:data:`COMMON_KEYS`), checked and with their defaults filled in.
+
+    Raises:
+        DataError: Unknown band names, classes and ``class_values`` that do not match, a mask value both a class
+            and ignored, a non-positive scale or ``n_times``, or a CRS rasterio does not know.
+    """
     if not isinstance(card["bands"], list) or not card["bands"]:
         raise _card_error(path, "'bands' must be a non-empty list of band names")
     try:
@@ -182,20 +194,6 @@ def read_generic_card(root: str | os.PathLike) -> dict:
     scale = card.get("scale", 1.0)
     if not isinstance(scale, int | float) or not scale > 0:
         raise _card_error(path, f"'scale' must be a positive number; got {scale!r}")
-    images = card.get("images", "images/{chip}.tif")
-    masks = card.get("masks", "masks/{chip}.tif")
-    for key, pattern in (("images", images), ("masks", masks)):
-        if not isinstance(pattern, str) or "{chip}" not in pattern:
-            raise _card_error(path, f"{key!r} must be a path pattern with {{chip}}; got {pattern!r}")
-    if "{band}" in masks or "{date}" in masks:
-        raise _card_error(path, "'masks' is one file per chip: it cannot use {band} or {date}")
-    if "{date}" in images and "{band}" not in images:
-        raise _card_error(path, "'images' with {date} must also use {band} (one file per band and date)")
-    if n_times > 1 and "{band}" in images and "{date}" not in images:
-        raise _card_error(path, f"n_times is {n_times}: one file per band needs {{date}} in 'images'")
-    unlabelled = card.get("unlabelled")
-    if unlabelled is not None and (not isinstance(unlabelled, str) or not unlabelled):
-        raise _card_error(path, f"'unlabelled' must be a folder name; got {unlabelled!r}")
     crs = card.get("crs")
     if crs is not None:
         try:
@@ -214,11 +212,40 @@ def read_generic_card(root: str | os.PathLike) -> dict:
         "image_nodata": card.get("image_nodata"),
         "scale": float(scale),
         "offset": float(card.get("offset", 0.0)),
+        "crs": crs,
+        "georeferenced": bool(card.get("georeferenced", True)),
+    }
+
+
+def read_generic_card(root: str | os.PathLike) -> dict:
+    """Read and check a generic card; returns it with every default filled in.
+
+    Raises:
+        DataError: What :func:`load_card` and :func:`check_common` refuse, or an image or mask pattern without
+            ``{chip}`` (or with placeholders that cannot name its files).
+    """
+    path, card = load_card(root, LAYOUT, _KNOWN_KEYS)
+    out = check_common(path, card)
+    n_times = out["n_times"]
+    images = card.get("images", "images/{chip}.tif")
+    masks = card.get("masks", "masks/{chip}.tif")
+    for key, pattern in (("images", images), ("masks", masks)):
+        if not isinstance(pattern, str) or "{chip}" not in pattern:
+            raise _card_error(path, f"{key!r} must be a path pattern with {{chip}}; got {pattern!r}")
+    if "{band}" in masks or "{date}" in masks:
+        raise _card_error(path, "'masks' is one file per chip: it cannot use {band} or {date}")
+    if "{date}" in images and "{band}" not in images:
+        raise _card_error(path, "'images' with {date} must also use {band} (one file per band and date)")
+    if n_times > 1 and "{band}" in images and "{date}" not in images:
+        raise _card_error(path, f"n_times is {n_times}: one file per band needs {{date}} in 'images'")
+    unlabelled = card.get("unlabelled")
+    if unlabelled is not None and (not isinstance(unlabelled, str) or not unlabelled):
+        raise _card_error(path, f"'unlabelled' must be a folder name; got {unlabelled!r}")
+    return {
+        **out,
         "images": images,
         "masks": masks,
         "splits": str(card.get("splits", "splits")),
-        "crs": crs,
-        "georeferenced": bool(card.get("georeferenced", True)),
         "val_fraction": float(card.get("val_fraction", 0.1)),
         "unlabelled": unlabelled,
     }
@@ -240,7 +267,7 @@ class GenericDataset(ChipDataset):
 
     def __init__(self, root: str | os.PathLike, *, name: str | None = None, **kwargs) -> None:
         root = Path(root)
-        card = read_generic_card(root)
+        card = self._read_card(root)
         if name is not None and card["name"] != name:
             raise DataError(f"{root / CARD}: card is for {card['name']!r}, not {name!r}")
         self.card = card
@@ -272,6 +299,10 @@ class GenericDataset(ChipDataset):
             self.read(first)  # the card's promises checked on real bytes before any run starts
 
     # ------------------------------------------------------------------ layout hooks
+    @staticmethod
+    def _read_card(root: Path) -> dict:
+        return read_generic_card(root)
+
     def _identity(self) -> dict:
         c = self.card
         return {
@@ -380,32 +411,40 @@ class GenericDataset(ChipDataset):
         if expected is not None and CRS.from_user_input(expected) != crs:
             raise DataError(f"{path}: CRS {crs} is not the card's {expected}")
 
+    def _read_image(self, paths: Sequence[Path]) -> xr.DataArray:
+        """The stored image of one chip (one multi-band file, or one file per band and date), georeference checked."""
+        with self._reading():
+            return self._read_image_files(paths)
+
+    def _read_image_files(self, paths: Sequence[Path]) -> xr.DataArray:
+        n_bands = len(self.bands) * self.n_times
+        if len(paths) == 1:
+            raw = read_raster(paths[0], bands=n_bands)
+            self._check_georef(raw, paths[0])
+            return raw
+        parts = []
+        for p in paths:
+            one = read_raster(p, bands=1)
+            self._check_georef(one, p)
+            if parts and (one.shape != parts[0].shape or one.rio.crs != parts[0].rio.crs):
+                raise DataError(
+                    f"{p}: band file is {one.sizes['y']}x{one.sizes['x']} px in CRS {one.rio.crs}, but "
+                    f"{paths[0].name} of the same chip is {parts[0].sizes['y']}x{parts[0].sizes['x']} px "
+                    f"in CRS {parts[0].rio.crs}"
+                )
+            parts.append(one)
+        raw = xr.concat(parts, dim="band")
+        raw = raw.assign_coords(band=np.arange(1, n_bands + 1))
+        if parts[0].rio.crs is not None:
+            raw = raw.rio.write_crs(parts[0].rio.crs)
+        raw = raw.rio.write_transform(parts[0].rio.transform())
+        return raw.rio.write_nodata(parts[0].rio.nodata)
+
     def read(self, chip_id: str) -> tuple[xr.DataArray, np.ndarray]:
         """One chip as reflectance and labels (see :meth:`ChipDataset.read`); the card's checks on every file."""
         *paths, label_path = self._require(chip_id, self._chip_files(chip_id))
-        n_bands = len(self.bands) * self.n_times
+        raw = self._read_image(paths)
         with self._reading():
-            if len(paths) == 1:
-                raw = read_raster(paths[0], bands=n_bands)
-                self._check_georef(raw, paths[0])
-            else:
-                parts = []
-                for p in paths:
-                    one = read_raster(p, bands=1)
-                    self._check_georef(one, p)
-                    if parts and (one.shape != parts[0].shape or one.rio.crs != parts[0].rio.crs):
-                        raise DataError(
-                            f"{p}: band file is {one.sizes['y']}x{one.sizes['x']} px in CRS {one.rio.crs}, but "
-                            f"{paths[0].name} of the same chip is {parts[0].sizes['y']}x{parts[0].sizes['x']} px "
-                            f"in CRS {parts[0].rio.crs}"
-                        )
-                    parts.append(one)
-                raw = xr.concat(parts, dim="band")
-                raw = raw.assign_coords(band=np.arange(1, n_bands + 1))
-                if parts[0].rio.crs is not None:
-                    raw = raw.rio.write_crs(parts[0].rio.crs)
-                raw = raw.rio.write_transform(parts[0].rio.transform())
-                raw = raw.rio.write_nodata(parts[0].rio.nodata)
             lab = read_raster(label_path, bands=1)
             self._check_georef(lab, label_path)
         check_aligned(raw, lab, paths[0], label_path)
@@ -624,6 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.simplefilter("ignore", UserWarning)  # the report has said what needs saying
                 ds = datasets.open(report.name, args.root)
             print(describe(ds, report))
+            if hasattr(ds, "describe"):  # a scene (helpers.data.scene) says how its labels split
+                print(ds.describe())
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

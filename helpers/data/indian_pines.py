@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.data import splits
 from helpers.data.simulate import _sha256, _write_text, _write_tif, to_int16
 from helpers.data.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
 
@@ -126,38 +127,11 @@ def _blocks(shape: tuple[int, int]) -> tuple[int, int]:
 def assign_blocks(labels: np.ndarray, seed: int = 0, tries: int = 4000) -> dict[tuple[int, int], str]:
     """Assign the 32 x 32 blocks that hold labelled pixels to train/val/test (seeded search, deterministic).
 
-    Score (lower is better): classes missing from train (x 100) + classes missing from test (x 10) + classes
-    missing from val (x 1) + the L1 distance of the labelled-pixel shares from FRACTIONS (x 10).
+    The search of :func:`helpers.data.splits.assign_blocks` on the scene's labels (0 = unlabelled), towards
+    :data:`FRACTIONS`.
     """
-    nby, nbx = _blocks(labels.shape)
-    keys, counts = [], []
-    for by in range(nby):
-        for bx in range(nbx):
-            block = labels[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
-            c = np.bincount(block.ravel(), minlength=len(CLASSES) + 1)[1:]
-            if c.sum():
-                keys.append((by, bx))
-                counts.append(c)
-    counts = np.array(counts)
-    total = counts.sum()
-    rng = np.random.default_rng(seed)
-    names = ("train", "val", "test")
-    best, best_score = None, np.inf
-    target = np.array([FRACTIONS[n] for n in names])
-    bounds = np.cumsum(target)[:2]
-    for _ in range(tries):
-        perm = rng.permutation(len(keys))
-        own = counts[perm].sum(axis=1) / total
-        midpoint = np.cumsum(own) - own / 2  # a block goes to the split its middle falls in
-        split = np.searchsorted(bounds, midpoint)
-        per = [counts[perm][split == k].sum(axis=0) for k in range(3)]
-        missing = [(p == 0).sum() for p in per]
-        frac = np.array([p.sum() for p in per]) / total
-        score = 100 * missing[0] + 10 * missing[2] + missing[1] + 10 * np.abs(frac - target).sum()
-        if score < best_score:
-            best_score, best = score, {keys[i]: names[s] for i, s in zip(perm, split, strict=True)}
-    assert best is not None
-    return best
+    fractions = tuple(FRACTIONS[s] for s in splits.SPLITS)
+    return splits.assign_blocks(labels - 1, len(CLASSES), BLOCK, fractions, seed=seed, tries=tries)
 
 
 def chip_id(by: int, bx: int) -> str:

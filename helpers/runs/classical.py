@@ -484,8 +484,13 @@ def budget_for(budget: Budget, ds) -> Budget:
 
     With a fraction of the training chips (a ``chips-F`` view, :mod:`helpers.data.labels`), the per-class, per-chip
     count grows by the inverse fraction (the total cap is unchanged), so a small budget is not starved twice: two
-    chips give up to the same total as every chip would. Unchanged for every other dataset.
+    chips give up to the same total as every chip would. A scene (one training "chip" holding every training label)
+    samples up to the total cap from it. Unchanged for every other dataset.
     """
+    if getattr(ds, "whole_scene", False):
+        # one scene is one training "chip" (helpers.data.scene): its per-chip count is the total cap, so a scene's
+        # rows sample as many pixels as a chip dataset's, class-balanced by the same cap
+        return Budget(budget.max_pixels, budget.max_pixels)
     n_base = getattr(ds, "n_base_train_chips", None)
     n = len(ds.chip_ids("train"))
     if not _labels.tag_of(ds).startswith("chips-") or not n_base or n >= n_base:
