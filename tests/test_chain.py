@@ -288,6 +288,60 @@ def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     assert not (REPO / "output" / "own").exists() or not any((REPO / "output" / "own").iterdir())
 
 
+def test_readme_own_scene_example_runs_as_written(tmp_path, capsys):
+    """The README's worked example on one scene with polygon labels, through the chain in quick mode.
+
+    Its commands run as written (data and outputs moved under tmp_path); every family scores on the scene but
+    Prithvi-100M (no weights in CI), every row records the scene's split protocol, and the prediction maps show the
+    whole scene.
+    """
+    import shlex
+
+    from helpers.data import scene
+
+    lines = [shlex.split(line) for line in _readme_block("### Your own scene")]
+    assert [line[:3] for line in lines] == [["python", "-m", "helpers.data.scene"]] * 2 + [
+        ["python", "-m", "helpers.chain"]
+    ]
+    data = tmp_path / "data"
+    for line in lines[:2]:
+        args = [str(data / Path(a).name) if a.startswith("data/") else a for a in line[3:]]
+        assert scene.main(args) == 0
+    assert "split: blocks, blocks of 16 px, guard 0 px" in capsys.readouterr().out
+    argv = lines[2][3:]
+    at = argv.index("--set") + 1
+    outputs = {
+        "data_dir": data,
+        "results_path": tmp_path / "results.csv",
+        "convergence_path": tmp_path / "convergence.csv",
+        "figures_dir": tmp_path / "figures",
+        "cache_dir": tmp_path / "cache",
+        "runs_dir": tmp_path / "runs",
+        "maps_dir": tmp_path / "maps",
+    }
+    argv = (
+        argv[:at] + [f"{k}={v}" for k, v in outputs.items()] + argv[at:] + ["--output", str(tmp_path / "nb")]
+    )
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO)
+        assert chain.main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    df = results.read(tmp_path / "results.csv")
+    assert set(df["dataset"]) == {"example-scene"} and df["simulated"].all()
+    assert set(df["protocol"]) == {"scene blocks, 16 px, guard 0 px"}
+    status = df.drop_duplicates("model").set_index("model")["status"]
+    assert status.drop("prithvi_100m").eq("ok").all(), status
+    families = set(df.loc[df["status"] == "ok", "family"])
+    assert {"classical", "cnn", "fm"} <= families
+    assert set(df["n_train_chips"].dropna()) == {1}
+    test_miou = df[(df["split"] == "test") & (df["metric"] == "miou_macro") & (df["class"] == "")]
+    assert test_miou["value"].between(0, 1).all() and test_miou.set_index("model").loc["rf", "value"] > 0.9
+    maps = {p.name for p in (tmp_path / "figures").glob("05_prediction_maps_*.png")}
+    assert maps == {"05_prediction_maps_example-scene.png"}
+
+
 def test_a_killed_kernel_ends_with_the_paragraph_and_leftover_temps_go(tmp_path):
     books = tmp_path / "nb"
     books.mkdir()

@@ -77,3 +77,29 @@ def test_random_pixel_split_leaks():
     res = indian_pines.split_leakage_demo(n_estimators=30)
     assert res["random_pixel"]["n_train"] == res["block"]["n_train"]
     assert res["random_pixel"]["oa"] > res["block"]["oa"] + 0.15
+
+
+def test_the_scene_datasets_share_the_chip_datasets_blocks_and_say_their_protocol(root, tmp_path):
+    """indian-pines-scene splits the labels by the chip dataset's own blocks (same seed), so the two differ only in
+    what a model sees; the random variant assigns pixels; the guard variant keeps no label within 4 px of another
+    split; the ablation differs from the scene in its card only."""
+    chips = datasets.open("indian-pines-hls", root)
+    scene = datasets.prepare("indian-pines-scene", tmp_path)
+    for split in ("train", "val", "test"):
+        per_chip = sum(int((chips.read_arrays(c)[1] >= 0).sum()) for c in chips.chip_ids(split))
+        assert int((scene.read_arrays(f"scene-{split}")[1] >= 0).sum()) == per_chip
+    assert scene.protocol == "scene blocks, 32 px, guard 0 px" and not scene.simulated
+    random = datasets.prepare("indian-pines-scene-random", tmp_path)
+    assert (
+        random.protocol.endswith("(leaky)")
+        and random.scene().labels.tolist() == scene.scene().labels.tolist()
+    )
+    guard = datasets.prepare("indian-pines-scene-guard", tmp_path)
+    assert (
+        0 < guard.scene().dropped and (guard.scene().label_split >= 0).sum() + guard.scene().dropped == 10249
+    )
+    ablation = datasets.prepare("indian-pines-scene-trainonly", tmp_path)
+    assert ablation.protocol.endswith("input train-only") and ablation.fingerprint() != scene.fingerprint()
+    assert (ablation.read_arrays("scene-train")[0] == 0).sum() > (
+        scene.read_arrays("scene-train")[0] == 0
+    ).sum()

@@ -825,6 +825,10 @@ def prepare(
         from helpers.data import indian_pines
 
         indian_pines.generate(root, size=size, seed=seed)
+    elif name.startswith("indian-pines-scene"):
+        from helpers.data import indian_pines
+
+        indian_pines.generate_scene(root, name, seed=seed)
     elif name in REAL and not root.is_dir():
         raise DataError(
             f"{root}: real dataset {name!r} not found; download it with "

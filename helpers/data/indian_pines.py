@@ -37,6 +37,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import rasterio.transform
 
 from helpers.data import splits
 from helpers.data.simulate import _sha256, _write_text, _write_tif, to_int16
@@ -221,6 +222,111 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         if p.is_file() and p.name != "manifest.json"
     }
     _write_text(manifest, json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+    return root
+
+
+#: The scene datasets (issue: the scene protocol): the whole scene is every model's input and the splits are label
+#: masks (:mod:`helpers.data.scene`). ``indian-pines-scene`` uses the chip dataset's own 32 px blocks (same seed,
+#: same assignment), so the two differ only in what a model sees; ``-random`` is the leaky random-pixel reference;
+#: ``-guard`` drops labels within 4 px of another split (a larger guard leaves classes without labels on this
+#: 145 px scene: README); ``-trainonly`` hides the other splits' blocks from the training input (the transductive
+#: ablation).
+SCENE_VARIANTS: dict[str, dict] = {
+    "indian-pines-scene": {"split": {"kind": "blocks", "block": BLOCK, "guard": 0}},
+    "indian-pines-scene-random": {"split": {"kind": "random"}},
+    "indian-pines-scene-guard": {"split": {"kind": "blocks", "block": BLOCK, "guard": 4}},
+    "indian-pines-scene-trainonly": {
+        "split": {"kind": "blocks", "block": BLOCK, "guard": 0},
+        "input": "train-only",
+    },
+}
+SCENE_VERSION = "1.0"
+
+
+def generate_scene(
+    root: str | Path, name: str = "indian-pines-scene", seed: int = 0, overwrite: bool = False
+) -> Path:
+    """Write one Indian Pines scene dataset (:data:`SCENE_VARIANTS`) in the scene layout, cached by a manifest.
+
+    The same reflectance as `indian-pines-hls` (int16 x 1e4, nodata -9999, a fake-but-valid UTM 16N placement of
+    20 m pixels), unpadded, with its label raster (0 = unlabelled, 1..16) and a card naming the split.
+
+    Args:
+        root: Output folder.
+        name: One of :data:`SCENE_VARIANTS`.
+        seed: Seed of the split (the chip dataset's block seed).
+        overwrite: Rewrite even when the manifest matches.
+
+    Returns:
+        The dataset root.
+    """
+    from helpers.data.io import write_geotiff
+
+    if name not in SCENE_VARIANTS:
+        raise ValueError(f"unknown Indian Pines scene {name!r}; expected one of {sorted(SCENE_VARIANTS)}")
+    root = Path(root)
+    variant = SCENE_VARIANTS[name]
+    key = {"name": name, "seed": seed, "generator_version": SCENE_VERSION, "variant": variant}
+    manifest = root / "manifest.json"
+    if manifest.exists() and not overwrite:
+        old = json.loads(manifest.read_text())
+        if all(old.get(k) == v for k, v in key.items()) and all(
+            (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
+            for rel, info in old["files"].items()
+        ):
+            return root
+        if old.get("name") != name or old.get("seed") != seed:
+            raise FileExistsError(
+                f"{root} holds {old.get('name')} (seed {old.get('seed')}); pass overwrite=True"
+            )
+    refl, labels, calib = reflectance()
+    origin = rasterio.transform.from_origin(500000.0, 4480000.0, PIXEL_SIZE_M, PIXEL_SIZE_M)
+    real = "REAL data: AVIRIS Indian Pines 1992 band-integrated to HLS bands (empirical-line reflectance x 1e4); "
+    write_geotiff(
+        root / "scene.tif",
+        to_int16(refl.transpose(2, 0, 1)),
+        crs="EPSG:32616",
+        transform=origin,
+        nodata=-9999,
+        tags={"DESCRIPTION": real + LICENCE},
+        band_descriptions=list(HLS_BANDS),
+    )
+    write_geotiff(
+        root / "labels.tif",
+        labels.astype(np.uint8),
+        crs="EPSG:32616",
+        transform=origin,
+        tags={"DESCRIPTION": "REAL Indian Pines labels: 0 unlabelled, classes 1..16"},
+    )
+    card = {
+        "name": name,
+        "layout": "scene",
+        "task": "landcover",
+        "simulated": False,
+        "description": f"REAL Indian Pines scene read as a scene (helpers.data.indian_pines.generate_scene, {SCENE_VERSION})",
+        "source": "AVIRIS 1992-06-12 Indian Pine Test Site 3, 'corrected' 200 bands, via tensorly.datasets",
+        "license": LICENCE,
+        "bands": list(HLS_BANDS),
+        "classes": list(CLASSES),
+        "class_values": list(range(1, len(CLASSES) + 1)),
+        "ignore_values": [0],
+        "scale": 1e-4,
+        "image_nodata": -9999,
+        "crs": "EPSG:32616",
+        "image": "scene.tif",
+        "labels": "labels.tif",
+        "split": {**variant["split"], "seed": seed, "fractions": [FRACTIONS[s] for s in splits.SPLITS]},
+        "input": variant.get("input", "scene"),
+    }
+    _write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
+    files = {
+        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    _write_text(
+        manifest, json.dumps({**key, "files": files, "calibration": calib}, indent=2, sort_keys=True) + "\n"
+    )
     return root
 
 

@@ -373,7 +373,12 @@ class SceneDataset(GenericDataset):
         if spec["kind"] == "blocks":
             try:
                 assignment = splits.assign_blocks(
-                    labels, self.num_classes, spec["block"], spec["fractions"], seed=spec["seed"]
+                    labels,
+                    self.num_classes,
+                    spec["block"],
+                    spec["fractions"],
+                    seed=spec["seed"],
+                    guard=spec["guard"],
                 )
             except ValueError as err:
                 raise DataError(
@@ -420,6 +425,18 @@ class SceneDataset(GenericDataset):
                     UserWarning,
                     stacklevel=3,
                 )
+
+    @property
+    def protocol(self) -> str:
+        """The split protocol in a few words, as every row of a run on this scene records it (``protocol``)."""
+        spec = self.card["split"]
+        words = [f"scene {spec['kind']}"]
+        if "block" in spec:
+            words.append(f"{spec['block']} px")
+        words.append(f"guard {spec['guard']} px")
+        if self.card["input"] != "scene":
+            words.append(f"input {self.card['input']}")
+        return ", ".join(words) + (" (leaky)" if spec["kind"] == "random" else "")
 
     def describe(self) -> str:
         """What the folder opens as: the image, the split, and the labels of each split per class."""

@@ -52,14 +52,16 @@ def assign_blocks(
     fractions: Sequence[float] = FRACTIONS,
     seed: int = 0,
     tries: int = 4000,
+    guard: int = 0,
 ) -> dict[tuple[int, int], str]:
     """Assign the ``block x block`` blocks that hold labelled pixels to train / val / test (seeded, deterministic).
 
     Each try permutes the blocks and gives each to the split its midpoint's cumulative labelled-pixel share falls
     in; the best try wins. Score (lower is better): classes missing from train (x 100) + classes missing from test
     (x 10) + classes missing from val (x 1) + the L1 distance of the labelled-pixel shares from ``fractions``
-    (x 10). A class that no assignment can put in every split is left missing and reported by the caller, never
-    hidden.
+    (x 10). With a ``guard``, each try is scored on the labels the guard keeps (:func:`guard_labels`), since a
+    guard empties the blocks that border other splits first. A class that no assignment can put in every split is
+    left missing and reported by the caller, never hidden.
 
     Args:
         labels: ``(H, W)`` class index ``0..num_classes-1``; any other value (the ignore index) is unlabelled.
@@ -68,6 +70,7 @@ def assign_blocks(
         fractions: Target labelled-pixel shares of train, val and test.
         seed: Seeds the search.
         tries: Permutations tried.
+        guard: The guard (px) the split will be used with.
 
     Returns:
         ``{(block_row, block_col): split}`` for every block holding a label.
@@ -94,9 +97,17 @@ def assign_blocks(
         own = counts[perm].sum(axis=1) / total
         midpoint = np.cumsum(own) - own / 2  # a block goes to the split its middle falls in
         split = np.searchsorted(bounds, midpoint)
-        per = [counts[perm][split == k].sum(axis=0) for k in range(3)]
+        if guard:
+            regions = block_regions(
+                labels.shape, block, {keys[i]: SPLITS[s] for i, s in zip(perm, split, strict=True)}
+            )
+            kept = guard_labels(regions, (labels >= 0) & (labels < num_classes), guard)
+            per = [np.bincount(labels[kept == k], minlength=num_classes) for k in range(3)]
+            frac = np.array([p.sum() for p in per]) / max(1, sum(p.sum() for p in per))
+        else:
+            per = [counts[perm][split == k].sum(axis=0) for k in range(3)]
+            frac = np.array([p.sum() for p in per]) / total
         missing = [(p == 0).sum() for p in per]
-        frac = np.array([p.sum() for p in per]) / total
         score = 100 * missing[0] + 10 * missing[2] + missing[1] + 10 * np.abs(frac - target).sum()
         if score < best_score:
             best_score, best = score, {keys[i]: SPLITS[s] for i, s in zip(perm, split, strict=True)}

@@ -165,7 +165,7 @@ def context(
     :func:`helpers.results.is_simulated`), the training labels it saw (``n_labelled_px``, ``n_train_chips``), the
     arithmetic platform it ran on (``platform``: :func:`platform`), the data draw it ran on (``data_fingerprint``:
     the content hash of the dataset under any label budget, so the report can tell replicates that vary the data
-    from seeds on fixed data), then ``columns`` (sizes, timings, note, ``run_key``), in that order.
+    from seeds on fixed data), a scene's split protocol (``protocol``), then ``columns`` (sizes, timings, note, ``run_key``), in that order.
     """
     rid = identity(ds, model, seed)
     return {
@@ -183,8 +183,18 @@ def context(
         "n_train_chips": len(ds.chip_ids("train")) if "train" in ds.splits else None,
         "platform": platform(family),
         "data_fingerprint": _data_fingerprint(ds),
+        **_protocol(ds),
         **columns,
     }
+
+
+def _protocol(ds) -> dict:
+    """A scene's split protocol as a column (``protocol``: split kind, block, guard, input; helpers.data.scene).
+
+    Chip datasets have none, so the study's table gains the column only once a scene runs.
+    """
+    protocol = getattr(ds, "protocol", None)
+    return {"protocol": protocol} if isinstance(protocol, str) else {}
 
 
 def _data_fingerprint(ds) -> str:
@@ -283,6 +293,7 @@ def not_run(
         "family": family,
         "pretraining": pretraining,
         "weights": weights,
+        **_protocol(ds),
     }
     rows = [results.not_run_row(reason, ctx)]
     if results_path is not None:
