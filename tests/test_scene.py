@@ -214,3 +214,17 @@ def test_the_example_scene_is_written_byte_identically(example_root, tmp_path):
         datasets.open("example-scene", again).fingerprint()
         == datasets.open("example-scene", example_root).fingerprint()
     )
+
+
+def test_point_budgets_draw_from_the_whole_scene_and_keep_validation_whole(example_root):
+    """The regime map's budgets apply to a scene too: points-K keeps K training labels per class over the scene."""
+    from helpers.data import labels as L
+
+    ds = datasets.open("example-scene", example_root)
+    view = L.label_view(ds, "points-10", seed=0)
+    y = view.read_arrays("scene-train")[1]
+    full = ds.read_arrays("scene-train")[1]
+    np.testing.assert_array_equal(np.bincount(y[y >= 0], minlength=3), [10, 10, 10])
+    assert (full[y >= 0] == y[y >= 0]).all()  # the kept points are training labels of the scene
+    np.testing.assert_array_equal(view.read_arrays("scene-val")[1], ds.read_arrays("scene-val")[1])
+    assert view.protocol == ds.protocol and L.tag_of(view) == "points-10"
