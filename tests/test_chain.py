@@ -340,6 +340,8 @@ def test_readme_own_scene_example_runs_as_written(tmp_path, capsys):
     assert test_miou["value"].between(0, 1).all() and test_miou.set_index("model").loc["rf", "value"] > 0.9
     maps = {p.name for p in (tmp_path / "figures").glob("05_prediction_maps_*.png")}
     assert maps == {"05_prediction_maps_example-scene.png"}
+    # notebook 05 draws the scene against its split protocol
+    assert (tmp_path / "figures" / "05_scene_protocols.png").is_file()
 
 
 def test_a_killed_kernel_ends_with_the_paragraph_and_leftover_temps_go(tmp_path):

@@ -517,3 +517,34 @@ def test_cost_caption_states_the_shared_pretraining_time():
     note = figures._pretraining_cost_note(pre)
     assert "spectral 10.0 min, mae 5.0 min" in note and "continuation checks 2.0 min" in note
     assert figures._pretraining_cost_note(None) == "" and figures._pretraining_cost_note(pre.iloc[:0]) == ""
+
+
+def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
+    frame = pd.DataFrame(
+        {
+            "dataset": ["s", "s", "s-random", "s-random"],
+            "protocol": ["scene blocks, 32 px, guard 0 px"] * 2 + ["scene random, guard 0 px (leaky)"] * 2,
+            "leaky": [False, False, True, True],
+            "family": ["classical", "cnn"] * 2,
+            "model": ["rf", "unet", "rf", "unet"],
+            "n": [3, 3, 3, 3],
+            "oa": [0.41, 0.61, 0.82, 0.99],
+            "oa_lo": [0.39, 0.55, 0.8, 0.98],
+            "oa_hi": [0.43, 0.67, 0.84, 1.0],
+            "miou": [0.2, 0.34, 0.66, 0.99],
+            "miou_lo": [np.nan] * 4,
+            "miou_hi": [np.nan] * 4,
+        }
+    )
+    fig = figures.protocol_figure(frame, floors={"s": 0.276})
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    hatched = sorted(round(p.get_height(), 1) for p in bars if p.get_hatch())
+    assert hatched == [82.0, 99.0]  # the random split's bars, and only they
+    assert any("LEAKY" in t.get_text() for t in ax.get_xticklabels())
+    assert ax.get_xticklabels()[0].get_text().startswith("random")  # the leaky split first, apart
+    assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT
+    w, h = fig.get_size_inches()
+    assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
+    plt.close(fig)
+    assert figures.protocol_figure(frame.iloc[:0]) is None

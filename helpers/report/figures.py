@@ -1406,6 +1406,90 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
+def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = None) -> plt.Figure | None:
+    """Scenes read as scenes: the best model of each family under every split protocol (test overall accuracy).
+
+    One group of bars per scene dataset, labelled with its protocol; a random-pixel split is hatched and labelled
+    LEAKY (its test pixels' neighbours trained the model), so its bars never pass for a held-out score. Whiskers
+    are the t-interval over replicates (none for one replicate); a grey tick marks the share of the test split's
+    most frequent class, which a model that learnt anything beats.
+
+    Args:
+        frame: :func:`helpers.report.compare.protocol_comparison`.
+        floors: Dataset -> test share of its most frequent class (optional).
+
+    Returns:
+        A full-page-width figure, or ``None`` without scene rows.
+    """
+    if frame.empty:
+        return None
+    datasets = list(
+        dict.fromkeys(frame.sort_values(["leaky", "dataset"], ascending=[False, True])["dataset"])
+    )
+    families = [f for f in compare.FAMILY_ORDER if f in set(frame["family"])]
+    pal = plotting.family_palette()
+    fig, axes = plt.subplots(1, 2, figsize=(plotting.PAGE_WIDTH["full"], 3.0), sharey=True)
+    width = 0.8 / max(1, len(families))
+    for ax, (metric, label) in zip(
+        axes, (("oa", "test overall accuracy (%)"), ("miou", "test mIoU (%)")), strict=True
+    ):
+        for i, name in enumerate(datasets):
+            rows = frame[frame["dataset"] == name].set_index("family")
+            leaky = bool(rows["leaky"].iloc[0])
+            for j, fam in enumerate(families):
+                if fam not in rows.index or not np.isfinite(rows.loc[fam, metric]):
+                    continue
+                r = rows.loc[fam]
+                x = i + (j - (len(families) - 1) / 2) * width
+                ax.bar(
+                    x,
+                    100 * r[metric],
+                    width,
+                    color=pal[fam],
+                    hatch="///" if leaky else None,
+                    edgecolor="white",
+                    lw=0,
+                )
+                lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ax.errorbar(x, 100 * r[metric], yerr=[[100 * (r[metric] - lo)], [100 * (hi - r[metric])]], color="k", lw=0.8, capsize=1.5)  # fmt: skip
+                ax.text(x, 1.5, r["model"], rotation=90, fontsize=6, ha="center", va="bottom", color="white")
+            if metric == "oa" and floors and name in floors:
+                ax.hlines(100 * floors[name], i - 0.45, i + 0.45, color="0.4", lw=1.0, ls="--")
+        ticks = []
+        for name in datasets:
+            p = (
+                frame.loc[frame["dataset"] == name, "protocol"]
+                .iloc[0]
+                .removeprefix("scene ")
+                .replace(" (leaky)", "")
+            )
+            ticks.append(p.replace(", ", "\n") + ("\nLEAKY" if "random" in p else ""))
+        ax.set_xticks(range(len(datasets)), ticks, fontsize=6)
+        ax.set_ylabel(label, fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.tick_params(axis="y", labelsize=6)
+    handles = _family_handles(families)
+    if floors:
+        handles.append(Line2D([], [], color="0.4", ls="--", label="most frequent test class"))
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.9),
+        ncol=len(handles),
+        fontsize=6,
+        frameon=False,
+    )
+    n = sorted(set(int(v) for v in frame["n"].dropna()))
+    fig.suptitle(
+        "Scenes read as scenes: the best model of each family, chosen on validation mIoU, under each split protocol\n"
+        f"(hatched: random pixels, LEAKY); bars are means over {'/'.join(map(str, n))} replicate(s)",
+        fontsize=7,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    return fig
+
+
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 
