@@ -121,6 +121,35 @@ def reflectance(cube: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
     return refl, labels, {"gain": gain.tolist(), "offset": offset.tolist()}
 
 
+def _cached(root: Path, key: dict, identity: tuple[str, ...]) -> bool:
+    """Whether ``root`` already holds what ``key`` describes, every file at its recorded size (then nothing is written).
+
+    Raises:
+        FileExistsError: The folder's manifest is of another dataset (its ``identity`` fields differ): never
+            overwritten without ``overwrite=True``.
+    """
+    manifest = root / "manifest.json"
+    if not manifest.exists():
+        return False
+    old = json.loads(manifest.read_text())
+    if any(old.get(k) != key[k] for k in identity):
+        raise FileExistsError(f"{root} holds {old.get('name')} (seed {old.get('seed')}); pass overwrite=True")
+    return all(old.get(k) == v for k, v in key.items()) and all(
+        (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
+        for rel, info in old["files"].items()
+    )
+
+
+def _write_manifest(root: Path, key: dict) -> None:
+    """``root/manifest.json``: ``key`` and every file's size and sha256 (what :func:`_cached` reads)."""
+    files = {
+        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    _write_text(root / "manifest.json", json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+
+
 def _blocks(shape: tuple[int, int]) -> tuple[int, int]:
     return int(np.ceil(shape[0] / BLOCK)), int(np.ceil(shape[1] / BLOCK))
 
@@ -157,18 +186,8 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         raise ValueError(f"unknown size {size!r}; use quick, default or paper")
     root = Path(root)
     key = {"name": NAME, "seed": seed, "generator_version": VERSION}
-    manifest = root / "manifest.json"
-    if manifest.exists() and not overwrite:
-        old = json.loads(manifest.read_text())
-        if all(old.get(k) == v for k, v in key.items()) and all(
-            (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
-            for rel, info in old["files"].items()
-        ):
-            return root
-        if not all(old.get(k) == v for k, v in key.items()):
-            raise FileExistsError(
-                f"{root} holds {old.get('name')} (seed {old.get('seed')}); pass overwrite=True"
-            )
+    if not overwrite and _cached(root, key, identity=tuple(key)):
+        return root
     refl, labels, calib = reflectance()
     nby, nbx = _blocks(labels.shape)
     ph, pw = nby * BLOCK, nbx * BLOCK
@@ -216,12 +235,7 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         },
     }
     _write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    files = {
-        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
-    _write_text(manifest, json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
+    _write_manifest(root, key)
     return root
 
 
@@ -267,18 +281,8 @@ def generate_scene(
     root = Path(root)
     variant = SCENE_VARIANTS[name]
     key = {"name": name, "seed": seed, "generator_version": SCENE_VERSION, "variant": variant}
-    manifest = root / "manifest.json"
-    if manifest.exists() and not overwrite:
-        old = json.loads(manifest.read_text())
-        if all(old.get(k) == v for k, v in key.items()) and all(
-            (root / rel).exists() and (root / rel).stat().st_size == info["bytes"]
-            for rel, info in old["files"].items()
-        ):
-            return root
-        if old.get("name") != name or old.get("seed") != seed:
-            raise FileExistsError(
-                f"{root} holds {old.get('name')} (seed {old.get('seed')}); pass overwrite=True"
-            )
+    if not overwrite and _cached(root, key, identity=("name", "seed")):
+        return root
     refl, labels, calib = reflectance()
     origin = rasterio.transform.from_origin(500000.0, 4480000.0, PIXEL_SIZE_M, PIXEL_SIZE_M)
     real = "REAL data: AVIRIS Indian Pines 1992 band-integrated to HLS bands (empirical-line reflectance x 1e4); "
@@ -319,14 +323,7 @@ def generate_scene(
         "input": variant.get("input", "scene"),
     }
     _write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    files = {
-        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
-    _write_text(
-        manifest, json.dumps({**key, "files": files, "calibration": calib}, indent=2, sort_keys=True) + "\n"
-    )
+    _write_manifest(root, {**key, "calibration": calib})
     return root
 
 
