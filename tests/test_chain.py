@@ -226,6 +226,19 @@ def _readme_block(heading: str, lang: str = "bash") -> list[str]:
     return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
 
 
+def _outputs_under(tmp_path: Path, data: Path) -> dict:
+    """Chain overrides that move the data folder and every output of a README command line under tmp_path."""
+    return {
+        "data_dir": data,
+        "results_path": tmp_path / "results.csv",
+        "convergence_path": tmp_path / "convergence.csv",
+        "figures_dir": tmp_path / "figures",
+        "cache_dir": tmp_path / "cache",
+        "runs_dir": tmp_path / "runs",
+        "maps_dir": tmp_path / "maps",
+    }
+
+
 def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     """The README's worked example on a dataset of one's own: its commands, with only the output folders moved.
 
@@ -250,15 +263,7 @@ def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     assert (
         full == quick[: quick.index("--set")]
     )  # the study's line is the smoke line without its quick settings
-    outputs = {
-        "data_dir": data,
-        "results_path": tmp_path / "results.csv",
-        "convergence_path": tmp_path / "convergence.csv",
-        "figures_dir": tmp_path / "figures",
-        "cache_dir": tmp_path / "cache",
-        "runs_dir": tmp_path / "runs",
-        "maps_dir": tmp_path / "maps",
-    }
+    outputs = _outputs_under(tmp_path, data)
     at = quick.index("--set") + 1
     argv = (
         quick[:at]
@@ -310,15 +315,7 @@ def test_readme_own_scene_example_runs_as_written(tmp_path, capsys):
     assert "split: blocks, blocks of 16 px, guard 0 px" in capsys.readouterr().out
     argv = lines[2][3:]
     at = argv.index("--set") + 1
-    outputs = {
-        "data_dir": data,
-        "results_path": tmp_path / "results.csv",
-        "convergence_path": tmp_path / "convergence.csv",
-        "figures_dir": tmp_path / "figures",
-        "cache_dir": tmp_path / "cache",
-        "runs_dir": tmp_path / "runs",
-        "maps_dir": tmp_path / "maps",
-    }
+    outputs = _outputs_under(tmp_path, data)
     argv = (
         argv[:at] + [f"{k}={v}" for k, v in outputs.items()] + argv[at:] + ["--output", str(tmp_path / "nb")]
     )
