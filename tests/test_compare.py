@@ -703,3 +703,21 @@ def test_scene_protocols_pick_each_familys_best_on_validation_and_mark_the_rando
     assert out.groupby("dataset")["leaky"].first().to_dict() == {"my-scene": False, "my-scene-random": True}
     assert (out["n"] == 2).all() and out["oa"].between(0, 1).all() and (out["oa_lo"] < out["oa"]).all()
     assert compare.protocol_comparison(agg, df[df["dataset"] == "sim-flood"]).empty
+
+
+def test_a_model_run_on_fewer_replicates_is_no_candidate_and_the_evidence_says_so(tmp_path):
+    """One seed of a strong model must not cut the paired comparisons of its family down to that seed."""
+    path = tmp_path / "r.csv"
+    _write_scores(path, "sim-flood", "flood", "rf", "classical", [0.90, 0.91, 0.92])
+    _write_scores(path, "sim-flood", "flood", "unet", "cnn", [0.80, 0.82, 0.81])
+    _write_scores(
+        path, "sim-flood", "flood", "presto_frozen_lgbm", "fm", [0.85, 0.86, 0.87], pretraining="published"
+    )
+    _write_scores(path, "sim-flood", "flood", "galileo_nano_finetune", "fm", [0.99], pretraining="published")
+    f = compare.findings(results.read(path), n_boot=200)
+    row = _row(f, "1", "sim-flood")
+    assert row["model_b"] == "presto_frozen_lgbm" and row["n_replicates"] == 3
+    assert (
+        "left out, run on fewer replicates than its group's others: galileo_nano_finetune (1 of 3)"
+        in row["evidence"]
+    )

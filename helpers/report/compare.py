@@ -763,7 +763,9 @@ def findings(
        multi-sensor space-time data, local and global targets) is built for both spectral and spatial tasks.
 
     A cell outside its setting (see :func:`dataset_setting`) gets ``"not the paper's setting"`` and is not tested
-    (no adjusted p; its effect is still shown); a cell lacking a model on either side gets ``"missing"``.
+    (no adjusted p; its effect is still shown); a cell lacking a model on either side gets ``"missing"``. A model
+    run on fewer replicates than another candidate of its group is no candidate of that cell (the evidence names
+    it): pairing on the replicates it ran would shrink the whole cell to those (:func:`_complete_candidates`).
 
     Args:
         df: Results table (full-label rows are used: :func:`helpers.results.full_labels`).
@@ -799,6 +801,7 @@ def findings(
         setting = dataset_setting(dataset, task)
         val, test = _wide(d, "val"), _wide(d, "test")
         runnable = [m for m in ordered_models(d) if m in val.columns and m in test.columns]
+        n_ran = (val[runnable].notna() & test[runnable].notna()).sum() if runnable else pd.Series(dtype=int)
         info = d.drop_duplicates("model").set_index("model")
         fam = info["cfam"]
         cand = {f: [m for m in runnable if fam[m] == f] for f in COMPARISON_FAMILY_ORDER}
@@ -814,6 +817,7 @@ def findings(
         pretexts = {a: p for a, p in pretexts.items() if set(p) - {"none"}}
         chips = _chip_counts(d, simulated, runnable, chips_dir)
         for claim, cell, comp, la, a, lb, b, expect, applies in _cells(setting, cand, pretexts):
+            (a, b), left_out = _complete_candidates((a, b), n_ran)
             row = dict(
                 claim=claim, cell=cell, dataset=dataset, simulated=simulated, setting=setting,
                 comparison=f"{comp}, test {metric}", expected=EXPECTATIONS[expect], applies=applies,
@@ -821,7 +825,11 @@ def findings(
             if not a or not b:
                 missing = ", ".join(lbl for lbl, g in ((la, a), (lb, b)) if not g)
                 out.append(
-                    row | dict(verdict=MISSING, evidence=f"no {missing} model with validation and test rows")
+                    row
+                    | dict(
+                        verdict=MISSING,
+                        evidence=f"no {missing} model with validation and test rows{left_out}",
+                    )
                 )
                 continue
             eff = stats.paired_effect(
@@ -839,7 +847,7 @@ def findings(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
                 replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
                 interval=eff.interval_name, per_replicate=tuple(float(x) for x in eff.per_replicate),
-                evidence="; ".join(parts),
+                evidence="; ".join(parts) + left_out,
             )  # fmt: skip
             out.append(row)
     cols = [
@@ -881,6 +889,27 @@ def findings(
     frame["_k"] = [(cl, cell_rank[c]) for cl, c in zip(frame["claim"], frame["cell"], strict=True)]
     frame = frame.sort_values("_k", kind="mergesort")
     return frame.reindex(columns=cols).reset_index(drop=True)
+
+
+def _complete_candidates(groups: Sequence[list[str]], ran: pd.Series) -> tuple[list[list[str]], str]:
+    """Each group's candidates run on as many replicates as its most complete one, and a note on the rest.
+
+    A model run on fewer replicates than another candidate of its group cannot compete: the comparison pairs only
+    the replicates every candidate ran, so one partial row would cut its whole cell down to those replicates. A
+    group whose best-covered model is itself partial keeps it (the cell is then paired over fewer replicates, as it
+    says).
+    """
+    kept, dropped = [], []
+    for group in groups:
+        top = max((int(ran[m]) for m in group), default=0)
+        kept.append([m for m in group if int(ran[m]) == top])
+        dropped += [f"{m} ({int(ran[m])} of {top})" for m in group if int(ran[m]) < top]
+    note = (
+        "; left out, run on fewer replicates than its group's others: " + ", ".join(dropped)
+        if dropped
+        else ""
+    )
+    return kept, note
 
 
 def _expect_key(text: str) -> str:
