@@ -40,7 +40,7 @@ import numpy as np
 import rasterio.transform
 
 from helpers.data import splits
-from helpers.data.simulate import _sha256, _write_text, _write_tif, to_int16
+from helpers.data.simulate import _write_manifest, _write_text, _write_tif, to_int16
 from helpers.data.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
 
 NAME = "indian-pines-hls"
@@ -140,20 +140,6 @@ def _cached(root: Path, key: dict, identity: tuple[str, ...]) -> bool:
     )
 
 
-def _write_manifest(root: Path, key: dict) -> None:
-    """``root/manifest.json``: ``key`` and every file's size and sha256 (what :func:`_cached` reads)."""
-    files = {
-        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
-    _write_text(root / "manifest.json", json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
-
-
-def _blocks(shape: tuple[int, int]) -> tuple[int, int]:
-    return int(np.ceil(shape[0] / BLOCK)), int(np.ceil(shape[1] / BLOCK))
-
-
 def assign_blocks(labels: np.ndarray, seed: int = 0, tries: int = 4000) -> dict[tuple[int, int], str]:
     """Assign the 32 x 32 blocks that hold labelled pixels to train/val/test (seeded search, deterministic).
 
@@ -189,7 +175,7 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
     if not overwrite and _cached(root, key, identity=tuple(key)):
         return root
     refl, labels, calib = reflectance()
-    nby, nbx = _blocks(labels.shape)
+    nby, nbx = splits.block_grid(labels.shape, BLOCK)
     ph, pw = nby * BLOCK, nbx * BLOCK
     img = np.full((6, ph, pw), -9999, dtype=np.int16)
     img[:, : labels.shape[0], : labels.shape[1]] = to_int16(refl.transpose(2, 0, 1))
