@@ -1456,15 +1456,12 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
                 ax.text(x, 1.5, r["model"], rotation=90, fontsize=6, ha="center", va="bottom", color="white")
             if metric == "oa" and floors and name in floors:
                 ax.hlines(100 * floors[name], i - 0.45, i + 0.45, color="0.4", lw=1.0, ls="--")
-        ticks = []
-        for name in datasets:
-            p = (
-                frame.loc[frame["dataset"] == name, "protocol"]
-                .iloc[0]
-                .removeprefix("scene ")
-                .replace(" (leaky)", "")
-            )
-            ticks.append(p.replace(", ", "\n") + ("\nLEAKY" if "random" in p else ""))
+        first = frame.drop_duplicates("dataset").set_index("dataset")
+        ticks = [
+            first.loc[name, "protocol"].removeprefix("scene ").replace(" (leaky)", "").replace(", ", "\n")
+            + ("\nLEAKY" if first.loc[name, "leaky"] else "")
+            for name in datasets
+        ]
         ax.set_xticks(range(len(datasets)), ticks, fontsize=6)
         ax.set_ylabel(label, fontsize=7)
         ax.set_ylim(0, 100)
