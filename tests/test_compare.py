@@ -663,48 +663,6 @@ def test_val_test_gap_flags_a_model_that_alone_falls_from_validation_to_test():
     assert not gap.loc["unet", "outside"]  # 2 points, inside the range of rf and the Presto rows
 
 
-def test_scene_protocols_pick_each_familys_best_on_validation_and_mark_the_random_split_leaky(tmp_path):
-    """Scene rows carry their split protocol; the comparison keeps chip datasets out and says which split leaks."""
-    path = tmp_path / "r.csv"
-    for dataset, protocol, scale in (
-        ("my-scene", "scene blocks, 32 px, guard 0 px", 0.5),
-        ("my-scene-random", "scene random, guard 0 px (leaky)", 0.95),
-    ):
-        for model, family, (val, test) in (
-            ("rf", "classical", (0.6, 0.7)),
-            ("lgbm", "classical", (0.5, 0.9)),  # better on test only: never chosen
-            ("unet", "cnn", (0.7, 0.8)),
-        ):
-            for seed in range(2):
-                ctx = dict(
-                    task="landcover",
-                    dataset=dataset,
-                    model=model,
-                    family=family,
-                    seed=seed,
-                    protocol=protocol,
-                )
-                rows = []
-                for split, v in (("val", val), ("test", test)):
-                    s = metrics.scores(_cm(min(0.99, scale * v + 0.01 * seed), 2))
-                    rows += results.score_rows(s, split=split, class_names=["x", "y"], context=ctx)
-                results.write_run(rows, path)
-    _write_scores(path, "sim-flood", "flood", "rf", "classical", [0.9, 0.91])  # a chip dataset: no protocol
-    df = results.read(path)
-    agg = compare.aggregate(df, metrics=["miou_macro", "oa"], n_boot=50)
-    out = compare.protocol_comparison(agg, df)
-    assert set(out["dataset"]) == {"my-scene", "my-scene-random"}
-    assert out.set_index(["dataset", "family"])["model"].to_dict() == {
-        ("my-scene", "classical"): "rf",
-        ("my-scene", "cnn"): "unet",
-        ("my-scene-random", "classical"): "rf",
-        ("my-scene-random", "cnn"): "unet",
-    }
-    assert out.groupby("dataset")["leaky"].first().to_dict() == {"my-scene": False, "my-scene-random": True}
-    assert (out["n"] == 2).all() and out["oa"].between(0, 1).all() and (out["oa_lo"] < out["oa"]).all()
-    assert compare.protocol_comparison(agg, df[df["dataset"] == "sim-flood"]).empty
-
-
 def test_a_model_run_on_fewer_replicates_is_no_candidate_and_the_evidence_says_so(tmp_path):
     """One seed of a strong model must not cut the paired comparisons of its family down to that seed."""
     path = tmp_path / "r.csv"

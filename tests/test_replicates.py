@@ -184,6 +184,8 @@ def test_fm_matrix_pretrains_once_per_pretext_on_the_pooled_corpus(recorder):
     draws = _draws(["sim-a", "real-b", "sim-texture-0"], seeds, simulated={"sim-a", "sim-texture-0"})
     settings = fm_runs.FMSettings(corpus=fm_runs.corpus_spec("data", ["sim-a", "real-b"], ["sim-texture-0"]))
     assert settings.corpus.real == ("real-b",) and settings.corpus.probe == ("sim-a", "sim-texture-0")
+    # notebook 04's corpus_datasets: one list of main and sweep names names the same corpus (same pretraining)
+    assert fm_runs.corpus_spec("data", ["sim-a", "real-b", "sim-texture-0"]) == settings.corpus
     matrix.submit_fm_runs(
         None,
         draws,

@@ -1061,60 +1061,6 @@ def majority_floor(df: pd.DataFrame, floors: Mapping[str, float], *, split: str 
     return out.sort_values(["dataset", "model"], kind="stable").reset_index(drop=True)
 
 
-def scene_protocols(table: pd.DataFrame) -> pd.DataFrame:
-    """The split protocol of every scene dataset in the table (``dataset``, ``protocol``, ``leaky``).
-
-    Chip datasets have none and are left out.
-
-    ``leaky`` marks a random-pixel split: its test pixels' neighbours trained the model, so its score is never shown
-    beside a block score without saying so.
-    """
-    if "protocol" not in table:
-        return pd.DataFrame(columns=["dataset", "protocol", "leaky"])
-    rows = table.loc[table["protocol"].fillna("").astype(str) != "", ["dataset", "protocol"]]
-    out = rows.drop_duplicates("dataset").reset_index(drop=True)
-    out["leaky"] = out["protocol"].str.contains("random")
-    return out
-
-
-def protocol_comparison(agg: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The best model of each family on every scene dataset, chosen on validation mIoU, with its test scores.
-
-    Args:
-        agg: :func:`aggregate` of the table (``oa`` and ``miou_macro`` among its metrics).
-        table: The results table (for each scene dataset's ``protocol``).
-
-    Returns:
-        One row per (scene dataset, family): ``protocol``, ``leaky``, ``model``, ``n`` and the test ``oa`` and
-        ``miou`` (mean over replicates, with ``_lo``/``_hi``: the t-interval over replicates, NaN for one).
-    """
-    cols = [
-        "dataset",
-        "protocol",
-        "leaky",
-        "family",
-        "model",
-        "n",
-        "oa",
-        "oa_lo",
-        "oa_hi",
-        "miou",
-        "miou_lo",
-        "miou_hi",
-    ]
-    protocols = scene_protocols(table)
-    if protocols.empty or agg.empty:
-        return pd.DataFrame(columns=cols)
-    best = select_best(agg.loc[agg["dataset"].isin(protocols["dataset"])], metric="miou_macro")
-    best = best.loc[best["model"] != ""].rename(columns={"mean": "miou", "lo": "miou_lo", "hi": "miou_hi"})
-    test_oa = agg.loc[(agg["split"] == "test") & (agg["metric"] == "oa") & (agg["class"] == "")]
-    test_oa = test_oa[["dataset", "model", "mean", "lo", "hi"]].rename(
-        columns={"mean": "oa", "lo": "oa_lo", "hi": "oa_hi"}
-    )
-    out = best.merge(test_oa, on=["dataset", "model"], how="left").merge(protocols, on="dataset")
-    return sort_frame(out[cols])
-
-
 def val_test_gap(df: pd.DataFrame, metric: str = "miou_macro") -> pd.DataFrame:
     """Each model's drop from validation to test (points, mean over replicates), against the other rows' range.
 

@@ -1415,7 +1415,7 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
     most frequent class, which a model that learnt anything beats.
 
     Args:
-        frame: :func:`helpers.report.compare.protocol_comparison`.
+        frame: :func:`helpers.report.scenes.best_per_family`.
         floors: Dataset -> test share of its most frequent class (optional).
 
     Returns:

@@ -12,6 +12,8 @@ What the summary holds, each line from a function of the table (no number is typ
 * every tested verdict cell of the findings: the paired effect with its named interval, the Holm-adjusted p and the
   verdict (:func:`verdict_lines`);
 * the regime map's lines (:func:`helpers.report.regime.findings_lines`);
+* the scene protocol's lines, for every scene of the table (:func:`helpers.report.scenes.findings_lines`; without
+  the most-frequent-class floor, which needs the data);
 * convergence: how every deep row stopped and how many convergence checks (a cycle from a restarted learning rate)
   moved validation by less than a point
   (:func:`convergence_lines`).
@@ -240,8 +242,9 @@ def summary(
     regime_lines: Sequence[str],
     conv: pd.DataFrame,
     date: str,
+    scene_lines: Sequence[str] = (),
 ) -> str:
-    """The README's results block: what was run, every tested verdict, the regime map, convergence."""
+    """The README's results block: what was run, every tested verdict, the regime map, the scene, convergence."""
     parts = [
         *what_was_run(df, date),
         "",
@@ -257,6 +260,16 @@ def summary(
         "",
         *(list(regime_lines) or ["- No label-budget rows in the table."]),
         "",
+        *(
+            [
+                "**One scene, several split protocols** (`findings.md` has the rule; `figures/05_scene_protocols`):",
+                "",
+                *scene_lines,
+                "",
+            ]
+            if scene_lines
+            else []
+        ),
         "**Convergence**:",
         "",
         *convergence_lines(df, conv),
@@ -303,9 +316,11 @@ def results_block(
     (:func:`default_datasets`) and compare it with the committed README.
     """
     from helpers import results
-    from helpers.report import compare, regime
+    from helpers.report import compare, regime, scenes
 
     ok = df[df["dataset"].notna()]
+    # every scene of the table, main dataset or not: each protocol variant is a dataset of its own
+    scene_lines = scenes.findings_lines(results.full_labels(ok))
     if datasets is not None:
         ok = ok[ok["dataset"].isin(list(datasets))]
         conv = conv[conv["dataset"].isin(list(datasets))] if not conv.empty else conv
@@ -314,7 +329,7 @@ def results_block(
     cv = regime.curves(ok)
     rg = regime.regime(cv, n_boot=n_boot, seed=seed) if not cv.empty else pd.DataFrame()
     lines = regime.findings_lines(rg, compare.ordered_datasets(rg["dataset"].unique())) if len(rg) else []
-    return summary(table, findings, lines, conv, compare.findings_date(table))
+    return summary(table, findings, lines, conv, compare.findings_date(table), scene_lines)
 
 
 def mismatches(text: str, expected: str, name: str = RESULTS) -> list[str]:

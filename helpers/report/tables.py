@@ -542,6 +542,23 @@ def regime_section(lines: Sequence[str]) -> str:
     )
 
 
+#: The rule above the scene protocol's lines (``findings.md`` and the README's results block).
+SCENE_RULE = (
+    "A scene read as a scene (README: Your own scene) runs under several split protocols, each its own dataset of "
+    "the table: spatial blocks (the reference), random pixels (leaky), blocks with a guard, and blocks with the other "
+    "splits hidden from the training input (the transductive part). Each variant against its reference, per model "
+    "run on both, test overall accuracy paired within replicate (helpers.report.scenes); these datasets are outside "
+    "the claims above."
+)
+
+
+def scene_section(lines: Sequence[str]) -> str:
+    """The scene protocol's findings as a Markdown section (empty without lines)."""
+    if not lines:
+        return ""
+    return "\n\n### One scene, several split protocols\n\n" + SCENE_RULE + "\n\n" + "\n".join(lines)
+
+
 #: How each comparison family's settings were chosen, and what it normalises its input with (from the code's own
 #: documentation: helpers.runs.classical, helpers.runs.train, helpers.runs.fm_runs, helpers.runs.fm_adapters).
 FAMILY_PROTOCOL = {
@@ -668,6 +685,7 @@ def write_all(
     seed: int = 0,
     findings: pd.DataFrame | None = None,
     regime_lines: Sequence[str] = (),
+    scene_lines: Sequence[str] = (),
 ) -> dict[str, list[Path]]:
     """Write every table of notebook 05 under ``<figures_dir>/tables/``.
 
@@ -680,6 +698,8 @@ def write_all(
         findings: Precomputed :func:`helpers.report.compare.findings` (computed when ``None``).
         regime_lines: The regime map's findings, one line per dataset (:func:`helpers.report.regime.findings_lines`),
             written into ``findings.md`` above the claims table (none: no such section).
+        scene_lines: The scene protocol's findings (:func:`helpers.report.scenes.findings_lines`), a section of
+            ``findings.md`` after the regime map's (none: no such section).
 
     Returns:
         Table name -> the Markdown and LaTeX paths.
@@ -715,7 +735,9 @@ def write_all(
             "Holm-adjusted p, decision, verdict and evidence."
         ),
         align="lllp{0.14\\linewidth}p{0.2\\linewidth}rllp{0.22\\linewidth}",
-        preamble=findings_preamble(f, compare.findings_date(df)) + regime_section(regime_lines),
+        preamble=findings_preamble(f, compare.findings_date(df))
+        + regime_section(regime_lines)
+        + scene_section(scene_lines),
     )
     out["family_inputs"] = write_table(
         "family_inputs",
