@@ -228,3 +228,32 @@ def test_point_budgets_draw_from_the_whole_scene_and_keep_validation_whole(examp
     assert (full[y >= 0] == y[y >= 0]).all()  # the kept points are training labels of the scene
     np.testing.assert_array_equal(view.read_arrays("scene-val")[1], ds.read_arrays("scene-val")[1])
     assert view.protocol == ds.protocol and L.tag_of(view) == "points-10"
+
+
+def test_a_block_split_is_scored_block_by_block_and_the_blocks_sum_to_the_split(example_root, tmp_path):
+    """The crossed bootstrap's test units on a scene are its test blocks, counted from the saved prediction."""
+    from helpers import results
+    from helpers.runs import runner
+
+    ds = datasets.open("example-scene", example_root)
+    truth = ds.split_labels("scene-test")
+    c = len(ds.classes)
+    rng = np.random.default_rng(0)
+    pred = np.where(rng.random(truth.shape) < 0.7, np.maximum(truth, 0), rng.integers(0, c, truth.shape))
+    scored = truth >= 0
+    cm = np.zeros((c, c), np.int64)
+    np.add.at(cm, (truth[scored], pred[scored]), 1)
+    chips = {"test": results.chip_counts(["scene-test"], cm[None])}
+    out = runner.units_as_chips(ds, chips, {"scene-test": pred})["test"]
+    blocks = splits.block_ids(truth.shape, ds.card["split"]["block"])
+    tested = sorted(np.unique(blocks[scored]))
+    assert list(out["chip_ids"]) == [f"scene-test/b{b}" for b in tested] and len(tested) > 1
+    for k in ("tp", "fp", "fn"):
+        np.testing.assert_array_equal(out[k].sum(axis=0), chips["test"][k][0])
+    first = scored & (blocks == tested[0])  # one block's counts are that block's pixels only
+    assert out["tp"][0].sum() == int((truth[first] == pred[first]).sum())
+    # no saved prediction, or a random-pixel split (no blocks): the split stays one chip
+    assert runner.units_as_chips(ds, chips, {}) == chips
+    rnd = datasets.open("example-scene", _copy(example_root, tmp_path, split={"kind": "random"}))
+    assert rnd.score_units("scene-test") is None
+    assert runner.units_as_chips(rnd, chips, {"scene-test": pred}) == chips

@@ -426,6 +426,25 @@ class SceneDataset(GenericDataset):
                     stacklevel=3,
                 )
 
+    def split_labels(self, chip_id: str) -> np.ndarray:
+        """The labels of ``chip_id``'s split only (``ignore_index`` elsewhere), without reading the image again."""
+        scene = self.scene()
+        return np.where(scene.label_split == self._split_of(chip_id), scene.labels, self.ignore_index)
+
+    def score_units(self, chip_id: str) -> np.ndarray | None:
+        """Each pixel's spatial unit (its block) for scoring ``chip_id`` unit by unit; ``None`` without blocks.
+
+        A scene's split is one "chip", so a bootstrap over test chips would have one chip to resample: scored block
+        by block, the test split's blocks are its independent units, as a chip dataset's chips are
+        (:func:`helpers.runs.runner.units_as_chips`). A random-pixel split has no such unit, nor a split raster of
+        your own (its regions need not be blocks): both keep one chip.
+        """
+        self._split_of(chip_id)
+        spec = self.card["split"]
+        if spec["kind"] != "blocks":
+            return None
+        return splits.block_ids(self.scene().labels.shape, spec["block"])
+
     @property
     def protocol(self) -> str:
         """The split protocol in a few words, as every row of a run on this scene records it (``protocol``)."""

@@ -125,6 +125,14 @@ def block_regions(
     return regions
 
 
+def block_ids(shape: tuple[int, int], block: int) -> np.ndarray:
+    """Each pixel's block, numbered row by row (``(H, W)`` int32): the units a block split's test set is made of."""
+    rows, cols = block_grid(shape, block)
+    by = np.arange(shape[0]) // block
+    bx = np.arange(shape[1]) // block
+    return (by[:, None] * cols + bx[None, :]).astype(np.int32)
+
+
 def random_regions(labelled: np.ndarray, fractions: Sequence[float] = FRACTIONS, seed: int = 0) -> np.ndarray:
     """Region map of a random pixel split: the labelled pixels in a seeded order, cut at the target shares."""
     target = _check_fractions(fractions)

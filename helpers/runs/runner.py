@@ -348,11 +348,54 @@ def finish(
         maps_dir, rid.dataset, rid.model, rid.seed, dict(maps or {}), label_budget=rid.label_budget
     )
     results.save_chip_counts(
-        chips_dir_for(chips_dir, results_path), rid, str(ctx.get("run_key", "")), dict(chips or {})
+        chips_dir_for(chips_dir, results_path),
+        rid,
+        str(ctx.get("run_key", "")),
+        units_as_chips(ds, dict(chips or {}), dict(maps or {})),
     )
     if results_path is not None:
         results.write_run(rows, results_path)
     return rows
+
+
+def units_as_chips(ds, chips: Mapping[str, Mapping], maps: Mapping[str, np.ndarray]) -> dict[str, Mapping]:
+    """A split scored as one chip (a scene) re-counted unit by unit (its blocks), from the run's saved prediction.
+
+    The crossed bootstrap of the findings resamples test chips; a scene's test split is one chip, so its blocks
+    stand in for chips (``<chip>/b<block>``), counted from the prediction map the run keeps
+    (:func:`helpers.report.prediction_maps.chips_to_save`) and the split's labels. Used only where the dataset has
+    units (:meth:`helpers.data.scene.SceneDataset.score_units`) and the per-unit counts sum to the chip's own;
+    otherwise the chip's counts are kept as they are.
+    """
+    units_of = getattr(ds, "score_units", None)
+    if units_of is None:
+        return dict(chips)
+    out = dict(chips)
+    for split, counts in chips.items():
+        ids = [str(c) for c in counts["chip_ids"]]
+        if len(ids) != 1 or ids[0] not in maps:
+            continue
+        units = units_of(ids[0])
+        if units is None:
+            continue
+        truth = ds.split_labels(ids[0])
+        pred = np.asarray(maps[ids[0]])
+        n_classes = len(ds.classes)
+        scored = (truth >= 0) & (truth < n_classes)
+        if pred.shape != truth.shape or ((pred[scored] < 0) | (pred[scored] >= n_classes)).any():
+            continue
+        u, inverse = np.unique(units[scored], return_inverse=True)
+        flat = (inverse * n_classes + truth[scored]) * n_classes + pred[scored].astype(np.int64)
+        cms = np.bincount(flat, minlength=u.size * n_classes * n_classes).reshape(
+            u.size, n_classes, n_classes
+        )
+        per_unit = results.chip_counts([f"{ids[0]}/b{int(b)}" for b in u], cms)
+        if all(
+            np.array_equal(per_unit[k].sum(axis=0), np.asarray(counts[k]).sum(axis=0))
+            for k in ("tp", "fp", "fn")
+        ):
+            out[split] = per_unit
+    return out
 
 
 def save_missing_chips(
