@@ -541,8 +541,11 @@ def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
     bars = [p for p in ax.patches if p.get_height() > 0]
     hatched = sorted(round(p.get_height(), 1) for p in bars if p.get_hatch())
     assert hatched == [82.0, 99.0]  # the random split's bars, and only they
-    assert any("LEAKY" in t.get_text() for t in ax.get_xticklabels())
-    assert ax.get_xticklabels()[0].get_text().startswith("random")  # the leaky split first, apart
+    groups = ax.child_axes[0].get_xticklabels()  # each group of bars is labelled with its protocol
+    assert any("LEAKY" in t.get_text() for t in groups)
+    assert groups[0].get_text().startswith("random")  # the leaky split first, apart
+    # each bar names its model
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["rf", "unet", "rf", "unet"]
     assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT
     w, h = fig.get_size_inches()
     assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT

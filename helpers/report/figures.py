@@ -1428,11 +1428,12 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
     )
     families = [f for f in compare.FAMILY_ORDER if f in set(frame["family"])]
     pal = plotting.family_palette()
-    fig, axes = plt.subplots(1, 2, figsize=(plotting.PAGE_WIDTH["full"], 3.0), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(plotting.PAGE_WIDTH["full"], 4.2), sharey=True)
     width = 0.8 / max(1, len(families))
     for ax, (metric, label) in zip(
         axes, (("oa", "test overall accuracy (%)"), ("miou", "test mIoU (%)")), strict=True
     ):
+        bars: list[tuple[float, str]] = []  # (x, model) of every bar: the model names are the bars' ticks
         for i, name in enumerate(datasets):
             rows = frame[frame["dataset"] == name].set_index("family")
             leaky = bool(rows["leaky"].iloc[0])
@@ -1453,7 +1454,7 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
                 lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
                 if np.isfinite(lo) and np.isfinite(hi):
                     ax.errorbar(x, 100 * r[metric], yerr=[[100 * (r[metric] - lo)], [100 * (hi - r[metric])]], color="k", lw=0.8, capsize=1.5)  # fmt: skip
-                ax.text(x, 1.5, r["model"], rotation=90, fontsize=6, ha="center", va="bottom", color="white")
+                bars.append((x, r["model"]))
             if metric == "oa" and floors and name in floors:
                 ax.hlines(100 * floors[name], i - 0.45, i + 0.45, color="0.4", lw=1.0, ls="--")
         first = frame.drop_duplicates("dataset").set_index("dataset")
@@ -1462,7 +1463,14 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
             + ("\nLEAKY" if first.loc[name, "leaky"] else "")
             for name in datasets
         ]
-        ax.set_xticks(range(len(datasets)), ticks, fontsize=6)
+        # each bar names its model under the axis; the protocol of each group sits below the longest name
+        ax.set_xticks([x for x, _ in bars], [m for _, m in bars], rotation=90, fontsize=6)
+        ax.tick_params(axis="x", length=0, pad=2)
+        longest = max((len(m) for _, m in bars), default=0)
+        groups = ax.secondary_xaxis("bottom")
+        groups.set_xticks(range(len(datasets)), ticks, fontsize=6)
+        groups.tick_params(length=0, pad=4 + 2.9 * longest)
+        groups.spines["bottom"].set_visible(False)
         ax.set_ylabel(label, fontsize=7)
         ax.set_ylim(0, 100)
         ax.tick_params(axis="y", labelsize=6)
@@ -1472,7 +1480,7 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
     fig.legend(
         handles=handles,
         loc="upper center",
-        bbox_to_anchor=(0.5, 0.9),
+        bbox_to_anchor=(0.5, 0.92),
         ncol=len(handles),
         fontsize=6,
         frameon=False,
@@ -1483,7 +1491,7 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
         f"(hatched: random pixels, LEAKY); bars are means over {'/'.join(map(str, n))} replicate(s)",
         fontsize=7,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
 
 
