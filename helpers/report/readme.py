@@ -176,7 +176,7 @@ def what_was_run(df: pd.DataFrame, date: str) -> list[str]:
             "runs the seeds varied the model only)",
             "mixed": "some replicates share a data draw",
         }[varies]
-        lines.append(f"  - {names}: {counts} replicates; {what}.")
+        lines.append(f"  - {names}: {counts} replicate{'' if counts == '1' else 's'}; {what}.")
     return lines
 
 
@@ -197,7 +197,7 @@ def verdict_lines(findings: pd.DataFrame) -> list[str]:
         crossed = " (interval over replicates and test chips)" if "test chips" in str(r.interval) else ""
         lines.append(
             f"- Claim {r.cell}, `{r.dataset}`: **{r.verdict}**; {r.model_a} − {r.model_b} {effect}{crossed}, "
-            f"{ptext}, {r.n_replicates} replicates."
+            f"{ptext}, {r.n_replicates} replicate{'' if r.n_replicates == 1 else 's'}."
         )
     skipped = len(findings) - len(tested)
     if skipped:

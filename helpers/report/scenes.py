@@ -177,6 +177,8 @@ def effects(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
 def texture_effects(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """The texture features' gain (``<m>_aug − <m>``, test, paired over replicates) on every scene dataset.
 
+    :func:`helpers.report.compare.texture_gains` on the scene datasets, in ``metric``, the classical pairs only.
+
     Returns:
         One row per (scene dataset, pair): ``dataset``, ``kind``, ``leaky``, ``comparison``, ``n``, ``mean``,
         ``lo``, ``hi`` (fractions; t-interval over replicates).
@@ -185,25 +187,9 @@ def texture_effects(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     p = protocols(table)
     if p.empty:
         return pd.DataFrame(columns=cols)
-    scores = _test_scores(table, metric)
-    scores = scores.loc[scores["dataset"].isin(p["dataset"])]
-    models = set(scores["model"])
-    pieces = []
-    for m in sorted(models, key=compare.model_sort_key):
-        base = m[: -len("_aug")]
-        if not m.endswith("_aug") or base not in models:
-            continue
-        pair = scores.loc[scores["model"] == m].merge(
-            scores.loc[scores["model"] == base, ["dataset", "seed", "value"]],
-            on=["dataset", "seed"],
-            suffixes=("_a", "_b"),
-        )
-        pieces.append(pair.assign(comparison=f"{m} − {base}", value=pair["value_a"] - pair["value_b"]))
-    if not pieces:
-        return pd.DataFrame(columns=cols)
-    out = compare.bootstrap_groups(pd.concat(pieces, ignore_index=True), ["dataset", "comparison"])
-    out = out.merge(p[["dataset", "kind", "leaky"]], on="dataset")
-    return out[cols]
+    gains = compare.texture_gains(table[table["dataset"].isin(p["dataset"])], metric=metric)
+    gains = gains[(gains["class"] == "") & gains["model_a"].str.endswith("_aug")]
+    return gains.merge(p[["dataset", "kind", "leaky"]], on="dataset")[cols].reset_index(drop=True)
 
 
 def _pts(mean: float, lo: float, hi: float) -> str:
