@@ -460,7 +460,9 @@ def check_pretraining(
 
     An engine job submitted after :func:`ensure_pretraining`, beside the fine-tunes (they do not wait for it):
     :func:`helpers.runs.pretrain.continuation` to twice the steps. Returns its summary (empty when a dataset lacks
-    an HLS band or the settings use the epoch mode, which has no probe to check).
+    an HLS band or the settings use the epoch mode, which has no probe to check). A check the pretraining table
+    already holds for the same pretraining key is not redone (a clone with the committed table and an empty cache
+    would otherwise spend two pretrainings and their continuations on evidence it has).
     """
     pretext = _pretext_of(variant)
     try:
@@ -469,6 +471,13 @@ def check_pretraining(
         return {}
     if inputs[1].probe_every is None:
         return {}
+    if (
+        pretraining_path is not None
+    ):  # a check on record under the same key (e.g. the committed table's) stands
+        key = PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
+        recorded = PT.recorded_check(pretraining_path, key)
+        if recorded is not None:
+            return recorded
     result = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
     summary = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress, check=True)
     if pretraining_path is not None:

@@ -882,6 +882,31 @@ RECORD_COLUMNS = (
 )  # fmt: skip
 
 
+def recorded_check(path: str | os.PathLike, key: str) -> dict | None:
+    """The continuation check the pretraining table (:func:`record`) holds for ``key``, or ``None`` if none.
+
+    Returns what the table keeps of :func:`continuation`'s summary: ``key``, ``steps``, ``continued_to``,
+    ``best_smoothed``, ``best_smoothed_continued``, ``moved`` and ``cpu_s`` (its ``continuation_s``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"key": str})
+    rows = table[(table["key"] == str(key)) & table["moved"].notna()] if "moved" in table else table.iloc[:0]
+    if rows.empty:
+        return None
+    row = rows.iloc[-1]
+    return {
+        "key": str(key),
+        "steps": int(row["steps"]),
+        "continued_to": int(row["continued_to"]),
+        "best_smoothed": float(row["best_smoothed"]),
+        "best_smoothed_continued": float(row["best_smoothed_continued"]),
+        "moved": float(row["moved"]),
+        "cpu_s": float(row["continuation_s"]),
+    }
+
+
 def record(result: PretrainResult, path: str | os.PathLike, check: dict | None = None) -> pd.DataFrame:
     """Add (or update, by key) a pretraining's row in the pretraining table, and its probe curve beside it.
 
