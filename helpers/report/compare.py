@@ -84,7 +84,8 @@ MODEL_ORDER = (
     "presto*",
 )
 
-#: Canonical dataset order: the paper's real tasks, their simulated analogues, Indian Pines, then the sweep.
+#: Canonical dataset order: the paper's real tasks, their simulated analogues, Indian Pines (the scene, then its chips),
+#: then the sweep.
 DATASET_ORDER = (
     "crop",
     "burn_scars",
@@ -92,6 +93,7 @@ DATASET_ORDER = (
     "sim-crop",
     "sim-burn",
     "sim-flood",
+    "indian-pines-scene",
     "indian-pines-hls",
 )
 
@@ -841,7 +843,8 @@ def findings(
             parts = [
                 _side(la, eff.a_model, tm, eff.selected_a),
                 _side(lb, eff.b_model, tm, eff.selected_b),
-                f"paired over {eff.n_replicates} of {len(ran)} replicates ({reps or 'none'})",
+                f"paired over {eff.n_replicates} of {len(ran)} replicate{'' if len(ran) == 1 else 's'} "
+                f"({reps or 'none'})",
             ]
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,

@@ -1469,7 +1469,7 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
         longest = max((len(m) for _, m in bars), default=0)
         groups = ax.secondary_xaxis("bottom")
         groups.set_xticks(range(len(datasets)), ticks, fontsize=6)
-        groups.tick_params(length=0, pad=4 + 2.9 * longest)
+        groups.tick_params(length=0, pad=6 + 3.4 * longest)
         groups.spines["bottom"].set_visible(False)
         ax.set_ylabel(label, fontsize=7)
         ax.set_ylim(0, 100)
