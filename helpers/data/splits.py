@@ -127,7 +127,7 @@ def block_regions(
 
 def block_ids(shape: tuple[int, int], block: int) -> np.ndarray:
     """Each pixel's block, numbered row by row (``(H, W)`` int32): the units a block split's test set is made of."""
-    rows, cols = block_grid(shape, block)
+    _, cols = block_grid(shape, block)
     by = np.arange(shape[0]) // block
     bx = np.arange(shape[1]) // block
     return (by[:, None] * cols + bx[None, :]).astype(np.int32)

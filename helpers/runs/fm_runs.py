@@ -471,9 +471,8 @@ def check_pretraining(
         return {}
     if inputs[1].probe_every is None:
         return {}
-    if (
-        pretraining_path is not None
-    ):  # a check on record under the same key (e.g. the committed table's) stands
+    # a check on record under the same key (e.g. in the committed table) stands
+    if pretraining_path is not None:
         key = PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
         recorded = PT.recorded_check(pretraining_path, key)
         if recorded is not None:
