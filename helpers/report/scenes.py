@@ -45,8 +45,8 @@ def protocols(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     rows = table.loc[table["protocol"].fillna("").astype(str) != "", ["dataset", "protocol"]]
     out = rows.drop_duplicates("dataset").reset_index(drop=True)
-    out["leaky"] = out["protocol"].str.contains("random")
     out["kind"] = out["protocol"].map(variant_kind)
+    out["leaky"] = out["kind"] == "random"
     return out[cols]
 
 
@@ -155,13 +155,8 @@ def effects(table: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     long = pd.concat(pieces, ignore_index=True)
     out = compare.bootstrap_groups(long, ["dataset", "reference", "model"])
-    means = long.groupby(["dataset", "model"])[["value_r", "value_v"]].mean()
-    out["reference_mean"] = [
-        means.loc[(d, m), "value_r"] for d, m in zip(out["dataset"], out["model"], strict=True)
-    ]
-    out["variant_mean"] = [
-        means.loc[(d, m), "value_v"] for d, m in zip(out["dataset"], out["model"], strict=True)
-    ]
+    means = long.groupby(["dataset", "model"], as_index=False)[["value_r", "value_v"]].mean()
+    out = out.merge(means.rename(columns={"value_r": "reference_mean", "value_v": "variant_mean"}))
     p = protocols(table).set_index("dataset")
     out["kind"] = out["dataset"].map(p["kind"])
     out["protocol"] = out["dataset"].map(p["protocol"])
