@@ -2,7 +2,7 @@
 
 For each architecture at its default size (``helpers.models.cnn``), prints:
 
-* training throughput with the default training settings (``cnn.TRAIN_DEFAULTS``: batch of random crops,
+* training throughput with the default training settings (``cnn_settings.TRAIN_DEFAULTS``: batch of random crops,
   forward + masked cross-entropy + backward + AdamW step, as in ``helpers.runs.train``), in crops (chips) per second
   and pixels per second;
 * inference time for one 512 x 512 chip, whole chip in one pass and with the sliding windows that validation and
@@ -29,7 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from helpers.models import cnn  # noqa: E402
-from helpers.runs import runtime, train  # noqa: E402
+from helpers.runs import (  # noqa: E402
+    cnn_settings,  # noqa: E402
+    runtime,
+    train,
+)
 
 
 def best_of(fn, repeats: int) -> float:
@@ -49,7 +53,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per architecture")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = cnn.TRAIN_DEFAULTS
+    cfg = cnn_settings.TRAIN_DEFAULTS
     bs, crop = cfg["batch_size"], cfg["crop_size"]
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(0, 0.5, (bs, args.bands, crop, crop)).astype(np.float32))

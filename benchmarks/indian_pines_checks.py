@@ -33,7 +33,11 @@ sys.path.insert(0, str(ROOT))
 from helpers import metrics  # noqa: E402
 from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
-from helpers.runs import runner, train  # noqa: E402
+from helpers.runs import (  # noqa: E402
+    cnn_settings,  # noqa: E402
+    runner,
+    train,
+)
 
 VARIANTS = {
     "base": {},
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{'variant':8s} {'steps':>5s} {'val oa':>7s} {'test oa':>7s} {'val miou':>8s} {'test miou':>9s} {'s':>5s}"
     )
     for name in args.variants:
-        kw = {**cnn.TRAIN_DEFAULTS, **VARIANTS[name], "num_threads": 1}
+        kw = {**cnn_settings.TRAIN_DEFAULTS, **VARIANTS[name], "num_threads": 1}
         if args.float32:
             kw.update(bf16=False, channels_last=False)
         runner.seed_everything(args.seed)

@@ -44,7 +44,11 @@ from helpers.models import cnn  # noqa: E402
 from helpers.models import prithvi as P  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import fm_runs, train  # noqa: E402
+from helpers.runs import (  # noqa: E402
+    cnn_settings,  # noqa: E402
+    fm_runs,
+    train,
+)
 
 CROP = 224
 CHIP = 512
@@ -91,7 +95,7 @@ def build(name: str, device: torch.device):
     if name in cnn.MODELS:
         model = cnn.build_model(name, channels, 2, "paper")
         enc = sum(p.numel() for p in model.encoder.parameters())
-        batch = cnn.PAPER_TRAIN["batch_size"]
+        batch = cnn_settings.PAPER_TRAIN["batch_size"]
     elif name == "vit":
         model = ViTSegmenter(channels, 2, img_size=CROP, **settings.vit)
         enc = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("head", "classifier")))

@@ -38,7 +38,12 @@ from helpers.data.datasets import channel_stats  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import fm_runs, runner, train  # noqa: E402
+from helpers.runs import (  # noqa: E402
+    cnn_settings,  # noqa: E402
+    fm_runs,
+    runner,
+    train,
+)
 
 MODELS = ("unet", "fcn", "deeplabv3plus", "vit", "segformer")
 
@@ -56,7 +61,7 @@ def parse_rule(text: str) -> dict:
 def study_setup(name: str, ds) -> tuple:
     """``(make_model, fit settings)`` of the study's row ``name`` on ``ds`` (notebooks 03 and 04)."""
     if name in cnn.MODELS:
-        return (lambda: cnn.build_for(name, ds)), dict(cnn.TRAIN_DEFAULTS)
+        return (lambda: cnn.build_for(name, ds)), dict(cnn_settings.TRAIN_DEFAULTS)
     settings = fm_runs.FMSettings()
     mean, std = channel_stats(ds)
     if name == "vit":

@@ -43,7 +43,11 @@ from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import runner, train  # noqa: E402
+from helpers.runs import (  # noqa: E402
+    cnn_settings,  # noqa: E402
+    runner,
+    train,
+)
 
 
 def build(name: str, ds):
@@ -90,7 +94,10 @@ def study_precision(name: str) -> dict:
     """The precision the study trains ``name`` in: the CNN defaults (bf16 + channels_last on native-bf16 CPUs),
     float32 for ViT and SegFormer (the FM rows' defaults)."""
     if name in cnn.MODELS:
-        return {"bf16": cnn.TRAIN_DEFAULTS["bf16"], "channels_last": cnn.TRAIN_DEFAULTS["channels_last"]}
+        return {
+            "bf16": cnn_settings.TRAIN_DEFAULTS["bf16"],
+            "channels_last": cnn_settings.TRAIN_DEFAULTS["channels_last"],
+        }
     return {"bf16": False, "channels_last": False}
 
 
@@ -104,7 +111,7 @@ def loop_rate(model, ds, steps: int, eval_every: int, precision: dict) -> tuple[
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     with tempfile.TemporaryDirectory() as tmp:
         kw = {
-            **cnn.TRAIN_DEFAULTS,
+            **cnn_settings.TRAIN_DEFAULTS,
             "max_steps": steps,
             "eval_every": eval_every,
             "patience": None,
@@ -120,10 +127,10 @@ def side_by_side(model: str, dataset: str, steps: int) -> tuple[float, float]:
     """Wall seconds: two 1-thread trainings at once, and two 2-thread trainings one after the other."""
     code = (
         "import sys, tempfile; sys.path.insert(0, {root!r});"
-        "from helpers.data import datasets; from helpers.runs import runner, train; from helpers.models import cnn;"
+        "from helpers.data import datasets; from helpers.runs import cnn_settings, runner, train; from helpers.models import cnn;"
         "ds = datasets.prepare({ds!r}, {data!r}); runner.seed_everything(0);"
         "m = cnn.build_for({model!r}, ds);"
-        "kw = {{**cnn.TRAIN_DEFAULTS, 'max_steps': {steps}, 'patience': None, 'num_threads': {threads}}};"
+        "kw = {{**cnn_settings.TRAIN_DEFAULTS, 'max_steps': {steps}, 'patience': None, 'num_threads': {threads}}};"
         "train.fit(m, ds, seed=0, out_dir=tempfile.mkdtemp(), progress=False, **kw)"
     )
 
@@ -158,7 +165,7 @@ def seed_noise(name: str, ds, precisions: tuple[bool, ...] = (False, True)) -> N
         for seed in (0, 1, 2):
             runner.seed_everything(seed)
             model = build(name, ds)
-            kw = {**cnn.TRAIN_DEFAULTS, "bf16": fast, "channels_last": fast and name in cnn.MODELS}
+            kw = {**cnn_settings.TRAIN_DEFAULTS, "bf16": fast, "channels_last": fast and name in cnn.MODELS}
             kw["num_threads"] = torch.get_num_threads()
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()

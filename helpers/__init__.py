@@ -9,8 +9,9 @@ table of contents:
 * ``runs/``: ``runner`` (what every run shares: its key and skip rule, ``not_run`` rows, seeding, rows, maps), then
   one module per family (``classical``; ``train`` for every deep row; ``fm_runs``, ``fm_pretrained_runs``),
   pretraining, and the run engine;
-* ``metrics``: dataset-level confusion matrices and scores; ``results``: the one tidy results table (run keys);
-* ``report/``: comparisons over seeds, figures, tables, saved prediction maps;
+* ``metrics``: dataset-level confusion matrices and scores; ``results``: the one tidy results table (run keys), and
+  beside it ``prediction_maps``, the maps every run saves of a few test chips (runs write them, the report reads);
+* ``report/``: comparisons over seeds, figures, tables;
 * ``chain``: papermill re-execution of the numbered notebooks.
 """
 

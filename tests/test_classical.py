@@ -6,8 +6,7 @@ import papermill
 import pytest
 
 from helpers import features as F
-from helpers import results
-from helpers.report import prediction_maps
+from helpers import prediction_maps, results
 from helpers.runs import classical
 from tests.test_train import assert_chips_reproduce_rows
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import metrics, results
+from helpers import metrics, prediction_maps, results
 from helpers.data import datasets
-from helpers.report import prediction_maps
 from helpers.runs import classical
 from helpers.runs import embeddings as E
 from helpers.runs import fm_pretrained_runs as R

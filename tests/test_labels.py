@@ -10,9 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_classical import make_fake  # noqa: E402
 
-from helpers import results  # noqa: E402
+from helpers import prediction_maps, results  # noqa: E402
 from helpers.data import labels  # noqa: E402
-from helpers.report import prediction_maps  # noqa: E402
 from helpers.runs import classical, fm_heads, matrix, runner, train  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from helpers.models import prithvi as P
 from helpers.models.resnet import ResNetEncoder
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import fm_runs, train
+from helpers.runs import cnn_settings, fm_runs, train
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "notebooks" / "params" / "paper.yaml"
@@ -69,10 +69,10 @@ def test_cpu_size_keeps_the_run_keys_and_epoch_caps_count_chips():
     with pytest.raises(ValueError, match="unknown model size"):
         cnn.build_model("unet", 6, 2, "huge")
     assert train.epochs_to_steps(252, 100, 16) == 1575 and train.epochs_to_steps(3, 0.1, 16) == 1
-    assert cnn.train_defaults("cpu") == cnn.TRAIN_DEFAULTS
+    assert cnn_settings.train_defaults("cpu") == cnn_settings.TRAIN_DEFAULTS
     assert (
-        cnn.train_defaults("paper")["crop_size"] == 224
-        and cnn.train_defaults("paper", quick=True)["max_steps"] == 2
+        cnn_settings.train_defaults("paper")["crop_size"] == 224
+        and cnn_settings.train_defaults("paper", quick=True)["max_steps"] == 2
     )
 
 

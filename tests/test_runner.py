@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import metrics, results
-from helpers.report import prediction_maps
+from helpers import metrics, prediction_maps, results
 from helpers.runs import classical, fm_pretrained_runs, runner, train
 
 

@@ -4,11 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import metrics, results
+from helpers import metrics, prediction_maps, results
 from helpers.data import datasets, labels
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
-from helpers.report import prediction_maps
 from helpers.runs import train
 
 

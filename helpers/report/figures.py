@@ -35,8 +35,9 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
+from helpers import prediction_maps
 from helpers.data import simulate
-from helpers.report import compare, plotting, prediction_maps
+from helpers.report import compare, plotting
 
 METRIC_LABELS = {
     "miou_macro": "mIoU (macro, %)",
@@ -720,7 +721,7 @@ def prediction_maps_figure(
     """Test chips (rows) as true colour, ground truth and each model's predicted map (columns).
 
     Unlike the other figures this one needs the data and the maps each run saved
-    (:mod:`helpers.report.prediction_maps`), not only the results table. A model without maps of a chip gets an empty
+    (:mod:`helpers.prediction_maps`), not only the results table. A model without maps of a chip gets an empty
     panel saying so, never another model's map. Ignore pixels are grey in the ground truth; predictions cover
     every pixel.
     """
@@ -792,9 +793,9 @@ def best_maps_figure(
     Args:
         ds: The dataset (its test chips and class names).
         best: :func:`helpers.report.compare.select_best` output (best per dataset and family, chosen on validation).
-        maps_dir: Where the runs saved their maps (:mod:`helpers.report.prediction_maps`); the lowest seed with maps is
+        maps_dir: Where the runs saved their maps (:mod:`helpers.prediction_maps`); the lowest seed with maps is
             shown, and named in the column title.
-        chip_ids: Chips to draw (default: :func:`helpers.report.prediction_maps.chip_ids`, the ones every run keeps).
+        chip_ids: Chips to draw (default: :func:`helpers.prediction_maps.chip_ids`, the ones every run keeps).
     """
     rows = best.loc[best["dataset"] == ds.name]
     columns = []
@@ -827,7 +828,7 @@ def run_maps_figure(
 ) -> plt.Figure | None:
     """The saved test maps of ``models`` on ``ds`` (lowest seed among ``seeds`` with maps), one column each.
 
-    Drawn from what the runs saved (:mod:`helpers.report.prediction_maps`), never by rebuilding a model from its
+    Drawn from what the runs saved (:mod:`helpers.prediction_maps`), never by rebuilding a model from its
     checkpoint: a fresh clone has the committed maps but no checkpoints, and its redrawn figure must be the
     committed one. ``None`` when no model has saved maps (the caller leaves an existing figure as it is).
     """

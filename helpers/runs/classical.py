@@ -74,10 +74,10 @@ from tqdm.auto import tqdm
 
 from helpers import features as _features
 from helpers import metrics as _metrics
+from helpers import prediction_maps
 from helpers import results as _results
 from helpers.data import labels as _labels
 from helpers.data.datasets import bands_of
-from helpers.report import prediction_maps
 from helpers.runs import runner, runtime
 
 #: model name -> (estimator kind, feature set).
@@ -592,7 +592,7 @@ def run_classical(
         n_show: Keep full prediction maps of the first ``n_show`` test chips (for figures).
         cache: Optional :class:`FeatureCache` shared across runs.
         progress: Show tqdm bars.
-        maps_dir: Also save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (for the
+        maps_dir: Also save the test maps of :func:`helpers.prediction_maps.chip_ids` there (for the
             cross-family figures of notebook 05; ``None``: save none).
         force: Write the rows and maps even when the table holds this run under the same key.
         chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;

@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from helpers import metrics as _metrics
+from helpers import prediction_maps
 from helpers import results as _results
 from helpers.data.datasets import MissingBands, with_bands
 from helpers.data.labels import labelled_counts
 from helpers.models import weights as W
-from helpers.report import prediction_maps
 from helpers.runs import classical as _classical
 from helpers.runs import embeddings as E
 from helpers.runs import fm_adapters as A
@@ -302,7 +302,7 @@ def run_frozen(
             predictions do not depend on it, see :func:`helpers.runs.classical.run_classical`).
         force: Rerun even if the results table has this (dataset, row, seed).
         progress: Show tqdm bars.
-        maps_dir: Save the test maps of :func:`helpers.report.prediction_maps.chip_ids` there (``None``: none).
+        maps_dir: Save the test maps of :func:`helpers.prediction_maps.chip_ids` there (``None``: none).
         chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
             default ``chips/`` beside ``results_path``; ``None``: none).
 
@@ -594,7 +594,7 @@ def run_galileo_nano_finetune(
     again and average them. Training follows :data:`FINETUNE_DEFAULTS` (the plateau protocol, capped at
     ``max_steps`` when given). Other ``fit_kwargs`` (``lr``, ``batch_size``, ``patience``, ...) go to
     :func:`helpers.runs.train.fit`; ``maps_dir`` receives the test maps of the first test chips
-    (:mod:`helpers.report.prediction_maps`); ``model_name`` renames the row (benchmarks of other networks).
+    (:mod:`helpers.prediction_maps`); ``model_name`` renames the row (benchmarks of other networks).
     """
     row = model_name or (FINETUNE_ROW if pretrained else FINETUNE_RANDOM_ROW)
     arch = {

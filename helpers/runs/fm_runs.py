@@ -834,7 +834,7 @@ def run_fm_rows(
         cache_dir: Pretraining cache.
         force: Retrain even if a row exists.
         progress: tqdm bars.
-        maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.report.prediction_maps`).
+        maps_dir: Where each run saves its test maps of the first test chips (:mod:`helpers.prediction_maps`).
         chips_dir: Where each run saves its per-chip counts (default ``chips/`` beside ``results_path``).
         pooled: In-study variants with a pretext (e.g. ``prithvi_arch_small_mae``) to run a second time from an
             encoder pretrained on the pooled single-date training imagery of ``pool`` (rows ``<variant>_pooled``;

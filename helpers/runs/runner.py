@@ -43,9 +43,8 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
-from helpers import results
+from helpers import prediction_maps, results
 from helpers.data import labels
-from helpers.report import prediction_maps
 from helpers.runs import claims, runtime
 
 STATUSES = ("ok", "skipped", "not_run")
@@ -327,7 +326,7 @@ def finish(
         scores: ``{split: helpers.metrics.scores(...)}``; a split without scores (no validation) has no rows.
         ctx: The rows' shared columns (:func:`context`); its ``run_key`` is stored with the chip counts.
         results_path: Results CSV (``None``: write no rows; the maps are still saved).
-        maps_dir: Folder of saved prediction maps (:mod:`helpers.report.prediction_maps`; ``None``: none).
+        maps_dir: Folder of saved prediction maps (:mod:`helpers.prediction_maps`; ``None``: none).
         maps: ``{chip_id: prediction}`` to save.
         splits: Row order (default: ``val``, then :func:`held_out_splits`).
         chips_dir: Folder of per-chip counts (:func:`helpers.results.save_chip_counts`): default beside
@@ -363,7 +362,7 @@ def units_as_chips(ds, chips: Mapping[str, Mapping], maps: Mapping[str, np.ndarr
 
     The crossed bootstrap of the findings resamples test chips; a scene's test split is one chip, so its blocks
     stand in for chips (``<chip>/b<block>``), counted from the prediction map the run keeps
-    (:func:`helpers.report.prediction_maps.chips_to_save`) and the split's labels. Used only where the dataset has
+    (:func:`helpers.prediction_maps.chips_to_save`) and the split's labels. Used only where the dataset has
     units (:meth:`helpers.data.scene.SceneDataset.score_units`) and the per-unit counts sum to the chip's own;
     otherwise the chip's counts are kept as they are.
     """

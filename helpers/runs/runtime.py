@@ -63,7 +63,7 @@ def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays on CPU.
 
     Without those instructions torch emulates bfloat16 and autocast is slower than float32, so the CNN defaults
-    (:data:`helpers.models.cnn.TRAIN_DEFAULTS`) switch it on only here; the setting is part of every run's stored
+    (:data:`helpers.runs.cnn_settings.TRAIN_DEFAULTS`) switch it on only here; the setting is part of every run's stored
     settings and of its results rows' note.
     """
     return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})

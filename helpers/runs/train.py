@@ -64,10 +64,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from helpers import metrics, results
+from helpers import metrics, prediction_maps, results
 from helpers.data import labels
 from helpers.data.io import atomic_write
-from helpers.report import prediction_maps
 from helpers.runs import runner, runtime
 from helpers.runs.runner import seed_everything
 
@@ -415,7 +414,7 @@ def evaluate_chips(
 #: points a cycle, with the mean of each cycle's validations rising too (MAE Prithvi-arch on sim-texture-1: 32.8,
 #: 41.4, 48.8, 52.6; U-Net on sim-texture-0.5: 73.8, 77.8, 75.5, 86.9): models still learning, not noise. On a
 #: noisy plateau the rule stops by itself: the best of more noisy validations rises by less each cycle. Why the
-#: other numbers: :data:`helpers.models.cnn.TRAIN_DEFAULTS`.
+#: other numbers: :data:`helpers.runs.cnn_settings.TRAIN_DEFAULTS`.
 PLATEAU: dict = {
     "max_steps": 6000,
     "eval_every": 50,
@@ -1399,7 +1398,7 @@ def run(
         note: Free text for the ``note`` column.
         progress: Show tqdm bars.
         maps_dir: Save the test predictions of the first few test chips here
-            (:mod:`helpers.report.prediction_maps`; ``None``: keep none).
+            (:mod:`helpers.prediction_maps`; ``None``: keep none).
         chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
             default ``chips/`` beside ``results_path``; ``None``: none).
         convergence_path: Also train the finished run on to twice its steps and record the change in this

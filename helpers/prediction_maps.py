@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data.io import atomic_write
+from helpers.results import RunId
 
 #: Test chips kept per run: the first ones of the test split, in its listed order.
 N_CHIPS = 3
@@ -47,8 +48,6 @@ def map_path(
 
     Built by :meth:`helpers.results.RunId.map_path`: a label budget below ``all`` adds its folder level.
     """
-    from helpers.results import RunId
-
     return RunId(dataset, model, int(seed), label_budget).map_path(maps_dir)
 
 
