@@ -24,7 +24,7 @@ def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_m
     kw = dict(
         seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", convergence_path=conv, **kw
     )
-    out = train.run(ds, "unet", lambda: tiny_unet(ds), **kw)
+    out = convergence.run_checked(ds, "unet", lambda: tiny_unet(ds), **kw)
     state = train.load_checkpoint(out.out_dir / train.LAST)
     assert state["cycle"] >= 1  # the first cycle always restarts
     row = convergence.read(conv).iloc[0]
@@ -49,7 +49,7 @@ def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_m
     )
     assert row["test_miou_macro_x2"] == pytest.approx(test["value"].item())
     # a rerun neither trains nor rechecks
-    again = train.run(ds, "unet", lambda: tiny_unet(ds), **kw)
+    again = convergence.run_checked(ds, "unet", lambda: tiny_unet(ds), **kw)
     assert again.skipped and len(convergence.read(conv)) == 1
 
 
@@ -59,7 +59,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     kw = dict(
         seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", convergence_path=conv, **FIT
     )
-    out = train.run(ds, "unet", lambda: tiny_unet(ds), **kw)
+    out = convergence.run_checked(ds, "unet", lambda: tiny_unet(ds), **kw)
     table = convergence.read(conv)
     assert len(table) == 1
     row = table.iloc[0]
@@ -88,7 +88,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     assert row["x2_mean_gain_points"] == pytest.approx(100 * (after.mean() - row["val_miou_macro"]))
     # a rerun (skipped run) does not redo the check; a run under other settings (no force needed: another
     # run_key) retrains over the stale checkpoints and replaces the check
-    again = train.run(ds, "unet", lambda: pytest.fail("no model needed"), **kw)
+    again = convergence.run_checked(ds, "unet", lambda: pytest.fail("no model needed"), **kw)
     assert again.skipped and len(convergence.read(conv)) == 1
     # a check made the old way (constant decayed rate: method "") is not this check
     key = (out.out_dir / train.KEY).read_text().strip()
@@ -97,7 +97,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     old.to_csv(conv, index=False)
     assert not convergence.has_check("fake", "unet", 0, row["config_sha"], conv, run_key=key)
     old.assign(method=convergence.METHOD).to_csv(conv, index=False)
-    other = train.run(ds, "unet", lambda: tiny_unet(ds), **{**kw, "lr": 1e-3})
+    other = convergence.run_checked(ds, "unet", lambda: tiny_unet(ds), **{**kw, "lr": 1e-3})
     assert not other.skipped
     table = convergence.read(conv)
     assert len(table) == 1 and table.iloc[0]["config_sha"] == convergence.config_sha(other.train.config)
@@ -106,7 +106,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     assert list(shown["steps"]) == ["8 → 16"] and shown["dataset"].iloc[0] == "fake (simulated)"
     # the same settings on regenerated data (same name, other bytes): a new run, so a new check, not the old row
     regenerated = FakeDataset(seed=1)
-    third = train.run(regenerated, "unet", lambda: tiny_unet(regenerated), **{**kw, "lr": 1e-3})
+    third = convergence.run_checked(regenerated, "unet", lambda: tiny_unet(regenerated), **{**kw, "lr": 1e-3})
     assert not third.skipped
     table = convergence.read(conv)
     assert len(table) == 1 and table.iloc[0]["config_sha"] == convergence.config_sha(third.train.config)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -45,6 +46,7 @@ import torch
 from torch import nn
 
 from helpers import metrics, results
+from helpers.data import labels
 from helpers.data.io import atomic_write, locked
 from helpers.runs import runner, train
 
@@ -188,6 +190,49 @@ def _recorded_test_miou(
     elif "label_budget" in sel:
         sel = sel[sel["label_budget"].fillna("all").astype(str) == "all"]
     return float(sel["value"].iloc[0]) if len(sel) else None
+
+
+def run_checked(
+    ds,
+    model_name: str,
+    make_model: Callable[[], nn.Module],
+    *,
+    convergence_path: str | os.PathLike | None = None,
+    **run_kwargs,
+) -> train.RunOutcome:
+    """:func:`helpers.runs.train.run`, then the run's convergence check (:func:`check`) into ``convergence_path``.
+
+    The check is scheduled here, beside the run, so the training loop knows nothing of it. It is made for
+    full-label runs only (the convergence table names runs by dataset, model and seed), also when the run was
+    skipped because it is already in the results table (its checkpoints, if there, are checked); ``None``: no check.
+    ``run_kwargs`` are :func:`helpers.runs.train.run`'s (its own keywords and the fit settings).
+    """
+    outcome = train.run(ds, model_name, make_model, **run_kwargs)
+    if convergence_path is not None and labels.tag_of(ds) == labels.ALL:
+        fit_kwargs = {k: v for k, v in run_kwargs.items() if k not in _RUN_ONLY}
+        check(
+            ds,
+            model_name,
+            make_model,
+            seed=runner.as_seed(run_kwargs["seed"]),
+            runs_dir=run_kwargs.get("runs_dir", _RUN_DEFAULTS["runs_dir"]),
+            results_path=run_kwargs.get("results_path", _RUN_DEFAULTS["results_path"]),
+            path=convergence_path,
+            family=run_kwargs.get("family", _RUN_DEFAULTS["family"]),
+            force=run_kwargs.get("force", _RUN_DEFAULTS["force"]),
+            progress=run_kwargs.get("progress", _RUN_DEFAULTS["progress"]),
+            **fit_kwargs,
+        )
+    return outcome
+
+
+#: :func:`helpers.runs.train.run`'s own keywords (the rest of its keywords are fit settings) and their defaults.
+_RUN_DEFAULTS = {
+    name: param.default
+    for name, param in inspect.signature(train.run).parameters.items()
+    if param.kind is inspect.Parameter.KEYWORD_ONLY
+}
+_RUN_ONLY = set(_RUN_DEFAULTS)
 
 
 def check(

@@ -48,6 +48,7 @@ from helpers.data.datasets import MissingBands, with_bands
 from helpers.data.labels import labelled_counts
 from helpers.models import weights as W
 from helpers.runs import classical as _classical
+from helpers.runs import convergence as _convergence
 from helpers.runs import embeddings as E
 from helpers.runs import fm_adapters as A
 from helpers.runs import fm_heads as H
@@ -627,7 +628,7 @@ def run_galileo_nano_finetune(
             init,
         ]
     )
-    return _train.run(
+    return _convergence.run_checked(
         ds,
         row,
         build,

@@ -57,8 +57,8 @@ from helpers.models import prithvi as P
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.models.weights import sha256_file
+from helpers.runs import convergence, runner, train
 from helpers.runs import pretrain as PT
-from helpers.runs import runner, train
 
 PREFIX = "prithvi_arch_small"
 PUBLISHED = "prithvi_100m"
@@ -640,7 +640,7 @@ def run_prithvi_small(
         )
         + pre_note
     )
-    return train.run(
+    return convergence.run_checked(
         ds,
         name,
         make_model,
@@ -694,7 +694,7 @@ def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) ->
 
 def _run_scratch(ds, seed, name, make_model, settings, note, arch, **kw) -> train.RunOutcome:
     kw.pop("cache_dir", None)
-    return train.run(
+    return convergence.run_checked(
         ds,
         name,
         make_model,
@@ -781,7 +781,7 @@ def run_prithvi_published(
         f"real Prithvi-100M ({info['layout']} layout, {info['n_params'] / 1e6:.1f} M values in the file), fine-tuned "
         f"with official neck/FCN head; lr {ft['lr']:g}, crop {ft['crop_size']} (official: 224, ~80 epochs)"
     )
-    return train.run(
+    return convergence.run_checked(
         ds,
         PUBLISHED,
         make_model,

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from helpers.data import labels
 from helpers.models import cnn
-from helpers.runs import classical, engine, fm_pretrained_runs, fm_runs, train
+from helpers.runs import classical, convergence, engine, fm_pretrained_runs, fm_runs, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +200,7 @@ def submit_cnn_runs(
                 jobs.append(
                     engine.submit(
                         client,
-                        train.run,
+                        convergence.run_checked,
                         ds,
                         model_name,
                         partial(cnn.build_for, model_name, ds, model_size),

@@ -1371,7 +1371,6 @@ def run(
     note: str = "",
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
-    convergence_path: str | os.PathLike | None = None,
     chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     **fit_kwargs,
 ) -> RunOutcome:
@@ -1401,39 +1400,16 @@ def run(
             (:mod:`helpers.prediction_maps`; ``None``: keep none).
         chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
             default ``chips/`` beside ``results_path``; ``None``: none).
-        convergence_path: Also train the finished run on to twice its steps and record the change in this
-            convergence table (:func:`helpers.runs.convergence.check`; ``None``: no check). Done for runs skipped
-            because they are in the results table too, when their checkpoints are there.
         **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
     seed = runner.as_seed(seed)
     out_dir = runner.identity(ds, model_name, seed).run_dir(runs_dir)
-
-    def check_convergence() -> None:
-        # the convergence check is of full-label runs (its table names runs by dataset, model and seed)
-        if convergence_path is not None and labels.tag_of(ds) == labels.ALL:
-            from helpers.runs import convergence
-
-            convergence.check(
-                ds,
-                model_name,
-                make_model,
-                seed=seed,
-                runs_dir=runs_dir,
-                results_path=results_path,
-                path=convergence_path,
-                family=family,
-                force=force,
-                progress=progress,
-                **fit_kwargs,
-            )
 
     key_kw = dict(family=family, pretraining=pretraining, key_settings=key_settings, **fit_kwargs)
     key = key_for(ds, model_name, seed, **key_kw)
     trajectory = trajectory_key(ds, model_name, seed, **key_kw)
     if not runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force):
         mark_trajectory(out_dir, key, trajectory)  # checkpoints kept for a rerun with higher caps
-        check_convergence()
         return RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     claim_run_dir(out_dir, key, trajectory)
     peak_reset = runtime.reset_peak_memory()
@@ -1508,5 +1484,4 @@ def run(
         chips_dir=chips_dir,
         chips=chips,
     )
-    check_convergence()
     return RunOutcome(status="ok", rows=rows, run_key=key, out_dir=out_dir, train=tr)
