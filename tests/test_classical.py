@@ -130,7 +130,7 @@ def test_budget_per_class_per_chip_and_cap():
 
 def test_balanced_cap_keeps_rare_classes_whole():
     y = np.r_[np.zeros(1000, int), np.ones(10, int), np.full(500, 2)]
-    keep = classical._balanced_cap(y, 210, np.random.default_rng(0))
+    keep = classical.balanced_cap(y, 210, np.random.default_rng(0))
     np.testing.assert_array_equal(np.bincount(y[keep]), [100, 10, 100])
     assert len(np.unique(keep)) == len(keep)
 

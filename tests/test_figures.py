@@ -250,7 +250,7 @@ def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
             | {"dataset": "sim-burn", "simulated": True, "model": model, "family": family, "seed": 0,
                "delta_val_points": dv, "delta_test_points": 0.1, "converged": abs(dv) < 1}
         )  # fmt: skip
-    fig = figures.convergence_figure(pd.DataFrame(rows))
+    fig = figures.convergence_figure(pd.DataFrame(rows), threshold=1.0)
     w, h = fig.get_size_inches()
     assert w <= 7.2 and h <= 9
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
@@ -259,7 +259,7 @@ def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
         "sim-burn (simulated) · unet",
         "sim-burn (simulated) · vit",
     ]
-    assert figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS)) is None
+    assert figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS), threshold=1.0) is None
     plotting.save_figure(fig, "conv", tmp_path)
 
 
@@ -286,7 +286,7 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
         "cost": lambda: figures.cost_figure(table, n_boot=50),
         "per_class": lambda: figures.per_class_heatmap_figure(table),
         "per_class_one": lambda: figures.per_class_heatmap_figure(table, datasets=["sim-burn"], title="t"),
-        "convergence": lambda: figures.convergence_figure(conv),
+        "convergence": lambda: figures.convergence_figure(conv, threshold=convergence.CONVERGED_POINTS),
         "verdicts": lambda: figures.verdict_effects_figure(compare.findings(table, n_boot=50)),
         "too_wide": lambda: plt.subplots(1, 8, figsize=(24, 3))[0],  # the check itself: shrunk to the page
     }

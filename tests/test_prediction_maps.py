@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.report import figures, prediction_maps
+from helpers import prediction_maps
+from helpers.report import figures
 
 
 class _Chips:

@@ -73,7 +73,7 @@ def _first_existing(candidates: Sequence[Path]) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
-def _read_list(path: Path) -> list[str]:
+def read_list(path: Path) -> list[str]:
     """Chip ids from a split list: one per line (``.txt``) or the first column of an official ``.csv``."""
     ids = []
     for line in path.read_text().splitlines():
@@ -402,11 +402,11 @@ class CropDataset(ChipDataset):
 
     def _list_splits(self) -> dict[str, list[str]]:
         sub = "multi_temporal_crop_classification"
-        train_all = _read_list(self._split_file(["training_data.txt"], sub))
-        test = _read_list(self._split_file(["validation_data.txt"], sub))
+        train_all = read_list(self._split_file(["training_data.txt"], sub))
+        test = read_list(self._split_file(["validation_data.txt"], sub))
         explicit_val = self.root / "val_data.txt"
         if explicit_val.exists():
-            val = _read_list(explicit_val)
+            val = read_list(explicit_val)
             unknown = set(val) - set(train_all)
             if unknown:
                 raise DataError(
@@ -502,7 +502,7 @@ class Sen1Floods11Dataset(ChipDataset):
         out = {}
         for split, names in self._split_names.items():
             try:
-                out[split] = _read_list(self._split_file(names, "sen1floods11"))
+                out[split] = read_list(self._split_file(names, "sen1floods11"))
             except DataError:
                 if split == "bolivia":
                     continue  # the out-of-distribution hold-out is optional

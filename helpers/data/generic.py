@@ -82,7 +82,7 @@ from rasterio.crs import CRS
 
 from helpers.data import bands as _bands
 from helpers.data import datasets
-from helpers.data.datasets import ChipDataset, _read_list, holdout_split
+from helpers.data.datasets import ChipDataset, holdout_split, read_list
 from helpers.data.io import DataError, atomic_write, check_aligned, read_raster, write_geotiff
 from helpers.data.validate import Report, validate
 
@@ -329,12 +329,12 @@ class GenericDataset(ChipDataset):
                     f"{folder}: split list {split}.txt not found; a generic dataset needs train.txt and test.txt "
                     "(one chip id per line; val.txt optional)"
                 )
-            out[split] = _read_list(path)
+            out[split] = read_list(path)
             if not out[split]:
                 raise DataError(f"{path}: split list is empty")
         val_path = find("val")
         if val_path is not None:
-            out["val"] = _read_list(val_path)
+            out["val"] = read_list(val_path)
         else:
             out["train"], out["val"] = holdout_split(out["train"], self.val_fraction, self.val_seed)
         for a, b in (("train", "test"), ("train", "val"), ("val", "test")):

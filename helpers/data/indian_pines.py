@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import rasterio.transform
 
-from helpers.data import splits
-from helpers.data.simulate import _write_manifest, _write_text, _write_tif, to_int16
+from helpers.data import io, splits
+from helpers.data.simulate import to_int16
 from helpers.data.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
 
 NAME = "indian-pines-hls"
@@ -191,11 +191,11 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
         sl = (slice(by * BLOCK, (by + 1) * BLOCK), slice(bx * BLOCK, (bx + 1) * BLOCK))
         # a fake-but-valid UTM 16N placement (the real scene is near 40.4 N, 87.0 W); blocks keep their offsets
         origin = (500000.0 + bx * BLOCK * PIXEL_SIZE_M, 4480000.0 - by * BLOCK * PIXEL_SIZE_M)
-        _write_tif(root / folder / f"{cid}_merged.tif", img[(slice(None), *sl)], "EPSG:32616", origin, list(HLS_BANDS), -9999, tags, PIXEL_SIZE_M, simulated=False)  # fmt: skip
-        _write_tif(root / folder / f"{cid}.mask.tif", lab[sl], "EPSG:32616", origin, ["label"], None, {**tags, "DESCRIPTION": "REAL Indian Pines labels: 0 unlabelled/padding, classes 1..16"}, PIXEL_SIZE_M, simulated=False)  # fmt: skip
-    _write_text(root / "training_data.txt", "\n".join(ids["train"] + ids["val"]) + "\n")
-    _write_text(root / "val_data.txt", "\n".join(ids["val"]) + "\n")
-    _write_text(root / "validation_data.txt", "\n".join(ids["test"]) + "\n")
+        io.write_grid_tif(root / folder / f"{cid}_merged.tif", img[(slice(None), *sl)], "EPSG:32616", origin, list(HLS_BANDS), -9999, tags, PIXEL_SIZE_M, simulated=False)  # fmt: skip
+        io.write_grid_tif(root / folder / f"{cid}.mask.tif", lab[sl], "EPSG:32616", origin, ["label"], None, {**tags, "DESCRIPTION": "REAL Indian Pines labels: 0 unlabelled/padding, classes 1..16"}, PIXEL_SIZE_M, simulated=False)  # fmt: skip
+    io.write_text(root / "training_data.txt", "\n".join(ids["train"] + ids["val"]) + "\n")
+    io.write_text(root / "val_data.txt", "\n".join(ids["val"]) + "\n")
+    io.write_text(root / "validation_data.txt", "\n".join(ids["test"]) + "\n")
     counts = {s: int(sum(np.count_nonzero(lab[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]) for (by, bx), sp in assignment.items() if sp == s)) for s in ids}  # fmt: skip
     card = {
         "name": NAME,
@@ -220,8 +220,8 @@ def generate(root: str | Path, size: str = "default", seed: int = 0, overwrite: 
             "version": VERSION,
         },
     }
-    _write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    _write_manifest(root, key)
+    io.write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
+    io.write_manifest(root, key)
     return root
 
 
@@ -308,8 +308,8 @@ def generate_scene(
         "split": {**variant["split"], "seed": seed, "fractions": [FRACTIONS[s] for s in splits.SPLITS]},
         "input": variant.get("input", "scene"),
     }
-    _write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    _write_manifest(root, {**key, "calibration": calib})
+    io.write_text(root / "dataset.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
+    io.write_manifest(root, {**key, "calibration": calib})
     return root
 
 

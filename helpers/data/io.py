@@ -8,6 +8,8 @@ surfacing later as a shape error deep inside a model.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.transform
 import rioxarray
 import xarray as xr
 
@@ -178,3 +181,55 @@ def write_geotiff(
                 dst.set_band_description(i, desc)
 
     return atomic_write(path, _write)
+
+
+def write_grid_tif(
+    path: Path,
+    data: np.ndarray,
+    crs: str,
+    origin: tuple[float, float],
+    descriptions: list[str],
+    nodata,
+    tags: dict,
+    pixel_size: float,
+    simulated: bool = True,
+) -> None:
+    """A generated chip as a north-up GeoTIFF whose top-left corner is ``origin``: every generator's writer.
+
+    The ``SIMULATED`` tag says whether the pixels are simulated (``yes``) or real ones re-gridded (Indian Pines:
+    ``no``), so a file read out of context still says what it is.
+    """
+    write_geotiff(
+        path,
+        data,
+        crs=crs,
+        transform=rasterio.transform.from_origin(origin[0], origin[1], pixel_size, pixel_size),
+        nodata=nodata,
+        tags={"SIMULATED": "yes" if simulated else "no", **tags},
+        band_descriptions=descriptions,
+    )
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it) with the user's umask."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    user_mode(tmp)
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_manifest(root: Path, key: dict) -> None:
+    """``root/manifest.json``: the generation key and every file's size and sha256 (what the cache check reads)."""
+    files = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            rel = p.relative_to(root).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    write_text(root / "manifest.json", json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")

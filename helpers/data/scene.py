@@ -133,7 +133,7 @@ def read_scene_card(root: str | os.PathLike) -> dict:
         raise DataError(f"{path}: split kind {kind!r} unknown; expected one of {list(SPLIT_KINDS)}")
     fractions = split.get("fractions", list(splits.FRACTIONS))
     try:
-        splits._check_fractions(fractions)
+        splits.check_fractions(fractions)
     except (ValueError, TypeError) as err:
         raise DataError(f"{path}: split {err}") from None
     spec = {

@@ -33,11 +33,8 @@ grid, interleaved by a seeded permutation (:func:`grid_positions`), so a model t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import shutil
-import tempfile
 import zlib
 from collections.abc import Callable
 from functools import lru_cache
@@ -46,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from helpers.data.io import user_mode, write_geotiff
+from helpers.data import io
 from helpers.data.spectral import HLS_BANDS, material, vegetation
 
 #: 1.1: train, validation and test chips share one region (a seeded interleaving of one grid of positions, see
@@ -809,53 +806,6 @@ def hls_to_s2_13(hls: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------------ writing
-def _write_tif(
-    path: Path,
-    data: np.ndarray,
-    crs: str,
-    origin: tuple[float, float],
-    descriptions: list[str],
-    nodata,
-    tags: dict,
-    pixel_size: float = PIXEL_SIZE_M,
-    simulated: bool = True,
-) -> None:
-    from rasterio.transform import from_origin
-
-    write_geotiff(
-        path,
-        data,
-        crs=crs,
-        transform=from_origin(origin[0], origin[1], pixel_size, pixel_size),
-        nodata=nodata,
-        tags={"SIMULATED": "yes" if simulated else "no", **tags},
-        band_descriptions=descriptions,
-    )
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    user_mode(tmp)
-    os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _write_manifest(root: Path, key: dict) -> None:
-    """``root/manifest.json``: the generation key and every file's size and sha256 (what the cache check reads)."""
-    files = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "manifest.json":
-            rel = p.relative_to(root).as_posix()
-            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-    _write_text(root / "manifest.json", json.dumps({**key, "files": files}, indent=2, sort_keys=True) + "\n")
-
-
 def parse_name(name: str) -> tuple[str, float | None]:
     """Split a simulated dataset name into its task family and (for sim-texture) the knob.
 
@@ -1015,15 +965,15 @@ def _write_crop_layout(
             rng = _rng(seed, name, size, split, i)
             img, mask, truth, extra = chip_fn(rng, split, i)
             origin = _grid_origin(*cells[first + i], counts["chip"])
-            _write_tif(root / folder / f"{cid}_merged.tif", to_int16(img), crs, origin, descr, -9999, {**tags, **extra})  # fmt: skip
-            _write_tif(root / folder / f"{cid}.mask.tif", mask, crs, origin, ["label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} mask: 0 ignore, classes 1..K"})  # fmt: skip
+            io.write_grid_tif(root / folder / f"{cid}_merged.tif", to_int16(img), crs, origin, descr, -9999, {**tags, **extra}, PIXEL_SIZE_M)  # fmt: skip
+            io.write_grid_tif(root / folder / f"{cid}.mask.tif", mask, crs, origin, ["label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} mask: 0 ignore, classes 1..K"}, PIXEL_SIZE_M)  # fmt: skip
             if truth is not None:
-                _write_tif(root / folder / f"{cid}.truth.tif", truth, crs, origin, ["true label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} TRUE labels before label noise: 0 ignore, classes 1..K"})  # fmt: skip
-    _write_text(root / "training_data.txt", "\n".join(train_ids) + "\n")
-    _write_text(root / "validation_data.txt", "\n".join(test_ids) + "\n")
+                io.write_grid_tif(root / folder / f"{cid}.truth.tif", truth, crs, origin, ["true label"], None, {**tags, **extra, "DESCRIPTION": f"SIMULATED {name} TRUE labels before label noise: 0 ignore, classes 1..K"}, PIXEL_SIZE_M)  # fmt: skip
+    io.write_text(root / "training_data.txt", "\n".join(train_ids) + "\n")
+    io.write_text(root / "validation_data.txt", "\n".join(test_ids) + "\n")
     if counts["val"]:
         order = _rng(seed, name, size, "val-split").permutation(len(train_ids))[: counts["val"]]
-        _write_text(root / "val_data.txt", "\n".join(sorted(train_ids[j] for j in order)) + "\n")
+        io.write_text(root / "val_data.txt", "\n".join(sorted(train_ids[j] for j in order)) + "\n")
 
 
 def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, size: str) -> dict:
@@ -1162,8 +1112,17 @@ def _write_burn_layout(
             tags = {
                 "DESCRIPTION": f"SIMULATED {name} scene ({GENERATOR_NAME} v{GENERATOR_VERSION}); reflectance"
             }
-            _write_tif(root / folder / f"{stem}_merged.tif", refl, crs, origin, list(HLS_BANDS), None, tags)
-            _write_tif(root / folder / f"{stem}.mask.tif", mask, crs, origin, ["burn_scar"], None, {**tags, "DESCRIPTION": f"SIMULATED {name} mask: 1 burn scar, 0 not burned, -1 missing"})  # fmt: skip
+            io.write_grid_tif(
+                root / folder / f"{stem}_merged.tif",
+                refl,
+                crs,
+                origin,
+                list(HLS_BANDS),
+                None,
+                tags,
+                PIXEL_SIZE_M,
+            )
+            io.write_grid_tif(root / folder / f"{stem}.mask.tif", mask, crs, origin, ["burn_scar"], None, {**tags, "DESCRIPTION": f"SIMULATED {name} mask: 1 burn scar, 0 not burned, -1 missing"}, PIXEL_SIZE_M)  # fmt: skip
 
 
 def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int, size: str) -> None:
@@ -1189,9 +1148,9 @@ def _write_flood_layout(root: Path, name: str, counts: dict[str, int], seed: int
             origin = _grid_origin(*cells[k], chip)
             k += 1
             s2 = hls_to_s2_13(to_int16(img))
-            _write_tif(root / "S2Hand" / f"{cid}_S2Hand.tif", s2, "EPSG:32630", origin, list(S2_BANDS), 0, {**tags, "DESCRIPTION": tags["DESCRIPTION"] + "; 13 S2 bands x 1e4, non-HLS bands interpolated"})  # fmt: skip
-            _write_tif(root / "LabelHand" / f"{cid}_LabelHand.tif", label, "EPSG:32630", origin, ["label"], None, {**tags, "DESCRIPTION": tags["DESCRIPTION"] + "; 1 water, 0 not water, -1 no data/cloud"})  # fmt: skip
-        _write_text(root / f"{split}_split.txt", "\n".join(chip_ids) + "\n")
+            io.write_grid_tif(root / "S2Hand" / f"{cid}_S2Hand.tif", s2, "EPSG:32630", origin, list(S2_BANDS), 0, {**tags, "DESCRIPTION": tags["DESCRIPTION"] + "; 13 S2 bands x 1e4, non-HLS bands interpolated"}, PIXEL_SIZE_M)  # fmt: skip
+            io.write_grid_tif(root / "LabelHand" / f"{cid}_LabelHand.tif", label, "EPSG:32630", origin, ["label"], None, {**tags, "DESCRIPTION": tags["DESCRIPTION"] + "; 1 water, 0 not water, -1 no data/cloud"}, PIXEL_SIZE_M)  # fmt: skip
+        io.write_text(root / f"{split}_split.txt", "\n".join(chip_ids) + "\n")
 
 
 def generate(
@@ -1280,9 +1239,9 @@ def generate(
     else:
         _write_flood_layout(root, name, counts, seed, size)
         meta = _dataset_json(name, "sen1floods11", "flood", FLOOD_CLASSES, generator)
-    _write_text(root / "dataset.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    io.write_text(root / "dataset.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
-    _write_manifest(root, key)
+    io.write_manifest(root, key)
     return root
 
 
@@ -1371,7 +1330,16 @@ def generate_unlabelled(family: str, root: str | Path, n: int, size: str = "defa
             **extra,
         }
         origin = _grid_origin(i // 64, i % 64, chip)
-        _write_tif(root / "images" / f"u{i:05d}.tif", to_int16(img), "EPSG:32615", origin, descr, -9999, tags)
+        io.write_grid_tif(
+            root / "images" / f"u{i:05d}.tif",
+            to_int16(img),
+            "EPSG:32615",
+            origin,
+            descr,
+            -9999,
+            tags,
+            PIXEL_SIZE_M,
+        )
     card = {
         "name": f"{family}-unlabelled",
         "simulated": True,
@@ -1385,8 +1353,8 @@ def generate_unlabelled(family: str, root: str | Path, n: int, size: str = "defa
             "corpus disjoint from every labelled split"
         ),
     }
-    _write_text(root / "corpus.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
-    _write_manifest(root, key)
+    io.write_text(root / "corpus.json", json.dumps(card, indent=2, sort_keys=True) + "\n")
+    io.write_manifest(root, key)
     return root
 
 

@@ -36,7 +36,8 @@ def block_grid(shape: tuple[int, int], block: int) -> tuple[int, int]:
     return -(-shape[0] // block), -(-shape[1] // block)
 
 
-def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
+def check_fractions(fractions: Sequence[float]) -> np.ndarray:
+    """The (train, val, test) shares as an array, refused unless three positive shares summing to 1."""
     f = np.asarray(fractions, dtype=float)
     if f.shape != (3,) or (f <= 0).any() or abs(f.sum() - 1) > 1e-6:
         raise ValueError(
@@ -75,7 +76,7 @@ def assign_blocks(
     Returns:
         ``{(block_row, block_col): split}`` for every block holding a label.
     """
-    target = _check_fractions(fractions)
+    target = check_fractions(fractions)
     nby, nbx = block_grid(labels.shape, block)
     keys, counts = [], []
     for by in range(nby):
@@ -135,7 +136,7 @@ def block_ids(shape: tuple[int, int], block: int) -> np.ndarray:
 
 def random_regions(labelled: np.ndarray, fractions: Sequence[float] = FRACTIONS, seed: int = 0) -> np.ndarray:
     """Region map of a random pixel split: the labelled pixels in a seeded order, cut at the target shares."""
-    target = _check_fractions(fractions)
+    target = check_fractions(fractions)
     idx = np.flatnonzero(labelled)
     order = np.random.default_rng(seed).permutation(idx.size)
     cuts = np.round(np.cumsum(target)[:2] * idx.size).astype(int)

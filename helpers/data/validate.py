@@ -53,7 +53,7 @@ import rasterio
 from rasterio.crs import CRS
 from tqdm.auto import tqdm
 
-from helpers.data.datasets import REFLECTANCE_RANGE, _read_list, holdout_split
+from helpers.data.datasets import REFLECTANCE_RANGE, holdout_split, read_list
 from helpers.data.io import DataError
 
 ERROR, WARNING = "error", "warning"
@@ -409,7 +409,7 @@ def _check_splits(card: dict, root: Path, report: Report) -> tuple[dict[str, lis
                 )
             continue
         lists[split] = str(path)
-        ids = _read_list(path)
+        ids = read_list(path)
         if not ids:
             what = (
                 "list its validation chips, or delete it to hold validation out of train.txt"

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.models import state_dicts
+
 #: Base ground sample distance (m) of the position encoding: a token covers ``res * p / BASE_GSD`` units.
 BASE_GSD = 10
 
@@ -506,38 +508,9 @@ def load_galileo_nano(path: str | os.PathLike, *, drop_path: float = 0.0) -> Gal
             (e.g. a truncated download or another model's file); the message names the file.
     """
     model = GalileoEncoder(**NANO_CONFIG, drop_path=drop_path)
-    state = _load_state_dict(path)
-    _check_and_load(model, state, path)
+    state = state_dicts.load(path)
+    state_dicts.check_and_load(model, state, path)
     return model.eval()
-
-
-def _load_state_dict(path: str | os.PathLike) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # torch raises RuntimeError / UnpicklingError / EOFError / zipfile errors
-        raise ValueError(f"{path}: not a readable torch state dict ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (mapping of tensors), found {type(state).__name__}")
-    return state
-
-
-def _check_and_load(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
-        if wrong:
-            parts.append(f"wrong shapes for {wrong[:3]}")
-        raise ValueError(f"{path}: not a {type(model).__name__} checkpoint: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
 
 
 def group_names() -> Sequence[str]:

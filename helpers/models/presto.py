@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.models.galileo import _check_and_load, _load_state_dict
+from helpers.models import state_dicts
 
 BANDS = (
     "VV", "VH", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12",
@@ -290,10 +290,10 @@ def load_presto(path: str | os.PathLike) -> PrestoEncoder:
     Raises:
         ValueError: The file is not a loadable state dict or not the Presto encoder-decoder; the message names it.
     """
-    state = _load_state_dict(path)
+    state = state_dicts.load(path)
     if not any(k.startswith("decoder.") for k in state):
         raise ValueError(f"{path}: not a Presto encoder-decoder checkpoint (no 'decoder.*' keys)")
     enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
     model = PrestoEncoder()
-    _check_and_load(model, enc, path)
+    state_dicts.check_and_load(model, enc, path)
     return model.eval()

@@ -212,7 +212,7 @@ def comparison_families(frame: pd.DataFrame) -> pd.Series:
 # table access
 
 
-def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+def normalise(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with the text columns as ``str`` and ``simulated`` as ``bool`` (CSV round trips vary)."""
     out = df.copy()
     for col in (
@@ -245,14 +245,14 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
 
 def scored(df: pd.DataFrame) -> pd.DataFrame:
     """The measured rows: ``status == "ok"``, a split, and a finite value (not-run rows are never numbers)."""
-    df = _normalise(df)
+    df = normalise(df)
     keep = (df["status"] == "ok") & (df["split"] != "") & np.isfinite(df["value"].to_numpy(dtype=float))
     return df.loc[keep].reset_index(drop=True)
 
 
 def not_run(df: pd.DataFrame) -> pd.DataFrame:
     """Every run that did not produce numbers, with its reason, one row per ``(dataset, model, seed)``."""
-    df = _normalise(df)
+    df = normalise(df)
     rows = df.loc[
         df["status"] != "ok", ["dataset", "model", "family", "pretraining", "seed", "status", "note"]
     ]
@@ -975,7 +975,7 @@ def check_results(
     Returns:
         ``dataset``, ``family``, ``notebook`` for each missing pair (empty when nothing is missing).
     """
-    df = _normalise(df)
+    df = normalise(df)
     present = set(zip(df["dataset"], df["family"], strict=True))
     missing = [
         {"dataset": d, "family": f, "notebook": notebook_name(f, notebooks_dir)}

@@ -252,7 +252,7 @@ def bayes_limits_from_table(df: pd.DataFrame) -> dict[float, float]:
     """Per-knob Bayes-optimal per-pixel accuracy from a ``bayes_oa`` column of the table, if a writer added one."""
     if "bayes_oa" not in df:
         return {}
-    rows = compare._normalise(df)
+    rows = compare.normalise(df)
     rows["bayes_oa"] = pd.to_numeric(df["bayes_oa"], errors="coerce").to_numpy()
     out = {}
     for name, v in rows.dropna(subset=["bayes_oa"]).groupby("dataset")["bayes_oa"].first().items():
@@ -1133,7 +1133,7 @@ def draw_all(
     return out
 
 
-def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
+def convergence_figure(conv: pd.DataFrame, threshold: float) -> plt.Figure | None:
     """Change in validation and test mIoU over each checked run's last cycle (or its continuation to twice its steps).
 
     One row per (dataset, model) checked (the first seed; :mod:`helpers.runs.convergence`), coloured by family. The grey
@@ -1142,14 +1142,14 @@ def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
 
     Args:
         conv: The convergence table (:func:`helpers.runs.convergence.read`).
+        threshold: The criterion's half-width in validation points (the grey band;
+            :data:`helpers.runs.convergence.CONVERGED_POINTS`): the run layer owns the rule, the figure draws it.
 
     Returns:
         The figure (full page width), or ``None`` for an empty table.
     """
     if conv.empty:
         return None
-    from helpers.runs.convergence import CONVERGED_POINTS
-
     d = conv.copy()
     d["_ds"] = d["dataset"].map(compare.dataset_sort_key)
     d["_m"] = [compare.model_sort_key(m, f) for m, f in zip(d["model"], d["family"], strict=True)]
@@ -1168,7 +1168,7 @@ def convergence_figure(conv: pd.DataFrame) -> plt.Figure | None:
         ["validation (decides)", "test (reported)"],
         strict=True,
     ):
-        ax.axvspan(-CONVERGED_POINTS, CONVERGED_POINTS, color="0.88", zorder=0, lw=0)
+        ax.axvspan(-threshold, threshold, color="0.88", zorder=0, lw=0)
         ax.axvline(0, color="0.5", lw=0.6, zorder=1)
         colors = [palette.get(f, "0.3") for f in d["family"]]
         markers = ["o" if c else "X" for c in d["converged"].astype(bool)]

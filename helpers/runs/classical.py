@@ -244,7 +244,7 @@ class PixelSample:
         return len(self.y)
 
 
-def _rank_within_group(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rank_within_group(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order rows by (group, random key); return that order and each ordered row's rank inside its group."""
     order = np.lexsort((keys, groups))
     g = groups[order]
@@ -254,11 +254,12 @@ def _rank_within_group(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     return order, rank
 
 
-def _stable_hash(text: str) -> int:
+def stable_hash(text: str) -> int:
+    """A hash of ``text`` that is the same in every process (python's ``hash`` of a str is salted per process)."""
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _balanced_cap(y: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
+def balanced_cap(y: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of a class-balanced subset of at most ``max_pixels`` rows (water-filling over class counts)."""
     if len(y) <= max_pixels:
         return np.arange(len(y))
@@ -272,7 +273,7 @@ def _balanced_cap(y: np.ndarray, max_pixels: int, rng: np.random.Generator) -> n
             lo = mid
         else:
             hi = mid - 1
-    order, rank = _rank_within_group(y, rng.random(len(y)))
+    order, rank = rank_within_group(y, rng.random(len(y)))
     return np.sort(order[rank < max(lo, 1)])
 
 
@@ -314,8 +315,8 @@ def sample_pixels(
         if valid.size == 0:
             n_all_ignore += 1
             continue
-        rng = np.random.default_rng([seed, _stable_hash(split), _stable_hash(chip_id)])
-        order, rank = _rank_within_group(flat[valid], rng.random(valid.size))
+        rng = np.random.default_rng([seed, stable_hash(split), stable_hash(chip_id)])
+        order, rank = rank_within_group(flat[valid], rng.random(valid.size))
         idx = np.sort(valid[order[rank < n_per]])
         xs.append(stack.reshape(stack.shape[0], -1)[:, idx].T)
         ys.append(flat[idx])
@@ -334,14 +335,18 @@ def sample_pixels(
     y = np.concatenate(ys)
     chip = np.concatenate(cs)
     before = np.bincount(y, minlength=ds.num_classes)
-    keep = _balanced_cap(y, budget.max_pixels, np.random.default_rng([seed, _stable_hash(split), 1]))
+    keep = balanced_cap(y, budget.max_pixels, np.random.default_rng([seed, stable_hash(split), 1]))
     return PixelSample(
         np.ascontiguousarray(X[keep]), y[keep], chip[keep], chip_ids, names, n_all_ignore, before
     )
 
 
 # ---------------------------------------------------------------------------------------------------- models
-def _lgb_params(num_classes: int, cand: dict, seed: int, n_jobs: int) -> dict:
+def lgb_params(num_classes: int, cand: dict, seed: int, n_jobs: int) -> dict:
+    """LightGBM parameters of one grid candidate: shared by the classical and the frozen-FM rows' heads.
+
+    Deterministic and row-wise, so a head fitted twice on the same pixels with the same seed is the same model.
+    """
     params = {
         "learning_rate": LGBM_FIXED["learning_rate"],
         "max_bin": LGBM_FIXED["max_bin"],
@@ -397,7 +402,7 @@ def _fit_candidate(kind, cand, train, val, num_classes, seed, n_jobs) -> _Model:
         params = {**RF_FIXED, **cand}
         est = RandomForestClassifier(**params, n_jobs=n_jobs, random_state=seed).fit(train.X, train.y)
         return _Model("rf", est, params)
-    params = _lgb_params(num_classes, cand, seed, n_jobs)
+    params = lgb_params(num_classes, cand, seed, n_jobs)
     dtrain = lgb.Dataset(train.X, label=train.y, feature_name=train.feature_names, free_raw_data=True)
     if val is not None and len(val):
         dval = lgb.Dataset(val.X, label=val.y, reference=dtrain)

@@ -65,7 +65,7 @@ class LgbmHead:
 
 def lgbm_params(num_classes: int, candidate: dict, seed: int, n_jobs: int = 1) -> dict:
     """LightGBM parameters: exactly the classical row's (deterministic, fixed threads) for one grid candidate."""
-    return _classical._lgb_params(num_classes, candidate, seed, n_jobs)
+    return _classical.lgb_params(num_classes, candidate, seed, n_jobs)
 
 
 def fit_lgbm(

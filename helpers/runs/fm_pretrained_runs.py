@@ -135,8 +135,8 @@ def sample_indices(ds, split: str, chip_id: str, y: np.ndarray, seed: int, n_per
     valid = np.flatnonzero(flat != ds.ignore_index)
     if valid.size == 0:
         return valid
-    rng = np.random.default_rng([seed, _classical._stable_hash(split), _classical._stable_hash(chip_id)])
-    order, rank = _classical._rank_within_group(flat[valid], rng.random(valid.size))
+    rng = np.random.default_rng([seed, _classical.stable_hash(split), _classical.stable_hash(chip_id)])
+    order, rank = _classical.rank_within_group(flat[valid], rng.random(valid.size))
     return np.sort(valid[order[rank < n_per]])
 
 
@@ -175,8 +175,8 @@ def _sample_split(ds, split, embedder, cache, seed, budget, timer, progress) -> 
     if not ys:
         return _Sample(np.zeros((0, E.EMBED_DIM), np.float32), np.zeros(0, np.int64), n_all_ignore)
     X, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
-    keep = _classical._balanced_cap(
-        y, budget.max_pixels, np.random.default_rng([seed, _classical._stable_hash(split), 1])
+    keep = _classical.balanced_cap(
+        y, budget.max_pixels, np.random.default_rng([seed, _classical.stable_hash(split), 1])
     )
     return _Sample(np.ascontiguousarray(X[keep], dtype=np.float32), y[keep], n_all_ignore)
 
