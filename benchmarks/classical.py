@@ -92,7 +92,7 @@ def main() -> None:
     Xtr, ytr = np.ascontiguousarray(Xall[pick]), yall[pick]
     del Xall, rows
     big = classical.LGBM_GRID[-1]
-    params = classical._lgb_params(k, big, 0, args.n_jobs)  # the study's LightGBM settings
+    params = classical.lgb_params(k, big, 0, args.n_jobs)  # the study's LightGBM settings
     t0 = time.perf_counter()
     booster = lgb.train(params, lgb.Dataset(Xtr, ytr), num_boost_round=args.rounds)
     t_lgb = (time.perf_counter() - t0) * 100_000 / n
@@ -121,7 +121,7 @@ def main() -> None:
         chip, lab = synthetic_chip(rng, size, n_classes, n_times)
         Xc, _ = F.feature_matrix(chip, "aug")
         pick = rng.choice(len(Xc), min(20_000, len(Xc)), replace=False)
-        p = classical._lgb_params(n_classes, classical.LGBM_GRID[0], 0, args.n_jobs)
+        p = classical.lgb_params(n_classes, classical.LGBM_GRID[0], 0, args.n_jobs)
         b = lgb.train(p, lgb.Dataset(Xc[pick], lab.ravel()[pick]), num_boost_round=rounds)
         r = RandomForestClassifier(**rf_params, n_jobs=args.n_jobs, random_state=0).fit(
             Xc[pick], lab.ravel()[pick]
