@@ -248,7 +248,7 @@ def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     """
     import shlex
 
-    from helpers.data import generic
+    from helpers.data import check
 
     lines = [shlex.split(line) for line in _readme_block("### Your own data")]
     assert [line[:3] for line in lines] == [["python", "-m", "helpers.data.generic"]] * 2 + [
@@ -257,7 +257,7 @@ def test_readme_own_data_example_runs_as_written(tmp_path, capsys):
     data = tmp_path / "data"
     for line in lines[:2]:
         args = [str(data / Path(a).name) if a.startswith("data/") else a for a in line[3:]]
-        assert generic.main(args) == 0
+        assert check.generic_main(args) == 0  # what `python -m helpers.data.generic` runs
     assert "not_run (missing B8A, B11, B12)" in capsys.readouterr().out
     quick, full = lines[2][3:], lines[3][3:]
     assert (
@@ -302,7 +302,7 @@ def test_readme_own_scene_example_runs_as_written(tmp_path, capsys):
     """
     import shlex
 
-    from helpers.data import scene
+    from helpers.data import check
 
     lines = [shlex.split(line) for line in _readme_block("### Your own scene")]
     assert [line[:3] for line in lines] == [["python", "-m", "helpers.data.scene"]] * 2 + [
@@ -311,7 +311,7 @@ def test_readme_own_scene_example_runs_as_written(tmp_path, capsys):
     data = tmp_path / "data"
     for line in lines[:2]:
         args = [str(data / Path(a).name) if a.startswith("data/") else a for a in line[3:]]
-        assert scene.main(args) == 0
+        assert check.scene_main(args) == 0  # what `python -m helpers.data.scene` runs
     assert "split: blocks, blocks of 16 px, guard 0 px" in capsys.readouterr().out
     argv = lines[2][3:]
     at = argv.index("--set") + 1

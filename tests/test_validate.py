@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from helpers.data import datasets, generic, validate
+from helpers.data import check, datasets, generic, validate
 
 NAME = generic.EXAMPLE_NAME
 N_CHIPS, SIZE, SEED = 8, 32, 0
@@ -357,16 +359,29 @@ def test_the_clean_example_passes_with_its_figures(clean_root):
 
 
 def test_cli_exit_codes(clean_root, tmp_path, capsys):
-    assert generic.main(["check", str(clean_root)]) == 0
+    assert check.generic_main(["check", str(clean_root)]) == 0
     out = capsys.readouterr().out
     assert "0 error(s), 0 warning(s)" in out and "reflectance of every valid pixel" in out
     root, needle, _ = make_broken("mask_value", tmp_path / "bad" / NAME)
-    assert generic.main(["check", str(root)]) == 1
+    assert check.generic_main(["check", str(root)]) == 1
     assert needle in capsys.readouterr().out
     root, needle, _ = make_broken("class_values_omitted", tmp_path / "warn" / NAME)
-    assert generic.main(["check", str(root)]) == 0  # warnings print, the status stays 0
+    assert check.generic_main(["check", str(root)]) == 0  # warnings print, the status stays 0
     out = capsys.readouterr().out
     assert "1 warning(s)" in out and needle in out
+
+
+@pytest.mark.parametrize("layout", ["generic", "scene"])
+def test_the_module_commands_reach_the_command_line(clean_root, layout):
+    """``python -m helpers.data.<layout> check DIR`` runs :mod:`helpers.data.check` (the entry point is a script block)."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"helpers.data.{layout}", "check", str(clean_root)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "0 error(s), 0 warning(s)" in done.stdout
 
 
 # ------------------------------------------------------------------------------------------------ other layouts

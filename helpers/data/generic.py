@@ -66,7 +66,6 @@ called ``nir`` (older Landsat STAC items call band 5 so) and on red-edge ids wit
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -81,10 +80,8 @@ import xarray as xr
 from rasterio.crs import CRS
 
 from helpers.data import bands as _bands
-from helpers.data import datasets
-from helpers.data.datasets import ChipDataset, holdout_split, read_list
+from helpers.data.chips import ChipDataset, holdout_split, read_list
 from helpers.data.io import DataError, atomic_write, check_aligned, read_raster, write_geotiff
-from helpers.data.validate import Report, validate
 
 LAYOUT = "generic"
 CARD = "dataset.json"
@@ -598,78 +595,7 @@ def _write_plain_tif(path: Path, data: np.ndarray, nodata: float | None) -> None
     write_geotiff(path, data, crs=None, transform=None, nodata=nodata)
 
 
-def describe(ds: GenericDataset, report: Report | None = None) -> str:
-    """A few lines on what a generic folder opened as (``python -m helpers.data.generic check``).
+if __name__ == "__main__":  # the command line lives above the checks it runs (helpers.data.check)
+    from helpers.data import check
 
-    With the :class:`~helpers.data.validate.Report` of a full check, the reflectance and label figures are the
-    whole dataset's (what the models will see); without, the first training chip's.
-    """
-    sizes = ", ".join(f"{s} {len(ds.chip_ids(s))}" for s in ds.splits)
-    x, y = ds.read(ds.chip_ids("train")[0])
-    hls = _bands.missing(ds.bands, _bands.HLS_BANDS)
-    lines = [
-        f"{ds.name}: {ds.task}{' (SIMULATED)' if ds.simulated else ''}, {ds.num_classes} classes {ds.classes}",
-        f"  bands {ds.bands} x {ds.n_times} date(s); chips: {sizes}; first chip {x.sizes['y']}x{x.sizes['x']} px",
-    ]
-    if report is not None and report.reflectance:
-        r = report.reflectance
-        labelled = ", ".join(f"{s} {n:,}" for s, n in report.labelled.items())
-        lines += [
-            f"  reflectance of every valid pixel: {r['p1']:.3f}..{r['p99']:.3f} (1-99 %), median {r['p50']:.3f}",
-            f"  labelled pixels: {labelled}",
-        ]
-    else:
-        lines += [
-            f"  reflectance of the first chip: {float(np.percentile(x.values, 1)):.3f}..{float(np.percentile(x.values, 99)):.3f} (1-99 %)",  # fmt: skip
-            f"  labelled pixels of the first chip: {int((y != ds.ignore_index).sum())} of {y.size}",
-        ]
-    lines.append(
-        "  HLS-band models (Prithvi-arch, Prithvi-100M, Galileo-nano, Presto): "
-        + ("run" if not hls else f"not_run (missing {', '.join(hls)})")
-    )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``check DIR`` (exit status 1 when the check finds an error) or ``example DIR``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m helpers.data.generic", description=__doc__.split("\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "check",
-        help="read every chip of a dataset folder, report every problem (rc 1 on errors), say what it holds",
-    ).add_argument("root")
-    ex = sub.add_parser("example", help="write the small example dataset into ROOT")
-    ex.add_argument("root")
-    ex.add_argument("--name", default=None, help="card name (default: the folder's name)")
-    ex.add_argument("--chips", type=int, default=20)
-    ex.add_argument("--size", type=int, default=64)
-    ex.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "example":
-            root = Path(args.root)
-            write_example(
-                root, name=args.name or root.name, n_chips=args.chips, size=args.size, seed=args.seed
-            )
-            print(describe(GenericDataset(root)))
-        else:
-            report = validate(args.root)
-            print(report.format())
-            if not report.ok:
-                return 1
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # the report has said what needs saying
-                ds = datasets.open(report.name, args.root)
-            print(describe(ds, report))
-            if hasattr(ds, "describe"):  # a scene (helpers.data.scene) says how its labels split
-                print(ds.describe())
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(check.generic_main())

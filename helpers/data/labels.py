@@ -41,6 +41,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from helpers.data.chips import BandView, fingerprint
+
 #: The budget of a dataset seen without a view.
 ALL = "all"
 #: Version of the draw (which labels a budget keeps): part of every view's fingerprint, so a changed draw reruns
@@ -200,8 +202,6 @@ class LabelView:
 
     def fingerprint(self) -> str:
         """The dataset's content hash combined with the budget and the seed that drew it."""
-        from helpers.data.datasets import fingerprint
-
         text = f"{fingerprint(self._ds)}/labels:{self.budget.tag}/seed:{self.draw_seed}/draw:{DRAW_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -274,8 +274,6 @@ def unlabelled(ds):
 
     Band views are kept (a pretraining takes the bands its model needs); only label views are removed.
     """
-    from helpers.data.datasets import BandView
-
     if isinstance(ds, LabelView):
         return unlabelled(ds._ds)
     if isinstance(ds, BandView) and isinstance(ds._ds, LabelView):

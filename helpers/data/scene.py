@@ -47,14 +47,12 @@ warned about (their scores are undefined), never hidden.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +60,7 @@ import rasterio.features
 import xarray as xr
 from rasterio.crs import CRS
 
-from helpers.data import generic, splits
+from helpers.data import splits
 from helpers.data.generic import CARD, COMMON_KEYS, GenericDataset, check_common, load_card
 from helpers.data.io import DataError, check_aligned, read_raster
 
@@ -568,32 +566,7 @@ def write_example(
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``example DIR`` writes :func:`write_example`; ``check DIR`` is ``python -m helpers.data.generic check DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.data.scene", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "check", help="read the scene, report every problem (rc 1 on errors), say how it splits"
-    ).add_argument("root")
-    ex = sub.add_parser(
-        "example", help="write the small SIMULATED example scene (GeoTIFF + GeoPackage) into ROOT"
-    )
-    ex.add_argument("root")
-    ex.add_argument("--size", type=int, default=96)
-    ex.add_argument("--block", type=int, default=16)
-    ex.add_argument("--guard", type=int, default=0)
-    ex.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return generic.main(["check", args.root])
-    try:
-        root = write_example(args.root, size=args.size, seed=args.seed, block=args.block, guard=args.guard)
-        print(SceneDataset(root).describe())
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+if __name__ == "__main__":  # the command line lives above the checks it runs (helpers.data.check)
+    from helpers.data import check
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(check.scene_main())

@@ -41,7 +41,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.stats import norm
 
-from helpers.data.datasets import CROP_CLASSES
+from helpers.data.chips import CROP_CLASSES
 from helpers.data.spectral import material, vegetation
 
 #: 2.1: chips share one region with the other splits, each tile a block of adjacent chips

@@ -53,7 +53,8 @@ import rasterio
 from rasterio.crs import CRS
 from tqdm.auto import tqdm
 
-from helpers.data.datasets import REFLECTANCE_RANGE, holdout_split, read_list
+from helpers.data import generic, layouts
+from helpers.data.chips import REFLECTANCE_RANGE, holdout_split, read_list
 from helpers.data.io import DataError
 
 ERROR, WARNING = "error", "warning"
@@ -221,8 +222,6 @@ def validate(root: str | Path, *, progress: bool = True) -> Report:
     Returns:
         The :class:`Report`; ``report.ok`` is false when any error was found.
     """
-    from helpers.data import generic
-
     start = time.perf_counter()
     root = Path(root)
     report = Report(root=root, name=root.name)
@@ -232,10 +231,8 @@ def validate(root: str | Path, *, progress: bool = True) -> Report:
     except json.JSONDecodeError:
         raw_card = None  # read_generic_card says what is wrong
     if isinstance(raw_card, dict) and raw_card.get("layout", generic.LAYOUT) != generic.LAYOUT:
-        from helpers.data import datasets
-
         try:
-            ds = datasets.open(str(raw_card.get("name", root.name)), root)
+            ds = layouts.open(str(raw_card.get("name", root.name)), root)
         except DataError as err:
             report.add(ERROR, "open", card_path, _strip_path(str(err), card_path))
             report.seconds = time.perf_counter() - start
@@ -441,8 +438,6 @@ def _check_splits(card: dict, root: Path, report: Report) -> tuple[dict[str, lis
 
 def _chip_files(card: dict, root: Path) -> Callable[[str], list[Path]]:
     """The loader's own naming of a chip's files (image files, then the mask), without opening anything."""
-    from helpers.data import generic
-
     namer = generic.GenericDataset.__new__(generic.GenericDataset)  # only the attributes _chip_files reads
     namer.root, namer.card, namer.n_times = root, card, card["n_times"]
     return namer._chip_files
