@@ -262,3 +262,17 @@ def test_class_counts(fixture_roots):
     counts = datasets.class_counts(ds, "test")
     total = sum(int((ds.read(c)[1] >= 0).sum()) for c in ds.chip_ids("test"))
     assert counts.sum() == total and counts.shape == (2,)
+
+
+def test_generator_facts_read_what_the_simulator_recorded(tmp_path):
+    """The report's Bayes limits come from the card the generator wrote, through the data API (notebook 05)."""
+    ds = datasets.prepare("sim-texture-0.5", tmp_path, size="quick")
+    facts = datasets.generator_facts(ds.root)
+    card = json.loads((ds.root / "dataset.json").read_text())
+    assert facts["bayes_pixel_accuracy"] == card["generator"]["bayes_pixel_accuracy"]
+    assert 0.5 < facts["bayes_pixel_accuracy"] < 1
+    assert datasets.generator_facts(tmp_path / "no-such-dataset") == {}
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "dataset.json").write_text("{not json")
+    with pytest.raises(DataError, match="broken/dataset.json: not valid JSON"):
+        datasets.generator_facts(tmp_path / "broken")

@@ -61,7 +61,7 @@ from helpers.data.chips import (
     with_bands,
 )
 from helpers.data.io import DataError, atomic_write
-from helpers.data.layouts import REAL, open, read_card
+from helpers.data.layouts import REAL, generator_facts, open, read_card
 
 #: The dataset API of the notebooks and runs: what this module defines and what it re-exports from the modules below.
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "checked",
     "class_counts",
     "fingerprint",
+    "generator_facts",
     "holdout_split",
     "open",
     "prepare",

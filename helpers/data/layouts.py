@@ -54,6 +54,25 @@ def read_card(root: str | os.PathLike) -> dict:
     return card
 
 
+def generator_facts(root: str | os.PathLike) -> dict:
+    """What the generator recorded in a dataset's card (its ``generator`` entry); ``{}`` without a card or entry.
+
+    The simulator writes its known limits there (the texture sweep's per-pixel Bayes accuracy, the noise-free
+    ceilings of a dataset with label noise), so the report reads them instead of recomputing them. Any layout.
+
+    Raises:
+        DataError: The card is not valid JSON.
+    """
+    path = Path(root) / "dataset.json"
+    if not path.is_file():
+        return {}
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from err
+    return dict(card.get("generator") or {}) if isinstance(card, dict) else {}
+
+
 def open(name: str, root: str | os.PathLike, **kwargs) -> ChipDataset:  # noqa: A001 - mirrors rasterio.open
     """Open a dataset by name.
 
