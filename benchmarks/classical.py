@@ -29,7 +29,7 @@ import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 
-from helpers import features as F  # noqa: E402
+from helpers import features  # noqa: E402
 from helpers.runs import classical  # noqa: E402
 
 
@@ -64,14 +64,14 @@ def main() -> None:
     print("== feature extraction (aug set) ==")
     for size, n_times in ((512, 1), (224, 3)):
         a, _ = synthetic_chip(rng, size, k, n_times)
-        t, (X, names) = best_of(lambda a=a: F.feature_matrix(a, "aug"))
+        t, (X, names) = best_of(lambda a=a: features.feature_matrix(a, "aug"))
         rate = X.size / t
         print(
             f"{size}x{size}, {6 * n_times} channels -> {len(names)} features: {t:.3f} s, "
             f"{rate / 1e6:.1f} M pixel-features/s (goal >= 20 M/s: {rate / 20e6:.2f}x the goal)"
         )
     a, lab = synthetic_chip(rng, 512, k)
-    t_feat, (X, names) = best_of(lambda: F.feature_matrix(a, "aug"))
+    t_feat, (X, names) = best_of(lambda: features.feature_matrix(a, "aug"))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "chip.npy")
         t_write, _ = best_of(lambda: np.save(path, X), 1)
@@ -85,7 +85,7 @@ def main() -> None:
     n = 20_000 if args.quick else 100_000
     print(f"\n== fit on {n} pixels x {len(names)} features, {k} classes, n_jobs={args.n_jobs} ==")
     chips = [synthetic_chip(rng, 512, k) for _ in range(2)]
-    rows = [F.feature_matrix(c, "aug")[0] for c, _ in chips]
+    rows = [features.feature_matrix(c, "aug")[0] for c, _ in chips]
     Xall = np.concatenate(rows)
     yall = np.concatenate([lab.ravel() for _, lab in chips])
     pick = rng.choice(len(yall), n, replace=False)
@@ -119,7 +119,7 @@ def main() -> None:
     ]
     for label, size, n_times, n_classes in scenarios:
         chip, lab = synthetic_chip(rng, size, n_classes, n_times)
-        Xc, _ = F.feature_matrix(chip, "aug")
+        Xc, _ = features.feature_matrix(chip, "aug")
         pick = rng.choice(len(Xc), min(20_000, len(Xc)), replace=False)
         p = classical.lgb_params(n_classes, classical.LGBM_GRID[0], 0, args.n_jobs)
         b = lgb.train(p, lgb.Dataset(Xc[pick], lab.ravel()[pick]), num_boost_round=rounds)
@@ -132,7 +132,9 @@ def main() -> None:
         }
         print(label)
         for name, m in model.items():
-            t, _ = best_of(lambda m=m, c=chip: m.predict(F.feature_matrix(c, "aug")[0], args.n_jobs), 1)
+            t, _ = best_of(
+                lambda m=m, c=chip: m.predict(features.feature_matrix(c, "aug")[0], args.n_jobs), 1
+            )
             print(f"  {name}: {t:.2f} s (goal <= 3 s: {t / 3:.2f}x the limit)")
 
 

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from helpers.data import datasets
-from helpers.models import cnn
-from helpers.models import prithvi as P
+from helpers.models import cnn, prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.runs import fm_runs, runtime, train
@@ -45,9 +44,9 @@ def best_of(fn, repeats: int) -> float:
 
 
 def encoder_throughput(
-    cfg: P.PrithviConfig, frames: int, batch: int, crop: int, repeats: int
+    cfg: prithvi.PrithviConfig, frames: int, batch: int, crop: int, repeats: int
 ) -> tuple[float, float]:
-    enc = P.PrithviEncoder(cfg.replace(num_frames=frames, img_size=crop))
+    enc = prithvi.PrithviEncoder(cfg.replace(num_frames=frames, img_size=crop))
     x = torch.randn(batch, 6, frames, crop, crop)
     n_tokens = batch * frames * (crop // cfg.patch_size) ** 2
 
@@ -108,10 +107,10 @@ def main() -> None:
         mcfg = pcfg.model.replace(img_size=crop, num_frames=frames)
         models = {
             "unet (CNN reference)": cnn.build_model("unet", ch, args.classes),
-            "prithvi_arch_small (fine-tune)": P.PrithviSegmenter(
+            "prithvi_arch_small (fine-tune)": prithvi.PrithviSegmenter(
                 args.classes, frames, mcfg, neck_dim=settings.neck_dim, head_channels=settings.head_channels
             ),
-            "prithvi_arch_small (probe)": P.PrithviSegmenter(
+            "prithvi_arch_small (probe)": prithvi.PrithviSegmenter(
                 args.classes, frames, mcfg, head="linear", freeze_encoder=True
             ),
             "vit": ViTSegmenter(ch, args.classes, img_size=crop, **settings.vit),

@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.models import galileo as G
-from helpers.runs import embeddings as E
-from helpers.runs import fm_adapters as A
+from helpers.models import galileo
+from helpers.runs import embeddings, fm_adapters
 
 
 class SyntheticChips:
@@ -48,8 +47,8 @@ class SyntheticChips:
 
     def __init__(self, n: int, size: int, seed: int = 0):
         rng = np.random.default_rng(seed)
-        mean = np.array(A.GALILEO_MEAN)[:, None, None] / 1e4
-        std = np.array(A.GALILEO_STD)[:, None, None] / 1e4
+        mean = np.array(fm_adapters.GALILEO_MEAN)[:, None, None] / 1e4
+        std = np.array(fm_adapters.GALILEO_STD)[:, None, None] / 1e4
         self._chips = {
             f"chip{i:03d}": np.clip(
                 mean + 0.5 * std * rng.standard_normal((6, size, size)), 1e-4, 1.0
@@ -91,18 +90,18 @@ def load_official(folder: Path):
 
 def finetune_windows(threads: int, repeats: int) -> None:
     """Training-step time of the Galileo-nano fine-tuning model for 64 px vs 32 px encoder windows."""
-    from helpers.models import weights as W
-    from helpers.runs import fm_heads as H
+    from helpers.models import weights
+    from helpers.runs import fm_heads
 
-    path = W.resolve_weights("galileo_nano")
+    path = weights.resolve_weights("galileo_nano")
     print(f"Galileo-nano fine-tuning step: batch of 8 x 64 px crops, patch 4, {threads} torch threads")
     for n_times in (1, 3):
         x = torch.rand(8, 6 * n_times, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
         best = {}
         for window in (64, 32):
             torch.manual_seed(0)
-            model = H.GalileoSegmenter(
-                G.load_galileo_nano(path, drop_path=0.1), 13, [3, 6, 8][:n_times], window=window
+            model = fm_heads.GalileoSegmenter(
+                galileo.load_galileo_nano(path, drop_path=0.1), 13, [3, 6, 8][:n_times], window=window
             )
             opt = torch.optim.AdamW(model.parameters())
 
@@ -137,9 +136,9 @@ def main() -> None:
 
     ds = SyntheticChips(args.n_chips, args.size)
     chips = [ds.read_arrays(c)[0] for c in ds.chip_ids()]
-    ctx = A.ChipContext((6,), A.DEFAULT_LATLON, 30.0, "benchmark", "benchmark")
-    gal = E.load_embedder("galileo_nano", patch_size=args.patch_size, window=args.window)
-    pre = E.load_embedder("presto")
+    ctx = fm_adapters.ChipContext((6,), fm_adapters.DEFAULT_LATLON, 30.0, "benchmark", "benchmark")
+    gal = embeddings.load_embedder("galileo_nano", patch_size=args.patch_size, window=args.window)
+    pre = embeddings.load_embedder("presto")
     px = args.size * args.size
     print(f"{args.n_chips} synthetic {args.size}x{args.size} single-date chips, {args.threads} torch threads")
     print(
@@ -156,9 +155,13 @@ def main() -> None:
         )
 
     with tempfile.TemporaryDirectory() as tmp:
-        cache = E.EmbeddingCache(tmp)
-        t_first = timed(lambda: [E.embed_chip(e, ds, c, cache) for e in (gal, pre) for c in ds.chip_ids()])
-        t_cached = timed(lambda: [E.embed_chip(e, ds, c, cache) for e in (gal, pre) for c in ds.chip_ids()])
+        cache = embeddings.EmbeddingCache(tmp)
+        t_first = timed(
+            lambda: [embeddings.embed_chip(e, ds, c, cache) for e in (gal, pre) for c in ds.chip_ids()]
+        )
+        t_cached = timed(
+            lambda: [embeddings.embed_chip(e, ds, c, cache) for e in (gal, pre) for c in ds.chip_ids()]
+        )
         print(
             f"both models, {len(chips)} chips through the cache: first {t_first:.1f} s (goal <= 180 s: "
             f"{'met' if t_first <= 180 else 'NOT met'}), cached rerun {t_cached:.2f} s (goal <= 5 s: "
@@ -200,14 +203,14 @@ def main() -> None:
             pooled = sg.Encoder.apply_mask_and_average_tokens_per_patch(*out[:8])
             b, h = pooled.shape[0], int(round(pooled.shape[1] ** 0.5))
             # back into our GalileoOutput layout so the shared pooling path can be reused
-            return G.GalileoOutput(
+            return galileo.GalileoOutput(
                 pooled.reshape(b, h, h, 1, 1, 128), out[1][:, :, :, :0], out[2][:, :, :0], out[3][:, :0],
                 torch.zeros(b, h, h, 1, 1), out[5][:, :, :, :0], out[6][:, :, :0], out[7][:, :0],
             )  # fmt: skip
 
     def official_galileo(a):
         with torch.no_grad():
-            return E.galileo_patch_grid(
+            return embeddings.galileo_patch_grid(
                 _OfficialGalileo(), torch.from_numpy(a)[None], torch.tensor([[6]]), n_times=1,
                 patch_size=args.patch_size, window=args.window, resolution_m=30.0,
             )[0].numpy()  # fmt: skip
@@ -217,9 +220,9 @@ def main() -> None:
         out = []
         with torch.no_grad():
             for s in range(0, rows.shape[0], pre.batch_size):
-                x, mask, dw = A.presto_inputs(rows[s : s + pre.batch_size], n_times=1)
+                x, mask, dw = fm_adapters.presto_inputs(rows[s : s + pre.batch_size], n_times=1)
                 n = x.shape[0]
-                ll = torch.tensor([A.DEFAULT_LATLON], dtype=torch.float32).expand(n, 2)
+                ll = torch.tensor([fm_adapters.DEFAULT_LATLON], dtype=torch.float32).expand(n, 2)
                 out.append(off_p(x, dw, ll, mask=mask, month=6, eval_task=True))
         return torch.cat(out).T.reshape(128, *a.shape[1:]).numpy()
 

@@ -38,25 +38,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers import results  # noqa: E402
-from helpers.models import galileo as G  # noqa: E402
-from helpers.models import weights as W  # noqa: E402
-from helpers.runs import fm_heads as H  # noqa: E402
-from helpers.runs import fm_pretrained_runs as R  # noqa: E402
+from helpers.models import galileo, weights  # noqa: E402
+from helpers.runs import fm_heads, fm_pretrained_runs  # noqa: E402
 
 NETWORKS = {
-    "earlier": R.FINETUNE_ARCH_V1,
-    "patch 8 only": {**R.FINETUNE_ARCH_V1, "patch_size": R.FINETUNE_ARCH["patch_size"]},
-    "decoder 32 only": {**R.FINETUNE_ARCH_V1, "width": R.FINETUNE_ARCH["width"]},
-    "no pixel skip": {**R.FINETUNE_ARCH, "pixel_skip": False},
-    "current": R.FINETUNE_ARCH,
+    "earlier": fm_pretrained_runs.FINETUNE_ARCH_V1,
+    "patch 8 only": {
+        **fm_pretrained_runs.FINETUNE_ARCH_V1,
+        "patch_size": fm_pretrained_runs.FINETUNE_ARCH["patch_size"],
+    },
+    "decoder 32 only": {
+        **fm_pretrained_runs.FINETUNE_ARCH_V1,
+        "width": fm_pretrained_runs.FINETUNE_ARCH["width"],
+    },
+    "no pixel skip": {**fm_pretrained_runs.FINETUNE_ARCH, "pixel_skip": False},
+    "current": fm_pretrained_runs.FINETUNE_ARCH,
 }
 
 
-def _model(arch: dict, n_times: int) -> H.GalileoSegmenter:
+def _model(arch: dict, n_times: int) -> fm_heads.GalileoSegmenter:
     """The fine-tuning network on random weights (the step time does not depend on their values)."""
     torch.manual_seed(0)
     months = [3, 6, 9][:n_times] if n_times <= 3 else list(range(n_times))
-    return H.GalileoSegmenter(G.GalileoEncoder(**G.NANO_CONFIG), 5, months, **arch)
+    return fm_heads.GalileoSegmenter(galileo.GalileoEncoder(**galileo.NANO_CONFIG), 5, months, **arch)
 
 
 def step_times(n_times: int, repeats: int) -> dict[str, float]:
@@ -104,7 +108,7 @@ def _train_one(job: tuple) -> dict:
     name = f"galileo_nano_finetune[{net}]"
     table = Path(out) / f"{net.replace(' ', '_')}-seed{seed}.csv"
     t0 = time.perf_counter()
-    outcome = R.run_galileo_nano_finetune(
+    outcome = fm_pretrained_runs.run_galileo_nano_finetune(
         ds, seed, table, runs_dir=Path(out) / "runs", progress=False, model_name=name, **NETWORKS[net]
     )
     if outcome.status != "ok":
@@ -129,7 +133,7 @@ def _train_one(job: tuple) -> dict:
 
 def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], workers: int) -> None:
     """Both networks from the published weights to their plateau for every seed; per-seed and mean +- sd."""
-    W.resolve_weights("galileo_nano", None)  # fail early without the weights
+    weights.resolve_weights("galileo_nano", None)  # fail early without the weights
     data_dir = ROOT / "data"
     jobs = [(dataset, data_dir, net, seed, out) for net in nets for seed in seeds]  # slowest first
     with ProcessPoolExecutor(workers) as pool:

@@ -40,8 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.models import cnn  # noqa: E402
-from helpers.models import prithvi as P  # noqa: E402
+from helpers.models import cnn, prithvi  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
 from helpers.runs import (  # noqa: E402
@@ -106,13 +105,13 @@ def build(name: str, device: torch.device):
         batch = settings.finetune["batch_size"]
     elif name.startswith("prithvi_arch"):
         cfg = settings.pretrain.model.replace(img_size=CROP, num_frames=frames)
-        model = P.PrithviSegmenter(
+        model = prithvi.PrithviSegmenter(
             2, frames, cfg, neck_dim=settings.neck_dim, head_channels=settings.head_channels
         )
         enc = sum(p.numel() for p in model.encoder.parameters())
         batch = settings.finetune["batch_size"]
     elif name == "prithvi_mae":
-        model = P.PrithviMAE(settings.pretrain.model.replace(img_size=CROP, num_frames=1))
+        model = prithvi.PrithviMAE(settings.pretrain.model.replace(img_size=CROP, num_frames=1))
         enc = sum(p.numel() for p in model.encoder.parameters())
         batch = settings.pretrain.batch_size
     else:

@@ -5,8 +5,7 @@ import numpy as np
 import papermill
 import pytest
 
-from helpers import features as F
-from helpers import prediction_maps, results
+from helpers import features, prediction_maps, results
 from helpers.runs import classical
 from tests.test_train import assert_chips_reproduce_rows
 
@@ -76,7 +75,7 @@ def test_same_seed_identical_metrics(model, tmp_path):
     assert results.has_run("fake", model, 3, tmp_path / "r.csv")
     row = table.iloc[0]
     assert row["n_train_pixels"] == a.n_train_pixels <= TINY.max_pixels
-    assert row["n_features"] == len(F.feature_names(6, MODELS_FS[model]))
+    assert row["n_features"] == len(features.feature_names(6, MODELS_FS[model]))
     # timings are recorded (rounded to ms, so a fast machine may record 0.0: no test depends on speed)
     assert row["model_size_mb"] > 0 and row["fit_s"] >= 0 and row["predict_s"] >= 0
     assert row["pretraining"] == "none" and row["weights"] == "none"

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from helpers.data import datasets
-from helpers.models import galileo as G
-from helpers.runs import classical, runner, train
-from helpers.runs import fm_heads as H
+from helpers.models import galileo
+from helpers.runs import classical, fm_heads, runner, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,18 +34,18 @@ def _toy(n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_lgbm_head_uses_the_classical_settings_and_learns() -> None:
     X, y = _toy()
-    head = H.fit_lgbm(
+    head = fm_heads.fit_lgbm(
         X[:1000], y[:1000], 3, candidate=classical.LGBM_GRID[0], seed=0, X_es=X[1000:], y_es=y[1000:]
     )
     assert (head.predict(X[1000:]) == y[1000:]).mean() > 0.9
     for k in ("learning_rate", "max_bin", "feature_fraction", "lambda_l2"):
         assert head.params[k] == classical.LGBM_FIXED[k]
     assert head.params["deterministic"] and head.params["seed"] == 0
-    again = H.fit_lgbm(
+    again = fm_heads.fit_lgbm(
         X[:1000], y[:1000], 3, candidate=classical.LGBM_GRID[0], seed=0, X_es=X[1000:], y_es=y[1000:]
     )
     np.testing.assert_array_equal(head.predict(X), again.predict(X))
-    binary = H.fit_lgbm(X, (y > 0).astype(np.int64), 2, candidate=classical.LGBM_GRID[0], seed=0)
+    binary = fm_heads.fit_lgbm(X, (y > 0).astype(np.int64), 2, candidate=classical.LGBM_GRID[0], seed=0)
     assert (
         set(np.unique(binary.predict(X))) <= {0, 1}
         and binary.rounds == classical.LGBM_FIXED["default_rounds"]
@@ -56,18 +55,18 @@ def test_lgbm_head_uses_the_classical_settings_and_learns() -> None:
 def test_linear_and_mlp_heads_learn_and_are_seeded() -> None:
     X, y = _toy()
     X = X * 50 + 7  # standardisation inside the head makes scale irrelevant
-    lin = H.fit_linear(X, y, 3, seed=0, steps=300)
+    lin = fm_heads.fit_linear(X, y, 3, seed=0, steps=300)
     assert (lin.predict(X) == y).mean() > 0.75 and lin.n_params() == 8 * 3 + 3
-    np.testing.assert_array_equal(lin.predict(X), H.fit_linear(X, y, 3, seed=0, steps=300).predict(X))
-    mlp = H.fit_linear(X, y, 3, seed=0, hidden=32, steps=300)
+    np.testing.assert_array_equal(lin.predict(X), fm_heads.fit_linear(X, y, 3, seed=0, steps=300).predict(X))
+    mlp = fm_heads.fit_linear(X, y, 3, seed=0, hidden=32, steps=300)
     assert (mlp.predict(X) == y).mean() > 0.9 and "MLP" in mlp.describe()
     with pytest.raises(ValueError, match="no training rows"):
-        H.fit_linear(X[:0], y[:0], 3, seed=0)
+        fm_heads.fit_linear(X[:0], y[:0], 3, seed=0)
 
 
 def test_galileo_segmenter_contract_forward_backward(encoder_path: Path) -> None:
     torch.manual_seed(0)
-    model = H.GalileoSegmenter(G.load_galileo_nano(encoder_path), 4, [3, 6, 8], window=16)
+    model = fm_heads.GalileoSegmenter(galileo.load_galileo_nano(encoder_path), 4, [3, 6, 8], window=16)
     x = torch.rand(2, 18, 20, 24) * 0.3
     out = model(x)
     assert out.shape == (2, 4, 20, 24)
@@ -86,7 +85,7 @@ def test_galileo_segmenter_trains_with_the_shared_loop(
     torch.set_num_threads(1)
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     runner.seed_everything(0)
-    model = H.GalileoSegmenter(G.load_galileo_nano(encoder_path), ds.num_classes, [6], window=32)
+    model = fm_heads.GalileoSegmenter(galileo.load_galileo_nano(encoder_path), ds.num_classes, [6], window=32)
     before = model.encoder.blocks[0].attn.q.weight.detach().clone()
     result = train.fit(
         model, ds, seed=0, max_steps=1, out_dir=tmp_path / "run", crop_size=32, batch_size=4, progress=False

@@ -9,7 +9,7 @@ import torch
 
 from helpers import metrics, results
 from helpers.data import datasets
-from helpers.models import prithvi as P
+from helpers.models import prithvi
 from helpers.runs import fm_runs, runtime
 from helpers.runs import pretrain as PT
 
@@ -112,9 +112,9 @@ def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
     loaded = []
-    real = P.PrithviSegmenter.load_encoder_state
+    real = prithvi.PrithviSegmenter.load_encoder_state
     monkeypatch.setattr(
-        P.PrithviSegmenter,
+        prithvi.PrithviSegmenter,
         "load_encoder_state",
         lambda m, state, cfg: (loaded.append(state), real(m, state, cfg)),
     )
@@ -138,7 +138,7 @@ def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
 
 def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
-    cfg = P.PrithviConfig(
+    cfg = prithvi.PrithviConfig(
         img_size=32,
         patch_size=16,
         num_frames=3,
@@ -150,7 +150,7 @@ def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
         decoder_num_heads=2,
     )
     ckpt = tmp_path / "Prithvi_100M.pt"
-    torch.save(P.native_to_v1(P.PrithviMAE(cfg).state_dict()), ckpt)  # EO-1.0 layout, tiny widths
+    torch.save(prithvi.native_to_v1(prithvi.PrithviMAE(cfg).state_dict()), ckpt)  # EO-1.0 layout, tiny widths
     settings = dataclasses.replace(quick, published_config=cfg)
     paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs")
     res = fm_runs.run_prithvi_published(ds, 0, ckpt, settings=settings, progress=False, **paths)
@@ -159,7 +159,7 @@ def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
     assert row["pretraining"] == "published" and row["weights"].startswith("Prithvi_100M.pt sha256:")
     truncated = tmp_path / "bad.pt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])
-    with pytest.raises(P.PrithviCheckpointError, match="bad.pt"):
+    with pytest.raises(prithvi.PrithviCheckpointError, match="bad.pt"):
         fm_runs.run_prithvi_published(ds, 1, truncated, settings=settings, progress=False, **paths)
     gone = fm_runs.run_prithvi_published(ds, 2, tmp_path / "nowhere.pt", settings=settings, **paths)
     assert gone.rows[0]["status"] == "not_run" and "nowhere.pt does not exist" in gone.rows[0]["note"]

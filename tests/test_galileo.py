@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.models import galileo as G
+from helpers.models import galileo
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -26,12 +26,12 @@ def weights_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(weights_dir: Path) -> G.GalileoEncoder:
+def model(weights_dir: Path) -> galileo.GalileoEncoder:
     torch.set_num_threads(1)
-    return G.load_galileo_nano(weights_dir / "galileo_nano" / "encoder.pt")
+    return galileo.load_galileo_nano(weights_dir / "galileo_nano" / "encoder.pt")
 
 
-def test_strict_load_matches_published_keys(model: G.GalileoEncoder, weights_dir: Path) -> None:
+def test_strict_load_matches_published_keys(model: galileo.GalileoEncoder, weights_dir: Path) -> None:
     state = model.state_dict()
     assert sum(v.numel() for v in state.values()) == 1_037_856
     rows = (weights_dir / "galileo_nano" / "golden" / "keys.tsv").read_text().splitlines()
@@ -41,15 +41,15 @@ def test_strict_load_matches_published_keys(model: G.GalileoEncoder, weights_dir
     assert not model.training
 
 
-def test_fixed_tables_equal_our_formulas(model: G.GalileoEncoder) -> None:
+def test_fixed_tables_equal_our_formulas(model: galileo.GalileoEncoder) -> None:
     # the checkpoint stores the time-index and month tables; our constructor computes the same ones
-    fresh = G.GalileoEncoder(**G.NANO_CONFIG)
+    fresh = galileo.GalileoEncoder(**galileo.NANO_CONFIG)
     assert torch.allclose(fresh.pos_embed, model.pos_embed, atol=1e-6)
     assert torch.allclose(fresh.month_embed.weight, model.month_embed.weight, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["A", "B", "C"])
-def test_golden_outputs(model: G.GalileoEncoder, weights_dir: Path, case: str) -> None:
+def test_golden_outputs(model: galileo.GalileoEncoder, weights_dir: Path, case: str) -> None:
     d = np.load(weights_dir / "galileo_nano" / "golden" / f"case{case}.npz")
     args = [torch.from_numpy(d[f"in_{k}"]) for k in (*OUTPUTS, "months")]
     with torch.no_grad():
@@ -60,13 +60,15 @@ def test_golden_outputs(model: G.GalileoEncoder, weights_dir: Path, case: str) -
         got = getattr(out, name).numpy()
         assert got.shape == d[f"out_{name}"].shape, name
         assert np.abs(got - d[f"out_{name}"]).max() <= TOL, name
-    assert np.abs(G.average_tokens(out).numpy() - d["pooled_average_tokens"]).max() <= TOL
-    per_patch = G.pool_per_patch(out).numpy()
+    assert np.abs(galileo.average_tokens(out).numpy() - d["pooled_average_tokens"]).max() <= TOL
+    per_patch = galileo.pool_per_patch(out).numpy()
     assert np.abs(per_patch.reshape(d["pooled_per_patch"].shape) - d["pooled_per_patch"]).max() <= TOL
     for key in d.files:
         if key.startswith("aux_resized_kernel_"):
             group = key.removeprefix("aux_resized_kernel_")
-            kernel = G.resize_kernel(model.space_time_embed[group].proj.weight, int(d["arg_patch_size"]))
+            kernel = galileo.resize_kernel(
+                model.space_time_embed[group].proj.weight, int(d["arg_patch_size"])
+            )
             # float32 pinv resampling: 1e-6 held on the CPU of the last session, this one gives 1.3e-6 (on the
             # commit before any change of this session too); the instruction set changes the summation order, so
             # allow a few float32 ulps of the kernel's ~0.2 magnitudes instead of a CPU's exact rounding
@@ -85,12 +87,12 @@ def test_wrong_or_truncated_file_gives_clear_error(weights_dir: Path, tmp_path: 
     cut = tmp_path / "encoder.pt"
     cut.write_bytes(src[: len(src) // 2])
     with pytest.raises(ValueError, match=r"encoder\.pt: not a readable torch state dict"):
-        G.load_galileo_nano(cut)
+        galileo.load_galileo_nano(cut)
     with pytest.raises(ValueError, match="missing keys"):
-        G.load_galileo_nano(weights_dir / "presto" / "default_model.pt")
+        galileo.load_galileo_nano(weights_dir / "presto" / "default_model.pt")
 
 
-def test_bad_patch_geometry_is_rejected(model: G.GalileoEncoder) -> None:
+def test_bad_patch_geometry_is_rejected(model: galileo.GalileoEncoder) -> None:
     b, h, t = 1, 8, 1
     args = [
         torch.zeros(b, h, h, t, 13),
@@ -111,20 +113,20 @@ def test_bad_patch_geometry_is_rejected(model: G.GalileoEncoder) -> None:
 
 @pytest.mark.parametrize("case", ["A", "B", "C"])
 def test_hls_adapter_reproduces_golden_inputs_and_outputs(
-    model: G.GalileoEncoder, weights_dir: Path, case: str
+    model: galileo.GalileoEncoder, weights_dir: Path, case: str
 ) -> None:
     # reflectance in the study's layout [B, 6T, H, W] -> adapter -> encoder gives the golden tokens
-    from helpers.runs import fm_adapters as A
+    from helpers.runs import fm_adapters
 
     d = np.load(weights_dir / "galileo_nano" / "golden" / f"case{case}.npz")
-    raw = d["raw_s_t_x"][..., list(A.GALILEO_SLOTS)]
+    raw = d["raw_s_t_x"][..., list(fm_adapters.GALILEO_SLOTS)]
     b, h, w, t, _ = raw.shape
     x = torch.from_numpy(raw / 1e4).float().permute(0, 3, 4, 1, 2).reshape(b, 6 * t, h, w)
-    inputs = A.galileo_inputs(x, torch.from_numpy(d["in_months"]), n_times=t)
-    slots = list(A.GALILEO_SLOTS)
+    inputs = fm_adapters.galileo_inputs(x, torch.from_numpy(d["in_months"]), n_times=t)
+    slots = list(fm_adapters.GALILEO_SLOTS)
     np.testing.assert_allclose(inputs[0].numpy()[..., slots], d["in_s_t_x"][..., slots], atol=1e-6)
-    np.testing.assert_allclose(A.GALILEO_SHIFT, d["norm_shift_s_t_x"][slots], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(A.GALILEO_DIV, d["norm_div_s_t_x"][slots], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fm_adapters.GALILEO_SHIFT, d["norm_shift_s_t_x"][slots], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fm_adapters.GALILEO_DIV, d["norm_div_s_t_x"][slots], rtol=0, atol=1e-9)
     if case == "C":
         return  # its cloud masks are not something HLS data carries; the encoder test covers them
     np.testing.assert_array_equal(inputs[4].numpy(), d["in_s_t_m"])
@@ -134,9 +136,9 @@ def test_hls_adapter_reproduces_golden_inputs_and_outputs(
 
 
 def test_normalisation_constants_equal_the_published_json(weights_dir: Path) -> None:
-    from helpers.runs import fm_adapters as A
+    from helpers.runs import fm_adapters
 
     stats = json.loads((weights_dir / "galileo_nano" / "normalization.json").read_text())["13"]
-    slots = list(A.GALILEO_SLOTS)
-    assert list(A.GALILEO_MEAN) == [stats["mean"][i] for i in slots]
-    assert list(A.GALILEO_STD) == [stats["std"][i] for i in slots]
+    slots = list(fm_adapters.GALILEO_SLOTS)
+    assert list(fm_adapters.GALILEO_MEAN) == [stats["mean"][i] for i in slots]
+    assert list(fm_adapters.GALILEO_STD) == [stats["std"][i] for i in slots]

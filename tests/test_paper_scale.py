@@ -12,8 +12,7 @@ import yaml
 from test_prithvi import published_v1_shapes
 
 from helpers import chain, results
-from helpers.models import cnn
-from helpers.models import prithvi as P
+from helpers.models import cnn, prithvi
 from helpers.models.resnet import ResNetEncoder
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
@@ -58,10 +57,13 @@ def test_in_study_prithvi_arch_is_prithvi_100m_size_in_the_paper_profile():
     # the architecture pretrained and fine-tuned in-study has the published checkpoint's exact tensor layout
     cfg = fm_runs.paper_settings().pretrain.model.replace(img_size=224, num_frames=3)
     with torch.device("meta"):
-        model = P.PrithviMAE(cfg)
-    ours = {k: tuple(v.shape) for k, v in P.native_to_v1(model.state_dict()).items()}
+        model = prithvi.PrithviMAE(cfg)
+    ours = {k: tuple(v.shape) for k, v in prithvi.native_to_v1(model.state_dict()).items()}
     assert ours == published_v1_shapes()
-    assert fm_runs.size_label(cfg) == "Prithvi-100M size" and fm_runs.size_label(P.PRITHVI_SMALL) == "small"
+    assert (
+        fm_runs.size_label(cfg) == "Prithvi-100M size"
+        and fm_runs.size_label(prithvi.PRITHVI_SMALL) == "small"
+    )
 
 
 def test_cpu_size_keeps_the_run_keys_and_epoch_caps_count_chips():

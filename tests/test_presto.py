@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.models import presto as P
+from helpers.models import presto
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-4
@@ -25,12 +25,12 @@ def weights_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model(weights_dir: Path) -> P.PrestoEncoder:
+def model(weights_dir: Path) -> presto.PrestoEncoder:
     torch.set_num_threads(1)
-    return P.load_presto(weights_dir / "presto" / "default_model.pt")
+    return presto.load_presto(weights_dir / "presto" / "default_model.pt")
 
 
-def test_strict_load_matches_published_encoder_keys(model: P.PrestoEncoder, weights_dir: Path) -> None:
+def test_strict_load_matches_published_encoder_keys(model: presto.PrestoEncoder, weights_dir: Path) -> None:
     state = model.state_dict()
     rows = (weights_dir / "presto" / "golden" / "keys.tsv").read_text().splitlines()
     listed = {
@@ -43,14 +43,14 @@ def test_strict_load_matches_published_encoder_keys(model: P.PrestoEncoder, weig
     assert sum(v.numel() for v in state.values()) == 404_160
 
 
-def test_fixed_tables_equal_our_formulas(model: P.PrestoEncoder) -> None:
-    fresh = P.PrestoEncoder()
+def test_fixed_tables_equal_our_formulas(model: presto.PrestoEncoder) -> None:
+    fresh = presto.PrestoEncoder()
     assert torch.allclose(fresh.pos_embed, model.pos_embed, atol=1e-6)
     assert torch.allclose(fresh.month_embed.weight, model.month_embed.weight, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["A", "B"])
-def test_golden_outputs(model: P.PrestoEncoder, weights_dir: Path, case: str) -> None:
+def test_golden_outputs(model: presto.PrestoEncoder, weights_dir: Path, case: str) -> None:
     d = np.load(weights_dir / "presto" / "golden" / f"case{case}.npz")
     month = int(d["in_month"]) if bool(d["arg_month_is_int"]) else torch.from_numpy(d["in_month"])
     x, dw, ll, mask = (torch.from_numpy(d[k]) for k in ("in_x", "in_dynamic_world", "in_latlons", "in_mask"))
@@ -65,11 +65,11 @@ def test_golden_outputs(model: P.PrestoEncoder, weights_dir: Path, case: str) ->
     assert bool(valid.all())
     assert np.abs(pooled_2d.numpy() - d["out_pooled"]).max() <= TOL
     np.testing.assert_array_equal(
-        P.expand_months(month, x.shape[0], x.shape[1]).numpy(), d["aux_months_expanded"]
+        presto.expand_months(month, x.shape[0], x.shape[1]).numpy(), d["aux_months_expanded"]
     )
 
 
-def test_unequal_masks_pad_and_match_per_sample(model: P.PrestoEncoder) -> None:
+def test_unequal_masks_pad_and_match_per_sample(model: presto.PrestoEncoder) -> None:
     # a batch whose pixels hide different groups must give each pixel the result it gets alone
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, 17, generator=g)
@@ -91,29 +91,29 @@ def test_wrong_or_truncated_file_gives_clear_error(weights_dir: Path, tmp_path: 
     cut = tmp_path / "default_model.pt"
     cut.write_bytes(src[:1000])
     with pytest.raises(ValueError, match=r"default_model\.pt: not a readable torch state dict"):
-        P.load_presto(cut)
+        presto.load_presto(cut)
     with pytest.raises(ValueError, match="not a Presto encoder-decoder"):
-        P.load_presto(weights_dir / "galileo_nano" / "encoder.pt")
+        presto.load_presto(weights_dir / "galileo_nano" / "encoder.pt")
 
 
 def test_month_validation() -> None:
     with pytest.raises(ValueError, match="0 \\(January\\)"):
-        P.expand_months(12, 2, 3)
+        presto.expand_months(12, 2, 3)
     with pytest.raises(ValueError, match=r"\[B, T\]"):
-        P.expand_months(torch.zeros(2, 4, dtype=torch.long), 2, 3)
+        presto.expand_months(torch.zeros(2, 4, dtype=torch.long), 2, 3)
 
 
 @pytest.mark.parametrize("case", ["A", "B"])
 def test_hls_adapter_reproduces_golden_inputs_and_outputs(
-    model: P.PrestoEncoder, weights_dir: Path, case: str
+    model: presto.PrestoEncoder, weights_dir: Path, case: str
 ) -> None:
-    from helpers.runs import fm_adapters as A
+    from helpers.runs import fm_adapters
 
     d = np.load(weights_dir / "presto" / "golden" / f"case{case}.npz")
-    assert [str(b) for b in d["raw_s2_bands"]] == [A.HLS_TO_S2[b] for b in A.HLS_BANDS]
+    assert [str(b) for b in d["raw_s2_bands"]] == [fm_adapters.HLS_TO_S2[b] for b in fm_adapters.HLS_BANDS]
     raw = d["raw_s2"]
     b, t, _ = raw.shape
-    x, mask, dw = A.presto_inputs(torch.from_numpy(raw.reshape(b, 6 * t) / 1e4).float(), n_times=t)
+    x, mask, dw = fm_adapters.presto_inputs(torch.from_numpy(raw.reshape(b, 6 * t) / 1e4).float(), n_times=t)
     np.testing.assert_array_equal(mask.numpy(), d["in_mask"])
     np.testing.assert_array_equal(dw.numpy(), d["in_dynamic_world"])
     np.testing.assert_allclose(x.numpy() * (1 - d["in_mask"]), d["in_x"] * (1 - d["in_mask"]), atol=1e-6)

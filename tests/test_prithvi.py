@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers.models import prithvi as P
+from helpers.models import prithvi
 
 torch.set_num_threads(1)
 
-TINY = P.PrithviConfig(
+TINY = prithvi.PrithviConfig(
     img_size=32,
     patch_size=8,
     num_frames=1,
@@ -67,37 +67,37 @@ def published_v1_shapes() -> dict[str, tuple[int, ...]]:
 
 def test_published_layout_matches_our_model():
     with torch.device("meta"):
-        model = P.PrithviMAE(P.PRITHVI_100M)
-    ours = {k: tuple(v.shape) for k, v in P.native_to_v1(model.state_dict()).items()}
+        model = prithvi.PrithviMAE(prithvi.PRITHVI_100M)
+    ours = {k: tuple(v.shape) for k, v in prithvi.native_to_v1(model.state_dict()).items()}
     assert ours == published_v1_shapes()
 
 
 def test_strict_load_of_full_size_checkpoint_in_published_layout(tmp_path):
     gen = torch.Generator().manual_seed(0)
     state = {k: torch.randn(s, generator=gen) for k, s in published_v1_shapes().items()}
-    state["pos_embed"] = P.sincos_3d(768, (3, 14, 14))
-    state["decoder_pos_embed"] = P.sincos_3d(512, (3, 14, 14))
+    state["pos_embed"] = prithvi.sincos_3d(768, (3, 14, 14))
+    state["decoder_pos_embed"] = prithvi.sincos_3d(512, (3, 14, 14))
     path = tmp_path / "Prithvi_100M.pt"
     torch.save(state, path)
-    model, info = P.load_prithvi_checkpoint(path)
+    model, info = prithvi.load_prithvi_checkpoint(path)
     assert info["layout"] == "eo1" and info["n_tensors"] == 254 and len(info["sha256"]) == 64
-    assert info["config"] == P.PRITHVI_100M
-    loaded = P.native_to_v1(model.state_dict())
+    assert info["config"] == prithvi.PRITHVI_100M
+    loaded = prithvi.native_to_v1(model.state_dict())
     assert loaded.keys() == state.keys()
     for k, v in state.items():
         assert torch.equal(loaded[k], v), k
     # the same file serves one 32-pixel frame: pos embeddings resized, every other tensor identical
-    small, _ = P.load_prithvi_checkpoint(path, img_size=32, num_frames=1)
+    small, _ = prithvi.load_prithvi_checkpoint(path, img_size=32, num_frames=1)
     assert small.encoder.pos_embed.shape == (1, 1 + 4, 768)
     assert torch.equal(small.encoder.blocks[5].attn.qkv.weight, state["blocks.5.attn.qkv.weight"])
-    seg = P.segmenter_from_mae(small, num_classes=2, num_frames=1, neck_dim=16, head_channels=8)
+    seg = prithvi.segmenter_from_mae(small, num_classes=2, num_frames=1, neck_dim=16, head_channels=8)
     with torch.no_grad():
         assert seg.eval()(torch.rand(1, 6, 32, 32)).shape == (1, 2, 32, 32)
 
 
 def test_eo2_layout_with_coordinate_encoders(tmp_path):
     cfg = TINY.replace(num_frames=2, coords_encoding=("time", "location"), coords_scale_learn=True)
-    src = P.PrithviMAE(cfg)
+    src = prithvi.PrithviMAE(cfg)
     state = src.state_dict()
     assert {
         "encoder.temporal_embed_enc.scale",
@@ -106,9 +106,9 @@ def test_eo2_layout_with_coordinate_encoders(tmp_path):
         "decoder.location_embed_dec.scale",
     } <= set(state)
     with pytest.raises(KeyError):
-        P.native_to_v1(state)  # EO-1.0 has no coordinate encoders
+        prithvi.native_to_v1(state)  # EO-1.0 has no coordinate encoders
     torch.save(state, tmp_path / "eo2.pt")
-    model, info = P.load_prithvi_checkpoint(tmp_path / "eo2.pt", config=cfg)
+    model, info = prithvi.load_prithvi_checkpoint(tmp_path / "eo2.pt", config=cfg)
     assert info["layout"] == "eo2"
     x = torch.randn(1, 6, 2, 32, 32)
     tc = torch.tensor([[[2020.0, 100.0], [2020.0, 200.0]]])
@@ -121,45 +121,45 @@ def test_eo2_layout_with_coordinate_encoders(tmp_path):
 
 
 def test_key_mapping_round_trip_and_unknown_keys():
-    state = P.PrithviMAE(TINY).state_dict()
-    v1 = P.native_to_v1(state)
+    state = prithvi.PrithviMAE(TINY).state_dict()
+    v1 = prithvi.native_to_v1(state)
     assert "patch_embed.proj.weight" in v1 and "decoder_pred.bias" in v1 and "encoder.norm.weight" not in v1
-    back = P.v1_to_native(v1)
+    back = prithvi.v1_to_native(v1)
     assert back.keys() == state.keys()
-    assert P.detect_layout(v1) == "eo1" and P.detect_layout(state) == "eo2"
+    assert prithvi.detect_layout(v1) == "eo1" and prithvi.detect_layout(state) == "eo2"
     with pytest.raises(KeyError, match="head.weight"):
-        P.v1_to_native({**v1, "head.weight": torch.zeros(1)})
+        prithvi.v1_to_native({**v1, "head.weight": torch.zeros(1)})
 
 
 def test_bad_files_give_clear_errors(tmp_path):
     good = tmp_path / "good.pt"
-    torch.save(P.native_to_v1(P.PrithviMAE(TINY).state_dict()), good)
+    torch.save(prithvi.native_to_v1(prithvi.PrithviMAE(TINY).state_dict()), good)
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(P.PrithviCheckpointError, match="truncated.pt.*could not be read"):
-        P.load_prithvi_checkpoint(truncated, config=TINY)
+    with pytest.raises(prithvi.PrithviCheckpointError, match="truncated.pt.*could not be read"):
+        prithvi.load_prithvi_checkpoint(truncated, config=TINY)
     text = tmp_path / "page.pt"
     text.write_text("<html>404 Not Found</html>")
-    with pytest.raises(P.PrithviCheckpointError, match="page.pt"):
-        P.load_prithvi_checkpoint(text, config=TINY)
+    with pytest.raises(prithvi.PrithviCheckpointError, match="page.pt"):
+        prithvi.load_prithvi_checkpoint(text, config=TINY)
     foreign = tmp_path / "resnet.pt"
     torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3), "fc.bias": torch.zeros(2)}, foreign)
-    with pytest.raises(P.PrithviCheckpointError, match="not a Prithvi MAE state dict"):
-        P.load_prithvi_checkpoint(foreign, config=TINY)
-    with pytest.raises(P.PrithviCheckpointError, match="does not exist"):
-        P.load_prithvi_checkpoint(tmp_path / "missing.pt", config=TINY)
-    with pytest.raises(P.PrithviCheckpointError, match="shape mismatches.*encoder.cls_token"):
-        P.load_prithvi_checkpoint(good, config=TINY.replace(embed_dim=48, num_heads=2))
-    with pytest.raises(P.PrithviCheckpointError, match="sha256"):
-        P.load_prithvi_checkpoint(good, config=TINY, sha256="0" * 64)
-    model, info = P.load_prithvi_checkpoint(good, config=TINY)  # and the intact file loads
+    with pytest.raises(prithvi.PrithviCheckpointError, match="not a Prithvi MAE state dict"):
+        prithvi.load_prithvi_checkpoint(foreign, config=TINY)
+    with pytest.raises(prithvi.PrithviCheckpointError, match="does not exist"):
+        prithvi.load_prithvi_checkpoint(tmp_path / "missing.pt", config=TINY)
+    with pytest.raises(prithvi.PrithviCheckpointError, match="shape mismatches.*encoder.cls_token"):
+        prithvi.load_prithvi_checkpoint(good, config=TINY.replace(embed_dim=48, num_heads=2))
+    with pytest.raises(prithvi.PrithviCheckpointError, match="sha256"):
+        prithvi.load_prithvi_checkpoint(good, config=TINY, sha256="0" * 64)
+    model, info = prithvi.load_prithvi_checkpoint(good, config=TINY)  # and the intact file loads
     assert info["layout"] == "eo1"
 
 
 def test_sincos_3d_layout():
     dim, grid = 64, (2, 3, 4)
-    pe = P.sincos_3d(dim, grid)[0]
+    pe = prithvi.sincos_3d(dim, grid)[0]
     assert pe.shape == (1 + 24, dim) and torch.equal(pe[0], torch.zeros(dim))
     tok = pe[1:].reshape(*grid, dim)
     dw, dh = dim // 16 * 6, dim // 16 * 6
@@ -171,11 +171,15 @@ def test_sincos_3d_layout():
 
 
 def test_pos_embed_resizing():
-    pe = P.sincos_3d(64, (3, 6, 6))
-    assert P.resize_pos_embed(pe, (3, 6, 6), (3, 6, 6)) is pe
-    assert torch.allclose(P.resize_pos_embed(pe, (3, 6, 6), (1, 6, 6)), P.sincos_3d(64, (1, 6, 6)))
-    assert torch.allclose(P.resize_pos_embed(pe, (3, 6, 6), (4, 6, 6)), P.sincos_3d(64, (4, 6, 6)), atol=1e-6)
-    big = P.resize_pos_embed(pe, (3, 6, 6), (3, 11, 11))
+    pe = prithvi.sincos_3d(64, (3, 6, 6))
+    assert prithvi.resize_pos_embed(pe, (3, 6, 6), (3, 6, 6)) is pe
+    assert torch.allclose(
+        prithvi.resize_pos_embed(pe, (3, 6, 6), (1, 6, 6)), prithvi.sincos_3d(64, (1, 6, 6))
+    )
+    assert torch.allclose(
+        prithvi.resize_pos_embed(pe, (3, 6, 6), (4, 6, 6)), prithvi.sincos_3d(64, (4, 6, 6)), atol=1e-6
+    )
+    big = prithvi.resize_pos_embed(pe, (3, 6, 6), (3, 11, 11))
     assert big.shape == (1, 1 + 3 * 121, 64)
     grid_old, grid_new = pe[0, 1:].reshape(3, 6, 6, 64), big[0, 1:].reshape(3, 11, 11, 64)
     for corner_old, corner_new in (((0, 0), (0, 0)), ((5, 5), (10, 10)), ((0, 5), (0, 10))):
@@ -185,13 +189,13 @@ def test_pos_embed_resizing():
     assert torch.equal(big[:, 0], pe[:, 0])
     learned = torch.randn(1, 1 + 3 * 36, 64)
     with pytest.raises(ValueError, match="not Prithvi's fixed sin-cos"):
-        P.resize_pos_embed(learned, (3, 6, 6), (5, 6, 6))
+        prithvi.resize_pos_embed(learned, (3, 6, 6), (5, 6, 6))
     with pytest.raises(ValueError, match="rows"):
-        P.resize_pos_embed(learned, (2, 6, 6), (1, 6, 6))
+        prithvi.resize_pos_embed(learned, (2, 6, 6), (1, 6, 6))
 
 
 def test_encoder_runs_on_other_grids_than_native():
-    enc = P.PrithviEncoder(TINY)
+    enc = prithvi.PrithviEncoder(TINY)
     with torch.no_grad():
         out = enc(torch.randn(2, 6, 3, 48, 24))[0]
     assert out.shape == (2, 1 + 3 * 6 * 3, 32)
@@ -202,7 +206,7 @@ def test_encoder_runs_on_other_grids_than_native():
 @pytest.mark.parametrize("frames", [1, 3])
 @pytest.mark.parametrize("head", ["fcn", "linear"])
 def test_segmenter_shapes(frames, head):
-    model = P.PrithviSegmenter(4, frames, TINY, neck_dim=16, head_channels=8, head=head).eval()
+    model = prithvi.PrithviSegmenter(4, frames, TINY, neck_dim=16, head_channels=8, head=head).eval()
     with torch.no_grad():
         for hw in ((32, 32), (37, 45)):
             x = torch.rand(2, 6 * frames, *hw)
@@ -213,7 +217,7 @@ def test_segmenter_shapes(frames, head):
 
 def test_segmenter_dates_are_date_major():
     """Swapping two dates in the channel stack must matter, and the model must see dates in the given order."""
-    model = P.PrithviSegmenter(3, 3, TINY, neck_dim=16, head_channels=8).eval()
+    model = prithvi.PrithviSegmenter(3, 3, TINY, neck_dim=16, head_channels=8).eval()
     x = torch.rand(1, 18, 32, 32) * 0.5
     cube = model.normalize(x).reshape(1, 3, 6, 32, 32)
     assert torch.allclose(cube[0, 1, 2], (x[0, 8] - model.normalize.mean[0, 8]) / model.normalize.std[0, 8])
@@ -223,7 +227,7 @@ def test_segmenter_dates_are_date_major():
 
 
 def test_normalisation_uses_published_stats_and_guards_scale():
-    norm = P.HLSNormalize(2)
+    norm = prithvi.HLSNormalize(2)
     assert norm.mean.shape == (1, 12, 1, 1)
     assert norm.mean[0, 3, 0, 0].item() == pytest.approx(2497.2022620507532 / 1e4)
     assert norm.std[0, 11, 0, 0].item() == pytest.approx(1154.505683480695 / 1e4)
@@ -236,7 +240,7 @@ def test_normalisation_uses_published_stats_and_guards_scale():
 
 
 def test_linear_probe_freezes_encoder():
-    model = P.PrithviSegmenter(2, 1, TINY, head="linear", freeze_encoder=True)
+    model = prithvi.PrithviSegmenter(2, 1, TINY, head="linear", freeze_encoder=True)
     model.train()
     assert not model.encoder.training and model.head.training
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -247,7 +251,7 @@ def test_linear_probe_freezes_encoder():
 
 
 def test_patchify_order_and_mae_target():
-    mae = P.PrithviMAE(TINY.replace(num_frames=2))
+    mae = prithvi.PrithviMAE(TINY.replace(num_frames=2))
     x = torch.randn(2, 6, 2, 32, 32)
     patches = mae.patchify(x)
     assert patches.shape == (2, 2 * 4 * 4, 8 * 8 * 6)

@@ -9,14 +9,14 @@ import pytest
 import rasterio
 
 from helpers.data import datasets, splits
-from helpers.data import scene as S
+from helpers.data import scene as _scene
 from helpers.data.io import DataError, read_raster, write_geotiff
 from helpers.runs import classical, train
 
 
 @pytest.fixture(scope="module")
 def example_root(tmp_path_factory):
-    return S.write_example(tmp_path_factory.mktemp("scene") / "example-scene")
+    return _scene.write_example(tmp_path_factory.mktemp("scene") / "example-scene")
 
 
 def _copy(root, tmp_path, **card_changes):
@@ -78,10 +78,10 @@ def test_block_assignment_keeps_classes_in_train_and_is_seeded():
 # ---------------------------------------------------------------------------------------------------- the layout
 def test_a_scene_with_polygon_labels_opens_as_one_whole_image_per_split(example_root):
     ds = datasets.open("example-scene", example_root)
-    assert isinstance(ds, S.SceneDataset) and ds.simulated
-    assert {s: ds.chip_ids(s) for s in ds.splits} == {s: [S.CHIP_IDS[s]] for s in splits.SPLITS}
+    assert isinstance(ds, _scene.SceneDataset) and ds.simulated
+    assert {s: ds.chip_ids(s) for s in ds.splits} == {s: [_scene.CHIP_IDS[s]] for s in splits.SPLITS}
     scene = ds.scene()
-    arrays = {s: ds.read_arrays(S.CHIP_IDS[s]) for s in splits.SPLITS}
+    arrays = {s: ds.read_arrays(_scene.CHIP_IDS[s]) for s in splits.SPLITS}
     masks = {s: y != ds.ignore_index for s, (_, y) in arrays.items()}
     assert not (masks["train"] & masks["val"]).any() and not (masks["train"] & masks["test"]).any()
     assert not (masks["val"] & masks["test"]).any()
@@ -209,7 +209,7 @@ def test_labels_outside_the_image_or_in_another_crs_and_classes_without_training
 
 
 def test_the_example_scene_is_written_byte_identically(example_root, tmp_path):
-    again = S.write_example(tmp_path / "example-scene")
+    again = _scene.write_example(tmp_path / "example-scene")
     assert (
         datasets.open("example-scene", again).fingerprint()
         == datasets.open("example-scene", example_root).fingerprint()
@@ -218,16 +218,16 @@ def test_the_example_scene_is_written_byte_identically(example_root, tmp_path):
 
 def test_point_budgets_draw_from_the_whole_scene_and_keep_validation_whole(example_root):
     """The regime map's budgets apply to a scene too: points-K keeps K training labels per class over the scene."""
-    from helpers.data import labels as L
+    from helpers.data import labels as _labels
 
     ds = datasets.open("example-scene", example_root)
-    view = L.label_view(ds, "points-10", seed=0)
+    view = _labels.label_view(ds, "points-10", seed=0)
     y = view.read_arrays("scene-train")[1]
     full = ds.read_arrays("scene-train")[1]
     np.testing.assert_array_equal(np.bincount(y[y >= 0], minlength=3), [10, 10, 10])
     assert (full[y >= 0] == y[y >= 0]).all()  # the kept points are training labels of the scene
     np.testing.assert_array_equal(view.read_arrays("scene-val")[1], ds.read_arrays("scene-val")[1])
-    assert view.protocol == ds.protocol and L.tag_of(view) == "points-10"
+    assert view.protocol == ds.protocol and _labels.tag_of(view) == "points-10"
 
 
 def test_a_block_split_is_scored_block_by_block_and_the_blocks_sum_to_the_split(example_root, tmp_path):

@@ -13,7 +13,7 @@ from scipy.stats import ks_2samp
 
 from helpers.data import datasets, sim_crop, simulate
 from helpers.data.spectral import HLS_BANDS, SPECTRA_PATH, load_spectra
-from helpers.runs import fm_adapters as A
+from helpers.runs import fm_adapters
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -374,7 +374,7 @@ _SPLITS = ("train", "val", "test")
 def _latlon(root: Path, name: str) -> dict[str, np.ndarray]:
     """What a location-aware encoder is given: ``chip_context(ds, chip).latlon`` of every chip, per split."""
     ds = datasets.open(name, root)
-    return {s: np.array([A.chip_context(ds, c).latlon for c in ds.chip_ids(s)]) for s in _SPLITS}
+    return {s: np.array([fm_adapters.chip_context(ds, c).latlon for c in ds.chip_ids(s)]) for s in _SPLITS}
 
 
 def _shift_in_steps(root: Path, name: str) -> float:
@@ -475,7 +475,7 @@ def test_sim_crop_chips_get_their_file_months_not_the_defaults(quick):
     seen = set()
     for split in _SPLITS:
         for c in ds.chip_ids(split):
-            ctx = A.chip_context(ds, c)
+            ctx = fm_adapters.chip_context(ds, c)
             with rasterio.open(ds.paths(c)[0]) as src:
                 tags = src.tags()
             doys = [int(d) for d in tags["ACQUISITION_DOY"].split(",")]
@@ -484,4 +484,4 @@ def test_sim_crop_chips_get_their_file_months_not_the_defaults(quick):
             assert ctx.months == tuple(int(d[5:7]) - 1 for d in iso), c
             assert ctx.month_source == ctx.months_source == "file tags (ACQUISITION_DATES)"
             seen.add(ctx.months)
-    assert seen and seen != {A.DEFAULT_MONTHS["crop"]}  # the file months, not the defaults
+    assert seen and seen != {fm_adapters.DEFAULT_MONTHS["crop"]}  # the file months, not the defaults

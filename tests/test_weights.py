@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.models import weights as W
+from helpers.models import weights
 
 PAYLOAD = bytes(range(256)) * 300  # 76,800 bytes: several read chunks
 # read before the autouse fixture clears the variable for the other tests
@@ -20,8 +20,8 @@ SHARED_WEIGHTS = Path(
 )
 
 
-def spec_for(url: str, payload: bytes = PAYLOAD, name: str = "fixture") -> W.WeightsSpec:
-    return W.WeightsSpec(
+def spec_for(url: str, payload: bytes = PAYLOAD, name: str = "fixture") -> weights.WeightsSpec:
+    return weights.WeightsSpec(
         name=name,
         filename="model.pt",
         url=url,
@@ -87,44 +87,46 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_download_verifies_and_caches(server: _Server, tmp_path: Path) -> None:
     spec = spec_for(server.url)
-    got = W.resolve_weights(spec, progress=False)
+    got = weights.resolve_weights(spec, progress=False)
     assert got == tmp_path / "cache" / "weights" / "fixture" / "model.pt"
     assert got.read_bytes() == PAYLOAD
     assert not got.with_name("model.pt.part").exists()
-    again = W.resolve_weights(spec, progress=False)  # cache hit: no second request
+    again = weights.resolve_weights(spec, progress=False)  # cache hit: no second request
     assert again == got and len(server.requests) == 1
 
 
 def test_interrupted_download_is_resumed(server: _Server) -> None:
     server.cut_first_at = 10_000
     spec = spec_for(server.url)
-    with pytest.raises(W.WeightsUnavailable, match="stopped at 10000 of 76800 bytes"):
-        W.resolve_weights(spec, progress=False)
-    got = W.resolve_weights(spec, progress=False)
+    with pytest.raises(weights.WeightsUnavailable, match="stopped at 10000 of 76800 bytes"):
+        weights.resolve_weights(spec, progress=False)
+    got = weights.resolve_weights(spec, progress=False)
     assert got.read_bytes() == PAYLOAD
     assert server.requests == [None, "bytes=10000-"]
 
 
 def test_checksum_mismatch_is_rejected_and_removed(server: _Server, tmp_path: Path) -> None:
     server.body = bytes(reversed(PAYLOAD))  # same size, different bytes
-    with pytest.raises(W.WeightsCorrupt, match="sha256 .* expected"):
-        W.resolve_weights(spec_for(server.url), progress=False)
+    with pytest.raises(weights.WeightsCorrupt, match="sha256 .* expected"):
+        weights.resolve_weights(spec_for(server.url), progress=False)
     folder = tmp_path / "cache" / "weights" / "fixture"
     assert not any(folder.iterdir())
 
 
 def test_offline_gives_unavailable_with_reason(tmp_path: Path) -> None:
     spec = spec_for("http://127.0.0.1:9/none.pt")  # discard port: connection refused
-    with pytest.raises(W.WeightsUnavailable, match="fixture weights unavailable: .*download from .* failed"):
-        W.resolve_weights(spec, progress=False, timeout=5)
-    with pytest.raises(W.WeightsUnavailable, match="downloading disabled"):
-        W.resolve_weights(spec, download=False)
+    with pytest.raises(
+        weights.WeightsUnavailable, match="fixture weights unavailable: .*download from .* failed"
+    ):
+        weights.resolve_weights(spec, progress=False, timeout=5)
+    with pytest.raises(weights.WeightsUnavailable, match="downloading disabled"):
+        weights.resolve_weights(spec, download=False)
 
 
 def test_offline_env_var_disables_download(monkeypatch: pytest.MonkeyPatch, server: _Server) -> None:
     monkeypatch.setenv("FM_OFFLINE", "1")
-    with pytest.raises(W.WeightsUnavailable, match="downloading disabled"):
-        W.resolve_weights(spec_for(server.url))
+    with pytest.raises(weights.WeightsUnavailable, match="downloading disabled"):
+        weights.resolve_weights(spec_for(server.url))
     assert server.requests == []
 
 
@@ -132,24 +134,27 @@ def test_explicit_path_and_env_dir_are_verified(monkeypatch: pytest.MonkeyPatch,
     spec = spec_for("http://127.0.0.1:9/unused")
     good = tmp_path / "good.pt"
     good.write_bytes(PAYLOAD)
-    assert W.resolve_weights(spec, good) == good
+    assert weights.resolve_weights(spec, good) == good
     short = tmp_path / "short.pt"
     short.write_bytes(PAYLOAD[:100])
-    with pytest.raises(W.WeightsCorrupt, match=r"short\.pt: 100 bytes, expected 76800 .*truncated"):
-        W.resolve_weights(spec, short)
+    with pytest.raises(weights.WeightsCorrupt, match=r"short\.pt: 100 bytes, expected 76800 .*truncated"):
+        weights.resolve_weights(spec, short)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        W.resolve_weights(spec, tmp_path / "missing.pt")
+        weights.resolve_weights(spec, tmp_path / "missing.pt")
     env = tmp_path / "env"
     (env / "fixture").mkdir(parents=True)
     (env / "fixture" / "model.pt").write_bytes(PAYLOAD)
     monkeypatch.setenv("FM_WEIGHTS_DIR", str(env))
-    assert W.resolve_weights(spec, download=False) == env / "fixture" / "model.pt"
+    assert weights.resolve_weights(spec, download=False) == env / "fixture" / "model.pt"
 
 
 def test_pinned_specs_match_the_shared_copies() -> None:
     root = SHARED_WEIGHTS
     if not root.is_dir():
         pytest.skip(f"no offline weights at {root}")
-    for spec in W.SPECS.values():
+    for spec in weights.SPECS.values():
         assert spec.url.startswith("https://raw.githubusercontent.com/nasaharvest/")
-        assert W.resolve_weights(spec, root / spec.name / spec.filename) == root / spec.name / spec.filename
+        assert (
+            weights.resolve_weights(spec, root / spec.name / spec.filename)
+            == root / spec.name / spec.filename
+        )

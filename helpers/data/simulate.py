@@ -985,26 +985,28 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
     one grid). The summary holds the dates' statistics, the label noise measured per class over all chips and the
     noise-free ceiling on the test split.
     """
-    from helpers.data import sim_crop as C
+    from helpers.data import sim_crop as _sim_crop
 
     n_train, n_test = counts["train"], counts["test"]
     n_all = n_train + n_test
     slots = _rng(seed, name, size, "tiles").permutation(n_all)  # also the chips' places: a tile is a block
-    tile_of = slots // C.CHIPS_PER_TILE
+    tile_of = slots // _sim_crop.CHIPS_PER_TILE
     n_tiles = int(tile_of.max()) + 1
     tile_rng = [_rng(seed, name, size, "tile", t) for t in range(n_tiles)]
-    tile_dates = [tuple(C.draw_dates(r)[0]) for r in tile_rng]
-    tile_shift = [float(C.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
-    confusion = np.zeros((len(C.CLASSES), len(C.CLASSES)), np.int64)  # (true, label) over all chips
+    tile_dates = [tuple(_sim_crop.draw_dates(r)[0]) for r in tile_rng]
+    tile_shift = [float(_sim_crop.REGION_SHIFT_SD * r.standard_normal()) for r in tile_rng]
+    confusion = np.zeros(
+        (len(_sim_crop.CLASSES), len(_sim_crop.CLASSES)), np.int64
+    )  # (true, label) over all chips
     # (label, true) over the test chips: the true map scored as a prediction
     test_cm = np.zeros_like(confusion)
     tally = {"mixed": 0.0, "n": 0, "edge_err": 0, "edge": 0, "inner_err": 0, "inner": 0}
 
     def chip(rng, split, i):
         t = int(tile_of[i if split == "train" else n_train + i])
-        c = C.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t], sensor, gaussian_field, voronoi_parcels)  # fmt: skip
+        c = _sim_crop.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t], sensor, gaussian_field, voronoi_parcels)  # fmt: skip
         np.add.at(confusion, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
-        edge, wrong = C.class_edges(c.truth), c.mask != c.truth
+        edge, wrong = _sim_crop.class_edges(c.truth), c.mask != c.truth
         tally["mixed"] += c.mixed
         tally["n"] += 1
         tally["edge_err"] += int((wrong & edge).sum())
@@ -1013,24 +1015,38 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
         tally["inner"] += int((~edge).sum())
         if split == "test":
             test_cm[...] += np.bincount(
-                (c.mask.ravel() - 1) * len(C.CLASSES) + c.truth.ravel() - 1, minlength=confusion.size
+                (c.mask.ravel() - 1) * len(_sim_crop.CLASSES) + c.truth.ravel() - 1, minlength=confusion.size
             ).reshape(confusion.shape)
         doy = ",".join(str(d) for d in c.dates)
-        iso = ",".join(C.iso_date(d) for d in c.dates)
+        iso = ",".join(_sim_crop.iso_date(d) for d in c.dates)
         extra = {"ACQUISITION_DOY": doy, "ACQUISITION_DATES": iso, "TILE": f"T{t:03d}"}
         return c.image, c.mask, c.truth, extra
 
     _write_crop_layout(
-        root, name, chip, counts, seed, size, 3, "EPSG:32615", C.VERSION, slots, C.CHIPS_PER_TILE
+        root,
+        name,
+        chip,
+        counts,
+        seed,
+        size,
+        3,
+        "EPSG:32615",
+        _sim_crop.VERSION,
+        slots,
+        _sim_crop.CHIPS_PER_TILE,
     )
     used = sorted({int(tile_of[j]) for j in range(n_all)})
     d = np.array([tile_dates[t] for t in tile_of])  # per chip
     span = d[:, 2] - d[:, 0]
     per_class = confusion.sum(axis=1)
-    noise = {c: round(1 - confusion[k, k] / per_class[k], 4) for k, c in enumerate(C.CLASSES) if per_class[k]}
+    noise = {
+        c: round(1 - confusion[k, k] / per_class[k], 4)
+        for k, c in enumerate(_sim_crop.CLASSES)
+        if per_class[k]
+    }
     return {
         "dates": (
-            f"per tile: three days of year of {C.YEAR} in each file's ACQUISITION_DOY tag, the same as ISO dates in "
+            f"per tile: three days of year of {_sim_crop.YEAR} in each file's ACQUISITION_DOY tag, the same as ISO dates in "
             "its ACQUISITION_DATES tag (helpers.data.sim_crop)"
         ),
         "layout": "one grid for all splits, a seeded interleaving; each tile a block of adjacent chips",
@@ -1040,10 +1056,14 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
             "span_median_days": float(np.median(span)),
             "span_share_under_90_days": round(float((span < 90).mean()), 3),
             "third_date_share_in_september": round(float(((d[:, 2] >= 244) & (d[:, 2] <= 273)).mean()), 3),
-            "real_tracker": {"median_doy": [85, 172, 256], **C.REAL_SPAN, "third_share_in_september": 0.68},
+            "real_tracker": {
+                "median_doy": [85, 172, 256],
+                **_sim_crop.REAL_SPAN,
+                "third_share_in_september": 0.68,
+            },
         },
         "label_accuracy_pct": {
-            c: {"producers": a, "source": src} for c, (a, src) in C.LABEL_ACCURACY.items()
+            c: {"producers": a, "source": src} for c, (a, src) in _sim_crop.LABEL_ACCURACY.items()
         },
         "label_noise_measured": noise,
         "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
@@ -1051,20 +1071,20 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
         "label_noise_inside_classes": round(tally["inner_err"] / max(tally["inner"], 1), 4),
         "mixed_pixel_share": round(tally["mixed"] / max(tally["n"], 1), 4),
         "noise_free_ceiling_test": {
-            **C.label_agreement(test_cm),
+            **_sim_crop.label_agreement(test_cm),
             "meaning": "the true map scored against the noisy test labels: no model's expected score is above it",
         },
         "magnitudes": {
-            "region_shift_sd_days": C.REGION_SHIFT_SD,
-            "field_shift_sd_days": C.FIELD_SHIFT_SD,
-            "emergence_delay_days": C.EMERGENCE_DELAY,
-            "emergence_share": C.EMERGENCE_SHARE,
-            "soil_gain_sd": C.SOIL_GAIN_SD,
-            "field_width_px": list(C.FIELD_WIDTH_PX),
-            "roads_per_chip": C.ROADS_PER_CHIP,
-            "haze_prob": C.HAZE_PROB,
-            "field_error_share": C.FIELD_ERROR_SHARE,
-            "date_rho": C.DATE_RHO,
+            "region_shift_sd_days": _sim_crop.REGION_SHIFT_SD,
+            "field_shift_sd_days": _sim_crop.FIELD_SHIFT_SD,
+            "emergence_delay_days": _sim_crop.EMERGENCE_DELAY,
+            "emergence_share": _sim_crop.EMERGENCE_SHARE,
+            "soil_gain_sd": _sim_crop.SOIL_GAIN_SD,
+            "field_width_px": list(_sim_crop.FIELD_WIDTH_PX),
+            "roads_per_chip": _sim_crop.ROADS_PER_CHIP,
+            "haze_prob": _sim_crop.HAZE_PROB,
+            "field_error_share": _sim_crop.FIELD_ERROR_SHARE,
+            "date_rho": _sim_crop.DATE_RHO,
         },
     }
 
@@ -1259,12 +1279,12 @@ def _unlabelled_image(family: str, chip: int, i: int, seed: int, size: str) -> t
     """
     rng = _rng(seed, "unlabelled", family, size, i)
     if family == "sim-crop":
-        from helpers.data import sim_crop as C
+        from helpers.data import sim_crop as _sim_crop
 
-        tile = _rng(seed, "unlabelled", family, size, "tile", i // C.CHIPS_PER_TILE)
-        dates = tuple(C.draw_dates(tile)[0])
-        shift = float(C.REGION_SHIFT_SD * tile.standard_normal())
-        c = C.simulate_chip(chip, rng, dates, shift, sensor, gaussian_field, voronoi_parcels)
+        tile = _rng(seed, "unlabelled", family, size, "tile", i // _sim_crop.CHIPS_PER_TILE)
+        dates = tuple(_sim_crop.draw_dates(tile)[0])
+        shift = float(_sim_crop.REGION_SHIFT_SD * tile.standard_normal())
+        c = _sim_crop.simulate_chip(chip, rng, dates, shift, sensor, gaussian_field, voronoi_parcels)
         return c.image, {"ACQUISITION_DOY": ",".join(str(d) for d in c.dates)}
     if family == "sim-burn":
         return simulate_burn_chip(chip, rng)[0], {}

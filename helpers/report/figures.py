@@ -1573,7 +1573,7 @@ def regime_figure(
     Returns:
         A full-page-width figure, or ``None`` without budget rows.
     """
-    from helpers.report import regime as R
+    from helpers.report import regime as _regime
 
     if cv.empty or rg.empty:
         return None
@@ -1586,7 +1586,7 @@ def regime_figure(
     grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + 0.22 * len(names)])
     models = sorted(cv["model"].unique(), key=lambda m: compare.model_sort_key(m))
     colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
-    fm_models = set(cv.loc[cv["group"] == R.FM, "model"])
+    fm_models = set(cv.loc[cv["group"] == _regime.FM, "model"])
     for i, name in enumerate(names):
         ax = fig.add_subplot(grid[i // ncol, i % ncol])
         d = cv[cv["dataset"] == name]
@@ -1614,7 +1614,7 @@ def regime_figure(
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=6, frameon=False)
     # the map
     ax = fig.add_subplot(grid[nrow, :])
-    budgets = sorted(rg["label_budget"].unique(), key=R.budget_order)
+    budgets = sorted(rg["label_budget"].unique(), key=_regime.budget_order)
     mat = np.full((len(names), len(budgets)), np.nan)
     for _, r in rg.iterrows():
         if r["dataset"] in names and pd.notna(r.get("advantage", np.nan)):

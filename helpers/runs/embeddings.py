@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers.data.io import user_mode
-from helpers.models import galileo as G
-from helpers.models import presto as P
-from helpers.models import weights as W
-from helpers.runs import fm_adapters as A
+from helpers.models import galileo as _galileo
+from helpers.models import presto as _presto
+from helpers.models import weights as _weights
+from helpers.runs import fm_adapters as _fm_adapters
 
 EMBED_DIM = 128
 
@@ -62,7 +62,7 @@ def window_starts(length: int, window: int, step: int) -> list[int]:
 
 
 def galileo_patch_grid(
-    encoder: G.GalileoEncoder,
+    encoder: _galileo.GalileoEncoder,
     x: torch.Tensor,
     months: torch.Tensor,
     *,
@@ -103,9 +103,11 @@ def galileo_patch_grid(
 
     def encode(win: torch.Tensor, mon: torch.Tensor) -> torch.Tensor:
         """Per-patch embeddings ``[n, s/p, s/p, D]`` of windows ``[n, C, s, s]`` (no visible token: 0)."""
-        inputs = A.galileo_inputs(win, mon, n_times=n_times, patch_size=p, ndvi=ndvi, shift=shift, div=div)
+        inputs = _fm_adapters.galileo_inputs(
+            win, mon, n_times=n_times, patch_size=p, ndvi=ndvi, shift=shift, div=div
+        )
         return torch.nan_to_num(
-            G.pool_per_patch(encoder(*inputs, patch_size=p, input_resolution_m=resolution_m)), nan=0.0
+            _galileo.pool_per_patch(encoder(*inputs, patch_size=p, input_resolution_m=resolution_m)), nan=0.0
         )
 
     if hp % side == 0 and wp % side == 0:  # the windows tile the image: cut and reassemble by reshaping
@@ -160,7 +162,7 @@ def upsample_grid(grid: torch.Tensor, shape: tuple[int, int], patch_size: int) -
 class GalileoEmbedder:
     """Galileo-nano with the settings that define its embeddings (all part of the cache key)."""
 
-    encoder: G.GalileoEncoder
+    encoder: _galileo.GalileoEncoder
     weights_sha256: str
     patch_size: int = 4
     window: int = 64
@@ -183,13 +185,13 @@ class GalileoEmbedder:
         return f"patch {self.patch_size} px, {self.window} px windows, per-patch mean pooling, bilinear to pixels"
 
     @torch.inference_mode()
-    def encode(self, a: np.ndarray, ctx: A.ChipContext) -> np.ndarray:
+    def encode(self, a: np.ndarray, ctx: _fm_adapters.ChipContext) -> np.ndarray:
         """Stored form: the float32 patch grid ``[D, ceil(H/p), ceil(W/p)]`` of one chip ``(6T, H, W)``."""
         x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
         grid = galileo_patch_grid(
             self.encoder.eval(),
             x,
-            A.months_tensor(ctx.months, 1),
+            _fm_adapters.months_tensor(ctx.months, 1),
             n_times=len(ctx.months),
             patch_size=self.patch_size,
             window=self.window,
@@ -209,7 +211,7 @@ class GalileoEmbedder:
 class PrestoEmbedder:
     """Presto with its settings (part of the cache key)."""
 
-    encoder: P.PrestoEncoder
+    encoder: _presto.PrestoEncoder
     weights_sha256: str
     ndvi: str = "masked"
     batch_size: int = 8192
@@ -223,14 +225,14 @@ class PrestoEmbedder:
         """One line for the results note."""
         return "per-pixel pooled output (location token + visible tokens)"
 
-    def encode(self, a: np.ndarray, ctx: A.ChipContext) -> np.ndarray:
+    def encode(self, a: np.ndarray, ctx: _fm_adapters.ChipContext) -> np.ndarray:
         """Stored form: float32 ``[D, H, W]`` pooled Presto embedding of every pixel of one chip ``(6T, H, W)``."""
         c, h, w = a.shape
         out = self.encode_pixels(a.reshape(c, -1).T, ctx)
         return np.ascontiguousarray(out.T.reshape(out.shape[1], h, w))
 
     @torch.inference_mode()
-    def encode_pixels(self, pixels: np.ndarray, ctx: A.ChipContext) -> np.ndarray:
+    def encode_pixels(self, pixels: np.ndarray, ctx: _fm_adapters.ChipContext) -> np.ndarray:
         """``[N, D]`` float32 embeddings of ``N`` pixels given as ``[N, 6T]`` reflectance rows.
 
         Presto sees one pixel at a time, so embedding only the pixels a head trains on is exact and saves most of
@@ -243,7 +245,7 @@ class PrestoEmbedder:
         latlon = torch.tensor([ctx.latlon], dtype=torch.float32)
         months = torch.tensor([list(ctx.months)], dtype=torch.long)
         for s in range(0, rows.shape[0], self.batch_size):
-            x, mask, dw = A.presto_inputs(rows[s : s + self.batch_size], n_times=t, ndvi=self.ndvi)
+            x, mask, dw = _fm_adapters.presto_inputs(rows[s : s + self.batch_size], n_times=t, ndvi=self.ndvi)
             n = x.shape[0]
             out[s : s + n] = enc(x, dw, latlon.expand(n, 2), mask, months.expand(n, t))
         return out.numpy()
@@ -266,11 +268,11 @@ def load_embedder(name: str, weights_path: str | os.PathLike | None = None, **se
     """
     if name not in MODEL_WEIGHTS:
         raise ValueError(f"unknown embedding model {name!r}; expected one of {sorted(MODEL_WEIGHTS)}")
-    spec = W.SPECS[MODEL_WEIGHTS[name]]
-    path = W.resolve_weights(spec, weights_path)
+    spec = _weights.SPECS[MODEL_WEIGHTS[name]]
+    path = _weights.resolve_weights(spec, weights_path)
     if name == "galileo_nano":
-        return GalileoEmbedder(G.load_galileo_nano(path), spec.sha256, **settings)
-    return PrestoEmbedder(P.load_presto(path), spec.sha256, **settings)
+        return GalileoEmbedder(_galileo.load_galileo_nano(path), spec.sha256, **settings)
+    return PrestoEmbedder(_presto.load_presto(path), spec.sha256, **settings)
 
 
 # ------------------------------------------------------------------------------------------------------- cache
@@ -344,7 +346,9 @@ class EmbeddingCache:
         return path
 
 
-def cache_key(embedder: Embedder, ds, chip_id: str, ctx: A.ChipContext, a: np.ndarray | None = None) -> dict:
+def cache_key(
+    embedder: Embedder, ds, chip_id: str, ctx: _fm_adapters.ChipContext, a: np.ndarray | None = None
+) -> dict:
     """Everything an embedding depends on (see the module docstring)."""
     return {
         "model": embedder.name,
@@ -352,7 +356,7 @@ def cache_key(embedder: Embedder, ds, chip_id: str, ctx: A.ChipContext, a: np.nd
         "dataset": ds.name,
         "chip_id": chip_id,
         "image": _fingerprint(ds, chip_id, a),
-        "adapter_version": A.ADAPTER_VERSION,
+        "adapter_version": _fm_adapters.ADAPTER_VERSION,
         "settings": embedder.settings(),
         "context": ctx.key(),
     }
@@ -360,14 +364,14 @@ def cache_key(embedder: Embedder, ds, chip_id: str, ctx: A.ChipContext, a: np.nd
 
 def embed_chip(
     embedder: Embedder, ds, chip_id: str, cache: EmbeddingCache | None = None
-) -> tuple[np.ndarray, np.ndarray, A.ChipContext]:
+) -> tuple[np.ndarray, np.ndarray, _fm_adapters.ChipContext]:
     """Per-pixel embeddings of one chip, through the cache when given.
 
     Returns:
         ``emb`` float32 ``[D, H, W]`` (float16-rounded, identical on hit and miss), labels ``[H, W]`` int64, and
         the chip's :class:`~helpers.runs.fm_adapters.ChipContext`.
     """
-    ctx = A.chip_context(ds, chip_id)
+    ctx = _fm_adapters.chip_context(ds, chip_id)
     a, y = ds.read_arrays(chip_id)
     if a.shape[0] != 6 * len(ctx.months):
         raise ValueError(f"{ds.name}/{chip_id}: {a.shape[0]} channels but {len(ctx.months)} months")
@@ -400,7 +404,7 @@ def embed_pixels(
     """
     if not isinstance(embedder, PrestoEmbedder):
         raise TypeError("only Presto embeds single pixels; Galileo needs the whole chip (use embed_chip)")
-    ctx = A.chip_context(ds, chip_id)
+    ctx = _fm_adapters.chip_context(ds, chip_id)
     a, _ = arrays if arrays is not None else ds.read_arrays(chip_id)
     idx = np.asarray(idx, dtype=np.int64)
     key = None

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.models import galileo as G
+from helpers.models import galileo as _galileo
 from helpers.runs import classical as _classical
 from helpers.runs import embeddings as _emb
-from helpers.runs import fm_adapters as A
+from helpers.runs import fm_adapters as _fm_adapters
 
 
 # -------------------------------------------------------------------------------------------------- LightGBM
@@ -256,7 +256,7 @@ class GalileoSegmenter(nn.Module):
 
     def __init__(
         self,
-        encoder: G.GalileoEncoder,
+        encoder: _galileo.GalileoEncoder,
         num_classes: int,
         months: Sequence[int],
         *,
@@ -274,9 +274,9 @@ class GalileoSegmenter(nn.Module):
         self.window = window
         self.resolution_m = float(resolution_m)
         self.ndvi = ndvi
-        self.register_buffer("months", A.months_tensor(tuple(months), 1)[0])
-        self.register_buffer("norm_shift", torch.tensor(A.GALILEO_SHIFT, dtype=torch.float32))
-        self.register_buffer("norm_div", torch.tensor(A.GALILEO_DIV, dtype=torch.float32))
+        self.register_buffer("months", _fm_adapters.months_tensor(tuple(months), 1)[0])
+        self.register_buffer("norm_shift", torch.tensor(_fm_adapters.GALILEO_SHIFT, dtype=torch.float32))
+        self.register_buffer("norm_div", torch.tensor(_fm_adapters.GALILEO_DIV, dtype=torch.float32))
         dim = encoder.embed_dim
         self.grid_conv = nn.Sequential(
             nn.Conv2d(dim, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)

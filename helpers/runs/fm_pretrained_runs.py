@@ -46,12 +46,12 @@ from helpers import prediction_maps
 from helpers import results as _results
 from helpers.data.datasets import MissingBands, with_bands
 from helpers.data.labels import labelled_counts
-from helpers.models import weights as W
+from helpers.models import weights as _weights
 from helpers.runs import classical as _classical
 from helpers.runs import convergence as _convergence
-from helpers.runs import embeddings as E
-from helpers.runs import fm_adapters as A
-from helpers.runs import fm_heads as H
+from helpers.runs import embeddings as _embeddings
+from helpers.runs import fm_adapters as _fm_adapters
+from helpers.runs import fm_heads as _fm_heads
 from helpers.runs import runner, runtime
 from helpers.runs import train as _train
 
@@ -107,7 +107,7 @@ class FMRun(runner.Outcome):
 def _init_columns(model: str, pretrained: bool) -> dict:
     """The ``pretraining`` and ``weights`` columns of a row that starts from ``model``'s published weights or not."""
     if pretrained:
-        return {"pretraining": "published", "weights": W.SPECS[model].sha256}
+        return {"pretraining": "published", "weights": _weights.SPECS[model].sha256}
     return {"pretraining": "none", "weights": "random-init"}
 
 
@@ -163,17 +163,17 @@ def _sample_split(ds, split, embedder, cache, seed, budget, timer, progress) -> 
             continue
         t0 = time.perf_counter()
         misses = cache.misses if cache is not None else None
-        if isinstance(embedder, E.PrestoEmbedder):
-            rows = E.embed_pixels(embedder, ds, chip_id, idx, cache, arrays=(a, y))
+        if isinstance(embedder, _embeddings.PrestoEmbedder):
+            rows = _embeddings.embed_pixels(embedder, ds, chip_id, idx, cache, arrays=(a, y))
         else:
-            emb, _, _ = E.embed_chip(embedder, ds, chip_id, cache)
+            emb, _, _ = _embeddings.embed_chip(embedder, ds, chip_id, cache)
             rows = emb.reshape(emb.shape[0], -1)[:, idx].T
         if cache is None or cache.misses != misses:
             timer["embed_s"] += time.perf_counter() - t0
         xs.append(rows)
         ys.append(np.asarray(y).ravel()[idx])
     if not ys:
-        return _Sample(np.zeros((0, E.EMBED_DIM), np.float32), np.zeros(0, np.int64), n_all_ignore)
+        return _Sample(np.zeros((0, _embeddings.EMBED_DIM), np.float32), np.zeros(0, np.int64), n_all_ignore)
     X, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
     keep = _classical.balanced_cap(
         y, budget.max_pixels, np.random.default_rng([seed, _classical.stable_hash(split), 1])
@@ -199,7 +199,7 @@ def _score_split(
     ):
         t0 = time.perf_counter()
         misses = cache.misses if cache is not None else None
-        emb, y, _ = E.embed_chip(embedder, ds, chip_id, cache)
+        emb, y, _ = _embeddings.embed_chip(embedder, ds, chip_id, cache)
         if cache is None or cache.misses != misses:
             timer["embed_s"] += time.perf_counter() - t0
         valid = y != ds.ignore_index
@@ -235,7 +235,7 @@ def _fit_and_select(
     for cand in grid:
         t0 = time.perf_counter()
         if head_kind == "lgbm":
-            head = H.fit_lgbm(
+            head = _fm_heads.fit_lgbm(
                 train.X,
                 train.y,
                 ds.num_classes,
@@ -246,7 +246,7 @@ def _fit_and_select(
                 n_jobs=n_jobs,
             )
         else:
-            head = H.fit_linear(train.X, train.y, ds.num_classes, seed=seed, **cand)
+            head = _fm_heads.fit_linear(train.X, train.y, ds.num_classes, seed=seed, **cand)
         timer["fit_s"] += time.perf_counter() - t0
         heads.append(head)
     if not has_val:
@@ -275,7 +275,7 @@ def run_frozen(
     cache_dir: str | os.PathLike | None = None,
     budget: _classical.Budget | dict = _classical.DEFAULT_BUDGET,
     val_budget: _classical.Budget | dict = _classical.DEFAULT_VAL_BUDGET,
-    embedder: E.Embedder | None = None,
+    embedder: _embeddings.Embedder | None = None,
     weights_path: str | os.PathLike | None = None,
     settings: dict | None = None,
     n_jobs: int = 1,
@@ -321,11 +321,11 @@ def run_frozen(
     budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
     budget = _classical.budget_for(budget, ds)  # as the classical rows: same pixels at every label budget
     val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
-    grid = _classical.lgbm_grid(labelled_counts(ds)) if head_kind == "lgbm" else H.LINEAR_GRID
+    grid = _classical.lgbm_grid(labelled_counts(ds)) if head_kind == "lgbm" else _fm_heads.LINEAR_GRID
     key_settings = {
-        "weights_sha256": W.SPECS[model_name].sha256,  # a loaded file is checked against it
+        "weights_sha256": _weights.SPECS[model_name].sha256,  # a loaded file is checked against it
         "embedder": settings or {},
-        "adapter": A.ADAPTER_VERSION,
+        "adapter": _fm_adapters.ADAPTER_VERSION,
         "budget": budget,
         "val_budget": val_budget,
         "n_jobs": n_jobs,
@@ -345,8 +345,8 @@ def run_frozen(
     t_start = time.perf_counter()
     if embedder is None:
         try:
-            embedder = E.load_embedder(model_name, weights_path, **(settings or {}))
-        except W.WeightsError as err:
+            embedder = _embeddings.load_embedder(model_name, weights_path, **(settings or {}))
+        except _weights.WeightsError as err:
             return FMRun(
                 status="not_run", rows=_not_run(ds, row, seed, str(err), results_path), reason=str(err)
             )
@@ -355,7 +355,7 @@ def run_frozen(
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
     runner.seed_everything(seed)
     peak_reset = runtime.reset_peak_memory()
-    cache = E.EmbeddingCache(cache_dir) if cache_dir is not None else None
+    cache = _embeddings.EmbeddingCache(cache_dir) if cache_dir is not None else None
     timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
 
@@ -386,16 +386,16 @@ def run_frozen(
         cms[split], scores[split] = cm, _metrics.scores(cm)
         chips[split] = _results.chip_counts(ds.chip_ids(split), chip_cms)
 
-    chip_ctx = A.chip_context(ds, ds.chip_ids("train")[0])
+    chip_ctx = _fm_adapters.chip_context(ds, ds.chip_ids("train")[0])
     cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
     notes = [
         head.describe(),
         *notes,
         f"{embedder.name}: {embedder.describe()}",
         "adapter v"
-        + A.ADAPTER_VERSION
+        + _fm_adapters.ADAPTER_VERSION
         + " (first train chip): "
-        + A.describe(chip_ctx, getattr(embedder, "ndvi", "masked")),
+        + _fm_adapters.describe(chip_ctx, getattr(embedder, "ndvi", "masked")),
         PRETRAINING[model_name],
     ]
     if cache is not None:
@@ -411,7 +411,7 @@ def run_frozen(
         pretraining="published",
         weights=embedder.weights_sha256,
         n_train_pixels=len(train.y),
-        n_features=E.EMBED_DIM,
+        n_features=_embeddings.EMBED_DIM,
         n_params=ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
         fit_s=round(timer["fit_s"], 3),
         predict_s=round(timer["predict_s"], 3),
@@ -480,7 +480,7 @@ def make_galileo_segmenter(
     ndvi: str = "masked",
     drop_path: float = 0.1,
     pretrained: bool = True,
-) -> Callable[[], H.GalileoSegmenter]:
+) -> Callable[[], _fm_heads.GalileoSegmenter]:
     """A builder of the fine-tuning model for ``ds`` (weights resolved now, so a missing file fails early).
 
     The months are the most common months the training chips' files carry (:func:`helpers.runs.fm_adapters.chip_context`:
@@ -493,20 +493,20 @@ def make_galileo_segmenter(
     Raises:
         helpers.models.weights.WeightsError: Weights unavailable or not the pinned file (``pretrained`` only).
     """
-    from helpers.models import galileo as G
+    from helpers.models import galileo as _galileo
 
-    path = W.resolve_weights("galileo_nano", weights_path) if pretrained else None
-    contexts = [A.chip_context(ds, c) for c in ds.chip_ids("train")]
+    path = _weights.resolve_weights("galileo_nano", weights_path) if pretrained else None
+    contexts = [_fm_adapters.chip_context(ds, c) for c in ds.chip_ids("train")]
     ctx = contexts[0]
     months = collections.Counter(c.months for c in contexts).most_common(1)[0][0]
     months_source = collections.Counter(c.month_source for c in contexts).most_common(1)[0][0]
 
-    def build() -> H.GalileoSegmenter:
+    def build() -> _fm_heads.GalileoSegmenter:
         if path is None:
-            encoder = G.GalileoEncoder(**G.NANO_CONFIG, drop_path=drop_path)
+            encoder = _galileo.GalileoEncoder(**_galileo.NANO_CONFIG, drop_path=drop_path)
         else:
-            encoder = G.load_galileo_nano(path, drop_path=drop_path)
-        return H.GalileoSegmenter(
+            encoder = _galileo.load_galileo_nano(path, drop_path=drop_path)
+        return _fm_heads.GalileoSegmenter(
             encoder,
             ds.num_classes,
             months,
@@ -607,7 +607,7 @@ def run_galileo_nano_finetune(
     try:  # the adapter feeds Galileo the six HLS bands, picked by name
         ds = with_bands(ds)
         build = make_galileo_segmenter(ds, weights_path, pretrained=pretrained, **arch)
-    except (MissingBands, W.WeightsError) as err:
+    except (MissingBands, _weights.WeightsError) as err:
         rows = _not_run(ds, row, seed, str(err), results_path, pretrained=pretrained)
         out_dir = runner.identity(ds, row, seed).run_dir(runs_dir)
         return _train.RunOutcome(status="not_run", rows=rows, reason=str(err), out_dir=out_dir)
@@ -624,7 +624,7 @@ def run_galileo_nano_finetune(
             f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on {settings['crop_size']} px crops, "
             f"conv decoder of {width} channels, whole-chip validation/test",
             f"months {list(build.months)} ({build.months_source}; the mode over training chips), {build.resolution_m:g} m pixels",
-            "adapter v" + A.ADAPTER_VERSION + ": " + A.describe(None),
+            "adapter v" + _fm_adapters.ADAPTER_VERSION + ": " + _fm_adapters.describe(None),
             init,
         ]
     )
@@ -637,7 +637,7 @@ def run_galileo_nano_finetune(
         runs_dir=runs_dir,
         family="fm",
         **_init_columns("galileo_nano", pretrained),
-        key_settings={**arch, "adapter": A.ADAPTER_VERSION, "pretrained": bool(pretrained)},
+        key_settings={**arch, "adapter": _fm_adapters.ADAPTER_VERSION, "pretrained": bool(pretrained)},
         force=force,
         note=note,
         progress=progress,

@@ -53,7 +53,7 @@ from helpers import results
 from helpers.data import corpus, labels, simulate
 from helpers.data.datasets import MissingBands, channel_stats, prepare, varies_by_replicate, with_bands
 from helpers.models import cnn
-from helpers.models import prithvi as P
+from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.models.weights import sha256_file
@@ -222,7 +222,7 @@ class FMSettings:
     segformer: dict = field(default_factory=lambda: {"decoder_dim": 128})
     published_lr: float = 1e-4
     published_crop_size: int | None = None
-    published_config: P.PrithviConfig | None = None
+    published_config: _prithvi.PrithviConfig | None = None
     num_threads: int | None = None
     max_epochs: float | None = None
     corpus: CorpusSpec | None = None
@@ -241,7 +241,7 @@ class FMSettings:
 
 def quick_settings() -> FMSettings:
     """Quick mode (tests, CI): a tiny model, a few steps; proves the code path, not the science."""
-    tiny = P.PRITHVI_SMALL.replace(
+    tiny = _prithvi.PRITHVI_SMALL.replace(
         embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
     )
     return FMSettings(
@@ -293,7 +293,10 @@ def paper_settings() -> FMSettings:
     """
     return FMSettings(
         pretrain=dataclasses.replace(
-            _pretrain_defaults(), model=P.PRITHVI_100M.replace(num_frames=1), crop_size=224, batch_size=16
+            _pretrain_defaults(),
+            model=_prithvi.PRITHVI_100M.replace(num_frames=1),
+            crop_size=224,
+            batch_size=16,
         ),
         finetune={
             **_finetune_defaults(),
@@ -310,9 +313,9 @@ def paper_settings() -> FMSettings:
     )
 
 
-def size_label(config: P.PrithviConfig) -> str:
+def size_label(config: _prithvi.PrithviConfig) -> str:
     """``"small"`` for the CPU-sized in-study model, ``"Prithvi-100M size"`` at ViT-B width and depth (notes)."""
-    big = config.embed_dim >= P.PRITHVI_100M.embed_dim and config.depth >= P.PRITHVI_100M.depth
+    big = config.embed_dim >= _prithvi.PRITHVI_100M.embed_dim and config.depth >= _prithvi.PRITHVI_100M.depth
     return "Prithvi-100M size" if big else "small"
 
 
@@ -593,7 +596,9 @@ def run_prithvi_small(
         train.mark_trajectory(out_dir, key, train.trajectory_key(ds, name, seed, **key_kw))
         return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
-    cfg = settings.pretrain.model.replace(img_size=crop, num_frames=ds.n_times, in_chans=len(P.HLS_BANDS))
+    cfg = settings.pretrain.model.replace(
+        img_size=crop, num_frames=ds.n_times, in_chans=len(_prithvi.HLS_BANDS)
+    )
     pre, encoder, weights, pre_note = None, None, "random-init", ""
     if v.pretext:
         pre = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
@@ -614,7 +619,7 @@ def run_prithvi_small(
     device = pick_device()
 
     def make_model() -> nn.Module:
-        model = P.PrithviSegmenter(
+        model = _prithvi.PrithviSegmenter(
             ds.num_classes,
             ds.n_times,
             cfg,
@@ -767,12 +772,14 @@ def run_prithvi_published(
     )
     if not force and runner.finished(ds, PUBLISHED, seed, results_path, key):
         return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
-    mae, info = P.load_prithvi_checkpoint(path, config=settings.published_config)  # checked before training
+    mae, info = _prithvi.load_prithvi_checkpoint(
+        path, config=settings.published_config
+    )  # checked before training
     device = pick_device()
 
     def make_model() -> nn.Module:
         # official fine-tuning head: neck width embed_dim * T, FCN head of 256 channels
-        seg = P.segmenter_from_mae(
+        seg = _prithvi.segmenter_from_mae(
             mae, ds.num_classes, ds.n_times, img_size=ft["crop_size"], head_channels=256
         )
         return seg.to(device)

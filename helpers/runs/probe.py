@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import metrics
-from helpers.models import prithvi as P
+from helpers.models import prithvi as _prithvi
 
 
 @dataclass
@@ -115,7 +115,7 @@ def probe_tasks(
 
 
 @torch.no_grad()
-def _pixel_features(model: P.PrithviSegmenter, x: np.ndarray, batch: int = 8) -> list[torch.Tensor]:
+def _pixel_features(model: _prithvi.PrithviSegmenter, x: np.ndarray, batch: int = 8) -> list[torch.Tensor]:
     """Per chip, the ``(D', H, W)`` feature map: tokens upsampled bilinearly to the pixel grid."""
     out = []
     for i in range(0, len(x), batch):
@@ -127,10 +127,13 @@ def _pixel_features(model: P.PrithviSegmenter, x: np.ndarray, batch: int = 8) ->
 
 
 def score_task(
-    task: ProbeTask, encoder_state: Mapping[str, torch.Tensor], config: P.PrithviConfig, ridge: float = 1e-2
+    task: ProbeTask,
+    encoder_state: Mapping[str, torch.Tensor],
+    config: _prithvi.PrithviConfig,
+    ridge: float = 1e-2,
 ) -> float:
     """Validation ``miou_macro`` of the ridge probe on one task's frozen features (a fraction, 0-1)."""
-    model = P.PrithviSegmenter(
+    model = _prithvi.PrithviSegmenter(
         task.num_classes, task.n_times, config, neck_dim=8, head_channels=8, head="linear"
     )
     model.load_encoder_state(encoder_state, config)
@@ -156,7 +159,7 @@ def score_task(
 
 
 def probe_scores(
-    tasks: Sequence[ProbeTask], encoder_state: Mapping[str, torch.Tensor], config: P.PrithviConfig
+    tasks: Sequence[ProbeTask], encoder_state: Mapping[str, torch.Tensor], config: _prithvi.PrithviConfig
 ) -> dict[str, float]:
     """Each task's probe validation ``miou_macro`` (fractions), by task name."""
     return {t.name: score_task(t, encoder_state, config) for t in tasks}
