@@ -1,6 +1,6 @@
 """Speed of the transformer / foundation-model rows on this CPU (issue 7).
 
-Prints, at the default sizes of :mod:`helpers.runs.fm_runs` / :mod:`helpers.runs.pretrain`:
+Prints, at the default sizes of :mod:`helpers.runs.fm_finetuned` / :mod:`helpers.runs.pretrain`:
 
 * the small Prithvi-architecture encoder's throughput in tokens per second, forward only and forward + backward,
   for 1 and 3 frames (a batch of ``crop_size`` crops, as in fine-tuning);
@@ -29,7 +29,7 @@ from helpers.data import datasets
 from helpers.models import cnn, prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import fm_runs, runtime, train
+from helpers.runs import fm_finetuned, runtime, train
 from helpers.runs import pretrain as PT
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--size", default="default", help="size of a generated dataset (quick/default/paper)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    settings = fm_runs.FMSettings()
+    settings = fm_finetuned.FMSettings()
     ft, pcfg = settings.finetune, settings.pretrain
     bs, crop = ft["batch_size"], ft["crop_size"]
     print(f"threads {args.threads}; batch {bs}, crop {crop}; small Prithvi-arch {pcfg.model}")

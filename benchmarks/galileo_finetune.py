@@ -3,17 +3,17 @@
 Prints, for one training step (forward, backward, AdamW) of :class:`helpers.runs.fm_heads.GalileoSegmenter` on a batch
 of eight 64 px crops of random reflectance, on one and on three dates:
 
-* the earlier network (:data:`helpers.runs.fm_pretrained_runs.FINETUNE_ARCH_V1`: 4 px patches, 64-channel decoder),
-  the current one (:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`: 8 px patches, 32 channels, pixel skip) and
+* the earlier network (:data:`helpers.runs.galileo_finetuned.FINETUNE_ARCH_V1`: 4 px patches, 64-channel decoder),
+  the current one (:data:`~helpers.runs.galileo_finetuned.FINETUNE_ARCH`: 8 px patches, 32 channels, pixel skip) and
   each change alone, with the ratio earlier / current (goal >= 5 on three dates, the 1.7 s step the issue measured);
   best of ``--repeats`` interleaved passes, after a warm-up step, ``--threads`` torch threads (1: as on an engine
   worker).
 
 With ``--seed-noise DATASET`` it instead trains both networks from the published weights to their plateau
-(:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_DEFAULTS`) for ``--seeds`` on one prepared dataset, two 1-thread
+(:data:`~helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS`) for ``--seeds`` on one prepared dataset, two 1-thread
 runs at a time, and prints per seed and as mean and spread: validation and test mIoU, steps, how the run stopped and
 its wall time: what the faster network costs in validation and test (2026-12-03 numbers: the comment on
-:data:`~helpers.runs.fm_pretrained_runs.FINETUNE_ARCH`).
+:data:`~helpers.runs.galileo_finetuned.FINETUNE_ARCH`).
 Runs land in ``--out`` (resumable: a finished run is not retrained).
 
 Usage::
@@ -39,20 +39,20 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import results  # noqa: E402
 from helpers.models import galileo, weights  # noqa: E402
-from helpers.runs import fm_heads, fm_pretrained_runs  # noqa: E402
+from helpers.runs import fm_heads, galileo_finetuned  # noqa: E402
 
 NETWORKS = {
-    "earlier": fm_pretrained_runs.FINETUNE_ARCH_V1,
+    "earlier": galileo_finetuned.FINETUNE_ARCH_V1,
     "patch 8 only": {
-        **fm_pretrained_runs.FINETUNE_ARCH_V1,
-        "patch_size": fm_pretrained_runs.FINETUNE_ARCH["patch_size"],
+        **galileo_finetuned.FINETUNE_ARCH_V1,
+        "patch_size": galileo_finetuned.FINETUNE_ARCH["patch_size"],
     },
     "decoder 32 only": {
-        **fm_pretrained_runs.FINETUNE_ARCH_V1,
-        "width": fm_pretrained_runs.FINETUNE_ARCH["width"],
+        **galileo_finetuned.FINETUNE_ARCH_V1,
+        "width": galileo_finetuned.FINETUNE_ARCH["width"],
     },
-    "no pixel skip": {**fm_pretrained_runs.FINETUNE_ARCH, "pixel_skip": False},
-    "current": fm_pretrained_runs.FINETUNE_ARCH,
+    "no pixel skip": {**galileo_finetuned.FINETUNE_ARCH, "pixel_skip": False},
+    "current": galileo_finetuned.FINETUNE_ARCH,
 }
 
 
@@ -108,7 +108,7 @@ def _train_one(job: tuple) -> dict:
     name = f"galileo_nano_finetune[{net}]"
     table = Path(out) / f"{net.replace(' ', '_')}-seed{seed}.csv"
     t0 = time.perf_counter()
-    outcome = fm_pretrained_runs.run_galileo_nano_finetune(
+    outcome = galileo_finetuned.run_galileo_nano_finetune(
         ds, seed, table, runs_dir=Path(out) / "runs", progress=False, model_name=name, **NETWORKS[net]
     )
     if outcome.status != "ok":

@@ -45,7 +45,7 @@ from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
 from helpers.runs import (  # noqa: E402
     cnn_settings,  # noqa: E402
-    fm_runs,
+    fm_finetuned,
     train,
 )
 
@@ -88,7 +88,7 @@ ROWS = {
 
 def build(name: str, device: torch.device):
     """``(model, batch of the profile, make_input(batch), encoder parameter count or None)`` for ``name``."""
-    settings = fm_runs.paper_settings()
+    settings = fm_finetuned.paper_settings()
     frames = 3 if name.endswith("3dates") else 1
     channels = 6 * frames
     if name in cnn.MODELS:
@@ -121,7 +121,7 @@ def build(name: str, device: torch.device):
 
 def measure(name: str, steps: int, cpu_batch: int) -> dict:
     """Time ``steps`` training steps and one 512 px prediction of ``name``; peak memory of this process."""
-    device = fm_runs.pick_device()
+    device = fm_finetuned.pick_device()
     torch.manual_seed(0)
     model, batch, channels, enc = build(name, device)
     timed_batch = batch if device.type == "cuda" else min(batch, cpu_batch)
@@ -182,7 +182,7 @@ def windows_per_side(side: int) -> int:
 
 def project_hours(rows: dict[str, dict]) -> tuple[float, list[str]]:
     """Hours of the paper matrix at the caps on this device (see the module docstring) and one line per dataset."""
-    settings = fm_runs.paper_settings()
+    settings = fm_finetuned.paper_settings()
     lines, total = [], 0.0
     for ds, d in DATASETS.items():
         hours = 0.0

@@ -40,7 +40,7 @@ from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
 from helpers.runs import (  # noqa: E402
     cnn_settings,  # noqa: E402
-    fm_runs,
+    fm_finetuned,
     runner,
     train,
 )
@@ -62,7 +62,7 @@ def study_setup(name: str, ds) -> tuple:
     """``(make_model, fit settings)`` of the study's row ``name`` on ``ds`` (notebooks 03 and 04)."""
     if name in cnn.MODELS:
         return (lambda: cnn.build_for(name, ds)), dict(cnn_settings.TRAIN_DEFAULTS)
-    settings = fm_runs.FMSettings()
+    settings = fm_finetuned.FMSettings()
     mean, std = channel_stats(ds)
     if name == "vit":
         crop = settings.finetune["crop_size"]

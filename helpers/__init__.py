@@ -7,8 +7,8 @@ table of contents:
 * ``features``: the per-pixel and texture features of the classical rows;
 * ``models/``: plain-torch models (CNNs, ViT, SegFormer, Prithvi, Galileo, Presto) and their pretrained weights;
 * ``runs/``: ``runner`` (what every run shares: its key and skip rule, ``not_run`` rows, seeding, rows, maps), then
-  one module per family (``classical``; ``train`` for every deep row; ``fm_runs``, ``fm_pretrained_runs``),
-  pretraining, and the run engine;
+  one module per family (``classical``; ``train`` for every deep row; ``fm_finetuned``, ``fm_frozen``,
+  ``galileo_finetuned``), pretraining, and the run engine;
 * ``metrics``: dataset-level confusion matrices and scores; ``results``: the one tidy results table (run keys), and
   beside it ``prediction_maps``, the maps every run saves of a few test chips (runs write them, the report reads);
 * ``report/``: comparisons over seeds, figures, tables;

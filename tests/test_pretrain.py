@@ -313,7 +313,7 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
     """A clone with the committed pretraining table does not spend a continuation on evidence it has."""
     import types
 
-    from helpers.runs import fm_runs
+    from helpers.runs import fm_finetuned
 
     path = tmp_path / "pretraining.csv"
     row = dict(key="k1", pretext="mae", steps=3250, best_smoothed=0.49, continued_to=6500,
@@ -323,17 +323,19 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
     assert PT.recorded_check(path, "k2") is None  # pretrained, not yet checked
     assert PT.recorded_check(tmp_path / "none.csv", "k1") is None
     cfg = types.SimpleNamespace(probe_every=250)
-    monkeypatch.setattr(fm_runs, "pretraining_inputs", lambda *a, **k: ([], cfg, []))
-    monkeypatch.setattr(fm_runs.PT, "key_for", lambda *a, **k: "k1")
+    monkeypatch.setattr(fm_finetuned, "pretraining_inputs", lambda *a, **k: ([], cfg, []))
+    monkeypatch.setattr(fm_finetuned.PT, "key_for", lambda *a, **k: "k1")
 
     def never(*a, **k):
         raise AssertionError("the recorded check was redone")
 
-    monkeypatch.setattr(fm_runs, "_pretrain", never)
-    out = fm_runs.check_pretraining(
-        None, "prithvi_arch_small_mae", fm_runs.FMSettings(), pretraining_path=path
+    monkeypatch.setattr(fm_finetuned, "_pretrain", never)
+    out = fm_finetuned.check_pretraining(
+        None, "prithvi_arch_small_mae", fm_finetuned.FMSettings(), pretraining_path=path
     )
     assert out["moved"] == 0.0 and out["cpu_s"] == 385.2
-    monkeypatch.setattr(fm_runs.PT, "key_for", lambda *a, **k: "k2")
+    monkeypatch.setattr(fm_finetuned.PT, "key_for", lambda *a, **k: "k2")
     with pytest.raises(AssertionError, match="redone"):  # no check on record for this key: it runs
-        fm_runs.check_pretraining(None, "prithvi_arch_small_mae", fm_runs.FMSettings(), pretraining_path=path)
+        fm_finetuned.check_pretraining(
+            None, "prithvi_arch_small_mae", fm_finetuned.FMSettings(), pretraining_path=path
+        )

@@ -31,7 +31,7 @@ crop and burn-scar releases), never taken from ``test``.
 **Unlabelled imagery.** A foundation model's premise is that imagery is abundant where labels are not: the card may
 name a folder (``"unlabelled"``) of images without masks, one multi-band ``.tif`` per image holding every band of every
 date in card order, read with the card's scale, offset and no-data value. In-study pretraining reads them beside the
-training chips' imagery (:func:`helpers.runs.fm_runs.pretraining_inputs`); no run trains a head or scores on them.
+training chips' imagery (:func:`helpers.runs.fm_finetuned.pretraining_inputs`); no run trains a head or scores on them.
 
 Opening checks the card and the files it names, and reads the first training chip, so a mistake surfaces at
 ``datasets.open`` with the file and what was expected: unknown band names, classes that do not match their mask

@@ -560,7 +560,7 @@ def scene_section(lines: Sequence[str]) -> str:
 
 
 #: How each comparison family's settings were chosen, and what it normalises its input with (from the code's own
-#: documentation: helpers.runs.classical, helpers.runs.train, helpers.runs.fm_runs, helpers.runs.fm_adapters).
+#: documentation: helpers.runs.classical, helpers.runs.train, helpers.runs.fm_finetuned, helpers.runs.fm_adapters).
 FAMILY_PROTOCOL = {
     "classical": (
         "none (trees on raw reflectance and texture features)",

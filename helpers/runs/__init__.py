@@ -7,10 +7,12 @@
   through (``cnn_settings``: how the CNN rows train at each model size); ``convergence`` records whether a run's last cycle (from a restarted rate) still moved it, the check
   scheduled beside the run (``run_checked``), so the training loop knows nothing of it;
 * ``pretrain``: in-study MAE / spectral pretraining of the small Prithvi-architecture encoder;
-* ``fm_runs``: FM rows fine-tuned by ``train``: Prithvi-arch (random / MAE / spectral / probe), ViT, SegFormer,
+* ``fm_finetuned``: FM rows fine-tuned by ``train``: Prithvi-arch (random / MAE / spectral / probe), ViT, SegFormer,
   the real Prithvi-100M;
-* ``fm_pretrained_runs``: rows of the published Galileo-nano and Presto weights: frozen embeddings
-  (``embeddings``, inputs mapped by ``fm_adapters``) with a head (``fm_heads``), and Galileo-nano fine-tuning;
+* ``fm_frozen``: the published Galileo-nano and Presto weights frozen: embeddings (``embeddings``, inputs mapped by
+  ``fm_adapters``) with a head (``fm_heads``);
+* ``galileo_finetuned``: the published Galileo-nano fine-tuned end to end by ``train``, and the same network from
+  random init;
 * ``matrix``: which runs notebooks 03 and 04 submit, in which order (pretraining first, first seeds early);
 * ``engine``: runs as jobs on dask.distributed workers; ``runtime``: threads, precision and memory of a run.
 """

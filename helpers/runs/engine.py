@@ -9,7 +9,7 @@ cluster: start a scheduler and workers there (``dask scheduler``, ``dask worker 
 per core or GPU) and give the notebooks its address as the ``scheduler`` parameter.
 
 How a job runs does not change what it computes: a job is a plain call of a ``helpers`` function (``train.run``,
-``fm_runs.run_fm_rows``, ...), executed the same way in this process or on a worker. The only difference is the
+``fm_finetuned.run_fm_rows``, ...), executed the same way in this process or on a worker. The only difference is the
 thread count, which is part of a run's stored settings: workers of :func:`local_cluster` are pinned to one core
 each, so their runs train with one thread (what ``python -m helpers.chain`` uses); in a notebook without a
 scheduler a run uses every core of the process.

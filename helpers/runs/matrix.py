@@ -3,8 +3,8 @@
 Each function submits one notebook's runs to the engine (:mod:`helpers.runs.engine`: a dask client, or ``None`` to
 run each job at once in this process) and returns ``(jobs, runs)``: the jobs to :func:`helpers.runs.engine.gather`
 and one dict per job saying what it runs, for the notebook's summary table. What a run does, and whether it is
-skipped, is the family's business (:mod:`helpers.runs.train`, :mod:`helpers.runs.fm_runs`,
-:mod:`helpers.runs.fm_pretrained_runs`, all through :mod:`helpers.runs.runner`); this module only decides the
+skipped, is the family's business (:mod:`helpers.runs.train`, :mod:`helpers.runs.fm_finetuned`,
+:mod:`helpers.runs.fm_frozen`, all through :mod:`helpers.runs.runner`); this module only decides the
 matrix and its order:
 
 * the main datasets get every model, the texture sweep its own shorter list (README, "The default run matrix");
@@ -12,7 +12,7 @@ matrix and its order:
   cycle, or for one-cycle runs a continuation from a restarted learning rate: :mod:`helpers.runs.convergence`); it
   gets priority 1 and starts first, so the evidence comes early;
 * in-study pretraining is a job of its own at priority 2, once per pretext on the pooled corpus when the settings
-  name one (:class:`helpers.runs.fm_runs.CorpusSpec`), else once per (dataset or pool, pretext); the fine-tunes of
+  name one (:class:`helpers.runs.fm_finetuned.CorpusSpec`), else once per (dataset or pool, pretext); the fine-tunes of
   every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
 * the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from helpers.data import labels
 from helpers.models import cnn
-from helpers.runs import classical, convergence, engine, fm_pretrained_runs, fm_runs, train
+from helpers.runs import classical, convergence, engine, fm_finetuned, fm_frozen, galileo_finetuned, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +259,7 @@ def submit_fm_runs(
     pretrained_models: Sequence[str],
     texture_models: Sequence[str],
     pooled_models: Sequence[str],
-    settings: fm_runs.FMSettings,
+    settings: fm_finetuned.FMSettings,
     prithvi_checkpoint: str | os.PathLike | None,
     galileo_steps: int | None,
     results_path: str | os.PathLike,
@@ -287,13 +287,13 @@ def submit_fm_runs(
         draws: ``{name: {seed: dataset}}``, the main datasets and the texture sweep (module docstring: replicates).
         main: Names of the main datasets (the rest of ``draws`` is the texture sweep).
         seeds: Run seeds.
-        fm_models: Rows of :mod:`helpers.runs.fm_runs` (Prithvi-arch variants, ViT, SegFormer, Prithvi-100M) on the
+        fm_models: Rows of :mod:`helpers.runs.fm_finetuned` (Prithvi-arch variants, ViT, SegFormer, Prithvi-100M) on the
             main datasets.
-        pretrained_models: Rows of :mod:`helpers.runs.fm_pretrained_runs` (frozen Galileo-nano / Presto, Galileo-nano
+        pretrained_models: Rows of :mod:`helpers.runs.fm_frozen` (frozen Galileo-nano / Presto, Galileo-nano
             fine-tuned from its published weights and from random init) on the main datasets.
         texture_models: Rows of either module on the texture sweep.
         pooled_models: In-study variants pretrained once on the main datasets pooled (``*_pooled`` rows).
-        settings: FM sizes and budgets (:class:`helpers.runs.fm_runs.FMSettings`).
+        settings: FM sizes and budgets (:class:`helpers.runs.fm_finetuned.FMSettings`).
         prithvi_checkpoint: The user's ``Prithvi_100M.pt`` (or None).
         galileo_steps: Step cap of the Galileo-nano fine-tunes (``None``: the plateau protocol's own cap).
         results_path: Results table.
@@ -309,7 +309,7 @@ def submit_fm_runs(
         deep_label_budgets: Budget tags of the fine-tuned rows (``None``: ``label_budgets``).
         compute_fractions: The pretraining-compute curve: each in-study pretext row of every dataset is also
             fine-tuned, first seed only, from its pretraining's checkpoint at these fractions of the selected step
-            (0.25, 0.5; :func:`helpers.runs.fm_runs.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
+            (0.25, 0.5; :func:`helpers.runs.fm_finetuned.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
             beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
             candidate.
     """
@@ -325,7 +325,14 @@ def submit_fm_runs(
     pool_of = {seed: pools[tuple(id(draws[n][seed]) for n in main)] for seed in seeds}
     pooled_pre = {
         (v, key): engine.submit(
-            client, fm_runs.ensure_pretraining, pool[0], v, settings, pretrain_on=pool, priority=2, **pre_kw
+            client,
+            fm_finetuned.ensure_pretraining,
+            pool[0],
+            v,
+            settings,
+            pretrain_on=pool,
+            priority=2,
+            **pre_kw,
         )
         for v in pooled_models
         for key, pool in pools.items()
@@ -337,23 +344,25 @@ def submit_fm_runs(
     checks: list[tuple] = []  # (dataset, variant) of each corpus pretraining, checked once all have run
     # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
     record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
-    compute_path = Path(results_path).with_name(fm_runs.COMPUTE_TABLE) if results_path else None
+    compute_path = Path(results_path).with_name(fm_finetuned.COMPUTE_TABLE) if results_path else None
     jobs, runs = [], []
     below = below_all(label_budgets)
     deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
     for name, per_seed in draws.items():
         chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
-        in_study = [m for m in chosen if m in fm_runs.DEFAULT_MODELS]
-        published_rows = [m for m in chosen if m not in fm_runs.DEFAULT_MODELS]
+        in_study = [m for m in chosen if m in fm_finetuned.DEFAULT_MODELS]
+        published_rows = [m for m in chosen if m not in fm_finetuned.DEFAULT_MODELS]
         pooled = pooled_models if name in main else []
         budgeted = list(budget_models) if name in budget_names else []
-        study_budgeted = [m for m in budgeted if m in fm_runs.DEFAULT_MODELS] if deep_below else []
-        frozen_budgeted = [m for m in budgeted if m in fm_pretrained_runs.ROWS] if below else []
+        study_budgeted = [m for m in budgeted if m in fm_finetuned.DEFAULT_MODELS] if deep_below else []
+        frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
         finetune_budgeted = (
-            [m for m in budgeted if m in fm_pretrained_runs.FINETUNE_ROWS] if deep_below else []
+            [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
         pretext = {
-            m: fm_runs.VARIANTS[m].pretext for m in [*in_study, *study_budgeted] if m in fm_runs.VARIANTS
+            m: fm_finetuned.VARIANTS[m].pretext
+            for m in [*in_study, *study_budgeted]
+            if m in fm_finetuned.VARIANTS
         }
         # one pretraining per (data draw, pretext) (probes share it); on the pooled corpus, one per pretext for all
         first = {p: m for m, p in reversed(pretext.items()) if p}
@@ -368,7 +377,7 @@ def submit_fm_runs(
                 chained = {"after": corpus_jobs[-1:]} if corpus and corpus_jobs else {}
                 pre[id(ds), p] = engine.submit(
                     client,
-                    fm_runs.ensure_pretraining,
+                    fm_finetuned.ensure_pretraining,
                     ds,
                     m,
                     settings,
@@ -397,7 +406,7 @@ def submit_fm_runs(
                 jobs.append(
                     engine.submit(
                         client,
-                        fm_runs.run_fm_rows,
+                        fm_finetuned.run_fm_rows,
                         ds,
                         seed,
                         models=[model],
@@ -412,7 +421,7 @@ def submit_fm_runs(
                 jobs.append(
                     engine.submit(
                         client,
-                        fm_runs.run_fm_rows,
+                        fm_finetuned.run_fm_rows,
                         ds,
                         seed,
                         models=[],
@@ -423,14 +432,14 @@ def submit_fm_runs(
                     )
                 )
                 runs.append({"dataset": name, "seed": seed, "rows": f"{variant}_pooled"})
-            for row in [r for r in fm_pretrained_runs.FINETUNE_ROWS if r in published_rows]:
+            for row in [r for r in galileo_finetuned.FINETUNE_ROWS if r in published_rows]:
                 jobs.append(
                     engine.submit(
                         client,
-                        fm_pretrained_runs.run_galileo_nano_finetune,
+                        galileo_finetuned.run_galileo_nano_finetune,
                         ds,
                         seed,
-                        pretrained=row == fm_pretrained_runs.FINETUNE_ROW,
+                        pretrained=row == galileo_finetuned.FINETUNE_ROW,
                         runs_dir=runs_dir,
                         max_steps=galileo_steps,
                         convergence_path=checked,
@@ -443,12 +452,12 @@ def submit_fm_runs(
         # the pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining
         # (the fine-tuned pretext rows; a linear probe's curve is the pretraining's own probe curve)
         first_ds = per_seed[seeds[0]]
-        tuned = [m for m in in_study if pretext.get(m) and not fm_runs.VARIANTS[m].probe]
+        tuned = [m for m in in_study if pretext.get(m) and not fm_finetuned.VARIANTS[m].probe]
         for model, fraction in [(m, f) for m in tuned for f in compute_fractions]:
             jobs.append(
                 engine.submit(
                     client,
-                    fm_runs.run_prithvi_small,
+                    fm_finetuned.run_prithvi_small,
                     first_ds,
                     seeds[0],
                     model,
@@ -473,7 +482,7 @@ def submit_fm_runs(
                 engine.submit(
                     client,
                     at_budget,
-                    fm_runs.run_fm_rows,
+                    fm_finetuned.run_fm_rows,
                     ds,
                     spec.label_budget,
                     spec.seed,
@@ -493,12 +502,12 @@ def submit_fm_runs(
                 engine.submit(
                     client,
                     at_budget,
-                    fm_pretrained_runs.run_galileo_nano_finetune,
+                    galileo_finetuned.run_galileo_nano_finetune,
                     per_seed[spec.seed],
                     spec.label_budget,
                     spec.seed,
                     spec.seed,
-                    pretrained=spec.model == fm_pretrained_runs.FINETUNE_ROW,
+                    pretrained=spec.model == galileo_finetuned.FINETUNE_ROW,
                     runs_dir=runs_dir,
                     max_steps=galileo_steps,
                     **common,
@@ -506,16 +515,14 @@ def submit_fm_runs(
                 )
             )
             runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
-        frozen = [r for r in published_rows if r not in fm_pretrained_runs.FINETUNE_ROWS]
+        frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
         # one job per data draw: its rows share the draw's embedding cache
         for ds, group in distinct(per_seed, seeds):
             plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]
             if not plan:
                 continue
             cache = Path(cache_dir) / "embeddings"
-            jobs.append(
-                engine.submit(client, fm_pretrained_runs.run_frozen_plan, ds, plan, cache_dir=cache, **common)
-            )
+            jobs.append(engine.submit(client, fm_frozen.run_frozen_plan, ds, plan, cache_dir=cache, **common))
             runs.append(
                 {
                     "dataset": name,
@@ -528,7 +535,7 @@ def submit_fm_runs(
         corpus_jobs.append(
             engine.submit(
                 client,
-                fm_runs.check_pretraining,
+                fm_finetuned.check_pretraining,
                 ds,
                 m,
                 settings,

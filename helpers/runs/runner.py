@@ -4,7 +4,7 @@ Its identity and skip rule, its ``not_run`` row, its seeding, the columns of its
 into rows, its saved maps and its write to the results table.
 
 A family (:mod:`helpers.runs.classical`, :mod:`helpers.runs.train` for every deep row,
-:mod:`helpers.runs.fm_pretrained_runs` for the frozen published encoders) only fits and predicts; this module owns
+:mod:`helpers.runs.fm_frozen` for the frozen published encoders) only fits and predicts; this module owns
 what a reader must be able to trust about every row whatever the family:
 
 * **Identity** (:func:`identity`, :func:`finished`): a run is named by (dataset, model, seed, label budget), one

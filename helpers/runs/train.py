@@ -968,7 +968,7 @@ def fit(
         cycle_patience: Cycles in a row that must gain less than ``cycle_gain`` before the run stops on its plateau
             (with ``cycles`` > 1). ``1``: the first flat cycle ends the run (left out of the identity). More is for
             models that sit on a low plateau for a whole cycle and then leave it (a random-init transformer: see
-            :data:`helpers.runs.fm_pretrained_runs.FINETUNE_DEFAULTS`).
+            :data:`helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS`).
         batch_size: Crops per optimiser step.
         lr: Learning rate after warm-up (AdamW, constant: see :func:`warmup_factor`).
         weight_decay: AdamW weight decay on weights (not biases/norms).

@@ -11,7 +11,8 @@ import torch
 
 from helpers import metrics, prediction_maps, results
 from helpers.data import datasets
-from helpers.runs import classical, embeddings, fm_pretrained_runs
+from helpers.models import weights
+from helpers.runs import classical, embeddings, fm_frozen, galileo_finetuned
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"per_class_per_chip": 40, "max_pixels": 300}
@@ -52,7 +53,7 @@ def test_training_sample_is_the_classical_one(fixture_roots: dict) -> None:
     budget = classical.Budget(**SMALL)
     ref = classical.sample_pixels(ds, "train", "spectral", seed=3, budget=budget)
     timer = {"embed_s": 0.0}
-    ours = fm_pretrained_runs._sample_split(ds, "train", _Identity(), None, 3, budget, timer, False)
+    ours = fm_frozen._sample_split(ds, "train", _Identity(), None, 3, budget, timer, False)
     np.testing.assert_array_equal(ours.y, ref.y)
     np.testing.assert_allclose(ours.X, ref.X, rtol=1e-3, atol=1e-4)  # float16 storage of the embeddings
     assert len(ours.y) <= SMALL["max_pixels"]
@@ -63,7 +64,7 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
     path = tmp_path / "results.csv"
     cache = tmp_path / "cache"
     for row, model in (("galileo_nano_frozen_lgbm", "galileo_nano"), ("presto_frozen_lgbm", "presto")):
-        run = fm_pretrained_runs.run_frozen(
+        run = fm_frozen.run_frozen(
             ds, row, 0, path, cache_dir=cache, budget=SMALL, embedder=embedders[model], progress=False
         )
         assert run.status == "ok"
@@ -79,28 +80,25 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
     assert set(df["model"]) == {"galileo_nano_frozen_lgbm", "presto_frozen_lgbm"}
     assert set(df["family"]) == {"fm"} and set(df["pretraining"]) == {"published"}
     assert set(df["weights"]) == {
-        embeddings.W.SPECS["galileo_nano"].sha256,
-        embeddings.W.SPECS["presto"].sha256,
+        weights.SPECS["galileo_nano"].sha256,
+        weights.SPECS["presto"].sha256,
     }
     assert df["note"].str.contains("published weights").all()
     assert df["note"].str.contains("NDVI masked").all()
 
     # the same row again is skipped; a new seed reuses every cached val/test chip
     same = dict(budget=SMALL, embedder=embedders["galileo_nano"], progress=False)
-    assert fm_pretrained_runs.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **same).status == "skipped"
+    assert fm_frozen.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **same).status == "skipped"
     # another budget is another run: it reruns, and its rows (new key) replace the old ones
     keys = set(df.loc[df["model"] == "galileo_nano_frozen_lgbm", "run_key"])
     other = {**same, "budget": {**SMALL, "max_pixels": SMALL["max_pixels"] // 2}}
     assert (
-        fm_pretrained_runs.run_frozen(
-            ds, "galileo_nano_frozen_lgbm", 0, path, cache_dir=cache, **other
-        ).status
-        == "ok"
+        fm_frozen.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, cache_dir=cache, **other).status == "ok"
     )
     new = results.read(path).query("model == 'galileo_nano_frozen_lgbm'")
     assert len(keys) == 1 and new["run_key"].nunique() == 1 and set(new["run_key"]).isdisjoint(keys)
-    assert fm_pretrained_runs.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **other).status == "skipped"
-    again = fm_pretrained_runs.run_frozen(
+    assert fm_frozen.run_frozen(ds, "galileo_nano_frozen_lgbm", 0, path, **other).status == "skipped"
+    again = fm_frozen.run_frozen(
         ds, "galileo_nano_frozen_linear", 1, path, cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"],
         progress=False, maps_dir=tmp_path / "maps",
     )  # fmt: skip
@@ -118,7 +116,7 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
         np.testing.assert_array_equal(sub, again.cms["test"])
     assert again.timings["embed_s"] == 0.0
     with pytest.raises(ValueError, match="needs a presto embedder"):
-        fm_pretrained_runs.run_frozen(ds, "presto_frozen_lgbm", 0, None, embedder=embedders["galileo_nano"])
+        fm_frozen.run_frozen(ds, "presto_frozen_lgbm", 0, None, embedder=embedders["galileo_nano"])
 
 
 @pytest.fixture
@@ -132,9 +130,9 @@ def no_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_missing_weights_write_a_not_run_row(no_weights, fixture_roots: dict, tmp_path: Path):
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     path = tmp_path / "results.csv"
-    run = fm_pretrained_runs.run_presto_frozen_lgbm(ds, 0, path, progress=False)
+    run = fm_frozen.run_presto_frozen_lgbm(ds, 0, path, progress=False)
     assert run.status == "not_run" and "presto weights unavailable" in run.reason
-    ft = fm_pretrained_runs.run_galileo_nano_finetune(
+    ft = galileo_finetuned.run_galileo_nano_finetune(
         ds, 0, path, runs_dir=tmp_path / "runs", max_steps=1, progress=False
     )
     assert ft.status == "not_run" and "galileo_nano weights unavailable" in ft.reason
@@ -151,22 +149,22 @@ def test_random_init_finetune_needs_no_weights_and_is_keyed_apart(
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     path, runs = tmp_path / "results.csv", tmp_path / "runs"
     kw = dict(runs_dir=runs, max_steps=2, eval_every=1, patience=None, progress=False)
-    rnd = fm_pretrained_runs.run_galileo_nano_finetune_random(ds, 0, path, **kw)
-    pub = fm_pretrained_runs.run_galileo_nano_finetune(ds, 0, path, **kw)
+    rnd = galileo_finetuned.run_galileo_nano_finetune_random(ds, 0, path, **kw)
+    pub = galileo_finetuned.run_galileo_nano_finetune(ds, 0, path, **kw)
     assert rnd.status == "ok" and pub.status == "not_run"
     df = results.read(path)
     ok = df[df["status"] == "ok"]
-    assert set(ok["model"]) == {fm_pretrained_runs.FINETUNE_RANDOM_ROW}
+    assert set(ok["model"]) == {galileo_finetuned.FINETUNE_RANDOM_ROW}
     assert set(ok["pretraining"]) == {"none"} and set(ok["weights"]) == {"random-init"}
     assert set(ok["family"]) == {"fm"} and rnd.out_dir != pub.out_dir
     note = ok["note"].iloc[0]
     assert (
-        f"patch {fm_pretrained_runs.FINETUNE_ARCH['patch_size']} px" in note
+        f"patch {galileo_finetuned.FINETUNE_ARCH['patch_size']} px" in note
         and "random initialisation" in note
     )
     # the same network as the published row: same parameter count as the encoder + decoder built from the file
-    model = fm_pretrained_runs.make_galileo_segmenter(
-        datasets.with_bands(ds), pretrained=False, **fm_pretrained_runs.FINETUNE_ARCH
+    model = galileo_finetuned.make_galileo_segmenter(
+        datasets.with_bands(ds), pretrained=False, **galileo_finetuned.FINETUNE_ARCH
     )()
     assert int(ok["n_params"].iloc[0]) == sum(p.numel() for p in model.parameters())
 
@@ -179,7 +177,7 @@ def test_frozen_rows_save_chip_counts_and_key_on_the_platform(
     ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
     path, cache = tmp_path / "results.csv", tmp_path / "cache"
     kw = dict(cache_dir=cache, budget=SMALL, embedder=embedders["galileo_nano"], progress=False)
-    run = fm_pretrained_runs.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
+    run = fm_frozen.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
     table = results.read(path)
     (key,) = set(table["run_key"])
     counts = results.read_chip_counts(
@@ -196,7 +194,7 @@ def test_frozen_rows_save_chip_counts_and_key_on_the_platform(
     monkeypatch.setattr(
         runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
     )
-    other = fm_pretrained_runs.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
+    other = fm_frozen.run_frozen(ds, "galileo_nano_frozen_linear", 0, path, **kw)
     assert other.status == "ok" and other.run_key != key
     with pytest.warns(UserWarning, match="stale"):
         assert (

@@ -10,7 +10,7 @@ import torch
 from helpers import metrics, results
 from helpers.data import datasets
 from helpers.models import prithvi
-from helpers.runs import fm_runs, runtime
+from helpers.runs import fm_finetuned, runtime
 from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
@@ -28,7 +28,7 @@ MODELS = (
 
 @pytest.fixture
 def quick():
-    s = fm_runs.quick_settings()
+    s = fm_finetuned.quick_settings()
     return dataclasses.replace(s, finetune={**s.finetune, "max_steps": 2, "eval_every": 2}, num_threads=1)
 
 
@@ -36,7 +36,7 @@ def quick():
 def test_fm_rows_on_fixture(fixture_roots, tmp_path, quick, name):
     ds = datasets.open(name, fixture_roots[name])
     paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
-    out = fm_runs.run_fm_rows(ds, 0, models=MODELS, settings=quick, progress=False, **paths)
+    out = fm_finetuned.run_fm_rows(ds, 0, models=MODELS, settings=quick, progress=False, **paths)
     assert set(out) == set(MODELS)
     df = results.read(paths["results_path"])
     assert set(df["model"]) == set(MODELS)
@@ -76,7 +76,7 @@ def test_fm_rows_on_fixture(fixture_roots, tmp_path, quick, name):
         rows = run[(run["split"] == "test") & (run["class"] == "")].set_index("metric")["value"]
         assert results.counts_scores(*summed) == rows[list(metrics.AGGREGATES)].to_dict(), model
     assert set(ok["platform"]) == {runtime.platform_class()}
-    again = fm_runs.run_fm_rows(ds, 0, models=MODELS[:2], settings=quick, progress=False, **paths)
+    again = fm_finetuned.run_fm_rows(ds, 0, models=MODELS[:2], settings=quick, progress=False, **paths)
     assert all(o.skipped for o in again.values())
 
 
@@ -86,7 +86,7 @@ def test_pooled_pretraining_is_shared_by_every_dataset_of_the_pool(fixture_roots
     paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
     kw = dict(models=(), settings=quick, progress=False, pooled=["prithvi_arch_small_mae"], pool=[crop, burn])
     for ds in (crop, burn):  # 3 dates and 1 date fine-tune from the same 1-frame encoder
-        out = fm_runs.run_fm_rows(ds, 0, **kw, **paths)
+        out = fm_finetuned.run_fm_rows(ds, 0, **kw, **paths)
         assert (
             list(out) == ["prithvi_arch_small_mae_pooled"]
             and not out["prithvi_arch_small_mae_pooled"].skipped
@@ -101,9 +101,9 @@ def test_pooled_pretraining_is_shared_by_every_dataset_of_the_pool(fixture_roots
     assert rows["weights"].str.contains("crop train imagery + burn_scars train imagery", regex=False).all()
     assert rows["weights"].nunique() == 1
     with pytest.raises(ValueError, match="pretext"):
-        fm_runs.run_fm_rows(crop, 0, models=(), pooled=["vit"], pool=[crop], **paths)
+        fm_finetuned.run_fm_rows(crop, 0, models=(), pooled=["vit"], pool=[crop], **paths)
     with pytest.raises(ValueError, match="pool="):
-        fm_runs.run_fm_rows(crop, 0, models=(), pooled=["prithvi_arch_small_mae"], **paths)
+        fm_finetuned.run_fm_rows(crop, 0, models=(), pooled=["prithvi_arch_small_mae"], **paths)
 
 
 def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
@@ -119,10 +119,10 @@ def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
         lambda m, state, cfg: (loaded.append(state), real(m, state, cfg)),
     )
     kw = dict(settings=quick, progress=False, **paths)
-    full = fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", **kw)
-    half = fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw)
+    full = fm_finetuned.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", **kw)
+    half = fm_finetuned.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw)
     assert half.run_key != full.run_key and half.out_dir != full.out_dir
-    pre = fm_runs.pretrain_for(ds, "mae", quick, cache_dir=paths["cache_dir"], progress=False)
+    pre = fm_finetuned.pretrain_for(ds, "mae", quick, cache_dir=paths["cache_dir"], progress=False)
     step, encoder = PT.checkpoint_encoder(pre, 0.5)
     assert all(torch.equal(loaded[-1][k], v) for k, v in encoder.items())  # the checkpoint, not the selection
     assert all(torch.equal(loaded[0][k], v) for k, v in pre.encoder_state.items())
@@ -131,9 +131,11 @@ def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
         f"checkpoint at step {step} (0.5 of the selected step)"
         in rows.loc["prithvi_arch_small_mae_pt50", "weights"]
     )
-    assert fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw).skipped
+    assert fm_finetuned.run_prithvi_small(
+        ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw
+    ).skipped
     with pytest.raises(ValueError, match="no pretraining"):
-        fm_runs.run_prithvi_small(ds, 0, "prithvi_arch_small_random", pretraining_fraction=0.5, **kw)
+        fm_finetuned.run_prithvi_small(ds, 0, "prithvi_arch_small_random", pretraining_fraction=0.5, **kw)
 
 
 def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
@@ -153,13 +155,13 @@ def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
     torch.save(prithvi.native_to_v1(prithvi.PrithviMAE(cfg).state_dict()), ckpt)  # EO-1.0 layout, tiny widths
     settings = dataclasses.replace(quick, published_config=cfg)
     paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs")
-    res = fm_runs.run_prithvi_published(ds, 0, ckpt, settings=settings, progress=False, **paths)
+    res = fm_finetuned.run_prithvi_published(ds, 0, ckpt, settings=settings, progress=False, **paths)
     assert not res.skipped and res.rows
     row = res.rows[0]
     assert row["pretraining"] == "published" and row["weights"].startswith("Prithvi_100M.pt sha256:")
     truncated = tmp_path / "bad.pt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])
     with pytest.raises(prithvi.PrithviCheckpointError, match="bad.pt"):
-        fm_runs.run_prithvi_published(ds, 1, truncated, settings=settings, progress=False, **paths)
-    gone = fm_runs.run_prithvi_published(ds, 2, tmp_path / "nowhere.pt", settings=settings, **paths)
+        fm_finetuned.run_prithvi_published(ds, 1, truncated, settings=settings, progress=False, **paths)
+    gone = fm_finetuned.run_prithvi_published(ds, 2, tmp_path / "nowhere.pt", settings=settings, **paths)
     assert gone.rows[0]["status"] == "not_run" and "nowhere.pt does not exist" in gone.rows[0]["note"]
