@@ -84,32 +84,21 @@ def make_galileo_segmenter(
 
 
 #: The fine-tuning network (:class:`helpers.runs.fm_heads.GalileoSegmenter`): 8 px patches in 32 px encoder windows,
-#: a 32-channel decoder that also reads each pixel's bands (``pixel_skip``). Measured with
-#: ``benchmarks/galileo_finetune.py`` on 2026-12-03 against the earlier network (:data:`FINETUNE_ARCH_V1`: 4 px
-#: patches, 64 channels, no skip). Step time (one training step, batch of eight 64 px crops, AdamW, one thread, this
-#: 2-core CPU): 1.75 -> 0.35 s on three dates (5.1x), 0.51 -> 0.13 s on one (3.8x). 8 px patches cut the encoder's
-#: tokens fourfold (3 visible band groups x T dates x (32/p)^2 tokens per window; the linear layers and attention
-#: dominate), the narrower decoder its full-resolution 3x3 convolution, 40 % of a step once the encoder is small.
-#: What it costs (``--seed-noise sim-texture-0.5``, published weights, seeds 0-2 on one data draw, plateau protocol;
-#: mean +- sd over seeds): validation mIoU 97.2 +- 0.2 (earlier) vs 96.7 +- 0.2, test 95.6 +- 0.4 vs 94.4 +- 0.5; the
-#: same 8 px network without the skip fell to 94.5 +- 0.1 / 92.5 +- 0.0. So the fast network is about half a
-#: validation point below the earlier one, a small but real loss (about two seed sds), accepted because it makes
-#: the published weights and their random init affordable on every dataset; both inits share it. The window stays
-#: 32 px (the same ground per window as before); 8 px is the largest patch Galileo-nano was pretrained with.
+#: a 32-channel decoder that also reads each pixel's bands (``pixel_skip``). Why: about 4-5x faster a step than the
+#: earlier network (:data:`FINETUNE_ARCH_V1`), which makes the published weights and their random init affordable on
+#: every dataset, at about half a validation point below it; both inits share it. The window stays 32 px (the same
+#: ground per window); 8 px is the largest patch Galileo-nano was pretrained with. Measured with
+#: ``benchmarks/galileo_finetune.py`` (``benchmarks/README.md``, "Galileo-nano fine-tuning").
 FINETUNE_ARCH: dict = {"patch_size": 8, "window": 32, "width": 32, "pixel_skip": True}
 #: The network of the fine-tuning rows before 2026-12-03 (kept for the comparison benchmark).
 FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_skip": False}
 
 #: Training settings of the Galileo-nano fine-tuning (:func:`helpers.runs.train.fit`): the plateau protocol of every
-#: deep row (:data:`helpers.runs.train.PLATEAU`: cycles of validation-driven rate drops until a cycle gains less than
-#: a point, within the same cap), so the published weights and their random init train by the same rule as the
-#: CNNs and the in-study transformers. AdamW at 1e-3 with weight decay 1e-4 and a 25-step warm-up for both inits
+#: deep row (:data:`helpers.runs.train.PLATEAU`), so the published weights and their random init train by the same rule
+#: as the CNNs and the in-study transformers. AdamW at 1e-3 with weight decay 1e-4 and a 25-step warm-up for both inits
 #: (the rate of the first fine-tuning row; not tuned toward either init). One change to that rule, for both inits:
-#: the run ends after two flat cycles in a row (``cycle_patience`` 2), not the first. Why: on the sweep at knob 1
-#: (2026-12-03, three replicates), two random-init runs stopped after a cycle gained under a point (test mIoU 51.1
-#: and 46.0; the third left its plateau in its third cycle, 82.4), and continuing them from a restarted rate to
-#: twice their steps raised their validation by 5.7 and 17.0 points: a random-init transformer can sit on a low
-#: plateau for a whole cycle and then leave it, so one flat cycle is no evidence of a plateau for it. Runs stopped
+#: the run ends after two flat cycles in a row (``cycle_patience`` 2), not the first, because a random-init
+#: transformer can sit on a low plateau for a whole cycle and then leave it (``benchmarks/README.md``). Runs stopped
 #: under the one-flat-cycle rule continue from where they stopped (:data:`helpers.runs.train.CAPS`).
 FINETUNE_DEFAULTS: dict = {
     **_train.PLATEAU,

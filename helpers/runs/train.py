@@ -409,12 +409,10 @@ def evaluate_chips(
 #: 2 validations without a 0.2-point gain make a plateau; the first two plateaus drop the learning rate 5x, the
 #: third ends a cycle; the rate then restarts at its base value for another cycle while the last one raised the
 #: best validation score by 1 point or more, within 6,000 steps (the cycles' own cap, 20, does not bind first). Why
-#: cycles: with one cycle, a restart from the run's end raised validation by 1-9 points in 14 of 35 first-seed runs
-#: of the default (2026-12-03). Why no lower cycle cap: at 4 cycles, two first-seed runs stopped still gaining 5-6
-#: points a cycle, with the mean of each cycle's validations rising too (MAE Prithvi-arch on sim-texture-1: 32.8,
-#: 41.4, 48.8, 52.6; U-Net on sim-texture-0.5: 73.8, 77.8, 75.5, 86.9): models still learning, not noise. On a
-#: noisy plateau the rule stops by itself: the best of more noisy validations rises by less each cycle. Why the
-#: other numbers: :data:`helpers.runs.cnn_settings.TRAIN_DEFAULTS`.
+#: cycles: a restart from a one-cycle run's end often still raised validation by several points; why no lower cycle
+#: cap: runs stopped at a few cycles were still gaining points a cycle, with the mean of each cycle's validations
+#: rising too. On a noisy plateau the rule stops by itself: the best of more noisy validations rises by less each
+#: cycle. The measurements are in ``benchmarks/README.md`` ("The plateau protocol").
 PLATEAU: dict = {
     "max_steps": 6000,
     "eval_every": 50,
@@ -428,17 +426,10 @@ PLATEAU: dict = {
 
 
 #: Datasets whose validation scores swing too much for :data:`PLATEAU`'s single-validation test, and what they use
-#: instead (:func:`plateau_for`). Measured with ``benchmarks/plateau_rules.py`` (seed 0, each run then trained on to
-#: twice its steps; 2026-12-02): on ``sim-crop`` (ten classes, CDL-like label noise, a validation mIoU that swings by
-#: 3-5 points between evaluations at the first rate) the single-validation rule stopped U-Net at 650 steps with
-#: doubling still adding 6.0 points (mean of the continued validations 2.2 above the old best: a model still
-#: improving); judged on the mean of the last three validations, U-Net stopped at 900 steps and doubling moved the
-#: mean of its validations 1.6 points *below* the best (a noisy plateau), FCN and DeepLabV3+ moved by 0.0, SegFormer
-#: by 0.0. Three validations without a gain (patience 4 on single validations) also worked, at 1.3-1.7x the steps.
-#: The plain ViT from scratch creeps up under every rule tried (mean of the continued validations +0.2 to +0.7 above
-#: its best with patience 2-4, drop factor 0.2 or 0.5): about 2 points per doubling, too slow a rise for any
-#: plateau test to see, and the convergence table says so. On the other default datasets every first-seed run
-#: already moved by < 1 point (or sat on a noisy plateau), so they keep :data:`PLATEAU` and their runs their identity.
+#: instead (:func:`plateau_for`): on ``sim-crop`` (ten classes, CDL-like label noise) a single validation stopped runs
+#: that doubling still improved, while the mean of the last three validations stopped them on a plateau. The other
+#: default datasets keep :data:`PLATEAU` and their runs their identity. Measured with ``benchmarks/plateau_rules.py``
+#: (``benchmarks/README.md``, "The plateau protocol").
 PLATEAU_FOR: dict[str, dict] = {"sim-crop": {"smooth": 3}}
 
 
