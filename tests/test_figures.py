@@ -302,19 +302,6 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
         assert w <= 300 * plotting.PAGE_WIDTH["full"] + 1, (name, w)  # the full text width of a page
 
 
-def test_sim_crop_nuisance_figure_reads_dates_and_true_maps(tmp_path):
-    from helpers.data import datasets, simulate
-
-    ds = datasets.open("sim-crop", simulate.generate("sim-crop", tmp_path / "sim-crop", size="quick"))
-    fig = figures.sim_crop_nuisance_figure(ds)
-    assert fig is not None and len(fig.axes) == 7
-    assert "label errors" in fig.axes[6].get_title()
-    paths = plotting.save_figure(fig, "nuisances", tmp_path)
-    assert all(p.exists() for p in paths)
-    flood = datasets.open("sim-flood", simulate.generate("sim-flood", tmp_path / "sim-flood", size="quick"))
-    assert figures.sim_crop_nuisance_figure(flood) is None  # no per-chip dates: nothing to draw
-
-
 def test_texture_gain_pairs_each_aug_row_with_its_plain_twin_by_seed():
     rows = [
         {"dataset": "d", "class": c, "seed": s, "model": m, "value": v}
