@@ -236,3 +236,27 @@ def test_pretraining_table_says_whether_the_continuation_moved_the_probe():
     assert t["plateau"].tolist() == ["yes", "no", "not checked"]
     assert t["moved"].tolist()[:2] == [0.7, 1.6] and t["CPU min"].tolist() == [2.0, 3.0, 0.5]
     assert t["best probe"].tolist() == [51.0, 55.0, 50.0]
+
+
+def test_run_summary_is_the_replicate_mean_with_its_interval_and_costs(table):
+    models = sorted(set(table.loc[table["status"] == "ok", "model"]))[:2]
+    rows = table[table["model"].isin(models)]
+    out = tables.run_summary(rows, costs=("n", "runtime_s"), models=models[::-1])
+    assert list(out.columns) == [
+        f"{m}{s}" for m in ("miou_macro", "f1_macro", "oa") for s in ("", " lo", " hi")
+    ] + ["n", "runtime_s"]
+    assert list(out.index.get_level_values("model").unique()) == models[::-1]  # ordered as asked
+    d, m = out.index[0]
+    test = rows[(rows["dataset"] == d) & (rows["model"] == m) & (rows["split"] == "test")]
+    by_seed = test[(test["metric"] == "miou_macro") & (test["class"] == "")]["value"]
+    assert out.loc[(d, m), "miou_macro"] == pytest.approx(by_seed.mean())
+    assert out.loc[(d, m), "miou_macro lo"] < by_seed.mean() < out.loc[(d, m), "miou_macro hi"]
+    assert out.loc[(d, m), "n"] == len(by_seed)
+    runtime = test.drop_duplicates("seed")["runtime_s"].mean()
+    assert out.loc[(d, m), "runtime_s"] == pytest.approx(runtime)
+    plain = tables.run_summary(rows, metrics=("oa",), costs=("n_params",), interval=False)
+    assert list(plain.columns) == ["oa", "n_params"]
+    # a run-level column of the rows (not of the aggregate): one value per run, then the mean over runs
+    timed = rows.assign(fit_s=rows["seed"].astype(float) * 2)
+    fit = tables.run_summary(timed, costs=("fit_s",), interval=False)["fit_s"]
+    assert fit.loc[(d, m)] == pytest.approx(2 * test.drop_duplicates("seed")["seed"].mean())

@@ -178,6 +178,38 @@ def write_table(
     return paths
 
 
+def run_summary(
+    rows: pd.DataFrame,
+    metrics: Sequence[str] = ("miou_macro", "f1_macro", "oa"),
+    costs: Sequence[str] = ("n", "n_params", "runtime_s"),
+    interval: bool = True,
+    models: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The test scores of one notebook's runs per (dataset, model), with what they cost: notebooks 02-04's summary.
+
+    Scores are dataset-level (no per-class rows), the mean over replicates and, with ``interval``, the 95 %
+    t-interval over replicates (``<metric> lo`` / ``<metric> hi``; :func:`helpers.report.compare.aggregate`). ``costs``
+    are columns of the aggregate (``n`` replicates, ``n_params``, ``runtime_s``, ``peak_mem_mb``) or of the rows
+    (``n_train_pixels``, ``fit_s``, ...: their mean over replicates). ``models`` orders the models (others dropped).
+    """
+    ok = rows[rows["status"] == "ok"]
+    summary = compare.aggregate(ok, metrics=list(metrics), splits=["test"])
+    summary = summary[summary["class"] == ""]
+    stats = ["mean", "lo", "hi"] if interval else ["mean"]
+    wide = summary.pivot_table(index=["dataset", "model"], columns="metric", values=stats)
+    wide.columns = [m if stat == "mean" else f"{m} {stat}" for stat, m in wide.columns]
+    suffixes = ["", " lo", " hi"] if interval else [""]
+    wide = wide[[f"{m}{s}" for m in metrics for s in suffixes if f"{m}{s}" in wide]]
+    from_summary = [c for c in costs if c in summary.columns]
+    from_rows = [c for c in costs if c not in summary.columns]
+    cost = summary.groupby(["dataset", "model"])[from_summary].first()
+    if from_rows:  # run-level columns, repeated on every row of a run: one value per run, then the mean
+        runs = ok.drop_duplicates(_results.RUN_COLUMNS)
+        cost = cost.join(runs.groupby(["dataset", "model"])[from_rows].mean())
+    out = wide.join(cost[list(costs)])
+    return out.reindex(list(models), level="model") if models is not None else out
+
+
 def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     """The in-study pretraining runs as a page table: what each cost, where it stopped, what the continuation moved.
 
