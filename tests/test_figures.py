@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_compare import CLASSES, make_results  # noqa: E402
 
-from helpers.report import compare, figures, plotting  # noqa: E402
+from helpers.report import compare, feature_figures, figures, plotting, training_figures  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAIN = ["sim-crop", "sim-burn"]
@@ -250,7 +250,7 @@ def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
             | {"dataset": "sim-burn", "simulated": True, "model": model, "family": family, "seed": 0,
                "delta_val_points": dv, "delta_test_points": 0.1, "converged": abs(dv) < 1}
         )  # fmt: skip
-    fig = figures.convergence_figure(pd.DataFrame(rows), threshold=1.0)
+    fig = training_figures.convergence_figure(pd.DataFrame(rows), threshold=1.0)
     w, h = fig.get_size_inches()
     assert w <= 7.2 and h <= 9
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
@@ -259,7 +259,9 @@ def test_convergence_figure_fits_a_page_and_marks_unconverged_rows(tmp_path):
         "sim-burn (simulated) · unet",
         "sim-burn (simulated) · vit",
     ]
-    assert figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS), threshold=1.0) is None
+    assert (
+        training_figures.convergence_figure(pd.DataFrame(columns=convergence.COLUMNS), threshold=1.0) is None
+    )
     plotting.save_figure(fig, "conv", tmp_path)
 
 
@@ -286,7 +288,9 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
         "cost": lambda: figures.cost_figure(table, n_boot=50),
         "per_class": lambda: figures.per_class_heatmap_figure(table),
         "per_class_one": lambda: figures.per_class_heatmap_figure(table, datasets=["sim-burn"], title="t"),
-        "convergence": lambda: figures.convergence_figure(conv, threshold=convergence.CONVERGED_POINTS),
+        "convergence": lambda: training_figures.convergence_figure(
+            conv, threshold=convergence.CONVERGED_POINTS
+        ),
         "verdicts": lambda: figures.verdict_effects_figure(compare.findings(table, n_boot=50)),
         "too_wide": lambda: plt.subplots(1, 8, figsize=(24, 3))[0],  # the check itself: shrunk to the page
     }
@@ -309,17 +313,19 @@ def test_texture_gain_pairs_each_aug_row_with_its_plain_twin_by_seed():
         for s in (0, 1)
         for m, v in (("rf", 0.5), ("rf_aug", 0.5 + 0.1 * (s + 1)), ("lgbm", 0.4))
     ]
-    gain = figures.texture_gain(pd.DataFrame(rows))
+    gain = feature_figures.texture_gain(pd.DataFrame(rows))
     assert set(gain["pair"]) == {"rf_aug − rf"}  # lgbm has no aug twin here
     assert np.allclose(sorted(gain["gain"]), [0.1, 0.1, 0.2, 0.2])
-    assert figures.texture_gain(pd.DataFrame(rows).query("model == 'rf'")).empty
-    fig = figures.class_bars_figure(
+    assert feature_figures.texture_gain(pd.DataFrame(rows).query("model == 'rf'")).empty
+    fig = feature_figures.class_bars_figure(
         gain, y="gain", hue="pair", classes=["a", "b"], ylabel="gain", title="d", zero_line=True
     )
     assert fig is not None and fig.axes[0].get_ylabel() == "gain"
     plt.close(fig)
     assert (
-        figures.class_bars_figure(gain.iloc[:0], y="gain", hue="pair", classes=["a"], ylabel="", title="")
+        feature_figures.class_bars_figure(
+            gain.iloc[:0], y="gain", hue="pair", classes=["a"], ylabel="", title=""
+        )
         is None
     )
 
@@ -327,12 +333,12 @@ def test_texture_gain_pairs_each_aug_row_with_its_plain_twin_by_seed():
 def test_gain_share_figure_colours_features_by_family():
     imp = pd.Series({"B02": 5.0, "B02_mean3": 3.0, "ndvi": 2.0})
     family_of = pd.Series({"B02": "spectra", "B02_mean3": "local_mean", "ndvi": "index"})
-    fig = figures.gain_share_figure({"lgbm": imp, "lgbm_aug": imp}, family_of, title="d", top=2)
+    fig = feature_figures.gain_share_figure({"lgbm": imp, "lgbm_aug": imp}, family_of, title="d", top=2)
     assert len(fig.axes) == 2
     bars = fig.axes[0].patches
     assert len(bars) == 2 and bars[-1].get_width() == pytest.approx(0.5)  # top bar: B02, half the gain
     plt.close(fig)
-    assert figures.gain_share_figure({}, family_of, title="") is None
+    assert feature_figures.gain_share_figure({}, family_of, title="") is None
 
 
 def _logs(models=("fcn", "unet"), seeds=(0, 1)):
@@ -349,7 +355,7 @@ def _logs(models=("fcn", "unet"), seeds=(0, 1)):
 
 def test_cnn_curves_figure_marks_each_seeds_best_validation_and_rate_drop():
     logs = _logs()
-    fig = figures.cnn_curves_figure(logs, ["fcn", "unet"], [0, 1], "sim-crop (simulated)")
+    fig = training_figures.cnn_curves_figure(logs, ["fcn", "unet"], [0, 1], "sim-crop (simulated)")
     axes = np.array(fig.axes).reshape(2, 2)
     assert [a.get_title() for a in axes[0]] == ["fcn", "unet"]
     bottom = axes[1, 0]
@@ -362,7 +368,7 @@ def test_cnn_curves_figure_marks_each_seeds_best_validation_and_rate_drop():
 
 
 def test_finetune_and_pretraining_curves_draw_one_line_per_seed_or_pool():
-    fig = figures.finetune_curves_figure(_logs(models=("vit", "segformer")), "indian-pines-hls")
+    fig = training_figures.finetune_curves_figure(_logs(models=("vit", "segformer")), "indian-pines-hls")
     assert [a.get_title() for a in fig.axes] == ["vit", "segformer"]  # in the logs' order
     # one drawn line per seed (seaborn adds empty legend proxies to the first panel)
     assert all(sum(len(line.get_xdata()) > 0 for line in a.lines) == 2 for a in fig.axes)
@@ -371,7 +377,7 @@ def test_finetune_and_pretraining_curves_draw_one_line_per_seed_or_pool():
         {"step": [1, 2, 1, 2], "loss": [1.0, 0.5, 2.0, 1.0], "pretext": ["mae"] * 2 + ["spectral"] * 2,
          "pretrained on": ["sim-crop"] * 4}
     )  # fmt: skip
-    fig = figures.pretraining_loss_figure(curves)
+    fig = training_figures.pretraining_loss_figure(curves)
     assert len(fig.axes[0].lines) >= 2 and fig.axes[0].get_yscale() == "log"
     plt.close(fig)
 
@@ -414,7 +420,7 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
                 )
     curve = pd.DataFrame(rows)
     table = pd.DataFrame({"key": ["k1", "k2"], "steps": [500, 1000], "best_step": [250, 1000]})
-    fig = figures.pretraining_probe_figure(curve, table)
+    fig = training_figures.pretraining_probe_figure(curve, table)
     titles = [a.get_title() for a in fig.axes if a.get_visible()]
     assert titles[-1] == "mean of the tasks" and len(titles) == len(tasks)
     mae_lines = [ln for ln in fig.axes[0].lines if ln.get_label() == "mae"]
@@ -426,7 +432,7 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
         tmp_path / "probe.png"
     ).size  # as the chain checks every figure: a printed page at 300 dpi
     assert w <= 2250 and h <= 2700, (w, h)
-    assert figures.pretraining_probe_figure(curve.iloc[:0]) is None
+    assert training_figures.pretraining_probe_figure(curve.iloc[:0]) is None
 
 
 def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(tmp_path):
@@ -469,7 +475,7 @@ def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(
     assert (
         points.loc[points["task"] == "indian-pines-hls", "probe"].isna().all()
     )  # a real dataset has no probe draw
-    fig = figures.pretraining_compute_figure(points)
+    fig = training_figures.pretraining_compute_figure(points)
     assert [a.get_title() for a in fig.axes if a.get_visible()] == [
         "sim-burn (simulated)",
         "indian-pines-hls",
@@ -477,7 +483,7 @@ def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(
     plotting.save_figure(fig, "compute", tmp_path)
     w, h = Image.open(tmp_path / "compute.png").size
     assert w <= 2250 and h <= 2700, (w, h)
-    assert figures.pretraining_compute_figure(points.iloc[:0]) is None
+    assert training_figures.pretraining_compute_figure(points.iloc[:0]) is None
     assert tables.pretraining_compute(df, compute.iloc[:0], pre, curve).empty
 
 

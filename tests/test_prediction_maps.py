@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from helpers import prediction_maps
-from helpers.report import figures
+from helpers.report import map_figures
 
 
 class _Chips:
@@ -86,7 +86,7 @@ def test_best_maps_figure_has_one_column_per_family_and_says_when_a_map_is_missi
             "model": ["rf", "unet", "vit", "fcn"],
         }
     )
-    fig = figures.best_maps_figure(ds, best, tmp_path)
+    fig = map_figures.best_maps_figure(ds, best, tmp_path)
     axes = np.array(fig.axes).reshape(3, 5)  # chips x (rgb, truth, classical, cnn, fm)
     titles = [ax.get_title() for ax in axes[0]]
     assert titles[2:] == ["best classical: rf\n(seed 0)", "best cnn: unet\n(seed 1)", "best fm: vit"]
@@ -97,4 +97,4 @@ def test_best_maps_figure_has_one_column_per_family_and_says_when_a_map_is_missi
     np.testing.assert_array_equal(shown, ds.read_arrays("t0")[1].clip(0))  # seed 0's map, not seed 1's
     assert "simulated" in fig._suptitle.get_text().lower()
     plt.close(fig)
-    assert figures.prediction_maps_figure(ds, [], []) is None
+    assert map_figures.prediction_maps_figure(ds, [], []) is None
