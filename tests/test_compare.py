@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import metrics, results
-from helpers.report import compare, stats
+from helpers.report import compare, stats, verdicts
 
 CLASSES = {
     "sim-crop": ["corn", "soy", "forest"],
@@ -322,7 +322,7 @@ def test_comparison_family_separates_transformers_from_scratch():
     assert compare.comparison_families(rows).tolist() == expected
     assert [compare.comparison_family(r) for _, r in rows.iterrows()] == expected
     assert rows["family"].tolist()[2] == "fm"  # the table's own column is not rewritten
-    assert compare.architecture("prithvi_arch_small_mae") == "prithvi_arch_small"
+    assert verdicts.architecture("prithvi_arch_small_mae") == "prithvi_arch_small"
 
 
 def test_claim1_holds_when_classical_clearly_better(tmp_path):
@@ -330,9 +330,9 @@ def test_claim1_holds_when_classical_clearly_better(tmp_path):
     _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.90, 0.91, 0.92])
     _write_scores(p, "sim-flood", "flood", "unet", "cnn", [0.85, 0.86, 0.87])
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
+    f = verdicts.findings(results.read(p), n_boot=300)
     row = _row(f, 1, "sim-flood")
-    assert row["verdict"] == compare.HOLDS and row["decision"] == "a>b"
+    assert row["verdict"] == verdicts.HOLDS and row["decision"] == "a>b"
     assert (row["model_a"], row["model_b"], row["n_replicates"]) == ("lgbm", "prithvi_mae", 3)
     assert row["estimate"] == pytest.approx(0.20)
     assert row["effect"].startswith("+20.0 pts [") and "t-interval over 3 replicates" in row["effect"]
@@ -340,9 +340,9 @@ def test_claim1_holds_when_classical_clearly_better(tmp_path):
         "best classical lgbm: test 91.0" in row["evidence"]
         and "paired over 3 of 3 replicates" in row["evidence"]
     )
-    assert _verdict(f, "2a", "sim-flood") == compare.NOT_APPLICABLE  # flood is not a texture task
+    assert _verdict(f, "2a", "sim-flood") == verdicts.NOT_APPLICABLE  # flood is not a texture task
     assert np.isnan(_row(f, "2a", "sim-flood")["p_adjusted"])  # not tested, not counted by Holm
-    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == compare.MISSING  # no spectral-pretext row
+    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == verdicts.MISSING  # no spectral-pretext row
 
 
 def test_claim1_inconclusive_when_undecided_and_fails_when_fm_better(tmp_path):
@@ -351,10 +351,10 @@ def test_claim1_inconclusive_when_undecided_and_fails_when_fm_better(tmp_path):
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.82, 0.86, 0.88], "mae-in-study")
     _write_scores(p, "sim-crop", "crop", "lgbm", "classical", [0.60, 0.61, 0.62])
     _write_scores(p, "sim-crop", "crop", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
+    f = verdicts.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 1, "sim-flood") == verdicts.INCONCLUSIVE
     assert _row(f, 1, "sim-flood")["decision"] == "undetermined"
-    assert _verdict(f, 1, "sim-crop") == compare.FAILS
+    assert _verdict(f, 1, "sim-crop") == verdicts.FAILS
 
 
 def test_claim1_holds_on_equivalence(tmp_path):
@@ -365,17 +365,17 @@ def test_claim1_holds_on_equivalence(tmp_path):
     _write_scores(
         p, "sim-flood", "flood", "prithvi_mae", "fm", base + rng.normal(0, 0.002, 6), "mae-in-study"
     )
-    f = compare.findings(results.read(p), n_boot=300)
+    f = verdicts.findings(results.read(p), n_boot=300)
     row = _row(f, 1, "sim-flood")
-    assert row["decision"] == "equivalent" and row["verdict"] == compare.HOLDS
+    assert row["decision"] == "equivalent" and row["verdict"] == verdicts.HOLDS
 
 
 def test_single_seed_is_inconclusive(tmp_path):
     p = tmp_path / "r.csv"
     _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.95])
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.50], "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, 1, "sim-flood") == compare.INCONCLUSIVE
+    f = verdicts.findings(results.read(p), n_boot=300)
+    assert _verdict(f, 1, "sim-flood") == verdicts.INCONCLUSIVE
     assert _row(f, 1, "sim-flood")["effect"] == "+45.0 pts (no interval: 1 replicate)"
 
 
@@ -383,7 +383,7 @@ def test_only_replicates_both_sides_ran_are_paired(tmp_path):
     p = tmp_path / "r.csv"
     _write_scores(p, "sim-flood", "flood", "lgbm", "classical", [0.90, 0.91, 0.92])
     _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71], "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
+    f = verdicts.findings(results.read(p), n_boot=300)
     row = _row(f, 1, "sim-flood")
     assert row["n_replicates"] == 2 and row["replicates"] == "0,1"
     assert "paired over 2 of 3 replicates (0,1)" in row["evidence"]
@@ -409,16 +409,16 @@ def test_claim2_cells(tmp_path):
     _write_scores(p, "sim-texture-0.75", "texture", "unet", "cnn", [0.70, 0.71, 0.72])
     _write_scores(p, "sim-texture-0.75", "texture", "vit", "fm", [0.90, 0.91, 0.92])
     _write_scores(p, "sim-texture-0.75", "texture", "prithvi_mae", "fm", [0.71, 0.72, 0.73], "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, "2a", "sim-burn") == compare.HOLDS
-    assert _verdict(f, "2b", "sim-burn") == compare.HOLDS
-    assert _verdict(f, "2a", "sim-texture-1") == compare.HOLDS
-    assert _verdict(f, "2b", "sim-texture-1") == compare.FAILS
-    assert _verdict(f, "2a", "sim-texture-0.5") == compare.FAILS
-    assert _verdict(f, 1, "sim-burn") == compare.NOT_APPLICABLE
+    f = verdicts.findings(results.read(p), n_boot=300)
+    assert _verdict(f, "2a", "sim-burn") == verdicts.HOLDS
+    assert _verdict(f, "2b", "sim-burn") == verdicts.HOLDS
+    assert _verdict(f, "2a", "sim-texture-1") == verdicts.HOLDS
+    assert _verdict(f, "2b", "sim-texture-1") == verdicts.FAILS
+    assert _verdict(f, "2a", "sim-texture-0.5") == verdicts.FAILS
+    assert _verdict(f, 1, "sim-burn") == verdicts.NOT_APPLICABLE
     assert _row(f, "2a", "sim-texture-0.75")["model_a"] == "vit"
     assert _row(f, "2b", "sim-texture-0.75")["model_a"] == "prithvi_mae"  # ViT from scratch is no FM
-    assert _verdict(f, "2b", "sim-texture-0.75") == compare.HOLDS
+    assert _verdict(f, "2b", "sim-texture-0.75") == verdicts.HOLDS
 
 
 def test_claim3_each_pretext_against_random_init(tmp_path):
@@ -435,18 +435,18 @@ def test_claim3_each_pretext_against_random_init(tmp_path):
         _write_scores(p, ds, task, "prithvi_spectral", "fm", spec, "spectral-in-study")
         _write_scores(p, ds, task, "prithvi_mae", "fm", mae, "mae-in-study")
         _write_scores(p, ds, task, "prithvi_random", "fm", rand, "none")
-    f = compare.findings(results.read(p), n_boot=300)
+    f = verdicts.findings(results.read(p), n_boot=300)
     for ds in ("sim-texture-0", "sim-texture-1"):
         for cell in ("3 MAE vs random", "3 spectral vs random", "3 MAE vs spectral"):
-            assert _verdict(f, cell, ds) == compare.HOLDS, (cell, ds)
+            assert _verdict(f, cell, ds) == verdicts.HOLDS, (cell, ds)
     assert _row(f, "3 MAE vs random", "sim-texture-0")["decision"] == "equivalent"
-    assert _verdict(f, "3 MAE vs random", "sim-flood") == compare.FAILS
+    assert _verdict(f, "3 MAE vs random", "sim-flood") == verdicts.FAILS
     assert (
-        _verdict(f, "3 spectral vs random", "sim-flood") == compare.FAILS
+        _verdict(f, "3 spectral vs random", "sim-flood") == verdicts.FAILS
     )  # equivalent: the aligned one must win
-    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == compare.FAILS
-    assert _verdict(f, "3 MAE vs spectral", "indian-pines-hls") == compare.NOT_APPLICABLE
-    assert _verdict(f, 1, "sim-flood") == compare.MISSING  # no classical row
+    assert _verdict(f, "3 MAE vs spectral", "sim-flood") == verdicts.FAILS
+    assert _verdict(f, "3 MAE vs spectral", "indian-pines-hls") == verdicts.NOT_APPLICABLE
+    assert _verdict(f, 1, "sim-flood") == verdicts.MISSING  # no classical row
     assert _row(f, "3 MAE vs random", "sim-flood")["model_b"] == "prithvi_random"
 
 
@@ -462,9 +462,9 @@ def test_claim3_published_weights_against_the_same_network_from_random_init(tmp_
         # a frozen row of the same encoder has no random-init twin: it makes no claim-3 cell
         _write_scores(p, ds, task, "galileo_nano_frozen_lgbm", "fm", [0.5, 0.5, 0.5], "published")
     _write_scores(p, "sim-texture-1", "texture", "unet", "cnn", [0.70, 0.71, 0.72])
-    f = compare.findings(results.read(p), n_boot=300)
-    assert _verdict(f, "3 published vs random", "sim-flood") == compare.HOLDS
-    assert _verdict(f, "3 published vs random", "sim-texture-1") == compare.FAILS
+    f = verdicts.findings(results.read(p), n_boot=300)
+    assert _verdict(f, "3 published vs random", "sim-flood") == verdicts.HOLDS
+    assert _verdict(f, "3 published vs random", "sim-texture-1") == verdicts.FAILS
     row = _row(f, "3 published vs random", "sim-flood")
     assert (row["model_a"], row["model_b"]) == ("galileo_nano_finetune", "galileo_nano_finetune_random")
     assert not f["cell"].str.contains("frozen").any()
@@ -482,7 +482,7 @@ def test_holm_runs_over_every_tested_cell(tmp_path):
         _write_scores(p, ds, task, "lgbm", "classical", base + rng.normal(0.03, 0.01, 4))
         _write_scores(p, ds, task, "unet", "cnn", base + rng.normal(0.01, 0.01, 4))
         _write_scores(p, ds, task, "prithvi_mae", "fm", base + rng.normal(0, 0.01, 4), "mae-in-study")
-    f = compare.findings(results.read(p), n_boot=300)
+    f = verdicts.findings(results.read(p), n_boot=300)
     tested = f["p_adjusted"].notna()
     assert tested.sum() == 4  # claim 1 on flood and crop, 2a and 2b on burn
     np.testing.assert_allclose(f.loc[tested, "p_adjusted"], stats.holm(f.loc[tested, "p"]))
@@ -496,8 +496,8 @@ def test_chip_counts_hook_is_consulted_per_dataset(table, monkeypatch):
         calls.append((d["dataset"].iloc[0], simulated, chips_dir))
         return None
 
-    monkeypatch.setattr(compare, "_chip_counts", hook)
-    compare.findings(table, n_boot=50)
+    monkeypatch.setattr(verdicts, "_chip_counts", hook)
+    verdicts.findings(table, n_boot=50)
     assert sorted(calls) == sorted((d, d.startswith("sim-"), None) for d in CLASSES)
 
 
@@ -518,18 +518,18 @@ def test_real_data_resamples_test_chips_when_every_run_saved_them(tmp_path):
                 continue  # saved later, below
             results.save_chip_counts(chips_dir, results.RunId("burn_scars", model, seed), "", counts)
     df = results.read(p)
-    partial = compare.findings(df, n_boot=100, chips_dir=chips_dir)
+    partial = verdicts.findings(df, n_boot=100, chips_dir=chips_dir)
     assert (
         "test chips" not in _row(partial, "2a", "burn_scars")["effect"]
     )  # one run lacks counts: replicates only
     results.save_chip_counts(chips_dir, results.RunId("burn_scars", "unet", 2), "", counts)
-    crossed = compare.findings(df, n_boot=100, chips_dir=chips_dir)
+    crossed = verdicts.findings(df, n_boot=100, chips_dir=chips_dir)
     assert "over replicates and test chips" in _row(crossed, "2a", "burn_scars")["effect"]
-    assert "test chips" not in _row(compare.findings(df, n_boot=100), "2a", "burn_scars")["effect"]
+    assert "test chips" not in _row(verdicts.findings(df, n_boot=100), "2a", "burn_scars")["effect"]
 
 
 def test_findings_on_full_table(table):
-    f = compare.findings(table, n_boot=200)
+    f = verdicts.findings(table, n_boot=200)
     assert f.groupby("dataset").size().eq(6).all() and set(f["dataset"]) == set(CLASSES)
     assert _row(f, "2a", "sim-burn")["estimate"] > 0.05  # DL ≈ 0.8 vs classical ≈ 0.65
     assert _row(f, 1, "sim-crop")["model_b"] == "prithvi_spectral"  # the best pretrained FM, not prithvi_none
@@ -537,17 +537,17 @@ def test_findings_on_full_table(table):
         f["verdict"]
         .isin(
             [
-                compare.HOLDS,
-                compare.FAILS,
-                compare.INCONCLUSIVE,
-                compare.MISSING,
-                compare.NOT_APPLICABLE,
+                verdicts.HOLDS,
+                verdicts.FAILS,
+                verdicts.INCONCLUSIVE,
+                verdicts.MISSING,
+                verdicts.NOT_APPLICABLE,
             ]
         )
         .all()
     )
     assert f["effect"].str.contains("t-interval over 3 replicates").sum() == f["p"].notna().sum()
-    assert compare.findings_date(table) != "unknown date"
+    assert verdicts.findings_date(table) != "unknown date"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -589,9 +589,9 @@ def test_texture_names_and_ordering():
         "sim-texture-0",
         "sim-texture-0.25",
     ]
-    assert compare.dataset_setting("sim-texture-0", "texture") == "spectral"
-    assert compare.dataset_setting("burn_scars", "burn") == "texture"
-    assert compare.dataset_setting("indian-pines-hls", "landcover") == "unknown"
+    assert verdicts.dataset_setting("sim-texture-0", "texture") == "spectral"
+    assert verdicts.dataset_setting("burn_scars", "burn") == "texture"
+    assert verdicts.dataset_setting("indian-pines-hls", "landcover") == "unknown"
 
 
 def test_majority_floor_flags_deep_rows_that_do_not_beat_the_most_frequent_class():
@@ -672,7 +672,7 @@ def test_a_model_run_on_fewer_replicates_is_no_candidate_and_the_evidence_says_s
         path, "sim-flood", "flood", "presto_frozen_lgbm", "fm", [0.85, 0.86, 0.87], pretraining="published"
     )
     _write_scores(path, "sim-flood", "flood", "galileo_nano_finetune", "fm", [0.99], pretraining="published")
-    f = compare.findings(results.read(path), n_boot=200)
+    f = verdicts.findings(results.read(path), n_boot=200)
     row = _row(f, "1", "sim-flood")
     assert row["model_b"] == "presto_frozen_lgbm" and row["n_replicates"] == 3
     assert (

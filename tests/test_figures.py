@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_compare import CLASSES, make_results  # noqa: E402
 
-from helpers.report import compare, feature_figures, figures, plotting, training_figures  # noqa: E402
+from helpers.report import compare, feature_figures, figures, plotting, training_figures, verdicts  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAIN = ["sim-crop", "sim-burn"]
@@ -175,7 +175,7 @@ def test_stale_figure_removed_when_nothing_to_draw(tmp_path):
 
 def test_verdict_effects_show_each_replicate_and_name_the_interval(table):
     plotting.setup_style()
-    f = compare.findings(table, n_boot=100)
+    f = verdicts.findings(table, n_boot=100)
     fig = figures.verdict_effects_figure(f)
     tested = f[f["p_adjusted"].notna()]
     ax = fig.axes[0]
@@ -291,7 +291,7 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
         "convergence": lambda: training_figures.convergence_figure(
             conv, threshold=convergence.CONVERGED_POINTS
         ),
-        "verdicts": lambda: figures.verdict_effects_figure(compare.findings(table, n_boot=50)),
+        "verdicts": lambda: figures.verdict_effects_figure(verdicts.findings(table, n_boot=50)),
         "too_wide": lambda: plt.subplots(1, 8, figsize=(24, 3))[0],  # the check itself: shrunk to the page
     }
     for name, build in builders.items():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_compare import make_results
 
-from helpers.report import compare, tables
+from helpers.report import compare, tables, verdicts
 
 DATASETS = ("sim-crop", "sim-burn", "sim-texture-0", "sim-texture-1")
 
@@ -151,9 +151,9 @@ def test_bad_paper_file_is_named(tmp_path):
 def test_findings_table_and_dated_note(written, table):
     _, paths = written
     text = paths["findings"][0].read_text()
-    assert f"Findings as of {compare.findings_date(table)}" in text
+    assert f"Findings as of {verdicts.findings_date(table)}" in text
     md = parse_markdown(text)
-    f = compare.findings(table, n_boot=300)
+    f = verdicts.findings(table, n_boot=300)
     assert md["Verdict"].tolist() == f["verdict"].tolist()
     assert md["Cell"].tolist() == f["cell"].tolist()
     row = md[(md["Cell"] == "2b") & (md["Dataset"] == "sim-burn (simulated)")].iloc[0]

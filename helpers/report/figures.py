@@ -38,7 +38,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from helpers.data import simulate
-from helpers.report import compare, plotting
+from helpers.report import compare, plotting, verdicts
 
 METRIC_LABELS = {
     "miou_macro": "mIoU (macro, %)",
@@ -506,7 +506,7 @@ def pretext_gain_figure(df: pd.DataFrame) -> plt.Figure | None:
     """What each pretraining buys over random init of the same network, against the texture knob (claim 3).
 
     Every fine-tuned FM row with a pretraining (in-study MAE or spectral, published weights) is paired with the row
-    of the same architecture from random init (:func:`helpers.report.compare.architecture`, as claim 3's cells
+    of the same architecture from random init (:func:`helpers.report.verdicts.architecture`, as claim 3's cells
     pair them); per knob of the SIMULATED sweep, its test ``miou_macro`` minus the twin's, within replicate (same
     data draw and seed). The line joins the means and the dots are the replicates. Claim 3 expects the MAE gain to
     grow with the knob (spatial context) and the spectral gain to shrink.
@@ -519,7 +519,7 @@ def pretext_gain_figure(df: pd.DataFrame) -> plt.Figure | None:
     vals = vals[vals["dataset"].isin(sweep) & (vals["family"] == "fm")]
     knob = {d: simulate.parse_name(d)[1] for d in sweep}
     info = vals.drop_duplicates("model").set_index("model")["pretraining"].fillna("none")
-    arch = {m: compare.architecture(m) for m in info.index}
+    arch = {m: verdicts.architecture(m) for m in info.index}
     pairs = [
         (m, r, f"{PRETRAINING_LABELS.get(p, p)} ({arch[m]})")
         for m, p in info.items()
@@ -715,16 +715,16 @@ FIGURE_NAMES = {
 }
 
 VERDICT_COLORS = {
-    compare.HOLDS: sns.color_palette("colorblind", 8)[2],
-    compare.FAILS: sns.color_palette("colorblind", 8)[3],
-    compare.INCONCLUSIVE: (0.45, 0.45, 0.45),
+    verdicts.HOLDS: sns.color_palette("colorblind", 8)[2],
+    verdicts.FAILS: sns.color_palette("colorblind", 8)[3],
+    verdicts.INCONCLUSIVE: (0.45, 0.45, 0.45),
 }
 
 
 def verdict_effects_figure(findings: pd.DataFrame) -> plt.Figure | None:
     """Every tested verdict cell as a paired effect A − B: estimate, interval, and each replicate's difference.
 
-    One row per tested cell (:func:`helpers.report.compare.findings`, rows with a Holm-adjusted p), grouped by
+    One row per tested cell (:func:`helpers.report.verdicts.findings`, rows with a Holm-adjusted p), grouped by
     cell; the whisker is the cell's own interval (named in the legend: a t-interval over replicates with a
     bootstrap SE, the per-family selection redone in each resample), open circles are the individual replicates'
     paired differences, and the grey band is the equivalence margin. Colour is the verdict.
@@ -857,7 +857,7 @@ def draw_all(
             names,
         ),
         "verdict_effects": (
-            lambda: verdict_effects_figure(compare.findings(df, n_boot=n_boot, seed=seed)),
+            lambda: verdict_effects_figure(verdicts.findings(df, n_boot=n_boot, seed=seed)),
             "The tested verdict cells as paired effects A − B on test mIoU: estimate with its 95 % t-interval over "
             "replicates (bootstrap SE, the per-family selection on validation redone in each resample), every "
             "replicate's paired difference, and the ±2-point equivalence margin; colour is the verdict "

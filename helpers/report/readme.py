@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.io import atomic_write
+from helpers.report import verdicts
 
 #: The block's name in the README (``<!-- BEGIN generated:results -->`` ... ``<!-- END generated:results -->``).
 RESULTS = "results"
@@ -182,11 +183,9 @@ def what_was_run(df: pd.DataFrame, date: str) -> list[str]:
 
 def verdict_lines(findings: pd.DataFrame) -> list[str]:
     """One line per verdict cell that was tested (not ``missing`` or outside the paper's setting)."""
-    from helpers.report import compare
-
     if findings.empty:
         return ["- No verdict cell could be tested (no findings)."]
-    tested = findings[~findings["verdict"].isin([compare.MISSING, compare.NOT_APPLICABLE])]
+    tested = findings[~findings["verdict"].isin([verdicts.MISSING, verdicts.NOT_APPLICABLE])]
     lines = []
     for r in tested.itertuples(index=False):
         p = getattr(r, "p_adjusted", np.nan)
@@ -308,7 +307,7 @@ def results_block(
     """The README's results block, as notebook 05 writes it: the findings and regime map of ``datasets``.
 
     ``chips_dir`` (the runs' per-chip counts beside the table) lets the verdicts on real data resample test chips too
-    (:func:`helpers.report.compare.findings`).
+    (:func:`helpers.report.verdicts.findings`).
 
     ``datasets`` are the ones notebook 05 reports (:func:`study_datasets`; None: every dataset in the table), so the
     block's Holm correction runs over the same cells as ``findings.md``'s. One fixed bootstrap (``n_boot``, ``seed``),
@@ -325,11 +324,11 @@ def results_block(
         ok = ok[ok["dataset"].isin(list(datasets))]
         conv = conv[conv["dataset"].isin(list(datasets))] if not conv.empty else conv
     table = results.full_labels(ok)
-    findings = compare.findings(table, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
+    findings = verdicts.findings(table, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
     cv = regime.curves(ok)
     rg = regime.regime(cv, n_boot=n_boot, seed=seed) if not cv.empty else pd.DataFrame()
     lines = regime.findings_lines(rg, compare.ordered_datasets(rg["dataset"].unique())) if len(rg) else []
-    return summary(table, findings, lines, conv, compare.findings_date(table), scene_lines)
+    return summary(table, findings, lines, conv, verdicts.findings_date(table), scene_lines)
 
 
 def mismatches(text: str, expected: str, name: str = RESULTS) -> list[str]:

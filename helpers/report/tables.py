@@ -29,7 +29,7 @@ import pandas as pd
 
 from helpers import results as _results
 from helpers.data.io import atomic_write
-from helpers.report import compare
+from helpers.report import compare, verdicts
 
 PAPER_REPORTED = Path(__file__).resolve().parents[1] / "data" / "paper_reported.csv"
 PAPER_COLUMNS = [
@@ -510,7 +510,7 @@ def paper_comparison_table(
 
 
 def findings_table(findings: pd.DataFrame) -> pd.DataFrame:
-    """The findings (:func:`helpers.report.compare.findings`) in display form, one row per verdict cell."""
+    """The findings (:func:`helpers.report.verdicts.findings`) in display form, one row per verdict cell."""
     sim = findings["simulated"].astype(bool)
     padj = pd.to_numeric(findings["p_adjusted"], errors="coerce")
     return pd.DataFrame(
@@ -537,7 +537,7 @@ def findings_preamble(findings: pd.DataFrame, date: str) -> str:
     """The dated note above the findings table: the claims and the rules that decide a verdict."""
     from helpers.report import stats
 
-    claims = "\n".join(f"{k}. {v}" for k, v in compare.CLAIMS.items())
+    claims = "\n".join(f"{k}. {v}" for k, v in verdicts.CLAIMS.items())
     n_tested = int(pd.to_numeric(findings["p_adjusted"], errors="coerce").notna().sum())
     return (
         f"## Findings as of {date} (date of the newest result row)\n\n"
@@ -727,7 +727,7 @@ def write_all(
         datasets: Datasets with a per-dataset table (all scored datasets when ``None``), in canonical order.
         n_boot: Bootstrap resamples.
         seed: Bootstrap seed.
-        findings: Precomputed :func:`helpers.report.compare.findings` (computed when ``None``).
+        findings: Precomputed :func:`helpers.report.verdicts.findings` (computed when ``None``).
         regime_lines: The regime map's findings, one line per dataset (:func:`helpers.report.regime.findings_lines`),
             written into ``findings.md`` above the claims table (none: no such section).
         scene_lines: The scene protocol's findings (:func:`helpers.report.scenes.findings_lines`), a section of
@@ -757,7 +757,7 @@ def write_all(
     out["paper_comparison"] = write_table(
         "paper_comparison", paper, figures_dir, caption=caption, align="llllll"
     )
-    f = compare.findings(df, agg=agg) if findings is None else findings
+    f = verdicts.findings(df, agg=agg) if findings is None else findings
     out["findings"] = write_table(
         "findings",
         findings_table(f),
@@ -767,7 +767,7 @@ def write_all(
             "Holm-adjusted p, decision, verdict and evidence."
         ),
         align="lllp{0.14\\linewidth}p{0.2\\linewidth}rllp{0.22\\linewidth}",
-        preamble=findings_preamble(f, compare.findings_date(df))
+        preamble=findings_preamble(f, verdicts.findings_date(df))
         + regime_section(regime_lines)
         + scene_section(scene_lines),
     )
