@@ -29,11 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from helpers.models import cnn  # noqa: E402
-from helpers.runs import (  # noqa: E402
-    cnn_settings,  # noqa: E402
-    runtime,
-    train,
-)
+from helpers.runs import cnn_settings, inference, runtime, train  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:
@@ -79,8 +75,8 @@ def main() -> None:
         step()  # warm-up (allocations, kernel selection)
         t_step = best_of(lambda step=step: [step() for _ in range(args.steps)], 2) / args.steps
         crops_s = bs / t_step
-        t_whole = best_of(lambda model=model: train.predict_chip(model, chip), 3)
-        t_win = best_of(lambda model=model: train.predict_chip(model, chip, tile=crop), 2)
+        t_whole = best_of(lambda model=model: inference.predict_chip(model, chip), 3)
+        t_win = best_of(lambda model=model: inference.predict_chip(model, chip, tile=crop), 2)
         print(
             f"{name:14s} {cnn.count_parameters(model):>9,d} {crops_s:>14.1f} {crops_s * crop * crop / 1e6:>12.2f} "
             f"{t_whole:>12.3f} {t_win:>14.3f} {t_win / t_whole:>14.2f} {100 / crops_s:>18.1f}"

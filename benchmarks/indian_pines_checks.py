@@ -33,11 +33,7 @@ sys.path.insert(0, str(ROOT))
 from helpers import metrics  # noqa: E402
 from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
-from helpers.runs import (  # noqa: E402
-    cnn_settings,  # noqa: E402
-    runner,
-    train,
-)
+from helpers.runs import cnn_settings, inference, runner, train  # noqa: E402
 
 VARIANTS = {
     "base": {},
@@ -78,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             tr = train.fit(model, ds, seed=args.seed, out_dir=tmp, progress=False, **kw)
         s = {
             split: metrics.scores(
-                train.evaluate(model, ds, split, tile=tr.eval_tile, overlap=tr.eval_overlap)
+                inference.evaluate(model, ds, split, tile=tr.eval_tile, overlap=tr.eval_overlap)
             )
             for split in ("val", "test")
         }

@@ -43,11 +43,7 @@ sys.path.insert(0, str(ROOT))
 from helpers.models import cnn, prithvi  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import (  # noqa: E402
-    cnn_settings,  # noqa: E402
-    fm_finetuned,
-    train,
-)
+from helpers.runs import cnn_settings, fm_finetuned, inference, train  # noqa: E402
 
 CROP = 224
 CHIP = 512
@@ -155,7 +151,7 @@ def measure(name: str, steps: int, cpu_batch: int) -> dict:
     if name != "prithvi_mae":
         chip = np.random.default_rng(0).random((channels, CHIP, CHIP), dtype=np.float32) * 0.3
         t0 = time.perf_counter()
-        pred = train.predict_chip(model, chip, tile=CROP, batch_size=timed_batch)
+        pred = inference.predict_chip(model, chip, tile=CROP, batch_size=timed_batch)
         predict_s = time.perf_counter() - t0
         assert pred.shape == (CHIP, CHIP)
     if device.type == "cuda":

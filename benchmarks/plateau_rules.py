@@ -38,12 +38,7 @@ from helpers.data.datasets import channel_stats  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import (  # noqa: E402
-    cnn_settings,  # noqa: E402
-    fm_finetuned,
-    runner,
-    train,
-)
+from helpers.runs import cnn_settings, fm_finetuned, inference, runner, train  # noqa: E402
 
 MODELS = ("unet", "fcn", "deeplabv3plus", "vit", "segformer")
 
@@ -91,12 +86,12 @@ def one(dataset: str, name: str, rule_text: str, seed: int, out_root: str) -> di
     t0 = time.perf_counter()
     res = train.fit(model, ds, seed=seed, out_dir=out / "run", **kw)
     fit_s = time.perf_counter() - t0
-    test = metrics.scores(train.evaluate(model, ds, "test", tile=kw["crop_size"]))["miou_macro"]
+    test = metrics.scores(inference.evaluate(model, ds, "test", tile=kw["crop_size"]))["miou_macro"]
     model2 = make()
     t0 = time.perf_counter()
     res2 = train.continue_run(model2, ds, src=out / "run", out_dir=out / "x2", **kw)
     cont_s = time.perf_counter() - t0
-    test2 = metrics.scores(train.evaluate(model2, ds, "test", tile=kw["crop_size"]))["miou_macro"]
+    test2 = metrics.scores(inference.evaluate(model2, ds, "test", tile=kw["crop_size"]))["miou_macro"]
     later = res2.history.loc[res2.history["step"] > res.steps, "val_miou_macro"]
     return {
         "model": name,

@@ -43,11 +43,7 @@ from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import (  # noqa: E402
-    cnn_settings,  # noqa: E402
-    runner,
-    train,
-)
+from helpers.runs import cnn_settings, inference, runner, train  # noqa: E402
 
 
 def build(name: str, ds):
@@ -171,7 +167,7 @@ def seed_noise(name: str, ds, precisions: tuple[bool, ...] = (False, True)) -> N
                 t0 = time.perf_counter()
                 res = train.fit(model, ds, seed=seed, out_dir=tmp, progress=False, **kw)
                 wall = time.perf_counter() - t0
-            test = metrics.scores(train.evaluate(model, ds, "test", tile=kw["crop_size"]))["miou_macro"]
+            test = metrics.scores(inference.evaluate(model, ds, "test", tile=kw["crop_size"]))["miou_macro"]
             rows.append((fast, seed, res.best_score, test, res.steps, wall))
             print(
                 f"  {'bf16+cl' if fast else 'float32':8s} seed {seed}: val {res.best_score:.4f} test {test:.4f} "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import results
-from helpers.runs import convergence, train
+from helpers.runs import convergence, inference, train
 from tests.test_train import FIT, FakeDataset, tiny_unet
 
 
@@ -42,7 +42,7 @@ def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_m
     model = tiny_unet(ds)
     model.load_state_dict(train.load_checkpoint(out.out_dir / train.CYCLE_BEST)["model"])
     model.eval()
-    cm = train.evaluate(model, ds, "test", tile=out.train.eval_tile, overlap=out.train.eval_overlap)
+    cm = inference.evaluate(model, ds, "test", tile=out.train.eval_tile, overlap=out.train.eval_overlap)
     assert row["test_miou_macro"] == pytest.approx(train.metrics.scores(cm)["miou_macro"])
     test = results.read(tmp_path / "r.csv").query(
         "split == 'test' and metric == 'miou_macro' and `class` == ''"

@@ -11,7 +11,7 @@ import torch
 
 from helpers.data import datasets
 from helpers.models import galileo
-from helpers.runs import classical, fm_heads, runner, train
+from helpers.runs import classical, fm_heads, inference, runner, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,5 +92,5 @@ def test_galileo_segmenter_trains_with_the_shared_loop(
     )
     assert result.steps == 1
     assert not torch.equal(before, model.encoder.blocks[0].attn.q.weight)  # the encoder was trained too
-    pred = train.predict_chip(model, ds.read_arrays(ds.chip_ids("test")[0])[0], tile=32)
+    pred = inference.predict_chip(model, ds.read_arrays(ds.chip_ids("test")[0])[0], tile=32)
     assert pred.shape == (32, 32) and set(np.unique(pred)) <= {0, 1}

@@ -8,7 +8,7 @@ from helpers import metrics, prediction_maps, results
 from helpers.data import datasets, labels
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
-from helpers.runs import train
+from helpers.runs import inference, train
 
 
 class FakeDataset:
@@ -137,24 +137,24 @@ def test_sliding_window_matches_whole_chip_for_a_per_pixel_model():
     torch.manual_seed(0)
     model = PerPixel()
     a = np.random.default_rng(0).random((6, 45, 70), dtype=np.float32)
-    whole = train.chip_probabilities(model, a)
+    whole = inference.chip_probabilities(model, a)
     for tile, overlap in [(16, 4), (32, 0), (64, 16), (80, 8)]:
-        tiled = train.chip_probabilities(model, a, tile=tile, overlap=overlap, batch_size=3)
+        tiled = inference.chip_probabilities(model, a, tile=tile, overlap=overlap, batch_size=3)
         assert tiled.shape == (3, 45, 70)
         np.testing.assert_allclose(tiled, whole, atol=1e-6)
-    pred = train.predict_chip(model, a, tile=16)
+    pred = inference.predict_chip(model, a, tile=16)
     assert pred.dtype == np.int64 and pred.shape == (45, 70)
     assert np.array_equal(pred, whole.argmax(0))
     with pytest.raises(ValueError, match="overlap"):
-        train.predict_chip(model, a, tile=16, overlap=16)
+        inference.predict_chip(model, a, tile=16, overlap=16)
 
 
 def test_evaluate_sums_chip_confusion_matrices():
     ds = FakeDataset()
     model = tiny_unet(ds)
-    cm = train.evaluate(model, ds, "test", tile=16)
+    cm = inference.evaluate(model, ds, "test", tile=16)
     expected = sum(
-        metrics.confusion_matrix(y, train.predict_chip(model, a, tile=16), 3, ignore_index=-1)
+        metrics.confusion_matrix(y, inference.predict_chip(model, a, tile=16), 3, ignore_index=-1)
         for a, y in (ds.read_arrays(c) for c in ds.chip_ids("test"))
     )
     assert np.array_equal(cm, expected)
@@ -167,7 +167,7 @@ def test_tiny_model_overfits_one_chip(tmp_path):
     ds._ids["val"] = ds._ids["train"]  # score on the very chip it trains on
     torch.manual_seed(0)
     model = UNet(ds.n_channels, ds.num_classes, base=8, depth=2)
-    before = metrics.scores(train.evaluate(model, ds, "val"))["miou_macro"]
+    before = metrics.scores(inference.evaluate(model, ds, "val"))["miou_macro"]
     res = train.fit(
         model,
         ds,
@@ -175,7 +175,7 @@ def test_tiny_model_overfits_one_chip(tmp_path):
         out_dir=tmp_path,
         **{**FIT, "max_steps": 40, "eval_every": 4, "lr": 1e-2, "crop_size": 32},
     )
-    after = metrics.scores(train.evaluate(model, ds, "val"))["miou_macro"]
+    after = metrics.scores(inference.evaluate(model, ds, "val"))["miou_macro"]
     assert res.steps == 40 and len(res.history) == 10 and res.stopped_by == "cap"
     assert list(res.history["step"]) == list(range(4, 41, 4))
     assert after > 0.9 > before
@@ -211,8 +211,10 @@ def test_log_and_checkpoint_round_trip(reference):
     fresh = tiny_unet(ds, seed=123)
     fresh.load_state_dict(ckpt["model"])
     a, _ = ds.read_arrays("test0")
-    np.testing.assert_array_equal(train.chip_probabilities(fresh, a), train.chip_probabilities(model, a))
-    val = metrics.scores(train.evaluate(fresh, ds, "val", tile=res.eval_tile, overlap=res.eval_overlap))
+    np.testing.assert_array_equal(
+        inference.chip_probabilities(fresh, a), inference.chip_probabilities(model, a)
+    )
+    val = metrics.scores(inference.evaluate(fresh, ds, "val", tile=res.eval_tile, overlap=res.eval_overlap))
     assert val["miou_macro"] == res.best_score
     torch.save({"x": object()}, res.out_dir / "bad.pt")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
@@ -625,10 +627,12 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     assert row["peak_mem_mb"] > 0 and row["fit_s"] > 0 and row["runtime_s"] >= row["fit_s"]
     assert len(table) == 2 * (len(metrics.AGGREGATES) + len(metrics.PER_CLASS) * ds.num_classes)
     # The recorded test score is the model's real test score with the selected weights.
-    cm = train.evaluate(_load(out, ds), ds, "test", tile=16)
+    cm = inference.evaluate(_load(out, ds), ds, "test", tile=16)
     assert agg["miou_macro"] == pytest.approx(metrics.scores(cm)["miou_macro"])
     # the val rows come from the selected epoch's stored matrix: the same as predicting val with those weights
-    np.testing.assert_array_equal(out.train.best_val_cm, train.evaluate(_load(out, ds), ds, "val", tile=16))
+    np.testing.assert_array_equal(
+        out.train.best_val_cm, inference.evaluate(_load(out, ds), ds, "val", tile=16)
+    )
     val = table[(table["class"] == "") & (table["split"] == "val")].set_index("metric")["value"]
     assert val["miou_macro"] == pytest.approx(out.train.best_score)
     again = train.run(ds, "unet", lambda: pytest.fail("a finished run must not build a model"), **kw)
@@ -690,9 +694,9 @@ def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     model = _load(out, ds)
     for chip, pred in maps.items():
         a, _ = ds.read_arrays(chip)
-        np.testing.assert_array_equal(pred, train.predict_chip(model, a, tile=16))
-    cm, kept = train.evaluate_keeping(model, ds, "test", ["test3"], tile=16)
-    np.testing.assert_array_equal(cm, train.evaluate(model, ds, "test", tile=16))
+        np.testing.assert_array_equal(pred, inference.predict_chip(model, a, tile=16))
+    cm, kept = inference.evaluate_keeping(model, ds, "test", ["test3"], tile=16)
+    np.testing.assert_array_equal(cm, inference.evaluate(model, ds, "test", tile=16))
     assert list(kept) == ["test3"]
     train.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), **kw)
     assert not (tmp_path / "maps" / "fake" / "fcn").exists()  # no maps_dir: nothing saved
@@ -708,8 +712,8 @@ def test_eval_tile_zero_validates_and_tests_whole_chips(tmp_path):
     assert out.train.eval_tile is None and out.train.eval_overlap is None
     assert out.train.config["eval_tile"] == 0
     model = _load(out, ds)
-    whole = metrics.scores(train.evaluate(model, ds, "test", tile=None))["miou_macro"]
-    tiled = metrics.scores(train.evaluate(model, ds, "test", tile=16))["miou_macro"]
+    whole = metrics.scores(inference.evaluate(model, ds, "test", tile=None))["miou_macro"]
+    tiled = metrics.scores(inference.evaluate(model, ds, "test", tile=16))["miou_macro"]
     table = results.read(path)
     recorded = table.query("split == 'test' and metric == 'miou_macro' and `class` == ''")["value"].item()
     assert recorded == pytest.approx(whole) and recorded != pytest.approx(tiled, abs=1e-9)
@@ -773,7 +777,7 @@ def test_run_saves_per_chip_counts_that_reproduce_its_rows(tmp_path):
     counts = assert_chips_reproduce_rows(results.read(path), tmp_path / "chips", "fake", "unet", 0)
     assert list(counts["test"]["chip_ids"]) == ds.chip_ids("test") and counts["test"]["tp"].dtype == np.int64
     # chip by chip, each chip's own matrix
-    chip_cms, _ = train.evaluate_chips(_load(out, ds), ds, "test", tile=16)
+    chip_cms, _ = inference.evaluate_chips(_load(out, ds), ds, "test", tile=16)
     np.testing.assert_array_equal(counts["test"]["tp"], np.diagonal(chip_cms, axis1=1, axis2=2))
     assert not list((tmp_path / "chips").rglob("*.tmp"))
     # a rerun under other settings leaves the old file stale until it finishes: never read under the new key

@@ -48,7 +48,7 @@ from torch import nn
 from helpers import metrics, results
 from helpers.data import labels
 from helpers.data.io import atomic_write, locked
-from helpers.runs import runner, train
+from helpers.runs import inference, runner, train
 
 DEFAULT_PATH = Path("results") / "convergence.csv"
 
@@ -329,7 +329,7 @@ def _test_miou(model: nn.Module, ds, tile, overlap, config: Mapping, fit_kwargs:
     prev = torch.get_num_threads()
     torch.set_num_threads(config.get("num_threads") or prev)
     try:
-        cm = train.evaluate(
+        cm = inference.evaluate(
             model, ds, "test", tile=tile, overlap=overlap, batch_size=fit_kwargs.get("batch_size", 8)
         )
     finally:
