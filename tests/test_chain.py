@@ -9,7 +9,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import chain, results
-from helpers.runs import convergence, train
+from helpers.runs import convergence, run_folders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,8 +166,8 @@ def test_quick_chain_end_to_end(tmp_path):
         trained = ["unet", "vit", "prithvi_arch_small_mae", "galileo_nano_finetune_random"]
         trained += ["galileo_nano_finetune"] if _weights_available() else []  # without weights: a not_run row
         for model in trained:
-            config = train.load_checkpoint(
-                train.run_dir(tmp_path / "runs", "sim-crop", model, 0) / train.LAST
+            config = run_folders.load_checkpoint(
+                run_folders.run_dir(tmp_path / "runs", "sim-crop", model, 0) / run_folders.LAST
             )
             assert config["config"]["num_threads"] == 1, model
         saved = {p.parent.name for p in (tmp_path / "maps" / "sim-crop").glob("*/seed0.npz")}

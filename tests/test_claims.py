@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from helpers import results
-from helpers.runs import claims, runner, train
+from helpers.runs import claims, run_folders, runner, train
 
 REPO = Path(__file__).resolve().parents[1]
 FORK = mp.get_context("fork")  # children inherit the test's monkeypatches and need no re-import
@@ -294,7 +294,7 @@ def test_two_processes_training_the_same_runs_train_each_once(tmp_path):
     counts = outcomes.groupby(0)[1].apply(sorted).to_dict()
     assert counts == {"unet": ["ok", "skipped"], "unet2": ["ok", "skipped"]}
     for model in ("unet", "unet2"):  # one training in each run log: every step logged once
-        log = pd.read_csv(train.run_dir(tmp_path / "runs", "fake", model, 0) / train.LOG)
+        log = pd.read_csv(run_folders.run_dir(tmp_path / "runs", "fake", model, 0) / run_folders.LOG)
         assert log["step"].is_unique and log["step"].max() == 6
     table = results.read(tmp_path / "results.csv")
     assert not table.duplicated(["model", "seed", "split", "metric", "class"]).any()
@@ -349,7 +349,7 @@ def test_two_quick_chains_started_together_train_each_run_once(tmp_path):
     assert n_runs == [len(models)] * 2 and sum(trained) == len(models), (n_runs, trained)
     assert any("being trained by process" in text for text in said)  # they met: one waited for the other
     for model in models:  # each run log holds one training: every step once, up to the quick cap
-        log = pd.read_csv(train.run_dir(tmp_path / "runs", "sim-crop", model, 0) / train.LOG)
+        log = pd.read_csv(run_folders.run_dir(tmp_path / "runs", "sim-crop", model, 0) / run_folders.LOG)
         assert log["step"].is_unique, model
     table = results.read(sets["results_path"])
     ok = table[table["status"] == "ok"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import results
-from helpers.runs import convergence, inference, train
+from helpers.runs import convergence, inference, run_folders, train
 from tests.test_train import FIT, FakeDataset, tiny_unet
 
 
@@ -25,7 +25,7 @@ def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_m
         seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", convergence_path=conv, **kw
     )
     out = convergence.run_checked(ds, "unet", lambda: tiny_unet(ds), **kw)
-    state = train.load_checkpoint(out.out_dir / train.LAST)
+    state = run_folders.load_checkpoint(out.out_dir / run_folders.LAST)
     assert state["cycle"] >= 1  # the first cycle always restarts
     row = convergence.read(conv).iloc[0]
     assert row["method"] == convergence.LAST_CYCLE
@@ -40,7 +40,7 @@ def test_a_run_trained_in_cycles_is_checked_by_its_last_cycle_without_training_m
     )
     # the "before" test score is the weights the last cycle started from, scored now
     model = tiny_unet(ds)
-    model.load_state_dict(train.load_checkpoint(out.out_dir / train.CYCLE_BEST)["model"])
+    model.load_state_dict(run_folders.load_checkpoint(out.out_dir / run_folders.CYCLE_BEST)["model"])
     model.eval()
     cm = inference.evaluate(model, ds, "test", tile=out.train.eval_tile, overlap=out.train.eval_overlap)
     assert row["test_miou_macro"] == pytest.approx(train.metrics.scores(cm)["miou_macro"])
@@ -74,7 +74,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     )
     assert row["test_miou_macro"] == pytest.approx(test["value"].item())
     # the continuation lives beside the run and starts with its history
-    cont = pd.read_csv(out.out_dir.parent / "seed0-x2-restart-lr" / train.LOG)
+    cont = pd.read_csv(out.out_dir.parent / "seed0-x2-restart-lr" / run_folders.LOG)
     assert row["method"] == convergence.METHOD
     # the continuation restarts at the base rate (FIT's warmup is long over): never the run's last, decayed one
     assert cont.loc[cont["step"] > row["steps"], "lr"].iloc[0] == pytest.approx(FIT["lr"])
@@ -91,7 +91,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     again = convergence.run_checked(ds, "unet", lambda: pytest.fail("no model needed"), **kw)
     assert again.skipped and len(convergence.read(conv)) == 1
     # a check made the old way (constant decayed rate: method "") is not this check
-    key = (out.out_dir / train.KEY).read_text().strip()
+    key = (out.out_dir / run_folders.KEY).read_text().strip()
     assert convergence.has_check("fake", "unet", 0, row["config_sha"], conv, run_key=key)
     old = convergence.read(conv).assign(method="")
     old.to_csv(conv, index=False)
@@ -110,7 +110,7 @@ def test_run_checks_convergence_from_the_finished_checkpoint(tmp_path):
     assert not third.skipped
     table = convergence.read(conv)
     assert len(table) == 1 and table.iloc[0]["config_sha"] == convergence.config_sha(third.train.config)
-    assert table.iloc[0]["run_key"] == (third.out_dir / train.KEY).read_text().strip()
+    assert table.iloc[0]["run_key"] == (third.out_dir / run_folders.KEY).read_text().strip()
     assert table.iloc[0]["timestamp"] >= row["timestamp"] and table.iloc[0][
         "test_miou_macro"
     ] == pytest.approx(
@@ -165,12 +165,12 @@ def test_reason_tells_a_noisy_plateau_from_a_model_still_improving(tmp_path):
     # "rising": the continued validations are above the old best on average
     curves = {"noisy": [0.80, 0.785, 0.815, 0.79, 0.80], "rising": [0.82, 0.83, 0.84, 0.845, 0.85]}
     for model, vals in curves.items():
-        folder = train.run_dir(tmp_path, "sim-burn", model, 0)
+        folder = run_folders.run_dir(tmp_path, "sim-burn", model, 0)
         folder = folder.parent / f"{folder.name}-x2"
         folder.mkdir(parents=True)
         steps = [50, 100, 150, 200, 250][: len(vals)]
         pd.DataFrame({"step": [*steps[:1], *[s + 100 for s in steps[:-1]]], "val_miou_macro": vals}).to_csv(
-            folder / train.LOG, index=False
+            folder / run_folders.LOG, index=False
         )
     conv = pd.DataFrame(
         [check_row("noisy", 0.80, 0.815), check_row("rising", 0.80, 0.85), check_row("ok", 0.8, 0.8)]

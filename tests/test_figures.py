@@ -385,17 +385,17 @@ def test_finetune_and_pretraining_curves_draw_one_line_per_seed_or_pool():
 def test_training_logs_and_pretraining_curves_are_read_from_the_run_folders(tmp_path):
     import json
 
-    from helpers.runs import pretrain, train
+    from helpers.runs import pretrain, run_folders
 
-    assert train.read_logs(
+    assert run_folders.read_logs(
         tmp_path / "runs", "sim-crop", ["unet"], [0]
     ).empty  # a fresh clone: no run folders
     assert pretrain.read_loss_curves(tmp_path / "cache").empty
     for seed in (2, 0):
-        d = train.run_dir(tmp_path / "runs", "sim-crop", "unet", seed)
+        d = run_folders.run_dir(tmp_path / "runs", "sim-crop", "unet", seed)
         d.mkdir(parents=True)
-        pd.DataFrame({"step": [50], "val_miou_macro": [0.1 * seed]}).to_csv(d / train.LOG, index=False)
-    logs = train.read_logs(tmp_path / "runs", "sim-crop", ["unet", "fcn"], [0, 1, 2])
+        pd.DataFrame({"step": [50], "val_miou_macro": [0.1 * seed]}).to_csv(d / run_folders.LOG, index=False)
+    logs = run_folders.read_logs(tmp_path / "runs", "sim-crop", ["unet", "fcn"], [0, 1, 2])
     assert logs[["model", "seed"]].values.tolist() == [["unet", 0], ["unet", 2]]  # missing runs left out
     run = tmp_path / "cache" / "pretrain" / "mae-abc"
     run.mkdir(parents=True)

@@ -12,7 +12,7 @@ from test_classical import make_fake  # noqa: E402
 
 from helpers import prediction_maps, results  # noqa: E402
 from helpers.data import labels  # noqa: E402
-from helpers.runs import classical, fm_heads, matrix, runner, train  # noqa: E402
+from helpers.runs import classical, fm_heads, matrix, run_folders, runner, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_budgets_of_one_run_never_overwrite_each_other(fake, tmp_path):
     assert ids[0].map_path(maps) == maps / "fake" / "rf" / "seed0.npz"
     assert ids[1].map_path(maps) == maps / "fake" / "rf" / "points-10" / "seed0.npz"
     assert all(i.map_path(maps).is_file() for i in ids)
-    assert ids[0].run_dir("runs") == train.run_dir("runs", "fake", "rf", 0) != ids[1].run_dir("runs")
+    assert ids[0].run_dir("runs") == run_folders.run_dir("runs", "fake", "rf", 0) != ids[1].run_dir("runs")
     assert (
         prediction_maps.load_run(maps, "fake", "rf")[0] == 0
     )  # budget maps never stand in for full-label ones

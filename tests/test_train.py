@@ -8,7 +8,7 @@ from helpers import metrics, prediction_maps, results
 from helpers.data import datasets, labels
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
-from helpers.runs import inference, train
+from helpers.runs import inference, run_folders, train
 
 
 class FakeDataset:
@@ -195,7 +195,7 @@ def reference(tmp_path_factory):
 
 def test_log_and_checkpoint_round_trip(reference):
     ds, model, res = reference
-    log = pd.read_csv(res.out_dir / train.LOG)
+    log = pd.read_csv(res.out_dir / run_folders.LOG)
     assert list(log["step"]) == [2, 4, 6, 8]
     assert {"train_loss", "val_loss", "val_miou_macro", "lr", "lr_drops", "block_s", "eval_s"} <= set(
         log.columns
@@ -206,7 +206,7 @@ def test_log_and_checkpoint_round_trip(reference):
     assert res.config["num_threads"] == 1  # part of the run's identity
     assert res.n_train_pixels == sum(int((ds.read_arrays(c)[1] != -1).sum()) for c in ds.chip_ids("train"))
     # The model holds the best weights; a fresh model loads them (weights_only) and predicts identically.
-    ckpt = train.load_checkpoint(res.out_dir / train.BEST)
+    ckpt = run_folders.load_checkpoint(res.out_dir / run_folders.BEST)
     assert ckpt["step"] == res.best_step
     fresh = tiny_unet(ds, seed=123)
     fresh.load_state_dict(ckpt["model"])
@@ -218,7 +218,7 @@ def test_log_and_checkpoint_round_trip(reference):
     assert val["miou_macro"] == res.best_score
     torch.save({"x": object()}, res.out_dir / "bad.pt")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        train.load_checkpoint(res.out_dir / "bad.pt")
+        run_folders.load_checkpoint(res.out_dir / "bad.pt")
 
 
 def test_same_seed_same_metrics_other_seed_differs(reference, tmp_path):
@@ -244,8 +244,8 @@ def test_resume_after_interruption_equals_uninterrupted(reference, tmp_path, mon
     monkeypatch.setattr(train, "_train_block", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path, **FIT)
-    assert train.load_checkpoint(tmp_path / train.LAST)["step"] == 4
-    assert len(pd.read_csv(tmp_path / train.LOG)) == 2
+    assert run_folders.load_checkpoint(tmp_path / run_folders.LAST)["step"] == 4
+    assert len(pd.read_csv(tmp_path / run_folders.LOG)) == 2
 
     calls.clear()
     monkeypatch.setattr(train, "_train_block", lambda *a, **k: (calls.append(k["block"]), real(*a, **k))[1])
@@ -292,8 +292,8 @@ def test_plateau_stops_after_patience_and_lr_drops(tmp_path):
     assert res.stopped_by == "plateau" and res.best_step == 2
     assert list(res.history["step"]) == [2, 4, 6, 8, 10]  # 2 validations w/o gain, drop, 2 more: stop
     assert list(res.history["lr_drops"]) == [0, 0, 0, 1, 1]  # drops made before each block was trained
-    assert len(pd.read_csv(tmp_path / train.LOG)) == 5
-    last = train.load_checkpoint(tmp_path / train.LAST)
+    assert len(pd.read_csv(tmp_path / run_folders.LOG)) == 5
+    last = run_folders.load_checkpoint(tmp_path / run_folders.LAST)
     assert last["finished"] and last["stopped_by"] == "plateau" and last["lr_scale"] == pytest.approx(0.2)
     # min_steps holds the plateau off
     late = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "late", **{**kw, "min_steps": 14})
@@ -366,10 +366,10 @@ def test_cycles_restart_the_rate_until_a_cycle_gains_less_than_cycle_gain(
     assert list(hist["cycle"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert list(hist["lr"]) == pytest.approx([1e-3, 1e-3, 2e-4] * 3)  # the rate restarts at its base value
     assert res.stopped_by == stopped_by and res.steps == 18 and res.config["cycles"] == 3
-    last = train.load_checkpoint(tmp_path / train.LAST)
+    last = run_folders.load_checkpoint(tmp_path / run_folders.LAST)
     assert last["cycle_start"] == {"step": 12, "best_step": 8, "best_score": pytest.approx(0.35)}
     assert (
-        train.load_checkpoint(tmp_path / train.CYCLE_BEST)["step"] == 8
+        run_folders.load_checkpoint(tmp_path / run_folders.CYCLE_BEST)["step"] == 8
     )  # the weights the last cycle had to beat
     assert res.best_step == 14 and res.best_score == pytest.approx(third)
 
@@ -404,8 +404,8 @@ def test_raised_caps_continue_a_finished_run_to_what_a_fresh_run_gives(tmp_path,
     assert three.stopped_by == ref.stopped_by == "plateau" and three.steps == ref.steps == 18
     assert list(three.history["cycle"]) == list(ref.history["cycle"]) == [0] * 3 + [1] * 3 + [2] * 3
     assert three.history["lr"].tolist() == pytest.approx(ref.history["lr"].tolist())
-    last = train.load_checkpoint(tmp_path / "cycles" / train.LAST)
-    assert last["cycle_start"]["step"] == 12 and (tmp_path / "cycles" / train.CYCLE_BEST).exists()
+    last = run_folders.load_checkpoint(tmp_path / "cycles" / run_folders.LAST)
+    assert last["cycle_start"]["step"] == 12 and (tmp_path / "cycles" / run_folders.CYCLE_BEST).exists()
     # a run finished on its plateau is finished under any higher cap
     calls.clear()
     again = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "cycles", **kw, cycles=5, cycle_gain=0.01)
@@ -434,7 +434,7 @@ def test_cycle_patience_waits_out_a_flat_cycle_and_continues_a_run_stopped_befor
     pd.testing.assert_frame_equal(went_on.history[cols], two.history[cols], check_exact=True)
     assert went_on.stopped_by == "plateau" and went_on.config == two.config
     assert (
-        train.load_checkpoint(tmp_path / "run" / train.CYCLE_BEST)["step"] == 20
+        run_folders.load_checkpoint(tmp_path / "run" / run_folders.CYCLE_BEST)["step"] == 20
     )  # what cycle 4 had to beat
     # with cycles used up inside a flat streak, the plateau is not shown
     _scripted(monkeypatch, script)
@@ -450,7 +450,7 @@ def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path)
     ds = FakeDataset()
     kw = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", seed=0)
     first = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **FIT)
-    assert (first.out_dir / train.TRAJECTORY).is_file()
+    assert (first.out_dir / run_folders.TRAJECTORY).is_file()
     second = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12})
     assert second.run_key != first.run_key and second.train.steps == 12
     assert list(second.train.history["step"][:4]) == [2, 4, 6, 8]  # continued, not retrained
@@ -474,7 +474,7 @@ def test_one_cycle_keeps_the_identity_and_writes_no_cycle_best(tmp_path):
     ds = FakeDataset()
     kw = {**FIT, "lr": 0.0, "max_steps": 100, "patience": 1, "lr_drops": 0}
     res = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path, **kw)
-    assert "cycles" not in res.config and not (tmp_path / train.CYCLE_BEST).exists()
+    assert "cycles" not in res.config and not (tmp_path / run_folders.CYCLE_BEST).exists()
     assert set(res.history["cycle"]) == {0}
 
 
@@ -515,7 +515,9 @@ def test_continuation_starts_from_the_finished_run_and_equals_a_longer_run(tmp_p
     # and it is the run that a 16-step cap would have been from the start
     longer = train.fit(tiny_unet(ds), ds, seed=0, out_dir=tmp_path / "long", **{**FIT, "max_steps": 16})
     pd.testing.assert_frame_equal(cont.history[cols], longer.history[cols], check_exact=True)
-    assert train.load_checkpoint(ref.out_dir / train.LAST)["step"] == 8  # the source is left untouched
+    assert (
+        run_folders.load_checkpoint(ref.out_dir / run_folders.LAST)["step"] == 8
+    )  # the source is left untouched
     with pytest.raises(ValueError, match="cannot continue a run with other settings \\(lr\\)"):
         train.continue_run(tiny_unet(ds), ds, src=ref.out_dir, out_dir=tmp_path / "bad", **{**FIT, "lr": 1.0})
 
@@ -610,7 +612,7 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     path = tmp_path / "results.csv"
     kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
     out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
-    assert not out.skipped and out.out_dir == train.run_dir(tmp_path / "runs", "fake", "unet", 0)
+    assert not out.skipped and out.out_dir == run_folders.run_dir(tmp_path / "runs", "fake", "unet", 0)
     table = results.read(path)
     assert set(table["split"]) == {"val", "test"}
     agg = table[(table["class"] == "") & (table["split"] == "test")].set_index("metric")["value"]
@@ -658,7 +660,7 @@ def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path
     key = train.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4})
     table = results.read(path)
     assert set(table["run_key"]) == {key} and len(key) == 16 and first.rows[0]["run_key"] == key
-    assert (first.out_dir / train.KEY).read_text().strip() == key
+    assert (first.out_dir / run_folders.KEY).read_text().strip() == key
     # unchanged: skipped; the same settings in another folder or with other progress bars: the same key
     assert train.run(ds, "unet", lambda: pytest.fail("must not build"), **{**kw, "progress": True}).skipped
     # a changed setting reruns (the stale checkpoints make way) and its rows replace the old ones once finished
@@ -721,7 +723,7 @@ def test_eval_tile_zero_validates_and_tests_whole_chips(tmp_path):
 
 def _load(out, ds):
     model = UNet(6, 3, base=4, depth=2)
-    model.load_state_dict(train.load_checkpoint(out.out_dir / train.BEST)["model"])
+    model.load_state_dict(run_folders.load_checkpoint(out.out_dir / run_folders.BEST)["model"])
     return model
 
 

@@ -88,7 +88,7 @@ def cnn_curves_figure(
     plateau rule (:func:`helpers.runs.train.fit`) stopped the run and what it kept.
 
     Args:
-        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.train.read_logs`).
+        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.run_folders.read_logs`).
         model_names: Columns, in order.
         seeds: Seeds, in order (a seed's colour is its position).
         title: The figure title (the dataset, labelled simulated where it is).
@@ -124,7 +124,7 @@ def finetune_curves_figure(logs: pd.DataFrame, title: str) -> plt.Figure:
     """Validation mIoU against optimiser steps, one panel per fine-tuned row (in ``logs`` order), one line per seed.
 
     Args:
-        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.train.read_logs`).
+        logs: The runs' ``log.csv`` rows with ``model`` and ``seed`` columns (:func:`helpers.runs.run_folders.read_logs`).
         title: The figure title (the dataset, labelled simulated where it is).
     """
     data = logs.assign(seed=[f"seed {s}" for s in logs["seed"]])

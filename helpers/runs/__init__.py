@@ -3,8 +3,9 @@
 * ``runner``: what every family's run shares, written once: its key and skip rule, its ``not_run`` row, seeding,
   the columns of its rows, scoring into rows, saved maps and the write to the table; one outcome type;
 * ``classical``: RF / LightGBM on per-pixel (and texture) features;
-* ``train``: the one deep training loop (plateau stopping, checkpoints, run keys) every deep row goes through;
-  ``inference`` predicts and scores whole chips for it; ``cnn_settings`` says how the CNN rows train at each size;
+* ``train``: the one deep training loop (plateau stopping, run keys) every deep row goes through; ``inference``
+  predicts and scores whole chips for it, ``run_folders`` keeps each run's checkpoints and log, ``cnn_settings``
+  says how the CNN rows train at each size;
 * ``convergence``: whether a run's last cycle (from a restarted rate) still moved it, the check scheduled beside the
   run (``run_checked``), so the training loop knows nothing of it;
 * ``pretrain``: in-study MAE / spectral pretraining of the small Prithvi-architecture encoder;

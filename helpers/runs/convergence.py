@@ -48,7 +48,7 @@ from torch import nn
 from helpers import metrics, results
 from helpers.data import labels
 from helpers.data.io import atomic_write, locked
-from helpers.runs import inference, runner, train
+from helpers.runs import inference, run_folders, runner, train
 
 DEFAULT_PATH = Path("results") / "convergence.csv"
 
@@ -257,7 +257,7 @@ def check(
         model_name: Its results-table name.
         make_model: Builds the architecture (its weights are replaced by the checkpoint's).
         seed: The run's seed.
-        runs_dir: Root of the run folders (:func:`helpers.runs.train.run_dir`); the continuation goes to a sibling
+        runs_dir: Root of the run folders (:func:`helpers.runs.run_folders.run_dir`); the continuation goes to a sibling
             folder ``seed<k>-x<factor>``.
         results_path: The results table holding the run's test score (what the check compares against; the
             finished run is not predicted again).
@@ -274,13 +274,13 @@ def check(
         the run, or the check is already there.
     """
     src = runner.identity(ds, model_name, seed).run_dir(runs_dir)
-    if not (src / train.LAST).exists():
+    if not (src / run_folders.LAST).exists():
         return None
-    state = train.load_checkpoint(src / train.LAST)
+    state = run_folders.load_checkpoint(src / run_folders.LAST)
     if not state.get("finished"):
         return None
     sha = config_sha(state["config"])
-    marker = src / train.KEY
+    marker = src / run_folders.KEY
     key = marker.read_text().strip() if marker.is_file() else ""  # the run's identity, data included
     cycled = int(state.get("cycle", 0)) > 0
     method = LAST_CYCLE if cycled else METHOD
@@ -297,7 +297,9 @@ def check(
     runner.seed_everything(seed)
     model = make_model()
     out_dir = continuation_dir(src, factor)
-    train.claim_run_dir(out_dir, f"continuation of {key or sha}")  # a continuation of another run is stale
+    run_folders.claim_run_dir(
+        out_dir, f"continuation of {key or sha}"
+    )  # a continuation of another run is stale
     tr = train.continue_run(
         model,
         ds,
@@ -311,7 +313,7 @@ def check(
     )
     test1 = _test_miou(model, ds, tr.eval_tile, tr.eval_overlap, state["config"], fit_kwargs)
     val0 = float(state["best_score"])
-    gain, sd = _trend(out_dir / train.LOG, int(state["step"]), val0)
+    gain, sd = _trend(out_dir / run_folders.LOG, int(state["step"]), val0)
     row = _row(
         ds, model_name, family, seed,
         before=(int(state["step"]), int(state["best_step"]), val0, test0),
@@ -380,13 +382,13 @@ def _last_cycle(
     against the run's selected weights. Converged when the run stopped on its own rule (``stopped_by`` plateau)
     and the cycle moved validation by less than :data:`CONVERGED_POINTS` (the rule's ``cycle_gain``).
     """
-    if not (src / train.CYCLE_BEST).is_file():
-        raise ValueError(f"{src}: a run trained in cycles without {train.CYCLE_BEST} (retrain it)")
+    if not (src / run_folders.CYCLE_BEST).is_file():
+        raise ValueError(f"{src}: a run trained in cycles without {run_folders.CYCLE_BEST} (retrain it)")
     start = state["cycle_start"]
     config = state["config"]
     runner.seed_everything(seed)
     model = make_model()
-    model.load_state_dict(train.load_checkpoint(src / train.CYCLE_BEST)["model"])
+    model.load_state_dict(run_folders.load_checkpoint(src / run_folders.CYCLE_BEST)["model"])
     model.eval()
     tile = int(config.get("eval_tile", 0)) or None
     overlap = int(config.get("eval_overlap", 0)) if tile else None
@@ -439,8 +441,8 @@ def continuation_trend(df: pd.DataFrame, runs_dir: str | os.PathLike | None = No
             continue
         if runs_dir is None:
             continue
-        src = train.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
-        log = continuation_dir(src, 2.0, str(row.get("method", "") or "")) / train.LOG
+        src = run_folders.run_dir(runs_dir, row["dataset"], row["model"], int(row["seed"]))
+        log = continuation_dir(src, 2.0, str(row.get("method", "") or "")) / run_folders.LOG
         out.loc[i] = _trend(log, int(row["steps"]), float(row["val_miou_macro"]))
     return out
 

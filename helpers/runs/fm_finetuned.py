@@ -57,7 +57,7 @@ from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.models.weights import sha256_file
-from helpers.runs import convergence, runner, train
+from helpers.runs import convergence, run_folders, runner, train
 from helpers.runs import pretrain as PT
 
 PREFIX = "prithvi_arch_small"
@@ -590,10 +590,10 @@ def run_prithvi_small(
     key = train.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
     )
-    checkable = convergence_path is not None and (out_dir / train.LAST).exists()
+    checkable = convergence_path is not None and (out_dir / run_folders.LAST).exists()
     if not force and runner.finished(ds, name, seed, results_path, key) and not checkable:
         key_kw = dict(family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft)
-        train.mark_trajectory(out_dir, key, train.trajectory_key(ds, name, seed, **key_kw))
+        run_folders.mark_trajectory(out_dir, key, train.trajectory_key(ds, name, seed, **key_kw))
         return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(

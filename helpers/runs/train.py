@@ -67,16 +67,8 @@ from tqdm.auto import tqdm
 from helpers import metrics, prediction_maps, results
 from helpers.data import labels
 from helpers.data.io import atomic_write
-from helpers.runs import inference, runner, runtime
+from helpers.runs import inference, run_folders, runner, runtime
 from helpers.runs.runner import seed_everything
-
-LAST = "last.pt"
-BEST = "best.pt"
-LOG = "log.csv"
-CYCLE_BEST = "cycle_best.pt"  # the best weights before the run's last cycle (runs trained in cycles)
-KEY = "run_key"  # the run_key of the run whose checkpoints a run folder holds (written by :func:`run`)
-TRAJECTORY = "trajectory_key"  # the same run's key without its caps (:func:`trajectory_key`)
-CHECKPOINT_FORMAT = 2
 
 
 # ---------------------------------------------------------------------------------------------- small utilities
@@ -320,27 +312,6 @@ class TrainResult:
     earlier_train_s: float = 0.0
 
 
-def _save(obj: Mapping, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(dict(obj), tmp))
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by :func:`fit` (tensors and plain values only: ``weights_only=True``)."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means the same thing to the user
-        raise ValueError(
-            f"{path}: not a readable checkpoint of this study ({type(err).__name__}: {err})"
-        ) from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "model" not in ckpt:
-        raise ValueError(
-            f"{path}: expected a checkpoint dict with format={CHECKPOINT_FORMAT} and a 'model' entry "
-            "(checkpoints of the older epoch-based loop are not resumable: retrain with force=True)"
-        )
-    return ckpt
-
-
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups: decay on trainable weights (2-D and up), none on biases and norm parameters."""
     decay, no_decay = [], []
@@ -451,7 +422,7 @@ def _check_fit_args(ds, max_steps, eval_every, batch_size, patience, smooth, cla
 def _new_state(config: Mapping, chips: ChipStore, ignore_index: int) -> dict:
     """The state of a run before its first step (what ``last.pt`` holds, less the model and optimiser)."""
     return {
-        "format": CHECKPOINT_FORMAT,
+        "format": run_folders.CHECKPOINT_FORMAT,
         "config": dict(config),
         "step": 0,
         "history": [],
@@ -482,14 +453,23 @@ def _resume_state(
         ValueError: ``out_dir`` holds a run with other settings (it would mix two configurations).
     """
     if force:
-        for name in (LAST, BEST, LOG, CYCLE_BEST):
+        for name in (run_folders.LAST, run_folders.BEST, run_folders.LOG, run_folders.CYCLE_BEST):
             (out_dir / name).unlink(missing_ok=True)
-    state = load_checkpoint(out_dir / LAST) if (out_dir / LAST).exists() else None
+    state = (
+        run_folders.load_checkpoint(out_dir / run_folders.LAST)
+        if (out_dir / run_folders.LAST).exists()
+        else None
+    )
     if state is not None and _raised_caps(state["config"], config):
         if _extend(state, config, rule):  # a new cycle: keep the best weights it has to beat
-            _save(load_checkpoint(out_dir / BEST), out_dir / CYCLE_BEST)
-        _save({**load_checkpoint(out_dir / BEST), "config": dict(config)}, out_dir / BEST)
-        _save(state, out_dir / LAST)
+            run_folders.save_checkpoint(
+                run_folders.load_checkpoint(out_dir / run_folders.BEST), out_dir / run_folders.CYCLE_BEST
+            )
+        run_folders.save_checkpoint(
+            {**run_folders.load_checkpoint(out_dir / run_folders.BEST), "config": dict(config)},
+            out_dir / run_folders.BEST,
+        )
+        run_folders.save_checkpoint(state, out_dir / run_folders.LAST)
     elif state is not None:
         diff = _config_diff(state["config"], config)
         if diff:
@@ -526,8 +506,8 @@ def _record_validation(
     if improved:
         state["best_score"], state["best_step"] = float(score), step
         state["best_val_cm"] = torch.from_numpy(cm.copy())
-        best = {"format": CHECKPOINT_FORMAT, "config": config, "step": step}
-        _save({**best, "model": model.state_dict()}, out_dir / BEST)
+        best = {"format": run_folders.CHECKPOINT_FORMAT, "config": config, "step": step}
+        run_folders.save_checkpoint({**best, "model": model.state_dict()}, out_dir / run_folders.BEST)
     dt = time.perf_counter() - t0
     state["history"].append(
         {
@@ -682,9 +662,9 @@ def _checkpoint(state: dict, model: nn.Module, optimizer, out_dir: Path) -> None
     state.update(model=model.state_dict(), optimizer=optimizer.state_dict(), torch_rng=torch.get_rng_state())
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    _save(state, out_dir / LAST)
+    run_folders.save_checkpoint(state, out_dir / run_folders.LAST)
     log = pd.DataFrame(state["history"])
-    atomic_write(out_dir / LOG, lambda tmp: log.to_csv(tmp, index=False))
+    atomic_write(out_dir / run_folders.LOG, lambda tmp: log.to_csv(tmp, index=False))
 
 
 def fit(
@@ -862,7 +842,7 @@ def fit(
     chips = ChipStore(ds, train_ids, cache_mb)
 
     def _result(state: Mapping, skipped: bool) -> TrainResult:
-        best = load_checkpoint(out_dir / BEST)
+        best = run_folders.load_checkpoint(out_dir / run_folders.BEST)
         model.load_state_dict(best["model"])
         model.eval()
         return TrainResult(
@@ -956,7 +936,9 @@ def fit(
             state["train_s"] += dt
             state["eval_s"] += eval_dt
             if _decide_stop(state, step, rule):  # a new cycle: keep the best weights it has to beat
-                _save(load_checkpoint(out_dir / BEST), out_dir / CYCLE_BEST)
+                run_folders.save_checkpoint(
+                    run_folders.load_checkpoint(out_dir / run_folders.BEST), out_dir / run_folders.CYCLE_BEST
+                )
             _checkpoint(state, model, optimizer, out_dir)
             bar.update(n)
             score = state["history"][-1]["val_miou_macro"]
@@ -978,9 +960,11 @@ def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping)
     With ``restart_lr`` in ``config`` the rate goes back to its base value and the plateau rule starts afresh (no drop
     taken, a new patience window from this step): a second full cycle of the schedule from where the run ended.
     """
-    if not (src / LAST).exists() or not (src / BEST).exists():
-        raise ValueError(f"{src}: no finished run to continue from (expected {LAST} and {BEST})")
-    state = load_checkpoint(src / LAST)
+    if not (src / run_folders.LAST).exists() or not (src / run_folders.BEST).exists():
+        raise ValueError(
+            f"{src}: no finished run to continue from (expected {run_folders.LAST} and {run_folders.BEST})"
+        )
+    state = run_folders.load_checkpoint(src / run_folders.LAST)
     stored = {k: v for k, v in state["config"].items() if k in trajectory}
     diff = _config_diff(stored, trajectory)
     if diff:
@@ -990,8 +974,8 @@ def _start_state(src: Path, out_dir: Path, trajectory: Mapping, config: Mapping)
     if state["step"] >= config["max_steps"]:
         raise ValueError(f"{src}: already at step {state['step']} >= max_steps {config['max_steps']}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    best = load_checkpoint(src / BEST)
-    _save({**best, "config": dict(config)}, out_dir / BEST)
+    best = run_folders.load_checkpoint(src / run_folders.BEST)
+    run_folders.save_checkpoint({**best, "config": dict(config)}, out_dir / run_folders.BEST)
     state.update(config=dict(config), finished=False, stopped_by="", continued_from=str(src))
     if config.get("restart_lr"):
         _reset_schedule(state, int(state["step"]))
@@ -1031,7 +1015,7 @@ def continue_run(
             replaced.
     """
     src = Path(src)
-    state = load_checkpoint(src / LAST)
+    state = run_folders.load_checkpoint(src / run_folders.LAST)
     steps = int(state["step"])
     kw = {"seed": state["config"]["seed"], **fit_kwargs, "max_steps": int(math.ceil(factor * steps))}
     if not restart_lr:
@@ -1040,30 +1024,6 @@ def continue_run(
 
 
 # ---------------------------------------------------------------------------------------------- one results row
-def run_dir(
-    runs_dir: str | os.PathLike, dataset: str, model: str, seed: int, label_budget: str = "all"
-) -> Path:
-    """Folder of one run's checkpoints and log (:meth:`helpers.results.RunId.run_dir`)."""
-    return results.RunId(dataset, model, int(seed), label_budget).run_dir(runs_dir)
-
-
-def read_logs(
-    runs_dir: str | os.PathLike, dataset: str, models: Sequence[str], seeds: Sequence[int]
-) -> pd.DataFrame:
-    """The validation logs (``log.csv``) of the runs of ``models`` x ``seeds`` on ``dataset`` that exist here.
-
-    One row per validation with ``model`` and ``seed`` added, in (model, seed) order; empty when none exists (a
-    fresh clone has the results table but not the run folders).
-    """
-    logs = []
-    for model in models:
-        for seed in seeds:
-            path = run_dir(runs_dir, dataset, model, seed) / LOG
-            if path.exists():
-                logs.append(pd.read_csv(path).assign(model=model, seed=seed))
-    return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame()
-
-
 @dataclasses.dataclass(kw_only=True)
 class RunOutcome(runner.Outcome):
     """What :func:`run` did for one (dataset, model, seed) (``status``, ``rows``: :class:`helpers.runs.runner.Outcome`).
@@ -1075,40 +1035,6 @@ class RunOutcome(runner.Outcome):
 
     out_dir: Path
     train: TrainResult | None = None
-
-
-def claim_run_dir(out_dir: Path, key: str, trajectory: str | None = None) -> None:
-    """Make ``out_dir`` the folder of the run ``key``: checkpoints of another run (other settings) are removed.
-
-    A run folder is named by (dataset, model, seed), so a changed setting meets the checkpoints of the run it
-    replaces; those are stale (their rows are replaced when the new run finishes) and :func:`fit` would refuse to
-    resume them. Checkpoints of the same key are kept: an interrupted run resumes where it stopped. So are those of
-    the same ``trajectory`` (:func:`trajectory_key`: the key without the caps), which :func:`fit` continues under
-    the raised caps instead of training the run again.
-    """
-    marker = out_dir / KEY
-    held = marker.read_text().strip() if marker.is_file() else None
-    if held != key:
-        if trajectory is None or _held_trajectory(out_dir) != trajectory:
-            for name in (LAST, BEST, LOG, CYCLE_BEST):
-                (out_dir / name).unlink(missing_ok=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(marker, lambda tmp: tmp.write_text(key + "\n"))
-    mark_trajectory(out_dir, key, trajectory)
-
-
-def _held_trajectory(out_dir: Path) -> str | None:
-    path = out_dir / TRAJECTORY
-    return path.read_text().strip() if path.is_file() else None
-
-
-def mark_trajectory(out_dir: Path, key: str, trajectory: str | None) -> None:
-    """Record the trajectory of the run ``key`` whose checkpoints ``out_dir`` holds (nothing if it holds another)."""
-    marker = out_dir / KEY
-    if trajectory is None or not marker.is_file() or marker.read_text().strip() != key:
-        return
-    if _held_trajectory(out_dir) != trajectory:
-        atomic_write(out_dir / TRAJECTORY, lambda tmp: tmp.write_text(trajectory + "\n"))
 
 
 #: :func:`fit` arguments that never change a run's numbers, left out of its key.
@@ -1204,9 +1130,9 @@ def run(
     key = key_for(ds, model_name, seed, **key_kw)
     trajectory = trajectory_key(ds, model_name, seed, **key_kw)
     if not runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force):
-        mark_trajectory(out_dir, key, trajectory)  # checkpoints kept for a rerun with higher caps
+        run_folders.mark_trajectory(out_dir, key, trajectory)  # checkpoints kept for a rerun with higher caps
         return RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
-    claim_run_dir(out_dir, key, trajectory)
+    run_folders.claim_run_dir(out_dir, key, trajectory)
     peak_reset = runtime.reset_peak_memory()
     t_start = time.perf_counter()
     seed_everything(seed)
