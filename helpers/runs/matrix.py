@@ -317,7 +317,202 @@ def submit_fm_runs(
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
     # the Galileo fine-tunes' quick mode: validate every 2 steps, no plateau rule
     finetune_quick = {"eval_every": 2, "patience": None} if quick else {}
-    # the pooled pretraining: once per distinct pool of main datasets (one per replicate on simulated data)
+    pool_of, pooled_pre = _pooled_pretrainings(client, draws, main, seeds, pooled_models, settings, pre_kw)
+    # the pooled corpus (settings.corpus): one pretraining per pretext, shared by every dataset and draw
+    corpus = _CorpusJobs() if getattr(settings, "corpus", None) is not None else None
+    # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
+    record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
+    compute_path = Path(results_path).with_name(fm_finetuned.COMPUTE_TABLE) if results_path else None
+    out = _Submitted(client)
+    below = below_all(label_budgets)
+    deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
+    galileo_kw = dict(runs_dir=runs_dir, max_steps=galileo_steps, **common, **finetune_quick)
+    for name, per_seed in draws.items():
+        chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
+        in_study = [m for m in chosen if m in fm_finetuned.DEFAULT_MODELS]
+        published_rows = [m for m in chosen if m not in fm_finetuned.DEFAULT_MODELS]
+        budgeted = list(budget_models) if name in budget_names else []
+        study_budgeted = [m for m in budgeted if m in fm_finetuned.DEFAULT_MODELS] if deep_below else []
+        pretext = {
+            m: fm_finetuned.VARIANTS[m].pretext
+            for m in [*in_study, *study_budgeted]
+            if m in fm_finetuned.VARIANTS
+        }
+        pre = _pretrainings(client, per_seed, seeds, pretext, settings, corpus, {**pre_kw, **record_kw})
+        fm_kw = dict(
+            settings=settings,
+            prithvi_checkpoint=prithvi_checkpoint,
+            runs_dir=runs_dir,
+            cache_dir=cache_dir,  # in-study pretraining runs land in cache_dir/pretrain/
+            **common,
+        )
+        pooled = list(pooled_models) if name in main else []
+        galileo_rows = [r for r in galileo_finetuned.FINETUNE_ROWS if r in published_rows]
+        for seed in seeds:
+            checked = _checked(convergence_path, seed, seeds)
+            jobs_kw = dict(fm_kw=fm_kw, galileo_kw=galileo_kw, checked=checked)
+            _seed_rows(
+                out,
+                name,
+                per_seed[seed],
+                seed,
+                in_study,
+                pooled,
+                galileo_rows,
+                pre,
+                pretext,
+                pooled_pre,
+                pool_of[seed],
+                **jobs_kw,
+            )
+        tuned = [m for m in in_study if pretext.get(m) and not fm_finetuned.VARIANTS[m].probe]
+        _compute_curve(
+            out, name, per_seed, seeds, tuned, compute_fractions, pre, pretext, fm_kw, compute_path
+        )
+        for spec in specs([name], study_budgeted, seeds, deep_below):
+            ds = per_seed[spec.seed]
+            after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
+            run = {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"}
+            fm_args = (fm_finetuned.run_fm_rows, ds, spec.label_budget, spec.seed, spec.seed)
+            out.add(run, at_budget, *fm_args, models=[spec.model], after=after, **fm_kw)
+        finetune_budgeted = (
+            [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
+        )
+        for spec in specs([name], finetune_budgeted, seeds, deep_below):
+            out.add(
+                {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"},
+                at_budget,
+                galileo_finetuned.run_galileo_nano_finetune,
+                per_seed[spec.seed],
+                spec.label_budget,
+                spec.seed,
+                spec.seed,
+                pretrained=spec.model == galileo_finetuned.FINETUNE_ROW,
+                **galileo_kw,
+            )
+        frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
+        frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
+        _frozen_jobs(out, name, per_seed, seeds, frozen, frozen_budgeted, below, cache_dir, common)
+    if (
+        corpus is not None
+    ):  # the pooled pretrainings' checks, after every pretraining (fine-tunes do not wait)
+        out.jobs += corpus.submit_checks(client, settings, {**pre_kw, **record_kw})
+    return out.jobs, out.runs
+
+
+def _seed_rows(
+    out,
+    name,
+    ds,
+    seed,
+    in_study,
+    pooled,
+    galileo_rows,
+    pre,
+    pretext,
+    pooled_pre,
+    pool,
+    *,
+    fm_kw,
+    galileo_kw,
+    checked,
+) -> None:
+    """One replicate's fine-tuned rows at full labels, in submission order.
+
+    The in-study rows (after their pretraining), the rows pretrained on the pooled main datasets, and the Galileo-nano
+    fine-tunes; ``checked`` is the convergence table for the first replicate (its runs are checked and go first),
+    else ``None``.
+    """
+    for model in in_study:
+        after = [pre[id(ds), pretext[model]]] if pretext.get(model) else []
+        out.add(
+            {"dataset": name, "seed": seed, "rows": model},
+            fm_finetuned.run_fm_rows,
+            ds,
+            seed,
+            models=[model],
+            after=after,
+            priority=1 if checked else 0,
+            convergence_path=checked,
+            **fm_kw,
+        )
+    for variant in pooled:
+        out.add(
+            {"dataset": name, "seed": seed, "rows": f"{variant}_pooled"},
+            fm_finetuned.run_fm_rows,
+            ds,
+            seed,
+            models=[],
+            pooled=[variant],
+            pool=pool,
+            after=[pooled_pre[variant, tuple(id(d) for d in pool)]],
+            convergence_path=checked,
+            **fm_kw,
+        )
+    for row in galileo_rows:
+        out.add(
+            {"dataset": name, "seed": seed, "rows": row},
+            galileo_finetuned.run_galileo_nano_finetune,
+            ds,
+            seed,
+            pretrained=row == galileo_finetuned.FINETUNE_ROW,
+            convergence_path=checked,
+            priority=1 if checked else 0,
+            **galileo_kw,
+        )
+
+
+@dataclasses.dataclass
+class _Submitted:
+    """The jobs one notebook submitted, in order, and a description of each run (what the notebook prints)."""
+
+    client: object
+    jobs: list = dataclasses.field(default_factory=list)
+    runs: list[dict] = dataclasses.field(default_factory=list)
+
+    def add(self, run: dict, fn, /, *args, **kwargs) -> None:
+        """Submit ``fn(*args, **kwargs)`` (:func:`helpers.runs.engine.submit`) and record ``run``."""
+        self.jobs.append(engine.submit(self.client, fn, *args, **kwargs))
+        self.runs.append(run)
+
+
+@dataclasses.dataclass
+class _CorpusJobs:
+    """The pooled corpus's pretrainings: one per pretext for every dataset and draw, run one after another.
+
+    Each holds the whole pool in memory (1.1 GB at 1,024 images per family); two at once would take the chain past
+    its memory budget, so each waits for the previous one, and so do their continuation checks.
+    """
+
+    by_pretext: dict = dataclasses.field(default_factory=dict)
+    jobs: list = dataclasses.field(default_factory=list)
+    checks: list = dataclasses.field(
+        default_factory=list
+    )  # (dataset, variant) of each, checked once all have run
+
+    def submit_checks(self, client, settings, pre_kw: Mapping) -> list:
+        """The continuation check of every corpus pretraining, chained after the last job."""
+        for ds, m in self.checks:
+            self.jobs.append(
+                engine.submit(
+                    client,
+                    fm_finetuned.check_pretraining,
+                    ds,
+                    m,
+                    settings,
+                    priority=2,
+                    after=self.jobs[-1:],
+                    **pre_kw,
+                )
+            )
+        return self.jobs[len(self.jobs) - len(self.checks) :]
+
+
+def _pooled_pretrainings(client, draws, main, seeds, pooled_models, settings, pre_kw) -> tuple[dict, dict]:
+    """One MAE-style pretraining per distinct pool of main datasets (one per replicate on simulated data).
+
+    Returns ``({seed: pool}, {(variant, pool id): job})``.
+    """
     pools: dict[tuple, list] = {}
     for seed in seeds:
         pool = [draws[n][seed] for n in main]
@@ -337,213 +532,75 @@ def submit_fm_runs(
         for v in pooled_models
         for key, pool in pools.items()
     }
-    # the pooled corpus (settings.corpus): one pretraining per pretext, shared by every dataset and draw
-    corpus = getattr(settings, "corpus", None) is not None
-    corpus_pre: dict[str, object] = {}
-    corpus_jobs: list = []
-    checks: list[tuple] = []  # (dataset, variant) of each corpus pretraining, checked once all have run
-    # the pretraining table (one row per in-study pretraining, its probe curve beside it) sits beside the results
-    record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
-    compute_path = Path(results_path).with_name(fm_finetuned.COMPUTE_TABLE) if results_path else None
-    jobs, runs = [], []
-    below = below_all(label_budgets)
-    deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
-    for name, per_seed in draws.items():
-        chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
-        in_study = [m for m in chosen if m in fm_finetuned.DEFAULT_MODELS]
-        published_rows = [m for m in chosen if m not in fm_finetuned.DEFAULT_MODELS]
-        pooled = pooled_models if name in main else []
-        budgeted = list(budget_models) if name in budget_names else []
-        study_budgeted = [m for m in budgeted if m in fm_finetuned.DEFAULT_MODELS] if deep_below else []
-        frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
-        finetune_budgeted = (
-            [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
-        )
-        pretext = {
-            m: fm_finetuned.VARIANTS[m].pretext
-            for m in [*in_study, *study_budgeted]
-            if m in fm_finetuned.VARIANTS
-        }
-        # one pretraining per (data draw, pretext) (probes share it); on the pooled corpus, one per pretext for all
-        first = {p: m for m, p in reversed(pretext.items()) if p}
-        pre: dict[tuple[int, str], object] = {}
-        for ds, _ in distinct(per_seed, seeds):
-            for p, m in first.items():
-                if corpus and p in corpus_pre:
-                    pre[id(ds), p] = corpus_pre[p]
-                    continue
-                # the corpus jobs run one after another: each holds the whole pool in memory (1.1 GB at 1,024
-                # images per family), and two at once would take the chain past its memory budget
-                chained = {"after": corpus_jobs[-1:]} if corpus and corpus_jobs else {}
-                pre[id(ds), p] = engine.submit(
-                    client,
-                    fm_finetuned.ensure_pretraining,
-                    ds,
-                    m,
-                    settings,
-                    priority=2,
-                    **pre_kw,
-                    **record_kw,
-                    **chained,
-                )
-                if corpus:
-                    corpus_pre[p] = pre[id(ds), p]
-                    corpus_jobs.append(pre[id(ds), p])
-                    checks.append((ds, m))
-        for seed in seeds:
-            ds = per_seed[seed]
-            checked = _checked(convergence_path, seed, seeds)
-            fm_kw = dict(
-                settings=settings,
-                prithvi_checkpoint=prithvi_checkpoint,
-                runs_dir=runs_dir,
-                cache_dir=cache_dir,  # in-study pretraining runs land in cache_dir/pretrain/
-                convergence_path=checked,
-                **common,
-            )
-            for model in in_study:
-                after = [pre[id(ds), pretext[model]]] if pretext.get(model) else []
-                jobs.append(
-                    engine.submit(
-                        client,
-                        fm_finetuned.run_fm_rows,
-                        ds,
-                        seed,
-                        models=[model],
-                        after=after,
-                        priority=1 if checked else 0,
-                        **fm_kw,
-                    )
-                )
-                runs.append({"dataset": name, "seed": seed, "rows": model})
-            for variant in pooled:
-                pool = pool_of[seed]
-                jobs.append(
-                    engine.submit(
-                        client,
-                        fm_finetuned.run_fm_rows,
-                        ds,
-                        seed,
-                        models=[],
-                        pooled=[variant],
-                        pool=pool,
-                        after=[pooled_pre[variant, tuple(id(d) for d in pool)]],
-                        **fm_kw,
-                    )
-                )
-                runs.append({"dataset": name, "seed": seed, "rows": f"{variant}_pooled"})
-            for row in [r for r in galileo_finetuned.FINETUNE_ROWS if r in published_rows]:
-                jobs.append(
-                    engine.submit(
-                        client,
-                        galileo_finetuned.run_galileo_nano_finetune,
-                        ds,
-                        seed,
-                        pretrained=row == galileo_finetuned.FINETUNE_ROW,
-                        runs_dir=runs_dir,
-                        max_steps=galileo_steps,
-                        convergence_path=checked,
-                        priority=1 if checked else 0,
-                        **common,
-                        **finetune_quick,
-                    )
-                )
-                runs.append({"dataset": name, "seed": seed, "rows": row})
-        # the pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining
-        # (the fine-tuned pretext rows; a linear probe's curve is the pretraining's own probe curve)
-        first_ds = per_seed[seeds[0]]
-        tuned = [m for m in in_study if pretext.get(m) and not fm_finetuned.VARIANTS[m].probe]
-        for model, fraction in [(m, f) for m in tuned for f in compute_fractions]:
-            jobs.append(
-                engine.submit(
-                    client,
-                    fm_finetuned.run_prithvi_small,
-                    first_ds,
-                    seeds[0],
-                    model,
-                    pretraining_fraction=fraction,
-                    after=[pre[id(first_ds), pretext[model]]],
-                    settings=settings,
-                    runs_dir=runs_dir,
-                    cache_dir=cache_dir,
-                    results_path=compute_path,
-                    force=force,
-                    progress=client is None,
-                    chips_dir=None,
-                )
-            )
-            runs.append(
-                {"dataset": name, "seed": seeds[0], "rows": f"{model} from {fraction:g} of pretraining"}
-            )
-        for spec in specs([name], study_budgeted, seeds, deep_below):
-            ds = per_seed[spec.seed]
-            after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
-            jobs.append(
-                engine.submit(
-                    client,
-                    at_budget,
-                    fm_finetuned.run_fm_rows,
-                    ds,
-                    spec.label_budget,
-                    spec.seed,
-                    spec.seed,
-                    models=[spec.model],
-                    after=after,
-                    settings=settings,
-                    prithvi_checkpoint=prithvi_checkpoint,
-                    runs_dir=runs_dir,
-                    cache_dir=cache_dir,
-                    **common,
-                )
-            )
-            runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
-        for spec in specs([name], finetune_budgeted, seeds, deep_below):
-            jobs.append(
-                engine.submit(
-                    client,
-                    at_budget,
-                    galileo_finetuned.run_galileo_nano_finetune,
-                    per_seed[spec.seed],
-                    spec.label_budget,
-                    spec.seed,
-                    spec.seed,
-                    pretrained=spec.model == galileo_finetuned.FINETUNE_ROW,
-                    runs_dir=runs_dir,
-                    max_steps=galileo_steps,
-                    **common,
-                    **finetune_quick,
-                )
-            )
-            runs.append({"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"})
-        frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
-        # one job per data draw: its rows share the draw's embedding cache
-        for ds, group in distinct(per_seed, seeds):
-            plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]
-            if not plan:
+    return pool_of, pooled_pre
+
+
+def _pretrainings(client, per_seed, seeds, pretext, settings, corpus: _CorpusJobs | None, pre_kw) -> dict:
+    """The in-study pretraining jobs of one dataset: ``{(id(data draw), pretext): job}``.
+
+    One per (data draw, pretext), probes sharing it; on the pooled corpus one per pretext for every dataset, submitted
+    with the first dataset that needs it.
+    """
+    first = {p: m for m, p in reversed(pretext.items()) if p}
+    pre: dict[tuple[int, str], object] = {}
+    for ds, _ in distinct(per_seed, seeds):
+        for p, m in first.items():
+            if corpus is not None and p in corpus.by_pretext:
+                pre[id(ds), p] = corpus.by_pretext[p]
                 continue
-            cache = Path(cache_dir) / "embeddings"
-            jobs.append(engine.submit(client, fm_frozen.run_frozen_plan, ds, plan, cache_dir=cache, **common))
-            runs.append(
-                {
-                    "dataset": name,
-                    "seed": ",".join(map(str, group)),
-                    "rows": "+".join(dict.fromkeys(s.model for s in plan)),
-                }
+            chained = {"after": corpus.jobs[-1:]} if corpus is not None and corpus.jobs else {}
+            pre[id(ds), p] = engine.submit(
+                client, fm_finetuned.ensure_pretraining, ds, m, settings, priority=2, **pre_kw, **chained
             )
-    # the pooled pretrainings' continuation checks, after every pretraining (the fine-tunes do not wait for them)
-    for ds, m in checks:
-        corpus_jobs.append(
-            engine.submit(
-                client,
-                fm_finetuned.check_pretraining,
-                ds,
-                m,
-                settings,
-                priority=2,
-                after=corpus_jobs[-1:],
-                **pre_kw,
-                **record_kw,
-            )
+            if corpus is not None:
+                corpus.by_pretext[p] = pre[id(ds), p]
+                corpus.jobs.append(pre[id(ds), p])
+                corpus.checks.append((ds, m))
+    return pre
+
+
+def _compute_curve(out, name, per_seed, seeds, tuned, fractions, pre, pretext, fm_kw, compute_path) -> None:
+    """The pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining.
+
+    Only the fine-tuned pretext rows (a linear probe's curve is the pretraining's own probe curve); their rows go to
+    ``compute_path`` beside the results table, never into it.
+    """
+    first_ds = per_seed[seeds[0]]
+    for model, fraction in [(m, f) for m in tuned for f in fractions]:
+        out.add(
+            {"dataset": name, "seed": seeds[0], "rows": f"{model} from {fraction:g} of pretraining"},
+            fm_finetuned.run_prithvi_small,
+            first_ds,
+            seeds[0],
+            model,
+            pretraining_fraction=fraction,
+            after=[pre[id(first_ds), pretext[model]]],
+            settings=fm_kw["settings"],
+            runs_dir=fm_kw["runs_dir"],
+            cache_dir=fm_kw["cache_dir"],
+            results_path=compute_path,
+            force=fm_kw["force"],
+            progress=fm_kw["progress"],
+            chips_dir=None,
         )
-        jobs.append(corpus_jobs[-1])
-    return jobs, runs
+
+
+def _frozen_jobs(out, name, per_seed, seeds, frozen, frozen_budgeted, below, cache_dir, common) -> None:
+    """The frozen rows of one dataset: one job per data draw, its rows sharing the draw's embedding cache."""
+    for ds, group in distinct(per_seed, seeds):
+        plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]
+        if not plan:
+            continue
+        cache = Path(cache_dir) / "embeddings"
+        out.add(
+            {
+                "dataset": name,
+                "seed": ",".join(map(str, group)),
+                "rows": "+".join(dict.fromkeys(s.model for s in plan)),
+            },
+            fm_frozen.run_frozen_plan,
+            ds,
+            plan,
+            cache_dir=cache,
+            **common,
+        )
