@@ -320,81 +320,8 @@ def texture_answer_figure(
             seed=seed,
         )
         agg = agg.loc[agg["class"] == ""].assign(knob=lambda a: a["dataset"].map(compare.texture_knob))
-        models = compare.ordered_models(agg)
-        fam = agg.drop_duplicates("model").set_index("model")["family"]
-        rank = {m: sum(fam[o] == fam[m] for o in models[:i]) for i, m in enumerate(models)}
-        dodge = {m: 0.008 * (i - (len(models) - 1) / 2) for i, m in enumerate(models)}  # fixed, tiny
-        for ax, metric in zip(axes[:2], ("miou_macro", "oa"), strict=True):
-            for m in models:
-                d = agg.loc[(agg["model"] == m) & (agg["metric"] == metric)].sort_values("knob")
-                if d.empty:
-                    continue
-                color = pal.get(fam[m], "grey")
-                ls = _LINESTYLES[rank[m] % len(_LINESTYLES)]
-                marker = _MARKERS[rank[m] % len(_MARKERS)]
-                mean = 100 * d["mean"].to_numpy()
-                has_ci = np.isfinite(d["lo"].to_numpy()) & np.isfinite(d["hi"].to_numpy())
-                yerr = np.where(
-                    has_ci, [mean - 100 * d["lo"].to_numpy(), 100 * d["hi"].to_numpy() - mean], 0.0
-                )
-                ax.errorbar(
-                    d["knob"].to_numpy() + dodge[m],
-                    mean,
-                    yerr=yerr,
-                    ls=ls,
-                    marker=marker,
-                    ms=3.5,
-                    color=color,
-                    lw=1.1,
-                    elinewidth=0.8,
-                    capsize=1.5,
-                    label=m,
-                )
-            ax.set_xlim(-0.06, 1.06)
-            ax.set_xlabel("texture knob")
-            ax.set_ylabel(f"test {METRIC_LABELS[metric]}")
-            ax.set_title(
-                f"{'(a)' if metric == 'miou_macro' else '(b)'} sim-texture sweep (simulated)", fontsize=8
-            )
-        if limits:
-            knobs = sorted(k for k in limits if any(np.isclose(k, agg["knob"])))
-            if knobs:
-                axes[1].plot(
-                    knobs,
-                    [100 * limits[k] for k in knobs],
-                    color="black",
-                    ls="--",
-                    marker="_",
-                    ms=12,
-                    mew=1.5,
-                    lw=1.0,
-                    label="Bayes limit, per-pixel accuracy",
-                )
-    if not gains.empty:
-        ax = axes[-1]
-        names = compare.ordered_datasets(gains["dataset"])
-        comps = list(dict.fromkeys(gains["comparison"]))
-        colors = dict(
-            zip(comps, [pal["classical"], sns.color_palette("colorblind", 8)[4], pal["cnn"]], strict=False)
-        )
-        width = 0.8 / max(len(comps), 1)
-        for j, comp in enumerate(comps):
-            for i, dataset in enumerate(names):
-                hit = gains.loc[(gains["dataset"] == dataset) & (gains["comparison"] == comp)]
-                if hit.empty:
-                    continue
-                x = i - 0.4 + width * (j + 0.5)
-                _errorbar(ax, x, hit.iloc[0], colors.get(comp, "grey"))
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([_label(d, sim) for d in names], rotation=60, ha="right", rotation_mode="anchor")
-        ax.set_ylabel("texture gain: Δ test mIoU (points)")
-        ax.set_title(f"{'(c)' if sweep else ''} measured texture gain".strip(), fontsize=8)
-        gain_handles = [
-            Line2D([], [], marker="o", ls="", color=colors.get(c, "grey"), label=c) for c in comps
-        ]
-    else:
-        gain_handles = []
+        _sweep_panels(axes[:2], agg, pal, limits)
+    gain_handles = _gain_panel(axes[-1], gains, pal, sim, sweep) if not gains.empty else []
     handles = []
     if sweep:
         handles, _ = axes[0].get_legend_handles_labels()
@@ -415,6 +342,88 @@ def texture_answer_figure(
         + " (whiskers)",
     )
     return fig
+
+
+def _sweep_panels(axes, agg: pd.DataFrame, pal: Mapping, limits: Mapping[float, float]) -> None:
+    """Panels (a) and (b) of :func:`texture_answer_figure`: test mIoU and accuracy against the knob.
+
+    One line per model in its family's colour, and the Bayes per-pixel accuracy on (b).
+    """
+    models = compare.ordered_models(agg)
+    fam = agg.drop_duplicates("model").set_index("model")["family"]
+    rank = {m: sum(fam[o] == fam[m] for o in models[:i]) for i, m in enumerate(models)}
+    dodge = {m: 0.008 * (i - (len(models) - 1) / 2) for i, m in enumerate(models)}  # fixed, tiny
+    for ax, metric in zip(axes, ("miou_macro", "oa"), strict=True):
+        for m in models:
+            d = agg.loc[(agg["model"] == m) & (agg["metric"] == metric)].sort_values("knob")
+            if d.empty:
+                continue
+            color = pal.get(fam[m], "grey")
+            ls = _LINESTYLES[rank[m] % len(_LINESTYLES)]
+            marker = _MARKERS[rank[m] % len(_MARKERS)]
+            mean = 100 * d["mean"].to_numpy()
+            has_ci = np.isfinite(d["lo"].to_numpy()) & np.isfinite(d["hi"].to_numpy())
+            yerr = np.where(has_ci, [mean - 100 * d["lo"].to_numpy(), 100 * d["hi"].to_numpy() - mean], 0.0)
+            ax.errorbar(
+                d["knob"].to_numpy() + dodge[m],
+                mean,
+                yerr=yerr,
+                ls=ls,
+                marker=marker,
+                ms=3.5,
+                color=color,
+                lw=1.1,
+                elinewidth=0.8,
+                capsize=1.5,
+                label=m,
+            )
+        ax.set_xlim(-0.06, 1.06)
+        ax.set_xlabel("texture knob")
+        ax.set_ylabel(f"test {METRIC_LABELS[metric]}")
+        ax.set_title(
+            f"{'(a)' if metric == 'miou_macro' else '(b)'} sim-texture sweep (simulated)", fontsize=8
+        )
+    if limits:
+        knobs = sorted(k for k in limits if any(np.isclose(k, agg["knob"])))
+        if knobs:
+            axes[1].plot(
+                knobs,
+                [100 * limits[k] for k in knobs],
+                color="black",
+                ls="--",
+                marker="_",
+                ms=12,
+                mew=1.5,
+                lw=1.0,
+                label="Bayes limit, per-pixel accuracy",
+            )
+
+
+def _gain_panel(ax, gains: pd.DataFrame, pal: Mapping, sim: Mapping[str, bool], sweep: Sequence[str]) -> list:
+    """Panel (c) of :func:`texture_answer_figure`: the measured texture gain per dataset.
+
+    Returns:
+        The panel's legend handles, one per comparison.
+    """
+    names = compare.ordered_datasets(gains["dataset"])
+    comps = list(dict.fromkeys(gains["comparison"]))
+    colors = dict(
+        zip(comps, [pal["classical"], sns.color_palette("colorblind", 8)[4], pal["cnn"]], strict=False)
+    )
+    width = 0.8 / max(len(comps), 1)
+    for j, comp in enumerate(comps):
+        for i, dataset in enumerate(names):
+            hit = gains.loc[(gains["dataset"] == dataset) & (gains["comparison"] == comp)]
+            if hit.empty:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            _errorbar(ax, x, hit.iloc[0], colors.get(comp, "grey"))
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([_label(d, sim) for d in names], rotation=60, ha="right", rotation_mode="anchor")
+    ax.set_ylabel("texture gain: Δ test mIoU (points)")
+    ax.set_title(f"{'(c)' if sweep else ''} measured texture gain".strip(), fontsize=8)
+    return [Line2D([], [], marker="o", ls="", color=colors.get(c, "grey"), label=c) for c in comps]
 
 
 # ----------------------------------------------------------------------------------------------------------------
