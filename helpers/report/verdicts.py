@@ -292,19 +292,7 @@ def findings(
         val, test = _wide(d, "val"), _wide(d, "test")
         runnable = [m for m in ordered_models(d) if m in val.columns and m in test.columns]
         n_ran = (val[runnable].notna() & test[runnable].notna()).sum() if runnable else pd.Series(dtype=int)
-        info = d.drop_duplicates("model").set_index("model")
-        fam = info["cfam"]
-        cand = {f: [m for m in runnable if fam[m] == f] for f in COMPARISON_FAMILY_ORDER}
-        cand["deep"] = [m for m in runnable if fam[m] in DEEP_FAMILIES]
-        pretexts: dict[str, dict[str, list[str]]] = {}
-        for m in runnable:
-            pre = str(info.loc[m, "pretraining"] or "none")
-            if info.loc[m, "family"] == "fm" and pre in ("none", "published", *_PRETEXTS):
-                pretexts.setdefault(architecture(m), {}).setdefault(pre, []).append(m)
-        for p in pretexts.values():  # published weights count only beside the same network from random init
-            if "none" not in p:
-                p.pop("published", None)
-        pretexts = {a: p for a, p in pretexts.items() if set(p) - {"none"}}
+        cand, pretexts = _candidates(d, runnable)
         chips = _chip_counts(d, simulated, runnable, chips_dir)
         for claim, cell, comp, la, a, lb, b, expect, applies in _cells(setting, cand, pretexts):
             (a, b), left_out = _complete_candidates((a, b), n_ran)
@@ -348,7 +336,34 @@ def findings(
     ]  # fmt: skip
     if not out:
         return pd.DataFrame(columns=cols)
-    frame = pd.DataFrame(out).reindex(columns=[*cols, "applies"])
+    frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies"]), alpha)
+    frame["metric"] = metric
+    return frame.reindex(columns=cols).reset_index(drop=True)
+
+
+def _candidates(d: pd.DataFrame, runnable: Sequence[str]) -> tuple[dict[str, list[str]], dict]:
+    """The candidates of one dataset's cells: per comparison family (and ``deep``), and per architecture its pretexts.
+
+    Pretexts are ``{architecture: {pretraining: [models]}}``; published weights count only beside the same network
+    from random init, and only architectures with something to compare with random init are kept.
+    """
+    info = d.drop_duplicates("model").set_index("model")
+    fam = info["cfam"]
+    cand = {f: [m for m in runnable if fam[m] == f] for f in COMPARISON_FAMILY_ORDER}
+    cand["deep"] = [m for m in runnable if fam[m] in DEEP_FAMILIES]
+    pretexts: dict[str, dict[str, list[str]]] = {}
+    for m in runnable:
+        pre = str(info.loc[m, "pretraining"] or "none")
+        if info.loc[m, "family"] == "fm" and pre in ("none", "published", *_PRETEXTS):
+            pretexts.setdefault(architecture(m), {}).setdefault(pre, []).append(m)
+    for p in pretexts.values():  # published weights count only beside the same network from random init
+        if "none" not in p:
+            p.pop("published", None)
+    return cand, {a: p for a, p in pretexts.items() if set(p) - {"none"}}
+
+
+def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Holm-adjusted p over every tested cell, then each cell's decision, verdict and effect text, in cell order."""
     for c in ("model_a", "model_b", "replicates", "interval", "decision"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
     frame["p"] = pd.to_numeric(frame["p"], errors="coerce")
@@ -373,13 +388,12 @@ def findings(
         verdicts.append(_verdict(_expect_key(r.expected), decision, eff))
     frame["decision"], frame["verdict"], frame["effect"] = decisions, verdicts, texts
     frame["statement"] = frame["claim"].map(CLAIMS)
-    frame["metric"] = metric
     for c in ("n_replicates", "df"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").fillna(0).astype(int)
     cell_rank = {c: i for i, c in enumerate(dict.fromkeys(frame["cell"]))}
     frame["_k"] = [(cl, cell_rank[c]) for cl, c in zip(frame["claim"], frame["cell"], strict=True)]
     frame = frame.sort_values("_k", kind="mergesort")
-    return frame.reindex(columns=cols).reset_index(drop=True)
+    return frame
 
 
 def _complete_candidates(groups: Sequence[list[str]], ran: pd.Series) -> tuple[list[list[str]], str]:
