@@ -303,6 +303,43 @@ def _no_interval(
     )
 
 
+def _paired_scores(val: pd.DataFrame, test: pd.DataFrame, models: Sequence[str]):
+    """``(replicates, V, T)``: the replicates where every model has finite validation and test scores, and those scores.
+
+    Replicates come in sorted order, so the bootstrap draws do not depend on row order; ``V`` and ``T`` are
+    replicates x models.
+    """
+    reps = val.index.intersection(test.index, sort=False)
+    V = val.loc[reps, models].to_numpy(dtype=np.float64)
+    T = test.loc[reps, models].to_numpy(dtype=np.float64)
+    keep = np.isfinite(V).all(axis=1) & np.isfinite(T).all(axis=1)
+    reps, V, T = reps[keep], V[keep], T[keep]
+    try:
+        order = np.argsort(reps.to_numpy(), kind="stable")
+    except TypeError:
+        order = np.argsort(reps.astype(str).to_numpy(), kind="stable")
+    return reps[order], V[order], T[order]
+
+
+def _crossed_differences(rng, W, chips, reps, models, ia, ib, *, has_b: bool) -> np.ndarray:
+    """Bootstrap differences crossed over replicates (weights ``W``) and test chips.
+
+    The chip weights are drawn here, shared by every replicate and model; each resample's difference is the test
+    macro IoU of its selected column ``ia`` minus that of ``ib``.
+    """
+    n_boot, n = W.shape
+    arr = _stack_chips(chips, list(reps), models)  # (3, K, R·M·C)
+    k = arr.shape[1]
+    Wc = _resample_weights(rng, n_boot, k) * k  # chip counts, shared by every replicate and model
+    summed = np.einsum("bk,skx->sbx", Wc, arr).reshape(3, n_boot, n, len(models), -1)
+    S = _macro_iou(summed[0], summed[1], summed[2])  # (B, R, M)
+    if not has_b:
+        S = np.concatenate([S, np.zeros((n_boot, n, 1))], axis=2)
+    Tm = np.einsum("br,brm->bm", W, S)
+    rows = np.arange(n_boot)
+    return Tm[rows, ia] - Tm[rows, ib]
+
+
 def paired_effect(
     val: pd.DataFrame,
     test: pd.DataFrame,
@@ -359,16 +396,7 @@ def paired_effect(
     if absent:
         raise ValueError(f"paired_effect: no validation or test column for {absent}")
     crossed = chips is not None
-    reps = val.index.intersection(test.index, sort=False)
-    V = val.loc[reps, models].to_numpy(dtype=np.float64)
-    T = test.loc[reps, models].to_numpy(dtype=np.float64)
-    keep = np.isfinite(V).all(axis=1) & np.isfinite(T).all(axis=1)
-    reps, V, T = reps[keep], V[keep], T[keep]
-    try:  # replicates in sorted order, so the draws do not depend on row order
-        order = np.argsort(reps.to_numpy(), kind="stable")
-    except TypeError:
-        order = np.argsort(reps.astype(str).to_numpy(), kind="stable")
-    reps, V, T = reps[order], V[order], T[order]
+    reps, V, T = _paired_scores(val, test, models)
     n, na = len(reps), len(a_models)
     # with no B group the "difference" is A against zero
     if b_models:
@@ -401,18 +429,10 @@ def paired_effect(
     W = _resample_weights(rng, n_boot, n)  # (B, R)
     sa = np.argmax(W @ Va, axis=1)  # selection redone on each resample's validation means
     sb = np.argmax(W @ Vb, axis=1)
-    rows = np.arange(n_boot)
     if crossed:
-        arr = _stack_chips(chips, list(reps), models)  # (3, K, R·M·C)
-        k = arr.shape[1]
-        Wc = _resample_weights(rng, n_boot, k) * k  # chip counts, shared by every replicate and model
-        summed = np.einsum("bk,skx->sbx", Wc, arr).reshape(3, n_boot, n, len(models), -1)
-        S = _macro_iou(summed[0], summed[1], summed[2])  # (B, R, M)
-        if not b_models:
-            S = np.concatenate([S, np.zeros((n_boot, n, 1))], axis=2)
-        Tm = np.einsum("br,brm->bm", W, S)
-        boot = Tm[rows, sa] - Tm[rows, na + sb]
+        boot = _crossed_differences(rng, W, chips, reps, models, sa, na + sb, has_b=bool(b_models))
     else:
+        rows = np.arange(n_boot)
         boot = (W @ Ta)[rows, sa] - (W @ Tb)[rows, sb]
     share_a = np.bincount(sa, minlength=na) / n_boot
     share_b = np.bincount(sb, minlength=max(len(b_models), 1)) / n_boot
