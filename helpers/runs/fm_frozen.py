@@ -319,20 +319,7 @@ def run_frozen(
     budget = _classical.budget_for(budget, ds)  # as the classical rows: same pixels at every label budget
     val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     grid = _classical.lgbm_grid(labelled_counts(ds)) if head_kind == "lgbm" else _fm_heads.LINEAR_GRID
-    key_settings = {
-        "weights_sha256": _weights.SPECS[model_name].sha256,  # a loaded file is checked against it
-        "embedder": settings or {},
-        "adapter": _fm_adapters.ADAPTER_VERSION,
-        "budget": budget,
-        "val_budget": val_budget,
-        "n_jobs": n_jobs,
-        # the embeddings are torch outputs: another CPU kernel family, torch or GPU gives other numbers (issue 27)
-        "platform": runner.platform("fm"),
-    }
-    if (
-        head_kind == "lgbm" and grid != _classical.LGBM_GRID
-    ):  # absent where unchanged: those keys stay as they were
-        key_settings["grid"] = grid
+    key_settings = _key_settings(model_name, head_kind, grid, settings, budget, val_budget, n_jobs)
     key = _results.run_key(ds, row, seed, key_settings)
     if not runner.claim_or_skip(ds, row, seed, results_path, key, force=force):
         return FMRun(status="skipped", run_key=key)
@@ -372,33 +359,12 @@ def run_frozen(
     head, search, scores, cms = _fit_and_select(
         ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes, grid
     )
-    maps: dict = {}
-    chips: dict = {}
-    for split in runner.held_out_splits(ds):
-        keep = prediction_maps.chips_to_save(ds, split, maps_dir)
-        (chip_cms,) = _score_split(
-            ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps
-        )
-        cm = chip_cms.sum(axis=0)
-        cms[split], scores[split] = cm, _metrics.scores(cm)
-        chips[split] = _results.chip_counts(ds.chip_ids(split), chip_cms)
+    maps, chips = _score_held_out(
+        ds, embedder, cache, head, timer, predict_jobs, progress, maps_dir, scores, cms
+    )
 
-    chip_ctx = _fm_adapters.chip_context(ds, ds.chip_ids("train")[0])
     cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
-    notes = [
-        head.describe(),
-        *notes,
-        f"{embedder.name}: {embedder.describe()}",
-        "adapter v"
-        + _fm_adapters.ADAPTER_VERSION
-        + " (first train chip): "
-        + _fm_adapters.describe(chip_ctx, getattr(embedder, "ndvi", "masked")),
-        PRETRAINING[model_name],
-    ]
-    if cache is not None:
-        notes.append(f"embedding cache: {cache.hits} hits, {cache.misses} misses")
-    if not peak_reset:
-        notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
+    notes = _run_notes(ds, head, notes, embedder, model_name, cache, peak_reset)
     head_mb = head.size_mb()
     ctx = runner.context(
         ds,
@@ -443,6 +409,64 @@ def run_frozen(
         cache_stats=cache_stats,
         n_train_pixels=len(train.y),
     )
+
+
+def _score_held_out(ds, embedder, cache, head, timer, predict_jobs, progress, maps_dir, scores, cms) -> tuple:
+    """Every held-out split predicted once by the chosen head, filling ``scores`` and ``cms``.
+
+    Returns:
+        ``(maps, chips)``: the test maps kept for the figures and each split's per-chip counts.
+    """
+    maps: dict = {}
+    chips: dict = {}
+    for split in runner.held_out_splits(ds):
+        keep = prediction_maps.chips_to_save(ds, split, maps_dir)
+        (chip_cms,) = _score_split(
+            ds, split, embedder, cache, [head], timer, predict_jobs, progress, keep, maps
+        )
+        cm = chip_cms.sum(axis=0)
+        cms[split], scores[split] = cm, _metrics.scores(cm)
+        chips[split] = _results.chip_counts(ds.chip_ids(split), chip_cms)
+    return maps, chips
+
+
+def _key_settings(model_name, head_kind, grid, settings, budget, val_budget, n_jobs) -> dict:
+    """What a frozen row's run key hashes beyond its dataset, row and seed."""
+    key_settings = {
+        "weights_sha256": _weights.SPECS[model_name].sha256,  # a loaded file is checked against it
+        "embedder": settings or {},
+        "adapter": _fm_adapters.ADAPTER_VERSION,
+        "budget": budget,
+        "val_budget": val_budget,
+        "n_jobs": n_jobs,
+        # the embeddings are torch outputs: another CPU kernel family, torch or GPU gives other numbers (issue 27)
+        "platform": runner.platform("fm"),
+    }
+    if (
+        head_kind == "lgbm" and grid != _classical.LGBM_GRID
+    ):  # absent where unchanged: those keys stay as they were
+        key_settings["grid"] = grid
+    return key_settings
+
+
+def _run_notes(ds, head, notes, embedder, model_name, cache, peak_reset) -> list[str]:
+    """The row's note: the head, the sampling notes, the embedder and adapter, the pretraining, the cache."""
+    chip_ctx = _fm_adapters.chip_context(ds, ds.chip_ids("train")[0])
+    out = [
+        head.describe(),
+        *notes,
+        f"{embedder.name}: {embedder.describe()}",
+        "adapter v"
+        + _fm_adapters.ADAPTER_VERSION
+        + " (first train chip): "
+        + _fm_adapters.describe(chip_ctx, getattr(embedder, "ndvi", "masked")),
+        PRETRAINING[model_name],
+    ]
+    if cache is not None:
+        out.append(f"embedding cache: {cache.hits} hits, {cache.misses} misses")
+    if not peak_reset:
+        out.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
+    return out
 
 
 def run_galileo_nano_frozen_lgbm(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs) -> FMRun:
