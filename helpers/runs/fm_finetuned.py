@@ -515,6 +515,47 @@ def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: 
     return train.RunOutcome(status="not_run", rows=rows, reason=reason, out_dir=out_dir)
 
 
+def _pretrained_start(
+    inputs, pretext: str, settings: FMSettings, fraction: float | None, **pretrain_kw
+) -> tuple:
+    """The in-study pretraining a fine-tune starts from (run or read from its cache) and what the row says of it.
+
+    Returns:
+        ``(pretraining, encoder state, weights column, note suffix)``: the selected encoder, or with ``fraction``
+        the checkpoint the pretraining kept at that fraction of its selected step.
+    """
+    pre = _pretrain(inputs, settings, **pretrain_kw)
+    encoder = pre.encoder_state
+    weights = f"in-study {pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
+    if fraction is not None:
+        step, encoder = PT.checkpoint_encoder(pre, fraction)
+        weights += f", its checkpoint at step {step} ({fraction:g} of the selected step)"
+    best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
+    probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""
+    shared = (
+        "shared by every dataset, draw and seed" if settings.corpus is not None else "shared by all seeds"
+    )
+    note = (
+        f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, stopped by {pre.stopped_by or 'n/a'}"
+        f"{probed}, {shared} (cached)"
+    )
+    return pre, encoder, weights, note
+
+
+def _prithvi_note(c, v, n_times: int) -> str:
+    """The note of a Prithvi-arch row: its size, where it starts from, and that it is not Prithvi-100M."""
+    origin = "in-study pretraining" if v.pretext else "random init"
+    probe = (
+        "; frozen encoder, linear probe (BatchNorm + 1x1 conv on tokens, bilinear upsampling)"
+        if v.probe
+        else ""
+    )
+    return (
+        f"prithvi-arch ({size_label(c)}, {origin}) - NOT Prithvi-100M: embed {c.embed_dim}, depth {c.depth}, "
+        f"patch {c.patch_size}, {n_times} frame(s)" + probe
+    )
+
+
 def run_prithvi_small(
     ds,
     seed: int,
@@ -601,20 +642,8 @@ def run_prithvi_small(
     )
     pre, encoder, weights, pre_note = None, None, "random-init", ""
     if v.pretext:
-        pre = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
-        encoder = pre.encoder_state
-        weights = f"in-study {v.pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
-        if pretraining_fraction is not None:
-            step, encoder = PT.checkpoint_encoder(pre, pretraining_fraction)
-            weights += f", its checkpoint at step {step} ({pretraining_fraction:g} of the selected step)"
-        best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
-        probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""
-        shared = (
-            "shared by every dataset, draw and seed" if settings.corpus is not None else "shared by all seeds"
-        )
-        pre_note = (
-            f"; pretraining {pre.train_s:.0f} s, {len(pre.history)} steps, stopped by {pre.stopped_by or 'n/a'}"
-            f"{probed}, {shared} (cached)"
+        pre, encoder, weights, pre_note = _pretrained_start(
+            inputs, v.pretext, settings, pretraining_fraction, cache_dir=cache_dir, progress=progress
         )
     device = pick_device()
 
@@ -633,18 +662,7 @@ def run_prithvi_small(
             model.freeze_encoder()
         return model.to(device)
 
-    c = settings.pretrain.model
-    origin = "in-study pretraining" if v.pretext else "random init"
-    note = (
-        f"prithvi-arch ({size_label(c)}, {origin}) - NOT Prithvi-100M: embed {c.embed_dim}, depth {c.depth}, "
-        f"patch {c.patch_size}, {ds.n_times} frame(s)"
-        + (
-            "; frozen encoder, linear probe (BatchNorm + 1x1 conv on tokens, bilinear upsampling)"
-            if v.probe
-            else ""
-        )
-        + pre_note
-    )
+    note = _prithvi_note(settings.pretrain.model, v, ds.n_times) + pre_note
     return convergence.run_checked(
         ds,
         name,
