@@ -47,7 +47,7 @@ def channel_names(ds) -> list[str]:
 
 
 def linear_separability(
-    datasets: dict, per_class: int, rng: np.random.Generator, max_chips: int = 20
+    opened: dict, per_class: int, rng: np.random.Generator, max_chips: int = 20
 ) -> pd.DataFrame:
     """How far a linear discriminant on single pixels gets on each dataset: a floor for every model.
 
@@ -56,13 +56,13 @@ def linear_separability(
     two classes in the sample or no validation chip gets a row saying so.
 
     Args:
-        datasets: ``{name: dataset}``, in the order of the rows (and of the draws from ``rng``).
+        opened: ``{name: dataset}``, in the order of the rows (and of the draws from ``rng``).
         per_class: Training pixels per class.
         rng: The random generator (one sample is drawn per dataset, in order).
         max_chips: Chips read per split.
     """
     rows = []
-    for name, d in datasets.items():
+    for name, d in opened.items():
         xt, yt = sample_per_class(d, "train", per_class, rng, max_chips)
         if len(np.unique(yt)) < 2 or not d.chip_ids("val"):
             rows.append({"dataset": name, "note": "too few classes or no validation chips"})
