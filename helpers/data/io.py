@@ -211,18 +211,17 @@ def write_grid_tif(
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file renamed over it) with the user's umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    user_mode(tmp)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write`), with the user's umask."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks (pretrained weights run to hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_manifest(root: Path, key: dict) -> None:

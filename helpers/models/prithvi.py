@@ -22,7 +22,6 @@ Key layouts (both load into the one class :class:`PrithviMAE`):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import pickle
@@ -34,6 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from helpers.data.io import sha256_file
 
 #: The six HLS bands Prithvi was pretrained on, in its channel order.
 HLS_BANDS = ("B02", "B03", "B04", "B8A", "B11", "B12")
@@ -590,15 +591,6 @@ def detect_layout(state: Mapping[str, torch.Tensor]) -> str:
         f"not a Prithvi MAE state dict (no 'patch_embed.proj.weight' or 'encoder.patch_embed.proj.weight'; "
         f"first keys: {sample}). Fine-tuned mmseg checkpoints ('backbone.*') are not supported."
     )
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file (provenance for the ``weights`` column)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,6 @@ the pretrained-model rows catch :class:`WeightsError` and record a ``not_run`` r
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import urllib.error
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from helpers.data.io import sha256_file
 
 
 class WeightsError(RuntimeError):
@@ -85,15 +86,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["FM_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fm-suitability"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: str | os.PathLike, spec: WeightsSpec) -> Path:

@@ -52,11 +52,11 @@ from torch import nn
 from helpers import results
 from helpers.data import corpus, labels, simulate
 from helpers.data.datasets import MissingBands, channel_stats, prepare, varies_by_replicate, with_bands
+from helpers.data.io import sha256_file
 from helpers.models import cnn
 from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.models.weights import sha256_file
 from helpers.runs import convergence, run_folders, runner, train
 from helpers.runs import pretrain as PT
 

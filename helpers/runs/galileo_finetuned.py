@@ -197,8 +197,3 @@ def run_galileo_nano_finetune(
 def run_galileo_nano_finetune_random(ds, seed: int, results_path=_results.DEFAULT_PATH, **kwargs):
     """Row ``galileo_nano_finetune_random``: :func:`run_galileo_nano_finetune` from random initialisation."""
     return run_galileo_nano_finetune(ds, seed, results_path, pretrained=False, **kwargs)
-
-
-def row_names() -> list[str]:
-    """The rows this module writes, in table order."""
-    return list(FINETUNE_ROWS)
