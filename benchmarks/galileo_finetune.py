@@ -100,7 +100,7 @@ def print_step_times(threads: int, repeats: int) -> None:
 def _train_one(job: tuple) -> dict:
     """One fine-tuning run in a 1-thread worker process; returns its val/test rows' summary."""
     dataset, data_dir, net, seed, out = job
-    os.environ["OMP_NUM_THREADS"] = "1"  # train.run takes its threads from here (as on an engine worker)
+    os.environ["OMP_NUM_THREADS"] = "1"  # deep_run.run takes its threads from here (as on an engine worker)
     torch.set_num_threads(1)
     from helpers.data import datasets
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from helpers.models import cnn, prithvi  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import cnn_settings, fm_finetuned, inference, train  # noqa: E402
+from helpers.runs import cnn_settings, fm_finetuned, inference, schedule, train  # noqa: E402
 
 CROP = 224
 CHIP = 512
@@ -187,8 +187,8 @@ def project_hours(rows: dict[str, dict]) -> tuple[float, list[str]]:
             if key not in rows:
                 continue
             r = rows[key]
-            cap = train.epochs_to_steps(d["train"], 100, r["batch"])
-            n_val = cap // train.PLATEAU["eval_every"]
+            cap = schedule.epochs_to_steps(d["train"], 100, r["batch"])
+            n_val = cap // schedule.PLATEAU["eval_every"]
             per_window = r["predict_512_s"] / windows_per_side(CHIP) ** 2
             one_run = cap * r["step_s"] + n_val * d["val"] * per_window * windows_per_side(d["chip"]) ** 2
             hours += len(names) * 4 * one_run / 3600  # 3 seeds + the doubling check of the first

@@ -6,7 +6,7 @@ prints: steps, selected step, validation mIoU before and after doubling, the mea
 against the old best (above the progress threshold: the model was still improving; at or below: doubling only
 picked the best of more noisy validations), test mIoU before and after (reported, never used to choose), and the
 wall time of the run and of its continuation. A rule is good when its runs move < 1 point on doubling at the lowest
-cost; this is how the study's stopping settings were chosen (``helpers.runs.train.PLATEAU``).
+cost; this is how the study's stopping settings were chosen (``helpers.runs.schedule.PLATEAU``).
 
 Rules are written ``key=value,key=value`` over :func:`helpers.runs.train.fit`'s stopping settings (``patience``,
 ``smooth``, ``min_delta``, ``lr_drops``, ...). Runs go to a temporary folder and two at a time, one thread each (as

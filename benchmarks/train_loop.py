@@ -43,7 +43,7 @@ from helpers.data import datasets  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import cnn_settings, inference, runner, train  # noqa: E402
+from helpers.runs import cnn_settings, crops, inference, runner, train  # noqa: E402
 
 
 def build(name: str, ds):
@@ -60,8 +60,8 @@ def build(name: str, ds):
 def raw_rate(model, ds, steps: int, *, bf16: bool = False, channels_last: bool = False) -> float:
     """Steps per second of forward + backward + AdamW on one fixed batch of 8 random 64 px crops."""
     rng = np.random.default_rng(0)
-    chips = train.ChipStore(ds, ds.chip_ids("train"))
-    xs, ys = zip(*(train.random_crop(*chips[i], 64, rng, ds.ignore_index) for i in range(8)), strict=True)
+    chips = crops.ChipStore(ds, ds.chip_ids("train"))
+    xs, ys = zip(*(crops.random_crop(*chips[i], 64, rng, ds.ignore_index) for i in range(8)), strict=True)
     x = torch.from_numpy(np.stack(xs))
     t = torch.from_numpy(np.stack(ys).astype(np.int64))
     if channels_last:

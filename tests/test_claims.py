@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from helpers import results
-from helpers.runs import claims, run_folders, runner, train
+from helpers.runs import claims, deep_run, run_folders, runner
 
 REPO = Path(__file__).resolve().parents[1]
 FORK = mp.get_context("fork")  # children inherit the test's monkeypatches and need no re-import
@@ -267,7 +267,7 @@ def _train_both(tmp, barrier):
     barrier.wait()
     out = []
     for model in ("unet", "unet2"):
-        got = train.run(
+        got = deep_run.run(
             FakeDataset(),
             model,
             lambda: UNet(6, 3, base=4, depth=2),
@@ -282,7 +282,7 @@ def _train_both(tmp, barrier):
 
 
 def test_two_processes_training_the_same_runs_train_each_once(tmp_path):
-    """train.run itself, from two processes started together on one table and one runs folder."""
+    """deep_run.run itself, from two processes started together on one table and one runs folder."""
     barrier = FORK.Barrier(2)
     procs = [FORK.Process(target=_train_both, args=(tmp_path, barrier)) for _ in range(2)]
     for p in procs:

@@ -12,7 +12,7 @@ from test_classical import make_fake  # noqa: E402
 
 from helpers import prediction_maps, results  # noqa: E402
 from helpers.data import labels  # noqa: E402
-from helpers.runs import classical, fm_heads, matrix, run_folders, runner, train  # noqa: E402
+from helpers.runs import classical, crops, fm_heads, matrix, run_folders, runner  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -198,9 +198,9 @@ def test_anchored_crops_hold_a_labelled_pixel():
     a = np.zeros((2, 200, 200), np.float32)
     rng = np.random.default_rng(0)
     for _ in range(50):
-        _, yc = train.random_crop(a, y, 32, rng, -1, anchor=True)
+        _, yc = crops.random_crop(a, y, 32, rng, -1, anchor=True)
         assert (yc == 1).sum() == 1 and yc.shape == (32, 32)
-    blind = [(train.random_crop(a, y, 32, rng, -1)[1] == 1).any() for _ in range(50)]
+    blind = [(crops.random_crop(a, y, 32, rng, -1)[1] == 1).any() for _ in range(50)]
     assert sum(blind) < 10  # a blind draw rarely finds it: why sparse labels anchor their crops
 
 

@@ -16,7 +16,7 @@ from helpers.models import cnn, prithvi
 from helpers.models.resnet import ResNetEncoder
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import cnn_settings, fm_finetuned, train
+from helpers.runs import cnn_settings, fm_finetuned, schedule
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "notebooks" / "params" / "paper.yaml"
@@ -70,7 +70,7 @@ def test_cpu_size_keeps_the_run_keys_and_epoch_caps_count_chips():
     assert cnn.key_settings("cpu") == {} and cnn.key_settings("paper") == {"size": "paper"}
     with pytest.raises(ValueError, match="unknown model size"):
         cnn.build_model("unet", 6, 2, "huge")
-    assert train.epochs_to_steps(252, 100, 16) == 1575 and train.epochs_to_steps(3, 0.1, 16) == 1
+    assert schedule.epochs_to_steps(252, 100, 16) == 1575 and schedule.epochs_to_steps(3, 0.1, 16) == 1
     assert cnn_settings.train_defaults("cpu") == cnn_settings.TRAIN_DEFAULTS
     assert (
         cnn_settings.train_defaults("paper")["crop_size"] == 224

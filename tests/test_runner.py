@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import metrics, prediction_maps, results
-from helpers.runs import classical, fm_frozen, runner, train
+from helpers.runs import classical, deep_run, fm_frozen, runner
 
 
 def _ds(name="sim-fake", splits=("train", "val", "test", "bolivia"), empty=(), **extra):
@@ -33,7 +33,7 @@ def test_outcome_status_is_one_of_three_and_says_what_was_written():
     assert runner.Outcome(status="skipped").skipped and not runner.Outcome(status="skipped").written
     assert runner.Outcome(status="ok").written and runner.Outcome(status="not_run").written
     # every family reports through the same type
-    for cls in (classical.ClassicalRun, fm_frozen.FMRun, train.RunOutcome):
+    for cls in (classical.ClassicalRun, fm_frozen.FMRun, deep_run.RunOutcome):
         assert issubclass(cls, runner.Outcome)
 
 

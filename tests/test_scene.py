@@ -11,7 +11,7 @@ import rasterio
 from helpers.data import datasets, splits
 from helpers.data import scene as _scene
 from helpers.data.io import DataError, read_raster, write_geotiff
-from helpers.runs import classical, train
+from helpers.runs import classical, crops
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +101,12 @@ def test_a_training_crop_never_puts_a_val_or_test_label_into_the_loss(example_ro
     does reach into held-out blocks (the protocol is transductive): a channel marking held-out labels rides along."""
     ds = datasets.open("example-scene", example_root)
     held_out = (ds.scene().label_split > 0).astype(np.float32)
-    a, y = train.ChipStore(ds, ds.chip_ids("train"))[0]
+    a, y = crops.ChipStore(ds, ds.chip_ids("train"))[0]
     a = np.concatenate([a, held_out[None]])
     rng = np.random.default_rng(0)
     trained, reached = 0, 0
     for _ in range(300):
-        ac, yc = train.augment(*train.random_crop(a, y, 32, rng, ds.ignore_index), rng)
+        ac, yc = crops.augment(*crops.random_crop(a, y, 32, rng, ds.ignore_index), rng)
         assert not ((yc != ds.ignore_index) & (ac[-1] > 0)).any()
         trained += int((yc != ds.ignore_index).sum())
         reached += int((ac[-1] > 0).any())

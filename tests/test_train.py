@@ -8,7 +8,7 @@ from helpers import metrics, prediction_maps, results
 from helpers.data import datasets, labels
 from helpers.models.cnn import build_model
 from helpers.models.unet import UNet
-from helpers.runs import inference, run_folders, train
+from helpers.runs import crops, deep_run, inference, run_folders, schedule, train
 
 
 class FakeDataset:
@@ -92,26 +92,26 @@ def test_masked_cross_entropy_ignores_ignored_pixels():
 
 
 def test_lr_factor_warmup_then_cosine_to_zero():
-    f = [train.lr_factor(s, 100, 10) for s in range(100)]
+    f = [schedule.lr_factor(s, 100, 10) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[9:], f[10:], strict=False))
     assert f[-1] < 0.001
-    assert train.lr_factor(5, 10, 0) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.5)))
+    assert schedule.lr_factor(5, 10, 0) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.5)))
 
 
 def test_random_crop_and_augment():
     rng = np.random.default_rng(0)
     a = np.arange(2 * 20 * 30, dtype=np.float32).reshape(2, 20, 30)
     y = (a[0] % 7).astype(np.int64)
-    ac, yc = train.random_crop(a, y, 16, rng, -1)
+    ac, yc = crops.random_crop(a, y, 16, rng, -1)
     assert ac.shape == (2, 16, 16) and yc.shape == (16, 16)
     assert np.array_equal(ac[0] % 7, yc)  # image and label cut at the same place
-    ap, yp = train.random_crop(a, y, 24, rng, -1)  # taller than the chip: padded
+    ap, yp = crops.random_crop(a, y, 24, rng, -1)  # taller than the chip: padded
     assert ap.shape == (2, 24, 24)
     assert np.all(yp[20:] == -1) and np.all(ap[:, 20:] == 0)
     seen = set()
     for _ in range(64):
-        aa, yy = train.augment(ac, yc, rng)
+        aa, yy = crops.augment(ac, yc, rng)
         assert np.array_equal(aa[0] % 7, yy)  # the same transform for image and labels
         seen.add(aa[0].tobytes())
     assert len(seen) == 8  # all eight dihedral transforms occur
@@ -119,7 +119,7 @@ def test_random_crop_and_augment():
     y2 = np.full((40, 40), -1)
     y2[30:, 30:] = 1
     hits = [
-        (train.random_crop(a[:, :1, :1].repeat(40, 1).repeat(40, 2), y2, 16, rng, -1, tries=50)[1] == 1).any()
+        (crops.random_crop(a[:, :1, :1].repeat(40, 1).repeat(40, 2), y2, 16, rng, -1, tries=50)[1] == 1).any()
     ]
     assert all(hits)
 
@@ -303,10 +303,12 @@ def test_plateau_stops_after_patience_and_lr_drops(tmp_path):
 
 
 def test_plateau_level_is_the_mean_of_the_last_validations():
-    assert train.plateau_level([0.1, 0.5, 0.2]) == pytest.approx(0.2)
-    assert train.plateau_level([0.1, 0.5, 0.2, 0.5], smooth=3) == pytest.approx(0.4)
-    assert train.plateau_level([0.3], smooth=3) == pytest.approx(0.3)  # fewer than the window: what there is
-    assert np.isnan(train.plateau_level([0.2, float("nan")], smooth=2))
+    assert schedule.plateau_level([0.1, 0.5, 0.2]) == pytest.approx(0.2)
+    assert schedule.plateau_level([0.1, 0.5, 0.2, 0.5], smooth=3) == pytest.approx(0.4)
+    assert schedule.plateau_level([0.3], smooth=3) == pytest.approx(
+        0.3
+    )  # fewer than the window: what there is
+    assert np.isnan(schedule.plateau_level([0.2, float("nan")], smooth=2))
 
 
 def test_smoothed_plateau_outlasts_one_lucky_validation(tmp_path, monkeypatch):
@@ -449,9 +451,9 @@ def test_cycle_patience_waits_out_a_flat_cycle_and_continues_a_run_stopped_befor
 def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path):
     ds = FakeDataset()
     kw = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", seed=0)
-    first = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **FIT)
+    first = deep_run.run(ds, "unet", lambda: tiny_unet(ds), **kw, **FIT)
     assert (first.out_dir / run_folders.TRAJECTORY).is_file()
-    second = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12})
+    second = deep_run.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12})
     assert second.run_key != first.run_key and second.train.steps == 12
     assert list(second.train.history["step"][:4]) == [2, 4, 6, 8]  # continued, not retrained
     assert second.train.earlier_train_s == pytest.approx(first.train.train_s)
@@ -462,11 +464,11 @@ def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path)
         rows["runtime_s"].item() >= second.train.train_s
     )  # the run's time includes the first call's training
     patient = {**FIT, "max_steps": 12, "cycles": 3, "cycle_patience": 2}  # cycle_patience only caps a run too
-    assert train.trajectory_key(ds, "unet", 0, **patient) == train.trajectory_key(ds, "unet", 0, **FIT)
-    assert train.key_for(ds, "unet", 0, **patient) != train.key_for(
+    assert deep_run.trajectory_key(ds, "unet", 0, **patient) == deep_run.trajectory_key(ds, "unet", 0, **FIT)
+    assert deep_run.key_for(ds, "unet", 0, **patient) != deep_run.key_for(
         ds, "unet", 0, **{**patient, "cycle_patience": 1}
     )
-    other = train.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12, "lr": 1e-3})
+    other = deep_run.run(ds, "unet", lambda: tiny_unet(ds), **kw, **{**FIT, "max_steps": 12, "lr": 1e-3})
     assert other.train.steps == 12 and other.run_key != second.run_key  # another trajectory: trained afresh
 
 
@@ -480,15 +482,15 @@ def test_one_cycle_keeps_the_identity_and_writes_no_cycle_best(tmp_path):
 
 def test_plateau_for_applies_only_to_its_dataset_and_to_plateau_runs():
     base = {"patience": 2, "lr": 1e-3}
-    assert train.plateau_for("sim-crop", base) == {**base, **train.PLATEAU_FOR["sim-crop"]}
-    assert train.plateau_for("sim-burn", base) == base
-    assert train.plateau_for("sim-crop", {**base, "patience": None}) == {**base, "patience": None}
+    assert schedule.plateau_for("sim-crop", base) == {**base, **schedule.PLATEAU_FOR["sim-crop"]}
+    assert schedule.plateau_for("sim-burn", base) == base
+    assert schedule.plateau_for("sim-crop", {**base, "patience": None}) == {**base, "patience": None}
 
 
 def test_lr_is_warmed_up_then_constant_then_dropped(tmp_path):
     ds = FakeDataset()
-    assert [train.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert train.warmup_factor(0, 0) == 1.0
+    assert [schedule.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert schedule.warmup_factor(0, 0) == 1.0
     seen = []
     real = train._train_block
     monkey = pytest.MonkeyPatch()
@@ -611,7 +613,7 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     ds = FakeDataset()
     path = tmp_path / "results.csv"
     kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
-    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    out = deep_run.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
     assert not out.skipped and out.out_dir == run_folders.run_dir(tmp_path / "runs", "fake", "unet", 0)
     table = results.read(path)
     assert set(table["split"]) == {"val", "test"}
@@ -637,9 +639,9 @@ def test_run_writes_rows_and_skips_finished_runs(tmp_path):
     )
     val = table[(table["class"] == "") & (table["split"] == "val")].set_index("metric")["value"]
     assert val["miou_macro"] == pytest.approx(out.train.best_score)
-    again = train.run(ds, "unet", lambda: pytest.fail("a finished run must not build a model"), **kw)
+    again = deep_run.run(ds, "unet", lambda: pytest.fail("a finished run must not build a model"), **kw)
     assert again.skipped and not again.rows
-    fm = train.run(
+    fm = deep_run.run(
         ds,
         "unet-fm",
         lambda: UNet(6, 3, base=4, depth=2),
@@ -656,13 +658,13 @@ def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path
     path = tmp_path / "results.csv"
     kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
     build = lambda: UNet(6, 3, base=4, depth=2)  # noqa: E731
-    first = train.run(ds, "unet", build, **kw)
-    key = train.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4})
+    first = deep_run.run(ds, "unet", build, **kw)
+    key = deep_run.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4})
     table = results.read(path)
     assert set(table["run_key"]) == {key} and len(key) == 16 and first.rows[0]["run_key"] == key
     assert (first.out_dir / run_folders.KEY).read_text().strip() == key
     # unchanged: skipped; the same settings in another folder or with other progress bars: the same key
-    assert train.run(ds, "unet", lambda: pytest.fail("must not build"), **{**kw, "progress": True}).skipped
+    assert deep_run.run(ds, "unet", lambda: pytest.fail("must not build"), **{**kw, "progress": True}).skipped
     # a changed setting reruns (the stale checkpoints make way) and its rows replace the old ones once finished
     changed = {**kw, "lr": kw["lr"] / 2}
     calls = []
@@ -672,17 +674,19 @@ def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        train.run(ds, "unet", failing, **changed)
+        deep_run.run(ds, "unet", failing, **changed)
     assert calls and results.read(path).equals(table)  # an interrupted rerun loses no finished row
-    second = train.run(ds, "unet", build, **changed)
+    second = deep_run.run(ds, "unet", build, **changed)
     assert not second.skipped
     new = results.read(path)
     assert len(new) == len(table) and new["run_key"].nunique() == 1 and key not in set(new["run_key"])
-    assert train.run(ds, "unet", lambda: pytest.fail("must not build"), **changed).skipped
+    assert deep_run.run(ds, "unet", lambda: pytest.fail("must not build"), **changed).skipped
     # other threads per run, other data: other runs
-    assert train.key_for(ds, "unet", 0, **{**FIT, "num_threads": 2}) != train.key_for(ds, "unet", 0, **FIT)
-    assert train.key_for(FakeDataset(seed=1), "unet", 0, **FIT) != train.key_for(ds, "unet", 0, **FIT)
-    assert train.key_for(ds, "unet", 1, **FIT) != train.key_for(ds, "unet", 0, **FIT)
+    assert deep_run.key_for(ds, "unet", 0, **{**FIT, "num_threads": 2}) != deep_run.key_for(
+        ds, "unet", 0, **FIT
+    )
+    assert deep_run.key_for(FakeDataset(seed=1), "unet", 0, **FIT) != deep_run.key_for(ds, "unet", 0, **FIT)
+    assert deep_run.key_for(ds, "unet", 1, **FIT) != deep_run.key_for(ds, "unet", 0, **FIT)
     with pytest.raises(TypeError, match="not a plain value"):
         results.run_key(ds, "unet", 0, {"weights": tmp_path / "w.pt"})
 
@@ -690,7 +694,7 @@ def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path
 def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     ds = FakeDataset(n=(4, 2, 4))
     kw = dict(seed=0, results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
-    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), maps_dir=tmp_path / "maps", **kw)
+    out = deep_run.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), maps_dir=tmp_path / "maps", **kw)
     seed, maps = prediction_maps.load_run(tmp_path / "maps", "fake", "unet")
     assert seed == 0 and list(maps) == ds.chip_ids("test")[:3]
     model = _load(out, ds)
@@ -700,14 +704,14 @@ def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):
     cm, kept = inference.evaluate_keeping(model, ds, "test", ["test3"], tile=16)
     np.testing.assert_array_equal(cm, inference.evaluate(model, ds, "test", tile=16))
     assert list(kept) == ["test3"]
-    train.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    deep_run.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), **kw)
     assert not (tmp_path / "maps" / "fake" / "fcn").exists()  # no maps_dir: nothing saved
 
 
 def test_eval_tile_zero_validates_and_tests_whole_chips(tmp_path):
     ds = FakeDataset()
     path = tmp_path / "r.csv"
-    out = train.run(
+    out = deep_run.run(
         ds, "unet", lambda: tiny_unet(ds), seed=0, results_path=path, runs_dir=tmp_path / "runs",
         **{**FIT, "max_steps": 4, "eval_tile": 0},
     )  # fmt: skip
@@ -730,7 +734,7 @@ def _load(out, ds):
 def test_run_on_fixture_crop_layout_with_18_bands(fixture_roots, tmp_path):
     ds = datasets.open("crop", fixture_roots["crop"])
     assert ds.n_channels == 18
-    out = train.run(
+    out = deep_run.run(
         ds,
         "fcn",
         lambda: build_model("fcn", ds.n_channels, ds.num_classes, widths=(8, 8, 8, 8, 8), head_width=8),
@@ -775,7 +779,7 @@ def test_run_saves_per_chip_counts_that_reproduce_its_rows(tmp_path):
     ds = FakeDataset(n=(4, 2, 3))
     path = tmp_path / "results.csv"
     kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 4})
-    out = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    out = deep_run.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
     counts = assert_chips_reproduce_rows(results.read(path), tmp_path / "chips", "fake", "unet", 0)
     assert list(counts["test"]["chip_ids"]) == ds.chip_ids("test") and counts["test"]["tp"].dtype == np.int64
     # chip by chip, each chip's own matrix
@@ -783,12 +787,12 @@ def test_run_saves_per_chip_counts_that_reproduce_its_rows(tmp_path):
     np.testing.assert_array_equal(counts["test"]["tp"], np.diagonal(chip_cms, axis1=1, axis2=2))
     assert not list((tmp_path / "chips").rglob("*.tmp"))
     # a rerun under other settings leaves the old file stale until it finishes: never read under the new key
-    new_key = train.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4, "lr": 1e-3})
+    new_key = deep_run.key_for(ds, "unet", 0, **{**FIT, "max_steps": 4, "lr": 1e-3})
     with pytest.warns(UserWarning, match="stale"):
         assert (
             results.read_chip_counts("fake", "unet", 0, chips_dir=tmp_path / "chips", run_key=new_key) is None
         )
-    train.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), chips_dir=None, **kw)
+    deep_run.run(ds, "fcn", lambda: UNet(6, 3, base=4, depth=2), chips_dir=None, **kw)
     assert not (tmp_path / "chips" / "fake" / "fcn").exists()
 
 
@@ -796,22 +800,22 @@ def test_deep_run_key_includes_the_platform(tmp_path, monkeypatch):
     from helpers.runs import runtime
 
     ds = FakeDataset()
-    here = train.key_for(ds, "unet", 0, **FIT)
+    here = deep_run.key_for(ds, "unet", 0, **FIT)
     for family in ("cnn", "fm"):
         monkeypatch.setattr(
             runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
         )
-        elsewhere = train.key_for(ds, "unet", 0, family=family, **FIT)
+        elsewhere = deep_run.key_for(ds, "unet", 0, family=family, **FIT)
         monkeypatch.undo()
-        assert elsewhere != train.key_for(ds, "unet", 0, family=family, **FIT)
-    assert train.key_for(ds, "unet", 0, **FIT) == here  # stable on one machine
+        assert elsewhere != deep_run.key_for(ds, "unet", 0, family=family, **FIT)
+    assert deep_run.key_for(ds, "unet", 0, **FIT) == here  # stable on one machine
     path = tmp_path / "r.csv"
     kw = dict(seed=0, results_path=path, runs_dir=tmp_path / "runs", **{**FIT, "max_steps": 2})
-    train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
+    deep_run.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), **kw)
     assert set(results.read(path)["platform"]) == {runtime.platform_class()}
     # the same table on another platform class: rerun, not reused
     monkeypatch.setattr(
         runtime, "platform_class", lambda torch_kernels=True: "x86_64 AVX2 bf16=none torch=2.0"
     )
-    again = train.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), force=False, **kw)
+    again = deep_run.run(ds, "unet", lambda: UNet(6, 3, base=4, depth=2), force=False, **kw)
     assert not again.skipped and set(results.read(path)["platform"]) == {"x86_64 AVX2 bf16=none torch=2.0"}

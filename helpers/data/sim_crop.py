@@ -398,3 +398,60 @@ def label_agreement(cm: np.ndarray) -> dict[str, float]:
 
     s = metrics.scores(cm)
     return {"oa": round(float(s["oa"]), 4), "miou_macro": round(float(s["miou_macro"]), 4)}
+
+
+def card_facts(n_tiles: int, d: np.ndarray, confusion: np.ndarray, test_cm: np.ndarray, tally: dict) -> dict:
+    """What the dataset card records of a written sim-crop (:func:`helpers.data.simulate.generate`).
+
+    Args:
+        n_tiles: Tiles that hold at least one chip.
+        d: ``(n_chips, 3)`` days of year of each chip's dates.
+        confusion: ``(true, label)`` pixel counts over all chips (the label noise per class).
+        test_cm: ``(label, true)`` pixel counts over the test chips (the true map scored as a prediction).
+        tally: Sums over chips: ``mixed`` (mixed-pixel shares) and ``n`` chips; label errors and pixels at class
+            edges (``edge_err``, ``edge``) and inside classes (``inner_err``, ``inner``).
+    """
+    span = d[:, 2] - d[:, 0]
+    per_class = confusion.sum(axis=1)
+    noise = {c: round(1 - confusion[k, k] / per_class[k], 4) for k, c in enumerate(CLASSES) if per_class[k]}
+    return {
+        "dates": (
+            f"per tile: three days of year of {YEAR} in each file's ACQUISITION_DOY tag, the same as ISO dates in "
+            "its ACQUISITION_DATES tag (helpers.data.sim_crop)"
+        ),
+        "layout": "one grid for all splits, a seeded interleaving; each tile a block of adjacent chips",
+        "tiles": n_tiles,
+        "date_stats": {
+            "median_doy": [int(v) for v in np.median(d, axis=0)],
+            "span_median_days": float(np.median(span)),
+            "span_share_under_90_days": round(float((span < 90).mean()), 3),
+            "third_date_share_in_september": round(float(((d[:, 2] >= 244) & (d[:, 2] <= 273)).mean()), 3),
+            "real_tracker": {
+                "median_doy": [85, 172, 256],
+                **REAL_SPAN,
+                "third_share_in_september": 0.68,
+            },
+        },
+        "label_accuracy_pct": {c: {"producers": a, "source": src} for c, (a, src) in LABEL_ACCURACY.items()},
+        "label_noise_measured": noise,
+        "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
+        "label_noise_at_class_edges": round(tally["edge_err"] / max(tally["edge"], 1), 4),
+        "label_noise_inside_classes": round(tally["inner_err"] / max(tally["inner"], 1), 4),
+        "mixed_pixel_share": round(tally["mixed"] / max(tally["n"], 1), 4),
+        "noise_free_ceiling_test": {
+            **label_agreement(test_cm),
+            "meaning": "the true map scored against the noisy test labels: no model's expected score is above it",
+        },
+        "magnitudes": {
+            "region_shift_sd_days": REGION_SHIFT_SD,
+            "field_shift_sd_days": FIELD_SHIFT_SD,
+            "emergence_delay_days": EMERGENCE_DELAY,
+            "emergence_share": EMERGENCE_SHARE,
+            "soil_gain_sd": SOIL_GAIN_SD,
+            "field_width_px": list(FIELD_WIDTH_PX),
+            "roads_per_chip": ROADS_PER_CHIP,
+            "haze_prob": HAZE_PROB,
+            "field_error_share": FIELD_ERROR_SHARE,
+            "date_rho": DATE_RHO,
+        },
+    }

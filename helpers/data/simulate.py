@@ -1036,57 +1036,8 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
         _sim_crop.CHIPS_PER_TILE,
     )
     used = sorted({int(tile_of[j]) for j in range(n_all)})
-    d = np.array([tile_dates[t] for t in tile_of])  # per chip
-    span = d[:, 2] - d[:, 0]
-    per_class = confusion.sum(axis=1)
-    noise = {
-        c: round(1 - confusion[k, k] / per_class[k], 4)
-        for k, c in enumerate(_sim_crop.CLASSES)
-        if per_class[k]
-    }
-    return {
-        "dates": (
-            f"per tile: three days of year of {_sim_crop.YEAR} in each file's ACQUISITION_DOY tag, the same as ISO dates in "
-            "its ACQUISITION_DATES tag (helpers.data.sim_crop)"
-        ),
-        "layout": "one grid for all splits, a seeded interleaving; each tile a block of adjacent chips",
-        "tiles": len(used),
-        "date_stats": {
-            "median_doy": [int(v) for v in np.median(d, axis=0)],
-            "span_median_days": float(np.median(span)),
-            "span_share_under_90_days": round(float((span < 90).mean()), 3),
-            "third_date_share_in_september": round(float(((d[:, 2] >= 244) & (d[:, 2] <= 273)).mean()), 3),
-            "real_tracker": {
-                "median_doy": [85, 172, 256],
-                **_sim_crop.REAL_SPAN,
-                "third_share_in_september": 0.68,
-            },
-        },
-        "label_accuracy_pct": {
-            c: {"producers": a, "source": src} for c, (a, src) in _sim_crop.LABEL_ACCURACY.items()
-        },
-        "label_noise_measured": noise,
-        "label_noise_overall": round(float(1 - np.trace(confusion) / confusion.sum()), 4),
-        "label_noise_at_class_edges": round(tally["edge_err"] / max(tally["edge"], 1), 4),
-        "label_noise_inside_classes": round(tally["inner_err"] / max(tally["inner"], 1), 4),
-        "mixed_pixel_share": round(tally["mixed"] / max(tally["n"], 1), 4),
-        "noise_free_ceiling_test": {
-            **_sim_crop.label_agreement(test_cm),
-            "meaning": "the true map scored against the noisy test labels: no model's expected score is above it",
-        },
-        "magnitudes": {
-            "region_shift_sd_days": _sim_crop.REGION_SHIFT_SD,
-            "field_shift_sd_days": _sim_crop.FIELD_SHIFT_SD,
-            "emergence_delay_days": _sim_crop.EMERGENCE_DELAY,
-            "emergence_share": _sim_crop.EMERGENCE_SHARE,
-            "soil_gain_sd": _sim_crop.SOIL_GAIN_SD,
-            "field_width_px": list(_sim_crop.FIELD_WIDTH_PX),
-            "roads_per_chip": _sim_crop.ROADS_PER_CHIP,
-            "haze_prob": _sim_crop.HAZE_PROB,
-            "field_error_share": _sim_crop.FIELD_ERROR_SHARE,
-            "date_rho": _sim_crop.DATE_RHO,
-        },
-    }
+    dates = np.array([tile_dates[t] for t in tile_of])  # per chip
+    return _sim_crop.card_facts(len(used), dates, confusion, test_cm, tally)
 
 
 def _progress(items, desc: str):

@@ -298,10 +298,36 @@ class GalileoEncoder(nn.Module):
             raise ValueError(f"the spatial encoding needs a square patch grid, got {h}x{w} patches")
         if t > self.pos_embed.shape[0]:
             raise ValueError(f"{t} timesteps exceed the model's maximum of {self.pos_embed.shape[0]}")
-        d, q = self.embed_dim, self.embed_dim // 4
         s_t_tm = s_t_m[:, ::patch, ::patch]
         sp_tm = sp_m[:, ::patch, ::patch]
 
+        s_t, sp, tt, st = self._group_tokens(s_t_x, sp_x, t_x, st_x, s_t_tm, sp_tm, t_m, st_m, patch)
+        enc_st, enc_sp, enc_t, enc_c = self._encodings(
+            s_t_x, t_x, st_x, months, (h, w), res * patch / BASE_GSD
+        )
+        d = self.embed_dim
+        tokens = torch.cat(
+            [
+                (s_t + enc_st).reshape(b, -1, d),
+                (sp + enc_sp).reshape(b, -1, d),
+                (tt + enc_t).reshape(b, -1, d),
+                st + enc_c,
+            ],
+            dim=1,
+        )
+        masks = torch.cat(
+            [s_t_tm.reshape(b, -1), sp_tm.reshape(b, -1), t_m.reshape(b, -1), st_m.reshape(b, -1)], 1
+        )
+        return tokens, masks >= 1, (h, w, t), (s_t_tm, sp_tm, t_m, st_m)
+
+    def _group_tokens(self, s_t_x, sp_x, t_x, st_x, s_t_tm, sp_tm, t_m, st_m, patch) -> tuple:
+        """One token per channel group (and patch, date), projected only where some token of the group is visible.
+
+        Returns the space-time, space, time and static tokens, ``[B, h, w, T, G, D]``, ``[B, h, w, G, D]``,
+        ``[B, T, G, D]`` and ``[B, G, D]``.
+        """
+        b, hh, ww, t, _ = s_t_x.shape
+        h, w, d = hh // patch, ww // patch, self.embed_dim
         zeros = s_t_x.new_zeros(b, h, w, t, d)
         st_tok = []
         for gi, (g, idx) in enumerate(SPACE_TIME_GROUPS.items()):
@@ -334,11 +360,16 @@ class GalileoEncoder(nn.Module):
             for gi, (g, idx) in enumerate(STATIC_GROUPS.items())
         ]
         st = torch.stack(c_tok, dim=-2)
+        return s_t, sp, tt, st
 
-        # encodings: [group | time index | month | space], each a quarter of the width
+    def _encodings(self, s_t_x, t_x, st_x, months, grid: tuple[int, int], gsd_ratio: float) -> tuple:
+        """What is added to each token kind: [group | time index | month | space], each a quarter of the width."""
+        b, _, _, t, _ = s_t_x.shape
+        h, w = grid
+        q = self.embed_dim // 4
         month = self.month_embed(months.long())  # [B, T, q]
         pos = self.pos_embed[:t]  # [T, q]
-        space = spatial_encoding(q, h, w, res * patch / BASE_GSD, device=s_t_x.device)
+        space = spatial_encoding(q, h, w, gsd_ratio, device=s_t_x.device)
         n_st, n_sp, n_t, n_c = (
             len(SPACE_TIME_GROUPS),
             len(SPACE_GROUPS),
@@ -374,19 +405,7 @@ class GalileoEncoder(nn.Module):
         enc_c = torch.cat(
             [self.st_channel_embed[None].expand(b, n_c, q), st_x.new_zeros(b, n_c, 3 * q)], dim=-1
         )
-        tokens = torch.cat(
-            [
-                (s_t + enc_st).reshape(b, -1, d),
-                (sp + enc_sp).reshape(b, -1, d),
-                (tt + enc_t).reshape(b, -1, d),
-                st + enc_c,
-            ],
-            dim=1,
-        )
-        masks = torch.cat(
-            [s_t_tm.reshape(b, -1), sp_tm.reshape(b, -1), t_m.reshape(b, -1), st_m.reshape(b, -1)], 1
-        )
-        return tokens, masks >= 1, (h, w, t), (s_t_tm, sp_tm, t_m, st_m)
+        return enc_st, enc_sp, enc_t, enc_c
 
     def _transform(self, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         """Run the blocks on the visible tokens only; masked positions return as zeros (then LayerNorm)."""

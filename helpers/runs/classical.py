@@ -615,11 +615,7 @@ def run_classical(
     budget = Budget(**budget) if isinstance(budget, dict) else budget
     val_budget = Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     kind, feature_set = MODELS[model_name]
-    for split in ("train", "test"):
-        if split not in ds.splits or not ds.chip_ids(split):
-            raise ValueError(
-                f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
-            )
+    _check_splits(ds)
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
     budget = budget_for(budget, ds)
     grid = RF_GRID if kind == "rf" else lgbm_grid(_labels.labelled_counts(ds))
@@ -661,7 +657,6 @@ def run_classical(
     scores["val"] = val_scores
     runtime_s = time.perf_counter() - t_start
 
-    imp, imp_kind = chosen.importances()
     ctx = runner.context(
         ds,
         model_name,
@@ -677,7 +672,22 @@ def run_classical(
         note="; ".join(notes),
         run_key=key,
     )
-    # an unchanged run's rows are the table's own: built, not written again (nor its maps)
+    maps = {c: kept[c][0] for c in to_save if c in kept}
+    rows = _rows(ds, model_name, seed, scores, ctx, write, results_path, maps_dir, maps, chips_dir, chips)
+    timings = {"read_s": timer.read_s, "feature_s": timer.feature_s, "fit_s": fit_s, "predict_s": predict_s}
+    return _outcome(
+        ds, write, rows, key, chosen, search, train, scores, cms, kept, n_show, timings, runtime_s, missing
+    )
+
+
+def _rows(
+    ds, model_name, seed, scores, ctx, write, results_path, maps_dir, maps, chips_dir, chips
+) -> list[dict]:
+    """Step 3: the run's rows, written to the table unless it holds them under the same key.
+
+    An unchanged run's rows are the table's own, built and not written again (nor its maps); rows from before
+    per-chip counts existed get theirs from this refit if it reproduces them.
+    """
     rows = runner.finish(
         ds,
         model_name,
@@ -686,16 +696,22 @@ def run_classical(
         ctx,
         results_path=results_path if write else None,
         maps_dir=maps_dir if write else None,
-        maps={c: kept[c][0] for c in to_save if c in kept},
+        maps=maps,
         chips_dir=chips_dir if write else None,
         chips=chips,
     )
-    if (
-        not write
-    ):  # rows from before per-chip counts existed get theirs from this refit, if it reproduces them
+    if not write:
         runner.save_missing_chips(
             ds, model_name, seed, rows, chips, results_path=results_path, chips_dir=chips_dir
         )
+    return rows
+
+
+def _outcome(
+    ds, write, rows, key, chosen, search, train, scores, cms, kept, n_show, timings, runtime_s, missing
+) -> ClassicalRun:
+    """Step 4: what :func:`run_classical` returns (the fitted model, its search and importances for notebook 02)."""
+    imp, imp_kind = chosen.importances()
     return ClassicalRun(
         status="ok" if write else "skipped",
         rows=rows,
@@ -707,20 +723,23 @@ def run_classical(
         feature_names=train.feature_names,
         importances=pd.Series(imp, index=train.feature_names, name=imp_kind),
         importance_kind=imp_kind,
-        val_scores=val_scores,
+        val_scores=scores["val"],
         test_scores=scores["test"],
         test_cm=cms["test"],
         predictions={c: kept[c] for c in ds.chip_ids("test")[:n_show] if c in kept},
-        timings={
-            "read_s": timer.read_s,
-            "feature_s": timer.feature_s,
-            "fit_s": fit_s,
-            "predict_s": predict_s,
-            "runtime_s": runtime_s,
-        },
+        timings={**timings, "runtime_s": runtime_s},
         n_train_pixels=len(train),
         missing_classes=missing,
     )
+
+
+def _check_splits(ds) -> None:
+    """Refuse a dataset without training or test chips, naming the split (before anything is read)."""
+    for split in ("train", "test"):
+        if split not in ds.splits or not ds.chip_ids(split):
+            raise ValueError(
+                f"{ds.name}: the {split!r} split has no chips; nothing to {'fit' if split == 'train' else 'score'}"
+            )
 
 
 def _training_sample(ds, model_name, feature_set, seed, budget, cache, progress, timer, notes):

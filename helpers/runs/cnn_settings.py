@@ -12,9 +12,9 @@ import torch
 
 from helpers.models.cnn import SIZES
 from helpers.runs.runtime import native_bf16
-from helpers.runs.train import PLATEAU
+from helpers.runs.schedule import PLATEAU
 
-#: The CPU size: the plateau protocol (:data:`helpers.runs.train.PLATEAU`) on batches of 8 random 64 px crops at a
+#: The CPU size: the plateau protocol (:data:`helpers.runs.schedule.PLATEAU`) on batches of 8 random 64 px crops at a
 #: base rate of 3e-3. Curves on the default data swing by several points between validations at a constant rate, so
 #: the rate drops twice at a plateau before a cycle ends. bf16 autocast with ``channels_last`` batches where the CPU
 #: computes bfloat16 natively (:func:`helpers.runs.runtime.native_bf16`): the validation scores stayed within the

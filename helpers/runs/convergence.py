@@ -4,7 +4,7 @@ A deep model's score counts only if its training reached a validation plateau; a
 is still improving measures the budget. :func:`helpers.runs.train.fit` stops on a plateau, and this module checks the
 claim, one of two ways:
 
-* Runs trained in **cycles** (the study's protocol, :data:`helpers.runs.train.PLATEAU`): the run's own last cycle
+* Runs trained in **cycles** (the study's protocol, :data:`helpers.runs.schedule.PLATEAU`): the run's own last cycle
   restarted the learning rate at its base value from the end of the one before, and the run stopped because that
   cycle moved the best validation score by less than a point. :func:`check` records it (:data:`LAST_CYCLE`): the
   weights that cycle had to beat (``cycle_best.pt``) against the selected ones, on validation and test, without
@@ -48,7 +48,7 @@ from torch import nn
 from helpers import metrics, results
 from helpers.data import labels
 from helpers.data.io import atomic_write, locked
-from helpers.runs import inference, run_folders, runner, train
+from helpers.runs import deep_run, inference, run_folders, runner, schedule, train
 
 DEFAULT_PATH = Path("results") / "convergence.csv"
 
@@ -199,15 +199,15 @@ def run_checked(
     *,
     convergence_path: str | os.PathLike | None = None,
     **run_kwargs,
-) -> train.RunOutcome:
-    """:func:`helpers.runs.train.run`, then the run's convergence check (:func:`check`) into ``convergence_path``.
+) -> deep_run.RunOutcome:
+    """:func:`helpers.runs.deep_run.run`, then the run's convergence check (:func:`check`) into ``convergence_path``.
 
     The check is scheduled here, beside the run, so the training loop knows nothing of it. It is made for
     full-label runs only (the convergence table names runs by dataset, model and seed), also when the run was
     skipped because it is already in the results table (its checkpoints, if there, are checked); ``None``: no check.
-    ``run_kwargs`` are :func:`helpers.runs.train.run`'s (its own keywords and the fit settings).
+    ``run_kwargs`` are :func:`helpers.runs.deep_run.run`'s (its own keywords and the fit settings).
     """
-    outcome = train.run(ds, model_name, make_model, **run_kwargs)
+    outcome = deep_run.run(ds, model_name, make_model, **run_kwargs)
     if convergence_path is not None and labels.tag_of(ds) == labels.ALL:
         fit_kwargs = {k: v for k, v in run_kwargs.items() if k not in _RUN_ONLY}
         check(
@@ -226,10 +226,10 @@ def run_checked(
     return outcome
 
 
-#: :func:`helpers.runs.train.run`'s own keywords (the rest of its keywords are fit settings) and their defaults.
+#: :func:`helpers.runs.deep_run.run`'s own keywords (the rest of its keywords are fit settings) and their defaults.
 _RUN_DEFAULTS = {
     name: param.default
-    for name, param in inspect.signature(train.run).parameters.items()
+    for name, param in inspect.signature(deep_run.run).parameters.items()
     if param.kind is inspect.Parameter.KEYWORD_ONLY
 }
 _RUN_ONLY = set(_RUN_DEFAULTS)
@@ -266,7 +266,7 @@ def check(
         factor: Step multiple.
         force: Redo a check that is already in the table.
         progress: tqdm bars.
-        **fit_kwargs: The settings the run was trained with (as given to :func:`helpers.runs.train.run`).
+        **fit_kwargs: The settings the run was trained with (as given to :func:`helpers.runs.deep_run.run`).
 
     Returns:
         The row written, or ``None`` when the run folder holds no finished run (e.g. a fresh clone whose
@@ -468,7 +468,7 @@ def reason(converged: bool, mean_gain: float) -> str:
         return ""
     if mean_gain != mean_gain:  # NaN: no continuation log
         return "continuation log missing"
-    progress = 100 * train.PLATEAU["min_delta"]
+    progress = 100 * schedule.PLATEAU["min_delta"]
     # on average no better than before: the gain is the best of more noisy validations
     if mean_gain <= progress:
         return "noisy plateau: the best of more validations, not a better model"

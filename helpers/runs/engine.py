@@ -8,7 +8,7 @@ workers that both notebooks feed keeps every core busy until the last job. The s
 cluster: start a scheduler and workers there (``dask scheduler``, ``dask worker ADDRESS --nthreads 1``, one worker
 per core or GPU) and give the notebooks its address as the ``scheduler`` parameter.
 
-How a job runs does not change what it computes: a job is a plain call of a ``helpers`` function (``train.run``,
+How a job runs does not change what it computes: a job is a plain call of a ``helpers`` function (``deep_run.run``,
 ``fm_finetuned.run_fm_rows``, ...), executed the same way in this process or on a worker. The only difference is the
 thread count, which is part of a run's stored settings: workers of :func:`local_cluster` are pinned to one core
 each, so their runs train with one thread (what ``python -m helpers.chain`` uses); in a notebook without a

@@ -2,7 +2,7 @@
 
 The real Prithvi-100M row runs only when the user supplies its file.
 
-Every row is fine-tuned by the shared loop (:func:`helpers.runs.train.run`, the same loss, schedule, crops, validation
+Every row is fine-tuned by the shared loop (:func:`helpers.runs.deep_run.run`, the same loss, schedule, crops, validation
 selection and sliding-window inference as the CNNs) and written to the results table with its ``pretraining`` and
 ``weights`` columns. The rows, by name:
 
@@ -57,7 +57,7 @@ from helpers.models import cnn
 from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import convergence, run_folders, runner, train
+from helpers.runs import convergence, deep_run, run_folders, runner, schedule
 from helpers.runs import pretrain as PT
 
 PREFIX = "prithvi_arch_small"
@@ -170,7 +170,7 @@ def _pretrain_defaults() -> PT.PretrainConfig:
 
 def _finetune_defaults() -> dict:
     return {
-        **train.PLATEAU,
+        **schedule.PLATEAU,
         "batch_size": 8,
         "lr": 2e-3,
         "weight_decay": 0.05,
@@ -188,7 +188,7 @@ class FMSettings:
         pretrain_seed: Seed of the (shared) pretraining runs.
         finetune: :func:`helpers.runs.train.fit` settings of every fully fine-tuned row (same for all inits, so the
             in-study rows differ only in their starting weights): the plateau protocol of the CNN rows
-            (:data:`helpers.runs.train.PLATEAU`, with :func:`helpers.runs.train.plateau_for`'s per-dataset settings).
+            (:data:`helpers.runs.schedule.PLATEAU`, with :func:`helpers.runs.schedule.plateau_for`'s per-dataset settings).
             AdamW at 2e-3: at 5e-4 these small transformers had not left the starting plateau after a short
             budget (sim-crop val mIoU 0.07 vs 0.46 at 2e-3; benchmarks/fm.py and the issue-7 report).
         probe_lr: Learning rate of the linear probes (only a 1×1 classifier and a BatchNorm train).
@@ -206,7 +206,7 @@ class FMSettings:
         published_config: Architecture of the supplied checkpoint (``None``: inferred from its tensor shapes,
             which works for the published Prithvi files).
         max_epochs: Cap fine-tuning at this many passes over the training chips instead of ``finetune``'s
-            ``max_steps`` (:func:`helpers.runs.train.settings_for`; the paper profile's ~100 epochs).
+            ``max_steps`` (:func:`helpers.runs.schedule.settings_for`; the paper profile's ~100 epochs).
         corpus: The pooled unlabelled corpus every in-study row pretrains on (:class:`CorpusSpec`; the run matrix
             sets it, :func:`corpus_spec`); ``None``: each dataset's own training imagery, probed on its own
             validation split in the probe-plateau mode.
@@ -228,12 +228,12 @@ class FMSettings:
     corpus: CorpusSpec | None = None
 
     def fit_kwargs(self, ds, **overrides) -> dict:
-        """Fine-tuning settings of :func:`helpers.runs.train.run` for ``ds``.
+        """Fine-tuning settings of :func:`helpers.runs.deep_run.run` for ``ds``.
 
-        ``finetune`` with the dataset's plateau settings and epoch cap (:func:`helpers.runs.train.settings_for`), then
+        ``finetune`` with the dataset's plateau settings and epoch cap (:func:`helpers.runs.schedule.settings_for`), then
         ``num_threads`` when set, then ``overrides``.
         """
-        kw = train.settings_for(ds, self.finetune, self.max_epochs)
+        kw = schedule.settings_for(ds, self.finetune, self.max_epochs)
         if self.num_threads is not None:
             kw["num_threads"] = self.num_threads
         return {**kw, **overrides}
@@ -512,7 +512,7 @@ def _not_run(ds, model: str, seed: int, pretraining: str, weights: str, reason: 
         ds, model, seed, reason, results_path, family="fm", pretraining=pretraining, weights=weights
     )
     out_dir = runner.identity(ds, model, seed).run_dir(runs_dir)
-    return train.RunOutcome(status="not_run", rows=rows, reason=reason, out_dir=out_dir)
+    return deep_run.RunOutcome(status="not_run", rows=rows, reason=reason, out_dir=out_dir)
 
 
 def _pretrained_start(
@@ -572,7 +572,7 @@ def run_prithvi_small(
     chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     convergence_path: str | os.PathLike | None = None,
     pretraining_fraction: float | None = None,
-) -> train.RunOutcome:
+) -> deep_run.RunOutcome:
     """Fine-tune (or linear-probe) the small Prithvi-architecture model from one of its starting points.
 
     Args:
@@ -628,14 +628,14 @@ def run_prithvi_small(
     }
     if pretraining_fraction is not None:  # absent otherwise: the selected encoder's rows keep their identity
         key_settings["pretraining_fraction"] = float(pretraining_fraction)
-    key = train.key_for(
+    key = deep_run.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
     )
     checkable = convergence_path is not None and (out_dir / run_folders.LAST).exists()
     if not force and runner.finished(ds, name, seed, results_path, key) and not checkable:
         key_kw = dict(family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft)
-        run_folders.mark_trajectory(out_dir, key, train.trajectory_key(ds, name, seed, **key_kw))
-        return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
+        run_folders.mark_trajectory(out_dir, key, deep_run.trajectory_key(ds, name, seed, **key_kw))
+        return deep_run.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     crop = ft["crop_size"]
     cfg = settings.pretrain.model.replace(
         img_size=crop, num_frames=ds.n_times, in_chans=len(_prithvi.HLS_BANDS)
@@ -685,7 +685,7 @@ def run_prithvi_small(
 
 
 # ---------------------------------------------------------------------------------------------- ViT, SegFormer
-def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train.RunOutcome:
+def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> deep_run.RunOutcome:
     """Plain ViT-seg from scratch (``kw``: results_path, runs_dir, force, progress)."""
     settings = settings or FMSettings()
     crop = settings.finetune["crop_size"]
@@ -701,7 +701,7 @@ def run_vit(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train
     return _run_scratch(ds, seed, "vit", make_model, settings, note, settings.vit, **kw)
 
 
-def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> train.RunOutcome:
+def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) -> deep_run.RunOutcome:
     """SegFormer (MiT-b0 widths) from scratch (``kw``: results_path, runs_dir, force, progress)."""
     settings = settings or FMSettings()
     device = pick_device()
@@ -715,7 +715,7 @@ def run_segformer(ds, seed: int, *, settings: FMSettings | None = None, **kw) ->
     return _run_scratch(ds, seed, "segformer", make_model, settings, note, settings.segformer, **kw)
 
 
-def _run_scratch(ds, seed, name, make_model, settings, note, arch, **kw) -> train.RunOutcome:
+def _run_scratch(ds, seed, name, make_model, settings, note, arch, **kw) -> deep_run.RunOutcome:
     kw.pop("cache_dir", None)
     return convergence.run_checked(
         ds,
@@ -757,7 +757,7 @@ def run_prithvi_published(
     chips_dir: str | os.PathLike | None = runner.BESIDE_TABLE,
     convergence_path: str | os.PathLike | None = None,
     **_ignored,
-) -> train.RunOutcome:
+) -> deep_run.RunOutcome:
     """Fine-tune the real Prithvi-100M when its file is supplied; otherwise write a ``not_run`` row saying why.
 
     A supplied path that does not exist gives a ``not_run`` row naming it; a file that exists but is truncated or
@@ -780,16 +780,16 @@ def run_prithvi_published(
         )
         # without the file there is no key: any finished run of it stays
         if not force and runner.finished(ds, PUBLISHED, seed, results_path, None):
-            return train.RunOutcome(status="skipped", out_dir=out_dir)
+            return deep_run.RunOutcome(status="skipped", out_dir=out_dir)
         return _not_run(ds, PUBLISHED, seed, "published", "Prithvi_100M.pt", reason, results_path, runs_dir)
     ft = settings.fit_kwargs(ds, lr=settings.published_lr)
     ft["crop_size"] = settings.published_crop_size or ft["crop_size"]
     key_settings = {"checkpoint_sha256": sha256_file(path), "config": settings.published_config, "head": 256}
-    key = train.key_for(
+    key = deep_run.key_for(
         ds, PUBLISHED, seed, family="fm", pretraining="published", key_settings=key_settings, **ft
     )
     if not force and runner.finished(ds, PUBLISHED, seed, results_path, key):
-        return train.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
+        return deep_run.RunOutcome(status="skipped", run_key=key, out_dir=out_dir)
     mae, info = _prithvi.load_prithvi_checkpoint(
         path, config=settings.published_config
     )  # checked before training
@@ -845,7 +845,7 @@ def run_fm_rows(
     pooled: Sequence[str] = (),
     pool: Sequence | None = None,
     convergence_path: str | os.PathLike | None = None,
-) -> dict[str, train.RunOutcome]:
+) -> dict[str, deep_run.RunOutcome]:
     """Run the chosen FM rows for one dataset and seed (each skipped if already in the results table).
 
     Args:

@@ -343,18 +343,7 @@ def run_frozen(
     timer = {"embed_s": 0.0, "fit_s": 0.0, "predict_s": 0.0}
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
 
-    train = _sample_split(ds, "train", embedder, cache, seed, budget, timer, progress)
-    if len(train.y) == 0:
-        raise ValueError(f"{ds.name}: the train split has no valid (non-ignore) pixel; nothing to fit")
-    missing = [
-        c for c, n in zip(ds.classes, np.bincount(train.y, minlength=ds.num_classes), strict=True) if n == 0
-    ]
-    if missing:
-        notes.append(f"classes absent from training: {', '.join(missing)}")
-    has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
-    es = None
-    if has_val and head_kind == "lgbm":
-        es = _sample_split(ds, "val", embedder, cache, seed, val_budget, timer, progress)
+    train, es = _samples(ds, head_kind, embedder, cache, seed, budget, val_budget, timer, progress, notes)
 
     head, search, scores, cms = _fit_and_select(
         ds, head_kind, train, es, embedder, cache, seed, n_jobs, predict_jobs, timer, progress, notes, grid
@@ -365,26 +354,8 @@ def run_frozen(
 
     cache_stats = {"hits": cache.hits, "misses": cache.misses, "writes": cache.writes} if cache else {}
     notes = _run_notes(ds, head, notes, embedder, model_name, cache, peak_reset)
-    head_mb = head.size_mb()
-    ctx = runner.context(
-        ds,
-        row,
-        seed,
-        family="fm",
-        pretraining="published",
-        weights=embedder.weights_sha256,
-        n_train_pixels=len(train.y),
-        n_features=_embeddings.EMBED_DIM,
-        n_params=ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
-        fit_s=round(timer["fit_s"], 3),
-        predict_s=round(timer["predict_s"], 3),
-        runtime_s=round(time.perf_counter() - t_start, 3),
-        embed_s=round(timer["embed_s"], 3),
-        peak_mem_mb=round(runtime.peak_memory_mb(), 1),
-        model_size_mb=round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
-        note="; ".join(notes),
-        run_key=key,
-    )
+    runtime_s = time.perf_counter() - t_start
+    ctx = _context(ds, row, seed, model_name, embedder, train, head, timer, runtime_s, notes, key)
     rows = runner.finish(
         ds,
         row,
@@ -408,6 +379,50 @@ def run_frozen(
         timings={**timer, "runtime_s": ctx["runtime_s"]},
         cache_stats=cache_stats,
         n_train_pixels=len(train.y),
+    )
+
+
+def _samples(ds, head_kind, embedder, cache, seed, budget, val_budget, timer, progress, notes) -> tuple:
+    """The embedded training sample and, for a LightGBM head, the validation sample for its early stopping.
+
+    Classes absent from the training sample are noted. Returns ``(train, es)`` (``es`` is ``None`` without one).
+    """
+    train = _sample_split(ds, "train", embedder, cache, seed, budget, timer, progress)
+    if len(train.y) == 0:
+        raise ValueError(f"{ds.name}: the train split has no valid (non-ignore) pixel; nothing to fit")
+    missing = [
+        c for c, n in zip(ds.classes, np.bincount(train.y, minlength=ds.num_classes), strict=True) if n == 0
+    ]
+    if missing:
+        notes.append(f"classes absent from training: {', '.join(missing)}")
+    has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
+    es = None
+    if has_val and head_kind == "lgbm":
+        es = _sample_split(ds, "val", embedder, cache, seed, val_budget, timer, progress)
+    return train, es
+
+
+def _context(ds, row, seed, model_name, embedder, train, head, timer, runtime_s, notes, key) -> dict:
+    """The row context of a frozen-encoder run (:func:`helpers.runs.runner.context`): sizes, times, its note."""
+    head_mb = head.size_mb()
+    return runner.context(
+        ds,
+        row,
+        seed,
+        family="fm",
+        pretraining="published",
+        weights=embedder.weights_sha256,
+        n_train_pixels=len(train.y),
+        n_features=_embeddings.EMBED_DIM,
+        n_params=ENCODER_PARAMS[model_name] + (head.n_params() if hasattr(head, "n_params") else 0),
+        fit_s=round(timer["fit_s"], 3),
+        predict_s=round(timer["predict_s"], 3),
+        runtime_s=round(runtime_s, 3),
+        embed_s=round(timer["embed_s"], 3),
+        peak_mem_mb=round(runtime.peak_memory_mb(), 1),
+        model_size_mb=round(ENCODER_PARAMS[model_name] * 4 / 1e6 + head_mb, 4),
+        note="; ".join(notes),
+        run_key=key,
     )
 
 

@@ -2,7 +2,7 @@
 
 The paper's central comparison for a real foundation model: what the published pretraining buys over the same
 architecture, inputs and training from scratch (claim 3). Both rows train through the shared deep loop
-(:func:`helpers.runs.train.run`, the plateau protocol, run keys, maps) with their convergence check beside them
+(:func:`helpers.runs.deep_run.run`, the plateau protocol, run keys, maps) with their convergence check beside them
 (:func:`helpers.runs.convergence.run_checked`); the frozen rows of the same weights are :mod:`helpers.runs.fm_frozen`.
 """
 
@@ -17,11 +17,12 @@ from helpers.data.datasets import MissingBands, with_bands
 from helpers.models import galileo as _galileo
 from helpers.models import weights as _weights
 from helpers.runs import convergence as _convergence
+from helpers.runs import deep_run as _deep_run
 from helpers.runs import fm_adapters as _fm_adapters
 from helpers.runs import fm_frozen as _fm_frozen
 from helpers.runs import fm_heads as _fm_heads
 from helpers.runs import runner
-from helpers.runs import train as _train
+from helpers.runs import schedule as _schedule
 
 #: The published row.
 FINETUNE_ROW = "galileo_nano_finetune"
@@ -94,14 +95,14 @@ FINETUNE_ARCH: dict = {"patch_size": 8, "window": 32, "width": 32, "pixel_skip":
 FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_skip": False}
 
 #: Training settings of the Galileo-nano fine-tuning (:func:`helpers.runs.train.fit`): the plateau protocol of every
-#: deep row (:data:`helpers.runs.train.PLATEAU`), so the published weights and their random init train by the same rule
+#: deep row (:data:`helpers.runs.schedule.PLATEAU`), so the published weights and their random init train by the same rule
 #: as the CNNs and the in-study transformers. AdamW at 1e-3 with weight decay 1e-4 and a 25-step warm-up for both inits
 #: (the rate of the first fine-tuning row; not tuned toward either init). One change to that rule, for both inits:
 #: the run ends after two flat cycles in a row (``cycle_patience`` 2), not the first, because a random-init
 #: transformer can sit on a low plateau for a whole cycle and then leave it (``benchmarks/README.md``). Runs stopped
-#: under the one-flat-cycle rule continue from where they stopped (:data:`helpers.runs.train.CAPS`).
+#: under the one-flat-cycle rule continue from where they stopped (:data:`helpers.runs.schedule.CAPS`).
 FINETUNE_DEFAULTS: dict = {
-    **_train.PLATEAU,
+    **_schedule.PLATEAU,
     "cycle_patience": 2,
     "batch_size": 8,
     "lr": 1e-3,
@@ -129,13 +130,13 @@ def run_galileo_nano_finetune(
     maps_dir: str | os.PathLike | None = None,
     model_name: str | None = None,
     **fit_kwargs,
-) -> _train.RunOutcome:
+) -> _deep_run.RunOutcome:
     """Rows ``galileo_nano_finetune`` (published weights) and ``galileo_nano_finetune_random`` (``pretrained=False``).
 
-    Galileo-nano and a light convolutional decoder trained end to end by :func:`helpers.runs.train.run`; the random
+    Galileo-nano and a light convolutional decoder trained end to end by :func:`helpers.runs.deep_run.run`; the random
     row is the identical network, inputs, protocol and settings from random initialisation, so the pair measures
     what the published pretraining buys (claim 3 for a real foundation model). Returns the deep rows' outcome
-    (:class:`helpers.runs.train.RunOutcome`); the published row is ``not_run`` without its weights.
+    (:class:`helpers.runs.deep_run.RunOutcome`); the published row is ``not_run`` without its weights.
 
     The network is :data:`FINETUNE_ARCH` (why: there). It trains on 64 px crops like the other fine-tuned rows;
     validation and test predict whole chips in one pass (``eval_tile=0``): the model already cuts a chip into
@@ -158,7 +159,7 @@ def run_galileo_nano_finetune(
     except (MissingBands, _weights.WeightsError) as err:
         rows = _fm_frozen.not_run_rows(ds, row, seed, str(err), results_path, pretrained=pretrained)
         out_dir = runner.identity(ds, row, seed).run_dir(runs_dir)
-        return _train.RunOutcome(status="not_run", rows=rows, reason=str(err), out_dir=out_dir)
+        return _deep_run.RunOutcome(status="not_run", rows=rows, reason=str(err), out_dir=out_dir)
     init = (
         _fm_frozen.PRETRAINING["galileo_nano"]
         if pretrained
@@ -190,7 +191,7 @@ def run_galileo_nano_finetune(
         note=note,
         progress=progress,
         maps_dir=maps_dir,
-        **_train.plateau_for(ds.name, settings),
+        **_schedule.plateau_for(ds.name, settings),
     )
 
 

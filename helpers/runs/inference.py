@@ -3,7 +3,7 @@
 A chip larger than the training crop is cut into overlapping tiles whose softmax probabilities are averaged
 (:func:`chip_probabilities`); scores come from one dataset-level confusion matrix over the split's valid pixels
 (:func:`evaluate`), so validation during training (:func:`helpers.runs.train.fit`) and the final test scoring
-(:func:`helpers.runs.train.run`) use the same code. Per-chip matrices (:func:`evaluate_chips`) feed the bootstrap over
+(:func:`helpers.runs.deep_run.run`) use the same code. Per-chip matrices (:func:`evaluate_chips`) feed the bootstrap over
 test chips.
 """
 
@@ -109,7 +109,7 @@ def score_chips(
 ) -> tuple[np.ndarray, float]:
     """Dataset-level confusion matrix and mean negative log-likelihood over the valid pixels of ``chips``.
 
-    ``chips`` yields ``(image, labels)`` pairs (a list, a generator, or :class:`helpers.runs.train.ChipStore`, which
+    ``chips`` yields ``(image, labels)`` pairs (a list, a generator, or :class:`helpers.runs.crops.ChipStore`, which
     keeps a small split in memory for the validations during training).
 
     ``on_prediction(i, class_map)`` sees the predicted map of the ``i``-th chip (to keep a few for figures without

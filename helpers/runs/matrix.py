@@ -33,7 +33,16 @@ from pathlib import Path
 
 from helpers.data import labels
 from helpers.models import cnn
-from helpers.runs import classical, convergence, engine, fm_finetuned, fm_frozen, galileo_finetuned, train
+from helpers.runs import (
+    classical,
+    convergence,
+    deep_run,
+    engine,
+    fm_finetuned,
+    fm_frozen,
+    galileo_finetuned,
+    schedule,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +189,7 @@ def submit_cnn_runs(
         seeds: Run seeds.
         model_size: ``"cpu"`` or ``"paper"`` (:data:`helpers.models.cnn.SIZES`).
         fit_settings: :func:`helpers.runs.train.fit` settings, before each dataset's plateau settings and cap
-            (:func:`helpers.runs.train.settings_for`).
+            (:func:`helpers.runs.schedule.settings_for`).
         epoch_cap: Cap in passes over the training chips (the paper profile), or None.
         results_path: Results table.
         runs_dir: Root of the run folders (checkpoints, logs).
@@ -214,7 +223,7 @@ def submit_cnn_runs(
                         progress=client is None,
                         priority=1 if checked else 0,
                         # each dataset's plateau settings (sim-crop: a steadier test) and epoch cap
-                        **train.settings_for(ds, fit_settings, epoch_cap),
+                        **schedule.settings_for(ds, fit_settings, epoch_cap),
                     )
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
@@ -224,7 +233,7 @@ def submit_cnn_runs(
             engine.submit(
                 client,
                 at_budget,
-                train.run,
+                deep_run.run,
                 ds,
                 spec.label_budget,
                 spec.seed,
@@ -237,7 +246,7 @@ def submit_cnn_runs(
                 maps_dir=maps_dir,
                 force=force,
                 progress=client is None,
-                **train.settings_for(ds, fit_settings, epoch_cap),
+                **schedule.settings_for(ds, fit_settings, epoch_cap),
             )
         )
         runs.append(dataclasses.asdict(spec))

@@ -54,7 +54,8 @@ from helpers.models.prithvi import HLS_BANDS, PRITHVI_SMALL, HLSNormalize, Prith
 from helpers.runs import probe
 from helpers.runs.runner import seed_everything
 from helpers.runs.runtime import torch_threads
-from helpers.runs.train import lr_factor, param_groups
+from helpers.runs.schedule import lr_factor
+from helpers.runs.train import param_groups
 
 PRETEXTS = ("mae", "spectral")
 FORMAT = 1
