@@ -29,7 +29,7 @@ from helpers.data import datasets
 from helpers.models import cnn, prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import fm_finetuned, runtime, train
+from helpers.runs import fm_finetuned, pretexts, runtime, train
 from helpers.runs import pretrain as PT
 
 
@@ -127,7 +127,7 @@ def main() -> None:
         n_train = len(ds.chip_ids("train"))
         print(f"\npretraining on {ds.name} ({n_train} training chips, {ds.n_times} date(s))")
         with tempfile.TemporaryDirectory() as tmp:
-            for pretext in PT.PRETEXTS:
+            for pretext in pretexts.PRETEXTS:
                 cfg = dataclasses.replace(pcfg, pretext=pretext, epochs=1)
                 t0 = time.perf_counter()
                 res = PT.pretrain(ds, cfg, cache_dir=tmp, num_threads=args.threads, progress=False)

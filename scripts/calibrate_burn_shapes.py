@@ -2,7 +2,7 @@
 
 Run: `python scripts/calibrate_burn_shapes.py [--masks ../shared/data/hls_burn_scars_masks] [--n 80]`.
 
-It prints (1) the quantiles of the shape statistics of the real masks (`helpers.data.simulate.burn_shape_stats`:
+It prints (1) the quantiles of the shape statistics of the real masks (`helpers.data.sim_burn.burn_shape_stats`:
 burned fraction, aspect, compactness, edges per sqrt(area)) and the share of masks whose burn is one 8-connected
 patch - these are the numbers carried into `BURN_REAL_STATS` / `BURN_REAL_SINGLE_PATCH` of `helpers/data/simulate.py`
 (the masks themselves are never committed) - and (2) the same statistics for shapes drawn with the current
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from helpers.data.simulate import BURN_Q, BURN_SHAPE_PARAMS, _rng, burn_shape, burn_shape_stats
+from helpers.data.sim_burn import BURN_Q, BURN_SHAPE_PARAMS, burn_shape, burn_shape_stats
+from helpers.data.sim_fields import seeded_rng
 
 STATS = ("fraction", "aspect", "compactness", "edge_per_sqrt_area")
 
@@ -38,7 +39,7 @@ def real_stats(masks_dir: Path) -> dict[str, np.ndarray]:
 
 def generated_stats(size: int, n: int, seed: int = 0, params: dict | None = None) -> dict[str, np.ndarray]:
     """Shape statistics of `n` procedural shapes at chip size `size`."""
-    rows = [burn_shape_stats(burn_shape(size, _rng(seed, "burn-calibration", size, i), params).astype(np.int16)) for i in range(n)]  # fmt: skip
+    rows = [burn_shape_stats(burn_shape(size, seeded_rng(seed, "burn-calibration", size, i), params).astype(np.int16)) for i in range(n)]  # fmt: skip
     return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
 

@@ -86,7 +86,7 @@ def test_bad_corpus_input_is_named(tmp_path):
 
 
 def test_pretraining_reads_a_corpus_into_one_block_with_the_same_values(corpora):
-    from helpers.runs import pretrain as PT
+    from helpers.runs import pretexts
 
     c = corpora["sim-crop"]
 
@@ -99,8 +99,8 @@ def test_pretraining_reads_a_corpus_into_one_block_with_the_same_values(corpora)
         def read_arrays(self, cid):
             return c.read_arrays(cid)
 
-    blocked = PT.load_images([c], single_date=True)
-    plain = PT.load_images([Plain()], single_date=True)
+    blocked = pretexts.load_images([c], single_date=True)
+    plain = pretexts.load_images([Plain()], single_date=True)
     assert len(blocked) == len(plain) == 3 * 4
     assert all(np.array_equal(a, b) and a.dtype == np.int16 for a, b in zip(blocked, plain, strict=True))
     assert blocked[0].base is not None and all(b.base is blocked[0].base for b in blocked)  # one allocation

@@ -12,7 +12,18 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from test_compare import CLASSES, make_results  # noqa: E402
 
-from helpers.report import compare, feature_figures, figures, plotting, training_figures, verdicts  # noqa: E402
+from helpers.report import (  # noqa: E402
+    compare,
+    feature_figures,
+    figure_parts,
+    figures,
+    plotting,
+    pretext_figures,
+    regime_figures,
+    texture_figures,
+    training_figures,
+    verdicts,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAIN = ["sim-crop", "sim-burn"]
@@ -60,7 +71,7 @@ def test_not_run_rows_are_in_captions_not_in_plots(drawn, table):
     for key in ("main_comparison", "pretext_alignment"):
         assert "prithvi_published on sim-burn (seed 0: weights file not supplied)" in res[key].caption
     plotting.setup_style()
-    fig = figures.pretext_alignment_figure(table, n_boot=100)
+    fig = pretext_figures.pretext_alignment_figure(table, n_boot=100)
     labels = {t.get_text() for ax in fig.axes for t in ax.get_xticklabels()}
     plt.close(fig)
     assert "prithvi_published" not in labels and "prithvi_spectral" in labels
@@ -116,24 +127,24 @@ def test_main_comparison_panels(table):
 
 def test_texture_answer_panels_and_bayes_line(table):
     plotting.setup_style()
-    fig = figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=100)
+    fig = texture_figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=100)
     assert len(_panels(fig)) == 3
     bayes = [ln for ln in fig.axes[1].get_lines() if ln.get_label().startswith("Bayes")]
     assert len(bayes) == 1 and list(bayes[0].get_ydata()) == pytest.approx([97.0, 55.0])
     assert not [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("Bayes")]  # not on mIoU
     plt.close(fig)
-    fig = figures.texture_answer_figure(table, bayes_limits=None, n_boot=100)
+    fig = texture_figures.texture_answer_figure(table, bayes_limits=None, n_boot=100)
     assert not [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label().startswith("Bayes")]
     plt.close(fig)
     no_sweep = table[~table["dataset"].isin(SWEEP)]
-    fig = figures.texture_answer_figure(no_sweep, n_boot=100)
+    fig = texture_figures.texture_answer_figure(no_sweep, n_boot=100)
     assert len(_panels(fig)) == 1  # only the gain panel
     plt.close(fig)
 
 
 def test_other_figures_have_one_panel_per_dataset(table):
     plotting.setup_style()
-    fig = figures.pretext_alignment_figure(table, n_boot=100)
+    fig = pretext_figures.pretext_alignment_figure(table, n_boot=100)
     assert len(_panels(fig)) == len(MAIN) + len(SWEEP)
     plt.close(fig)
     fig = figures.cost_figure(table, n_boot=100)
@@ -157,7 +168,7 @@ def test_absent_models_and_datasets_are_absent(table):
     assert len(fig.axes) == 2
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["rf", "unet"]
     plt.close(fig)
-    assert figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
+    assert pretext_figures.pretext_alignment_figure(small, n_boot=100) is None  # no FM rows: nothing to draw
 
 
 def test_stale_figure_removed_when_nothing_to_draw(tmp_path):
@@ -186,7 +197,10 @@ def test_verdict_effects_show_each_replicate_and_name_the_interval(table):
     assert "95 % t-interval over replicates" in title and "each replicate's paired difference" in title
     plt.close(fig)
     assert figures.verdict_effects_figure(f[f["p_adjusted"].isna()]) is None
-    assert "bootstrap interval" not in figures.CI_TEXT and "t-interval over replicates" in figures.CI_TEXT
+    assert (
+        "bootstrap interval" not in figure_parts.CI_TEXT
+        and "t-interval over replicates" in figure_parts.CI_TEXT
+    )
 
 
 @pytest.mark.slow
@@ -283,8 +297,8 @@ def test_every_figure_fits_a_page_with_readable_text(table, tmp_path):
     )  # fmt: skip
     builders = {
         "main": lambda: figures.main_comparison_figure(table, n_boot=50),
-        "texture": lambda: figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=50),
-        "pretext": lambda: figures.pretext_alignment_figure(table, n_boot=50),
+        "texture": lambda: texture_figures.texture_answer_figure(table, bayes_limits=BAYES, n_boot=50),
+        "pretext": lambda: pretext_figures.pretext_alignment_figure(table, n_boot=50),
         "cost": lambda: figures.cost_figure(table, n_boot=50),
         "per_class": lambda: figures.per_class_heatmap_figure(table),
         "per_class_one": lambda: figures.per_class_heatmap_figure(table, datasets=["sim-burn"], title="t"),
@@ -492,7 +506,7 @@ def test_pretext_gain_figure_pairs_each_pretext_with_its_random_init_by_replicat
 
     make_results(tmp_path / "r.csv")
     df = results.read(tmp_path / "r.csv")
-    fig = figures.pretext_gain_figure(df)
+    fig = pretext_figures.pretext_gain_figure(df)
     means = {ln.get_label(): ln for ln in fig.axes[0].lines if not ln.get_label().startswith("_")}
     # prithvi_mae and prithvi_spectral against prithvi_none; galileo_nano has no random-init twin
     assert len(means) == 2 and all(label.endswith("(prithvi)") for label in means)
@@ -500,7 +514,7 @@ def test_pretext_gain_figure_pairs_each_pretext_with_its_random_init_by_replicat
     assert list(spectral.get_xdata()) == [0.0, 1.0]  # the sweep's knobs
     assert all(v > 0 for v in spectral.get_ydata())  # the synthetic spectral row is 2 accuracy points better
     plt.close(fig)
-    assert figures.pretext_gain_figure(df[~df["dataset"].str.startswith("sim-texture")]) is None
+    assert pretext_figures.pretext_gain_figure(df[~df["dataset"].str.startswith("sim-texture")]) is None
 
 
 def test_cost_caption_states_the_shared_pretraining_time():
@@ -529,7 +543,7 @@ def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
             "miou_hi": [np.nan] * 4,
         }
     )
-    fig = figures.protocol_figure(frame, floors={"s": 0.276})
+    fig = regime_figures.protocol_figure(frame, floors={"s": 0.276})
     ax = fig.axes[0]
     bars = [p for p in ax.patches if p.get_height() > 0]
     hatched = sorted(round(p.get_height(), 1) for p in bars if p.get_hatch())
@@ -543,4 +557,4 @@ def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
     w, h = fig.get_size_inches()
     assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
     plt.close(fig)
-    assert figures.protocol_figure(frame.iloc[:0]) is None
+    assert regime_figures.protocol_figure(frame.iloc[:0]) is None

@@ -8,6 +8,7 @@ import torch
 
 from helpers.data import datasets
 from helpers.models.prithvi import PrithviConfig
+from helpers.runs import pretexts
 from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
@@ -24,9 +25,9 @@ TINY = PrithviConfig(
 )
 
 
-def cfg(**kw) -> PT.PretrainConfig:
+def cfg(**kw) -> pretexts.PretrainConfig:
     base = dict(model=TINY, crop_size=32, epochs=6, crops_per_chip=4, batch_size=4, lr=2e-3, patience=None)
-    return PT.PretrainConfig(**(base | kw))
+    return pretexts.PretrainConfig(**(base | kw))
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def reflectance(b: int, frames: int, size: int = 32) -> torch.Tensor:
 @pytest.mark.parametrize("ratio", [0.75, 0.5])
 def test_mae_masks_the_configured_fraction_and_targets_normalised_patches(ratio):
     c = cfg(mask_ratio=ratio)
-    model = PT.Pretrainer(c.model_config(3), "mae")
+    model = pretexts.Pretrainer(c.model_config(3), "mae")
     x = reflectance(2, 3)
     x[0, 6:12, :8, :8] = 0.0  # date 2 nodata in the first token of that date
     out = model(x, c)
@@ -68,7 +69,7 @@ def test_mae_masks_the_configured_fraction_and_targets_normalised_patches(ratio)
 
 def test_spectral_pretext_hides_bands_and_dates_as_configured():
     c = cfg(pretext="spectral", band_mask_ratio=0.5, date_mask_ratio=0.25)
-    model = PT.Pretrainer(c.model_config(3), "spectral")
+    model = pretexts.Pretrainer(c.model_config(3), "spectral")
     x = reflectance(2, 3)
     out = model(x, c)
     hidden = out["hidden"]
@@ -88,13 +89,13 @@ def test_spectral_pretext_hides_bands_and_dates_as_configured():
     assert torch.allclose(out["target"], model.mae.patchify(cube))
     slots = out["weights"].reshape(2, n_tokens, 64, 6)
     assert torch.equal(slots.bool(), hidden[:, :, None, :].expand(-1, -1, 64, -1))
-    single = PT.spectral_masks(4, 16, 6, 1, c)  # one date: bands only, never whole tokens
+    single = pretexts.spectral_masks(4, 16, 6, 1, c)  # one date: bands only, never whole tokens
     assert (single.sum(-1) == 3).all()
 
 
 def test_config_is_checked():
     with pytest.raises(ValueError, match="pretext"):
-        PT.PretrainConfig(pretext="jigsaw")
+        pretexts.PretrainConfig(pretext="jigsaw")
     with pytest.raises(ValueError, match="multiple of the patch size"):
         cfg(crop_size=36)
     with pytest.raises(ValueError, match="mask_ratio"):
@@ -172,7 +173,7 @@ def test_interrupted_run_resumes_to_the_same_result(crop, tmp_path, monkeypatch)
 def test_pooled_pretraining_splits_dates(crop, burn, tmp_path):
     with pytest.raises(ValueError, match="single_date=True"):
         PT.pretrain([crop, burn], cfg(epochs=1), cache_dir=tmp_path, progress=False)
-    images = PT.load_images([crop, burn], single_date=True)
+    images = pretexts.load_images([crop, burn], single_date=True)
     assert len(images) == 3 * len(crop.chip_ids("train")) + len(burn.chip_ids("train"))
     assert {a.shape[0] for a in images} == {6}
     res = PT.pretrain(
@@ -183,7 +184,7 @@ def test_pooled_pretraining_splits_dates(crop, burn, tmp_path):
     assert mcfg == res.model_config and enc.keys() == res.encoder_state.keys()
 
 
-def probe_cfg(**kw) -> PT.PretrainConfig:
+def probe_cfg(**kw) -> pretexts.PretrainConfig:
     base = dict(
         probe_every=3, probe_patience=2, max_steps=60, warmup_steps=2, probe_chips=2, probe_pixels=500
     )

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers.report import figures, plotting, regime, tables  # noqa: E402
+from helpers.report import plotting, regime, regime_figures, tables  # noqa: E402
 
 
 def _rows(dataset, model, family, pretraining, budget, seed, val, test, px):
@@ -91,8 +91,8 @@ def test_labels_to_reach_and_findings_lines():
 def test_regime_figure_fits_a_page():
     plotting.setup_style()
     cv = regime.curves(_table(), {"sim-x": 5000})
-    fig = figures.regime_figure(cv, regime.regime(cv))
+    fig = regime_figures.regime_figure(cv, regime.regime(cv))
     w, h = fig.get_size_inches()
     assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
     assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT
-    assert figures.regime_figure(pd.DataFrame(), pd.DataFrame()) is None
+    assert regime_figures.regime_figure(pd.DataFrame(), pd.DataFrame()) is None

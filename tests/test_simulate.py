@@ -11,7 +11,7 @@ import rasterio
 from scipy import ndimage as ndi
 from scipy.stats import ks_2samp
 
-from helpers.data import datasets, sim_crop, simulate
+from helpers.data import datasets, sim_burn, sim_crop, sim_fields, sim_flood, sim_texture, simulate
 from helpers.data.spectral import HLS_BANDS, SPECTRA_PATH, load_spectra
 from helpers.runs import fm_adapters
 
@@ -131,7 +131,7 @@ def test_burn_and_flood_layouts(quick):
     assert [len(v) for v in ids.values()] == [6, 2, 2]
     with _tags_ok(root / "S2Hand" / f"{ids['test'][0]}_S2Hand.tif", 13, "int16") as src:
         s2 = src.read()
-        assert src.descriptions == simulate.S2_BANDS and src.nodata == 0
+        assert src.descriptions == sim_flood.S2_BANDS and src.nodata == 0
         assert s2.min() >= 1  # 0 is nodata in Sen1Floods11
     with _tags_ok(root / "LabelHand" / f"{ids['test'][0]}_LabelHand.tif", 1, "int16") as src:
         assert set(np.unique(src.read(1))) <= {-1, 0, 1}
@@ -142,7 +142,7 @@ def test_burn_and_flood_layouts(quick):
 
 def test_hls_to_s2_13_fills_bands():
     hls = np.array([300, 500, 400, 3000, 2000, 1000], dtype=np.int16).reshape(6, 1, 1)
-    s2 = simulate.hls_to_s2_13(hls)[:, 0, 0]
+    s2 = sim_flood.hls_to_s2_13(hls)[:, 0, 0]
     assert s2[[1, 2, 3, 8, 11, 12]].tolist() == hls.ravel().tolist()
     assert s2[0] == 300 and s2[9] == 3000 and s2[10] == 10
     assert 400 < s2[4] < s2[5] < s2[6] < s2[7] < 3000  # red edge rises between B04 and B8A
@@ -182,7 +182,8 @@ def _texture_scores(knob: float, seed: int = 0) -> tuple[float, float]:
 
     def chips(n, split):
         return [
-            simulate.simulate_texture_chip(96, knob, simulate._rng(seed, "t", split, i)) for i in range(n)
+            sim_texture.simulate_texture_chip(96, knob, sim_fields.seeded_rng(seed, "t", split, i))
+            for i in range(n)
         ]
 
     train, test = chips(8, "train"), chips(4, "test")
@@ -202,8 +203,8 @@ def _texture_scores(knob: float, seed: int = 0) -> tuple[float, float]:
 
 
 def test_texture_knob_does_what_it_says():
-    b0, _ = simulate.texture_bayes_accuracy(0.0, n_per_class=1500)
-    b1, se1 = simulate.texture_bayes_accuracy(1.0, n_per_class=1500)
+    b0, _ = sim_texture.texture_bayes_accuracy(0.0, n_per_class=1500)
+    b1, se1 = sim_texture.texture_bayes_accuracy(1.0, n_per_class=1500)
     assert b0 > 0.93 and abs(b1 - 0.5) < 3 * se1 + 0.01
     pix0, nb0 = _texture_scores(0.0)
     pix1, nb1 = _texture_scores(1.0)
@@ -215,8 +216,8 @@ def test_texture_knob_does_what_it_says():
 
 
 def test_texture_pairs_have_identical_pixel_distribution_at_knob_one():
-    img, m = simulate.simulate_texture_chip(128, 1.0, simulate._rng(5, "pairs"))
-    mats, anchor = simulate.texture_class_materials()
+    img, m = sim_texture.simulate_texture_chip(128, 1.0, sim_fields.seeded_rng(5, "pairs"))
+    mats, anchor = sim_texture.texture_class_materials()
     assert anchor == [0, 0, 2, 2, 4, 4]
     assert all(np.array_equal(mats[i][0], mats[i + 1][0]) is False for i in (0, 2, 4))  # distinct at knob 0
     assert img.shape == (6, 128, 128) and set(np.unique(m)) <= set(range(1, 7))
@@ -230,14 +231,14 @@ def test_burn_shape_statistics_match_real_masks(shared_dir):
     rows = []
     for f in masks:
         with rasterio.open(f) as src:
-            rows.append(simulate.burn_shape_stats(src.read(1)))
+            rows.append(sim_burn.burn_shape_stats(src.read(1)))
     real = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     # the numbers carried into the code are the real ones
-    for key, stored in simulate.BURN_REAL_STATS.items():
-        np.testing.assert_allclose(np.quantile(real[key], simulate.BURN_Q), stored, rtol=2e-3, err_msg=key)
-    assert np.mean(real["patches"] == 1) == pytest.approx(simulate.BURN_REAL_SINGLE_PATCH, abs=2e-3)
+    for key, stored in sim_burn.BURN_REAL_STATS.items():
+        np.testing.assert_allclose(np.quantile(real[key], sim_burn.BURN_Q), stored, rtol=2e-3, err_msg=key)
+    assert np.mean(real["patches"] == 1) == pytest.approx(sim_burn.BURN_REAL_SINGLE_PATCH, abs=2e-3)
     for size, n in ((128, 40), (512, 12)):
-        gen_rows = [simulate.burn_shape_stats(simulate.burn_shape(size, simulate._rng(7, size, i)).astype(np.int16)) for i in range(n)]  # fmt: skip
+        gen_rows = [sim_burn.burn_shape_stats(sim_burn.burn_shape(size, sim_fields.seeded_rng(7, size, i)).astype(np.int16)) for i in range(n)]  # fmt: skip
         gen = {k: np.array([r[k] for r in gen_rows]) for k in gen_rows[0]}
         for key in ("fraction", "aspect", "compactness", "edge_per_sqrt_area"):
             q10, q90 = np.quantile(real[key], [0.1, 0.9])
@@ -248,7 +249,7 @@ def test_burn_shape_statistics_match_real_masks(shared_dir):
 
 
 def test_burn_chip_labels_follow_shape():
-    img, mask = simulate.simulate_burn_chip(96, simulate._rng(3, "b"), cloud_prob=0.0)
+    img, mask = sim_burn.simulate_burn_chip(96, sim_fields.seeded_rng(3, "b"), cloud_prob=0.0)
     assert img.shape == (6, 96, 96) and set(np.unique(mask)) <= {0, 1}
     burned = mask == 1
     assert burned.any() and (~burned).any()
@@ -263,7 +264,7 @@ def test_generated_class_means_follow_the_phenology_at_each_chips_dates():
     diffs = []
     for _ in range(40):
         dates = tuple(sim_crop.draw_dates(rng)[0])
-        c = sim_crop.simulate_chip(64, rng, dates, 0.0, simulate.sensor, simulate.gaussian_field, simulate.voronoi_parcels)  # fmt: skip
+        c = sim_crop.simulate_chip(64, rng, dates, 0.0, sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels)  # fmt: skip
         ref = sim_crop.reference_means(dates)
         for name in ("corn", "soybeans"):
             k = simulate.CROP_CLASSES.index(name) + 1
@@ -308,7 +309,7 @@ def test_sim_crop_label_noise_per_class_matches_the_card(quick):
     edge_err = edge_n = inner_err = inner_n = 0
     mixed = []
     for _ in range(40):
-        c = sim_crop.simulate_chip(64, rng, tuple(sim_crop.draw_dates(rng)[0]), 0.0, simulate.sensor, simulate.gaussian_field, simulate.voronoi_parcels)  # fmt: skip
+        c = sim_crop.simulate_chip(64, rng, tuple(sim_crop.draw_dates(rng)[0]), 0.0, sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels)  # fmt: skip
         np.add.at(cm, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
         edge, wrong = sim_crop.class_edges(c.truth), c.mask != c.truth
         edge_err, edge_n = edge_err + (wrong & edge).sum(), edge_n + edge.sum()
@@ -423,7 +424,7 @@ def test_interleaving_gives_every_split_the_same_distribution_of_places(name, si
     for cells_of, passes in ((simulate._layout_cells, True), (_legacy_cells, False)):
         if name == "sim-crop" and cells_of is simulate._layout_cells:
             # the tile permutation of _write_sim_crop places its chips
-            slots = simulate._rng(0, name, size, "tiles").permutation(total)
+            slots = sim_fields.seeded_rng(0, name, size, "tiles").permutation(total)
             cells = cells_of(0, name, size, total, slots, sim_crop.CHIPS_PER_TILE)
         else:
             cells = cells_of(0, name, size, total)

@@ -40,7 +40,7 @@ import numpy as np
 import rasterio.transform
 
 from helpers.data import io, splits
-from helpers.data.simulate import to_int16
+from helpers.data.sim_fields import to_int16
 from helpers.data.spectral import HLS_BANDS, band_integration_matrix, load_spectra, material, vegetation
 
 NAME = "indian-pines-hls"

@@ -340,6 +340,24 @@ def _crossed_differences(rng, W, chips, reps, models, ia, ib, *, has_b: bool) ->
     return Tm[rows, ia] - Tm[rows, ib]
 
 
+def _check_groups(
+    val: pd.DataFrame, test: pd.DataFrame, a_models: list[str], b_models: list[str]
+) -> list[str]:
+    """Refuse groups :func:`paired_effect` cannot compare (no A candidate, a model in both, a missing column).
+
+    Returns every candidate, A's then B's.
+    """
+    if not a_models:
+        raise ValueError("paired_effect: group A has no candidate model")
+    if set(a_models) & set(b_models):
+        raise ValueError(f"paired_effect: a model cannot be in both groups: {set(a_models) & set(b_models)}")
+    models = [*a_models, *b_models]
+    absent = [m for m in models if m not in val.columns or m not in test.columns]
+    if absent:
+        raise ValueError(f"paired_effect: no validation or test column for {absent}")
+    return models
+
+
 def paired_effect(
     val: pd.DataFrame,
     test: pd.DataFrame,
@@ -387,14 +405,7 @@ def paired_effect(
         no interval (NaN) and :func:`decide` answers "undetermined".
     """
     a_models, b_models = [str(m) for m in a_models], [str(m) for m in b_models]
-    if not a_models:
-        raise ValueError("paired_effect: group A has no candidate model")
-    if set(a_models) & set(b_models):
-        raise ValueError(f"paired_effect: a model cannot be in both groups: {set(a_models) & set(b_models)}")
-    models = [*a_models, *b_models]
-    absent = [m for m in models if m not in val.columns or m not in test.columns]
-    if absent:
-        raise ValueError(f"paired_effect: no validation or test column for {absent}")
+    models = _check_groups(val, test, a_models, b_models)
     crossed = chips is not None
     reps, V, T = _paired_scores(val, test, models)
     n, na = len(reps), len(a_models)

@@ -57,7 +57,7 @@ from helpers.models import cnn
 from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import convergence, deep_run, run_folders, runner, schedule
+from helpers.runs import convergence, deep_run, pretexts, run_folders, runner, schedule
 from helpers.runs import pretrain as PT
 
 PREFIX = "prithvi_arch_small"
@@ -155,7 +155,7 @@ def corpus_spec(
     return CorpusSpec(str(data_dir), per_family, size, seed, real, probe)
 
 
-def _pretrain_defaults() -> PT.PretrainConfig:
+def _pretrain_defaults() -> pretexts.PretrainConfig:
     """In-study pretraining: the probe-plateau mode, sized from measured probe curves (README: in-study pretraining).
 
     Measured on 2026-12-04 (``benchmarks/pretraining_curves.py``: the pooled corpus, no stopping rule, batch 16 of
@@ -165,7 +165,7 @@ def _pretrain_defaults() -> PT.PretrainConfig:
     half-point rise of the smoothed probe) and a cap of 20,000 steps, five to ten times past the measured plateau, so a
     run that reaches it says so (``stopped by cap``). AdamW 1e-3 as before, warmed up over 200 steps, then constant.
     """
-    return PT.PretrainConfig(probe_every=250, probe_patience=8, probe_min_delta=0.005, max_steps=20_000)
+    return pretexts.PretrainConfig(probe_every=250, probe_patience=8, probe_min_delta=0.005, max_steps=20_000)
 
 
 def _finetune_defaults() -> dict:
@@ -212,7 +212,7 @@ class FMSettings:
             validation split in the probe-plateau mode.
     """
 
-    pretrain: PT.PretrainConfig = field(default_factory=_pretrain_defaults)
+    pretrain: pretexts.PretrainConfig = field(default_factory=_pretrain_defaults)
     pretrain_seed: int = 0
     finetune: dict = field(default_factory=_finetune_defaults)
     probe_lr: float = 5e-3
@@ -245,7 +245,7 @@ def quick_settings() -> FMSettings:
         embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2
     )
     return FMSettings(
-        pretrain=PT.PretrainConfig(
+        pretrain=pretexts.PretrainConfig(
             model=tiny,
             crop_size=32,
             batch_size=8,
@@ -362,7 +362,7 @@ def pick_device() -> torch.device:
 # ---------------------------------------------------------------------------------------------- in-study Prithvi
 def pretraining_inputs(
     ds, pretext: str, settings: FMSettings, pretrain_on: Sequence | None = None
-) -> tuple[list, PT.PretrainConfig, list | None]:
+) -> tuple[list, pretexts.PretrainConfig, list | None]:
     """What a variant's pretraining runs on: ``(imagery, config, probe datasets)``.
 
     The pooled corpus when ``settings.corpus`` is set (single dates), else ``pretrain_on`` pooled (single dates), else
@@ -556,6 +556,28 @@ def _prithvi_note(c, v, n_times: int) -> str:
     )
 
 
+def _small_key_settings(
+    variant: str, settings: FMSettings, inputs, pretraining_fraction: float | None
+) -> dict:
+    """What a small Prithvi-arch row's key hashes beyond the fit settings: the architecture and its start.
+
+    The start is the pretraining's cache key (its settings, imagery, probe tasks and seed), ``None`` from random
+    init; ``pretraining_fraction`` only where set, so the selected encoder's rows keep their identity.
+    """
+    out = {
+        "variant": variant,
+        "model": settings.pretrain.model,
+        "neck_dim": settings.neck_dim,
+        "head_channels": settings.head_channels,
+        "pretraining": PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
+        if inputs
+        else None,
+    }
+    if pretraining_fraction is not None:
+        out["pretraining_fraction"] = float(pretraining_fraction)
+    return out
+
+
 def run_prithvi_small(
     ds,
     seed: int,
@@ -616,18 +638,7 @@ def run_prithvi_small(
         ft["lr"] = settings.probe_lr
     # what the encoder starts from, opened once: its cache key goes into the run key, then it is pretrained or read
     inputs = pretraining_inputs(ds, v.pretext, settings, pretrain_on) if v.pretext else None
-    key_settings = {
-        "variant": variant,
-        "model": settings.pretrain.model,
-        "neck_dim": settings.neck_dim,
-        "head_channels": settings.head_channels,
-        # what the encoder starts from: the pretraining's cache key (its settings, imagery, probe tasks and seed)
-        "pretraining": PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
-        if inputs
-        else None,
-    }
-    if pretraining_fraction is not None:  # absent otherwise: the selected encoder's rows keep their identity
-        key_settings["pretraining_fraction"] = float(pretraining_fraction)
+    key_settings = _small_key_settings(variant, settings, inputs, pretraining_fraction)
     key = deep_run.key_for(
         ds, name, seed, family="fm", pretraining=v.pretraining, key_settings=key_settings, **ft
     )

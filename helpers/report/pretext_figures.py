@@ -1,0 +1,148 @@
+"""Claim 3 as figures: whether pretraining helps as far as its pretext aligns with the task (notebooks 04 and 05).
+
+:func:`pretext_alignment_figure` draws each starting point of the same architecture (random init, the in-study
+pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init.
+Conventions as in :mod:`helpers.report.figures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+from helpers.data import simulate
+from helpers.report import compare, figure_parts, plotting, verdicts
+
+
+def pretext_alignment_figure(
+    df: pd.DataFrame,
+    *,
+    datasets: Sequence[str] | None = None,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> plt.Figure | None:
+    """Fine-tuned test mIoU of the FM rows by pretraining (random init / MAE / spectral / published), per dataset.
+
+    Dotted lines mark the best classical and best CNN model of the dataset (chosen on validation), so a reader
+    sees whether any pretraining closes the gap.
+    """
+    agg = compare.aggregate(df, metrics=["miou_macro"], n_boot=n_boot, seed=seed)
+    agg = agg.loc[agg["class"] == ""]
+    fm = agg.loc[(agg["family"] == "fm") & (agg["split"] == "test")]
+    names = [d for d in (datasets or compare.ordered_datasets(fm["dataset"])) if d in set(fm["dataset"])]
+    if not names:
+        return None
+    best = compare.select_best(agg)
+    sim = figure_parts.simulated_map(df)
+    seeds = figure_parts.seed_values(df, "miou_macro")
+    colors = dict(zip(compare.PRETRAINING_ORDER, sns.color_palette("colorblind", 8)[3:7], strict=True))
+    fam_pal = plotting.family_palette()
+    ncols = min(3, len(names))  # page-sized: datasets wrap into rows of three panels
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=plotting.page_size("full", 2.5 * nrows + 0.6),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat[len(names) :]:
+        ax.set_visible(False)
+    used = []
+    for ax, dataset in zip(axes.flat, names, strict=False):
+        d = fm.loc[fm["dataset"] == dataset].copy()
+        order = {p: i for i, p in enumerate(compare.PRETRAINING_ORDER)}
+        d["_k"] = [
+            (order.get(p, len(order)), compare.model_sort_key(m, "fm"))
+            for p, m in zip(d["pretraining"], d["model"], strict=True)
+        ]
+        d = d.sort_values("_k", kind="mergesort")
+        for x, row in enumerate(d.itertuples(index=False)):
+            color = colors.get(row.pretraining, "grey")
+            used.append(row.pretraining)
+            s = seeds.loc[(seeds["dataset"] == dataset) & (seeds["model"] == row.model)]
+            ax.scatter(
+                x + figure_parts.seed_jitter(s["seed"].tolist()),
+                100 * s["value"].to_numpy(),
+                s=7,
+                facecolors="none",
+                edgecolors=color,
+                linewidths=0.6,
+                zorder=2,
+            )
+            figure_parts.errorbar(ax, x, pd.Series(row._asdict()), color)
+        for fam in ("classical", "cnn"):
+            hit = best.loc[(best["dataset"] == dataset) & (best["family"] == fam)]
+            if not hit.empty and np.isfinite(hit.iloc[0]["mean"]):
+                ax.axhline(100 * hit.iloc[0]["mean"], color=fam_pal[fam], ls=":", lw=1.0)
+        ax.set_xticks(range(len(d)))
+        ax.set_xticklabels(d["model"].tolist(), rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
+        ax.set_xlim(-0.7, len(d) - 0.3)
+        ax.set_title(figure_parts.label(dataset, sim))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"fine-tuned test {figure_parts.METRIC_LABELS['miou_macro']}")
+    handles = [
+        Line2D([], [], marker="o", ls="", color=colors[p], label=figure_parts.PRETRAINING_LABELS[p])
+        for p in compare.PRETRAINING_ORDER
+        if p in set(used)
+    ]
+    handles += [
+        Line2D([], [], ls=":", color=fam_pal[f], label=f"best {compare.FAMILY_LABELS[f]} (val-selected)")
+        for f in ("classical", "cnn")
+    ]
+    fig.legend(handles=handles, loc="outside upper center", ncol=3, frameon=False, title=figure_parts.CI_TEXT)
+    return fig
+
+
+def pretext_gain_figure(df: pd.DataFrame) -> plt.Figure | None:
+    """What each pretraining buys over random init of the same network, against the texture knob (claim 3).
+
+    Every fine-tuned FM row with a pretraining (in-study MAE or spectral, published weights) is paired with the row
+    of the same architecture from random init (:func:`helpers.report.verdicts.architecture`, as claim 3's cells
+    pair them); per knob of the SIMULATED sweep, its test ``miou_macro`` minus the twin's, within replicate (same
+    data draw and seed). The line joins the means and the dots are the replicates. Claim 3 expects the MAE gain to
+    grow with the knob (spatial context) and the spectral gain to shrink.
+
+    Returns:
+        A full-page-width figure, or ``None`` when no pair has rows on the sweep.
+    """
+    vals = figure_parts.seed_values(df, "miou_macro")
+    sweep = compare.texture_datasets(vals["dataset"].unique())
+    vals = vals[vals["dataset"].isin(sweep) & (vals["family"] == "fm")]
+    knob = {d: simulate.parse_name(d)[1] for d in sweep}
+    info = vals.drop_duplicates("model").set_index("model")["pretraining"].fillna("none")
+    arch = {m: verdicts.architecture(m) for m in info.index}
+    pairs = [
+        (m, r, f"{figure_parts.PRETRAINING_LABELS.get(p, p)} ({arch[m]})")
+        for m, p in info.items()
+        if p != "none"
+        for r in info.index
+        if info[r] == "none" and arch[r] == arch[m] and r != m
+    ]
+    if not pairs:
+        return None
+    fig, ax = plt.subplots(figsize=plotting.page_size("full", 3.0))
+    for (row, ref, label), colour in zip(pairs, sns.color_palette("colorblind", len(pairs)), strict=True):
+        a = vals[vals["model"] == row].set_index(["dataset", "seed"])["value"]
+        b = vals[vals["model"] == ref].set_index(["dataset", "seed"])["value"]
+        g = (a - b).dropna().reset_index()
+        g["knob"] = g["dataset"].map(knob)
+        mean = g.groupby("knob")["value"].mean().sort_index()
+        ax.plot(mean.index, 100 * mean.values, "-o", color=colour, ms=4, lw=1.2, label=label)
+        ax.plot(g["knob"], 100 * g["value"], ".", color=colour, ms=4, alpha=0.6)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel(
+        "texture knob (simulated sweep: 0 spectra decide, 1 only spatial pattern separates class pairs)"
+    )
+    ax.set_ylabel("test mIoU gain over random init (points)")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(
+        "Claim 3 on the sweep: pretrained minus random init of the same network, paired by replicate"
+    )
+    return fig
