@@ -29,7 +29,7 @@ from helpers.data import datasets
 from helpers.models import cnn, prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import fm_finetuned, pretexts, runtime, train
+from helpers.runs import fm_settings, pretexts, runtime, train
 from helpers.runs import pretrain as PT
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--size", default="default", help="size of a generated dataset (quick/default/paper)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    settings = fm_finetuned.FMSettings()
+    settings = fm_settings.FMSettings()
     ft, pcfg = settings.finetune, settings.pretrain
     bs, crop = ft["batch_size"], ft["crop_size"]
     print(f"threads {args.threads}; batch {bs}, crop {crop}; small Prithvi-arch {pcfg.model}")

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from helpers.models import cnn, prithvi  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import cnn_settings, fm_finetuned, inference, schedule, train  # noqa: E402
+from helpers.runs import cnn_settings, fm_finetuned, fm_settings, inference, schedule, train  # noqa: E402
 
 CROP = 224
 CHIP = 512
@@ -84,7 +84,7 @@ ROWS = {
 
 def build(name: str, device: torch.device):
     """``(model, batch of the profile, make_input(batch), encoder parameter count or None)`` for ``name``."""
-    settings = fm_finetuned.paper_settings()
+    settings = fm_settings.paper_settings()
     frames = 3 if name.endswith("3dates") else 1
     channels = 6 * frames
     if name in cnn.MODELS:
@@ -178,7 +178,7 @@ def windows_per_side(side: int) -> int:
 
 def project_hours(rows: dict[str, dict]) -> tuple[float, list[str]]:
     """Hours of the paper matrix at the caps on this device (see the module docstring) and one line per dataset."""
-    settings = fm_finetuned.paper_settings()
+    settings = fm_settings.paper_settings()
     lines, total = [], 0.0
     for ds, d in DATASETS.items():
         hours = 0.0

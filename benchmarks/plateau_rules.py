@@ -38,7 +38,7 @@ from helpers.data.datasets import channel_stats  # noqa: E402
 from helpers.models import cnn  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import cnn_settings, fm_finetuned, inference, runner, train  # noqa: E402
+from helpers.runs import cnn_settings, fm_settings, inference, runner, train  # noqa: E402
 
 MODELS = ("unet", "fcn", "deeplabv3plus", "vit", "segformer")
 
@@ -57,7 +57,7 @@ def study_setup(name: str, ds) -> tuple:
     """``(make_model, fit settings)`` of the study's row ``name`` on ``ds`` (notebooks 03 and 04)."""
     if name in cnn.MODELS:
         return (lambda: cnn.build_for(name, ds)), dict(cnn_settings.TRAIN_DEFAULTS)
-    settings = fm_finetuned.FMSettings()
+    settings = fm_settings.FMSettings()
     mean, std = channel_stats(ds)
     if name == "vit":
         crop = settings.finetune["crop_size"]

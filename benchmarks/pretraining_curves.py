@@ -1,6 +1,6 @@
 """The probe curves that size in-study pretraining (issue 28): how far each pretext's probe rises, and how fast.
 
-Runs the in-study pretraining of the default settings (:func:`helpers.runs.fm_finetuned.FMSettings`: the probe-plateau
+Runs the in-study pretraining of the default settings (:func:`helpers.runs.fm_settings.FMSettings`: the probe-plateau
 mode) on the pooled corpus of ``--per-family`` images per simulated family, but **without its stopping rule**: every
 probe (each ``probe_every`` steps) to ``--steps``, one process per pretext (``--pretexts``, one thread each, side by
 side), and prints the probe table of each: step, the mean over the probe tasks and its three-probe smoothing, each
@@ -8,7 +8,7 @@ task's probe, the chunk's mean loss and the seconds so far. Compare two corpus s
 
 What it printed on 2026-12-04 (one thread per process, two processes on the 2-core machine, 0.05 s a step of 16
 64 px crops, a probe 2.5 s) is in the README (in-study pretraining) and in the docstring of
-``helpers.runs.fm_finetuned._pretrain_defaults``: the settings it chose.
+``helpers.runs.fm_settings._pretrain_defaults``: the settings it chose.
 
 Usage::
 
@@ -34,11 +34,11 @@ def one(pretext: str, args: argparse.Namespace) -> None:
     """Pretrain one pretext to ``args.steps`` without stopping and print its probe table."""
     import pandas as pd
 
-    from helpers.runs import fm_finetuned
+    from helpers.runs import fm_finetuned, fm_settings
     from helpers.runs import pretrain as PT
 
-    spec = fm_finetuned.corpus_spec(args.data_dir, MAIN, SWEEP, per_family=args.per_family)
-    settings = fm_finetuned.FMSettings(corpus=spec)
+    spec = fm_settings.corpus_spec(args.data_dir, MAIN, SWEEP, per_family=args.per_family)
+    settings = fm_settings.FMSettings(corpus=spec)
     data, cfg, probe_on = fm_finetuned.pretraining_inputs(None, pretext, settings)
     cfg = dataclasses.replace(cfg, probe_patience=2**31 - 1, max_steps=args.steps)  # the whole curve
     res = PT.pretrain(data, cfg, probe_on=probe_on, cache_dir=args.out, num_threads=1, progress=False)
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         one(args.one, args)
         return
     # the corpus and probe draws are written once, before the pretexts start side by side
-    from helpers.runs import fm_finetuned
+    from helpers.runs import fm_settings
 
-    fm_finetuned.corpus_spec(args.data_dir, MAIN, SWEEP, per_family=args.per_family).open()
+    fm_settings.corpus_spec(args.data_dir, MAIN, SWEEP, per_family=args.per_family).open()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:])]
     children = [subprocess.Popen([*base, "--one", p], env=env) for p in args.pretexts]

@@ -31,7 +31,7 @@ Every function works on one chip, a float32 reflectance array ``(C, H, W)`` with
 one core, 60+ million pixel-features per second, while predicting that chip with a fitted forest or boosted model
 takes seconds. Features are therefore recomputed rather than cached on disk: a disk cache would save at most a
 few per cent of a run but hold 53 MB per 512 x 512 chip (gigabytes per dataset). Runs of one session can share
-chips through the in-memory :class:`helpers.runs.classical.FeatureCache` instead.
+chips through the in-memory :class:`helpers.runs.pixel_samples.FeatureCache` instead.
 """
 
 from __future__ import annotations

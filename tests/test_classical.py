@@ -6,7 +6,7 @@ import papermill
 import pytest
 
 from helpers import features, prediction_maps, results
-from helpers.runs import classical
+from helpers.runs import classical, pixel_samples
 from tests.test_train import assert_chips_reproduce_rows
 
 BANDS = 6
@@ -54,8 +54,8 @@ def make_fake(seed=0, counts=(4, 2, 2), size=16, n_classes=3, n_times=1, name="f
     return FakeDataset(chips, [f"class{k}" for k in range(n_classes)], name=name, n_times=n_times)
 
 
-TINY = classical.Budget(per_class_per_chip=30, max_pixels=300)
-TINY_HALF = classical.Budget(per_class_per_chip=30, max_pixels=150)
+TINY = pixel_samples.Budget(per_class_per_chip=30, max_pixels=300)
+TINY_HALF = pixel_samples.Budget(per_class_per_chip=30, max_pixels=150)
 
 
 def _values(run):
@@ -104,7 +104,7 @@ def test_lightgbm_prediction_threads_change_no_number():
 
 def test_sampling_never_crosses_splits():
     ds = make_fake()
-    s = classical.sample_pixels(ds, "train", "spectral", seed=0, budget=TINY)
+    s = pixel_samples.sample_pixels(ds, "train", "spectral", seed=0, budget=TINY)
     assert set(ds.reads) == set(ds.chip_ids("train"))
     # every sampled row is a real pixel of the chip it is attributed to
     for k, chip_id in enumerate(s.chip_ids):
@@ -117,19 +117,21 @@ def test_sampling_never_crosses_splits():
 
 def test_budget_per_class_per_chip_and_cap():
     ds = make_fake(counts=(6, 1, 1))
-    s = classical.sample_pixels(ds, "train", "spectral", seed=1, budget=classical.Budget(5, 10_000))
+    s = pixel_samples.sample_pixels(ds, "train", "spectral", seed=1, budget=pixel_samples.Budget(5, 10_000))
     for k in range(len(s.chip_ids)):
         counts = np.bincount(s.y[s.chip == k], minlength=ds.num_classes)
         present = np.bincount(ds._chips["train"][s.chip_ids[k]][1].ravel() + 1, minlength=4)[1:] > 0
         np.testing.assert_array_equal(counts, np.where(present, 5, 0))  # every present class, 5 pixels
-    capped = classical.sample_pixels(ds, "train", "spectral", seed=1, budget=classical.Budget(50, 40))
+    capped = pixel_samples.sample_pixels(ds, "train", "spectral", seed=1, budget=pixel_samples.Budget(50, 40))
     assert len(capped) <= 40
-    assert classical.sample_pixels(ds, "train", "spectral", seed=2, budget=TINY).X.tobytes() != s.X.tobytes()
+    assert (
+        pixel_samples.sample_pixels(ds, "train", "spectral", seed=2, budget=TINY).X.tobytes() != s.X.tobytes()
+    )
 
 
 def test_balanced_cap_keeps_rare_classes_whole():
     y = np.r_[np.zeros(1000, int), np.ones(10, int), np.full(500, 2)]
-    keep = classical.balanced_cap(y, 210, np.random.default_rng(0))
+    keep = pixel_samples.balanced_cap(y, 210, np.random.default_rng(0))
     np.testing.assert_array_equal(np.bincount(y[keep]), [100, 10, 100])
     assert len(np.unique(keep)) == len(keep)
 
@@ -183,7 +185,7 @@ def test_empty_splits():
 
 
 def test_feature_cache_reuses_chips_and_changes_nothing():
-    cache = classical.FeatureCache()
+    cache = pixel_samples.FeatureCache()
     ds = make_fake()
     a = classical.run_classical(ds, "rf_aug", 0, None, budget=TINY, cache=cache, progress=False)
     n_reads = len(ds.reads)
@@ -192,8 +194,8 @@ def test_feature_cache_reuses_chips_and_changes_nothing():
     c = classical.run_classical(make_fake(), "rf_aug", 0, None, budget=TINY, progress=False)
     np.testing.assert_equal(_values(a), _values(b))
     np.testing.assert_equal(_values(a), _values(c))
-    small = classical.FeatureCache(max_bytes=3 * (51 * 16 * 16 * 4 + 16 * 16 * 8) + 100)
-    classical.sample_pixels(ds, "train", "aug", seed=0, budget=TINY, cache=small)
+    small = pixel_samples.FeatureCache(max_bytes=3 * (51 * 16 * 16 * 4 + 16 * 16 * 8) + 100)
+    pixel_samples.sample_pixels(ds, "train", "aug", seed=0, budget=TINY, cache=small)
     assert len(small) == 3 and small.nbytes <= small.max_bytes
 
 

@@ -10,7 +10,7 @@ import torch
 from helpers import metrics, results
 from helpers.data import datasets
 from helpers.models import prithvi
-from helpers.runs import fm_finetuned, runtime
+from helpers.runs import fm_finetuned, fm_settings, runtime
 from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
@@ -28,7 +28,7 @@ MODELS = (
 
 @pytest.fixture
 def quick():
-    s = fm_finetuned.quick_settings()
+    s = fm_settings.quick_settings()
     return dataclasses.replace(s, finetune={**s.finetune, "max_steps": 2, "eval_every": 2}, num_threads=1)
 
 

@@ -12,7 +12,7 @@ import torch
 from helpers import metrics, prediction_maps, results
 from helpers.data import datasets
 from helpers.models import weights
-from helpers.runs import classical, embeddings, fm_frozen, galileo_finetuned
+from helpers.runs import embeddings, fm_frozen, galileo_finetuned, pixel_samples
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"per_class_per_chip": 40, "max_pixels": 300}
@@ -50,8 +50,8 @@ class _Identity:
 
 def test_training_sample_is_the_classical_one(fixture_roots: dict) -> None:
     ds = datasets.open("crop", fixture_roots["crop"])
-    budget = classical.Budget(**SMALL)
-    ref = classical.sample_pixels(ds, "train", "spectral", seed=3, budget=budget)
+    budget = pixel_samples.Budget(**SMALL)
+    ref = pixel_samples.sample_pixels(ds, "train", "spectral", seed=3, budget=budget)
     timer = {"embed_s": 0.0}
     ours = fm_frozen._sample_split(ds, "train", _Identity(), None, 3, budget, timer, False)
     np.testing.assert_array_equal(ours.y, ref.y)
@@ -69,7 +69,7 @@ def test_frozen_rows_end_to_end_with_cache(embedders: dict, fixture_roots: dict,
         )
         assert run.status == "ok"
         assert run.n_train_pixels == len(
-            classical.sample_pixels(ds, "train", "spectral", seed=0, budget=classical.Budget(**SMALL))
+            pixel_samples.sample_pixels(ds, "train", "spectral", seed=0, budget=pixel_samples.Budget(**SMALL))
         )
         assert set(run.scores) == {"val", "test"}
         assert 0 <= run.scores["test"]["miou_macro"] <= 1

@@ -296,7 +296,7 @@ def test_band_files_and_masks_must_share_one_grid(example_root, tmp_path):
 # ------------------------------------------------------------------------------------------------ unlabelled images
 def test_a_cards_unlabelled_folder_joins_the_pretraining_imagery(tmp_path):
     from helpers.data import corpus
-    from helpers.runs import fm_finetuned
+    from helpers.runs import fm_finetuned, fm_settings
 
     s2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
     root = _multiband_dataset(tmp_path / "mine", s2, unlabelled="unlabelled")
@@ -311,7 +311,7 @@ def test_a_cards_unlabelled_folder_joins_the_pretraining_imagery(tmp_path):
     np.testing.assert_allclose(ds.read_unlabelled("u2"), stored * 1e-4, rtol=1e-6)  # the card's scale
     extra = corpus.unlabelled_imagery(datasets.with_bands(ds))  # seen through the band view
     assert extra.name == "mine-unlabelled" and extra.chip_ids() == ds.unlabelled_ids()
-    settings = fm_finetuned.quick_settings()
+    settings = fm_settings.quick_settings()
     data, _, probe_on = fm_finetuned.pretraining_inputs(ds, "mae", settings)
     assert [d.name for d in data] == ["mine", "mine-unlabelled"]
     assert data[1].read_arrays("u0")[0].shape == (6, 16, 16)  # the six HLS bands, picked by name

@@ -12,7 +12,7 @@ from test_classical import make_fake  # noqa: E402
 
 from helpers import prediction_maps, results  # noqa: E402
 from helpers.data import labels  # noqa: E402
-from helpers.runs import classical, crops, fm_heads, matrix, run_folders, runner  # noqa: E402
+from helpers.runs import classical, crops, fm_heads, matrix, pixel_samples, run_folders, runner  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_no_head_predicts_a_single_class_at_ten_pixels_per_class(model):
     for pred, _ in run.predictions.values():
         assert len(np.unique(pred)) == 2
     # the old grid (20 samples per leaf) could not split these 20 pixels: one class everywhere
-    sample = classical.sample_pixels(view, "train", "spectral", seed=0)
+    sample = pixel_samples.sample_pixels(view, "train", "spectral", seed=0)
     X_test = np.concatenate([ds.read_arrays(c)[0].reshape(ds.n_channels, -1).T for c in ds.chip_ids("test")])
     for grid, n_classes_predicted in ((classical.LGBM_GRID, 1), (classical.lgbm_grid(view.class_counts), 2)):
         head = fm_heads.fit_lgbm(sample.X, sample.y, 2, candidate=grid[0], seed=0, n_jobs=1)
@@ -184,10 +184,10 @@ def test_lgbm_grid_is_unchanged_with_enough_pixels_per_class():
 
 
 def test_chip_budgets_sample_more_pixels_per_chip_up_to_the_same_cap(fake):
-    full = classical.Budget(100, 10_000)
+    full = pixel_samples.Budget(100, 10_000)
     assert classical.budget_for(full, fake) == full
     assert classical.budget_for(full, labels.label_view(fake, "points-10", 0)) == full
-    assert classical.budget_for(full, labels.label_view(fake, "chips-0.25", 0)) == classical.Budget(
+    assert classical.budget_for(full, labels.label_view(fake, "chips-0.25", 0)) == pixel_samples.Budget(
         400, 10_000
     )
 

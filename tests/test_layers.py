@@ -10,6 +10,7 @@ is not the package's module, so they close no loop.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,65 @@ def test_a_script_block_import_is_not_an_edge(tmp_path):
 
 def test_the_loop_check_finds_a_loop():
     assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+#: Longest function body, in code lines (no docstring, blank or comment lines), and longest module, in lines, that
+#: need no word in the README (its Development section argues every longer module as one unit).
+MAX_FUNCTION_LINES = 85
+MAX_MODULE_LINES = 600
+README = PACKAGE.parent / "README.md"
+
+
+def _code_lines(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Code lines of a function's body, from its first statement after the docstring."""
+    body = node.body
+    doc = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    doc = doc and isinstance(body[0].value.value, str)
+    first = body[1] if doc and len(body) > 1 else body[0]
+    span = range(body[0].lineno, body[0].end_lineno + 1) if doc else range(0)
+    return sum(
+        1
+        for i in range(first.lineno, node.end_lineno + 1)
+        if i not in span and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#")
+    )
+
+
+def _long_functions(path: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    lines = path.read_text().splitlines()
+    return [
+        f"{path.name}:{node.name} ({_code_lines(lines, node)} code lines)"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(lines, node) > limit
+    ]
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = [f for path in MODULES.values() for f in _long_functions(path)]
+    assert long == [], "split these functions (one job each):\n" + "\n".join(long)
+
+
+def _argued_sizes(readme: str) -> dict[str, int]:
+    """``{module path: lines}`` named in the README's "Module sizes" paragraph (`` `data/chips.py` (635) ``)."""
+    start = readme.index("**Module sizes.**")
+    text = readme[start : readme.index("\n**", start + 1)]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"`([\w/]+\.py)` \((\d+)(?: lines)?\)", text)}
+
+
+def test_every_long_module_is_argued_in_the_readme_with_its_length():
+    argued = _argued_sizes(README.read_text())
+    long = {
+        str(path.relative_to(PACKAGE)): len(path.read_text().splitlines())
+        for path in MODULES.values()
+        if len(path.read_text().splitlines()) > MAX_MODULE_LINES
+    }
+    assert {m: n for m, n in long.items() if argued.get(m) != n} == {}, "README 'Module sizes' is out of date"
+    assert set(argued) <= set(long), "the README argues a module that is no longer long"
+
+
+def test_the_size_checks_see_a_long_function_and_read_the_readme(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    '''Doc.'''\n" + "    x = 1\n" * 90 + "\ndef g():\n    return 1\n")
+    assert _long_functions(path) == ["m.py:f (90 code lines)"]
+    readme = "**Module sizes.** x\n- `data/chips.py` (635): y; `runs/x.py` (700 lines): z\n\n**Next.** w\n"
+    assert _argued_sizes(readme) == {"data/chips.py": 635, "runs/x.py": 700}

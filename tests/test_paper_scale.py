@@ -16,7 +16,7 @@ from helpers.models import cnn, prithvi
 from helpers.models.resnet import ResNetEncoder
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
-from helpers.runs import cnn_settings, fm_finetuned, schedule
+from helpers.runs import cnn_settings, fm_settings, schedule
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "notebooks" / "params" / "paper.yaml"
@@ -46,8 +46,8 @@ def test_paper_cnns_are_resnet34_class_and_keep_the_input_size(name):
 
 
 def test_paper_transformers_have_the_published_encoder_sizes():
-    vit = ViTSegmenter(3, 2, img_size=224, mean=[0.0] * 3, std=[1.0] * 3, **fm_finetuned.PAPER_VIT)
-    seg = SegFormer(3, 2, mean=[0.0] * 3, std=[1.0] * 3, **fm_finetuned.PAPER_SEGFORMER)
+    vit = ViTSegmenter(3, 2, img_size=224, mean=[0.0] * 3, std=[1.0] * 3, **fm_settings.PAPER_VIT)
+    seg = SegFormer(3, 2, mean=[0.0] * 3, std=[1.0] * 3, **fm_settings.PAPER_SEGFORMER)
     encoder = sum(p.numel() for n, p in vit.named_parameters() if not n.startswith(("head", "classifier")))
     assert encoder == pytest.approx(85.8e6, rel=0.01)  # ViT-B/16: 86 M
     assert n_params(seg.encoder) == pytest.approx(24.2e6, rel=0.01)  # MiT-b2: 24 M (SegFormer-B2 paper)
@@ -55,14 +55,14 @@ def test_paper_transformers_have_the_published_encoder_sizes():
 
 def test_in_study_prithvi_arch_is_prithvi_100m_size_in_the_paper_profile():
     # the architecture pretrained and fine-tuned in-study has the published checkpoint's exact tensor layout
-    cfg = fm_finetuned.paper_settings().pretrain.model.replace(img_size=224, num_frames=3)
+    cfg = fm_settings.paper_settings().pretrain.model.replace(img_size=224, num_frames=3)
     with torch.device("meta"):
         model = prithvi.PrithviMAE(cfg)
     ours = {k: tuple(v.shape) for k, v in prithvi.native_to_v1(model.state_dict()).items()}
     assert ours == published_v1_shapes()
     assert (
-        fm_finetuned.size_label(cfg) == "Prithvi-100M size"
-        and fm_finetuned.size_label(prithvi.PRITHVI_SMALL) == "small"
+        fm_settings.size_label(cfg) == "Prithvi-100M size"
+        and fm_settings.size_label(prithvi.PRITHVI_SMALL) == "small"
     )
 
 

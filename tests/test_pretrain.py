@@ -8,7 +8,7 @@ import torch
 
 from helpers.data import datasets
 from helpers.models.prithvi import PrithviConfig
-from helpers.runs import pretexts
+from helpers.runs import fm_settings, pretexts
 from helpers.runs import pretrain as PT
 
 torch.set_num_threads(1)
@@ -332,11 +332,11 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
 
     monkeypatch.setattr(fm_finetuned, "_pretrain", never)
     out = fm_finetuned.check_pretraining(
-        None, "prithvi_arch_small_mae", fm_finetuned.FMSettings(), pretraining_path=path
+        None, "prithvi_arch_small_mae", fm_settings.FMSettings(), pretraining_path=path
     )
     assert out["moved"] == 0.0 and out["cpu_s"] == 385.2
     monkeypatch.setattr(fm_finetuned.PT, "key_for", lambda *a, **k: "k2")
     with pytest.raises(AssertionError, match="redone"):  # no check on record for this key: it runs
         fm_finetuned.check_pretraining(
-            None, "prithvi_arch_small_mae", fm_finetuned.FMSettings(), pretraining_path=path
+            None, "prithvi_arch_small_mae", fm_settings.FMSettings(), pretraining_path=path
         )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers.data import datasets, generic
-from helpers.runs import fm_finetuned, matrix
+from helpers.runs import fm_settings, matrix
 
 
 def test_simulated_replicates_are_new_draws_in_their_own_folders(tmp_path):
@@ -182,12 +182,12 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
 def test_fm_matrix_pretrains_once_per_pretext_on_the_pooled_corpus(recorder):
     seeds = [0, 1, 2]
     draws = _draws(["sim-a", "real-b", "sim-texture-0"], seeds, simulated={"sim-a", "sim-texture-0"})
-    settings = fm_finetuned.FMSettings(
-        corpus=fm_finetuned.corpus_spec("data", ["sim-a", "real-b"], ["sim-texture-0"])
+    settings = fm_settings.FMSettings(
+        corpus=fm_settings.corpus_spec("data", ["sim-a", "real-b"], ["sim-texture-0"])
     )
     assert settings.corpus.real == ("real-b",) and settings.corpus.probe == ("sim-a", "sim-texture-0")
     # notebook 04's corpus_datasets: one list of main and sweep names names the same corpus (same pretraining)
-    assert fm_finetuned.corpus_spec("data", ["sim-a", "real-b", "sim-texture-0"]) == settings.corpus
+    assert fm_settings.corpus_spec("data", ["sim-a", "real-b", "sim-texture-0"]) == settings.corpus
     matrix.submit_fm_runs(
         None,
         draws,

@@ -11,7 +11,7 @@ import rasterio
 from helpers.data import datasets, splits
 from helpers.data import scene as _scene
 from helpers.data.io import DataError, read_raster, write_geotiff
-from helpers.runs import classical, crops
+from helpers.runs import classical, crops, pixel_samples
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +127,9 @@ def test_the_input_masking_ablation_hides_other_regions_from_training_only(examp
 
 def test_classical_rows_sample_a_scene_up_to_the_total_cap(example_root):
     ds = datasets.open("example-scene", example_root)
-    budget = classical.budget_for(classical.Budget(100, 10_000), ds)
+    budget = classical.budget_for(pixel_samples.Budget(100, 10_000), ds)
     assert budget.per_class_per_chip == 10_000
-    sample = classical.sample_pixels(ds, "train", "spectral", seed=0, budget=budget)
+    sample = pixel_samples.sample_pixels(ds, "train", "spectral", seed=0, budget=budget)
     assert len(sample) == int((ds.read_arrays("scene-train")[1] >= 0).sum()) > 300
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_compare import make_results
 
-from helpers.report import compare, tables, verdicts
+from helpers.report import compare, table_format, tables, verdicts
 
 DATASETS = ("sim-crop", "sim-burn", "sim-texture-0", "sim-texture-1")
 
@@ -98,7 +98,7 @@ def test_latex_is_booktabs_and_escaped(written):
     body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
     n_cols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1))
     assert all(line.count(" & ") == n_cols - 1 and line.endswith("\\\\") for line in body)
-    assert tables.latex_escape("a_b & 5% − x") == "a\\_b \\& 5\\% $-$ x"
+    assert table_format.latex_escape("a_b & 5% − x") == "a\\_b \\& 5\\% $-$ x"
 
 
 def test_paper_table_labels_sources(written, table):
@@ -183,9 +183,9 @@ def test_tables_are_byte_stable(written, table, tmp_path):
 
 
 def test_format_interval():
-    assert tables.format_interval(0.7123, 0.701, 0.7234) == "71.2 [70.1, 72.3]"
-    assert tables.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 replicate)"
-    assert tables.format_interval(np.nan, np.nan, np.nan) == "–"
+    assert table_format.format_interval(0.7123, 0.701, 0.7234) == "71.2 [70.1, 72.3]"
+    assert table_format.format_interval(0.5, np.nan, np.nan, 1) == "50.0 (1 replicate)"
+    assert table_format.format_interval(np.nan, np.nan, np.nan) == "–"
 
 
 def test_family_inputs_table_reads_what_each_model_saw_from_the_rows():

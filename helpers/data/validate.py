@@ -63,11 +63,9 @@ ERROR, WARNING = "error", "warning"
 #: float rasters), -10000, the int16 minima, float32's lowest value (GDAL's default fill of float rasters).
 FILL_VALUES: tuple[float, ...] = (-9999.0, -10000.0, -32768.0, -32767.0, float(np.finfo(np.float32).min))
 
-#: Reflectance thresholds on the whole dataset (all bands, every valid pixel), after the card's scale and offset.
-#: Measured on 2026-12-03 (pooled percentiles over all valid values): the real Sen1Floods11 chip in
-#: ``shared/data`` (Sentinel-2 L1C, 13 bands: 1 % 0.0009, 99 % 0.33; its six HLS bands: 0.010 / 0.34), the real
-#: Indian Pines scene (0.024 / 0.54), the simulated sim-crop, sim-burn, sim-flood, sim-texture-0 (<= 0.016 /
-#: 0.49-0.53) and the generic example (0.016 / 0.47). No value of any of them was negative.
+#: Reflectance thresholds on the whole dataset (all bands, every valid pixel), after the card's scale and offset,
+#: set from the pooled percentiles of every real and simulated dataset of the study (``benchmarks/README.md``,
+#: "Reflectance plausibility"): the lowest 99th percentile measured was 0.33, and no value was negative.
 LOW_P99_ERROR = 0.05  # 99th percentile below this: 6.6x below the lowest measured (0.33); scale 10x too small
 LOW_P99_WARNING = (
     0.15  # below the lowest measured by 2x: a scale too small, or a dataset of dark surfaces only

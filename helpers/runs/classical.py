@@ -18,7 +18,7 @@ documented here and recorded in each results row's ``note``.
 
 Protocol (STUDY.md §4), one :func:`run_classical` call per ``(dataset, model, seed)``:
 
-1. **Training pixels** are sampled chip by chip from the ``train`` split only (:func:`sample_pixels`), stratified
+1. **Training pixels** are sampled chip by chip from the ``train`` split only (:func:`helpers.runs.pixel_samples.sample_pixels`), stratified
    by class: up to ``per_class_per_chip`` random valid pixels of every class present in a chip, then, if the total
    exceeds ``max_pixels``, a class-balanced cut (every class keeps ``min(its count, q)`` pixels, with the largest
    ``q`` that fits the cap). Rare classes thus keep all the pixels they have, and the cut never depends on chip
@@ -61,10 +61,8 @@ import os
 import pickle
 import time
 import warnings
-import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
@@ -77,8 +75,7 @@ from helpers import metrics as _metrics
 from helpers import prediction_maps
 from helpers import results as _results
 from helpers.data import labels as _labels
-from helpers.data.datasets import bands_of
-from helpers.runs import runner, runtime
+from helpers.runs import pixel_samples, runner, runtime
 
 #: model name -> (estimator kind, feature set).
 MODELS = {
@@ -113,232 +110,6 @@ LGBM_FIXED = {
     "min_delta": 1e-3,
     "default_rounds": 100,
 }
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How many pixels to sample from a split (see the module docstring, step 1).
-
-    Attributes:
-        per_class_per_chip: Up to this many random valid pixels of each class present in each chip.
-        max_pixels: Cap on the total; above it a class-balanced cut keeps ``min(count, q)`` per class.
-    """
-
-    per_class_per_chip: int = 100
-    max_pixels: int = 10_000
-
-    def __post_init__(self):
-        if self.per_class_per_chip < 1 or self.max_pixels < 1:
-            raise ValueError(f"budget values must be >= 1; got {self}")
-
-
-#: Default budget of training pixels and of the val pixels used for LightGBM early stopping.
-DEFAULT_BUDGET = Budget(100, 10_000)
-DEFAULT_VAL_BUDGET = Budget(50, 5_000)
-
-
-# --------------------------------------------------------------------------------------------------- cache
-class FeatureCache:
-    """In-memory LRU of per-chip feature stacks and labels, capped in bytes, shared by runs of one session.
-
-    Keys are ``(dataset name, dataset root, chip id, feature set, FEATURE_SET_VERSION)``, so a changed feature
-    definition or another copy of a dataset never reuses stale entries.
-
-    Args:
-        max_bytes: Capacity; the least recently used chips are dropped beyond it (0 disables caching).
-    """
-
-    def __init__(self, max_bytes: int = 1 << 30):
-        self.max_bytes = int(max_bytes)
-        self._store: OrderedDict = OrderedDict()
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(ds, chip_id: str, feature_set: str) -> tuple:
-        """The cache key of one chip's features."""
-        return (ds.name, str(getattr(ds, "root", "")), chip_id, feature_set, _features.FEATURE_SET_VERSION)
-
-    def get(self, key):
-        """Cached ``(stack, labels, names)`` or None (a hit refreshes the entry's recency)."""
-        if key in self._store:
-            self._store.move_to_end(key)
-            self.hits += 1
-            return self._store[key]
-        self.misses += 1
-        return None
-
-    def put(self, key, value: tuple[np.ndarray, np.ndarray, list[str]]) -> None:
-        """Store an entry, evicting least recently used ones beyond ``max_bytes``."""
-        size = value[0].nbytes + value[1].nbytes
-        if size > self.max_bytes:
-            return
-        if key in self._store:
-            old = self._store.pop(key)
-            self.nbytes -= old[0].nbytes + old[1].nbytes
-        self._store[key] = value
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._store.popitem(last=False)
-            self.nbytes -= old[0].nbytes + old[1].nbytes
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-
-class _Timer:
-    def __init__(self):
-        self.feature_s = 0.0
-        self.read_s = 0.0
-
-
-def _chip_features(ds, chip_id: str, feature_set: str, cache: FeatureCache | None, timer: _Timer):
-    """``(stack (F, H, W), labels (H, W), names)`` of one chip, through the cache when given.
-
-    Features depend on the imagery only, so the cache holds the dataset's own labels and a label budget's view
-    (:mod:`helpers.data.labels`) applies its mask after the lookup: every budget shares one entry per chip.
-    """
-    base = _labels.unlabelled(ds)
-    key = FeatureCache.key(base, chip_id, feature_set) if cache is not None else None
-    hit = cache.get(key) if cache is not None else None
-    if hit is None:
-        t0 = time.perf_counter()
-        a, y = base.read_arrays(chip_id)
-        t1 = time.perf_counter()
-        stack, names = _features.feature_stack(a, feature_set, bands_of(base))
-        timer.read_s += t1 - t0
-        timer.feature_s += time.perf_counter() - t1
-        hit = (stack, np.asarray(y, dtype=np.int64), names)
-        if cache is not None:
-            cache.put(key, hit)
-    stack, y, names = hit
-    relabel = getattr(ds, "relabel", None)
-    return stack, (y if relabel is None else relabel(chip_id, y)), names
-
-
-# ------------------------------------------------------------------------------------------------- sampling
-@dataclass
-class PixelSample:
-    """Sampled pixels of one split: feature rows, labels, and where each row came from.
-
-    Attributes:
-        X: ``(n, F)`` float32 features.
-        y: ``(n,)`` int64 labels.
-        chip: ``(n,)`` index into ``chip_ids`` of each row's chip.
-        chip_ids: Chips of the split, in split order.
-        feature_names: Names of the ``F`` columns.
-        n_all_ignore: Chips that had no valid pixel.
-        counts_before_cap: Sampled pixels per class before the total cap.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    chip: np.ndarray
-    chip_ids: list[str]
-    feature_names: list[str]
-    n_all_ignore: int = 0
-    counts_before_cap: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-def rank_within_group(groups: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order rows by (group, random key); return that order and each ordered row's rank inside its group."""
-    order = np.lexsort((keys, groups))
-    g = groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
-    lengths = np.diff(np.r_[starts, len(g)])
-    rank = np.arange(len(g)) - np.repeat(starts, lengths)
-    return order, rank
-
-
-def stable_hash(text: str) -> int:
-    """A hash of ``text`` that is the same in every process (python's ``hash`` of a str is salted per process)."""
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def balanced_cap(y: np.ndarray, max_pixels: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a class-balanced subset of at most ``max_pixels`` rows (water-filling over class counts)."""
-    if len(y) <= max_pixels:
-        return np.arange(len(y))
-    counts = np.bincount(y)
-    counts = counts[counts > 0]
-    # largest q with sum(min(counts, q)) <= max_pixels
-    lo, hi = 0, int(counts.max())
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if np.minimum(counts, mid).sum() <= max_pixels:
-            lo = mid
-        else:
-            hi = mid - 1
-    order, rank = rank_within_group(y, rng.random(len(y)))
-    return np.sort(order[rank < max(lo, 1)])
-
-
-def sample_pixels(
-    ds,
-    split: str,
-    feature_set: str,
-    *,
-    seed: int,
-    budget: Budget = DEFAULT_BUDGET,
-    cache: FeatureCache | None = None,
-    progress: bool = False,
-    _timer: _Timer | None = None,
-) -> PixelSample:
-    """Stratified per-chip sample of valid pixels of one split, with their features.
-
-    Args:
-        ds: A dataset (``helpers.data.datasets``); only ``ds.chip_ids(split)`` chips are read.
-        split: The split to sample (``"train"`` for fitting, ``"val"`` for early stopping).
-        feature_set: ``"spectral"`` or ``"aug"``.
-        seed: Seeds the per-chip generators together with each chip id.
-        budget: Pixels per class per chip and total cap.
-        cache: Optional :class:`FeatureCache`.
-        progress: Show a tqdm bar.
-
-    Returns:
-        A :class:`PixelSample` (empty, with zero rows, if the split has no chips or only ignore pixels).
-    """
-    timer = _timer or _Timer()
-    chip_ids = ds.chip_ids(split)
-    names = _features.feature_names(ds.n_channels, feature_set, bands_of(ds))
-    n_per = min(budget.per_class_per_chip, max(1, math.ceil(budget.max_pixels / max(len(chip_ids), 1))))
-    xs, ys, cs = [], [], []
-    n_all_ignore = 0
-    for k, chip_id in enumerate(tqdm(chip_ids, desc=f"sample {split}", disable=not progress, leave=False)):
-        stack, y, _ = _chip_features(ds, chip_id, feature_set, cache, timer)
-        flat = y.ravel()
-        valid = np.flatnonzero(flat != ds.ignore_index)
-        if valid.size == 0:
-            n_all_ignore += 1
-            continue
-        rng = np.random.default_rng([seed, stable_hash(split), stable_hash(chip_id)])
-        order, rank = rank_within_group(flat[valid], rng.random(valid.size))
-        idx = np.sort(valid[order[rank < n_per]])
-        xs.append(stack.reshape(stack.shape[0], -1)[:, idx].T)
-        ys.append(flat[idx])
-        cs.append(np.full(idx.size, k, dtype=np.int64))
-    if not ys:
-        return PixelSample(
-            np.zeros((0, len(names)), np.float32),
-            np.zeros(0, np.int64),
-            np.zeros(0, np.int64),
-            chip_ids,
-            names,
-            n_all_ignore,
-            np.zeros(ds.num_classes, np.int64),
-        )
-    X = np.concatenate(xs).astype(np.float32, copy=False)
-    y = np.concatenate(ys)
-    chip = np.concatenate(cs)
-    before = np.bincount(y, minlength=ds.num_classes)
-    keep = balanced_cap(y, budget.max_pixels, np.random.default_rng([seed, stable_hash(split), 1]))
-    return PixelSample(
-        np.ascontiguousarray(X[keep]), y[keep], chip[keep], chip_ids, names, n_all_ignore, before
-    )
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -484,7 +255,7 @@ def lgbm_grid(class_counts: np.ndarray, grid: Sequence[dict] = LGBM_GRID) -> tup
     return tuple({**c, "min_data_in_leaf": min(int(c["min_data_in_leaf"]), cap)} for c in grid)
 
 
-def budget_for(budget: Budget, ds) -> Budget:
+def budget_for(budget: pixel_samples.Budget, ds) -> pixel_samples.Budget:
     """The pixel budget of a run on ``ds``: per-chip counts scaled up when a label budget keeps fewer chips.
 
     With a fraction of the training chips (a ``chips-F`` view, :mod:`helpers.data.labels`), the per-class, per-chip
@@ -495,16 +266,20 @@ def budget_for(budget: Budget, ds) -> Budget:
     if getattr(ds, "whole_scene", False):
         # one scene is one training "chip" (helpers.data.scene): its per-chip count is the total cap, so a scene's
         # rows sample as many pixels as a chip dataset's, class-balanced by the same cap
-        return Budget(budget.max_pixels, budget.max_pixels)
+        return pixel_samples.Budget(budget.max_pixels, budget.max_pixels)
     n_base = getattr(ds, "n_base_train_chips", None)
     n = len(ds.chip_ids("train"))
     if not _labels.tag_of(ds).startswith("chips-") or not n_base or n >= n_base:
         return budget
-    return Budget(math.ceil(budget.per_class_per_chip * n_base / max(n, 1)), budget.max_pixels)
+    return pixel_samples.Budget(math.ceil(budget.per_class_per_chip * n_base / max(n, 1)), budget.max_pixels)
 
 
 def key_settings(
-    model_name: str, budget: Budget, val_budget: Budget, n_jobs: int, grid: Sequence[dict] | None = None
+    model_name: str,
+    budget: pixel_samples.Budget,
+    val_budget: pixel_samples.Budget,
+    n_jobs: int,
+    grid: Sequence[dict] | None = None,
 ) -> dict:
     """What a classical run's numbers depend on besides data, model name and seed (its ``run_key`` settings).
 
@@ -537,7 +312,7 @@ def _score_split(ds, split, feature_set, models, cache, timer, n_jobs, keep=(), 
     predict_s = 0.0
     n_all_ignore = 0
     for j, chip_id in enumerate(tqdm(ids, desc=f"predict {split}", disable=not progress, leave=False)):
-        stack, y, _ = _chip_features(ds, chip_id, feature_set, cache, timer)
+        stack, y, _ = pixel_samples.chip_features(ds, chip_id, feature_set, cache, timer)
         valid = y != ds.ignore_index
         if not valid.any():
             n_all_ignore += 1
@@ -561,12 +336,12 @@ def run_classical(
     seed: int,
     results_path: str | os.PathLike | None = _results.DEFAULT_PATH,
     *,
-    budget: Budget | dict = DEFAULT_BUDGET,
-    val_budget: Budget | dict = DEFAULT_VAL_BUDGET,
+    budget: pixel_samples.Budget | dict = pixel_samples.DEFAULT_BUDGET,
+    val_budget: pixel_samples.Budget | dict = pixel_samples.DEFAULT_VAL_BUDGET,
     n_jobs: int = 1,
     predict_jobs: int | None = None,
     n_show: int = 3,
-    cache: FeatureCache | None = None,
+    cache: pixel_samples.FeatureCache | None = None,
     progress: bool = True,
     maps_dir: str | os.PathLike | None = None,
     force: bool = False,
@@ -612,8 +387,8 @@ def run_classical(
     """
     if model_name not in MODELS:
         raise ValueError(f"unknown classical model {model_name!r}; expected one of {list(MODELS)}")
-    budget = Budget(**budget) if isinstance(budget, dict) else budget
-    val_budget = Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
+    budget = pixel_samples.Budget(**budget) if isinstance(budget, dict) else budget
+    val_budget = pixel_samples.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     kind, feature_set = MODELS[model_name]
     _check_splits(ds)
     predict_jobs = runtime.machine_threads() if predict_jobs is None else int(predict_jobs)
@@ -627,7 +402,7 @@ def run_classical(
     write = runner.claim_or_skip(ds, model_name, seed, results_path, key, force=force)
     runner.seed_everything(seed)
     t_start = time.perf_counter()
-    timer = _Timer()
+    timer = pixel_samples.Timer()
     notes = [f"budget {budget.per_class_per_chip}/class/chip, cap {budget.max_pixels}"]
 
     train, missing = _training_sample(
@@ -744,8 +519,8 @@ def _check_splits(ds) -> None:
 
 def _training_sample(ds, model_name, feature_set, seed, budget, cache, progress, timer, notes):
     """Step 1: the class-balanced training sample, and the classes it lacks (warned and noted)."""
-    train = sample_pixels(
-        ds, "train", feature_set, seed=seed, budget=budget, cache=cache, progress=progress, _timer=timer
+    train = pixel_samples.sample_pixels(
+        ds, "train", feature_set, seed=seed, budget=budget, cache=cache, progress=progress, timer=timer
     )
     if len(train) == 0:
         raise ValueError(f"{ds.name}: the train split has no valid (non-ignore) pixel; nothing to fit")
@@ -772,8 +547,8 @@ def _fit_and_select(
     has_val = "val" in ds.splits and bool(ds.chip_ids("val"))
     val = None
     if has_val and kind == "lgbm":
-        val = sample_pixels(
-            ds, "val", feature_set, seed=seed, budget=val_budget, cache=cache, progress=progress, _timer=timer
+        val = pixel_samples.sample_pixels(
+            ds, "val", feature_set, seed=seed, budget=val_budget, cache=cache, progress=progress, timer=timer
         )
     if not has_val:
         grid = grid[:1]

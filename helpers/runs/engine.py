@@ -42,11 +42,9 @@ CORE_VARIABLE = "FM_ENGINE_CORE"
 PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
 
 #: That environment for the study's workers: one BLAS/OpenMP thread, and *not* dask's default
-#: ``MALLOC_TRIM_THRESHOLD_=65536``. With that default glibc hands freed memory back to the system after every
-#: training step and torch faults it in again on the next one: SegFormer steps took 1.43x as long (320 against 224
-#: ms, 1 thread, 2026-12-02) and whole runs in the engine's first full chain 1.4-1.9x as long as the same runs in a
-#: notebook process (identical steps and scores). On a cluster of your own, give ``dask worker`` the same
-#: environment (README: "Runs are jobs").
+#: ``MALLOC_TRIM_THRESHOLD_=65536``, under which glibc hands freed memory back after every training step and torch
+#: faults it in again on the next (``benchmarks/README.md``, "The engine's workers"). On a cluster of your own, give
+#: ``dask worker`` the same environment (README: "Runs are jobs").
 WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 
 

@@ -14,7 +14,7 @@ The same Galileo-nano weights fine-tuned end to end (and from random init) are :
 The frozen rows follow the classical rows' protocol (:mod:`helpers.runs.classical`) so that ``lgbm`` vs.
 ``*_frozen_lgbm`` differs only in the features:
 
-1. **Training pixels**: the same stratified per-chip sample as :func:`helpers.runs.classical.sample_pixels` (same
+1. **Training pixels**: the same stratified per-chip sample as :func:`helpers.runs.pixel_samples.sample_pixels` (same
    seeding by ``(seed, split, chip id)``, same per-class-per-chip count and class-balanced cap), so for one seed
    both rows train on the very same pixels. Galileo embeds whole training chips (it needs the spatial context);
    Presto embeds only the sampled pixels, which is exact for a per-pixel model.
@@ -50,6 +50,7 @@ from helpers.runs import classical as _classical
 from helpers.runs import embeddings as _embeddings
 from helpers.runs import fm_adapters as _fm_adapters
 from helpers.runs import fm_heads as _fm_heads
+from helpers.runs import pixel_samples as _pixel_samples
 from helpers.runs import runner, runtime
 
 #: row -> (embedding model, head).
@@ -124,14 +125,16 @@ def not_run_rows(
 def sample_indices(ds, split: str, chip_id: str, y: np.ndarray, seed: int, n_per: int) -> np.ndarray:
     """Flat pixel indices of one chip's training sample: up to ``n_per`` random valid pixels of each class.
 
-    The same generator and ranking as :func:`helpers.runs.classical.sample_pixels`, so both pick the same pixels.
+    The same generator and ranking as :func:`helpers.runs.pixel_samples.sample_pixels`, so both pick the same pixels.
     """
     flat = np.asarray(y).ravel()
     valid = np.flatnonzero(flat != ds.ignore_index)
     if valid.size == 0:
         return valid
-    rng = np.random.default_rng([seed, _classical.stable_hash(split), _classical.stable_hash(chip_id)])
-    order, rank = _classical.rank_within_group(flat[valid], rng.random(valid.size))
+    rng = np.random.default_rng(
+        [seed, _pixel_samples.stable_hash(split), _pixel_samples.stable_hash(chip_id)]
+    )
+    order, rank = _pixel_samples.rank_within_group(flat[valid], rng.random(valid.size))
     return np.sort(valid[order[rank < n_per]])
 
 
@@ -170,8 +173,8 @@ def _sample_split(ds, split, embedder, cache, seed, budget, timer, progress) -> 
     if not ys:
         return _Sample(np.zeros((0, _embeddings.EMBED_DIM), np.float32), np.zeros(0, np.int64), n_all_ignore)
     X, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
-    keep = _classical.balanced_cap(
-        y, budget.max_pixels, np.random.default_rng([seed, _classical.stable_hash(split), 1])
+    keep = _pixel_samples.balanced_cap(
+        y, budget.max_pixels, np.random.default_rng([seed, _pixel_samples.stable_hash(split), 1])
     )
     return _Sample(np.ascontiguousarray(X[keep], dtype=np.float32), y[keep], n_all_ignore)
 
@@ -268,8 +271,8 @@ def run_frozen(
     results_path: str | os.PathLike | None = _results.DEFAULT_PATH,
     *,
     cache_dir: str | os.PathLike | None = None,
-    budget: _classical.Budget | dict = _classical.DEFAULT_BUDGET,
-    val_budget: _classical.Budget | dict = _classical.DEFAULT_VAL_BUDGET,
+    budget: _pixel_samples.Budget | dict = _pixel_samples.DEFAULT_BUDGET,
+    val_budget: _pixel_samples.Budget | dict = _pixel_samples.DEFAULT_VAL_BUDGET,
     embedder: _embeddings.Embedder | None = None,
     weights_path: str | os.PathLike | None = None,
     settings: dict | None = None,
@@ -315,9 +318,9 @@ def run_frozen(
         return FMRun(
             status="not_run", rows=not_run_rows(ds, row, seed, str(err), results_path), reason=str(err)
         )
-    budget = _classical.Budget(**budget) if isinstance(budget, dict) else budget
+    budget = _pixel_samples.Budget(**budget) if isinstance(budget, dict) else budget
     budget = _classical.budget_for(budget, ds)  # as the classical rows: same pixels at every label budget
-    val_budget = _classical.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
+    val_budget = _pixel_samples.Budget(**val_budget) if isinstance(val_budget, dict) else val_budget
     grid = _classical.lgbm_grid(labelled_counts(ds)) if head_kind == "lgbm" else _fm_heads.LINEAR_GRID
     key_settings = _key_settings(model_name, head_kind, grid, settings, budget, val_budget, n_jobs)
     key = _results.run_key(ds, row, seed, key_settings)

@@ -12,7 +12,7 @@ matrix and its order:
   cycle, or for one-cycle runs a continuation from a restarted learning rate: :mod:`helpers.runs.convergence`); it
   gets priority 1 and starts first, so the evidence comes early;
 * in-study pretraining is a job of its own at priority 2, once per pretext on the pooled corpus when the settings
-  name one (:class:`helpers.runs.fm_finetuned.CorpusSpec`), else once per (dataset or pool, pretext); the fine-tunes of
+  name one (:class:`helpers.runs.fm_settings.CorpusSpec`), else once per (dataset or pool, pretext); the fine-tunes of
   every seed are submitted ``after`` it, so no two workers repeat or wait inside the same pretraining;
 * the frozen published-encoder rows of one dataset are one job: they share its embedding cache.
 
@@ -40,6 +40,7 @@ from helpers.runs import (
     engine,
     fm_finetuned,
     fm_frozen,
+    fm_settings,
     galileo_finetuned,
     schedule,
 )
@@ -268,7 +269,7 @@ def submit_fm_runs(
     pretrained_models: Sequence[str],
     texture_models: Sequence[str],
     pooled_models: Sequence[str],
-    settings: fm_finetuned.FMSettings,
+    settings: fm_settings.FMSettings,
     prithvi_checkpoint: str | os.PathLike | None,
     galileo_steps: int | None,
     results_path: str | os.PathLike,
@@ -302,7 +303,7 @@ def submit_fm_runs(
             fine-tuned from its published weights and from random init) on the main datasets.
         texture_models: Rows of either module on the texture sweep.
         pooled_models: In-study variants pretrained once on the main datasets pooled (``*_pooled`` rows).
-        settings: FM sizes and budgets (:class:`helpers.runs.fm_finetuned.FMSettings`).
+        settings: FM sizes and budgets (:class:`helpers.runs.fm_settings.FMSettings`).
         prithvi_checkpoint: The user's ``Prithvi_100M.pt`` (or None).
         galileo_steps: Step cap of the Galileo-nano fine-tunes (``None``: the plateau protocol's own cap).
         results_path: Results table.
