@@ -689,6 +689,38 @@ def test_run_key_skips_unchanged_reruns_changed_and_keeps_finished_rows(tmp_path
     assert deep_run.key_for(ds, "unet", 1, **FIT) != deep_run.key_for(ds, "unet", 0, **FIT)
     with pytest.raises(TypeError, match="not a plain value"):
         results.run_key(ds, "unet", 0, {"weights": tmp_path / "w.pt"})
+    # a misspelt setting is refused when the key is made, not after a run has started
+    with pytest.raises(TypeError, match="not a training setting.*'learning_rate'"):
+        deep_run.key_for(ds, "unet", 0, **{**FIT, "learning_rate": 1e-3})
+
+
+def test_fit_settings_hold_what_fit_stored_before_the_split():
+    """The trajectory, stopping rule and rule of a FitSettings are the dicts fit stored with every run (run keys and
+    checkpoints of the committed rows depend on them): defaults left out of the stopping rule, written out in the
+    rule."""
+    ds = FakeDataset()
+    model = torch.nn.Conv2d(ds.n_channels, ds.num_classes, 1)
+    one = train.FitSettings(max_steps=10)
+    assert one.stopping() == {
+        "max_steps": 10, "patience": 6, "min_delta": 0.002, "min_steps": 0, "lr_drops": 2, "drop_factor": 0.2
+    }  # fmt: skip
+    assert one.rule() == {
+        **one.stopping(), "smooth": 1, "eval_every": 50, "cycles": 1, "cycle_gain": 0.01, "cycle_patience": 1
+    }  # fmt: skip
+    cycles = train.FitSettings(max_steps=10, cycles=20, cycle_patience=2, smooth=3, restart_lr=True)
+    assert cycles.stopping() == {
+        **one.stopping(), "smooth": 3, "cycles": 20, "cycle_gain": 0.01, "cycle_patience": 2, "restart_lr": True
+    }  # fmt: skip
+    traj = train.FitSettings(max_steps=10, crop_size=32, num_threads=1).trajectory(ds, model, 3)
+    assert traj["eval_tile"] == 32 and traj["eval_overlap"] == 8 and traj["num_threads"] == 1
+    assert (
+        traj["seed"] == 3
+        and traj["n_train_chips"] == len(ds.chip_ids("train"))
+        and "label_budget" not in traj
+    )
+    assert train.FitSettings(max_steps=1, eval_tile=0).window == (None, None)
+    with pytest.raises(ValueError, match="cycle_patience"):
+        train.FitSettings(max_steps=10, cycle_patience=0).check(ds)
 
 
 def test_run_saves_maps_of_the_first_test_chips_as_scored(tmp_path):

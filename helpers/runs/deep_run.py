@@ -22,7 +22,7 @@ from torch import nn
 from helpers import metrics, prediction_maps, results
 from helpers.runs import inference, run_folders, runner, runtime, schedule
 from helpers.runs.runner import seed_everything
-from helpers.runs.train import TrainResult, fit
+from helpers.runs.train import FitSettings, TrainResult, fit
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -54,12 +54,16 @@ def key_for(
 ) -> str:
     """The ``run_key`` :func:`run` gives this run (:func:`helpers.results.run_key`), without running it.
 
-    The training settings, the threads per run and the caller's ``key_settings`` (what the model is built from:
+    The training settings (the keywords the caller set, each a field of :class:`helpers.runs.train.FitSettings`), the
+    threads per run and the caller's ``key_settings`` (what the model is built from:
     architecture settings, pretraining, the sha256 of a weights file) go in. Runners that do expensive work before
     :func:`run` (loading a checkpoint, pretraining) call this first to skip a finished run early.
     """
     threads = int(fit_kwargs.get("num_threads") or runtime.machine_threads())
     fit = {k: v for k, v in fit_kwargs.items() if k not in _NOT_IN_KEY}
+    unknown = sorted(set(fit) - {f.name for f in dataclasses.fields(FitSettings)})
+    if unknown:  # a misspelt setting would change the key and then fail only when the run starts
+        raise TypeError(f"{model_name}: not a training setting (helpers.runs.train.FitSettings): {unknown}")
     settings = {"family": family, "pretraining": pretraining, "threads": threads, "fit": fit}
     # the CPU's kernels, bf16 path, torch version and GPU change every deep row's numbers (issue 27): a row
     # computed on another platform class is rerun here, never reused
