@@ -30,7 +30,7 @@ from helpers.models import cnn, prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.runs import fm_settings, pretexts, runtime, train
-from helpers.runs import pretrain as PT
+from helpers.runs import pretrain as pretrain
 
 
 def best_of(fn, repeats: int) -> float:
@@ -130,7 +130,7 @@ def main() -> None:
             for pretext in pretexts.PRETEXTS:
                 cfg = dataclasses.replace(pcfg, pretext=pretext, epochs=1)
                 t0 = time.perf_counter()
-                res = PT.pretrain(ds, cfg, cache_dir=tmp, num_threads=args.threads, progress=False)
+                res = pretrain.pretrain(ds, cfg, cache_dir=tmp, num_threads=args.threads, progress=False)
                 wall = time.perf_counter() - t0
                 print(
                     f"  {pretext:9s} {res.train_s:6.1f} s per epoch ({len(res.history)} steps of {cfg.batch_size}); "

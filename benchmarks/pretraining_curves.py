@@ -35,13 +35,13 @@ def one(pretext: str, args: argparse.Namespace) -> None:
     import pandas as pd
 
     from helpers.runs import fm_finetuned, fm_settings
-    from helpers.runs import pretrain as PT
+    from helpers.runs import pretrain as pretrain
 
     spec = fm_settings.corpus_spec(args.data_dir, MAIN, SWEEP, per_family=args.per_family)
     settings = fm_settings.FMSettings(corpus=spec)
     data, cfg, probe_on = fm_finetuned.pretraining_inputs(None, pretext, settings)
     cfg = dataclasses.replace(cfg, probe_patience=2**31 - 1, max_steps=args.steps)  # the whole curve
-    res = PT.pretrain(data, cfg, probe_on=probe_on, cache_dir=args.out, num_threads=1, progress=False)
+    res = pretrain.pretrain(data, cfg, probe_on=probe_on, cache_dir=args.out, num_threads=1, progress=False)
     table = res.probe.rename(columns=lambda c: c.removeprefix("probe "))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(

@@ -11,7 +11,7 @@ from helpers import metrics, results
 from helpers.data import datasets
 from helpers.models import prithvi
 from helpers.runs import fm_finetuned, fm_settings, runtime
-from helpers.runs import pretrain as PT
+from helpers.runs import pretrain as pretrain
 
 torch.set_num_threads(1)
 
@@ -123,7 +123,7 @@ def test_a_compute_row_fine_tunes_from_the_checkpoint_part_of_the_way(
     half = fm_finetuned.run_prithvi_small(ds, 0, "prithvi_arch_small_mae", pretraining_fraction=0.5, **kw)
     assert half.run_key != full.run_key and half.out_dir != full.out_dir
     pre = fm_finetuned.pretrain_for(ds, "mae", quick, cache_dir=paths["cache_dir"], progress=False)
-    step, encoder = PT.checkpoint_encoder(pre, 0.5)
+    step, encoder = pretrain.checkpoint_encoder(pre, 0.5)
     assert all(torch.equal(loaded[-1][k], v) for k, v in encoder.items())  # the checkpoint, not the selection
     assert all(torch.equal(loaded[0][k], v) for k, v in pre.encoder_state.items())
     rows = results.read(paths["results_path"]).drop_duplicates("model").set_index("model")

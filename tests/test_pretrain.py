@@ -9,7 +9,7 @@ import torch
 from helpers.data import datasets
 from helpers.models.prithvi import PrithviConfig
 from helpers.runs import fm_settings, pretexts
-from helpers.runs import pretrain as PT
+from helpers.runs import pretrain as pretrain
 
 torch.set_num_threads(1)
 
@@ -105,7 +105,7 @@ def test_config_is_checked():
 @pytest.mark.parametrize("pretext", ["mae", "spectral"])
 def test_pretraining_loss_decreases_and_is_cached(crop, tmp_path, pretext):
     c = cfg(pretext=pretext)
-    res = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    res = pretrain.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
     per_epoch = res.history.groupby("epoch")["loss"].mean()
     assert len(res.history) == 6 * (5 * 4 // 4)  # epochs x steps (5 chips x 4 crops / batch 4)
     assert per_epoch.iloc[-1] < 0.85 * per_epoch.iloc[0]
@@ -114,41 +114,43 @@ def test_pretraining_loss_decreases_and_is_cached(crop, tmp_path, pretext):
         res.history
     )
     assert res.model_config.num_frames == 3 and res.out_dir.name == f"{pretext}-{res.key}"
-    again = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    again = pretrain.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
     assert again.skipped and again.key == res.key
     for k, v in res.encoder_state.items():
         assert torch.equal(again.encoder_state[k], v)
-    assert PT.pretrain(crop, c, seed=1, cache_dir=tmp_path, progress=False, num_threads=1).key != res.key
+    assert (
+        pretrain.pretrain(crop, c, seed=1, cache_dir=tmp_path, progress=False, num_threads=1).key != res.key
+    )
     with pytest.raises(ValueError, match="epoch-mode pretraining keeps no checkpoints"):
-        PT.checkpoint_encoder(res, 0.5)
+        pretrain.checkpoint_encoder(res, 0.5)
 
 
 def test_pretraining_stops_on_its_loss_plateau(crop, tmp_path):
     # no epoch can beat the first by 50 %: patience 2 stops after epoch 3 instead of running all 20
     c = cfg(epochs=20, patience=2, min_rel_improvement=0.5)
-    res = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    res = pretrain.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
     assert res.stopped_by == "plateau" and res.history["epoch"].max() == 3
-    again = PT.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    again = pretrain.pretrain(crop, c, seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
     assert again.skipped and again.stopped_by == "plateau"
-    capped = PT.pretrain(crop, cfg(epochs=2), seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
+    capped = pretrain.pretrain(crop, cfg(epochs=2), seed=0, cache_dir=tmp_path, num_threads=1, progress=False)
     assert capped.stopped_by == "cap"
 
 
 def test_cache_key_depends_on_config_data_and_seed(crop, burn):
-    data = PT.fingerprint([crop])
-    key = PT.run_key(cfg(), data, 0)
-    assert PT.run_key(cfg(), data, 0) == key
-    assert PT.run_key(cfg(mask_ratio=0.6), data, 0) != key
-    assert PT.run_key(cfg(), data, 1) != key
+    data = pretrain.fingerprint([crop])
+    key = pretrain.run_key(cfg(), data, 0)
+    assert pretrain.run_key(cfg(), data, 0) == key
+    assert pretrain.run_key(cfg(mask_ratio=0.6), data, 0) != key
+    assert pretrain.run_key(cfg(), data, 1) != key
     fewer = [{**data[0], "chips": data[0]["chips"][:-1]}]
-    assert PT.run_key(cfg(), fewer, 0) != key
-    assert PT.run_key(cfg(), PT.fingerprint([burn]), 0) != key
+    assert pretrain.run_key(cfg(), fewer, 0) != key
+    assert pretrain.run_key(cfg(), pretrain.fingerprint([burn]), 0) != key
 
 
 def test_interrupted_run_resumes_to_the_same_result(crop, tmp_path, monkeypatch):
     c = cfg(epochs=3)
-    whole = PT.pretrain(crop, c, cache_dir=tmp_path / "a", num_threads=1, progress=False)
-    real_save, calls = PT._save, []
+    whole = pretrain.pretrain(crop, c, cache_dir=tmp_path / "a", num_threads=1, progress=False)
+    real_save, calls = pretrain._save, []
 
     def save_then_stop(obj, path):
         real_save(obj, path)
@@ -156,11 +158,11 @@ def test_interrupted_run_resumes_to_the_same_result(crop, tmp_path, monkeypatch)
         if calls.count("last.pt") == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(PT, "_save", save_then_stop)
+    monkeypatch.setattr(pretrain, "_save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        PT.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
-    monkeypatch.setattr(PT, "_save", real_save)
-    resumed = PT.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
+        pretrain.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
+    monkeypatch.setattr(pretrain, "_save", real_save)
+    resumed = pretrain.pretrain(crop, c, cache_dir=tmp_path / "b", num_threads=1, progress=False)
     assert not resumed.skipped
     assert resumed.history["step"].tolist() == whole.history["step"].tolist()
     assert torch.allclose(
@@ -172,15 +174,15 @@ def test_interrupted_run_resumes_to_the_same_result(crop, tmp_path, monkeypatch)
 
 def test_pooled_pretraining_splits_dates(crop, burn, tmp_path):
     with pytest.raises(ValueError, match="single_date=True"):
-        PT.pretrain([crop, burn], cfg(epochs=1), cache_dir=tmp_path, progress=False)
+        pretrain.pretrain([crop, burn], cfg(epochs=1), cache_dir=tmp_path, progress=False)
     images = pretexts.load_images([crop, burn], single_date=True)
     assert len(images) == 3 * len(crop.chip_ids("train")) + len(burn.chip_ids("train"))
     assert {a.shape[0] for a in images} == {6}
-    res = PT.pretrain(
+    res = pretrain.pretrain(
         [crop, burn], cfg(epochs=1, single_date=True), cache_dir=tmp_path, num_threads=1, progress=False
     )
     assert res.model_config.num_frames == 1
-    enc, mcfg = PT.load_pretrained_encoder(res.out_dir)
+    enc, mcfg = pretrain.load_pretrained_encoder(res.out_dir)
     assert mcfg == res.model_config and enc.keys() == res.encoder_state.keys()
 
 
@@ -193,19 +195,19 @@ def probe_cfg(**kw) -> pretexts.PretrainConfig:
 
 def test_probe_mode_needs_probe_tasks_and_keys_them(crop, burn, tmp_path):
     with pytest.raises(ValueError, match="probe_on"):
-        PT.pretrain(crop, probe_cfg(), cache_dir=tmp_path, progress=False)
-    data = PT.fingerprint([crop])
+        pretrain.pretrain(crop, probe_cfg(), cache_dir=tmp_path, progress=False)
+    data = pretrain.fingerprint([crop])
     probe_a = [{"dataset": crop.name, "content": datasets.fingerprint(crop)}]
     probe_b = [{"dataset": burn.name, "content": datasets.fingerprint(burn)}]
-    assert PT.run_key(probe_cfg(), data, 0, probe_a) != PT.run_key(probe_cfg(), data, 0, probe_b)
+    assert pretrain.run_key(probe_cfg(), data, 0, probe_a) != pretrain.run_key(probe_cfg(), data, 0, probe_b)
     # the epoch mode's keys do not depend on probe tasks it never uses
-    assert PT.run_key(cfg(), data, 0) == PT.run_key(cfg(), data, 0, None)
+    assert pretrain.run_key(cfg(), data, 0) == pretrain.run_key(cfg(), data, 0, None)
 
 
 def test_probe_plateau_stops_keeps_the_best_probe_and_prunes(crop, burn, tmp_path):
     # a rise of 0.5 mIoU per probe is out of reach: patience 2 stops after the starting probe and two more
     c = probe_cfg(probe_min_delta=0.5)
-    res = PT.pretrain(
+    res = pretrain.pretrain(
         [crop, burn], c, probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False
     )
     assert res.stopped_by == "probe plateau"
@@ -213,21 +215,25 @@ def test_probe_plateau_stops_keeps_the_best_probe_and_prunes(crop, burn, tmp_pat
     assert {"mean", f"probe {crop.name}", f"probe {burn.name}", "loss"} <= set(res.probe.columns)
     assert res.probe["mean"].between(0, 1).all()
     best = int(res.probe.loc[res.probe["mean"].idxmax(), "step"])
-    kept = torch.load(res.out_dir / PT.CHECKPOINTS / f"step-{best:07d}.pt", weights_only=True)["encoder"]
+    kept = torch.load(res.out_dir / pretrain.CHECKPOINTS / f"step-{best:07d}.pt", weights_only=True)[
+        "encoder"
+    ]
     for k, v in res.encoder_state.items():
         assert torch.equal(kept[k], v), k
     assert pd.read_csv(res.out_dir / "probe.csv")["step"].tolist() == [0, 3, 6]
     # the compute curve's starting points: the kept checkpoints, the selected one at fraction 1
-    assert PT.checkpoint_encoder(res, 1.0)[0] == best and PT.checkpoint_encoder(res, 0.0)[0] == 0
-    step, half = PT.checkpoint_encoder(res, 0.5)
-    assert step == PT.compute_checkpoints([0, 3, 6], best, (0.5,))[0]
-    saved = torch.load(res.out_dir / PT.CHECKPOINTS / f"step-{step:07d}.pt", weights_only=True)["encoder"]
+    assert pretrain.checkpoint_encoder(res, 1.0)[0] == best and pretrain.checkpoint_encoder(res, 0.0)[0] == 0
+    step, half = pretrain.checkpoint_encoder(res, 0.5)
+    assert step == pretrain.compute_checkpoints([0, 3, 6], best, (0.5,))[0]
+    saved = torch.load(res.out_dir / pretrain.CHECKPOINTS / f"step-{step:07d}.pt", weights_only=True)[
+        "encoder"
+    ]
     assert all(torch.equal(saved[k], v) for k, v in half.items())
-    again = PT.pretrain(
+    again = pretrain.pretrain(
         [crop, burn], c, probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False
     )
     assert again.skipped and again.stopped_by == "probe plateau" and len(again.probe) == 3
-    capped = PT.pretrain(
+    capped = pretrain.pretrain(
         [crop, burn],
         probe_cfg(max_steps=6, probe_patience=50),
         probe_on=[crop],
@@ -239,16 +245,21 @@ def test_probe_plateau_stops_keeps_the_best_probe_and_prunes(crop, burn, tmp_pat
 
 def test_compute_checkpoints_pick_the_probes_nearest_each_fraction():
     steps = [0, 100, 200, 300, 400, 500, 600, 700, 800]
-    assert PT.compute_checkpoints(steps, 800) == [0, 200, 400, 800]
-    assert PT.compute_checkpoints(steps, 500) == [0, 100, 200, 500]  # 125 -> 100, 250 -> 200 (ties: earlier)
-    assert PT.compute_checkpoints([0, 100], 0) == [0]
+    assert pretrain.compute_checkpoints(steps, 800) == [0, 200, 400, 800]
+    assert pretrain.compute_checkpoints(steps, 500) == [
+        0,
+        100,
+        200,
+        500,
+    ]  # 125 -> 100, 250 -> 200 (ties: earlier)
+    assert pretrain.compute_checkpoints([0, 100], 0) == [0]
 
 
 def test_interrupted_probe_run_resumes_bit_identically(crop, burn, tmp_path, monkeypatch):
     c = probe_cfg(probe_patience=3, max_steps=12)
     kw = dict(probe_on=[crop, burn], num_threads=1, progress=False)
-    whole = PT.pretrain([crop, burn], c, cache_dir=tmp_path / "a", **kw)
-    real_save, calls = PT._save, []
+    whole = pretrain.pretrain([crop, burn], c, cache_dir=tmp_path / "a", **kw)
+    real_save, calls = pretrain._save, []
 
     def save_then_stop(obj, path):
         real_save(obj, path)
@@ -256,11 +267,11 @@ def test_interrupted_probe_run_resumes_bit_identically(crop, burn, tmp_path, mon
         if calls.count("last.pt") == 3:  # after the starting probe and two chunks
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(PT, "_save", save_then_stop)
+    monkeypatch.setattr(pretrain, "_save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        PT.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
-    monkeypatch.setattr(PT, "_save", real_save)
-    resumed = PT.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
+        pretrain.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
+    monkeypatch.setattr(pretrain, "_save", real_save)
+    resumed = pretrain.pretrain([crop, burn], c, cache_dir=tmp_path / "b", **kw)
     assert not resumed.skipped and resumed.stopped_by == whole.stopped_by
     pd.testing.assert_frame_equal(
         resumed.probe.drop(columns="elapsed_s"), whole.probe.drop(columns="elapsed_s"), check_exact=True
@@ -273,28 +284,28 @@ def test_interrupted_probe_run_resumes_bit_identically(crop, burn, tmp_path, mon
 def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp_path):
     c = probe_cfg(probe_min_delta=0.5)  # stops at step 6 (see above)
     kw = dict(probe_on=[crop, burn], cache_dir=tmp_path, num_threads=1, progress=False)
-    res = PT.pretrain([crop, burn], c, **kw)
+    res = pretrain.pretrain([crop, burn], c, **kw)
     enc_bytes = (res.out_dir / "encoder.pt").read_bytes()
-    check = PT.continuation([crop, burn], c, factor=2.0, **kw)
+    check = pretrain.continuation([crop, burn], c, factor=2.0, **kw)
     assert check["steps"] == 6 and check["continued_to"] == 12
     assert check["best_smoothed_continued"] >= check["best_smoothed"]
     assert check["moved"] == pytest.approx(check["best_smoothed_continued"] - check["best_smoothed"])
     assert (res.out_dir / "encoder.pt").read_bytes() == enc_bytes
-    assert not list((res.out_dir / "continuation" / PT.CHECKPOINTS).glob("*.pt"))
-    assert PT.continuation([crop, burn], c, factor=2.0, **kw) == check  # cached
-    table = PT.record(res, tmp_path / "pretraining.csv", check)
-    assert list(table.columns) == list(PT.RECORD_COLUMNS) and len(table) == 1
+    assert not list((res.out_dir / "continuation" / pretrain.CHECKPOINTS).glob("*.pt"))
+    assert pretrain.continuation([crop, burn], c, factor=2.0, **kw) == check  # cached
+    table = pretrain.record(res, tmp_path / "pretraining.csv", check)
+    assert list(table.columns) == list(pretrain.RECORD_COLUMNS) and len(table) == 1
     assert table.loc[0, "continuation_s"] == round(check["cpu_s"], 1)
     assert table.loc[0, "stopped_by"] == "probe plateau" and table.loc[0, "continued_to"] == 12
-    assert table.loc[0, "half_step"] == PT.checkpoint_encoder(res, 0.5)[0]
-    assert table.loc[0, "quarter_step"] == PT.checkpoint_encoder(res, 0.25)[0]
+    assert table.loc[0, "half_step"] == pretrain.checkpoint_encoder(res, 0.5)[0]
+    assert table.loc[0, "quarter_step"] == pretrain.checkpoint_encoder(res, 0.25)[0]
     curve = pd.read_csv(tmp_path / "pretraining_probe.csv")
     assert set(curve["task"]) == {crop.name, burn.name, "mean"}
     assert sorted(set(curve["step"])) == [0, 3, 6, 9, 12]  # the continuation's probes follow the stop
-    again = PT.record(res, tmp_path / "pretraining.csv", check)  # same key: replaced, not added
+    again = pretrain.record(res, tmp_path / "pretraining.csv", check)  # same key: replaced, not added
     assert len(again) == 1 and len(pd.read_csv(tmp_path / "pretraining_probe.csv")) == len(curve)
     with pytest.raises(ValueError, match="probe-plateau"):
-        PT.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)
+        pretrain.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)
 
 
 def test_torch_threads_sets_and_restores_the_thread_count():
@@ -320,12 +331,12 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
     row = dict(key="k1", pretext="mae", steps=3250, best_smoothed=0.49, continued_to=6500,
                best_smoothed_continued=0.49, moved=0.0, continuation_s=385.2)  # fmt: skip
     pd.DataFrame([row, {**row, "key": "k2", "moved": None}]).to_csv(path, index=False)
-    assert PT.recorded_check(path, "k1")["continued_to"] == 6500
-    assert PT.recorded_check(path, "k2") is None  # pretrained, not yet checked
-    assert PT.recorded_check(tmp_path / "none.csv", "k1") is None
+    assert pretrain.recorded_check(path, "k1")["continued_to"] == 6500
+    assert pretrain.recorded_check(path, "k2") is None  # pretrained, not yet checked
+    assert pretrain.recorded_check(tmp_path / "none.csv", "k1") is None
     cfg = types.SimpleNamespace(probe_every=250)
     monkeypatch.setattr(fm_finetuned, "pretraining_inputs", lambda *a, **k: ([], cfg, []))
-    monkeypatch.setattr(fm_finetuned.PT, "key_for", lambda *a, **k: "k1")
+    monkeypatch.setattr(fm_finetuned.pretrain, "key_for", lambda *a, **k: "k1")
 
     def never(*a, **k):
         raise AssertionError("the recorded check was redone")
@@ -335,7 +346,7 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
         None, "prithvi_arch_small_mae", fm_settings.FMSettings(), pretraining_path=path
     )
     assert out["moved"] == 0.0 and out["cpu_s"] == 385.2
-    monkeypatch.setattr(fm_finetuned.PT, "key_for", lambda *a, **k: "k2")
+    monkeypatch.setattr(fm_finetuned.pretrain, "key_for", lambda *a, **k: "k2")
     with pytest.raises(AssertionError, match="redone"):  # no check on record for this key: it runs
         fm_finetuned.check_pretraining(
             None, "prithvi_arch_small_mae", fm_settings.FMSettings(), pretraining_path=path

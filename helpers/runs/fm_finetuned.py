@@ -57,7 +57,7 @@ from helpers.models import prithvi as _prithvi
 from helpers.models.segformer import SegFormer
 from helpers.models.vit import ViTSegmenter
 from helpers.runs import convergence, deep_run, fm_settings, pretexts, run_folders, runner
-from helpers.runs import pretrain as PT
+from helpers.runs import pretrain as pretrain
 
 PREFIX = "prithvi_arch_small"
 PUBLISHED = "prithvi_100m"
@@ -138,7 +138,7 @@ def pretrain_for(
     cache_dir: str | os.PathLike = "cache",
     pretrain_on: Sequence | None = None,
     progress: bool = True,
-) -> PT.PretrainResult:
+) -> pretrain.PretrainResult:
     """The (cached) pretraining a variant starts from (:func:`pretraining_inputs` says on what)."""
     inputs = pretraining_inputs(ds, pretext, settings, pretrain_on)
     return _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
@@ -149,7 +149,7 @@ def _pretrain(
 ):
     """:func:`helpers.runs.pretrain.pretrain` (or, ``check``, its continuation) on :func:`pretraining_inputs`."""
     data, cfg, probe_on = inputs
-    run = PT.continuation if check else PT.pretrain
+    run = pretrain.continuation if check else pretrain.pretrain
     return run(
         data,
         cfg,
@@ -188,7 +188,9 @@ def ensure_pretraining(
     except MissingBands:
         return ""
     if pretraining_path is not None:
-        PT.record(result, pretraining_path, PT.continuation_summary(result))  # a re-record keeps its check
+        pretrain.record(
+            result, pretraining_path, pretrain.continuation_summary(result)
+        )  # a re-record keeps its check
     return result.key
 
 
@@ -219,14 +221,14 @@ def check_pretraining(
         return {}
     # a check on record under the same key (e.g. in the committed table) stands
     if pretraining_path is not None:
-        key = PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
-        recorded = PT.recorded_check(pretraining_path, key)
+        key = pretrain.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
+        recorded = pretrain.recorded_check(pretraining_path, key)
         if recorded is not None:
             return recorded
     result = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress)
     summary = _pretrain(inputs, settings, cache_dir=cache_dir, progress=progress, check=True)
     if pretraining_path is not None:
-        PT.record(result, pretraining_path, summary)
+        pretrain.record(result, pretraining_path, summary)
     return summary
 
 
@@ -239,7 +241,7 @@ def _pretext_of(variant: str) -> str:
     return pretext
 
 
-def _pool_label(pre: PT.PretrainResult) -> str:
+def _pool_label(pre: pretrain.PretrainResult) -> str:
     """What a pretraining ran on, from its run folder's ``config.json`` (corpora and training imagery named)."""
     meta = json.loads((pre.out_dir / "config.json").read_text())
     parts = [
@@ -271,7 +273,7 @@ def _pretrained_start(
     encoder = pre.encoder_state
     weights = f"in-study {pretext} pretraining on {_pool_label(pre)} (key {pre.key})"
     if fraction is not None:
-        step, encoder = PT.checkpoint_encoder(pre, fraction)
+        step, encoder = pretrain.checkpoint_encoder(pre, fraction)
         weights += f", its checkpoint at step {step} ({fraction:g} of the selected step)"
     best = pre.probe.loc[pre.probe["mean"].idxmax()] if len(pre.probe) else None
     probed = f", best probe {best['mean']:.3f} at step {int(best['step'])}" if best is not None else ""
@@ -312,7 +314,7 @@ def _small_key_settings(
         "model": settings.pretrain.model,
         "neck_dim": settings.neck_dim,
         "head_channels": settings.head_channels,
-        "pretraining": PT.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
+        "pretraining": pretrain.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
         if inputs
         else None,
     }
