@@ -31,14 +31,14 @@ class RunOutcome(runner.Outcome):
 
     Attributes:
         out_dir: The run's checkpoint/log folder (its ``log.csv`` feeds the training curves).
-        train: The :class:`TrainResult` (``None`` when skipped or not run).
+        train: The :class:`helpers.runs.train.TrainResult` (``None`` when skipped or not run).
     """
 
     out_dir: Path
     train: TrainResult | None = None
 
 
-#: :func:`fit` arguments that never change a run's numbers, left out of its key.
+#: :func:`helpers.runs.train.fit` arguments that never change a run's numbers, left out of its key.
 _NOT_IN_KEY = ("num_threads", "progress", "cache_mb", "force", "start_from")
 
 
@@ -75,7 +75,7 @@ def trajectory_key(ds, model_name: str, seed: int, **key_kwargs) -> str:
     """:func:`key_for` without the settings that only cap a run's length (:data:`helpers.runs.schedule.CAPS`).
 
     Two runs with the same trajectory key follow the same trajectory until the lower caps stop one of them, so a
-    finished run's checkpoints serve a rerun with higher caps (:func:`claim_run_dir`, :func:`fit`).
+    finished run's checkpoints serve a rerun with higher caps (:func:`helpers.runs.run_folders.claim_run_dir`, :func:`helpers.runs.train.fit`).
     """
     return key_for(ds, model_name, seed, **{k: v for k, v in key_kwargs.items() if k not in schedule.CAPS})
 
@@ -103,7 +103,7 @@ def run(
     """Train, select and test one (dataset, model, seed) and write its rows to the results table.
 
     Seeds python/numpy/torch with ``seed`` and calls ``make_model()`` (so weight initialisation is reproducible),
-    trains with :func:`fit`, reloads the best weights, and scores the validation split and every held-out split
+    trains with :func:`helpers.runs.train.fit`, reloads the best weights, and scores the validation split and every held-out split
     (``test``, and ``bolivia`` where it exists) once, with the same sliding windows as validation. A run already in
     the results table under the same ``run_key`` (:func:`key_for`) is skipped unless ``force``.
 
@@ -126,7 +126,7 @@ def run(
             (:mod:`helpers.prediction_maps`; ``None``: keep none).
         chips_dir: Save the per-chip counts of every held-out split here (:func:`helpers.results.read_chip_counts`;
             default ``chips/`` beside ``results_path``; ``None``: none).
-        **fit_kwargs: Passed to :func:`fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
+        **fit_kwargs: Passed to :func:`helpers.runs.train.fit` (``max_steps`` is required; ``eval_every``, ``patience``, ``lr``, ...).
     """
     seed = runner.as_seed(seed)
     out_dir = runner.identity(ds, model_name, seed).run_dir(runs_dir)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-#: The plateau protocol shared by every deep row (the stopping settings of :func:`fit`): validate every 50 steps;
+#: The plateau protocol shared by every deep row (the stopping settings of :func:`helpers.runs.train.fit`): validate every 50 steps;
 #: 2 validations without a 0.2-point gain make a plateau; the first two plateaus drop the learning rate 5x, the
 #: third ends a cycle; the rate then restarts at its base value for another cycle while the last one raised the
 #: best validation score by 1 point or more, within 6,000 steps (the cycles' own cap, 20, does not bind first). Why
@@ -44,7 +44,7 @@ PLATEAU_FOR: dict[str, dict] = {"sim-crop": {"smooth": 3}}
 
 
 def plateau_for(dataset: str, settings: Mapping) -> dict:
-    """``settings`` (:func:`fit` keywords) with ``dataset``'s entry of :data:`PLATEAU_FOR` applied.
+    """``settings`` (:func:`helpers.runs.train.fit` keywords) with ``dataset``'s entry of :data:`PLATEAU_FOR` applied.
 
     Only runs that stop on a plateau change (``patience`` set): quick runs and continuations train to a fixed step
     count, so the plateau test does not exist for them and their settings (and keys) stay as given.
@@ -89,7 +89,7 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
 
     A constant rate (not a schedule that decays over a fixed budget) is what makes the stopping point a property of
     the model and the data rather than of the budget: the run ends when validation stops improving, and a
-    continuation past that point (:func:`continue_run`) trains at the same rate, so "twice the steps" asks exactly
+    continuation past that point (:func:`helpers.runs.train.continue_run`) trains at the same rate, so "twice the steps" asks exactly
     "would more of the same training have helped?".
     """
     if warmup_steps > 0 and step < warmup_steps:

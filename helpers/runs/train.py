@@ -122,7 +122,7 @@ class TrainResult:
         eval_tile: Window size used for validation (use the same for test); ``None``: whole chips.
         eval_overlap: Window overlap used for validation.
         config: The settings that identify the run (stored in the checkpoint).
-        best_val_cm: Validation confusion matrix of the selected weights; :func:`run` reports it instead of
+        best_val_cm: Validation confusion matrix of the selected weights; :func:`helpers.runs.deep_run.run` reports it instead of
             predicting the validation split once more.
     """
 
@@ -213,7 +213,7 @@ class FitSettings:
     names. :meth:`trajectory` is what changes the numbers a run computes (written into every checkpoint and compared
     on resume); :meth:`stopping` only decides where that trajectory ends; :meth:`rule` is what the plateau protocol
     (:func:`helpers.runs.schedule.decide_stop`) reads. A run's ``run_key`` holds the keywords its caller set, as set
-    (:func:`key_for`), not every field here: that is how the committed rows were keyed, and writing a default out
+    (:func:`helpers.runs.deep_run.key_for`), not every field here: that is how the committed rows were keyed, and writing a default out
     would otherwise re-key them.
 
     Attributes:
@@ -456,7 +456,7 @@ def fit(
     ``max_steps`` (``stopped_by = "cap"``: a cap reached is a budget cut, reported as such). The best weights are
     loaded back into the model before :func:`fit` returns. The test split is never looked at here.
 
-    Weight initialisation is the caller's business (seed torch before building the model; :func:`run` does).
+    Weight initialisation is the caller's business (seed torch before building the model; :func:`helpers.runs.deep_run.run` does).
 
     Args:
         model: Maps reflectance ``[B, ds.n_channels, H, W]`` to logits ``[B, ds.num_classes, H, W]``.
