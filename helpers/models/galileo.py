@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -530,8 +529,3 @@ def load_galileo_nano(path: str | os.PathLike, *, drop_path: float = 0.0) -> Gal
     state = state_dicts.load(path)
     state_dicts.check_and_load(model, state, path)
     return model.eval()
-
-
-def group_names() -> Sequence[str]:
-    """Space-time token group names in token order (the mask's last axis)."""
-    return tuple(SPACE_TIME_GROUPS)

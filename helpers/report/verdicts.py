@@ -35,7 +35,6 @@ TASK_SETTING = {"flood": "spectral", "crop": "spectral", "burn": "texture"}
 
 HOLDS = "holds"
 FAILS = "does not hold"
-PARTLY = "partly holds"
 INCONCLUSIVE = "inconclusive"
 MISSING = "missing"
 NOT_APPLICABLE = "not the paper's setting"
@@ -66,26 +65,6 @@ def dataset_setting(dataset: str, task: str) -> str:
     if knob is not None:
         return "spectral" if knob == 0 else "texture"
     return TASK_SETTING.get(str(task), "unknown")
-
-
-def interval_order(a: pd.Series | dict, b: pd.Series | dict) -> str:
-    """Compare two summaries (``mean``, ``lo``, ``hi``) by whether their intervals overlap (descriptive only).
-
-    No verdict uses this any more: two unpaired per-model intervals ignore that both models ran on the same
-    replicates, and the overlap rule is not a test at any stated level. Verdicts use :func:`findings`.
-
-    Returns:
-        ``"a>b"`` when a's interval lies entirely above b's, ``"b>a"`` for the reverse, ``"overlap"`` when the
-        intervals share any point, ``"undefined"`` when either interval is missing (a single replicate, or no rows).
-    """
-    vals = [a.get("lo"), a.get("hi"), b.get("lo"), b.get("hi")]
-    if any(v is None or not np.isfinite(float(v)) for v in vals):
-        return "undefined"
-    if float(a["lo"]) > float(b["hi"]):
-        return "a>b"
-    if float(b["lo"]) > float(a["hi"]):
-        return "b>a"
-    return "overlap"
 
 
 #: What each kind of expectation needs (a = the first group of a cell, b = the second).
