@@ -264,7 +264,7 @@ def test_generated_class_means_follow_the_phenology_at_each_chips_dates():
     diffs = []
     for _ in range(40):
         dates = tuple(sim_crop.draw_dates(rng)[0])
-        c = sim_crop.simulate_chip(64, rng, dates, 0.0, sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels)  # fmt: skip
+        c = sim_crop.simulate_chip(64, rng, dates, 0.0)
         ref = sim_crop.reference_means(dates)
         for name in ("corn", "soybeans"):
             k = simulate.CROP_CLASSES.index(name) + 1
@@ -309,7 +309,7 @@ def test_sim_crop_label_noise_per_class_matches_the_card(quick):
     edge_err = edge_n = inner_err = inner_n = 0
     mixed = []
     for _ in range(40):
-        c = sim_crop.simulate_chip(64, rng, tuple(sim_crop.draw_dates(rng)[0]), 0.0, sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels)  # fmt: skip
+        c = sim_crop.simulate_chip(64, rng, tuple(sim_crop.draw_dates(rng)[0]), 0.0)
         np.add.at(cm, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
         edge, wrong = sim_crop.class_edges(c.truth), c.mask != c.truth
         edge_err, edge_n = edge_err + (wrong & edge).sum(), edge_n + edge.sum()

@@ -42,6 +42,7 @@ import numpy as np
 from scipy.stats import norm
 
 from helpers.data.chips import CROP_CLASSES
+from helpers.data.sim_fields import gaussian_field, sensor, voronoi_parcels
 from helpers.data.spectral import material, vegetation
 
 #: 2.1: chips share one region with the other splits, each tile a block of adjacent chips
@@ -305,14 +306,11 @@ def simulate_chip(
     rng: np.random.Generator,
     dates: tuple[int, int, int],
     region_shift: float,
-    sensor,
-    gaussian_field,
-    voronoi_parcels,
 ) -> CropChip:
     """One sim-crop chip at the tile's ``dates`` with the tile's ``region_shift`` (days).
 
-    The shared helpers of :mod:`helpers.data.simulate` (sensor model, random fields, parcels) are passed in, so
-    this module does not import its caller.
+    The sensor model, random fields and parcels are the other simulated tasks' (:mod:`helpers.data.sim_fields`), so
+    every task shares one noise model and one field generator.
     """
     mo, ms, co, cs = phenology_tables()
     hi = 2 * size  # drawn at 15 m, averaged to 30 m

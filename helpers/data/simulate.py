@@ -357,7 +357,7 @@ def _write_sim_crop(root: Path, name: str, counts: dict[str, int], seed: int, si
 
     def chip(rng, split, i):
         t = int(tile_of[i if split == "train" else n_train + i])
-        c = _sim_crop.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t], sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels)  # fmt: skip
+        c = _sim_crop.simulate_chip(counts["chip"], rng, tile_dates[t], tile_shift[t])
         np.add.at(confusion, (c.truth.ravel() - 1, c.mask.ravel() - 1), 1)
         edge, wrong = _sim_crop.class_edges(c.truth), c.mask != c.truth
         tally["mixed"] += c.mixed
@@ -590,9 +590,7 @@ def _unlabelled_image(family: str, chip: int, i: int, seed: int, size: str) -> t
         tile = sim_fields.seeded_rng(seed, "unlabelled", family, size, "tile", i // _sim_crop.CHIPS_PER_TILE)
         dates = tuple(_sim_crop.draw_dates(tile)[0])
         shift = float(_sim_crop.REGION_SHIFT_SD * tile.standard_normal())
-        c = _sim_crop.simulate_chip(
-            chip, rng, dates, shift, sim_fields.sensor, sim_fields.gaussian_field, sim_fields.voronoi_parcels
-        )
+        c = _sim_crop.simulate_chip(chip, rng, dates, shift)
         return c.image, {"ACQUISITION_DOY": ",".join(str(d) for d in c.dates)}
     if family == "sim-burn":
         return sim_burn.simulate_burn_chip(chip, rng)[0], {}
