@@ -109,6 +109,39 @@ def test_local_cluster_pins_each_worker_to_one_core_and_orders_dependencies(tmp_
         cluster.close()
 
 
+def log_order(path: str, tag: str, seconds: float = 0.0) -> str:
+    time.sleep(seconds)
+    with open(path, "a") as f:
+        f.write(tag + "\n")
+    return tag
+
+
+@pytest.mark.slow
+def test_a_higher_priority_job_runs_before_lower_ones_submitted_earlier(tmp_path):
+    """The chain's order of submission, on one worker: the pretraining (priority 2) must run next, not last.
+
+    Notebook 03 submits its runs, notebook 04 a pretraining at priority 2 and fine-tunes `after` it. Under dask's
+    default scheduler-side queuing the pretraining waited at the scheduler while every later job (no longer
+    "root-ish" once a job of the same name waits on another) went straight to the workers and ran first: in a
+    from-empty default chain the pretraining started only when every CNN run had finished.
+    """
+    cluster, client = engine.local_cluster(1)
+    log = str(tmp_path / "order.txt")
+    try:
+        jobs = [engine.submit(client, log_order, log, "blocker", 1.0)]
+        jobs += [engine.submit(client, log_order, log, f"early{i}") for i in range(3)]
+        jobs.append(engine.submit(client, log_order, log, "top", priority=2))
+        jobs.append(engine.submit(client, log_order, log, "waits", after=[jobs[1]]))
+        jobs += [engine.submit(client, log_order, log, f"late{i}") for i in range(4)]
+        engine.gather(jobs)
+    finally:
+        client.close()
+        cluster.close()
+    order = Path(log).read_text().split()
+    assert order[:2] == ["blocker", "top"], order
+    assert order.index("waits") > order.index("early0")
+
+
 def test_machine_threads_respects_omp_num_threads(monkeypatch):
     from helpers.runs import runtime
 

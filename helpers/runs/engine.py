@@ -47,6 +47,15 @@ PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
 #: ``dask worker`` the same environment (README: "Runs are jobs").
 WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 
+#: dask.distributed's scheduler-side queuing, off (``"inf"``): every job goes to a worker as soon as it may run, and
+#: each worker starts its waiting jobs by priority. With queuing on (dask's default, 1.1) only "root-ish" jobs wait
+#: at the scheduler, and a job stops being root-ish once any job of the same function name waits on another
+#: (``after=``): in a from-empty default chain (2026-12-05) the in-study pretraining, submitted at priority 2 before
+#: its fine-tunes, waited at the scheduler while the CNN runs submitted after it went straight to the workers, and
+#: it started only when they had all finished. A cluster of your own needs the same setting on its scheduler
+#: (``DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION=inf``; README: "Runs are jobs").
+SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": "inf"}
+
 
 @dataclass
 class Done:
@@ -144,8 +153,9 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
             cluster: a file system every worker sees).
         after: Jobs that must finish before this one starts (e.g. the pretraining a fine-tune reads from the
             cache); a failed one fails this job too.
-        priority: Higher runs earlier among queued jobs (submit long jobs with a higher priority so the last
-            job to finish is a short one).
+        priority: Higher runs earlier among the jobs waiting for a worker (submit long jobs with a higher priority
+            so the last job to finish is a short one); on a cluster whose scheduler queues jobs (dask's default
+            ``worker-saturation``), only among the jobs it queues: :data:`SCHEDULER_CONFIG`.
         **kwargs: Its keyword arguments.
     """
     name = label(fn, args, kwargs)
@@ -229,7 +239,7 @@ def local_cluster(n_workers: int | None = None, cores: Iterable[int] | None = No
     n_workers = n_workers or len(cores)
     saved = dict(os.environ)  # the nannies set OMP_NUM_THREADS=1 etc. here too, before spawning their workers
     try:
-        with dask.config.set({PRE_SPAWN: WORKER_ENVIRON}):
+        with dask.config.set({PRE_SPAWN: WORKER_ENVIRON, **SCHEDULER_CONFIG}):
             cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,
