@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,44 @@ def test_a_higher_priority_job_runs_before_lower_ones_submitted_earlier(tmp_path
     order = Path(log).read_text().split()
     assert order[:2] == ["blocker", "top"], order
     assert order.index("waits") > order.index("early0")
+
+
+class Cached:
+    """Stands for a dataset object: a job's argument that fills an in-memory cache on the worker while it runs."""
+
+    live: weakref.WeakSet = weakref.WeakSet()
+
+    def fill(self) -> int:
+        Cached.live.add(self)
+        self.cache = bytearray(1 << 20)
+        return len(self.cache)
+
+
+def fill_cache(obj: Cached) -> int:
+    return obj.fill()
+
+
+def live_caches() -> int:
+    gc.collect()
+    return len(Cached.live)
+
+
+@pytest.mark.slow
+def test_a_worker_keeps_nothing_of_a_gathered_job_while_the_caller_holds_its_future():
+    """A finished job's arguments (and their filled caches) leave the worker once gathered, jobs list or not.
+
+    Before, each worker of a from-empty default chain held every finished run's dataset copy with its decoded
+    chips, and grew from 0.7 to 2.6 GB.
+    """
+    cluster, client = engine.local_cluster(1)
+    try:
+        jobs = [engine.submit(client, fill_cache, Cached()) for _ in range(3)]
+        assert engine.gather(jobs) == [1 << 20] * 3
+        assert engine.gather([engine.submit(client, live_caches)]) == [0]
+        assert len(jobs) == 3  # the caller still holds the futures
+    finally:
+        client.close()
+        cluster.close()
 
 
 def test_machine_threads_respects_omp_num_threads(monkeypatch):

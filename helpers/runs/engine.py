@@ -180,7 +180,13 @@ _LABELS: dict[str, str] = {}
 def gather(jobs: Sequence, desc: str = "jobs") -> list:
     """The jobs' return values in submission order, once every job has ended.
 
-    A tqdm bar counts finished jobs. In-process jobs (:class:`Done`) have already run.
+    A tqdm bar counts finished jobs. In-process jobs (:class:`Done`) have already run. Each finished job's value
+    is fetched as it ends and its future released, so the worker drops the job's result and its arguments at once
+    although the caller still holds the futures (a notebook keeps its ``jobs`` list): a worker otherwise keeps
+    every finished job's arguments, and each dataset object among them holds its decoded chips (up to
+    ``cache_mb``, 256 MB) from the run. In a from-empty default chain (2026-12-05) each worker grew so from 0.7 to
+    2.6 GB over its runs (the rows' ``peak_mem_mb``); releasing keeps it flat (``benchmarks/README.md``, "The
+    engine's workers"). A future passed to a later job as ``after=`` stays on the scheduler for that job.
 
     Raises:
         JobsFailed: One or more jobs raised (or waited for one that did); it names each with its traceback. The
@@ -189,6 +195,7 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
     jobs = list(jobs)
     pending = [j for j in jobs if not isinstance(j, Done)]
     failures: dict[int, tuple[str, str]] = {}
+    values: dict[int, Any] = {}
     if pending:
         from distributed import as_completed
         from tqdm.auto import tqdm
@@ -196,18 +203,25 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
         index = {id(j): i for i, j in enumerate(jobs)}
         with pending[0].client.as_current(), tqdm(total=len(pending), desc=desc) as bar:
             for job in as_completed(pending):
-                if job.status != "finished":
+                i = index[id(job)]
+                if job.status == "finished":
+                    values[i] = job.result()
+                else:
                     err = job.exception()
                     tb = "".join(traceback.format_exception(type(err), err, job.traceback()))
-                    failures[index[id(job)]] = (_LABELS.get(job.key, str(job.key)), tb)
+                    failures[i] = (_LABELS.get(job.key, str(job.key)), tb)
                 _LABELS.pop(job.key, None)  # a finished job's label is needed no more
+                job.release()  # the worker keeps nothing of it: :func:`gather`'s docstring
                 bar.update()
     for i, j in enumerate(jobs):
-        if isinstance(j, Done) and j.error is not None:
-            failures[i] = (j.label, j.traceback)
+        if isinstance(j, Done):
+            if j.error is not None:
+                failures[i] = (j.label, j.traceback)
+            else:
+                values[i] = j.value
     if failures:
         raise JobsFailed([failures[i] for i in sorted(failures)], len(jobs))
-    return [j.result() for j in jobs]
+    return [values[i] for i in range(len(jobs))]
 
 
 class PinToCore(WorkerPlugin):
