@@ -157,7 +157,7 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
         texture_models=[],
         seeds=seeds,
         model_size="cpu",
-        fit_settings={"patience": 2},
+        fit_settings={},
         epoch_cap=None,
         results_path=None,
         runs_dir="runs",
@@ -174,9 +174,6 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
         elif name == "at_budget":
             seen.append((repr(args[1]), args[3]))
     assert seen == [("sim-a@0", 0), ("sim-a@1", 1), ("sim-a@0", 0), ("sim-a@1", 1)]
-    # on point labels two flat cycles end a run (helpers.runs.schedule.SPARSE_CYCLE_PATIENCE); at every label one
-    patience = [kw.get("cycle_patience") for name, _, kw in recorder if name in ("run_checked", "at_budget")]
-    assert patience == [None, None, 2, 2]
     recorder.clear()
     matrix.submit_classical_runs(None, draws, matrix.specs(["sim-a"], ["rf"], seeds))
     assert [(repr(args[0]), args[1].seed) for _, args, _ in recorder] == [("sim-a@0", 0), ("sim-a@1", 1)]

@@ -487,28 +487,6 @@ def test_plateau_for_applies_only_to_its_dataset_and_to_plateau_runs():
     assert schedule.plateau_for("sim-crop", {**base, "patience": None}) == {**base, "patience": None}
 
 
-def test_runs_on_point_labels_wait_out_two_flat_cycles_and_others_keep_their_rule():
-    base = {"patience": 2, "lr": 1e-3}
-    points = schedule.plateau_for("sim-burn", base, "points-10")
-    assert (
-        points == {**base, "cycle_patience": schedule.SPARSE_CYCLE_PATIENCE} and points["cycle_patience"] == 2
-    )
-    assert schedule.plateau_for("sim-burn", base, "all") == schedule.plateau_for("sim-burn", base) == base
-    assert schedule.plateau_for("sim-burn", base, "chips-0.25") == base
-    assert schedule.plateau_for("sim-burn", {**base, "cycle_patience": 3}, "points-10")["cycle_patience"] == 3
-    assert schedule.plateau_for("sim-burn", {**base, "patience": None}, "points-10") == {
-        **base,
-        "patience": None,
-    }
-
-    class View:  # a dataset seen through a label budget (helpers.data.labels.LabelView)
-        name, label_budget = "sim-crop", "points-10"
-
-    seen = schedule.settings_for(View(), base)
-    assert seen["cycle_patience"] == 2 and seen["smooth"] == schedule.PLATEAU_FOR["sim-crop"]["smooth"]
-    assert "cycle_patience" not in schedule.settings_for(View(), base, label_budget="all")
-
-
 def test_lr_is_warmed_up_then_constant_then_dropped(tmp_path):
     ds = FakeDataset()
     assert [schedule.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]

@@ -43,31 +43,15 @@ PLATEAU: dict = {
 PLATEAU_FOR: dict[str, dict] = {"sim-crop": {"smooth": 3}}
 
 
-#: Cycles in a row that must gain less than ``cycle_gain`` before a run on sparse point labels (a ``points-K`` label
-#: budget, :mod:`helpers.data.labels`) stops on its plateau: two, not one. With ten labelled pixels per class, 4 of
-#: the 21 in-study MAE fine-tunes of a from-empty default chain (2026-12-05) never left their starting level (one
-#: class everywhere on sim-crop, seeds 0 and 2) through two cycles and stopped after 700-850 steps, while other seeds
-#: on the same data left it after 500-1,250 steps and their training loss fell at the same pace (sim-crop: 2.66 to
-#: 2.40 in seed 0, 2.61 to 2.33 in seed 1 by step 750): a plateau of the validation score, not of the training. The
-#: Galileo-nano fine-tunes have the same rule for the same reason. Every deep row on point labels (the CNNs too, so
-#: the families compared at a budget stop by one rule) gets it; a run stopped under the one-flat-cycle rule goes on
-#: from where it stopped (:data:`CAPS`).
-SPARSE_CYCLE_PATIENCE = 2
+def plateau_for(dataset: str, settings: Mapping) -> dict:
+    """``settings`` (:func:`helpers.runs.train.fit` keywords) with ``dataset``'s entry of :data:`PLATEAU_FOR` applied.
 
-
-def plateau_for(dataset: str, settings: Mapping, label_budget: str = "all") -> dict:
-    """``settings`` (:func:`helpers.runs.train.fit` keywords) for ``dataset`` at ``label_budget``.
-
-    :data:`PLATEAU_FOR`'s entry of the dataset applies, and on point labels at least
-    :data:`SPARSE_CYCLE_PATIENCE` flat cycles end a run. Only runs that stop on a plateau change (``patience``
-    set): quick runs and continuations train to a fixed step count, so the plateau test does not exist for them and
-    their settings (and keys) stay as given.
+    Only runs that stop on a plateau change (``patience`` set): quick runs and continuations train to a fixed step
+    count, so the plateau test does not exist for them and their settings (and keys) stay as given.
     """
     out = dict(settings)
     if out.get("patience") is not None:
         out.update(PLATEAU_FOR.get(dataset, {}))
-        if str(label_budget).startswith("points"):
-            out["cycle_patience"] = max(int(out.get("cycle_patience", 1)), SPARSE_CYCLE_PATIENCE)
     return out
 
 
@@ -82,18 +66,14 @@ def plateau_level(scores: Sequence[float], smooth: int = 1) -> float:
     return float(recent.mean()) if recent.size and np.all(np.isfinite(recent)) else float("nan")
 
 
-def settings_for(
-    ds, settings: Mapping, max_epochs: float | None = None, label_budget: str | None = None
-) -> dict:
+def settings_for(ds, settings: Mapping, max_epochs: float | None = None) -> dict:
     """``settings`` for ``ds``: its plateau settings and, with ``max_epochs``, an epoch cap.
 
-    The plateau settings come from :func:`plateau_for` at ``label_budget`` (default: the budget ``ds`` is a view
-    of, :func:`helpers.data.labels.tag_of`); the cap is that many passes over its training chips (one crop per chip
-    per pass; the paper profile caps at ~100 epochs, as the paper's fine-tuning runs did, while the default caps in
-    steps).
+    The plateau settings come from :func:`plateau_for`; the cap is that many passes over its training chips (one
+    crop per chip per pass; the paper profile caps at ~100 epochs, as the paper's fine-tuning runs did, while the
+    default caps in steps).
     """
-    budget = label_budget if label_budget is not None else str(getattr(ds, "label_budget", "all"))
-    out = plateau_for(ds.name, settings, budget)
+    out = plateau_for(ds.name, settings)
     if max_epochs is not None:
         out["max_steps"] = epochs_to_steps(len(ds.chip_ids("train")), max_epochs, int(out["batch_size"]))
     return out
