@@ -176,7 +176,8 @@ def test_a_worker_keeps_nothing_of_a_gathered_job_while_the_caller_holds_its_fut
         jobs = [engine.submit(client, fill_cache, Cached()) for _ in range(3)]
         assert engine.gather(jobs) == [1 << 20] * 3
         assert engine.gather([engine.submit(client, live_caches)]) == [0]
-        assert len(jobs) == 3  # the caller still holds the futures
+        # the caller still holds the futures, and gathering them again (a notebook cell run twice) gives the values
+        assert engine.gather(jobs) == [1 << 20] * 3
     finally:
         client.close()
         cluster.close()

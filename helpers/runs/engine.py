@@ -176,6 +176,10 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
 #: Labels of submitted futures (by key), for :func:`gather`'s report.
 _LABELS: dict[str, str] = {}
 
+#: Values of the jobs :func:`gather` has released (by future key), so gathering the same jobs again (a notebook cell
+#: run twice) returns them instead of waiting on futures the cluster has forgotten.
+_GATHERED: dict[str, Any] = {}
+
 
 def gather(jobs: Sequence, desc: str = "jobs") -> list:
     """The jobs' return values in submission order, once every job has ended.
@@ -186,16 +190,16 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
     every finished job's arguments, and each dataset object among them holds its decoded chips (up to
     ``cache_mb``, 256 MB) from the run. In a from-empty default chain (2026-12-05) each worker grew so from 0.7 to
     2.6 GB over its runs (the rows' ``peak_mem_mb``); releasing keeps it flat (``benchmarks/README.md``, "The
-    engine's workers"). A future passed to a later job as ``after=`` stays on the scheduler for that job.
+    engine's workers"). A future passed to a later job as ``after=`` stays on the scheduler for that job; the
+    values stay in this process (:data:`_GATHERED`), so gathering the same jobs again returns them.
 
     Raises:
         JobsFailed: One or more jobs raised (or waited for one that did); it names each with its traceback. The
             other jobs ran to their end first, so their results are written.
     """
     jobs = list(jobs)
-    pending = [j for j in jobs if not isinstance(j, Done)]
+    pending = [j for j in jobs if not isinstance(j, Done) and j.key not in _GATHERED]
     failures: dict[int, tuple[str, str]] = {}
-    values: dict[int, Any] = {}
     if pending:
         from distributed import as_completed
         from tqdm.auto import tqdm
@@ -203,25 +207,21 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
         index = {id(j): i for i, j in enumerate(jobs)}
         with pending[0].client.as_current(), tqdm(total=len(pending), desc=desc) as bar:
             for job in as_completed(pending):
-                i = index[id(job)]
                 if job.status == "finished":
-                    values[i] = job.result()
-                else:
+                    _GATHERED[job.key] = job.result()
+                    _LABELS.pop(job.key, None)  # a finished job's label is needed no more
+                    job.release()  # the worker keeps nothing of it: this function's docstring
+                else:  # kept, so that gathering it again reports its error again
                     err = job.exception()
                     tb = "".join(traceback.format_exception(type(err), err, job.traceback()))
-                    failures[i] = (_LABELS.get(job.key, str(job.key)), tb)
-                _LABELS.pop(job.key, None)  # a finished job's label is needed no more
-                job.release()  # the worker keeps nothing of it: :func:`gather`'s docstring
+                    failures[index[id(job)]] = (_LABELS.get(job.key, str(job.key)), tb)
                 bar.update()
     for i, j in enumerate(jobs):
-        if isinstance(j, Done):
-            if j.error is not None:
-                failures[i] = (j.label, j.traceback)
-            else:
-                values[i] = j.value
+        if isinstance(j, Done) and j.error is not None:
+            failures[i] = (j.label, j.traceback)
     if failures:
         raise JobsFailed([failures[i] for i in sorted(failures)], len(jobs))
-    return [values[i] for i in range(len(jobs))]
+    return [j.result() if isinstance(j, Done) else _GATHERED[j.key] for j in jobs]
 
 
 class PinToCore(WorkerPlugin):
