@@ -178,6 +178,9 @@ def test_a_worker_keeps_nothing_of_a_gathered_job_while_the_caller_holds_its_fut
         assert engine.gather([engine.submit(client, live_caches)]) == [0]
         # the caller still holds the futures, and gathering them again (a notebook cell run twice) gives the values
         assert engine.gather(jobs) == [1 << 20] * 3
+        del jobs
+        gc.collect()
+        assert not engine._GATHERED  # the values go with the caller's futures
     finally:
         client.close()
         cluster.close()

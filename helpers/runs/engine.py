@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,9 +177,10 @@ def submit(client, fn: Callable, /, *args, after: Sequence = (), priority: int =
 #: Labels of submitted futures (by key), for :func:`gather`'s report.
 _LABELS: dict[str, str] = {}
 
-#: Values of the jobs :func:`gather` has released (by future key), so gathering the same jobs again (a notebook cell
-#: run twice) returns them instead of waiting on futures the cluster has forgotten.
-_GATHERED: dict[str, Any] = {}
+#: Values of the jobs :func:`gather` has released, by future, so gathering the same jobs again (a notebook cell run
+#: twice) returns them instead of waiting on futures the cluster has forgotten; a value goes when the caller drops its
+#: future, as the cluster's copy did before the release.
+_GATHERED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def gather(jobs: Sequence, desc: str = "jobs") -> list:
@@ -198,7 +200,7 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
             other jobs ran to their end first, so their results are written.
     """
     jobs = list(jobs)
-    pending = [j for j in jobs if not isinstance(j, Done) and j.key not in _GATHERED]
+    pending = [j for j in jobs if not isinstance(j, Done) and j not in _GATHERED]
     failures: dict[int, tuple[str, str]] = {}
     if pending:
         from distributed import as_completed
@@ -208,7 +210,7 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
         with pending[0].client.as_current(), tqdm(total=len(pending), desc=desc) as bar:
             for job in as_completed(pending):
                 if job.status == "finished":
-                    _GATHERED[job.key] = job.result()
+                    _GATHERED[job] = job.result()
                     _LABELS.pop(job.key, None)  # a finished job's label is needed no more
                     job.release()  # the worker keeps nothing of it: this function's docstring
                 else:  # kept, so that gathering it again reports its error again
@@ -221,7 +223,7 @@ def gather(jobs: Sequence, desc: str = "jobs") -> list:
             failures[i] = (j.label, j.traceback)
     if failures:
         raise JobsFailed([failures[i] for i in sorted(failures)], len(jobs))
-    return [j.result() if isinstance(j, Done) else _GATHERED[j.key] for j in jobs]
+    return [j.result() if isinstance(j, Done) else _GATHERED[j] for j in jobs]
 
 
 class PinToCore(WorkerPlugin):
