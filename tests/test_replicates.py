@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers.data import datasets, generic
-from helpers.runs import fm_settings, matrix
+from helpers.runs import fm_settings, matrix, schedule
 
 
 def test_simulated_replicates_are_new_draws_in_their_own_folders(tmp_path):
@@ -157,7 +157,7 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
         texture_models=[],
         seeds=seeds,
         model_size="cpu",
-        fit_settings={},
+        fit_settings={"patience": 2},
         epoch_cap=None,
         results_path=None,
         runs_dir="runs",
@@ -174,6 +174,9 @@ def test_cnn_and_classical_jobs_get_their_seeds_draw(recorder):
         elif name == "at_budget":
             seen.append((repr(args[1]), args[3]))
     assert seen == [("sim-a@0", 0), ("sim-a@1", 1), ("sim-a@0", 0), ("sim-a@1", 1)]
+    # on point labels a falling validation loss counts as progress too (helpers.runs.schedule.SPARSE_LABELS)
+    delta = [kw.get("loss_delta") for name, _, kw in recorder if name in ("run_checked", "at_budget")]
+    assert delta == [None, None, schedule.SPARSE_LABELS["loss_delta"], schedule.SPARSE_LABELS["loss_delta"]]
     recorder.clear()
     matrix.submit_classical_runs(None, draws, matrix.specs(["sim-a"], ["rf"], seeds))
     assert [(repr(args[0]), args[1].seed) for _, args, _ in recorder] == [("sim-a@0", 0), ("sim-a@1", 1)]

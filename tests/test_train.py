@@ -487,6 +487,61 @@ def test_plateau_for_applies_only_to_its_dataset_and_to_plateau_runs():
     assert schedule.plateau_for("sim-crop", {**base, "patience": None}) == {**base, "patience": None}
 
 
+def test_runs_on_point_labels_also_count_a_falling_validation_loss_and_others_keep_their_rule():
+    base = {"patience": 2, "lr": 1e-3}
+    points = schedule.plateau_for("sim-burn", base, "points-10")
+    assert points == {**base, **schedule.SPARSE_LABELS} and points["loss_delta"] > 0
+    assert schedule.plateau_for("sim-burn", base, "all") == schedule.plateau_for("sim-burn", base) == base
+    assert schedule.plateau_for("sim-burn", base, "chips-0.25") == base
+    assert schedule.plateau_for("sim-burn", {**base, "patience": None}, "points-10") == {
+        **base,
+        "patience": None,
+    }
+
+    class View:  # a dataset seen through a label budget (helpers.data.labels.LabelView)
+        name, label_budget = "sim-crop", "points-10"
+
+    seen = schedule.settings_for(View(), base)
+    assert seen["loss_delta"] > 0 and seen["smooth"] == schedule.PLATEAU_FOR["sim-crop"]["smooth"]
+    assert "loss_delta" not in schedule.settings_for(View(), base, label_budget="all")
+
+
+def _ruled(losses, **rule):
+    """The plateau rule's state after validations with a flat score and these validation losses."""
+    rule = {**schedule.PLATEAU, "smooth": 1, "min_steps": 0, "cycle_patience": 1, **rule}
+    state = run_folders.new_state({}, [], -1)
+    for i, loss in enumerate(losses):
+        state["history"].append({"val_miou_macro": 0.03, "val_loss": loss})
+        state["best_score"] = 0.03
+        schedule.decide_stop(state, 50 * (i + 1), rule)
+    return state
+
+
+def test_a_falling_validation_loss_holds_the_rate_and_a_rising_or_flat_one_does_not():
+    # the score never moves (a model still at its class prior); the loss falls 1 % a validation
+    falling = [2.6 * 0.99**i for i in range(12)]
+    held = _ruled(falling, loss_delta=0.005)
+    assert held["drops"] == 0 and held["lr_scale"] == 1.0 and not held["finished"] and held["cycle"] == 0
+    assert held["plateau_step"] == 600 and held["plateau_loss"] == pytest.approx(falling[-1])
+    # a fall of 0.3 % a validation clears 0.5 % within the patience window of two validations: held too
+    assert _ruled([2.6 * 0.997**i for i in range(12)], loss_delta=0.005)["drops"] == 0
+    # without the signal, or with a loss that rises (memorised labels) or only jitters, the rule is the score's
+    score_only = _ruled(falling)
+    assert (score_only["cycle"], score_only["drops"]) == (1, 2)  # two drops, a new cycle, two drops again
+    for losses in ([2.6 * 1.01**i for i in range(12)], [2.6 + 0.004 * (-1) ** i for i in range(12)]):
+        st = _ruled(losses, loss_delta=0.005)
+        assert (st["cycle"], st["drops"], st["plateau_step"]) == (
+            score_only["cycle"],
+            score_only["drops"],
+            score_only["plateau_step"],
+        )
+    # the signal is part of the run's stopping rule (its identity) only where it is set
+    assert "loss_delta" not in train.FitSettings(max_steps=10).stopping()
+    assert train.FitSettings(max_steps=10, loss_delta=0.005).stopping()["loss_delta"] == 0.005
+    with pytest.raises(ValueError, match="loss_delta must be a fraction"):
+        train.FitSettings(max_steps=10, loss_delta=1.5).check(FakeDataset())
+
+
 def test_lr_is_warmed_up_then_constant_then_dropped(tmp_path):
     ds = FakeDataset()
     assert [schedule.warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
@@ -705,7 +760,8 @@ def test_fit_settings_hold_what_fit_stored_before_the_split():
         "max_steps": 10, "patience": 6, "min_delta": 0.002, "min_steps": 0, "lr_drops": 2, "drop_factor": 0.2
     }  # fmt: skip
     assert one.rule() == {
-        **one.stopping(), "smooth": 1, "eval_every": 50, "cycles": 1, "cycle_gain": 0.01, "cycle_patience": 1
+        **one.stopping(), "smooth": 1, "loss_delta": 0.0, "eval_every": 50, "cycles": 1, "cycle_gain": 0.01,
+        "cycle_patience": 1,
     }  # fmt: skip
     cycles = train.FitSettings(max_steps=10, cycles=20, cycle_patience=2, smooth=3, restart_lr=True)
     assert cycles.stopping() == {

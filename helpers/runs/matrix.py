@@ -247,7 +247,7 @@ def submit_cnn_runs(
                 maps_dir=maps_dir,
                 force=force,
                 progress=client is None,
-                **schedule.settings_for(ds, fit_settings, epoch_cap),
+                **schedule.settings_for(ds, fit_settings, epoch_cap, spec.label_budget),
             )
         )
         runs.append(dataclasses.asdict(spec))

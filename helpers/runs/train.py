@@ -241,6 +241,11 @@ class FitSettings:
             2026-12-03); the last cycle of a run is the evidence of its plateau (``cycle_best.pt`` keeps the
             weights it had to beat, :mod:`helpers.runs.convergence`). ``1``: one cycle (left out of the identity).
         cycle_gain: Best-validation gain (mIoU fraction) a cycle must exceed for another to follow.
+        loss_delta: A fall of the validation loss (mean of the last ``smooth`` validations) by more than this
+            fraction of its lowest level so far also counts as progress for ``patience``
+            (:func:`helpers.runs.schedule.loss_fell`): the second signal of runs on sparse point labels, whose
+            validation mIoU lags their loss (:data:`helpers.runs.schedule.SPARSE_LABELS`). ``0``: the score alone
+            (left out of the identity).
         cycle_patience: Cycles in a row that must gain less than ``cycle_gain`` before the run stops on its plateau
             (with ``cycles`` > 1). ``1``: the first flat cycle ends the run (left out of the identity). More is for
             models that sit on a low plateau for a whole cycle and then leave it (a random-init transformer: see
@@ -268,6 +273,7 @@ class FitSettings:
     min_delta: float = 0.002
     min_steps: int = 0
     smooth: int = 1
+    loss_delta: float = 0.0
     lr_drops: int = 2
     drop_factor: float = 0.2
     cycles: int = 1
@@ -307,6 +313,8 @@ class FitSettings:
             )
         if int(self.smooth) < 1:
             raise ValueError(f"smooth must be a positive number of validations, got {self.smooth}")
+        if not 0.0 <= float(self.loss_delta) < 1.0:
+            raise ValueError(f"loss_delta must be a fraction in [0, 1), got {self.loss_delta}")
         if int(self.cycle_patience) < 1:
             raise ValueError(f"cycle_patience must be a positive number of cycles, got {self.cycle_patience}")
 
@@ -371,6 +379,8 @@ class FitSettings:
         }
         if int(self.smooth) != 1:
             out["smooth"] = int(self.smooth)
+        if float(self.loss_delta):
+            out["loss_delta"] = float(self.loss_delta)
         if int(self.cycles) != 1:
             out.update(cycles=int(self.cycles), cycle_gain=float(self.cycle_gain))
             if int(self.cycle_patience) != 1:
@@ -381,7 +391,12 @@ class FitSettings:
 
     def rule(self) -> dict:
         """What :func:`helpers.runs.schedule.decide_stop` reads: the stopping rule with every default written out."""
-        out = {**self.stopping(), "smooth": int(self.smooth), "eval_every": int(self.eval_every)}
+        out = {
+            **self.stopping(),
+            "smooth": int(self.smooth),
+            "loss_delta": float(self.loss_delta),
+            "eval_every": int(self.eval_every),
+        }
         out.update(
             cycles=int(self.cycles),
             cycle_gain=float(self.cycle_gain),
