@@ -169,6 +169,25 @@ def test_random_init_finetune_needs_no_weights_and_is_keyed_apart(
     assert int(ok["n_params"].iloc[0]) == sum(p.numel() for p in model.parameters())
 
 
+def test_galileo_finetunes_on_point_labels_stop_by_the_point_label_rule(
+    no_weights, fixture_roots: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The Galileo pair at a point budget gets the deep rows' point-label plateau signal; at every label it does not."""
+    from helpers.data import labels
+    from helpers.runs import schedule
+
+    seen = []
+    monkeypatch.setattr(galileo_finetuned._deep_run, "run", lambda *a, **k: seen.append(k))
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    kw = dict(runs_dir=tmp_path / "runs", progress=False)
+    galileo_finetuned.run_galileo_nano_finetune_random(ds, 0, tmp_path / "r.csv", **kw)
+    galileo_finetuned.run_galileo_nano_finetune_random(
+        labels.label_view(ds, "points-10", 0), 0, tmp_path / "r.csv", **kw
+    )
+    assert "loss_delta" not in seen[0] and seen[0]["patience"] is not None
+    assert seen[1]["loss_delta"] == schedule.SPARSE_LABELS["loss_delta"]
+
+
 def test_frozen_rows_save_chip_counts_and_key_on_the_platform(
     embedders: dict, fixture_roots: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
