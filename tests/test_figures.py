@@ -494,6 +494,10 @@ def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(
         "sim-burn (simulated)",
         "indian-pines-hls",
     ]
+    fig.canvas.draw()  # the legend sits clear of every panel, its tick labels and axis labels included
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not any(legend.overlaps(a.get_tightbbox(renderer)) for a in fig.axes if a.get_visible())
     plotting.save_figure(fig, "compute", tmp_path)
     w, h = Image.open(tmp_path / "compute.png").size
     assert w <= 2250 and h <= 2700, (w, h)

@@ -189,9 +189,8 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     tasks = compare.ordered_datasets(points["task"].unique())
     ncol = min(4, len(tasks))
     nrow = -(-len(tasks) // ncol)
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], 1.7 * nrow + 0.6), squeeze=False
-    )
+    height = 1.7 * nrow + 0.85  # the legend gets its own strip below the panels, clear of every axis
+    fig, axes = plt.subplots(nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], height), squeeze=False)
     pretexts = list(dict.fromkeys(points["pretext"]))
     colours = dict(zip(pretexts, sns.color_palette("colorblind", len(pretexts)), strict=True))
     for ax, task in zip(axes.flat, tasks, strict=False):
@@ -206,14 +205,14 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
         ax.tick_params(labelsize=6)
     _label_step_grid(axes, len(tasks), "val mIoU (%)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=6, ncol=1)
+    fig.legend(handles, labels, loc="lower center", fontsize=6, ncol=len(handles), frameon=False)
     fig.suptitle(
         "What in-study pretraining buys against its compute: the small Prithvi-arch model fine-tuned (solid; first\n"
         "replicate, all labels) and probed (dashed; probe draw) from checkpoints at 0, 1/4, 1/2 and 1 of the "
         "selected step",
         fontsize=7,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.25 / height, 1, 1))
     return fig
 
 
