@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 
 from helpers import results as _results
-from helpers.data import labels as _labels
 from helpers.data.datasets import MissingBands, with_bands
 from helpers.models import galileo as _galileo
 from helpers.models import weights as _weights
@@ -192,7 +191,7 @@ def run_galileo_nano_finetune(
         note=note,
         progress=progress,
         maps_dir=maps_dir,
-        **_schedule.plateau_for(ds.name, settings, _labels.tag_of(ds)),  # point labels: the loss signal too
+        **_schedule.settings_for(ds, settings),  # the dataset's plateau settings, at its label budget
     )
 
 
