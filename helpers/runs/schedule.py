@@ -150,7 +150,8 @@ def decide_stop(state: dict, step: int, rule: Mapping) -> bool:
     rose = bool(np.isfinite(level) and level > state["plateau_score"] + rule["min_delta"])
     if rose:
         state["plateau_score"] = level
-    if loss_fell(state, rule) or rose:
+    fell = loss_fell(state, rule)  # moves the loss mark whether or not the score rose
+    if rose or fell:
         state["plateau_step"] = step
     since = (step - state["plateau_step"]) // rule["eval_every"]
     plateau = rule["patience"] is not None and step >= rule["min_steps"] and since >= rule["patience"]
