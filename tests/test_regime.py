@@ -73,6 +73,7 @@ def test_winner_needs_a_significant_paired_difference_and_is_chosen_on_validatio
     # level: the FM row within a fraction of a point on every replicate
     level = regime.regime(regime.curves(_table((0.001, -0.001, 0.0)), {"sim-x": 5000}))
     assert level.set_index("label_budget").loc["points-10", "winner"] == regime.LEVEL_
+    assert "level (within the ±2-point margin) at points-10" in regime.findings_lines(level)[0]
 
 
 def test_labels_to_reach_and_findings_lines():
@@ -95,4 +96,38 @@ def test_regime_figure_fits_a_page():
     w, h = fig.get_size_inches()
     assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
     assert plotting.min_font_pt(fig) >= plotting.MIN_FONT_PT
+    cells = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(
+        t.endswith("\npresto_frozen_lgbm vs rf") for t in cells
+    )  # each cell names the rows it compares
     assert regime_figures.regime_figure(pd.DataFrame(), pd.DataFrame()) is None
+
+
+def test_full_label_cell_compares_every_row_and_smaller_budgets_name_the_rows_they_lack():
+    """The map's ``all`` column must agree with the claims: an FM row run at full labels only competes there."""
+    table = _table((-0.05, -0.04, -0.06))  # presto loses at points-10 on every replicate
+    table = table[table["model"] != "vit"]
+    for s in range(3):  # the fine-tuned FM: best on validation at full labels, never run at points-10
+        table = pd.concat(
+            [
+                table,
+                pd.DataFrame(
+                    _rows("sim-x", "galileo_nano_finetune", "fm", "published", "all", s, 0.9, 0.9, 5000)
+                ),
+            ]
+        )
+    table = pd.concat([table, pd.DataFrame(_rows("sim-y", "rf", "classical", "none", "all", 0, 0.5, 0.5, 9))])
+    budgeted = regime.regime(regime.curves(table, {"sim-x": 5000})).set_index("label_budget")
+    assert (
+        budgeted.loc["all", "best_fm"] == "presto_frozen_lgbm"
+    )  # without it: the fine-tuned row is not seen
+    cv = regime.curves(table, {"sim-x": 5000}, every_full_row=True)
+    assert set(cv["dataset"]) == {"sim-x"}  # a dataset without budget rows stays out of the map
+    rg = regime.regime(cv).set_index("label_budget")
+    assert rg.loc["all", "best_fm"] == "galileo_nano_finetune" and rg.loc[
+        "all", "advantage"
+    ] == pytest.approx(20.0)
+    assert rg.loc["points-10", "fm_not_run"] == "galileo_nano_finetune"
+    assert rg.loc["points-10", "other_not_run"] == "" and rg.loc["all", "fm_not_run"] == ""
+    lines = regime.findings_lines(rg.reset_index())
+    assert "FM rows run at full labels only, not compared at points-10 (galileo_nano_finetune)" in lines[0]

@@ -325,7 +325,7 @@ def results_block(
         conv = conv[conv["dataset"].isin(list(datasets))] if not conv.empty else conv
     table = results.full_labels(ok)
     findings = verdicts.findings(table, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
-    cv = regime.curves(ok)
+    cv = regime.curves(ok, every_full_row=True)  # the map's cells, as notebook 05 computes them
     rg = regime.regime(cv, n_boot=n_boot, seed=seed) if not cv.empty else pd.DataFrame()
     lines = regime.findings_lines(rg, compare.ordered_datasets(rg["dataset"].unique())) if len(rg) else []
     return summary(table, findings, lines, conv, verdicts.findings_date(table), scene_lines)

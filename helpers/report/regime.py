@@ -4,7 +4,11 @@ The rows come from the label-budget runs (:mod:`helpers.data.labels`): the model
 ``budget_models`` at every budget, beside their full-label (``all``) rows. For each (dataset, budget) the map
 compares the best **foundation model** (a model that starts from pretrained weights: published, or pretrained in
 the study) with the best **other** row (classical, CNN, or a transformer trained from scratch), each chosen on
-validation mIoU (mean over seeds, never test). The comparison is **paired**: one seed draws one set of labels for
+validation mIoU (mean over seeds, never test). At full labels every row of the main comparison competes
+(:func:`curves` with ``every_full_row``): the map's ``all`` column must agree with the claims, whose best FM row
+may be one that never ran at a smaller budget (the fine-tuned Galileo-nano, a ``full.yaml`` row). A smaller budget's
+cell holds only the rows run at it, and names the full-label rows it lacks (``fm_not_run``, ``other_not_run``), so a
+"no FM row wins at 10 px/class" reads with the FM rows that were never tried there. The comparison is **paired**: one seed draws one set of labels for
 every family (the label view is drawn by the run's seed), so the FM advantage is computed per seed on the same
 labels, then summarised.
 
@@ -40,7 +44,8 @@ RULE = (
     "row redone in every resample; per cell, not adjusted]. A row wins only when the difference is significant "
     "after a Holm correction over the map's cells; 'level' means the 90 % interval lies within ±2 points "
     "(equivalence); else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the labels drawn only. Budgets: points-K = K "
-    "labelled training pixels per class; all = every label."
+    "labelled training pixels per class; all = every label. At all, every row of the main comparison competes; at a "
+    "smaller budget only the rows run at it, and a line names the FM rows run at full labels only."
 )
 #: Fraction of a model's full-label test score that :func:`labels_to_reach` looks for.
 REACH = 0.9
@@ -57,7 +62,9 @@ def budget_order(tag: str) -> tuple:
     return ({"points": 0, "chips": 1, "all": 2}[b.kind], float(b.value))
 
 
-def curves(df: pd.DataFrame, full_px: Mapping[str, float] | None = None) -> pd.DataFrame:
+def curves(
+    df: pd.DataFrame, full_px: Mapping[str, float] | None = None, *, every_full_row: bool = False
+) -> pd.DataFrame:
     """One row per (dataset, model, budget, seed) of the models that ran at a label budget.
 
     Columns: ``dataset``, ``model``, ``family``, ``pretraining``, ``group`` (:data:`FM` or :data:`OTHER`),
@@ -69,6 +76,9 @@ def curves(df: pd.DataFrame, full_px: Mapping[str, float] | None = None) -> pd.D
     Args:
         df: The results table (:func:`helpers.results.read`).
         full_px: Labelled training pixels of each dataset at full labels, where the table lacks them.
+        every_full_row: Also the full-label rows of models that ran at no smaller budget, on the datasets that have
+            budget rows: what :func:`regime` compares at ``all`` (the learning curves and
+            :func:`labels_to_reach` keep to the models with a curve).
     """
     ok = df[(df["status"] == "ok") & (df["metric"] == "miou_macro") & (df["class"] == "")]
     if "label_budget" not in ok or ok.empty:
@@ -76,7 +86,10 @@ def curves(df: pd.DataFrame, full_px: Mapping[str, float] | None = None) -> pd.D
     budgeted = ok.loc[ok["label_budget"] != labels.ALL, ["dataset", "model"]].drop_duplicates()
     if budgeted.empty:
         return pd.DataFrame()
-    ok = ok.merge(budgeted, on=["dataset", "model"])
+    if every_full_row:
+        ok = ok[ok["dataset"].isin(set(budgeted["dataset"]))]
+    else:
+        ok = ok.merge(budgeted, on=["dataset", "model"])
     keys = ["dataset", "model", "family", "pretraining", "label_budget", "seed"]
     wide = ok.pivot_table(index=keys, columns="split", values="value", aggfunc="first").reset_index()
     px = ok.groupby(keys)["n_labelled_px"].first().reset_index()
@@ -117,18 +130,28 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     points) with ``lo``/``hi`` (its t interval), ``p`` and ``p_holm`` (Holm over the map's cells), ``adv_min`` and
     ``adv_max`` (the range of the replicates' differences, for the figure), ``per_replicate`` (those differences),
     ``n`` (replicates paired), ``winner`` (:data:`FM`, :data:`OTHER`, :data:`LEVEL_`, :data:`NOT_SEPARATED` or
-    ``"missing"``), ``interval`` (what the interval is) and ``n_labelled_px`` (median over replicates).
+    ``"missing"``), ``interval`` (what the interval is), ``n_labelled_px`` (median over replicates), and
+    ``fm_not_run`` / ``other_not_run``: the models of each group with full-label rows on the dataset but none at
+    this budget (comma-separated; empty at ``all``), the candidates this cell's choice never saw.
     """
     from helpers.report import stats
 
     if cv.empty:
         return pd.DataFrame()
+    full = cv[cv["label_budget"] == labels.ALL]
     rows, effects = [], []
     for (dataset, budget), cell in cv.groupby(["dataset", "label_budget"]):
+        at_full = full[full["dataset"] == dataset]
         row = {
             "dataset": dataset,
             "label_budget": budget,
             "n_labelled_px": float(cell["n_labelled_px"].median()),
+            **{
+                f"{col}_not_run": ", ".join(
+                    sorted(set(at_full.loc[at_full["group"] == group, "model"]) - set(cell["model"]))
+                )
+                for col, group in (("fm", FM), ("other", OTHER))
+            },
         }
         fm_models = sorted(set(cell.loc[cell["group"] == FM, "model"]))
         other_models = sorted(set(cell.loc[cell["group"] == OTHER, "model"]))
@@ -230,19 +253,43 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
                 f"paired difference {r['advantage']:+.1f} {interval}; replicates {r['per_replicate']})"
             )
 
+        # where no FM row won, the FM rows never tried there; where one did, the other rows it never met
+        untried = _not_run(cells[cells["winner"] != FM], "fm", "FM rows") + _not_run(
+            won, "other", "other rows"
+        )
         lost = cells[cells["winner"] == OTHER]["label_budget"].tolist()
         lost_text = f"; the best other row wins at {', '.join(lost)}" if lost else ""
+        level = cells[cells["winner"] == LEVEL_]["label_budget"].tolist()
+        lost_text += f"; level (within the ±2-point margin) at {', '.join(level)}" if level else ""
         if won.empty:
             best = cells.loc[cells["advantage"].idxmax()] if cells["advantage"].notna().any() else None
             closest = f"; closest: {fmt(best)}" if best is not None else ""
             lines.append(
-                f"- **{name}**: no FM row beats the best other row at any budget{lost_text}{closest}."
+                f"- **{name}**: no FM row beats the best other row at any budget{lost_text}{closest}{untried}."
             )
         else:
             lines.append(
                 f"- **{name}**: the best FM row wins at "
                 + "; ".join(fmt(r) for _, r in won.iterrows())
                 + lost_text
+                + untried
                 + "."
             )
     return lines
+
+
+def _not_run(cells: pd.DataFrame, group: str, what: str) -> str:
+    """The clause naming the full-label rows a verdict's smaller-budget cells never compared (empty: none).
+
+    A "no FM row wins" is only as wide as the FM rows tried at each budget, and an FM win only as strong as the other
+    rows it was up against, so the line names, per budget, the full-label rows of that side missing there.
+    """
+    col = f"{group}_not_run"
+    if col not in cells:
+        return ""
+    parts = [
+        f"{r['label_budget']} ({r[col]})"
+        for _, r in cells.iterrows()
+        if r["label_budget"] != labels.ALL and isinstance(r[col], str) and r[col]
+    ]
+    return f"; {what} run at full labels only, not compared at " + ", ".join(parts) if parts else ""

@@ -117,7 +117,8 @@ def regime_figure(
     line per model (mean over seeds; the individual seeds as dots), foundation models solid, every other row dashed.
     Bottom: the FM advantage per (dataset, budget): best FM row minus best other row (each chosen on validation),
     paired within replicate; the cell says the winner (a Holm-corrected significant difference, or "level" within
-    the equivalence margin) and the mean difference with its 95 % t-interval over replicates
+    the equivalence margin), the mean difference with its 95 % t-interval over replicates and the two rows compared
+    (at full labels every row of the main comparison competes, so they can be rows the curves do not draw)
     (:mod:`helpers.report.regime`). The replicates themselves are the dots of the top panels.
 
     Args:
@@ -136,9 +137,10 @@ def regime_figure(
     sim = {n: (simulated or {}).get(n, n.startswith("sim-")) for n in names}
     ncol = min(4, len(names))
     nrow = -(-len(names) // ncol)
-    height = min(plotting.MAX_HEIGHT, 1.55 * nrow + 0.35 + 0.22 * len(names) + 0.9)
+    row_h = 0.34  # two text lines per cell: the verdict, and the rows it compares
+    height = min(plotting.MAX_HEIGHT, 1.55 * nrow + 0.35 + row_h * len(names) + 0.9)
     fig = plt.figure(figsize=(plotting.PAGE_WIDTH["full"], height))
-    grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + 0.22 * len(names)])
+    grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + row_h * len(names)])
     models = sorted(cv["model"].unique(), key=lambda m: compare.model_sort_key(m))
     colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
     fm_models = set(cv.loc[cv["group"] == _regime.FM, "model"])
@@ -186,6 +188,9 @@ def regime_figure(
             text = f"{r['winner']}  {r['advantage']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]"
         else:
             text = f"{r['winner']}  {r['advantage']:+.1f} (no interval)"
+        if r["winner"] != "missing":
+            # the rows compared: at full labels they may be rows the curves above do not draw
+            text += f"\n{r['best_fm']} vs {r['best_other']}"
         dark = pd.notna(r.get("advantage", np.nan)) and abs(r["advantage"]) > 0.6 * lim
         ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     ax.set_xticks(range(len(budgets)), budgets, fontsize=6)
