@@ -131,3 +131,31 @@ def test_full_label_cell_compares_every_row_and_smaller_budgets_name_the_rows_th
     assert rg.loc["points-10", "other_not_run"] == "" and rg.loc["all", "fm_not_run"] == ""
     lines = regime.findings_lines(rg.reset_index())
     assert "FM rows run at full labels only, not compared at points-10 (galileo_nano_finetune)" in lines[0]
+
+
+@pytest.mark.parametrize("n_budgets", [2, 4, 6])
+def test_map_cell_texts_fit_their_cells(n_budgets):
+    """The full profile's six budgets narrow the cells: their text splits or drops the model names, never overflows."""
+    plotting.setup_style()
+    budgets = [("points-10", 20), ("points-100", 200), ("points-1000", 2000), ("chips-0.0625", 3000)]
+    budgets = [*budgets, ("chips-0.25", 9000)][: n_budgets - 1] + [("all", np.nan)]
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in ("sim-crop", "sim-burn", "sim-texture-0.5"):
+        for s in range(3):
+            for b, px in budgets:
+                rows += _rows(d, "deeplabv3plus", "cnn", "none", b, s, 0.7, 0.7 + rng.normal(0, 0.05), px)
+                fm_test = 0.7 + rng.normal(0, 0.05)
+                rows += _rows(d, "galileo_nano_frozen_linear", "fm", "published", b, s, 0.72, fm_test, px)
+    cv = regime.curves(pd.DataFrame(rows), {"sim-crop": 5000, "sim-burn": 5000, "sim-texture-0.5": 5000})
+    fig = regime_figures.regime_figure(cv, regime.regime(cv, n_boot=50))
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[-2]  # the map (the colour bar is last)
+    box = ax.get_window_extent(renderer)
+    cell_w, cell_h = box.width / n_budgets, box.height / 3
+    sizes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(sizes) == 3 * n_budgets
+    assert max(b.width for b in sizes) <= cell_w and max(b.height for b in sizes) <= cell_h
+    named = any("vs deeplabv3plus" in t.get_text() for t in ax.texts)
+    assert named == (n_budgets <= 2)  # names where they fit; regime_map.md keeps them always
+    assert fig.get_size_inches()[1] <= plotting.MAX_HEIGHT

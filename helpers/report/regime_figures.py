@@ -108,6 +108,40 @@ def protocol_figure(frame: pd.DataFrame, floors: Mapping[str, float] | None = No
     return fig
 
 
+#: Room for the map's y labels and colour bar (inches), and the width of a 6 pt character (points), from which
+#: :func:`_cell_texts` sizes the text of a cell before the figure exists.
+_MAP_MARGINS_IN, _CHAR_PT = 2.3, 3.6
+
+
+def _cell_texts(rg: pd.DataFrame, names: list[str], budgets: list[str]) -> dict[tuple[str, str], str]:
+    """The text of every cell of the map, in the widest layout whose lines fit the cells' width.
+
+    Each cell says the winner, the mean difference with its interval and the two rows compared (at full labels
+    those can be rows the curves above do not draw); with many budgets the cells narrow, so the lines split, and
+    where a model name alone is wider than a cell the names go (``figures/tables/regime_map.md`` keeps them).
+    """
+    fit = (plotting.PAGE_WIDTH["full"] - _MAP_MARGINS_IN) / max(1, len(budgets)) * 72 / _CHAR_PT
+    cells = {}
+    for _, r in rg.iterrows():
+        if r["dataset"] not in names:
+            continue
+        if r["winner"] == "missing":
+            cells[(r["dataset"], r["label_budget"])] = [[r["winner"]]]
+            continue
+        eff = f"{r['advantage']:+.1f}"
+        ci = f"[{r['lo']:+.1f}, {r['hi']:+.1f}]" if np.isfinite(r.get("lo", np.nan)) else "(no interval)"
+        fm, other = str(r["best_fm"]), str(r["best_other"])
+        cells[(r["dataset"], r["label_budget"])] = [
+            [f"{r['winner']}  {eff} {ci}", f"{fm} vs {other}"],
+            [r["winner"], f"{eff} {ci}", fm, f"vs {other}"],
+            [r["winner"], eff, ci],
+        ]
+    for layout in range(3):  # one layout for every cell: the first whose every line fits
+        if all(max(map(len, opts[min(layout, len(opts) - 1)])) <= fit for opts in cells.values()):
+            break
+    return {k: "\n".join(opts[min(layout, len(opts) - 1)]) for k, opts in cells.items()}
+
+
 def regime_figure(
     cv: pd.DataFrame, rg: pd.DataFrame, simulated: Mapping[str, bool] | None = None
 ) -> plt.Figure | None:
@@ -117,8 +151,9 @@ def regime_figure(
     line per model (mean over seeds; the individual seeds as dots), foundation models solid, every other row dashed.
     Bottom: the FM advantage per (dataset, budget): best FM row minus best other row (each chosen on validation),
     paired within replicate; the cell says the winner (a Holm-corrected significant difference, or "level" within
-    the equivalence margin), the mean difference with its 95 % t-interval over replicates and the two rows compared
-    (at full labels every row of the main comparison competes, so they can be rows the curves do not draw)
+    the equivalence margin), the mean difference with its 95 % t-interval over replicates and, where the cells are
+    wide enough (:func:`_cell_texts`), the two rows compared (at full labels every row of the main comparison
+    competes, so they can be rows the curves do not draw)
     (:mod:`helpers.report.regime`). The replicates themselves are the dots of the top panels.
 
     Args:
@@ -137,7 +172,9 @@ def regime_figure(
     sim = {n: (simulated or {}).get(n, n.startswith("sim-")) for n in names}
     ncol = min(4, len(names))
     nrow = -(-len(names) // ncol)
-    row_h = 0.34  # two text lines per cell: the verdict, and the rows it compares
+    budgets = sorted(rg["label_budget"].unique(), key=_regime.budget_order)
+    texts = _cell_texts(rg, names, budgets)
+    row_h = 0.1 + 0.11 * max(t.count("\n") + 1 for t in texts.values())
     height = min(plotting.MAX_HEIGHT, 1.55 * nrow + 0.35 + row_h * len(names) + 0.9)
     fig = plt.figure(figsize=(plotting.PAGE_WIDTH["full"], height))
     grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + row_h * len(names)])
@@ -171,7 +208,6 @@ def regime_figure(
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=6, frameon=False)
     # the map
     ax = fig.add_subplot(grid[nrow, :])
-    budgets = sorted(rg["label_budget"].unique(), key=_regime.budget_order)
     mat = np.full((len(names), len(budgets)), np.nan)
     for _, r in rg.iterrows():
         if r["dataset"] in names and pd.notna(r.get("advantage", np.nan)):
@@ -182,15 +218,7 @@ def regime_figure(
         if r["dataset"] not in names:
             continue
         y, x = names.index(r["dataset"]), budgets.index(r["label_budget"])
-        if r["winner"] == "missing":
-            text = r["winner"]
-        elif np.isfinite(r.get("lo", np.nan)):
-            text = f"{r['winner']}  {r['advantage']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]"
-        else:
-            text = f"{r['winner']}  {r['advantage']:+.1f} (no interval)"
-        if r["winner"] != "missing":
-            # the rows compared: at full labels they may be rows the curves above do not draw
-            text += f"\n{r['best_fm']} vs {r['best_other']}"
+        text = texts[(r["dataset"], r["label_budget"])]
         dark = pd.notna(r.get("advantage", np.nan)) and abs(r["advantage"]) > 0.6 * lim
         ax.text(x, y, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     ax.set_xticks(range(len(budgets)), budgets, fontsize=6)
