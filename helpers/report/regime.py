@@ -8,9 +8,9 @@ validation mIoU (mean over seeds, never test). At full labels every row of the m
 (:func:`curves` with ``every_full_row``): the map's ``all`` column must agree with the claims, whose best FM row
 may be one that never ran at a smaller budget (the fine-tuned Galileo-nano, a ``full.yaml`` row). A smaller budget's
 cell holds only the rows run at it, and names the full-label rows it lacks (``fm_not_run``, ``other_not_run``), so a
-"no FM row wins at 10 px/class" reads with the FM rows that were never tried there. The comparison is **paired**: one seed draws one set of labels for
-every family (the label view is drawn by the run's seed), so the FM advantage is computed per seed on the same
-labels, then summarised.
+"no FM row wins at 10 px/class" reads with the FM rows that were never tried there. The comparison is **paired**:
+one seed draws one set of labels for every family (the label view is drawn by the run's seed), so the FM advantage
+is computed per seed on the same labels, then summarised.
 
 What the intervals are: the paired difference's **t interval over replicates** with a bootstrap standard error in
 which the choice of each group's best model is redone in every resample (:func:`helpers.report.stats.paired_effect`).
@@ -43,9 +43,10 @@ RULE = (
     "simulated data the data too), mean [95 % t-interval over replicates, bootstrap SE with the choice of each best "
     "row redone in every resample; per cell, not adjusted]. A row wins only when the difference is significant "
     "after a Holm correction over the map's cells; 'level' means the 90 % interval lies within ±2 points "
-    "(equivalence); else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the labels drawn only. Budgets: points-K = K "
-    "labelled training pixels per class; all = every label. At all, every row of the main comparison competes; at a "
-    "smaller budget only the rows run at it, and a line names the FM rows run at full labels only."
+    "(equivalence); else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the "
+    "labels drawn only. Budgets: points-K = K labelled training pixels per class; all = every label. At all, every "
+    "row of the main comparison competes; at a smaller budget only the rows run at it, and a line names the FM rows "
+    "run at full labels only."
 )
 #: Fraction of a model's full-label test score that :func:`labels_to_reach` looks for.
 REACH = 0.9

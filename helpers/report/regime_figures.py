@@ -174,7 +174,7 @@ def regime_figure(
     nrow = -(-len(names) // ncol)
     budgets = sorted(rg["label_budget"].unique(), key=_regime.budget_order)
     texts = _cell_texts(rg, names, budgets)
-    row_h = 0.1 + 0.11 * max(t.count("\n") + 1 for t in texts.values())
+    row_h = 0.1 + 0.11 * max((t.count("\n") + 1 for t in texts.values()), default=1)
     height = min(plotting.MAX_HEIGHT, 1.55 * nrow + 0.35 + row_h * len(names) + 0.9)
     fig = plt.figure(figsize=(plotting.PAGE_WIDTH["full"], height))
     grid = fig.add_gridspec(nrow + 1, ncol, height_ratios=[1.55] * nrow + [0.35 + row_h * len(names)])
