@@ -259,20 +259,20 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
             won, "other", "other rows"
         )
         lost = cells[cells["winner"] == OTHER]["label_budget"].tolist()
-        lost_text = f"; the best other row wins at {', '.join(lost)}" if lost else ""
+        verdicts_text = f"; the best other row wins at {', '.join(lost)}" if lost else ""
         level = cells[cells["winner"] == LEVEL_]["label_budget"].tolist()
-        lost_text += f"; level (within the ±2-point margin) at {', '.join(level)}" if level else ""
+        verdicts_text += f"; level (within the ±2-point margin) at {', '.join(level)}" if level else ""
         if won.empty:
             best = cells.loc[cells["advantage"].idxmax()] if cells["advantage"].notna().any() else None
             closest = f"; closest: {fmt(best)}" if best is not None else ""
             lines.append(
-                f"- **{name}**: no FM row beats the best other row at any budget{lost_text}{closest}{untried}."
+                f"- **{name}**: no FM row beats the best other row at any budget{verdicts_text}{closest}{untried}."
             )
         else:
             lines.append(
                 f"- **{name}**: the best FM row wins at "
                 + "; ".join(fmt(r) for _, r in won.iterrows())
-                + lost_text
+                + verdicts_text
                 + untried
                 + "."
             )

@@ -126,7 +126,7 @@ def _cell_texts(rg: pd.DataFrame, names: list[str], budgets: list[str]) -> dict[
         if r["dataset"] not in names:
             continue
         if r["winner"] == "missing":
-            cells[(r["dataset"], r["label_budget"])] = [[r["winner"]]]
+            cells[(r["dataset"], r["label_budget"])] = [["missing"]] * 3  # the same in every layout
             continue
         eff = f"{r['advantage']:+.1f}"
         ci = f"[{r['lo']:+.1f}, {r['hi']:+.1f}]" if np.isfinite(r.get("lo", np.nan)) else "(no interval)"
@@ -137,9 +137,9 @@ def _cell_texts(rg: pd.DataFrame, names: list[str], budgets: list[str]) -> dict[
             [r["winner"], eff, ci],
         ]
     for layout in range(3):  # one layout for every cell: the first whose every line fits
-        if all(max(map(len, opts[min(layout, len(opts) - 1)])) <= fit for opts in cells.values()):
+        if all(max(map(len, opts[layout])) <= fit for opts in cells.values()):
             break
-    return {k: "\n".join(opts[min(layout, len(opts) - 1)]) for k, opts in cells.items()}
+    return {k: "\n".join(opts[layout]) for k, opts in cells.items()}
 
 
 def regime_figure(
