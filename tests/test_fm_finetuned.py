@@ -165,3 +165,24 @@ def test_published_checkpoint_path(fixture_roots, tmp_path, quick):
         fm_finetuned.run_prithvi_published(ds, 1, truncated, settings=settings, progress=False, **paths)
     gone = fm_finetuned.run_prithvi_published(ds, 2, tmp_path / "nowhere.pt", settings=settings, **paths)
     assert gone.rows[0]["status"] == "not_run" and "nowhere.pt does not exist" in gone.rows[0]["note"]
+
+
+def test_prithvi_arch_fine_tunes_share_one_precision_and_probes_keep_float32(fixture_roots, tmp_path, quick):
+    """``small_bf16`` puts every init of the Prithvi-arch fine-tunes under bf16 autocast (so the in-study rows still
+    differ only in their starting weights), never the probes or the plain ViT, and is part of the run key."""
+    ds = datasets.open("burn_scars", fixture_roots["burn_scars"])
+    paths = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    models = ("prithvi_arch_small_random", "prithvi_arch_small_mae", "prithvi_arch_small_mae_probe", "vit")
+    on = dataclasses.replace(quick, small_bf16=True)
+    out = fm_finetuned.run_fm_rows(ds, 0, models=models, settings=on, progress=False, **paths)
+    notes = results.read(paths["results_path"]).drop_duplicates("model").set_index("model")["note"]
+    for model in models[:2]:
+        assert "bf16 autocast" in notes[model] and "float32" not in notes[model], model
+    for model in models[2:]:
+        assert "float32" in notes[model] and "bf16" not in notes[model], model
+    off = dataclasses.replace(quick, small_bf16=False)
+    again = fm_finetuned.run_fm_rows(ds, 0, models=models, settings=off, progress=False, **paths)
+    for model in models[:2]:  # float32 is another run, never the bf16 one reused
+        assert not again[model].skipped and again[model].run_key != out[model].run_key, model
+    for model in models[2:]:
+        assert again[model].skipped and again[model].run_key == out[model].run_key, model

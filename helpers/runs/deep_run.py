@@ -170,7 +170,9 @@ def run(
             stacklevel=2,
         )
     notes = [note] if note else []
-    precision = "bf16 autocast + channels_last" if tr.config.get("bf16") else "float32"
+    precision = "bf16 autocast" if tr.config.get("bf16") else "float32"
+    if tr.config.get("channels_last"):
+        precision += " + channels_last"
     notes.append(f"trained with {tr.config.get('num_threads')} thread(s), {precision}")
     if not peak_reset:
         notes.append("peak_mem_mb is the process peak so far (per-run reset unavailable)")
