@@ -22,6 +22,7 @@ Usage::
     python benchmarks/train_loop.py --models unet --steps 300
     python benchmarks/train_loop.py --models unet --seed-noise
     python benchmarks/train_loop.py --models unet --seed-noise --threads 1 --precision bf16   # one half, 1 thread
+    python benchmarks/train_loop.py --models prithvi_arch_small --threads 1 --no-side-by-side   # the MAE row's step
 """
 
 from __future__ import annotations
@@ -40,10 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.data import datasets  # noqa: E402
-from helpers.models import cnn  # noqa: E402
+from helpers.models import cnn, prithvi  # noqa: E402
 from helpers.models.segformer import SegFormer  # noqa: E402
 from helpers.models.vit import ViTSegmenter  # noqa: E402
-from helpers.runs import cnn_settings, crops, inference, runner, train  # noqa: E402
+from helpers.runs import cnn_settings, crops, fm_settings, inference, runner, train  # noqa: E402
+
+#: The small Prithvi-architecture segmenter of the in-study FM rows (random init: the step costs the same from any
+#: start), on the six HLS bands it reads by name.
+PRITHVI_ARCH = "prithvi_arch_small"
 
 
 def build(name: str, ds):
@@ -54,6 +59,12 @@ def build(name: str, ds):
         return ViTSegmenter(ds.n_channels, ds.num_classes, img_size=64)
     if name == "segformer":
         return SegFormer(ds.n_channels, ds.num_classes, decoder_dim=128)
+    if name == PRITHVI_ARCH:
+        s = fm_settings.FMSettings()
+        cfg = s.pretrain.model.replace(img_size=64, num_frames=ds.n_times, in_chans=len(prithvi.HLS_BANDS))
+        return prithvi.PrithviSegmenter(
+            ds.num_classes, ds.n_times, cfg, neck_dim=s.neck_dim, head_channels=s.head_channels
+        )
     raise SystemExit(f"unknown model {name!r}")
 
 
@@ -88,7 +99,10 @@ def raw_rate(model, ds, steps: int, *, bf16: bool = False, channels_last: bool =
 
 def study_precision(name: str) -> dict:
     """The precision the study trains ``name`` in: the CNN defaults (bf16 + channels_last on native-bf16 CPUs),
-    float32 for ViT and SegFormer (the FM rows' defaults)."""
+    float32 for ViT and SegFormer, bf16 without ``channels_last`` (its 3-D patch embedding) for the Prithvi-arch
+    fine-tunes on the same CPUs (:attr:`helpers.runs.fm_settings.FMSettings.small_bf16`)."""
+    if name == PRITHVI_ARCH:
+        return {"bf16": fm_settings.FMSettings().small_bf16, "channels_last": False}
     if name in cnn.MODELS:
         return {
             "bf16": cnn_settings.TRAIN_DEFAULTS["bf16"],
@@ -201,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = datasets.prepare(args.dataset, ROOT / "data")
+    ds = base = datasets.prepare(args.dataset, ROOT / "data")
     if args.seed_noise:
         chosen = {"both": (False, True), "float32": (False,), "bf16": (True,)}[args.precision]
         print(f"{args.dataset}, {args.models[0]}: {torch.get_num_threads()} threads", flush=True)
@@ -209,11 +223,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"{args.dataset}: {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(
-        f"{'model':14s} {'precision':>9s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} "
+        f"{'model':18s} {'precision':>9s} {'raw/s':>7s} {'loop/s':>7s} {'loop/raw':>8s} {'val share':>9s} "
         f"{'bf16+cl/f32':>11s}"
     )
     for name in args.models:
         precision = study_precision(name)
+        ds = datasets.with_bands(base) if name == PRITHVI_ARCH else base
         runner.seed_everything(0)
         raw = raw_rate(build(name, ds), ds, args.steps)
         runner.seed_everything(0)
@@ -221,8 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         runner.seed_everything(0)
         loop, share = loop_rate(build(name, ds), ds, args.steps, args.eval_every, precision)
         raw_same = fast if precision["bf16"] else raw  # the loop against the bare model at the same precision
+        label = ("bf16+cl" if precision["channels_last"] else "bf16") if precision["bf16"] else "float32"
         print(
-            f"{name:14s} {'bf16+cl' if precision['bf16'] else 'float32':>9s} {raw_same:7.1f} {loop:7.1f} "
+            f"{name:18s} {label:>9s} {raw_same:7.1f} {loop:7.1f} "
             f"{loop / raw_same:8.2f} {share:9.1%} {fast / raw:11.2f}"
         )
     if not args.no_side_by_side:
