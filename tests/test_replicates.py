@@ -224,3 +224,57 @@ def test_fm_matrix_pretrains_once_per_pretext_on_the_pooled_corpus(recorder):
     assert len(fine) == (2 * 2 + 1) * 3  # two rows on two main datasets, one on the knob; three seeds each
     for _, _, kwargs in fine:
         assert set(kwargs["after"]) <= set(token_of.values()) and kwargs["after"]
+
+
+def test_a_budget_runs_its_own_replicates_and_the_full_label_block_keeps_the_seeds(recorder):
+    """``budget_seeds``: more replicates at one budget (the regime map's smallest, where rows are not separated) for
+    every family's budget rows, on their own draws, and nothing more anywhere else."""
+    seeds, budget_seeds = [0, 1], {"points-10.0": [0, 1, 2]}
+    assert matrix.all_seeds(seeds, budget_seeds) == [0, 1, 2]
+    assert matrix.all_seeds([1, 0]) == [1, 0]
+    got = matrix.budget_specs(["sim-a"], ["rf"], seeds, ["all", "points-10", "points-100"], budget_seeds)
+    assert [(s.label_budget, s.seed) for s in got] == [
+        ("points-10", 0),
+        ("points-10", 1),
+        ("points-10", 2),
+        ("points-100", 0),
+        ("points-100", 1),
+    ]
+    assert matrix.budget_specs(["sim-a"], ["rf"], seeds, ["points-10"]) == matrix.specs(
+        ["sim-a"], ["rf"], seeds, ["points-10"]
+    )
+    draws = _draws(["sim-a"], [0, 1, 2], simulated={"sim-a"})
+    budget = dict(label_budgets=["points-10"], budget_names=["sim-a"], budget_seeds=budget_seeds)
+    paths = dict(results_path=None, runs_dir="runs", maps_dir=None, convergence_path=None)
+    matrix.submit_cnn_runs(
+        None, draws, main=["sim-a"], models=["unet"], texture_models=[], seeds=seeds, model_size="cpu",
+        fit_settings={}, epoch_cap=None, budget_models=["unet"], **budget, **paths,
+    )  # fmt: skip
+    full = [(repr(a[0]), k["seed"]) for n, a, k in recorder if n == "run_checked"]
+    at = [(repr(a[1]), a[2], a[3]) for n, a, _ in recorder if n == "at_budget"]
+    assert full == [("sim-a@0", 0), ("sim-a@1", 1)]
+    assert at == [("sim-a@0", "points-10", 0), ("sim-a@1", "points-10", 1), ("sim-a@2", "points-10", 2)]
+    recorder.clear()
+    matrix.submit_fm_runs(
+        None, draws, main=["sim-a"], seeds=seeds, fm_models=["prithvi_arch_small_mae"],
+        pretrained_models=["presto_frozen_linear"], texture_models=[], pooled_models=[], settings=None,
+        prithvi_checkpoint=None, galileo_steps=1, cache_dir="cache",
+        budget_models=["prithvi_arch_small_mae", "presto_frozen_linear"], **budget, **paths,
+    )  # fmt: skip
+    pre = {repr(a[0]): i for i, (n, a, _) in enumerate(recorder) if n == "ensure_pretraining"}
+    assert sorted(pre) == ["sim-a@0", "sim-a@1", "sim-a@2"]  # the third draw's fine-tune has its pretraining
+    fine = [(repr(a[1]), a[2], a[3], k["after"]) for n, a, k in recorder if n == "at_budget"]
+    assert fine == [(f"sim-a@{s}", "points-10", s, [pre[f"sim-a@{s}"]]) for s in (0, 1, 2)]
+    assert (
+        len([1 for n, _, _ in recorder if n == "run_fm_rows"]) == 2
+    )  # the full-label fine-tunes: seeds only
+    frozen = sorted(
+        (repr(a[0]), [(s.label_budget, s.seed) for s in a[1]])
+        for n, a, _ in recorder
+        if n == "run_frozen_plan"
+    )
+    assert frozen == [
+        ("sim-a@0", [("all", 0), ("points-10", 0)]),
+        ("sim-a@1", [("all", 1), ("points-10", 1)]),
+        ("sim-a@2", [("points-10", 2)]),
+    ]

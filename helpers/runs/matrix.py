@@ -80,6 +80,39 @@ def specs(
     ]
 
 
+def seeds_by_budget(budget_seeds: Mapping[str, Sequence[int]] | None) -> dict[str, list[int]]:
+    """``budget_seeds`` keyed by budget tag (``points-10.0`` and ``points-10`` name one budget)."""
+    return {labels.LabelBudget.parse(b).tag: [int(s) for s in v] for b, v in (budget_seeds or {}).items()}
+
+
+def all_seeds(seeds: Sequence[int], budget_seeds: Mapping[str, Sequence[int]] | None = None) -> list[int]:
+    """Every replicate the matrix runs, ``seeds`` first: the data draws a notebook prepares."""
+    extra = [s for v in seeds_by_budget(budget_seeds).values() for s in v]
+    return list(dict.fromkeys([*map(int, seeds), *extra]))
+
+
+def budget_specs(
+    datasets: Sequence[str],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    label_budgets: Sequence[str],
+    budget_seeds: Mapping[str, Sequence[int]] | None = None,
+) -> list[RunSpec]:
+    """The runs below full labels: :func:`specs` at each budget below ``all``, with that budget's own seeds.
+
+    ``budget_seeds`` names the seeds of a budget (else it runs ``seeds``). The regime map asks for more replicates where its leading rows are not separated at the smallest budget; naming
+    them per budget costs only those rows, and the full-label block keeps ``seeds``.
+    """
+    by = seeds_by_budget(budget_seeds)
+    return [
+        RunSpec(d, m, int(s), b)
+        for d in datasets
+        for b in below_all(label_budgets)
+        for m in models
+        for s in by.get(b, seeds)
+    ]
+
+
 def distinct(per_seed: Mapping[int, object], seeds: Sequence[int]) -> list[tuple[object, list[int]]]:
     """The distinct dataset objects among ``per_seed[s]`` for ``seeds``, each with the seeds that use it, in order.
 
@@ -175,6 +208,7 @@ def submit_cnn_runs(
     budget_models: Sequence[str] = (),
     label_budgets: Sequence[str] = (),
     budget_names: Sequence[str] = (),
+    budget_seeds: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[list, list[dict]]:
     """Notebook 03's runs: every CNN on every main dataset, ``texture_models`` on the sweep, every seed.
 
@@ -200,6 +234,8 @@ def submit_cnn_runs(
         budget_models: CNNs that also run at the label budgets.
         label_budgets: Budget tags (:mod:`helpers.data.labels`); ``all`` is the main block and is left out here.
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
+        budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
+            (:func:`budget_specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
     jobs, runs = [], []
     for name, per_seed in draws.items():
@@ -228,7 +264,7 @@ def submit_cnn_runs(
                     )
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
-    for spec in specs(budget_names, budget_models, seeds, below_all(label_budgets)):
+    for spec in budget_specs(budget_names, budget_models, seeds, label_budgets, budget_seeds):
         ds = draws[spec.dataset][spec.seed]
         jobs.append(
             engine.submit(
@@ -284,6 +320,7 @@ def submit_fm_runs(
     budget_names: Sequence[str] = (),
     deep_label_budgets: Sequence[str] | None = None,
     compute_fractions: Sequence[float] = (),
+    budget_seeds: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[list, list[dict]]:
     """Notebook 04's runs: in-study pretraining, the fine-tuned rows, and the published-encoder rows.
 
@@ -322,6 +359,8 @@ def submit_fm_runs(
             (0.25, 0.5; :func:`helpers.runs.fm_finetuned.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
             beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
             candidate.
+        budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
+            (:func:`budget_specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
@@ -348,7 +387,11 @@ def submit_fm_runs(
             for m in [*in_study, *study_budgeted]
             if m in fm_finetuned.VARIANTS
         }
-        pre = _pretrainings(client, per_seed, seeds, pretext, settings, corpus, {**pre_kw, **record_kw})
+        study_specs = budget_specs([name], study_budgeted, seeds, deep_below, budget_seeds)
+        pre_seeds = list(
+            dict.fromkeys([*seeds, *(s.seed for s in study_specs)])
+        )  # draws a fine-tune starts on
+        pre = _pretrainings(client, per_seed, pre_seeds, pretext, settings, corpus, {**pre_kw, **record_kw})
         fm_kw = dict(
             settings=settings,
             prithvi_checkpoint=prithvi_checkpoint,
@@ -379,7 +422,7 @@ def submit_fm_runs(
         _compute_curve(
             out, name, per_seed, seeds, tuned, compute_fractions, pre, pretext, fm_kw, compute_path
         )
-        for spec in specs([name], study_budgeted, seeds, deep_below):
+        for spec in study_specs:
             ds = per_seed[spec.seed]
             after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
             run = {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"}
@@ -388,7 +431,7 @@ def submit_fm_runs(
         finetune_budgeted = (
             [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
-        for spec in specs([name], finetune_budgeted, seeds, deep_below):
+        for spec in budget_specs([name], finetune_budgeted, seeds, deep_below, budget_seeds):
             out.add(
                 {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"},
                 at_budget,
@@ -402,7 +445,11 @@ def submit_fm_runs(
             )
         frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
         frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
-        _frozen_jobs(out, name, per_seed, seeds, frozen, frozen_budgeted, below, cache_dir, common)
+        frozen_plan = [
+            *specs([name], frozen, seeds),
+            *budget_specs([name], frozen_budgeted, seeds, below, budget_seeds),
+        ]
+        _frozen_jobs(out, name, per_seed, frozen_plan, cache_dir, common)
     if (
         corpus is not None
     ):  # the pooled pretrainings' checks, after every pretraining (fine-tunes do not wait)
@@ -595,10 +642,10 @@ def _compute_curve(out, name, per_seed, seeds, tuned, fractions, pre, pretext, f
         )
 
 
-def _frozen_jobs(out, name, per_seed, seeds, frozen, frozen_budgeted, below, cache_dir, common) -> None:
+def _frozen_jobs(out, name, per_seed, frozen_plan, cache_dir, common) -> None:
     """The frozen rows of one dataset: one job per data draw, its rows sharing the draw's embedding cache."""
-    for ds, group in distinct(per_seed, seeds):
-        plan = [*specs([name], frozen, group), *specs([name], frozen_budgeted, group, below)]
+    for ds, group in distinct(per_seed, all_seeds([s.seed for s in frozen_plan])):
+        plan = [s for s in frozen_plan if s.seed in group]
         if not plan:
             continue
         cache = Path(cache_dir) / "embeddings"
