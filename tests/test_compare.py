@@ -264,11 +264,15 @@ def test_texture_gains_are_paired_differences(table):
 # findings
 
 
-def _write_scores(path, dataset, task, model, family, values, pretraining="none", splits=("val", "test")):
+def _write_scores(
+    path, dataset, task, model, family, values, pretraining="none", splits=("val", "test"), note=""
+):
     """Rows whose miou_macro equals ``values[seed]`` exactly (per-class IoU all equal to it)."""
     rows = []
     for seed, v in enumerate(values):
         ctx = dict(task=task, dataset=dataset, model=model, family=family, pretraining=pretraining, seed=seed)
+        if note:
+            ctx["note"] = note
         s = {
             "iou": np.array([v, v]),
             "f1": np.array([v, v]),
@@ -679,3 +683,18 @@ def test_a_model_run_on_fewer_replicates_is_no_candidate_and_the_evidence_says_s
         "left out, run on fewer replicates than its group's others: galileo_nano_finetune (1 of 3)"
         in row["evidence"]
     )
+
+
+def test_claim3_evidence_names_sides_fine_tuned_in_different_precisions(tmp_path):
+    """One network from two starts: a table mixing bf16 and float32 rows (before a rerun) says so in the cell."""
+    p = tmp_path / "r.csv"
+    bf16, f32 = "trained with 1 thread(s), bf16 autocast", "trained with 1 thread(s), float32"
+    _write_scores(p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study", note=bf16)
+    _write_scores(p, "sim-flood", "flood", "prithvi_random", "fm", [0.60, 0.61, 0.62], "none", note=f32)
+    _write_scores(
+        p, "sim-flood", "flood", "prithvi_spectral", "fm", [0.6, 0.6, 0.6], "spectral-in-study", note=bf16
+    )
+    f = verdicts.findings(results.read(p), n_boot=300)
+    mixed = "fine-tuned in different precisions (prithvi_mae: bf16 autocast; prithvi_random: float32)"
+    assert mixed in _row(f, "3 MAE vs random", "sim-flood")["evidence"]
+    assert "different precisions" not in _row(f, "3 MAE vs spectral", "sim-flood")["evidence"]

@@ -301,6 +301,8 @@ def findings(
                 f"paired over {eff.n_replicates} of {len(ran)} replicate{'' if len(ran) == 1 else 's'} "
                 f"({reps or 'none'})",
             ]
+            if claim == 3:
+                parts += _precision_mismatch(d, eff.a_model, eff.b_model)
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
                 replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
@@ -394,6 +396,27 @@ def _complete_candidates(groups: Sequence[list[str]], ran: pd.Series) -> tuple[l
         else ""
     )
     return kept, note
+
+
+def _precisions(d: pd.DataFrame, model: str) -> set[str]:
+    """The training precisions a model's rows name in their note (``trained with N thread(s), <precision>``)."""
+    notes = d.loc[d["model"] == model, "note"].astype(str) if "note" in d else pd.Series(dtype=str)
+    return {"bf16 autocast" if "bf16" in n else "float32" for n in notes if "trained with" in n}
+
+
+def _precision_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
+    """A claim-3 cell compares one network from two starting points, so nothing else may differ between its sides.
+
+    Rows trained before and after a precision change (bf16 autocast against float32) can sit side by side in a
+    committed table until the older ones are rerun; the evidence then says so instead of passing the difference off
+    as the pretraining's.
+    """
+    pa, pb = _precisions(d, a), _precisions(d, b)
+    if not pa or not pb or pa == pb:
+        return []
+    return [
+        f"fine-tuned in different precisions ({a}: {', '.join(sorted(pa))}; {b}: {', '.join(sorted(pb))})"
+    ]
 
 
 def _expect_key(text: str) -> str:
