@@ -381,8 +381,8 @@ def run_prithvi_small(
     ft = settings.fit_kwargs(ds)
     if v.probe:
         ft["lr"] = settings.probe_lr
-    else:  # every init alike, so the in-study rows still differ only in their starting weights
-        ft.setdefault("bf16", settings.small_bf16)
+    elif settings.small_bf16:  # every init alike: the in-study rows differ only in their starting weights
+        ft.setdefault("bf16", True)
     # what the encoder starts from, opened once: its cache key goes into the run key, then it is pretrained or read
     inputs = pretraining_inputs(ds, v.pretext, settings, pretrain_on) if v.pretext else None
     key_settings = _small_key_settings(variant, settings, inputs, pretraining_fraction)

@@ -21,7 +21,6 @@ from helpers.data.datasets import prepare, varies_by_replicate, with_bands
 from helpers.models import cnn
 from helpers.models import prithvi as _prithvi
 from helpers.runs import pretexts, schedule
-from helpers.runs.runtime import native_bf16
 
 #: The data draw of each simulated task the pretraining probe scores on: a draw of its own (generator seed
 #: ``sim_seed + 100``), so no run's training, validation or test labels ever steer a pretraining.
@@ -140,11 +139,11 @@ class FMSettings:
             sets it, :func:`corpus_spec`); ``None``: each dataset's own training imagery, probed on its own
             validation split in the probe-plateau mode.
         small_bf16: Fine-tune the small Prithvi-architecture rows (every init alike, not the linear probes) under
-            bf16 autocast where the CPU computes bfloat16 natively (:func:`helpers.runs.runtime.native_bf16`) or on
-            a GPU: their step is dominated by the full-resolution neck and FCN head, convolutions that bf16 speeds
-            up 1.2-1.4x on such a CPU (``benchmarks/README.md``, "bf16 for the Prithvi-arch fine-tunes"), where the
-            plain ViT and SegFormer were slower under it and stay in float32. A ``finetune`` that sets ``bf16``
-            itself (the paper profile) wins.
+            bf16 autocast. Off: on an AVX512-BF16 CPU without AMX it bought 1.19x per bare step but 1.10x per step
+            of the training loop (validation stays float32), and the runs' step counts moved by more than that in
+            either direction, so seven paired runs took as long as in float32 (``benchmarks/README.md``, "bf16 for
+            the Prithvi-arch fine-tunes"); measure on your CPU before switching it on, and rerun every init
+            together (it is part of the run key, and claim 3 compares the inits).
     """
 
     pretrain: pretexts.PretrainConfig = field(default_factory=_pretrain_defaults)
@@ -161,7 +160,7 @@ class FMSettings:
     num_threads: int | None = None
     max_epochs: float | None = None
     corpus: CorpusSpec | None = None
-    small_bf16: bool = field(default_factory=lambda: native_bf16() or torch.cuda.is_available())
+    small_bf16: bool = False
 
     def fit_kwargs(self, ds, **overrides) -> dict:
         """Fine-tuning settings of :func:`helpers.runs.deep_run.run` for ``ds``.
