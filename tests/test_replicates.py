@@ -278,3 +278,28 @@ def test_a_budget_runs_its_own_replicates_and_the_full_label_block_keeps_the_see
         ("sim-a@1", [("all", 1), ("points-10", 1)]),
         ("sim-a@2", [("points-10", 2)]),
     ]
+
+
+def test_a_main_dataset_may_run_its_own_cnns(recorder):
+    """``dataset_models``: the default runs each main dataset's best CNN beside U-Net; others keep ``models``."""
+    draws = _draws(["sim-a", "sim-b", "sim-texture-0"], [0], simulated={"sim-a", "sim-b", "sim-texture-0"})
+    matrix.submit_cnn_runs(
+        None, draws, main=["sim-a", "sim-b"], models=["fcn", "unet"], texture_models=["unet"], seeds=[0],
+        model_size="cpu", fit_settings={}, epoch_cap=None, results_path=None, runs_dir="runs", maps_dir=None,
+        convergence_path=None, dataset_models={"sim-a": ["unet"], "sim-texture-0": ["fcn"]},
+    )  # fmt: skip
+    ran = [(repr(a[0]), a[1]) for n, a, _ in recorder if n == "run_checked"]
+    # sim-a its own list, sim-b every model, the sweep its texture_models (a main-dataset setting only)
+    assert ran == [("sim-a@0", "unet"), ("sim-b@0", "fcn"), ("sim-b@0", "unet"), ("sim-texture-0@0", "unet")]
+
+
+def test_the_default_runs_u_net_and_only_main_datasets_in_its_per_dataset_cnns():
+    """U-Net is the regime map's CNN: its full-label rows must exist wherever its budget rows run."""
+    import yaml
+
+    from helpers import chain
+
+    params = yaml.safe_load((chain.REPO / "notebooks" / "params" / "default.yaml").read_text())
+    chosen = params["notebooks"]["03_cnn_models"]["dataset_models"]
+    assert set(chosen) == set(params["dataset_names"])
+    assert all("unet" in models for models in chosen.values())

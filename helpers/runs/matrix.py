@@ -209,6 +209,7 @@ def submit_cnn_runs(
     label_budgets: Sequence[str] = (),
     budget_names: Sequence[str] = (),
     budget_seeds: Mapping[str, Sequence[int]] | None = None,
+    dataset_models: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list, list[dict]]:
     """Notebook 03's runs: every CNN on every main dataset, ``texture_models`` on the sweep, every seed.
 
@@ -236,10 +237,13 @@ def submit_cnn_runs(
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
             (:func:`budget_specs`; ``draws`` must hold them, :func:`all_seeds`).
+        dataset_models: ``{main dataset: CNNs}`` run there instead of ``models`` (a dataset not named runs
+            ``models``): the default runs each main dataset's validation-best CNN beside U-Net, for its budget.
     """
     jobs, runs = [], []
+    per_dataset = dict(dataset_models or {})
     for name, per_seed in draws.items():
-        for model_name in models if name in main else texture_models:
+        for model_name in per_dataset.get(name, models) if name in main else texture_models:
             for seed in seeds:
                 ds = per_seed[seed]
                 checked = _checked(convergence_path, seed, seeds)
@@ -388,9 +392,8 @@ def submit_fm_runs(
             if m in fm_finetuned.VARIANTS
         }
         study_specs = budget_specs([name], study_budgeted, seeds, deep_below, budget_seeds)
-        pre_seeds = list(
-            dict.fromkeys([*seeds, *(s.seed for s in study_specs)])
-        )  # draws a fine-tune starts on
+        # every draw a fine-tune starts on, the budgets' own replicates included
+        pre_seeds = list(dict.fromkeys([*seeds, *(s.seed for s in study_specs)]))
         pre = _pretrainings(client, per_seed, pre_seeds, pretext, settings, corpus, {**pre_kw, **record_kw})
         fm_kw = dict(
             settings=settings,
@@ -422,27 +425,11 @@ def submit_fm_runs(
         _compute_curve(
             out, name, per_seed, seeds, tuned, compute_fractions, pre, pretext, fm_kw, compute_path
         )
-        for spec in study_specs:
-            ds = per_seed[spec.seed]
-            after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
-            run = {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"}
-            fm_args = (fm_finetuned.run_fm_rows, ds, spec.label_budget, spec.seed, spec.seed)
-            out.add(run, at_budget, *fm_args, models=[spec.model], after=after, **fm_kw)
         finetune_budgeted = (
             [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
-        for spec in budget_specs([name], finetune_budgeted, seeds, deep_below, budget_seeds):
-            out.add(
-                {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"},
-                at_budget,
-                galileo_finetuned.run_galileo_nano_finetune,
-                per_seed[spec.seed],
-                spec.label_budget,
-                spec.seed,
-                spec.seed,
-                pretrained=spec.model == galileo_finetuned.FINETUNE_ROW,
-                **galileo_kw,
-            )
+        galileo_specs = budget_specs([name], finetune_budgeted, seeds, deep_below, budget_seeds)
+        _budget_fine_tunes(out, name, per_seed, study_specs, galileo_specs, pre, pretext, fm_kw, galileo_kw)
         frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
         frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
         frozen_plan = [
@@ -455,6 +442,34 @@ def submit_fm_runs(
     ):  # the pooled pretrainings' checks, after every pretraining (fine-tunes do not wait)
         out.jobs += corpus.submit_checks(client, settings, {**pre_kw, **record_kw})
     return out.jobs, out.runs
+
+
+def _budget_fine_tunes(
+    out, name, per_seed, study_specs, galileo_specs, pre, pretext, fm_kw, galileo_kw
+) -> None:
+    """The fine-tuned rows of one dataset below full labels, each on its seed's draw seen through its budget.
+
+    The in-study rows wait for their draw's pretraining (which never sees a budget); the Galileo-nano pair starts
+    from its published weights and from random init.
+    """
+    for spec in study_specs:
+        ds = per_seed[spec.seed]
+        after = [pre[id(ds), pretext[spec.model]]] if pretext.get(spec.model) else []
+        run = {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"}
+        fm_args = (fm_finetuned.run_fm_rows, ds, spec.label_budget, spec.seed, spec.seed)
+        out.add(run, at_budget, *fm_args, models=[spec.model], after=after, **fm_kw)
+    for spec in galileo_specs:
+        out.add(
+            {"dataset": name, "seed": spec.seed, "rows": f"{spec.model} @ {spec.label_budget}"},
+            at_budget,
+            galileo_finetuned.run_galileo_nano_finetune,
+            per_seed[spec.seed],
+            spec.label_budget,
+            spec.seed,
+            spec.seed,
+            pretrained=spec.model == galileo_finetuned.FINETUNE_ROW,
+            **galileo_kw,
+        )
 
 
 def _seed_rows(
