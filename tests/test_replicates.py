@@ -232,6 +232,11 @@ def test_a_budget_runs_its_own_replicates_and_the_full_label_block_keeps_the_see
     seeds, budget_seeds = [0, 1], {"points-10.0": [0, 1, 2]}
     assert matrix.all_seeds(seeds, budget_seeds) == [0, 1, 2]
     assert matrix.all_seeds([1, 0]) == [1, 0]
+    assert matrix.all_seeds(seeds, budget_seeds, ["points-10"]) == [0, 1, 2]
+    with pytest.raises(
+        ValueError, match=r"budget_seeds names \['points-100'\]"
+    ):  # a misspelt budget runs nothing
+        matrix.all_seeds(seeds, {"points-100": [3]}, ["all", "points-10"])
     got = matrix.budget_specs(["sim-a"], ["rf"], seeds, ["all", "points-10", "points-100"], budget_seeds)
     assert [(s.label_budget, s.seed) for s in got] == [
         ("points-10", 0),

@@ -85,9 +85,24 @@ def seeds_by_budget(budget_seeds: Mapping[str, Sequence[int]] | None) -> dict[st
     return {labels.LabelBudget.parse(b).tag: [int(s) for s in v] for b, v in (budget_seeds or {}).items()}
 
 
-def all_seeds(seeds: Sequence[int], budget_seeds: Mapping[str, Sequence[int]] | None = None) -> list[int]:
-    """Every replicate the matrix runs, ``seeds`` first: the data draws a notebook prepares."""
-    extra = [s for v in seeds_by_budget(budget_seeds).values() for s in v]
+def all_seeds(
+    seeds: Sequence[int],
+    budget_seeds: Mapping[str, Sequence[int]] | None = None,
+    label_budgets: Sequence[str] | None = None,
+) -> list[int]:
+    """Every replicate the matrix runs, ``seeds`` first: the data draws a notebook prepares.
+
+    With ``label_budgets`` (the budgets the notebook runs), a budget of ``budget_seeds`` that none of them is raises:
+    a misspelt budget would otherwise add no run, silently.
+    """
+    by = seeds_by_budget(budget_seeds)
+    if label_budgets is not None:
+        unknown = sorted(set(by) - {b.tag for b in labels.parse_all(label_budgets)})
+        if unknown:
+            raise ValueError(
+                f"budget_seeds names {unknown}, which the label budgets run here ({list(label_budgets)}) do not hold"
+            )
+    extra = [s for v in by.values() for s in v]
     return list(dict.fromkeys([*map(int, seeds), *extra]))
 
 
