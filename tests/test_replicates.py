@@ -237,7 +237,9 @@ def test_a_budget_runs_its_own_replicates_and_the_full_label_block_keeps_the_see
         ValueError, match=r"budget_seeds names \['points-100'\]"
     ):  # a misspelt budget runs nothing
         matrix.all_seeds(seeds, {"points-100": [3]}, ["all", "points-10"])
-    got = matrix.budget_specs(["sim-a"], ["rf"], seeds, ["all", "points-10", "points-100"], budget_seeds)
+    got = matrix.specs(
+        ["sim-a"], ["rf"], seeds, matrix.below_all(["all", "points-10", "points-100"]), budget_seeds
+    )
     assert [(s.label_budget, s.seed) for s in got] == [
         ("points-10", 0),
         ("points-10", 1),
@@ -245,7 +247,7 @@ def test_a_budget_runs_its_own_replicates_and_the_full_label_block_keeps_the_see
         ("points-100", 0),
         ("points-100", 1),
     ]
-    assert matrix.budget_specs(["sim-a"], ["rf"], seeds, ["points-10"]) == matrix.specs(
+    assert matrix.specs(["sim-a"], ["rf"], seeds, ["points-10"], {}) == matrix.specs(
         ["sim-a"], ["rf"], seeds, ["points-10"]
     )
     draws = _draws(["sim-a"], [0, 1, 2], simulated={"sim-a"})

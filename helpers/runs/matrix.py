@@ -69,14 +69,21 @@ def specs(
     models: Sequence[str],
     seeds: Sequence[int],
     label_budgets: Sequence[str] = (labels.ALL,),
+    budget_seeds: Mapping[str, Sequence[int]] | None = None,
 ) -> list[RunSpec]:
-    """Every (dataset, model, seed, budget) of a block of the matrix, budgets outermost after the dataset."""
+    """Every (dataset, model, seed, budget) of a block of the matrix, budgets outermost after the dataset.
+
+    A budget that ``budget_seeds`` names runs its own seeds (:func:`seeds_by_budget`), the others ``seeds``: the
+    regime map asks for more replicates where its leading rows are not separated at the smallest budget, and naming
+    them per budget costs only those rows (the full-label block keeps ``seeds``).
+    """
+    by = seeds_by_budget(budget_seeds)
     return [
         RunSpec(d, m, int(s), b)
         for d in datasets
         for b in [x.tag for x in labels.parse_all(label_budgets)]
         for m in models
-        for s in seeds
+        for s in by.get(b, seeds)
     ]
 
 
@@ -104,28 +111,6 @@ def all_seeds(
             )
     extra = [s for v in by.values() for s in v]
     return list(dict.fromkeys([*map(int, seeds), *extra]))
-
-
-def budget_specs(
-    datasets: Sequence[str],
-    models: Sequence[str],
-    seeds: Sequence[int],
-    label_budgets: Sequence[str],
-    budget_seeds: Mapping[str, Sequence[int]] | None = None,
-) -> list[RunSpec]:
-    """The runs below full labels: :func:`specs` at each budget below ``all``, with that budget's own seeds.
-
-    ``budget_seeds`` names the seeds of a budget (else it runs ``seeds``). The regime map asks for more replicates where its leading rows are not separated at the smallest budget; naming
-    them per budget costs only those rows, and the full-label block keeps ``seeds``.
-    """
-    by = seeds_by_budget(budget_seeds)
-    return [
-        RunSpec(d, m, int(s), b)
-        for d in datasets
-        for b in below_all(label_budgets)
-        for m in models
-        for s in by.get(b, seeds)
-    ]
 
 
 def distinct(per_seed: Mapping[int, object], seeds: Sequence[int]) -> list[tuple[object, list[int]]]:
@@ -251,7 +236,7 @@ def submit_cnn_runs(
         label_budgets: Budget tags (:mod:`helpers.data.labels`); ``all`` is the main block and is left out here.
         budget_names: Datasets the budgets run on (:func:`budget_datasets`).
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
-            (:func:`budget_specs`; ``draws`` must hold them, :func:`all_seeds`).
+            (:func:`specs`; ``draws`` must hold them, :func:`all_seeds`).
         dataset_models: ``{main dataset: CNNs}`` run there instead of ``models`` (a dataset not named runs
             ``models``): the default runs each main dataset's validation-best CNN beside U-Net, for its budget.
     """
@@ -283,7 +268,7 @@ def submit_cnn_runs(
                     )
                 )
                 runs.append({"dataset": name, "model": model_name, "seed": seed})
-    for spec in budget_specs(budget_names, budget_models, seeds, label_budgets, budget_seeds):
+    for spec in specs(budget_names, budget_models, seeds, below_all(label_budgets), budget_seeds):
         ds = draws[spec.dataset][spec.seed]
         jobs.append(
             engine.submit(
@@ -379,7 +364,7 @@ def submit_fm_runs(
             beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
             candidate.
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
-            (:func:`budget_specs`; ``draws`` must hold them, :func:`all_seeds`).
+            (:func:`specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
@@ -406,9 +391,9 @@ def submit_fm_runs(
             for m in [*in_study, *study_budgeted]
             if m in fm_finetuned.VARIANTS
         }
-        study_specs = budget_specs([name], study_budgeted, seeds, deep_below, budget_seeds)
+        study_specs = specs([name], study_budgeted, seeds, deep_below, budget_seeds)
         # every draw a fine-tune starts on, the budgets' own replicates included
-        pre_seeds = list(dict.fromkeys([*seeds, *(s.seed for s in study_specs)]))
+        pre_seeds = all_seeds([*seeds, *(s.seed for s in study_specs)])
         pre = _pretrainings(client, per_seed, pre_seeds, pretext, settings, corpus, {**pre_kw, **record_kw})
         fm_kw = dict(
             settings=settings,
@@ -443,13 +428,13 @@ def submit_fm_runs(
         finetune_budgeted = (
             [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
-        galileo_specs = budget_specs([name], finetune_budgeted, seeds, deep_below, budget_seeds)
+        galileo_specs = specs([name], finetune_budgeted, seeds, deep_below, budget_seeds)
         _budget_fine_tunes(out, name, per_seed, study_specs, galileo_specs, pre, pretext, fm_kw, galileo_kw)
         frozen = [r for r in published_rows if r not in galileo_finetuned.FINETUNE_ROWS]
         frozen_budgeted = [m for m in budgeted if m in fm_frozen.ROWS] if below else []
         frozen_plan = [
             *specs([name], frozen, seeds),
-            *budget_specs([name], frozen_budgeted, seeds, below, budget_seeds),
+            *specs([name], frozen_budgeted, seeds, below, budget_seeds),
         ]
         _frozen_jobs(out, name, per_seed, frozen_plan, cache_dir, common)
     if (
