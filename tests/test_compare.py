@@ -265,7 +265,16 @@ def test_texture_gains_are_paired_differences(table):
 
 
 def _write_scores(
-    path, dataset, task, model, family, values, pretraining="none", splits=("val", "test"), note=""
+    path,
+    dataset,
+    task,
+    model,
+    family,
+    values,
+    pretraining="none",
+    splits=("val", "test"),
+    note="",
+    platform="",
 ):
     """Rows whose miou_macro equals ``values[seed]`` exactly (per-class IoU all equal to it)."""
     rows = []
@@ -273,6 +282,8 @@ def _write_scores(
         ctx = dict(task=task, dataset=dataset, model=model, family=family, pretraining=pretraining, seed=seed)
         if note:
             ctx["note"] = note
+        if platform:
+            ctx["platform"] = platform
         s = {
             "iou": np.array([v, v]),
             "f1": np.array([v, v]),
@@ -698,3 +709,23 @@ def test_claim3_evidence_names_sides_fine_tuned_in_different_precisions(tmp_path
     mixed = "fine-tuned in different precisions (prithvi_mae: bf16 autocast; prithvi_random: float32)"
     assert mixed in _row(f, "3 MAE vs random", "sim-flood")["evidence"]
     assert "different precisions" not in _row(f, "3 MAE vs spectral", "sim-flood")["evidence"]
+
+
+def test_evidence_names_sides_trained_on_different_cpus(tmp_path):
+    """Default rows from one machine beside full.yaml rows from another: the cell says so; classical rows never."""
+    p = tmp_path / "r.csv"
+    amx, epyc = "x86_64 AVX512 bf16=amx+avx512 torch=2.13.0+cpu", "x86_64 AVX512 bf16=avx512 torch=2.13.0+cpu"
+    _write_scores(
+        p, "sim-flood", "flood", "prithvi_mae", "fm", [0.70, 0.71, 0.72], "mae-in-study", platform=epyc
+    )
+    _write_scores(p, "sim-flood", "flood", "prithvi_random", "fm", [0.60, 0.61, 0.62], "none", platform=amx)
+    _write_scores(
+        p, "sim-flood", "flood", "prithvi_spectral", "fm", [0.6, 0.6, 0.6], "spectral-in-study", platform=epyc
+    )
+    _write_scores(p, "sim-flood", "flood", "unet", "cnn", [0.80, 0.82, 0.81], platform=epyc)
+    _write_scores(p, "sim-flood", "flood", "rf", "classical", [0.5, 0.52, 0.51], platform="x86_64 other")
+    f = verdicts.findings(results.read(p), n_boot=300)
+    mixed = f"trained on different CPUs (prithvi_mae: {epyc}; prithvi_random: {amx})"
+    assert mixed in _row(f, "3 MAE vs random", "sim-flood")["evidence"]
+    assert "different CPUs" not in _row(f, "3 MAE vs spectral", "sim-flood")["evidence"]
+    assert not f["evidence"].str.contains("x86_64 other").any()  # a classical side's CPU is never named

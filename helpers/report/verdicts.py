@@ -303,6 +303,7 @@ def findings(
             ]
             if claim == 3:
                 parts += _precision_mismatch(d, eff.a_model, eff.b_model)
+            parts += _platform_mismatch(d, eff.a_model, eff.b_model)
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
                 replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
@@ -417,6 +418,31 @@ def _precision_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
     return [
         f"fine-tuned in different precisions ({a}: {', '.join(sorted(pa))}; {b}: {', '.join(sorted(pb))})"
     ]
+
+
+def _platforms(d: pd.DataFrame, model: str) -> set[str]:
+    """The CPUs (``platform``) a model's network rows were trained on; empty for classical rows.
+
+    Classical rows reproduce bit for bit on every CPU the study has met, so their platform says nothing about their
+    numbers; a network's floating-point path differs from one CPU to the next (its run key names the platform).
+    """
+    if "platform" not in d or "family" not in d:
+        return set()
+    rows = d.loc[(d["model"] == model) & (d["family"].astype(str) != "classical"), "platform"]
+    return {str(p) for p in rows.dropna() if str(p)}
+
+
+def _platform_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
+    """A cell whose two sides' networks were trained on different CPUs says so.
+
+    A committed table can hold the default chain's rows from one machine beside ``full.yaml`` rows computed on
+    another: both are valid runs, but their paired difference then includes the two CPUs' floating-point paths
+    (path noise of the size two seeds' paths differ by, not a bias), which a reader should know.
+    """
+    pa, pb = _platforms(d, a), _platforms(d, b)
+    if not pa or not pb or pa == pb:
+        return []
+    return [f"trained on different CPUs ({a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))})"]
 
 
 def _expect_key(text: str) -> str:
