@@ -729,3 +729,27 @@ def test_evidence_names_sides_trained_on_different_cpus(tmp_path):
     assert mixed in _row(f, "3 MAE vs random", "sim-flood")["evidence"]
     assert "different CPUs" not in _row(f, "3 MAE vs spectral", "sim-flood")["evidence"]
     assert not f["evidence"].str.contains("x86_64 other").any()  # a classical side's CPU is never named
+
+
+def test_pretext_gains_pair_within_budget_and_say_where_the_twin_did_not_run(tmp_path):
+    """Gains over random init per label budget: paired by replicate at the same budget, never across budgets."""
+    from helpers.report import pretext_figures
+
+    p = tmp_path / "r.csv"
+    _write_scores(p, "sim-burn", "burn", "prithvi_arch_small_mae", "fm", [0.70, 0.74, 0.72], "mae-in-study")
+    _write_scores(p, "sim-burn", "burn", "prithvi_arch_small_random", "fm", [0.60, 0.70, 0.71], "none")
+    _write_scores(p, "sim-burn", "burn", "unet", "cnn", [0.9, 0.9, 0.9])
+    table = results.read(p)
+    sparse = table[table["model"] == "prithvi_arch_small_mae"].assign(label_budget="points-10")
+    sparse["value"] = sparse["value"] - 0.5  # the 10 px/class rows: far below, and no twin at that budget
+    g = pretext_figures.pretext_gains(pd.concat([table, sparse], ignore_index=True))
+    assert list(g["label_budget"]) == ["points-10", "all"]  # smallest budget first
+    full = g.iloc[1]
+    assert full["reference"] == "prithvi_arch_small_random" and full["n_replicates"] == 3
+    assert full["gain_mean"] == pytest.approx(5.0) and (full["gain_min"], full["gain_max"]) == pytest.approx(
+        (1.0, 10.0)
+    )
+    small = g.iloc[0]
+    assert small["n_replicates"] == 0 and np.isnan(small["gain_mean"])
+    assert small["note"] == "prithvi_arch_small_random not run at this budget"
+    assert pretext_figures.pretext_gains(table[table["model"] == "unet"]).empty

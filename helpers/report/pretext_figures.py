@@ -1,8 +1,9 @@
 """Claim 3 as figures: whether pretraining helps as far as its pretext aligns with the task (notebooks 04 and 05).
 
 :func:`pretext_alignment_figure` draws each starting point of the same architecture (random init, the in-study
-pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init.
-Conventions as in :mod:`helpers.report.figures`.
+pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init on
+the sweep, and :func:`pretext_gains` the same gains as a table per dataset and label budget (pretraining should pay
+most where labels are few). Conventions as in :mod:`helpers.report.figures`.
 """
 
 from __future__ import annotations
@@ -116,15 +117,7 @@ def pretext_gain_figure(df: pd.DataFrame) -> plt.Figure | None:
     sweep = compare.texture_datasets(vals["dataset"].unique())
     vals = vals[vals["dataset"].isin(sweep) & (vals["family"] == "fm")]
     knob = {d: simulate.parse_name(d)[1] for d in sweep}
-    info = vals.drop_duplicates("model").set_index("model")["pretraining"].fillna("none")
-    arch = {m: verdicts.architecture(m) for m in info.index}
-    pairs = [
-        (m, r, f"{figure_parts.PRETRAINING_LABELS.get(p, p)} ({arch[m]})")
-        for m, p in info.items()
-        if p != "none"
-        for r in info.index
-        if info[r] == "none" and arch[r] == arch[m] and r != m
-    ]
+    pairs = [(m, r, _pair_label(m, p)) for m, r, p in _random_init_pairs(vals)]
     if not pairs:
         return None
     fig, ax = plt.subplots(figsize=plotting.page_size("full", 3.0))
@@ -146,3 +139,76 @@ def pretext_gain_figure(df: pd.DataFrame) -> plt.Figure | None:
         "Claim 3 on the sweep: pretrained minus random init of the same network, paired by replicate"
     )
     return fig
+
+
+def _random_init_pairs(vals: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(pretrained model, its random-init twin, pretraining)``: FM rows paired as claim 3's cells pair them.
+
+    A twin is the row of the same architecture (:func:`helpers.report.verdicts.architecture`) with no pretraining.
+    """
+    info = vals.drop_duplicates("model").set_index("model")["pretraining"].fillna("none")
+    arch = {m: verdicts.architecture(m) for m in info.index}
+    return [
+        (m, r, str(p))
+        for m, p in info.items()
+        if p != "none"
+        for r in info.index
+        if info[r] == "none" and arch[r] == arch[m] and r != m
+    ]
+
+
+def _pair_label(model: str, pretraining: str) -> str:
+    return f"{figure_parts.PRETRAINING_LABELS.get(pretraining, pretraining)} ({verdicts.architecture(model)})"
+
+
+def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
+    """What each pretraining buys over random init of the same network, per dataset and label budget (points).
+
+    Pretraining is supposed to matter most where labels are few, so the gain of every pretrained FM row over its
+    random-init twin (:func:`_random_init_pairs`) is shown at each label budget the pretrained row ran: test
+    ``miou_macro`` minus the twin's, paired within replicate (same data draw, seed and labels), as the mean and the
+    lowest and highest replicate (a range of a few values, not an interval). Where the twin did not run at that
+    budget the row says so (``paired`` 0) instead of comparing across budgets.
+
+    Args:
+        df: Results table as :func:`helpers.results.read` returns it (every label budget).
+
+    Returns:
+        One row per ``(dataset, label_budget, model)``: ``reference`` (the twin), ``pretraining``,
+        ``n_replicates`` (paired), ``gain_mean``, ``gain_min``, ``gain_max`` (points) and ``note``; empty when the
+        table holds no pair.
+    """
+    from helpers.report import regime
+
+    rows = compare.scored(
+        df
+    )  # as helpers.results.read gives it: every row has its label_budget ("all": full)
+    rows = rows.loc[
+        (rows["metric"] == "miou_macro")
+        & (rows["split"] == "test")
+        & (rows["class"] == "")
+        & (rows["family"] == "fm")
+    ]
+    cols = ["dataset", "label_budget", "model", "reference", "pretraining", "n_replicates", "gain_mean", "gain_min",
+            "gain_max", "note"]  # fmt: skip
+    out = []
+    for model, ref, pretraining in _random_init_pairs(rows):
+        mine = rows[rows["model"] == model].set_index(["dataset", "label_budget", "seed"])["value"]
+        twin = rows[rows["model"] == ref].set_index(["dataset", "label_budget", "seed"])["value"]
+        for (dataset, budget), a in mine.groupby(level=["dataset", "label_budget"]):
+            gain = 100 * (a - twin.reindex(a.index)).dropna()
+            note = "" if len(gain) else f"{ref} not run at this budget"
+            stats = (gain.mean(), gain.min(), gain.max()) if len(gain) else (np.nan,) * 3
+            out.append((dataset, budget, model, ref, pretraining, len(gain), *stats, note))
+    if not out:
+        return pd.DataFrame(columns=cols)
+    table = pd.DataFrame(out, columns=cols)
+    key = table.apply(
+        lambda r: (
+            compare.dataset_sort_key(r["dataset"]),
+            regime.budget_order(r["label_budget"]),
+            r["model"],
+        ),
+        axis=1,
+    )
+    return table.loc[key.sort_values().index].reset_index(drop=True)
