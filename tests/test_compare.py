@@ -753,3 +753,6 @@ def test_pretext_gains_pair_within_budget_and_say_where_the_twin_did_not_run(tmp
     assert small["n_replicates"] == 0 and np.isnan(small["gain_mean"])
     assert small["note"] == "prithvi_arch_small_random not run at this budget"
     assert pretext_figures.pretext_gains(table[table["model"] == "unet"]).empty
+    other_cpu = table.assign(platform=table["model"].map({"prithvi_arch_small_mae": "cpu a"}).fillna("cpu b"))
+    assert "different CPUs" in pretext_figures.pretext_gains(other_cpu).iloc[0]["note"]
+    assert pretext_figures.pretext_gains(table.assign(platform="cpu a")).iloc[0]["note"] == ""

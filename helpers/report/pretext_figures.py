@@ -168,7 +168,8 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
     random-init twin (:func:`_random_init_pairs`) is shown at each label budget the pretrained row ran: test
     ``miou_macro`` minus the twin's, paired within replicate (same data draw, seed and labels), as the mean and the
     lowest and highest replicate (a range of a few values, not an interval). Where the twin did not run at that
-    budget the row says so (``paired`` 0) instead of comparing across budgets.
+    budget the row says so (``n_replicates`` 0) instead of comparing across budgets, and a pair whose two sides were
+    trained on different CPUs says that (:func:`helpers.report.verdicts.network_platforms`).
 
     Args:
         df: Results table as :func:`helpers.results.read` returns it (every label budget).
@@ -198,6 +199,10 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
         for (dataset, budget), a in mine.groupby(level=["dataset", "label_budget"]):
             gain = 100 * (a - twin.reindex(a.index)).dropna()
             note = "" if len(gain) else f"{ref} not run at this budget"
+            cell = rows[(rows["dataset"] == dataset) & (rows["label_budget"] == budget)]
+            cpus = verdicts.network_platforms(cell, model), verdicts.network_platforms(cell, ref)
+            if len(gain) and all(cpus) and cpus[0] != cpus[1]:
+                note = "trained on different CPUs (path noise in the difference; the findings' evidence names them)"
             stats = (gain.mean(), gain.min(), gain.max()) if len(gain) else (np.nan,) * 3
             out.append((dataset, budget, model, ref, pretraining, len(gain), *stats, note))
     if not out:

@@ -420,7 +420,7 @@ def _precision_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
     ]
 
 
-def _platforms(d: pd.DataFrame, model: str) -> set[str]:
+def network_platforms(d: pd.DataFrame, model: str) -> set[str]:
     """The CPUs (``platform``) a model's network rows were trained on; empty for classical rows.
 
     Classical rows reproduce bit for bit on every CPU the study has met, so their platform says nothing about their
@@ -439,7 +439,7 @@ def _platform_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
     another: both are valid runs, but their paired difference then includes the two CPUs' floating-point paths
     (path noise of the size two seeds' paths differ by, not a bias), which a reader should know.
     """
-    pa, pb = _platforms(d, a), _platforms(d, b)
+    pa, pb = network_platforms(d, a), network_platforms(d, b)
     if not pa or not pb or pa == pb:
         return []
     return [f"trained on different CPUs ({a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))})"]
