@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from helpers.data import simulate
-from helpers.report import compare, figure_parts, plotting, verdicts
+from helpers.report import compare, figure_parts, plotting, regime, verdicts
 
 
 def pretext_alignment_figure(
@@ -179,11 +179,8 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
         ``n_replicates`` (paired), ``gain_mean``, ``gain_min``, ``gain_max`` (points) and ``note``; empty when the
         table holds no pair.
     """
-    from helpers.report import regime
-
-    rows = compare.scored(
-        df
-    )  # as helpers.results.read gives it: every row has its label_budget ("all": full)
+    # as helpers.results.read gives it: every row has its label_budget ("all" at full labels)
+    rows = compare.scored(df)
     rows = rows.loc[
         (rows["metric"] == "miou_macro")
         & (rows["split"] == "test")
