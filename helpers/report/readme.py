@@ -290,12 +290,13 @@ def study_datasets(
 def default_datasets(df: pd.DataFrame, params: str | os.PathLike) -> list[str]:
     """:func:`study_datasets` under a parameter file's ``dataset_names`` and ``texture_knobs`` (the README's).
 
-    The values are those the chain passes notebook 05 (:func:`helpers.chain.parameters_for`: its own overrides win),
-    so the README reports what notebook 05 reports.
+    Notebook 05's own values win where the file overrides them (``notebooks: 05_comparison:``), as the chain passes
+    them: the README reports what notebook 05 reports.
     """
-    from helpers import chain
+    import yaml
 
-    cfg = chain.parameters_for(chain.NOTEBOOKS / "05_comparison.ipynb", chain.load_params(params))
+    cfg = yaml.safe_load(Path(params).read_text(encoding="utf-8"))
+    cfg = {**cfg, **((cfg.get("notebooks") or {}).get("05_comparison") or {})}
     return study_datasets(df, cfg["dataset_names"], cfg["texture_knobs"])
 
 
