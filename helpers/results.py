@@ -490,7 +490,16 @@ def _with_budget(df: pd.DataFrame) -> pd.DataFrame:
 
 def full_labels(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of full-label runs (``label_budget == "all"``): the study's main comparison and findings."""
-    return df[_with_budget(df.copy())["label_budget"] == "all"]
+    return at_budget(df, "all")
+
+
+def at_budget(df: pd.DataFrame, label_budget: str) -> pd.DataFrame:
+    """The rows of runs at one label budget (its tag, e.g. ``"points-10"``; ``"all"``: full labels).
+
+    One budget at a time, because a run at 10 labelled pixels per class and the same run with every label share
+    (dataset, model, seed): pooling them would pair a model's scarce-label score with another's full-label one.
+    """
+    return df[_with_budget(df.copy())["label_budget"] == str(label_budget)]
 
 
 #: Text columns written as empty strings (not NaN) when a row lacks them.

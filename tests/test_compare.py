@@ -756,3 +756,41 @@ def test_pretext_gains_pair_within_budget_and_say_where_the_twin_did_not_run(tmp
     other_cpu = table.assign(platform=table["model"].map({"prithvi_arch_small_mae": "cpu a"}).fillna("cpu b"))
     assert "different CPUs" in pretext_figures.pretext_gains(other_cpu).iloc[0]["note"]
     assert pretext_figures.pretext_gains(table.assign(platform="cpu a")).iloc[0]["note"] == ""
+
+
+def test_claim3_at_a_smaller_budget_uses_only_that_budgets_runs(tmp_path):
+    """Claim 3 asked again at 10 px/class: that budget's rows only, claim 3's cells only, a Holm family of its own."""
+    from helpers.report import pretext_figures
+
+    p = tmp_path / "r.csv"
+    # full labels: the published weights win clearly on both datasets
+    for ds, task in (("sim-flood", "flood"), ("sim-texture-1", "texture")):
+        _write_scores(p, ds, task, "galileo_nano_finetune", "fm", [0.80, 0.82, 0.84], "published")
+        _write_scores(p, ds, task, "galileo_nano_finetune_random", "fm", [0.60, 0.61, 0.62], "none")
+        _write_scores(p, ds, task, "rf", "classical", [0.7, 0.7, 0.7])
+    full = results.read(p)
+    # at 10 px/class the random init wins on sim-flood; sim-texture-1 has no random-init twin there
+    small = full[full["model"] != "rf"].assign(label_budget="points-10")
+    flood_pub = (small["dataset"] == "sim-flood") & (small["model"] == "galileo_nano_finetune")
+    small.loc[flood_pub, "value"] -= 0.4
+    small = small[
+        ~((small["dataset"] == "sim-texture-1") & (small["model"] == "galileo_nano_finetune_random"))
+    ]
+    both = pd.concat([full, small], ignore_index=True)
+    assert (
+        _verdict(verdicts.findings(both, n_boot=300), "3 published vs random", "sim-flood") == verdicts.HOLDS
+    )
+    out = pretext_figures.write_claim3_at_budgets(both, tmp_path / "fig", n_boot=300)
+    assert list(out) == ["points-10"]
+    f, paths = out["points-10"]
+    assert set(f["claim"]) == {3}  # claims 1 and 2 are the regime map's at a budget
+    assert _verdict(f, "3 published vs random", "sim-flood") == verdicts.FAILS
+    assert _row(f, "3 published vs random", "sim-flood")["estimate"] == pytest.approx(-0.19)  # 0.42 - 0.61
+    # sim-texture-1's published row has no twin at this budget: no cell is invented from the full-label twin
+    assert not ((f["dataset"] == "sim-texture-1") & f["cell"].str.startswith("3 published")).any()
+    tested = f["p_adjusted"].notna()
+    np.testing.assert_allclose(f.loc[tested, "p_adjusted"], stats.holm(f.loc[tested, "p"]))
+    md = paths[0].read_text()
+    assert paths[0].name == "findings_points-10.md" and "## Claim 3 at label budget points-10" in md
+    assert f"over the {int(tested.sum())} tested cells of this table" in md
+    assert pretext_figures.claim3_at_budgets(full) == {}  # full labels only: nothing to ask again

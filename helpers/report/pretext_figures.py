@@ -3,12 +3,13 @@
 :func:`pretext_alignment_figure` draws each starting point of the same architecture (random init, the in-study
 pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init on
 the sweep, and :func:`pretext_gains` the same gains as a table per dataset and label budget (pretraining should pay
-most where labels are few). Conventions as in :mod:`helpers.report.figures`.
+most where labels are few); :func:`claim3_at_budgets` asks claim 3's verdict cells again at each smaller budget. Conventions as in :mod:`helpers.report.figures`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +18,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from helpers.data import simulate
-from helpers.report import compare, figure_parts, plotting, regime, verdicts
+from helpers.report import compare, figure_parts, plotting, regime, table_format, tables, verdicts
 
 
 def pretext_alignment_figure(
@@ -214,3 +215,62 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
         axis=1,
     )
     return table.loc[key.sort_values().index].reset_index(drop=True)
+
+
+def claim3_at_budgets(
+    df: pd.DataFrame,
+    *,
+    n_boot: int = compare.DEFAULT_N_BOOT,
+    seed: int = 0,
+    chips_dir: str | Path | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Claim 3's verdict cells at every label budget below full labels: ``{budget tag: findings}``.
+
+    Pretraining is supposed to pay most where labels are few, so the findings' claim-3 cells (each pretext and the
+    published weights against random init of the same network; :func:`helpers.report.verdicts.findings`) are asked
+    again on the runs of each smaller budget, with the same candidates, rule and margin. Each budget is its own
+    table with its own Holm correction: its cells are a second family of tests, not pooled with the full-label
+    findings. A cell whose pretext or twin did not run at that budget says ``missing``.
+
+    Args:
+        df: Results table as :func:`helpers.results.read` returns it (every label budget).
+        n_boot: Bootstrap resamples per cell.
+        seed: Bootstrap seed.
+        chips_dir: The runs' per-chip counts (real data: test chips resampled too), as for the findings.
+    """
+    budgets = set(compare.scored(df)["label_budget"].astype(str)) - {"all"}
+    return {
+        b: verdicts.findings(df, label_budget=b, claims=(3,), n_boot=n_boot, seed=seed, chips_dir=chips_dir)
+        for b in sorted(budgets, key=regime.budget_order)
+    }
+
+
+def write_claim3_at_budgets(
+    df: pd.DataFrame, figures_dir: str | Path, **kw
+) -> dict[str, tuple[pd.DataFrame, list[Path]]]:
+    """Write :func:`claim3_at_budgets` as ``tables/findings_<budget>.md`` and ``.tex``; returns each frame and paths.
+
+    The rule above each table says what differs from ``findings.md``: only claim 3, only that budget's runs, and
+    its own Holm family.
+    """
+    out = {}
+    for budget, found in claim3_at_budgets(df, **kw).items():
+        n_tested = int(pd.to_numeric(found["p_adjusted"], errors="coerce").notna().sum())
+        preamble = (
+            f"## Claim 3 at label budget {budget}\n\n{verdicts.CLAIMS[3]}.\n\n"
+            f"The cells, candidates and rule of findings.md (its preamble), asked on the runs at {budget} only "
+            "(points-K: every training chip's imagery, K labelled pixels per class; validation and test whole), "
+            "where pretraining is supposed to pay most. A difference is declared when its Holm-adjusted p-value "
+            f"(over the {n_tested} tested cells of this table, a family of its own) is below 0.05. SIMULATED data "
+            "except Indian Pines."
+        )
+        paths = table_format.write_table(
+            f"findings_{budget}",
+            tables.findings_table(found),
+            figures_dir,
+            caption=f"Claim 3 at label budget {budget}: effect with its named interval, Holm p, verdict, evidence.",
+            align="lllp{0.14\\linewidth}p{0.2\\linewidth}rllp{0.22\\linewidth}",
+            preamble=preamble,
+        )
+        out[budget] = (found, paths)
+    return out

@@ -10,7 +10,7 @@ aggregates and selection in :mod:`helpers.report.compare`; this module only deci
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ def _wide(rows: pd.DataFrame, split: str) -> pd.DataFrame:
         bad = part.loc[dup, ["model", "seed"]].drop_duplicates().head(3).to_dict("records")
         raise ValueError(
             f"findings: several {split} rows per (model, replicate), e.g. {bad}; pass one label budget "
-            "(helpers.results.full_labels) and one row per run"
+            "(helpers.results.at_budget) and one row per run"
         )
     return part.pivot(index="seed", columns="model", values="value")
 
@@ -207,6 +207,8 @@ def findings(
     agg: pd.DataFrame | None = None,
     margin: float = stats.EQUIVALENCE_MARGIN,
     chips_dir: str | Path | None = None,
+    label_budget: str = "all",
+    claims: Collection[int] | None = None,
 ) -> pd.DataFrame:
     """Whether each of the paper's three claims holds on each dataset here, tested as stated, with effect sizes.
 
@@ -237,7 +239,7 @@ def findings(
     it): pairing on the replicates it ran would shrink the whole cell to those (:func:`_complete_candidates`).
 
     Args:
-        df: Results table (full-label rows are used: :func:`helpers.results.full_labels`).
+        df: Results table (the rows of ``label_budget`` are used: :func:`helpers.results.at_budget`).
         metric: The aggregate metric compared (validation for the choice, test for the effect).
         n_boot: Bootstrap resamples per cell.
         level: Interval level; α = 1 − level for the decisions.
@@ -247,6 +249,11 @@ def findings(
         chips_dir: Folder of the runs' per-chip counts (:func:`helpers.results.read_chip_counts`); given, a real
             dataset whose every compared run saved them gets the crossed bootstrap over test chips too
             (:func:`_chip_counts`). ``None`` (default): replicates only, as the interval's name then says.
+        label_budget: The label budget whose runs are compared (``"all"``: full labels, the study's findings). Claim
+            3 is also asked at the smallest budget, where pretraining is supposed to pay most; each budget is its own
+            table, with its own Holm correction over its own tested cells.
+        claims: The claims whose cells are computed (``None``: all three); the others' cells are left out, so they
+            take no part in the Holm correction either.
 
     Returns:
         One row per ``(cell, dataset)``: ``claim``, ``cell``, ``statement``, ``dataset``, ``simulated``,
@@ -257,7 +264,7 @@ def findings(
     """
     del agg
     alpha = 1.0 - level
-    rows_all = scored(_results.full_labels(df))
+    rows_all = scored(_results.at_budget(df, label_budget))
     rows_all = rows_all.loc[
         (rows_all["metric"] == metric) & (rows_all["class"] == "") & rows_all["split"].isin(["val", "test"])
     ]
@@ -274,6 +281,8 @@ def findings(
         cand, pretexts = _candidates(d, runnable)
         chips = _chip_counts(d, simulated, runnable, chips_dir)
         for claim, cell, comp, la, a, lb, b, expect, applies in _cells(setting, cand, pretexts):
+            if claims is not None and claim not in claims:
+                continue
             (a, b), left_out = _complete_candidates((a, b), n_ran)
             row = dict(
                 claim=claim, cell=cell, dataset=dataset, simulated=simulated, setting=setting,
