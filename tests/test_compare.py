@@ -793,4 +793,4 @@ def test_claim3_at_a_smaller_budget_uses_only_that_budgets_runs(tmp_path):
     md = paths[0].read_text()
     assert paths[0].name == "findings_points-10.md" and "## Claim 3 at label budget points-10" in md
     assert f"over the {int(tested.sum())} tested cells of this table" in md
-    assert pretext_figures.claim3_at_budgets(full) == {}  # full labels only: nothing to ask again
+    assert verdicts.claim3_at_budgets(full) == {}  # full labels only: nothing to ask again

@@ -3,7 +3,7 @@
 :func:`pretext_alignment_figure` draws each starting point of the same architecture (random init, the in-study
 pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init on
 the sweep, and :func:`pretext_gains` the same gains as a table per dataset and label budget (pretraining should pay
-most where labels are few); :func:`claim3_at_budgets` asks claim 3's verdict cells again at each smaller budget. Conventions as in :mod:`helpers.report.figures`.
+most where labels are few); :func:`write_claim3_at_budgets` writes claim 3's verdict cells asked again at each smaller budget. Conventions as in :mod:`helpers.report.figures`.
 """
 
 from __future__ import annotations
@@ -217,44 +217,16 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
     return table.loc[key.sort_values().index].reset_index(drop=True)
 
 
-def claim3_at_budgets(
-    df: pd.DataFrame,
-    *,
-    n_boot: int = compare.DEFAULT_N_BOOT,
-    seed: int = 0,
-    chips_dir: str | Path | None = None,
-) -> dict[str, pd.DataFrame]:
-    """Claim 3's verdict cells at every label budget below full labels: ``{budget tag: findings}``.
-
-    Pretraining is supposed to pay most where labels are few, so the findings' claim-3 cells (each pretext and the
-    published weights against random init of the same network; :func:`helpers.report.verdicts.findings`) are asked
-    again on the runs of each smaller budget, with the same candidates, rule and margin. Each budget is its own
-    table with its own Holm correction: its cells are a second family of tests, not pooled with the full-label
-    findings. A cell whose pretext or twin did not run at that budget says ``missing``.
-
-    Args:
-        df: Results table as :func:`helpers.results.read` returns it (every label budget).
-        n_boot: Bootstrap resamples per cell.
-        seed: Bootstrap seed.
-        chips_dir: The runs' per-chip counts (real data: test chips resampled too), as for the findings.
-    """
-    budgets = set(compare.scored(df)["label_budget"].astype(str)) - {"all"}
-    return {
-        b: verdicts.findings(df, label_budget=b, claims=(3,), n_boot=n_boot, seed=seed, chips_dir=chips_dir)
-        for b in sorted(budgets, key=regime.budget_order)
-    }
-
-
 def write_claim3_at_budgets(
     df: pd.DataFrame, figures_dir: str | Path, **kw
 ) -> dict[str, tuple[pd.DataFrame, list[Path]]]:
-    """Write :func:`claim3_at_budgets` as ``tables/findings_<budget>.md`` and ``.tex``; returns each frame and paths.
+    """Write :func:`helpers.report.verdicts.claim3_at_budgets` as ``tables/findings_<budget>.md`` and ``.tex``; returns each frame and paths.
 
     The rule above each table says what differs from ``findings.md``: only claim 3, only that budget's runs, and
     its own Holm family.
     """
     out = {}
-    for budget, found in claim3_at_budgets(df, **kw).items():
+    for budget, found in verdicts.claim3_at_budgets(df, **kw).items():
         n_tested = int(pd.to_numeric(found["p_adjusted"], errors="coerce").notna().sum())
         preamble = (
             f"## Claim 3 at label budget {budget}\n\n{verdicts.CLAIMS[3]}.\n\n"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -181,8 +181,11 @@ def what_was_run(df: pd.DataFrame, date: str) -> list[str]:
     return lines
 
 
-def verdict_lines(findings: pd.DataFrame) -> list[str]:
-    """One line per verdict cell that was tested (not ``missing`` or outside the paper's setting)."""
+def verdict_lines(findings: pd.DataFrame, source: str = "findings.md") -> list[str]:
+    """One line per verdict cell that was tested (not ``missing`` or outside the paper's setting).
+
+    ``source`` is the table that lists every cell, the untested ones included.
+    """
     if findings.empty:
         return ["- No verdict cell could be tested (no findings)."]
     tested = findings[~findings["verdict"].isin([verdicts.MISSING, verdicts.NOT_APPLICABLE])]
@@ -201,7 +204,7 @@ def verdict_lines(findings: pd.DataFrame) -> list[str]:
     skipped = len(findings) - len(tested)
     if skipped:
         lines.append(
-            f"- {skipped} further cells are outside the paper's setting or lack a model (`findings.md` lists them)."
+            f"- {skipped} further cells are outside the paper's setting or lack a model (`{source}` lists them)."
         )
     return lines
 
@@ -242,8 +245,13 @@ def summary(
     conv: pd.DataFrame,
     date: str,
     scene_lines: Sequence[str] = (),
+    budget_findings: Mapping[str, pd.DataFrame] | None = None,
 ) -> str:
-    """The README's results block: what was run, every tested verdict, the regime map, the scene, convergence."""
+    """The README's results block: what was run, every tested verdict, the regime map, the scene, convergence.
+
+    ``budget_findings`` (``{budget tag: findings}``) are claim 3's cells asked again at each smaller label budget
+    (:func:`helpers.report.verdicts.claim3_at_budgets`), listed after the regime map.
+    """
     parts = [
         *what_was_run(df, date),
         "",
@@ -259,6 +267,17 @@ def summary(
         "",
         *(list(regime_lines) or ["- No label-budget rows in the table."]),
         "",
+        *[
+            line
+            for budget, found in (budget_findings or {}).items()
+            for line in (
+                f"**Claim 3 at label budget {budget}** (`findings_{budget}.md`: claim 3's cells on the runs at that "
+                "budget only, Holm-corrected over its own tested cells):",
+                "",
+                *verdict_lines(found, f"findings_{budget}.md"),
+                "",
+            )
+        ],
         *(
             [
                 "**One scene, several split protocols** (`findings.md` has the rule; `figures/05_scene_protocols`):",
@@ -330,10 +349,12 @@ def results_block(
         conv = conv[conv["dataset"].isin(list(datasets))] if not conv.empty else conv
     table = results.full_labels(ok)
     findings = verdicts.findings(table, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
+    # claim 3 at each smaller budget, as notebook 05 writes findings_<budget>.md
+    at_budgets = verdicts.claim3_at_budgets(ok, n_boot=n_boot, seed=seed, chips_dir=chips_dir)
     cv = regime.curves(ok, every_full_row=True)  # the map's cells, as notebook 05 computes them
     rg = regime.regime(cv, n_boot=n_boot, seed=seed) if not cv.empty else pd.DataFrame()
     lines = regime.findings_lines(rg, compare.ordered_datasets(rg["dataset"].unique())) if len(rg) else []
-    return summary(table, findings, lines, conv, verdicts.findings_date(table), scene_lines)
+    return summary(table, findings, lines, conv, verdicts.findings_date(table), scene_lines, at_budgets)
 
 
 def mismatches(text: str, expected: str, name: str = RESULTS) -> list[str]:

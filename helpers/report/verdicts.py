@@ -29,6 +29,7 @@ from helpers.report.compare import (
     scored,
     texture_knob,
 )
+from helpers.report.regime import budget_order
 
 #: The paper's reading of each task (STUDY.md §1): texture of little use (spectral) or labels partly need texture.
 TASK_SETTING = {"flood": "spectral", "crop": "spectral", "burn": "texture"}
@@ -330,6 +331,34 @@ def findings(
     frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies"]), alpha)
     frame["metric"] = metric
     return frame.reindex(columns=cols).reset_index(drop=True)
+
+
+def claim3_at_budgets(
+    df: pd.DataFrame,
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+    chips_dir: str | Path | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Claim 3's verdict cells at every label budget below full labels: ``{budget tag: findings}``.
+
+    Pretraining is supposed to pay most where labels are few, so the findings' claim-3 cells (each pretext and the
+    published weights against random init of the same network; :func:`helpers.report.verdicts.findings`) are asked
+    again on the runs of each smaller budget, with the same candidates, rule and margin. Each budget is its own
+    table with its own Holm correction: its cells are a second family of tests, not pooled with the full-label
+    findings. A cell whose pretext or twin did not run at that budget says ``missing``.
+
+    Args:
+        df: Results table as :func:`helpers.results.read` returns it (every label budget).
+        n_boot: Bootstrap resamples per cell.
+        seed: Bootstrap seed.
+        chips_dir: The runs' per-chip counts (real data: test chips resampled too), as for the findings.
+    """
+    budgets = set(scored(df)["label_budget"].astype(str)) - {"all"}
+    return {
+        b: findings(df, label_budget=b, claims=(3,), n_boot=n_boot, seed=seed, chips_dir=chips_dir)
+        for b in sorted(budgets, key=budget_order)
+    }
 
 
 def _candidates(d: pd.DataFrame, runnable: Sequence[str]) -> tuple[dict[str, list[str]], dict]:
