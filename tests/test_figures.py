@@ -562,3 +562,32 @@ def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
     assert w <= plotting.PAGE_WIDTH["full"] + 1e-6 and h <= plotting.MAX_HEIGHT
     plt.close(fig)
     assert regime_figures.protocol_figure(frame.iloc[:0]) is None
+
+
+def test_pretext_budget_figure_draws_each_pair_at_every_budget_it_ran():
+    gains = pd.DataFrame(
+        [
+            ("sim-burn", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -4.0, -18.0, 6.0, ""),
+            ("sim-burn", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -1.8, -3.1, -0.6, ""),
+            ("sim-crop", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, 2.0, 1.0, 3.0,
+             "trained on different CPUs (path noise in the difference; the findings' evidence names them)"),
+            # the twin did not run at this budget: nothing to draw
+            ("sim-crop", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 0, np.nan, np.nan, np.nan,
+             "prithvi_random not run at this budget"),
+            # a pair at one budget only has no budget to compare: no panel
+            ("sim-burn", "all", "galileo_ft", "galileo_ft_random", "published", 3, 6.0, 5.0, 7.0, ""),
+        ],
+        columns=["dataset", "label_budget", "model", "reference", "pretraining", "n_replicates", "gain_mean",
+                 "gain_min", "gain_max", "note"],
+    )  # fmt: skip
+    fig = pretext_figures.pretext_budget_figure(gains)
+    (ax,) = fig.axes
+    markers = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert sorted(round(float(ln.get_ydata()[0]), 1) for ln in markers) == [-4.0, -1.8, 2.0]
+    hollow = [ln for ln in markers if ln.get_markerfacecolor() == "none"]
+    assert [float(ln.get_ydata()[0]) for ln in hollow] == [2.0]  # the cross-CPU pair
+    bars = [ln for ln in ax.lines if ln.get_marker() in ("None", "", None) and len(ln.get_xdata()) == 2]
+    assert sorted(tuple(ln.get_ydata()) for ln in bars)[0] == (-18.0, 6.0)  # lowest to highest replicate
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sim-crop (simulated)", "sim-burn (simulated)"]
+    plt.close(fig)
+    assert pretext_figures.pretext_budget_figure(gains[gains["label_budget"] == "all"]) is None

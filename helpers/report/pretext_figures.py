@@ -246,3 +246,72 @@ def write_claim3_at_budgets(
         )
         out[budget] = (found, paths)
     return out
+
+
+def pretext_budget_figure(gains: pd.DataFrame) -> plt.Figure | None:
+    """Does pretraining pay more where labels are few? Each pretraining's gain over random init, per label budget.
+
+    One panel per pretraining pair (in-study MAE and spectral pretexts, published weights; each against random init of
+    its own network), one column of markers per dataset (main datasets, then the SIMULATED sweep by knob), one marker
+    per label budget: the mean paired gain (:func:`pretext_gains`) with a bar over the lowest and highest replicate (a
+    range of a few values, not an interval). Pretraining is supposed to matter most with few labels, so the smaller
+    budget's marker should sit above the full-label one if it does. A pair whose sides were trained on different
+    CPUs is drawn hollow (its difference holds the two CPUs' floating-point paths too).
+
+    Args:
+        gains: :func:`pretext_gains` of the results table (every label budget).
+
+    Returns:
+        A full-page-width figure, or ``None`` when no pair ran at two budgets.
+    """
+    g = gains.dropna(subset=["gain_mean"])
+    pairs = [p for p, part in g.groupby("pretraining", sort=False) if part["label_budget"].nunique() > 1]
+    if not pairs:
+        return None
+    order = [p for p in figure_parts.PRETRAINING_LABELS if p in pairs] + sorted(
+        set(pairs) - set(figure_parts.PRETRAINING_LABELS)
+    )
+    names = compare.ordered_datasets(g.loc[g["pretraining"].isin(order), "dataset"].unique())
+    budgets = sorted(g["label_budget"].unique(), key=regime.budget_order)
+    colours = dict(zip(budgets, sns.color_palette("colorblind", len(budgets)), strict=True))
+    offsets = dict(zip(budgets, np.linspace(-0.15, 0.15, len(budgets)), strict=True))
+    fig, axes = plt.subplots(
+        len(order),
+        1,
+        figsize=plotting.page_size("full", 1.4 + 1.6 * len(order)),
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, pretraining in zip(axes[:, 0], order, strict=True):
+        part = g[g["pretraining"] == pretraining]
+        for r in part.itertuples(index=False):
+            x = names.index(r.dataset) + offsets[r.label_budget]
+            c = colours[r.label_budget]
+            ax.plot([x, x], [r.gain_min, r.gain_max], color=c, lw=1.0)
+            face = "none" if "different CPUs" in str(r.note) else c
+            ax.plot([x], [r.gain_mean], "o", ms=4, color=c, markerfacecolor=face)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        label = figure_parts.PRETRAINING_LABELS.get(pretraining, pretraining)
+        arch = verdicts.architecture(part["model"].iloc[0])
+        ax.set_title(f"{label} minus random init, both {arch}", fontsize=8)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel("test mIoU gain (points)", fontsize=7)
+    labels = [plotting.dataset_label(d) for d in names]
+    axes[-1, 0].set_xticks(range(len(names)), labels, fontsize=7, rotation=20, ha="right")
+    handles = [Line2D([], [], marker="o", color=colours[b], lw=1.0, label=b) for b in budgets]
+    handles.append(
+        Line2D(
+            [], [], marker="o", color="grey", markerfacecolor="none", lw=0, label="sides on different CPUs"
+        )
+    )
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=len(handles),
+        frameon=False,
+        fontsize=7,
+        title="label budget: mean paired gain, bar from lowest to highest replicate",
+        title_fontsize=7,
+    )
+    return fig
