@@ -159,3 +159,17 @@ def test_map_cell_texts_fit_their_cells(n_budgets):
     named = any("vs deeplabv3plus" in t.get_text() for t in ax.texts)
     assert named == (n_budgets <= 2)  # names where they fit; regime_map.md keeps them always
     assert fig.get_size_inches()[1] <= plotting.MAX_HEIGHT
+
+
+def test_a_cell_whose_networks_trained_on_different_cpus_says_so_and_a_classical_side_never_does():
+    t = _table()
+    t["platform"] = t["model"].map({"presto_frozen_lgbm": "cpu a", "unet": "cpu b", "rf": "cpu c"})
+    cv = regime.curves(t, {"sim-x": 5000})
+    assert set(cv.loc[cv["model"] == "rf", "platform"]) == {""}  # classical: bit for bit on every CPU
+    rg = regime.regime(cv).set_index("label_budget")
+    assert rg.loc["points-10", "cpus"] == ""  # against rf: nothing to name
+    assert "different CPUs" not in regime.findings_lines(regime.regime(cv))[0]
+    # without rf, the FM row meets U-Net, trained on another CPU
+    rg = regime.regime(regime.curves(t[t["model"] != "rf"], {"sim-x": 5000}))
+    assert rg.set_index("label_budget").loc["points-10", "cpus"] == "presto_frozen_lgbm: cpu a; unet: cpu b"
+    assert "; the two trained on different CPUs)" in regime.findings_lines(rg)[0]

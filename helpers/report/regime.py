@@ -69,7 +69,8 @@ def curves(
     """One row per (dataset, model, budget, seed) of the models that ran at a label budget.
 
     Columns: ``dataset``, ``model``, ``family``, ``pretraining``, ``group`` (:data:`FM` or :data:`OTHER`),
-    ``label_budget``, ``seed``, ``val`` and ``test`` (``miou_macro``, %), ``n_labelled_px``.
+    ``label_budget``, ``seed``, ``val`` and ``test`` (``miou_macro``, %), ``n_labelled_px``, ``platform`` (the CPU a
+    network trained on; empty for classical rows, which reproduce bit for bit on every CPU).
 
     Full-label rows written before rows carried ``n_labelled_px`` take the dataset's value from any full-label row
     that has it, else from ``full_px`` (``{dataset: labelled training pixels}``).
@@ -95,6 +96,11 @@ def curves(
     wide = ok.pivot_table(index=keys, columns="split", values="value", aggfunc="first").reset_index()
     px = ok.groupby(keys)["n_labelled_px"].first().reset_index()
     out = wide.merge(px, on=keys, how="left")
+    plat = ok["platform"] if "platform" in ok else pd.Series("", index=ok.index)
+    plat = plat.astype(object).where(plat.notna() & (ok["family"] != "classical"), "").astype(str)
+    out = out.merge(
+        ok.assign(platform=plat).groupby(keys)["platform"].first().reset_index(), on=keys, how="left"
+    )
     for split in ("val", "test"):
         out[split] = 100 * out[split] if split in out else np.nan
     out["n_labelled_px"] = pd.to_numeric(out["n_labelled_px"], errors="coerce").astype(float)
@@ -108,7 +114,7 @@ def curves(
     out["group"] = out["group"].map({True: FM, False: OTHER})
     cols = ["dataset", "model", "family", "pretraining", "group", "label_budget", "seed", "val", "test"]
     return (
-        out[[*cols, "n_labelled_px"]]
+        out[[*cols, "n_labelled_px", "platform"]]
         .sort_values(["dataset", "model", "label_budget", "seed"])
         .reset_index(drop=True)
     )
@@ -133,7 +139,9 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     ``n`` (replicates paired), ``winner`` (:data:`FM`, :data:`OTHER`, :data:`LEVEL_`, :data:`NOT_SEPARATED` or
     ``"missing"``), ``interval`` (what the interval is), ``n_labelled_px`` (median over replicates), and
     ``fm_not_run`` / ``other_not_run``: the models of each group with full-label rows on the dataset but none at
-    this budget (comma-separated; empty at ``all``), the candidates this cell's choice never saw.
+    this budget (comma-separated; empty at ``all``), the candidates this cell's choice never saw; ``cpus``: where the
+    two chosen rows' networks were trained on different CPUs, what each was (empty otherwise; their paired difference
+    then holds the two CPUs' floating-point paths too).
     """
     from helpers.report import stats
 
@@ -182,6 +190,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
                 "per_replicate": ", ".join(f"{100 * v:+.1f}" for v in pairs),
                 "n": int(eff.n_replicates),
                 "interval": eff.interval_name,
+                "cpus": _cpus(cell, eff.a_model, eff.b_model),
             }
         )
     out = pd.DataFrame(rows)
@@ -197,6 +206,13 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     ]
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
     return out.sort_values(["dataset", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
+def _cpus(cell: pd.DataFrame, a: str, b: str) -> str:
+    """``"a: CPU; b: CPU"`` when the two models' networks in ``cell`` were trained on different CPUs, else ``""``."""
+    plat = cell["platform"] if "platform" in cell else pd.Series("", index=cell.index)
+    pa, pb = (sorted({p for p in plat[cell["model"] == m] if p}) for m in (a, b))
+    return f"{a}: {'; '.join(pa)}; {b}: {'; '.join(pb)}" if pa and pb and pa != pb else ""
 
 
 def labels_to_reach(cv: pd.DataFrame, fraction: float = REACH) -> pd.DataFrame:
@@ -251,7 +267,13 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
             )
             return (
                 f"{r['label_budget']} ({r['best_fm']} {r['fm_test']:.1f} vs {r['best_other']} {r['other_test']:.1f}; "
-                f"paired difference {r['advantage']:+.1f} {interval}; replicates {r['per_replicate']})"
+                f"paired difference {r['advantage']:+.1f} {interval}; replicates {r['per_replicate']}"
+                + (
+                    "; the two trained on different CPUs"
+                    if isinstance(r.get("cpus"), str) and r["cpus"]
+                    else ""
+                )
+                + ")"
             )
 
         # where no FM row won, the FM rows never tried there; where one did, the other rows it never met
