@@ -3,7 +3,8 @@
 :func:`pretext_alignment_figure` draws each starting point of the same architecture (random init, the in-study
 pretexts, published weights) per dataset; :func:`pretext_gain_figure` the gain of each pretext over random init on
 the sweep, and :func:`pretext_gains` the same gains as a table per dataset and label budget (pretraining should pay
-most where labels are few); :func:`write_claim3_at_budgets` writes claim 3's verdict cells asked again at each smaller budget. Conventions as in :mod:`helpers.report.figures`.
+most where labels are few), drawn per budget by :func:`pretext_budget_figure`; :func:`write_claim3_at_budgets` writes
+claim 3's verdict cells asked again at each smaller budget. Conventions as in :mod:`helpers.report.figures`.
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
 def write_claim3_at_budgets(
     df: pd.DataFrame, figures_dir: str | Path, **kw
 ) -> dict[str, tuple[pd.DataFrame, list[Path]]]:
-    """Write :func:`helpers.report.verdicts.claim3_at_budgets` as ``tables/findings_<budget>.md`` and ``.tex``; returns each frame and paths.
+    """Write :func:`helpers.report.verdicts.claim3_at_budgets` as ``tables/findings_<budget>.md`` and ``.tex``.
+
+    Returns ``{budget: (findings, paths)}``.
 
     The rule above each table says what differs from ``findings.md``: only claim 3, only that budget's runs, and
     its own Holm family.
@@ -231,8 +234,8 @@ def write_claim3_at_budgets(
         preamble = (
             f"## Claim 3 at label budget {budget}\n\n{verdicts.CLAIMS[3]}.\n\n"
             f"The cells, candidates and rule of findings.md (its preamble), asked on the runs at {budget} only "
-            "(points-K: every training chip's imagery, K labelled pixels per class; validation and test whole), "
-            "where pretraining is supposed to pay most. A difference is declared when its Holm-adjusted p-value "
+            "(a budget thins the training labels only; validation and test stay whole), where pretraining is "
+            "supposed to pay most. A difference is declared when its Holm-adjusted p-value "
             f"(over the {n_tested} tested cells of this table, a family of its own) is below 0.05. SIMULATED data "
             "except Indian Pines."
         )
