@@ -346,7 +346,8 @@ def claim3_at_budgets(
     published weights against random init of the same network; :func:`helpers.report.verdicts.findings`) are asked
     again on the runs of each smaller budget, with the same candidates, rule and margin. Each budget is its own
     table with its own Holm correction: its cells are a second family of tests, not pooled with the full-label
-    findings. A cell whose pretext or twin did not run at that budget says ``missing``.
+    findings. An in-study pretext cell whose pretext or random-init twin did not run at that budget says ``missing``;
+    a published-weights row whose twin did not run there makes no cell (as at full labels: :func:`_candidates`).
 
     Args:
         df: Results table as :func:`helpers.results.read` returns it (every label budget).
