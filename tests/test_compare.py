@@ -754,8 +754,11 @@ def test_pretext_gains_pair_within_budget_and_say_where_the_twin_did_not_run(tmp
     assert small["note"] == "prithvi_arch_small_random not run at this budget"
     assert pretext_figures.pretext_gains(table[table["model"] == "unet"]).empty
     other_cpu = table.assign(platform=table["model"].map({"prithvi_arch_small_mae": "cpu a"}).fillna("cpu b"))
-    assert "different CPUs" in pretext_figures.pretext_gains(other_cpu).iloc[0]["note"]
-    assert pretext_figures.pretext_gains(table.assign(platform="cpu a")).iloc[0]["note"] == ""
+    crossed = pretext_figures.pretext_gains(other_cpu).iloc[0]
+    assert crossed["cross_cpu"] and "different CPUs" in crossed["note"]
+    same = pretext_figures.pretext_gains(table.assign(platform="cpu a")).iloc[0]
+    assert not same["cross_cpu"] and same["note"] == ""
+    assert not small["cross_cpu"]  # no pair, no CPUs to compare
 
 
 def test_claim3_at_a_smaller_budget_uses_only_that_budgets_runs(tmp_path):

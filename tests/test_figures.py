@@ -567,18 +567,18 @@ def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():
 def test_pretext_budget_figure_draws_each_pair_at_every_budget_it_ran():
     gains = pd.DataFrame(
         [
-            ("sim-burn", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -4.0, -18.0, 6.0, ""),
-            ("sim-burn", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -1.8, -3.1, -0.6, ""),
-            ("sim-crop", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, 2.0, 1.0, 3.0,
-             "trained on different CPUs (path noise in the difference; the findings' evidence names them)"),
+            ("sim-burn", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -4.0, -18.0, 6.0, False, ""),
+            ("sim-burn", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 3, -1.8, -3.1, -0.6, False, ""),
+            # the cross-CPU pair: drawn hollow from the flag, whatever its note says
+            ("sim-crop", "points-10", "prithvi_mae", "prithvi_random", "mae-in-study", 3, 2.0, 1.0, 3.0, True, ""),
             # the twin did not run at this budget: nothing to draw
-            ("sim-crop", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 0, np.nan, np.nan, np.nan,
+            ("sim-crop", "all", "prithvi_mae", "prithvi_random", "mae-in-study", 0, np.nan, np.nan, np.nan, False,
              "prithvi_random not run at this budget"),
             # a pair at one budget only has no budget to compare: no panel
-            ("sim-burn", "all", "galileo_ft", "galileo_ft_random", "published", 3, 6.0, 5.0, 7.0, ""),
+            ("sim-burn", "all", "galileo_ft", "galileo_ft_random", "published", 3, 6.0, 5.0, 7.0, False, ""),
         ],
         columns=["dataset", "label_budget", "model", "reference", "pretraining", "n_replicates", "gain_mean",
-                 "gain_min", "gain_max", "note"],
+                 "gain_min", "gain_max", "cross_cpu", "note"],
     )  # fmt: skip
     fig = pretext_figures.pretext_budget_figure(gains)
     (ax,) = fig.axes

@@ -377,6 +377,39 @@ def cost_per_model(df: pd.DataFrame) -> pd.DataFrame:
     return per_run.groupby(["dataset", "model"], sort=True)[cols].mean().reset_index()
 
 
+def network_platform(frame: pd.DataFrame) -> pd.Series:
+    """Each row's ``platform`` where the row is a network's; ``""`` for classical rows and where none is recorded.
+
+    The one rule behind every "trained on different CPUs" the report prints (findings, regime map, pretext gains):
+    classical rows reproduce bit for bit on every CPU the study has met, so their platform says nothing about their
+    numbers, while a network's floating-point path differs from one CPU to the next (its run key names the platform).
+    A committed table can hold the default chain's rows from one machine beside ``full.yaml`` rows computed on
+    another; both are valid runs, but a paired difference across them also holds the two CPUs' paths (noise of the
+    size two seeds' paths differ by, not a bias), which a reader should know.
+    """
+    if "platform" not in frame:
+        return pd.Series("", index=frame.index, dtype=object)
+    plat = frame["platform"].astype(object)
+    network = frame["family"].astype(str) != "classical" if "family" in frame else True
+    return plat.where(plat.notna() & network, "").astype(str)
+
+
+def network_platforms(frame: pd.DataFrame, model: str) -> set[str]:
+    """The CPUs a model's network rows in ``frame`` were trained on (:func:`network_platform`); empty if classical."""
+    return {p for p in network_platform(frame)[frame["model"] == model] if p}
+
+
+def cross_cpu(frame: pd.DataFrame, a: str, b: str) -> str:
+    """``"a: CPU; b: CPU"`` when models ``a`` and ``b`` were trained on different CPUs in ``frame``, else ``""``.
+
+    Empty as well when either side is classical or records no platform (:func:`network_platform`).
+    """
+    pa, pb = network_platforms(frame, a), network_platforms(frame, b)
+    if not pa or not pb or pa == pb:
+        return ""
+    return f"{a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))}"
+
+
 def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in canonical dataset, family/model, split, metric, class order (the order of every table)."""
     if frame.empty:

@@ -171,15 +171,15 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
     ``miou_macro`` minus the twin's, paired within replicate (same data draw, seed and labels), as the mean and the
     lowest and highest replicate (a range of a few values, not an interval). Where the twin did not run at that
     budget the row says so (``n_replicates`` 0) instead of comparing across budgets, and a pair whose two sides were
-    trained on different CPUs says that (:func:`helpers.report.verdicts.network_platforms`).
+    trained on different CPUs says that (``cross_cpu``, :func:`helpers.report.compare.cross_cpu`).
 
     Args:
         df: Results table as :func:`helpers.results.read` returns it (every label budget).
 
     Returns:
         One row per ``(dataset, label_budget, model)``: ``reference`` (the twin), ``pretraining``,
-        ``n_replicates`` (paired), ``gain_mean``, ``gain_min``, ``gain_max`` (points) and ``note``; empty when the
-        table holds no pair.
+        ``n_replicates`` (paired), ``gain_mean``, ``gain_min``, ``gain_max`` (points), ``cross_cpu`` (the two sides'
+        networks were trained on different CPUs) and ``note``; empty when the table holds no pair.
     """
     # as helpers.results.read gives it: every row has its label_budget ("all" at full labels)
     rows = compare.scored(df)
@@ -190,7 +190,7 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
         & (rows["family"] == "fm")
     ]
     cols = ["dataset", "label_budget", "model", "reference", "pretraining", "n_replicates", "gain_mean", "gain_min",
-            "gain_max", "note"]  # fmt: skip
+            "gain_max", "cross_cpu", "note"]  # fmt: skip
     out = []
     for model, ref, pretraining in _random_init_pairs(rows):
         mine = rows[rows["model"] == model].set_index(["dataset", "label_budget", "seed"])["value"]
@@ -199,11 +199,11 @@ def pretext_gains(df: pd.DataFrame) -> pd.DataFrame:
             gain = 100 * (a - twin.reindex(a.index)).dropna()
             note = "" if len(gain) else f"{ref} not run at this budget"
             cell = rows[(rows["dataset"] == dataset) & (rows["label_budget"] == budget)]
-            cpus = verdicts.network_platforms(cell, model), verdicts.network_platforms(cell, ref)
-            if len(gain) and all(cpus) and cpus[0] != cpus[1]:
+            crossed = bool(len(gain)) and bool(compare.cross_cpu(cell, model, ref))
+            if crossed:
                 note = "trained on different CPUs (path noise in the difference; the findings' evidence names them)"
             stats = (gain.mean(), gain.min(), gain.max()) if len(gain) else (np.nan,) * 3
-            out.append((dataset, budget, model, ref, pretraining, len(gain), *stats, note))
+            out.append((dataset, budget, model, ref, pretraining, len(gain), *stats, crossed, note))
     if not out:
         return pd.DataFrame(columns=cols)
     table = pd.DataFrame(out, columns=cols)
@@ -292,7 +292,7 @@ def pretext_budget_figure(gains: pd.DataFrame) -> plt.Figure | None:
             x = names.index(r.dataset) + offsets[r.label_budget]
             c = colours[r.label_budget]
             ax.plot([x, x], [r.gain_min, r.gain_max], color=c, lw=1.0)
-            face = "none" if "different CPUs" in str(r.note) else c
+            face = "none" if r.cross_cpu else c
             ax.plot([x], [r.gain_mean], "o", ms=4, color=c, markerfacecolor=face)
         ax.axhline(0.0, color="grey", lw=0.8)
         label = figure_parts.PRETRAINING_LABELS.get(pretraining, pretraining)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data import labels
+from helpers.report import compare
 
 FM = "FM"
 OTHER = "other"
@@ -70,7 +71,7 @@ def curves(
 
     Columns: ``dataset``, ``model``, ``family``, ``pretraining``, ``group`` (:data:`FM` or :data:`OTHER`),
     ``label_budget``, ``seed``, ``val`` and ``test`` (``miou_macro``, %), ``n_labelled_px``, ``platform`` (the CPU a
-    network trained on; empty for classical rows, which reproduce bit for bit on every CPU).
+    network trained on; empty for classical rows: :func:`helpers.report.compare.network_platform`).
 
     Full-label rows written before rows carried ``n_labelled_px`` take the dataset's value from any full-label row
     that has it, else from ``full_px`` (``{dataset: labelled training pixels}``).
@@ -96,11 +97,8 @@ def curves(
     wide = ok.pivot_table(index=keys, columns="split", values="value", aggfunc="first").reset_index()
     px = ok.groupby(keys)["n_labelled_px"].first().reset_index()
     out = wide.merge(px, on=keys, how="left")
-    plat = ok["platform"] if "platform" in ok else pd.Series("", index=ok.index)
-    plat = plat.astype(object).where(plat.notna() & (ok["family"] != "classical"), "").astype(str)
-    out = out.merge(
-        ok.assign(platform=plat).groupby(keys)["platform"].first().reset_index(), on=keys, how="left"
-    )
+    plat = ok.assign(platform=compare.network_platform(ok)).groupby(keys)["platform"].first().reset_index()
+    out = out.merge(plat, on=keys, how="left")
     for split in ("val", "test"):
         out[split] = 100 * out[split] if split in out else np.nan
     out["n_labelled_px"] = pd.to_numeric(out["n_labelled_px"], errors="coerce").astype(float)
@@ -190,7 +188,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
                 "per_replicate": ", ".join(f"{100 * v:+.1f}" for v in pairs),
                 "n": int(eff.n_replicates),
                 "interval": eff.interval_name,
-                "cpus": _cpus(cell, eff.a_model, eff.b_model),
+                "cpus": compare.cross_cpu(cell, eff.a_model, eff.b_model),
             }
         )
     out = pd.DataFrame(rows)
@@ -206,13 +204,6 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     ]
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
     return out.sort_values(["dataset", "_order"]).drop(columns="_order").reset_index(drop=True)
-
-
-def _cpus(cell: pd.DataFrame, a: str, b: str) -> str:
-    """``"a: CPU; b: CPU"`` when the two models' networks in ``cell`` were trained on different CPUs, else ``""``."""
-    plat = cell["platform"] if "platform" in cell else pd.Series("", index=cell.index)
-    pa, pb = (sorted({p for p in plat[cell["model"] == m] if p}) for m in (a, b))
-    return f"{a}: {'; '.join(pa)}; {b}: {'; '.join(pb)}" if pa and pb and pa != pb else ""
 
 
 def labels_to_reach(cv: pd.DataFrame, fraction: float = REACH) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from helpers.report.compare import (
     DEEP_FAMILIES,
     DEFAULT_N_BOOT,
     comparison_families,
+    cross_cpu,
     ordered_datasets,
     ordered_models,
     scored,
@@ -459,29 +460,10 @@ def _precision_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
     ]
 
 
-def network_platforms(d: pd.DataFrame, model: str) -> set[str]:
-    """The CPUs (``platform``) a model's network rows were trained on; empty for classical rows.
-
-    Classical rows reproduce bit for bit on every CPU the study has met, so their platform says nothing about their
-    numbers; a network's floating-point path differs from one CPU to the next (its run key names the platform).
-    """
-    if "platform" not in d or "family" not in d:
-        return set()
-    rows = d.loc[(d["model"] == model) & (d["family"].astype(str) != "classical"), "platform"]
-    return {str(p) for p in rows.dropna() if str(p)}
-
-
 def _platform_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
-    """A cell whose two sides' networks were trained on different CPUs says so.
-
-    A committed table can hold the default chain's rows from one machine beside ``full.yaml`` rows computed on
-    another: both are valid runs, but their paired difference then includes the two CPUs' floating-point paths
-    (path noise of the size two seeds' paths differ by, not a bias), which a reader should know.
-    """
-    pa, pb = network_platforms(d, a), network_platforms(d, b)
-    if not pa or not pb or pa == pb:
-        return []
-    return [f"trained on different CPUs ({a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))})"]
+    """A cell whose two sides' networks were trained on different CPUs says so (:func:`helpers.report.compare.cross_cpu`)."""
+    sides = cross_cpu(d, a, b)
+    return [f"trained on different CPUs ({sides})"] if sides else []
 
 
 def _expect_key(text: str) -> str:
