@@ -434,6 +434,17 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
                 )
     curve = pd.DataFrame(rows)
     table = pd.DataFrame({"key": ["k1", "k2"], "steps": [500, 1000], "best_step": [250, 1000]})
+    # the same key pretrained on a second CPU: its own line, named by its CPU, its own stop and selected step
+    two = pd.concat([curve.assign(platform="x86_64 cpu-a"), curve.assign(platform="x86_64 cpu-b")])
+    two_table = pd.concat(
+        [table.assign(platform="x86_64 cpu-a"), table.assign(platform="x86_64 cpu-b", steps=750)]
+    )
+    fig = training_figures.pretraining_probe_figure(two, two_table)
+    labels = sorted(ln.get_label() for ln in fig.axes[0].lines if ln.get_linestyle() == "-")
+    assert labels == ["mae (cpu-a)", "mae (cpu-b)", "spectral (cpu-a)", "spectral (cpu-b)"]
+    b_mae = next(ln for ln in fig.axes[0].lines if ln.get_label() == "mae (cpu-b)")
+    assert list(b_mae.get_xdata()) == [0, 250, 500, 750]  # cpu-b's own stop
+    plt.close(fig)
     fig = training_figures.pretraining_probe_figure(curve, table)
     titles = [a.get_title() for a in fig.axes if a.get_visible()]
     assert titles[-1] == "mean of the tasks" and len(titles) == len(tasks)
@@ -480,6 +491,17 @@ def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(
         [{"key": "k1", "pretext": "mae", "step": st, "task": "sim-burn", "probe": 0.3 + st / 10000}
          for st in (0, 250, 500, 750, 1000)]
     )  # fmt: skip
+    # the compute rows ran on one CPU: the same key's record and probes from another CPU are not theirs
+    plat = {"platform": "cpu a"}
+    elsewhere = pre.assign(platform="cpu b", quarter_step=300, half_step=600)
+    points = tables.pretraining_compute(
+        df.assign(**plat),
+        compute.assign(**plat),
+        pd.concat([pre.assign(**plat), elsewhere]),
+        pd.concat([curve.assign(**plat), curve.assign(platform="cpu b", probe=0.9)]),
+    )
+    assert points.loc[points["task"] == "sim-burn", "step"].tolist() == [0, 250, 500, 1000]
+    assert points["probe"].max() < 90
     points = tables.pretraining_compute(df, compute, pre, curve)
     burn = points[points["task"] == "sim-burn"].set_index("fraction")
     assert burn["step"].tolist() == [0, 250, 500, 1000]
@@ -528,6 +550,9 @@ def test_cost_caption_states_the_shared_pretraining_time():
     note = figures._pretraining_cost_note(pre)
     assert "spectral 10.0 min, mae 5.0 min" in note and "continuation checks 2.0 min" in note
     assert figures._pretraining_cost_note(None) == "" and figures._pretraining_cost_note(pre.iloc[:0]) == ""
+    two = pre.assign(platform=["x86_64 cpu-a", "x86_64 cpu-b"])
+    assert "spectral 10.0 min on cpu-a, mae 5.0 min on cpu-b" in figures._pretraining_cost_note(two)
+    assert "on cpu" not in figures._pretraining_cost_note(pre.assign(platform="x86_64 cpu-a"))
 
 
 def test_protocol_figure_hatches_and_labels_the_leaky_split_and_fits_a_page():

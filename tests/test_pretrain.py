@@ -304,6 +304,14 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert sorted(set(curve["step"])) == [0, 3, 6, 9, 12]  # the continuation's probes follow the stop
     again = pretrain.record(res, tmp_path / "pretraining.csv", check)  # same key: replaced, not added
     assert len(again) == 1 and len(pd.read_csv(tmp_path / "pretraining_probe.csv")) == len(curve)
+    # the same key pretrained on another CPU is another encoder: a record of its own, beside this one
+    both = pretrain.record(res, tmp_path / "pretraining.csv", None, platform="another cpu")
+    assert list(both["platform"]) == [table.loc[0, "platform"], "another cpu"]
+    assert both.loc[0, "continued_to"] == 12 and pd.isna(both.loc[1, "continued_to"])  # this CPU's check kept
+    curves = pd.read_csv(tmp_path / "pretraining_probe.csv")
+    assert (curves["platform"] == "another cpu").sum() < len(curves) and set(curves["key"]) == {res.key}
+    assert pretrain.recorded_check(tmp_path / "pretraining.csv", res.key)["continued_to"] == 12
+    assert pretrain.recorded_check(tmp_path / "pretraining.csv", res.key, "another cpu") is None
     with pytest.raises(ValueError, match="probe-plateau"):
         pretrain.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)
 
@@ -328,11 +336,16 @@ def test_a_check_on_record_under_the_same_key_is_not_redone(tmp_path, monkeypatc
     from helpers.runs import fm_finetuned
 
     path = tmp_path / "pretraining.csv"
+    from helpers.runs.runtime import platform_class
+
     row = dict(key="k1", pretext="mae", steps=3250, best_smoothed=0.49, continued_to=6500,
-               best_smoothed_continued=0.49, moved=0.0, continuation_s=385.2)  # fmt: skip
-    pd.DataFrame([row, {**row, "key": "k2", "moved": None}]).to_csv(path, index=False)
+               best_smoothed_continued=0.49, moved=0.0, continuation_s=385.2, platform=platform_class())  # fmt: skip
+    other_cpu = {**row, "key": "k3", "platform": "another cpu"}
+    pd.DataFrame([row, {**row, "key": "k2", "moved": None}, other_cpu]).to_csv(path, index=False)
     assert pretrain.recorded_check(path, "k1")["continued_to"] == 6500
     assert pretrain.recorded_check(path, "k2") is None  # pretrained, not yet checked
+    assert pretrain.recorded_check(path, "k3") is None  # checked on another CPU: another encoder
+    assert pretrain.recorded_check(path, "k3", "another cpu")["continued_to"] == 6500
     assert pretrain.recorded_check(tmp_path / "none.csv", "k1") is None
     cfg = types.SimpleNamespace(probe_every=250)
     monkeypatch.setattr(fm_finetuned, "pretraining_inputs", lambda *a, **k: ([], cfg, []))

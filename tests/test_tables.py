@@ -230,9 +230,16 @@ def test_pretraining_table_says_whether_the_continuation_moved_the_probe():
             "best_probe": [0.51, 0.55, 0.5], "best_smoothed": [0.505, 0.545, 0.5],
             "continued_to": [6000, 8000, np.nan], "best_smoothed_continued": [0.512, 0.561, np.nan],
             "moved": [0.007, 0.016, np.nan],
+            "platform": ["x86_64 AVX512 bf16=amx+avx512 torch=2.13.0+cpu", "x86_64 AVX512 bf16=avx512 torch=2.13.0+cpu",
+                         np.nan],
         }
     )  # fmt: skip
     t = tables.pretraining_table(pre)
+    assert t["CPU"].tolist() == [
+        "AVX512 bf16=amx+avx512 torch=2.13.0+cpu",
+        "AVX512 bf16=avx512 torch=2.13.0+cpu",
+        "",
+    ]
     assert t["plateau"].tolist() == ["yes", "no", "not checked"]
     assert t["moved"].tolist()[:2] == [0.7, 1.6] and t["CPU min"].tolist() == [2.0, 3.0, 0.5]
     assert t["best probe"].tolist() == [51.0, 55.0, 50.0]

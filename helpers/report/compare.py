@@ -410,6 +410,18 @@ def cross_cpu(frame: pd.DataFrame, a: str, b: str) -> str:
     return f"{a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))}"
 
 
+def cpu_label(platform: object) -> str:
+    """A platform string (:func:`helpers.runs.runtime.platform_class`) short enough for a table cell or a legend.
+
+    The machine token goes (every platform the study has met is ``x86_64``); the kernel level, the bfloat16 units and
+    the torch release, which decide a network's floating-point path, stay. ``""`` where none is recorded.
+    """
+    if not isinstance(platform, str) or not platform:
+        return ""
+    head, _, rest = platform.partition(" ")
+    return rest if head in ("x86_64", "aarch64", "arm64") and rest else platform
+
+
 def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in canonical dataset, family/model, split, metric, class order (the order of every table)."""
     if frame.empty:

@@ -387,7 +387,11 @@ def _pretraining_cost_note(pre: pd.DataFrame | None) -> str:
     """The caption sentence on the in-study pretraining's cost (shared by every in-study row, so in no run time)."""
     if pre is None or pre.empty:
         return ""
-    runs = ", ".join(f"{r.pretext} {r.train_s / 60:.1f} min" for r in pre.itertuples())
+    plats = pre["platform"].fillna("").astype(str) if "platform" in pre else pd.Series("", index=pre.index)
+    where = [f" on {compare.cpu_label(p)}" if plats.nunique() > 1 else "" for p in plats]
+    runs = ", ".join(
+        f"{r.pretext} {r.train_s / 60:.1f} min{w}" for r, w in zip(pre.itertuples(), where, strict=True)
+    )
     checks = pre["continuation_s"].fillna(0).sum() / 60
     return (
         f" In-study rows' run time leaves out their pretraining, done once and shared by every dataset ({runs} of "

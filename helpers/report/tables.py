@@ -95,10 +95,12 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per run: pretext, chips read (corpus images and training chips; a multi-date chip is one), steps,
         CPU minutes, stop reason, selected step, best and smoothed probe (validation mIoU of the ridge probe, %),
-        the continuation's end and its smoothed best, ``moved`` (points) and
+        the continuation's end and its smoothed best, ``moved`` (points),
         ``plateau`` ("yes" when the continuation to twice the steps moved the smoothed probe by under a point;
-        "not checked" before the check has run).
+        "not checked" before the check has run) and the CPU it ran on (one pretraining key run on two CPUs is two
+        encoders, each feeding the fine-tunes of its CPU; :func:`helpers.runs.pretrain.record`).
     """
+    platform = pre["platform"] if "platform" in pre else pd.Series("", index=pre.index)
     out = pd.DataFrame(
         {
             "pretext": pre["pretext"],
@@ -117,6 +119,7 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     out["plateau"] = np.where(
         pre["moved"].isna(), "not checked", np.where(100 * pre["moved"] < 1.0, "yes", "no")
     )
+    out["CPU"] = [compare.cpu_label(p) for p in platform]
     return out.reset_index(drop=True)
 
 
@@ -157,6 +160,9 @@ def pretraining_compute(
     compute = compare.scored(compute)
     if compute.empty or pre.empty:
         return pd.DataFrame()
+    # the checkpoints the compute rows started from: their own CPU's pretraining (one key, two CPUs: two encoders)
+    if "platform" in pre and "platform" in compute:
+        pre = pre[pre["platform"].isin(set(compute["platform"]))]
     seed = int(compute["seed"].min())
     rows = pd.concat([compare.scored(df), compute], ignore_index=True)
     rows = rows[
@@ -166,6 +172,8 @@ def pretraining_compute(
         & (rows["seed"] == seed)
     ]
     score = rows.pivot_table(index=["dataset", "model"], columns="split", values="value", aggfunc="mean")
+    if len(curve) and "platform" in curve and "platform" in pre:
+        curve = curve[curve["platform"].isin(set(pre["platform"]))]
     probe = curve.set_index(["key", "task", "step"])["probe"] if len(curve) else pd.Series(dtype=float)
     out = []
     for _, run in pre.iterrows():

@@ -216,16 +216,23 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
+def _platforms(frame: pd.DataFrame) -> pd.Series:
+    """A pretraining or probe table's ``platform`` column as text (``""`` where a table predates it)."""
+    if "platform" not in frame:
+        return pd.Series("", index=frame.index, dtype=object)
+    return frame["platform"].fillna("").astype(str)
+
+
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 
-    One panel per probe task (SIMULATED probe draws) and one for their mean; one line per pretraining (pretext), the
-    starting point (step 0) is the random-init encoder. The selected encoder's step is marked (filled dot) and a
+    One panel per probe task (SIMULATED probe draws) and one for their mean; one line per pretraining (pretext, and
+    its CPU where the curves come from two), the starting point (step 0) is the random-init encoder. The selected encoder's step is marked (filled dot) and a
     continuation to twice the steps, when checked, is the dashed stretch after the stop.
 
     Args:
-        curve: The probe curves (``results/pretraining_probe.csv``: ``key``, ``pretext``, ``step``, ``task``,
-            ``probe``).
+        curve: The probe curves (``results/pretraining_probe.csv``: ``key``, ``platform``, ``pretext``, ``step``,
+            ``task``, ``probe``).
         table: The pretraining table (``results/pretraining.csv``) for the selected steps (optional).
 
     Returns:
@@ -239,23 +246,31 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     fig, axes = plt.subplots(
         nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], 1.6 * nrow + 0.5), squeeze=False, sharex=True
     )
-    keys = list(dict.fromkeys(curve["key"]))
-    colours = dict(zip(keys, sns.color_palette("colorblind", len(keys)), strict=True))
-    best = table.set_index("key") if table is not None and len(table) else pd.DataFrame()
+    # a run is one (key, CPU): the same key pretrained on another CPU is another encoder (pretrain.record)
+    curve = curve.assign(platform=_platforms(curve))
+    runs = list(dict.fromkeys(zip(curve["key"], curve["platform"], strict=True)))
+    two_cpus = curve["platform"].nunique() > 1
+    colours = dict(zip(runs, sns.color_palette("colorblind", len(runs)), strict=True))
+    best = pd.DataFrame()
+    if table is not None and len(table):
+        best = table.assign(platform=_platforms(table)).set_index(["key", "platform"])
     for ax, task in zip(axes.flat, tasks, strict=False):
-        for key in keys:
-            d = curve[(curve["key"] == key) & (curve["task"] == task)].sort_values("step")
+        for run_id in runs:
+            d = curve[
+                (curve["key"] == run_id[0]) & (curve["platform"] == run_id[1]) & (curve["task"] == task)
+            ]
             if d.empty:
                 continue
-            pretext = d["pretext"].iloc[0]
-            stop = int(best.loc[key, "steps"]) if key in best.index else int(d["step"].max())
+            d = d.sort_values("step")
+            label = d["pretext"].iloc[0] + (f" ({compare.cpu_label(run_id[1])})" if two_cpus else "")
+            stop = int(best.loc[run_id, "steps"]) if run_id in best.index else int(d["step"].max())
             run, cont = d[d["step"] <= stop], d[d["step"] >= stop]
-            ax.plot(run["step"], 100 * run["probe"], "-", color=colours[key], lw=1.0, label=pretext)
+            ax.plot(run["step"], 100 * run["probe"], "-", color=colours[run_id], lw=1.0, label=label)
             if len(cont) > 1:
-                ax.plot(cont["step"], 100 * cont["probe"], "--", color=colours[key], lw=0.8)
-            if key in best.index:
-                b = d[d["step"] == int(best.loc[key, "best_step"])]
-                ax.plot(b["step"], 100 * b["probe"], "o", color=colours[key], ms=3)
+                ax.plot(cont["step"], 100 * cont["probe"], "--", color=colours[run_id], lw=0.8)
+            if run_id in best.index:
+                b = d[d["step"] == int(best.loc[run_id, "best_step"])]
+                ax.plot(b["step"], 100 * b["probe"], "o", color=colours[run_id], ms=3)
         name = (
             "mean of the tasks" if task == "mean" else plotting.dataset_label(task, task.startswith("sim-"))
         )

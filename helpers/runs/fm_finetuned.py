@@ -209,8 +209,9 @@ def check_pretraining(
     An engine job submitted after :func:`ensure_pretraining`, beside the fine-tunes (they do not wait for it):
     :func:`helpers.runs.pretrain.continuation` to twice the steps. Returns its summary (empty when a dataset lacks
     an HLS band or the settings use the epoch mode, which has no probe to check). A check the pretraining table
-    already holds for the same pretraining key is not redone (a clone with the committed table and an empty cache
-    would otherwise spend two pretrainings and their continuations on evidence it has).
+    already holds for the same pretraining key on this CPU class is not redone (a clone with the committed table and an
+    empty cache would otherwise spend two pretrainings and their continuations on evidence it has); another CPU's
+    check was of another encoder (:func:`helpers.runs.pretrain.recorded_check`).
     """
     pretext = _pretext_of(variant)
     try:
@@ -219,7 +220,7 @@ def check_pretraining(
         return {}
     if inputs[1].probe_every is None:
         return {}
-    # a check on record under the same key (e.g. in the committed table) stands
+    # a check on record under the same key and CPU (e.g. in the committed table) stands
     if pretraining_path is not None:
         key = pretrain.key_for(inputs[0], inputs[1], settings.pretrain_seed, inputs[2])
         recorded = pretrain.recorded_check(pretraining_path, key)

@@ -53,7 +53,7 @@ from helpers.data.io import atomic_write, locked
 from helpers.models.prithvi import PrithviConfig
 from helpers.runs import pretexts, probe
 from helpers.runs.runner import seed_everything
-from helpers.runs.runtime import torch_threads
+from helpers.runs.runtime import platform_class, torch_threads
 from helpers.runs.schedule import lr_factor
 from helpers.runs.train import param_groups
 
@@ -594,12 +594,29 @@ def continuation(
 RECORD_COLUMNS = (
     "key", "pretext", "pretrained_on", "chips", "steps", "train_s", "stopped_by", "best_step", "best_probe",
     "best_smoothed", "continued_to", "best_smoothed_continued", "moved", "continuation_s", "quarter_step",
-    "half_step",
+    "half_step", "platform",
 )  # fmt: skip
 
 
-def recorded_check(path: str | os.PathLike, key: str) -> dict | None:
+def _same_run(table: pd.DataFrame, key: str, platform: str) -> pd.Series:
+    """Rows of a pretraining (or probe) table that belong to the pretraining ``key`` run on ``platform``.
+
+    The cache key names the inputs, not the CPU: the same key pretrained on another CPU class is another encoder
+    (its floating-point path differs; measured: 3,500 steps on an AMD EPYC where an AMX CPU stopped at 3,250), so a
+    record is one (key, platform), as a fine-tune's run key holds both. A row without a platform (a table written
+    before the column) belongs to no platform.
+    """
+    plat = (
+        table["platform"].fillna("").astype(str) if "platform" in table else pd.Series("", index=table.index)
+    )
+    return (table["key"].astype(str) == str(key)) & (plat == platform)
+
+
+def recorded_check(path: str | os.PathLike, key: str, platform: str | None = None) -> dict | None:
     """The continuation check the pretraining table (:func:`record`) holds for ``key``, or ``None`` if none.
+
+    Only a check of the same pretraining counts: the same key on the same ``platform`` (default: this machine's,
+    :func:`helpers.runs.runtime.platform_class`); another CPU's check was of another encoder.
 
     Returns what the table keeps of :func:`continuation`'s summary: ``key``, ``steps``, ``continued_to``,
     ``best_smoothed``, ``best_smoothed_continued``, ``moved`` and ``cpu_s`` (its ``continuation_s``).
@@ -608,7 +625,8 @@ def recorded_check(path: str | os.PathLike, key: str) -> dict | None:
     if not path.is_file():
         return None
     table = pd.read_csv(path, dtype={"key": str})
-    rows = table[(table["key"] == str(key)) & table["moved"].notna()] if "moved" in table else table.iloc[:0]
+    mine = _same_run(table, key, platform or platform_class())
+    rows = table[mine & table["moved"].notna()] if "moved" in table else table.iloc[:0]
     if rows.empty:
         return None
     row = rows.iloc[-1]
@@ -623,16 +641,20 @@ def recorded_check(path: str | os.PathLike, key: str) -> dict | None:
     }
 
 
-def record(result: PretrainResult, path: str | os.PathLike, check: dict | None = None) -> pd.DataFrame:
-    """Add (or update, by key) a pretraining's row in the pretraining table, and its probe curve beside it.
+def record(
+    result: PretrainResult, path: str | os.PathLike, check: dict | None = None, platform: str | None = None
+) -> pd.DataFrame:
+    """Add (or update, by key and platform) a pretraining's row in the pretraining table, and its probe curve beside it.
 
     The table (``path``, e.g. ``results/pretraining.csv``) says what each in-study pretraining cost and where it
-    stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``pretext``, ``step``, ``task``,
-    ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and
+    stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``platform``, ``pretext``, ``step``,
+    ``task``, ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and
     committed with the results, so figures and the convergence evidence survive a fresh clone without the cache. A
-    row is replaced only by a row of the same key. ``quarter_step`` and ``half_step`` are the kept checkpoints at a
-    quarter and half of the selected step (:func:`checkpoint_encoder`).
+    row is replaced only by a row of the same key and ``platform`` (default: this machine's; :func:`_same_run`), so
+    a table can hold one pretraining's record from two CPUs, each beside the fine-tunes it fed. ``quarter_step`` and
+    ``half_step`` are the kept checkpoints at a quarter and half of the selected step (:func:`checkpoint_encoder`).
     """
+    platform = platform or platform_class()
     path = Path(path)
     meta = json.loads((result.out_dir / "config.json").read_text())
     pr = result.probe
@@ -654,6 +676,7 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         "continuation_s": round(float(check["cpu_s"]), 1) if check else None,
         "quarter_step": part[0],
         "half_step": part[1],
+        "platform": platform,
     }
     curve = pd.DataFrame()
     cont_path = result.out_dir / "continuation" / "probe.csv"
@@ -666,15 +689,20 @@ def record(result: PretrainResult, path: str | os.PathLike, check: dict | None =
         curve = pr.melt(id_vars=["step"], value_vars=[*tasks, "mean"], var_name="task", value_name="probe")
         curve["task"] = curve["task"].str.removeprefix("probe ")
         curve.insert(0, "pretext", row["pretext"])
+        curve.insert(0, "platform", platform)
         curve.insert(0, "key", result.key)
     probe_path = path.with_name(f"{path.stem}_probe.csv")
     with locked(path):
-        table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=RECORD_COLUMNS)
-        table = pd.concat([table[table["key"] != result.key], pd.DataFrame([row])], ignore_index=True)
+        table = (
+            pd.read_csv(path, dtype={"key": str}) if path.exists() else pd.DataFrame(columns=RECORD_COLUMNS)
+        )
+        table = pd.concat(
+            [table[~_same_run(table, result.key, platform)], pd.DataFrame([row])], ignore_index=True
+        )
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         if len(curve):
-            old = pd.read_csv(probe_path) if probe_path.exists() else curve.iloc[:0]
-            both = pd.concat([old[old["key"] != result.key], curve], ignore_index=True)
+            old = pd.read_csv(probe_path, dtype={"key": str}) if probe_path.exists() else curve.iloc[:0]
+            both = pd.concat([old[~_same_run(old, result.key, platform)], curve], ignore_index=True)
             atomic_write(probe_path, lambda tmp: both.to_csv(tmp, index=False))
     return table
 
