@@ -312,6 +312,9 @@ def test_continuation_doubles_the_steps_and_leaves_the_run_alone(crop, burn, tmp
     assert (curves["platform"] == "another cpu").sum() < len(curves) and set(curves["key"]) == {res.key}
     assert pretrain.recorded_check(tmp_path / "pretraining.csv", res.key)["continued_to"] == 12
     assert pretrain.recorded_check(tmp_path / "pretraining.csv", res.key, "another cpu") is None
+    # its check, recorded after a row without one
+    pretrain.record(res, tmp_path / "pretraining.csv", check, platform="another cpu")
+    assert ",12," in (tmp_path / "pretraining.csv").read_text().splitlines()[2]  # a count, not "12.0"
     with pytest.raises(ValueError, match="probe-plateau"):
         pretrain.continuation([crop], cfg(), probe_on=[crop], cache_dir=tmp_path)
 

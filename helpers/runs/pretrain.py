@@ -598,6 +598,10 @@ RECORD_COLUMNS = (
 )  # fmt: skip
 
 
+#: The pretraining table's columns that count (chips, steps): written as integers, blank where unknown.
+_COUNT_COLUMNS = ("chips", "steps", "best_step", "continued_to", "quarter_step", "half_step")
+
+
 def _same_run(table: pd.DataFrame, key: str, platform: str) -> pd.Series:
     """Rows of a pretraining (or probe) table that belong to the pretraining ``key`` run on ``platform``.
 
@@ -699,6 +703,8 @@ def record(
         table = pd.concat(
             [table[~_same_run(table, result.key, platform)], pd.DataFrame([row])], ignore_index=True
         )
+        for col in _COUNT_COLUMNS:  # counts stay integers when a row before had none (no "9500.0")
+            table[col] = pd.to_numeric(table[col], errors="coerce").astype("Int64")
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         if len(curve):
             old = pd.read_csv(probe_path, dtype={"key": str}) if probe_path.exists() else curve.iloc[:0]
