@@ -387,11 +387,15 @@ def network_platform(frame: pd.DataFrame) -> pd.Series:
     another; both are valid runs, but a paired difference across them also holds the two CPUs' paths (noise of the
     size two seeds' paths differ by, not a bias), which a reader should know.
     """
+    plat = platforms(frame)
+    return plat.where(frame["family"].astype(str) != "classical", "") if "family" in frame else plat
+
+
+def platforms(frame: pd.DataFrame) -> pd.Series:
+    """A table's ``platform`` column as text: ``""`` where a row records none or the table predates the column."""
     if "platform" not in frame:
         return pd.Series("", index=frame.index, dtype=object)
-    plat = frame["platform"].astype(object)
-    network = frame["family"].astype(str) != "classical" if "family" in frame else True
-    return plat.where(plat.notna() & network, "").astype(str)
+    return frame["platform"].astype(object).where(frame["platform"].notna(), "").astype(str)
 
 
 def network_platforms(frame: pd.DataFrame, model: str) -> set[str]:

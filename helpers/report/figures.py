@@ -387,7 +387,7 @@ def _pretraining_cost_note(pre: pd.DataFrame | None) -> str:
     """The caption sentence on the in-study pretraining's cost (shared by every in-study row, so in no run time)."""
     if pre is None or pre.empty:
         return ""
-    plats = pre["platform"].fillna("").astype(str) if "platform" in pre else pd.Series("", index=pre.index)
+    plats = compare.platforms(pre)
     where = [f" on {compare.cpu_label(p)}" if plats.nunique() > 1 else "" for p in plats]
     runs = ", ".join(
         f"{r.pretext} {r.train_s / 60:.1f} min{w}" for r, w in zip(pre.itertuples(), where, strict=True)

@@ -100,7 +100,6 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
         "not checked" before the check has run) and the CPU it ran on (one pretraining key run on two CPUs is two
         encoders, each feeding the fine-tunes of its CPU; :func:`helpers.runs.pretrain.record`).
     """
-    platform = pre["platform"] if "platform" in pre else pd.Series("", index=pre.index)
     out = pd.DataFrame(
         {
             "pretext": pre["pretext"],
@@ -119,7 +118,7 @@ def pretraining_table(pre: pd.DataFrame) -> pd.DataFrame:
     out["plateau"] = np.where(
         pre["moved"].isna(), "not checked", np.where(100 * pre["moved"] < 1.0, "yes", "no")
     )
-    out["CPU"] = [compare.cpu_label(p) for p in platform]
+    out["CPU"] = [compare.cpu_label(p) for p in compare.platforms(pre)]
     return out.reset_index(drop=True)
 
 

@@ -216,19 +216,13 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
-def _platforms(frame: pd.DataFrame) -> pd.Series:
-    """A pretraining or probe table's ``platform`` column as text (``""`` where a table predates it)."""
-    if "platform" not in frame:
-        return pd.Series("", index=frame.index, dtype=object)
-    return frame["platform"].fillna("").astype(str)
-
-
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 
     One panel per probe task (SIMULATED probe draws) and one for their mean; one line per pretraining (pretext, and
-    its CPU where the curves come from two), the starting point (step 0) is the random-init encoder. The selected encoder's step is marked (filled dot) and a
-    continuation to twice the steps, when checked, is the dashed stretch after the stop.
+    its CPU where the curves come from two), the starting point (step 0) is the random-init encoder. The selected
+    encoder's step is marked (filled dot) and a continuation to twice the steps, when checked, is the dashed stretch
+    after the stop.
 
     Args:
         curve: The probe curves (``results/pretraining_probe.csv``: ``key``, ``platform``, ``pretext``, ``step``,
@@ -247,13 +241,13 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
         nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], 1.6 * nrow + 0.5), squeeze=False, sharex=True
     )
     # a run is one (key, CPU): the same key pretrained on another CPU is another encoder (pretrain.record)
-    curve = curve.assign(platform=_platforms(curve))
+    curve = curve.assign(platform=compare.platforms(curve))
     runs = list(dict.fromkeys(zip(curve["key"], curve["platform"], strict=True)))
     two_cpus = curve["platform"].nunique() > 1
     colours = dict(zip(runs, sns.color_palette("colorblind", len(runs)), strict=True))
     best = pd.DataFrame()
     if table is not None and len(table):
-        best = table.assign(platform=_platforms(table)).set_index(["key", "platform"])
+        best = table.assign(platform=compare.platforms(table)).set_index(["key", "platform"])
     for ax, task in zip(axes.flat, tasks, strict=False):
         for run_id in runs:
             d = curve[
