@@ -441,13 +441,20 @@ def test_pretraining_probe_figure_marks_the_selected_step_and_fits_a_page(tmp_pa
     )
     fig = training_figures.pretraining_probe_figure(two, two_table)
     labels = sorted(ln.get_label() for ln in fig.axes[0].lines if ln.get_linestyle() == "-")
-    assert labels == ["mae (cpu-a)", "mae (cpu-b)", "spectral (cpu-a)", "spectral (cpu-b)"]
+    assert labels == [
+        "mae (cpu-a)",
+        "mae (cpu-b)",
+        "spectral (cpu-a)",
+        "spectral (cpu-b)",
+    ]  # the words that differ
     b_mae = next(ln for ln in fig.axes[0].lines if ln.get_label() == "mae (cpu-b)")
     assert list(b_mae.get_xdata()) == [0, 250, 500, 750]  # cpu-b's own stop
     plt.close(fig)
     fig = training_figures.pretraining_probe_figure(curve, table)
-    titles = [a.get_title() for a in fig.axes if a.get_visible()]
+    titles = [a.get_title() for a in fig.axes if a.get_visible() and a.axison]
     assert titles[-1] == "mean of the tasks" and len(titles) == len(tasks)
+    (spare,) = [a for a in fig.axes if a.get_visible() and not a.axison]  # the legend sits in the spare panel
+    assert spare.get_legend() is not None and not fig.legends
     mae_lines = [ln for ln in fig.axes[0].lines if ln.get_label() == "mae"]
     assert list(mae_lines[0].get_xdata()) == [0, 250, 500]  # run up to its stop, the rest dashed
     dashed = [ln for ln in fig.axes[0].lines if ln.get_linestyle() == "--"]

@@ -216,6 +216,19 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
+def _cpu_names(platforms) -> dict[str, str]:
+    """Each platform's name in a legend: the words that tell it from the others (``""`` when there is one).
+
+    ``x86_64 AVX512 bf16=amx+avx512 torch=2.13.0+cpu`` beside ``x86_64 AVX512 bf16=avx512 torch=2.13.0+cpu`` reads
+    ``bf16=amx+avx512`` and ``bf16=avx512``: a legend entry short enough for one panel.
+    """
+    words = {p: compare.cpu_label(p).split() for p in platforms}
+    if len(words) < 2:
+        return {p: "" for p in words}
+    shared = set.intersection(*(set(w) for w in words.values()))
+    return {p: " ".join(x for x in w if x not in shared) or compare.cpu_label(p) for p, w in words.items()}
+
+
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 
@@ -243,7 +256,7 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     # a run is one (key, CPU): the same key pretrained on another CPU is another encoder (pretrain.record)
     curve = curve.assign(platform=compare.platforms(curve))
     runs = list(dict.fromkeys(zip(curve["key"], curve["platform"], strict=True)))
-    two_cpus = curve["platform"].nunique() > 1
+    cpu = _cpu_names(curve["platform"].unique())
     colours = dict(zip(runs, sns.color_palette("colorblind", len(runs)), strict=True))
     best = pd.DataFrame()
     if table is not None and len(table):
@@ -256,7 +269,7 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
             if d.empty:
                 continue
             d = d.sort_values("step")
-            label = d["pretext"].iloc[0] + (f" ({compare.cpu_label(run_id[1])})" if two_cpus else "")
+            label = d["pretext"].iloc[0] + (f" ({cpu[run_id[1]]})" if cpu[run_id[1]] else "")
             stop = int(best.loc[run_id, "steps"]) if run_id in best.index else int(d["step"].max())
             run, cont = d[d["step"] <= stop], d[d["step"] >= stop]
             ax.plot(run["step"], 100 * run["probe"], "-", color=colours[run_id], lw=1.0, label=label)
@@ -272,7 +285,14 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
         ax.tick_params(labelsize=6)
     _label_step_grid(axes, len(tasks), "probe val mIoU (%)")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=7, title="pretext", title_fontsize=7)
+    legend = {"fontsize": 7, "title": "pretext", "title_fontsize": 7}
+    if len(tasks) < axes.size:  # in the spare panel, clear of every curve and axis label
+        spare = axes.flat[len(tasks)]
+        spare.set_visible(True)
+        spare.axis("off")
+        spare.legend(handles, labels, loc="center", **legend)
+    else:
+        fig.legend(handles, labels, loc="lower right", **legend)
     fig.suptitle(
         "In-study pretraining of the small Prithvi-arch model: ridge probe of the frozen encoder\n"
         "on held-out chips of a probe draw (dot: selected encoder; dashed: continuation check)",
