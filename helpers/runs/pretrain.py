@@ -648,15 +648,16 @@ def recorded_check(path: str | os.PathLike, key: str, platform: str | None = Non
 def record(
     result: PretrainResult, path: str | os.PathLike, check: dict | None = None, platform: str | None = None
 ) -> pd.DataFrame:
-    """Add (or update, by key and platform) a pretraining's row in the pretraining table, and its probe curve beside it.
+    """Add (or update, by key and platform) a pretraining's row in the pretraining table, and its probe curve.
 
     The table (``path``, e.g. ``results/pretraining.csv``) says what each in-study pretraining cost and where it
     stopped; ``<stem>_probe.csv`` beside it holds every probe (tidy: ``key``, ``platform``, ``pretext``, ``step``,
-    ``task``, ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are small and
-    committed with the results, so figures and the convergence evidence survive a fresh clone without the cache. A
-    row is replaced only by a row of the same key and ``platform`` (default: this machine's; :func:`_same_run`), so
-    a table can hold one pretraining's record from two CPUs, each beside the fine-tunes it fed. ``quarter_step`` and
-    ``half_step`` are the kept checkpoints at a quarter and half of the selected step (:func:`checkpoint_encoder`).
+    ``task``, ``probe``), the continuation check's included once it has run, the curves notebook 04 draws. Both are
+    small and committed with the results, so figures and the convergence evidence survive a fresh clone without the
+    cache. A row is replaced only by a row of the same key and ``platform`` (default: this machine's;
+    :func:`_same_run`), so a table can hold one pretraining's record from two CPUs, each beside the fine-tunes it fed.
+    ``quarter_step`` and ``half_step`` are the kept checkpoints at a quarter and half of the selected step
+    (:func:`checkpoint_encoder`).
     """
     platform = platform or platform_class()
     path = Path(path)
