@@ -426,6 +426,19 @@ def cpu_label(platform: object) -> str:
     return rest if head in ("x86_64", "aarch64", "arm64") and rest else platform
 
 
+def cpu_names(platforms: Iterable[str]) -> dict[str, str]:
+    """Each platform's name in a legend or caption: the words that tell it from the others (``""`` when one).
+
+    ``x86_64 AVX512 bf16=amx+avx512 torch=2.13.0+cpu`` beside ``x86_64 AVX512 bf16=avx512 torch=2.13.0+cpu`` reads
+    ``bf16=amx+avx512`` and ``bf16=avx512``: a legend entry short enough for one panel.
+    """
+    words = {p: cpu_label(p).split() for p in platforms}
+    if len(words) < 2:
+        return {p: "" for p in words}
+    shared = set.intersection(*(set(w) for w in words.values()))
+    return {p: " ".join(x for x in w if x not in shared) or cpu_label(p) for p, w in words.items()}
+
+
 def sort_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows in canonical dataset, family/model, split, metric, class order (the order of every table)."""
     if frame.empty:

@@ -388,9 +388,10 @@ def _pretraining_cost_note(pre: pd.DataFrame | None) -> str:
     if pre is None or pre.empty:
         return ""
     plats = compare.platforms(pre)
-    where = [f" on {compare.cpu_label(p)}" if plats.nunique() > 1 else "" for p in plats]
+    cpu = compare.cpu_names(plats.unique())
     runs = ", ".join(
-        f"{r.pretext} {r.train_s / 60:.1f} min{w}" for r, w in zip(pre.itertuples(), where, strict=True)
+        f"{r.pretext} {r.train_s / 60:.1f} min" + (f" on {cpu[p]}" if cpu[p] else "")
+        for r, p in zip(pre.itertuples(), plats, strict=True)
     )
     checks = pre["continuation_s"].fillna(0).sum() / 60
     return (

@@ -216,19 +216,6 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     return fig
 
 
-def _cpu_names(platforms) -> dict[str, str]:
-    """Each platform's name in a legend: the words that tell it from the others (``""`` when there is one).
-
-    ``x86_64 AVX512 bf16=amx+avx512 torch=2.13.0+cpu`` beside ``x86_64 AVX512 bf16=avx512 torch=2.13.0+cpu`` reads
-    ``bf16=amx+avx512`` and ``bf16=avx512``: a legend entry short enough for one panel.
-    """
-    words = {p: compare.cpu_label(p).split() for p in platforms}
-    if len(words) < 2:
-        return {p: "" for p in words}
-    shared = set.intersection(*(set(w) for w in words.values()))
-    return {p: " ".join(x for x in w if x not in shared) or compare.cpu_label(p) for p, w in words.items()}
-
-
 def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = None) -> plt.Figure | None:
     """What in-study pretraining buys, against its compute: the probe's validation mIoU along the steps.
 
@@ -256,7 +243,7 @@ def pretraining_probe_figure(curve: pd.DataFrame, table: pd.DataFrame | None = N
     # a run is one (key, CPU): the same key pretrained on another CPU is another encoder (pretrain.record)
     curve = curve.assign(platform=compare.platforms(curve))
     runs = list(dict.fromkeys(zip(curve["key"], curve["platform"], strict=True)))
-    cpu = _cpu_names(curve["platform"].unique())
+    cpu = compare.cpu_names(curve["platform"].unique())
     colours = dict(zip(runs, sns.color_palette("colorblind", len(runs)), strict=True))
     best = pd.DataFrame()
     if table is not None and len(table):

@@ -461,7 +461,7 @@ def _precision_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
 
 
 def _platform_mismatch(d: pd.DataFrame, a: str, b: str) -> list[str]:
-    """A cell whose two sides' networks were trained on different CPUs says so (:func:`helpers.report.compare.cross_cpu`)."""
+    """A cell whose two sides' networks were trained on different CPUs says so (:func:`compare.cross_cpu`)."""
     sides = cross_cpu(d, a, b)
     return [f"trained on different CPUs ({sides})"] if sides else []
 
