@@ -518,6 +518,31 @@ def test_pretraining_compute_pairs_each_checkpoint_with_its_fine_tune_and_probe(
     assert (
         points.loc[points["task"] == "indian-pines-hls", "probe"].isna().all()
     )  # a real dataset has no probe draw
+    # the same curve at the smallest budget: its own rows at both ends, its compute rows between, the same probe
+    p10 = {"label_budget": "points-10"}
+    small = pd.concat(
+        [
+            df[df["dataset"] == "sim-burn"].assign(value=lambda d: d["value"] - 0.2, **p10),
+            compute[compute["dataset"] == "sim-burn"].assign(value=lambda d: d["value"] - 0.1, **p10),
+        ]
+    )
+    both = tables.pretraining_compute(
+        pd.concat([df, small[small["model"].isin(fine)]]),
+        pd.concat([compute, small[~small["model"].isin(fine)]]),
+        pre,
+        curve,
+    )
+    assert list(dict.fromkeys(both["labels"])) == ["all", "points-10"]
+    burn10 = both[(both["labels"] == "points-10")].set_index("fraction")
+    assert burn10["task"].unique().tolist() == ["sim-burn"]  # the budget's own tasks only
+    assert burn10["fine-tuned val"].tolist() == pytest.approx([30.0, 45.0, 48.0, 40.0])
+    assert burn10["probe"].tolist() == pytest.approx(burn["probe"].tolist())
+    pd.testing.assert_frame_equal(both[both["labels"] == "all"].reset_index(drop=True), points)
+    fig = training_figures.pretraining_compute_figure(both)
+    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()}
+    assert styles == {"mae, all labels": "-", "mae, points-10": ":", "mae, probe": "--"}
+    assert "points-10" in fig.texts[0].get_text()  # the title names the budgets
+    plt.close(fig)
     fig = training_figures.pretraining_compute_figure(points)
     assert [a.get_title() for a in fig.axes if a.get_visible()] == [
         "sim-burn (simulated)",

@@ -136,13 +136,14 @@ def pretraining_compute(
     arch: str = "prithvi_arch_small",
     metric: str = "miou_macro",
 ) -> pd.DataFrame:
-    """What pretraining buys against its compute, per task and pretext: fine-tuned and probed scores along the steps.
+    """What pretraining buys against its compute, per task, pretext and label budget: scores along the steps.
 
     Fine-tuned from the random-init encoder (fraction 0: the ``<arch>_random`` row), from the checkpoints at a
     quarter and half of the selected step (the ``<arch>_<pretext>_pt25`` / ``_pt50`` rows of ``compute``) and from
-    the selected encoder (the ``<arch>_<pretext>`` row), all at the compute rows' seed (the first replicate) and
-    full labels; the ridge probe of the same checkpoints on the task's probe draw beside them (none for a task
-    without one: a real dataset).
+    the selected encoder (the ``<arch>_<pretext>`` row), all at the compute rows' seed (the first replicate) and at
+    each label budget the compute rows ran at (every label, and the smallest budget where pretraining should matter
+    most); the ridge probe of the same checkpoints on the task's probe draw beside them (none for a task without
+    one: a real dataset; the probe never sees a budget).
 
     Args:
         df: The results table (the random-init and selected-encoder rows).
@@ -153,12 +154,24 @@ def pretraining_compute(
         metric: Macro metric of the fine-tuned rows.
 
     Returns:
-        Long: ``task``, ``pretext``, ``fraction``, ``step``, ``model``, ``fine-tuned val`` and ``fine-tuned test`` (%),
-        ``probe`` (% on the probe draw); empty without compute rows.
+        Long: ``task``, ``pretext``, ``labels`` (the budget tag), ``fraction``, ``step``, ``model``, ``fine-tuned val``
+        and ``fine-tuned test`` (%), ``probe`` (% on the probe draw); empty without compute rows.
     """
     compute = compare.scored(compute)
     if compute.empty or pre.empty:
         return pd.DataFrame()
+    budget = compute["label_budget"].fillna("all")
+    order = ["all", *sorted(set(budget) - {"all"})]  # every label first, as the table reads
+    parts = [
+        _compute_points(df, compute[budget == b], b, pre, curve, arch, metric)
+        for b in order
+        if (budget == b).any()
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _compute_points(df, compute, budget, pre, curve, arch, metric) -> pd.DataFrame:
+    """:func:`pretraining_compute` at one label budget (``compute``: that budget's rows)."""
     # the checkpoints the compute rows started from: their own CPU's pretraining (one key, two CPUs: two encoders)
     if "platform" in pre and "platform" in compute:
         pre = pre[pre["platform"].isin(set(compute["platform"]))]
@@ -167,7 +180,7 @@ def pretraining_compute(
     rows = rows[
         (rows["metric"] == metric)
         & (rows["class"] == "")
-        & (rows["label_budget"].fillna("all") == "all")
+        & (rows["label_budget"].fillna("all") == budget)
         & (rows["seed"] == seed)
     ]
     score = rows.pivot_table(index=["dataset", "model"], columns="split", values="value", aggfunc="mean")
@@ -178,6 +191,8 @@ def pretraining_compute(
     for _, run in pre.iterrows():
         models = {0.0: f"{arch}_random", 0.25: f"{arch}_{run['pretext']}_pt25"}
         models.update({0.5: f"{arch}_{run['pretext']}_pt50", 1.0: f"{arch}_{run['pretext']}"})
+        if not compute["model"].isin(models.values()).any():
+            continue  # this pretext has no compute rows at this budget
         for task in compare.ordered_datasets(compute["dataset"].unique()):
             for fraction, column in COMPUTE_POINTS:
                 step = 0 if column is None else run.get(column)
@@ -189,6 +204,7 @@ def pretraining_compute(
                     {
                         "task": task,
                         "pretext": run["pretext"],
+                        "labels": budget,
                         "fraction": fraction,
                         "step": int(step),
                         "model": model,

@@ -174,9 +174,10 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     """The pretraining-compute curve: fine-tuned and probed validation mIoU from checkpoints along each pretraining.
 
     One panel per task; per pretext a solid line (fine-tuned end to end from the random-init encoder, the checkpoints
-    at a quarter and half of the selected step, and the selected encoder; first replicate, full labels) and a dashed
-    one (the ridge probe of the same checkpoints on the task's probe draw; none for a real dataset). If pretraining
-    buys a task something, the solid line rises from its step-0 point.
+    at a quarter and half of the selected step, and the selected encoder; first replicate, every label), a dotted one
+    for each smaller label budget the curve ran at (where pretraining should matter most), and a dashed one (the ridge
+    probe of the same checkpoints on the task's probe draw, which never sees a budget; none for a real dataset). If
+    pretraining buys a task something, a fine-tuned line rises from its step-0 point.
 
     Args:
         points: :func:`helpers.report.tables.pretraining_compute`.
@@ -186,33 +187,50 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     """
     if points.empty:
         return None
+    if "labels" not in points:
+        points = points.assign(labels="all")
     tasks = compare.ordered_datasets(points["task"].unique())
     ncol = min(4, len(tasks))
     nrow = -(-len(tasks) // ncol)
-    height = 1.7 * nrow + 0.85  # the legend gets its own strip below the panels, clear of every axis
-    fig, axes = plt.subplots(nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], height), squeeze=False)
     pretexts = list(dict.fromkeys(points["pretext"]))
+    budgets = list(dict.fromkeys(points["labels"]))
+    # fine-tuned per (pretext, budget) that ran, and each pretext's probe
+    n_lines = len(points[["pretext", "labels"]].drop_duplicates()) + len(pretexts)
+    ncol_legend = min(n_lines, 3 if len(budgets) > 1 else n_lines)  # one column per pretext's lines
+    legend_rows = -(-n_lines // ncol_legend)
+    height = (
+        1.7 * nrow + 0.72 + 0.13 * legend_rows
+    )  # the legend's own strip below the panels, clear of every axis
+    fig, axes = plt.subplots(nrow, ncol, figsize=(plotting.PAGE_WIDTH["full"], height), squeeze=False)
     colours = dict(zip(pretexts, sns.color_palette("colorblind", len(pretexts)), strict=True))
     for ax, task in zip(axes.flat, tasks, strict=False):
         for pretext in pretexts:
-            d = points[(points["task"] == task) & (points["pretext"] == pretext)].sort_values("step")
             c = colours[pretext]
-            ax.plot(
-                d["step"], d["fine-tuned val"], "o-", color=c, ms=3, lw=1.0, label=f"{pretext}, fine-tuned"
-            )
-            ax.plot(d["step"], d["probe"], "x--", color=c, ms=3, lw=0.8, label=f"{pretext}, probe")
+            of = points[(points["task"] == task) & (points["pretext"] == pretext)].sort_values("step")
+            for budget in budgets:
+                d = of[of["labels"] == budget]
+                if d.empty:  # a pretext without compute rows at this budget
+                    continue
+                style, text = ("o-", "all labels") if budget == "all" else ("s:", budget)
+                ax.plot(
+                    d["step"], d["fine-tuned val"], style, color=c, ms=3, lw=1.0, label=f"{pretext}, {text}"
+                )
+            probe = of.drop_duplicates("step")  # the probe is one per checkpoint, whatever the budget
+            ax.plot(probe["step"], probe["probe"], "x--", color=c, ms=3, lw=0.8, label=f"{pretext}, probe")
         ax.set_title(plotting.dataset_label(task, task.startswith("sim-")), fontsize=7)
         ax.tick_params(labelsize=6)
     _label_step_grid(axes, len(tasks), "val mIoU (%)")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", fontsize=6, ncol=len(handles), frameon=False)
+    lines = {}  # one entry per line drawn in any panel
+    for ax in axes.flat:
+        lines.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    fig.legend(lines.values(), lines.keys(), loc="lower center", fontsize=6, ncol=ncol_legend, frameon=False)
+    budget_words = " and at ".join(["all labels", *[b for b in budgets if b != "all"]])
     fig.suptitle(
-        "What in-study pretraining buys against its compute: the small Prithvi-arch model fine-tuned (solid; first\n"
-        "replicate, all labels) and probed (dashed; probe draw) from checkpoints at 0, 1/4, 1/2 and 1 of the "
-        "selected step",
+        "What in-study pretraining buys against its compute: the small Prithvi-arch model fine-tuned (first replicate;\n"
+        f"{budget_words}) and probed (dashed; probe draw) from checkpoints at 0, 1/4, 1/2 and 1 of the selected step",
         fontsize=7,
     )
-    fig.tight_layout(rect=(0, 0.25 / height, 1, 1))
+    fig.tight_layout(rect=(0, (0.12 + 0.13 * legend_rows) / height, 1, 1))
     return fig
 
 

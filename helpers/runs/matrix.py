@@ -324,6 +324,7 @@ def submit_fm_runs(
     budget_names: Sequence[str] = (),
     deep_label_budgets: Sequence[str] | None = None,
     compute_fractions: Sequence[float] = (),
+    compute_budgets: Sequence[str] = (labels.ALL,),
     budget_seeds: Mapping[str, Sequence[int]] | None = None,
 ) -> tuple[list, list[dict]]:
     """Notebook 04's runs: in-study pretraining, the fine-tuned rows, and the published-encoder rows.
@@ -363,6 +364,8 @@ def submit_fm_runs(
             (0.25, 0.5; :func:`helpers.runs.fm_finetuned.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
             beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
             candidate.
+        compute_budgets: The label budgets of that curve: ``all``, and budgets below it on ``budget_names`` (where
+            the random-init and selected-encoder rows of its ends run at the same budget), first replicate's draw.
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
             (:func:`specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
@@ -422,9 +425,9 @@ def submit_fm_runs(
                 **jobs_kw,
             )
         tuned = [m for m in in_study if pretext.get(m) and not fm_finetuned.VARIANTS[m].probe]
-        _compute_curve(
-            out, name, per_seed, seeds, tuned, compute_fractions, pre, pretext, fm_kw, compute_path
-        )
+        curve_budgets = [b for b in compute_budgets if b == labels.ALL or name in budget_names]
+        curve = (tuned, compute_fractions, curve_budgets, pre, pretext, fm_kw, compute_path)
+        _compute_curve(out, name, per_seed, seeds, *curve)
         finetune_budgeted = (
             [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
@@ -631,20 +634,26 @@ def _pretrainings(client, per_seed, seeds, pretext, settings, corpus: _CorpusJob
     return pre
 
 
-def _compute_curve(out, name, per_seed, seeds, tuned, fractions, pre, pretext, fm_kw, compute_path) -> None:
+def _compute_curve(
+    out, name, per_seed, seeds, tuned, fractions, budgets, pre, pretext, fm_kw, compute_path
+) -> None:
     """The pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining.
 
-    Only the fine-tuned pretext rows (a linear probe's curve is the pretraining's own probe curve); their rows go to
-    ``compute_path`` beside the results table, never into it.
+    Only the fine-tuned pretext rows (a linear probe's curve is the pretraining's own probe curve), at each of
+    ``budgets`` (a budget below ``all`` sees the first seed's draw through it, as that budget's rows do); their rows go
+    to ``compute_path`` beside the results table, never into it.
     """
-    first_ds = per_seed[seeds[0]]
-    for model, fraction in [(m, f) for m in tuned for f in fractions]:
+    first_ds, seed = per_seed[seeds[0]], seeds[0]
+    for model, fraction, budget in [(m, f, b) for m in tuned for f in fractions for b in budgets]:
+        at = "" if budget == labels.ALL else f" @ {budget}"
+        if at:  # the view is built in the job, as for the budget's own rows
+            fn, args = at_budget, (fm_finetuned.run_prithvi_small, first_ds, budget, seed, seed, model)
+        else:
+            fn, args = fm_finetuned.run_prithvi_small, (first_ds, seed, model)
         out.add(
-            {"dataset": name, "seed": seeds[0], "rows": f"{model} from {fraction:g} of pretraining"},
-            fm_finetuned.run_prithvi_small,
-            first_ds,
-            seeds[0],
-            model,
+            {"dataset": name, "seed": seed, "rows": f"{model} from {fraction:g} of pretraining{at}"},
+            fn,
+            *args,
             pretraining_fraction=fraction,
             after=[pre[id(first_ds), pretext[model]]],
             settings=fm_kw["settings"],
