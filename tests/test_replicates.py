@@ -310,3 +310,54 @@ def test_the_default_runs_u_net_and_only_main_datasets_in_its_per_dataset_cnns()
     chosen = params["notebooks"]["03_cnn_models"]["dataset_models"]
     assert set(chosen) == set(params["dataset_names"])
     assert all("unet" in models for models in chosen.values())
+
+
+def test_the_compute_curve_follows_the_rows_run_at_each_budget(recorder, tmp_path):
+    """``compute_budgets``: at every label the curve fine-tunes the first draw's ``fm_models`` pretext rows from the
+    checkpoints; at a smaller budget, the ``budget_models`` pretext rows there, on the first draw seen through it (its
+    ends are that budget's rows), and nothing on a dataset the budgets do not run on."""
+    draws = _draws(["sim-a", "sim-b"], [0, 1], simulated={"sim-a", "sim-b"})
+    matrix.submit_fm_runs(
+        None, draws, main=["sim-a", "sim-b"], seeds=[0, 1],
+        fm_models=["prithvi_arch_small_random", "prithvi_arch_small_mae", "prithvi_arch_small_spectral"],
+        pretrained_models=[], texture_models=[], pooled_models=[], settings=None, prithvi_checkpoint=None,
+        galileo_steps=1, results_path=tmp_path / "results.csv", runs_dir="runs", cache_dir="cache", maps_dir=None,
+        convergence_path=None, label_budgets=["points-10"], budget_names=["sim-a"],
+        budget_models=["prithvi_arch_small_random", "prithvi_arch_small_spectral"],
+        compute_fractions=[0.25, 0.5], compute_budgets=["all", "points-10"],
+    )  # fmt: skip
+    full = sorted(
+        (repr(a[0]), a[2], k["pretraining_fraction"]) for n, a, k in recorder if n == "run_prithvi_small"
+    )
+    assert full == [
+        (f"{d}@0", m, f)
+        for d in ("sim-a", "sim-b")
+        for m in ("prithvi_arch_small_mae", "prithvi_arch_small_spectral")
+        for f in (0.25, 0.5)
+    ]
+    small = [
+        (a[0].__name__, repr(a[1]), a[2], a[3], a[5], k["pretraining_fraction"], k["results_path"].name)
+        for n, a, k in recorder
+        if n == "at_budget" and "pretraining_fraction" in k
+    ]
+    assert small == [
+        (
+            "run_prithvi_small",
+            "sim-a@0",
+            "points-10",
+            0,
+            "prithvi_arch_small_spectral",
+            f,
+            "pretraining_compute.csv",
+        )
+        for f in (0.25, 0.5)
+    ]
+    recorder.clear()  # without compute_budgets: every label only, as before the budgets
+    matrix.submit_fm_runs(
+        None, draws, main=["sim-a"], seeds=[0], fm_models=["prithvi_arch_small_mae"], pretrained_models=[],
+        texture_models=[], pooled_models=[], settings=None, prithvi_checkpoint=None, galileo_steps=1,
+        results_path=tmp_path / "results.csv", runs_dir="runs", cache_dir="cache", maps_dir=None,
+        convergence_path=None, label_budgets=["points-10"], budget_names=["sim-a"],
+        budget_models=["prithvi_arch_small_mae"], compute_fractions=[0.5],
+    )  # fmt: skip
+    assert [n for n, a, k in recorder if "pretraining_fraction" in k] == ["run_prithvi_small"]

@@ -364,8 +364,9 @@ def submit_fm_runs(
             (0.25, 0.5; :func:`helpers.runs.fm_finetuned.run_prithvi_small`). Its rows go to ``pretraining_compute.csv``
             beside the results table, not into it: they are a diagnostic of pretraining, never a verdict's
             candidate.
-        compute_budgets: The label budgets of that curve: ``all``, and budgets below it on ``budget_names`` (where
-            the random-init and selected-encoder rows of its ends run at the same budget), first replicate's draw.
+        compute_budgets: The label budgets of that curve: at ``all`` it follows ``fm_models`` / ``texture_models``;
+            at a budget of ``deep_label_budgets`` below it, the pretext rows of ``budget_models`` on ``budget_names``
+            (its ends, random init and selected encoder, are those rows), on the first replicate's draw.
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
             (:func:`specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
@@ -424,10 +425,16 @@ def submit_fm_runs(
                 pool_of[seed],
                 **jobs_kw,
             )
-        tuned = [m for m in in_study if pretext.get(m) and not fm_finetuned.VARIANTS[m].probe]
-        curve_budgets = [b for b in compute_budgets if b == labels.ALL or name in budget_names]
-        curve = (tuned, compute_fractions, curve_budgets, pre, pretext, fm_kw, compute_path)
-        _compute_curve(out, name, per_seed, seeds, *curve)
+        # the curve at each budget follows the pretext rows run there (its ends are those rows)
+        fine_tuned = [m for m, p in pretext.items() if p and not fm_finetuned.VARIANTS[m].probe]
+        curve = {
+            b: [m for m in fine_tuned if m in (in_study if b == labels.ALL else study_budgeted)]
+            for b in compute_budgets
+            if b == labels.ALL or b in deep_below
+        }
+        _compute_curve(
+            out, name, per_seed, seeds, curve, compute_fractions, pre, pretext, fm_kw, compute_path
+        )
         finetune_budgeted = (
             [m for m in budgeted if m in galileo_finetuned.FINETUNE_ROWS] if deep_below else []
         )
@@ -634,17 +641,17 @@ def _pretrainings(client, per_seed, seeds, pretext, settings, corpus: _CorpusJob
     return pre
 
 
-def _compute_curve(
-    out, name, per_seed, seeds, tuned, fractions, budgets, pre, pretext, fm_kw, compute_path
-) -> None:
+def _compute_curve(out, name, per_seed, seeds, curve, fractions, pre, pretext, fm_kw, compute_path) -> None:
     """The pretraining-compute curve: the first seed again, from checkpoints part of the way through pretraining.
 
-    Only the fine-tuned pretext rows (a linear probe's curve is the pretraining's own probe curve), at each of
-    ``budgets`` (a budget below ``all`` sees the first seed's draw through it, as that budget's rows do); their rows go
-    to ``compute_path`` beside the results table, never into it.
+    ``curve`` maps each label budget to the fine-tuned pretext rows run at it (a linear probe's curve is the
+    pretraining's own probe curve); a budget below ``all`` sees the first seed's draw through it, as that budget's
+    rows do. The rows go to ``compute_path`` beside the results table, never into it.
     """
     first_ds, seed = per_seed[seeds[0]], seeds[0]
-    for model, fraction, budget in [(m, f, b) for m in tuned for f in fractions for b in budgets]:
+    for model, fraction, budget in [
+        (m, f, b) for b, models in curve.items() for m in models for f in fractions
+    ]:
         at = "" if budget == labels.ALL else f" @ {budget}"
         if at:  # the view is built in the job, as for the budget's own rows
             fn, args = at_budget, (fm_finetuned.run_prithvi_small, first_ds, budget, seed, seed, model)
