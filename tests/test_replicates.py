@@ -361,3 +361,10 @@ def test_the_compute_curve_follows_the_rows_run_at_each_budget(recorder, tmp_pat
         budget_models=["prithvi_arch_small_mae"], compute_fractions=[0.5],
     )  # fmt: skip
     assert [n for n, a, k in recorder if "pretraining_fraction" in k] == ["run_prithvi_small"]
+    with pytest.raises(ValueError, match=r"compute_budgets names \['points-100'\]"):  # never run: not silent
+        matrix.submit_fm_runs(
+            None, draws, main=["sim-a"], seeds=[0], fm_models=[], pretrained_models=[], texture_models=[],
+            pooled_models=[], settings=None, prithvi_checkpoint=None, galileo_steps=1, results_path=None,
+            runs_dir="runs", cache_dir="cache", maps_dir=None, convergence_path=None, label_budgets=["points-10"],
+            budget_names=["sim-a"], compute_fractions=[0.5], compute_budgets=["all", "points-100"],
+        )  # fmt: skip

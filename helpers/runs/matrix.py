@@ -370,6 +370,12 @@ def submit_fm_runs(
         budget_seeds: ``{budget: seeds}`` for budgets that run other replicates than ``seeds``
             (:func:`specs`; ``draws`` must hold them, :func:`all_seeds`).
     """
+    below = below_all(label_budgets)
+    deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
+    compute_tags = [b.tag for b in labels.parse_all(compute_budgets)] if compute_fractions else []
+    unknown = sorted(set(compute_tags) - {labels.ALL, *deep_below})  # else a misspelt budget runs nothing
+    if unknown:
+        raise ValueError(f"compute_budgets names {unknown}: the fine-tuned rows run at none of them")
     common = dict(results_path=results_path, force=force, maps_dir=maps_dir, progress=client is None)
     pre_kw = dict(cache_dir=cache_dir, progress=client is None)
     # the Galileo fine-tunes' quick mode: validate every 2 steps, no plateau rule
@@ -381,8 +387,6 @@ def submit_fm_runs(
     record_kw = {"pretraining_path": Path(results_path).with_name("pretraining.csv")} if results_path else {}
     compute_path = Path(results_path).with_name(fm_finetuned.COMPUTE_TABLE) if results_path else None
     out = _Submitted(client)
-    below = below_all(label_budgets)
-    deep_below = below if deep_label_budgets is None else below_all(deep_label_budgets)
     galileo_kw = dict(runs_dir=runs_dir, max_steps=galileo_steps, **common, **finetune_quick)
     for name, per_seed in draws.items():
         chosen = [*fm_models, *pretrained_models] if name in main else list(texture_models)
@@ -429,8 +433,7 @@ def submit_fm_runs(
         fine_tuned = [m for m, p in pretext.items() if p and not fm_finetuned.VARIANTS[m].probe]
         curve = {
             b: [m for m in fine_tuned if m in (in_study if b == labels.ALL else study_budgeted)]
-            for b in compute_budgets
-            if b == labels.ALL or b in deep_below
+            for b in compute_tags
         }
         _compute_curve(
             out, name, per_seed, seeds, curve, compute_fractions, pre, pretext, fm_kw, compute_path
