@@ -144,7 +144,10 @@ def test_quick_chain_end_to_end(tmp_path):
         # the pretraining-compute rows sit beside the results table, never in it (no verdict picks them)
         compute = results.read(tmp_path / "pretraining_compute.csv")
         assert set(compute["model"]) == {"prithvi_arch_small_mae_pt50", "prithvi_arch_small_spectral_pt50"}
-        assert set(compute["label_budget"].fillna("all")) == {"all", "points-10"}  # quick.yaml's compute_budgets
+        assert set(compute["label_budget"].fillna("all")) == {
+            "all",
+            "points-10",
+        }  # quick.yaml's compute_budgets
         assert not df["model"].str.contains("_pt50").any() and "04_pretraining_compute.png" in figures
     if len(times) == 5:
         # notebook 05 draws the saved test maps of the best model of each family, for every main dataset
