@@ -160,13 +160,9 @@ def pretraining_compute(
     compute = compare.scored(compute)
     if compute.empty or pre.empty:
         return pd.DataFrame()
-    budget = compute["label_budget"].fillna("all")
-    order = ["all", *sorted(set(budget) - {"all"})]  # every label first, as the table reads
-    parts = [
-        _compute_points(df, compute[budget == b], b, pre, curve, arch, metric)
-        for b in order
-        if (budget == b).any()
-    ]
+    below = sorted(set(compute["label_budget"].dropna().astype(str)) - {"all", ""})
+    at = {b: _results.at_budget(compute, b) for b in ["all", *below]}  # every label first, as the table reads
+    parts = [_compute_points(df, rows, b, pre, curve, arch, metric) for b, rows in at.items() if len(rows)]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -176,13 +172,8 @@ def _compute_points(df, compute, budget, pre, curve, arch, metric) -> pd.DataFra
     if "platform" in pre and "platform" in compute:
         pre = pre[pre["platform"].isin(set(compute["platform"]))]
     seed = int(compute["seed"].min())
-    rows = pd.concat([compare.scored(df), compute], ignore_index=True)
-    rows = rows[
-        (rows["metric"] == metric)
-        & (rows["class"] == "")
-        & (rows["label_budget"].fillna("all") == budget)
-        & (rows["seed"] == seed)
-    ]
+    rows = _results.at_budget(pd.concat([compare.scored(df), compute], ignore_index=True), budget)
+    rows = rows[(rows["metric"] == metric) & (rows["class"] == "") & (rows["seed"] == seed)]
     score = rows.pivot_table(index=["dataset", "model"], columns="split", values="value", aggfunc="mean")
     if len(curve) and "platform" in curve and "platform" in pre:
         curve = curve[curve["platform"].isin(set(pre["platform"]))]

@@ -187,8 +187,6 @@ def pretraining_compute_figure(points: pd.DataFrame) -> plt.Figure | None:
     """
     if points.empty:
         return None
-    if "labels" not in points:
-        points = points.assign(labels="all")
     tasks = compare.ordered_datasets(points["task"].unique())
     ncol = min(4, len(tasks))
     nrow = -(-len(tasks) // ncol)
