@@ -16,10 +16,18 @@ its wall time: what the faster network costs in validation and test (2026-12-03 
 :data:`~helpers.runs.galileo_finetuned.FINETUNE_ARCH`).
 Runs land in ``--out`` (resumable: a finished run is not retrained).
 
+With ``--escape DATASET`` it asks whether a run stopped by the plateau rule was on its plateau: it trains each seed
+(its own data draw) from the random init (``--published``: the published weights) under
+:data:`~helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS` capped at ``--max-steps``, then continues the finished run to
+twice its steps with the rate restarted (the check of :mod:`helpers.runs.convergence` for one-cycle runs) and up to
+``--flat-cycles`` flat cycles in a row allowed, and prints per cycle the best validation mIoU and validation loss, then
+the continuation's best: a run that was on its plateau moves by less than a point.
+
 Usage::
 
     python benchmarks/galileo_finetune.py [--threads 1] [--repeats 3]
     python benchmarks/galileo_finetune.py --seed-noise sim-texture-0.5 --seeds 0 1 2 --out /tmp/galileo_noise
+    python benchmarks/galileo_finetune.py --escape sim-texture-1 --seeds 0 1 --max-steps 20000 --out /tmp/galileo_escape
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,6 +170,82 @@ def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], worke
         )
 
 
+def _escape_one(job: tuple) -> str:
+    """Train one seed to its stop, continue it to twice its steps (rate restarted, more flat cycles); a report."""
+    dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles = job
+    os.environ["OMP_NUM_THREADS"] = "1"  # as on an engine worker (the run's key holds its threads)
+    torch.set_num_threads(1)
+    from helpers.data import datasets
+    from helpers.runs import run_folders, runner, schedule, train
+
+    ds = datasets.with_bands(
+        datasets.prepare(dataset, data_dir, replicate=seed)
+    )  # the view the run trains on
+    runs = Path(out) / "runs"
+    outcome = galileo_finetuned.run_galileo_nano_finetune(
+        ds, seed, Path(out) / f"seed{seed}.csv", runs_dir=runs, pretrained=pretrained, max_steps=max_steps,
+        progress=False,
+    )  # fmt: skip
+    if outcome.status not in ("ok", "skipped"):  # skipped: finished in an earlier call
+        return f"seed {seed}: {outcome.status} ({outcome.reason})"
+    row = galileo_finetuned.FINETUNE_ROW if pretrained else galileo_finetuned.FINETUNE_RANDOM_ROW
+    src = runner.identity(ds, row, seed).run_dir(runs)
+    state = run_folders.load_checkpoint(src / run_folders.LAST)
+    log = pd.read_csv(src / run_folders.LOG)
+    steps = int(state["step"])
+    settings = {**galileo_finetuned.FINETUNE_DEFAULTS, "eval_tile": 0, "max_steps": max_steps}
+    build = galileo_finetuned.make_galileo_segmenter(
+        ds, None, pretrained=pretrained, **galileo_finetuned.FINETUNE_ARCH
+    )
+    runner.seed_everything(seed)
+    fit = {**schedule.settings_for(ds, settings), "cycle_patience": flat_cycles}
+    tr = train.continue_run(
+        build(),
+        ds,
+        src=src,
+        out_dir=src.with_name(f"{src.name}-escape"),
+        restart_lr=True,
+        progress=False,
+        **fit,
+    )
+    cycles = log.groupby("cycle").agg(
+        end=("step", "max"), val=("val_miou_macro", "max"), loss=("val_loss", "min")
+    )
+    lines = [f"seed {seed}: stopped at step {steps} ({state['stopped_by']}); per cycle:"]
+    lines += [
+        f"    cycle {c}: to step {int(r.end):5d}  best val {100 * r.val:5.1f}  val loss {r.loss:.3f}"
+        for c, r in cycles.iterrows()
+    ]
+    best = 100 * log["val_miou_macro"].max()
+    lines.append(
+        f"  continued to step {tr.steps} (rate restarted, up to {flat_cycles} flat cycles): best val "
+        f"{100 * tr.best_score:5.1f} at step {tr.best_step} ({100 * tr.best_score - best:+.1f} points)"
+    )
+    return "\n".join(lines)
+
+
+def escape(
+    dataset: str,
+    seeds: list[int],
+    out: Path,
+    data_dir: Path,
+    *,
+    pretrained: bool,
+    max_steps: int,
+    flat_cycles: int,
+    workers: int,
+) -> None:
+    """:func:`_escape_one` for every seed, ``workers`` 1-thread processes at a time."""
+    jobs = [(dataset, data_dir, s, out, pretrained, max_steps, flat_cycles) for s in seeds]
+    init = "published weights" if pretrained else "random init"
+    print(
+        f"{dataset}: Galileo-nano fine-tuned from its {init}, plateau protocol capped at {max_steps} steps, 1 thread"
+    )
+    with ProcessPoolExecutor(workers) as pool:
+        for report in pool.map(_escape_one, jobs):
+            print(report)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -170,8 +255,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nets", nargs="+", default=["earlier", "current"], choices=list(NETWORKS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/galileo_finetune_noise"))
+    ap.add_argument("--escape", metavar="DATASET", default=None)
+    ap.add_argument(
+        "--published", action="store_true", help="--escape: the published weights, not the random init"
+    )
+    ap.add_argument("--max-steps", type=int, default=galileo_finetuned.FINETUNE_DEFAULTS["max_steps"])
+    ap.add_argument(
+        "--flat-cycles", type=int, default=6, help="--escape: flat cycles in a row the continuation allows"
+    )
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = ap.parse_args(argv)
-    if args.seed_noise:
+    if args.escape:
+        args.out.mkdir(parents=True, exist_ok=True)
+        escape(
+            args.escape, args.seeds, args.out, args.data_dir, pretrained=args.published,
+            max_steps=args.max_steps, flat_cycles=args.flat_cycles, workers=args.workers,
+        )  # fmt: skip
+    elif args.seed_noise:
         args.out.mkdir(parents=True, exist_ok=True)
         seed_noise(args.seed_noise, args.seeds, args.out, args.nets, args.workers)
     else:
