@@ -19,9 +19,11 @@ Runs land in ``--out`` (resumable: a finished run is not retrained).
 With ``--escape DATASET`` it asks whether a run stopped by the plateau rule was on its plateau: it trains each seed
 (its own data draw) from the random init (``--published``: the published weights) under
 :data:`~helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS` capped at ``--max-steps``, then continues the finished run to
-twice its steps with the rate restarted (the check of :mod:`helpers.runs.convergence` for one-cycle runs) and up to
-``--flat-cycles`` flat cycles in a row allowed, and prints per cycle the best validation mIoU and validation loss, then
-the continuation's best: a run that was on its plateau moves by less than a point.
+``--factor`` (2) times its steps with the rate restarted (the check of :mod:`helpers.runs.convergence` for one-cycle
+runs) and up to ``--flat-cycles`` flat cycles in a row allowed, and prints per cycle the best validation mIoU and
+validation loss, then the continuation's best: a run that was on its plateau moves by less than a point. With a large
+``--factor`` the continuation is the run under that many flat cycles, to its own plateau (the same trajectory up to the
+first stop: ``cycle_patience`` only caps a run, :data:`helpers.runs.schedule.CAPS`).
 
 Usage::
 
@@ -172,7 +174,7 @@ def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], worke
 
 def _escape_one(job: tuple) -> str:
     """Train one seed to its stop, continue it to twice its steps (rate restarted, more flat cycles); a report."""
-    dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles = job
+    dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles, factor = job
     os.environ["OMP_NUM_THREADS"] = "1"  # as on an engine worker (the run's key holds its threads)
     torch.set_num_threads(1)
     from helpers.data import datasets
@@ -193,6 +195,7 @@ def _escape_one(job: tuple) -> str:
     state = run_folders.load_checkpoint(src / run_folders.LAST)
     log = pd.read_csv(src / run_folders.LOG)
     steps = int(state["step"])
+    factor = min(factor, max_steps / steps)  # the run's own cap still holds
     settings = {**galileo_finetuned.FINETUNE_DEFAULTS, "eval_tile": 0, "max_steps": max_steps}
     build = galileo_finetuned.make_galileo_segmenter(
         ds, None, pretrained=pretrained, **galileo_finetuned.FINETUNE_ARCH
@@ -203,7 +206,8 @@ def _escape_one(job: tuple) -> str:
         build(),
         ds,
         src=src,
-        out_dir=src.with_name(f"{src.name}-escape"),
+        out_dir=src.with_name(f"{src.name}-escape{flat_cycles}x{factor:g}"),
+        factor=factor,
         restart_lr=True,
         progress=False,
         **fit,
@@ -218,7 +222,7 @@ def _escape_one(job: tuple) -> str:
     ]
     best = 100 * log["val_miou_macro"].max()
     lines.append(
-        f"  continued to step {tr.steps} (rate restarted, up to {flat_cycles} flat cycles): best val "
+        f"  continued to step {tr.steps} ({tr.stopped_by}; rate restarted, up to {flat_cycles} flat cycles): best val "
         f"{100 * tr.best_score:5.1f} at step {tr.best_step} ({100 * tr.best_score - best:+.1f} points)"
     )
     return "\n".join(lines)
@@ -233,10 +237,11 @@ def escape(
     pretrained: bool,
     max_steps: int,
     flat_cycles: int,
+    factor: float,
     workers: int,
 ) -> None:
     """:func:`_escape_one` for every seed, ``workers`` 1-thread processes at a time."""
-    jobs = [(dataset, data_dir, s, out, pretrained, max_steps, flat_cycles) for s in seeds]
+    jobs = [(dataset, data_dir, s, out, pretrained, max_steps, flat_cycles, factor) for s in seeds]
     init = "published weights" if pretrained else "random init"
     print(
         f"{dataset}: Galileo-nano fine-tuned from its {init}, plateau protocol capped at {max_steps} steps, 1 thread"
@@ -263,13 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--flat-cycles", type=int, default=6, help="--escape: flat cycles in a row the continuation allows"
     )
+    ap.add_argument(
+        "--factor", type=float, default=2.0, help="--escape: continue to this many times the steps"
+    )
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = ap.parse_args(argv)
     if args.escape:
         args.out.mkdir(parents=True, exist_ok=True)
         escape(
             args.escape, args.seeds, args.out, args.data_dir, pretrained=args.published,
-            max_steps=args.max_steps, flat_cycles=args.flat_cycles, workers=args.workers,
+            max_steps=args.max_steps, flat_cycles=args.flat_cycles, factor=args.factor, workers=args.workers,
         )  # fmt: skip
     elif args.seed_noise:
         args.out.mkdir(parents=True, exist_ok=True)
