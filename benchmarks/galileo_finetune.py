@@ -30,6 +30,8 @@ Usage::
     python benchmarks/galileo_finetune.py [--threads 1] [--repeats 3]
     python benchmarks/galileo_finetune.py --seed-noise sim-texture-0.5 --seeds 0 1 2 --out /tmp/galileo_noise
     python benchmarks/galileo_finetune.py --escape sim-texture-1 --seeds 0 1 --max-steps 20000 --out /tmp/galileo_escape
+    python benchmarks/galileo_finetune.py --escape sim-texture-1 --max-steps 20000 --flat-cycles 3 --factor 8 \
+        --out /tmp/galileo_escape   # each seed to its plateau under three flat cycles (add --published)
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], worke
 
 
 def _escape_one(job: tuple) -> str:
-    """Train one seed to its stop, continue it to twice its steps (rate restarted, more flat cycles); a report."""
+    """Train one seed to its stop, continue it to ``factor`` times its steps (rate restarted, more flat cycles)."""
     dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles, factor = job
     os.environ["OMP_NUM_THREADS"] = "1"  # as on an engine worker (the run's key holds its threads)
     torch.set_num_threads(1)
@@ -195,8 +197,10 @@ def _escape_one(job: tuple) -> str:
     state = run_folders.load_checkpoint(src / run_folders.LAST)
     log = pd.read_csv(src / run_folders.LOG)
     steps = int(state["step"])
-    factor = min(factor, max_steps / steps)  # the run's own cap still holds
-    settings = {**galileo_finetuned.FINETUNE_DEFAULTS, "eval_tile": 0, "max_steps": max_steps}
+    settings = {
+        **galileo_finetuned.FINETUNE_DEFAULTS,
+        "eval_tile": 0,
+    }  # the run's; continue_run sets the steps
     build = galileo_finetuned.make_galileo_segmenter(
         ds, None, pretrained=pretrained, **galileo_finetuned.FINETUNE_ARCH
     )
@@ -207,7 +211,7 @@ def _escape_one(job: tuple) -> str:
         ds,
         src=src,
         out_dir=src.with_name(f"{src.name}-escape{flat_cycles}x{factor:g}"),
-        factor=factor,
+        factor=min(factor, max_steps / steps),  # the run's own cap still holds
         restart_lr=True,
         progress=False,
         **fit,
