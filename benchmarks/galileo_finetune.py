@@ -17,7 +17,7 @@ its wall time: what the faster network costs in validation and test (2026-12-03 
 Runs land in ``--out`` (resumable: a finished run is not retrained).
 
 With ``--escape DATASET`` it asks whether a run stopped by the plateau rule was on its plateau: it trains each seed
-(its own data draw) from the random init (``--published``: the published weights) under
+(its own data draw; ``--budget``: its labels drawn as the matrix draws them) from the random init (``--published``: the published weights) under
 :data:`~helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS` capped at ``--max-steps``, then continues the finished run to
 ``--factor`` (2) times its steps with the rate restarted (the check of :mod:`helpers.runs.convergence` for one-cycle
 runs) and up to ``--flat-cycles`` flat cycles in a row allowed, and prints per cycle the best validation mIoU and
@@ -176,15 +176,16 @@ def seed_noise(dataset: str, seeds: list[int], out: Path, nets: list[str], worke
 
 def _escape_one(job: tuple) -> str:
     """Train one seed to its stop, continue it to ``factor`` times its steps (rate restarted, more flat cycles)."""
-    dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles, factor = job
+    dataset, data_dir, seed, out, pretrained, max_steps, flat_cycles, factor, budget = job
     os.environ["OMP_NUM_THREADS"] = "1"  # as on an engine worker (the run's key holds its threads)
     torch.set_num_threads(1)
-    from helpers.data import datasets
+    from helpers.data import datasets, labels
     from helpers.runs import run_folders, runner, schedule, train
 
-    ds = datasets.with_bands(
-        datasets.prepare(dataset, data_dir, replicate=seed)
-    )  # the view the run trains on
+    ds = labels.label_view(
+        datasets.prepare(dataset, data_dir, replicate=seed), budget, seed
+    )  # as the matrix does
+    ds = datasets.with_bands(ds)  # the view the run trains on
     runs = Path(out) / "runs"
     outcome = galileo_finetuned.run_galileo_nano_finetune(
         ds, seed, Path(out) / f"seed{seed}.csv", runs_dir=runs, pretrained=pretrained, max_steps=max_steps,
@@ -243,12 +244,14 @@ def escape(
     flat_cycles: int,
     factor: float,
     workers: int,
+    budget: str = "all",
 ) -> None:
     """:func:`_escape_one` for every seed, ``workers`` 1-thread processes at a time."""
-    jobs = [(dataset, data_dir, s, out, pretrained, max_steps, flat_cycles, factor) for s in seeds]
+    jobs = [(dataset, data_dir, s, out, pretrained, max_steps, flat_cycles, factor, budget) for s in seeds]
     init = "published weights" if pretrained else "random init"
     print(
-        f"{dataset}: Galileo-nano fine-tuned from its {init}, plateau protocol capped at {max_steps} steps, 1 thread"
+        f"{dataset} ({budget} labels): Galileo-nano fine-tuned from its {init}, plateau protocol capped at "
+        f"{max_steps} steps, 1 thread"
     )
     with ProcessPoolExecutor(workers) as pool:
         for report in pool.map(_escape_one, jobs):
@@ -275,13 +278,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--factor", type=float, default=2.0, help="--escape: continue to this many times the steps"
     )
+    ap.add_argument(
+        "--budget", default="all", help="--escape: the label budget (e.g. points-10), drawn per seed"
+    )
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = ap.parse_args(argv)
     if args.escape:
         args.out.mkdir(parents=True, exist_ok=True)
         escape(
             args.escape, args.seeds, args.out, args.data_dir, pretrained=args.published,
-            max_steps=args.max_steps, flat_cycles=args.flat_cycles, factor=args.factor, workers=args.workers,
+            max_steps=args.max_steps, flat_cycles=args.flat_cycles, factor=args.factor, workers=args.workers, budget=args.budget,
         )  # fmt: skip
     elif args.seed_noise:
         args.out.mkdir(parents=True, exist_ok=True)
