@@ -180,7 +180,7 @@ def _escape_one(job: tuple) -> str:
     os.environ["OMP_NUM_THREADS"] = "1"  # as on an engine worker (the run's key holds its threads)
     torch.set_num_threads(1)
     from helpers.data import datasets, labels
-    from helpers.runs import run_folders, runner, schedule, train
+    from helpers.runs import run_folders, runner, train
 
     ds = labels.label_view(
         datasets.prepare(dataset, data_dir, replicate=seed), budget, seed
@@ -198,15 +198,11 @@ def _escape_one(job: tuple) -> str:
     state = run_folders.load_checkpoint(src / run_folders.LAST)
     log = pd.read_csv(src / run_folders.LOG)
     steps = int(state["step"])
-    settings = {
-        **galileo_finetuned.FINETUNE_DEFAULTS,
-        "eval_tile": 0,
-    }  # the run's; continue_run sets the steps
     build = galileo_finetuned.make_galileo_segmenter(
         ds, None, pretrained=pretrained, **galileo_finetuned.FINETUNE_ARCH
     )
     runner.seed_everything(seed)
-    fit = {**schedule.settings_for(ds, settings), "cycle_patience": flat_cycles}
+    fit = {**galileo_finetuned.fit_settings(ds), "cycle_patience": flat_cycles}  # the run's; steps set below
     tr = train.continue_run(
         build(),
         ds,

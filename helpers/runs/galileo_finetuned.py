@@ -112,6 +112,21 @@ FINETUNE_DEFAULTS: dict = {
 }
 
 
+def fit_settings(ds, max_steps: int | None = None, **fit_kwargs) -> dict:
+    """The :func:`helpers.runs.train.fit` settings of a Galileo-nano fine-tune on ``ds``.
+
+    :data:`FINETUNE_DEFAULTS`, whole-chip validation (``eval_tile=0``), ``fit_kwargs``, ``max_steps`` when given, then
+    the dataset's plateau settings at its label budget (:func:`helpers.runs.schedule.settings_for`).
+
+    One place, so a check that continues a finished fine-tune (``benchmarks/galileo_finetune.py --escape``) trains on
+    with the run's own settings.
+    """
+    settings = {**FINETUNE_DEFAULTS, "eval_tile": 0, **fit_kwargs}
+    if max_steps is not None:
+        settings["max_steps"] = int(max_steps)
+    return _schedule.settings_for(ds, settings)
+
+
 def run_galileo_nano_finetune(
     ds,
     seed: int,
@@ -165,9 +180,7 @@ def run_galileo_nano_finetune(
         if pretrained
         else "random initialisation of the Galileo-nano encoder (no pretraining; the published row's reference)"
     )
-    settings = {**FINETUNE_DEFAULTS, "eval_tile": 0, **fit_kwargs}
-    if max_steps is not None:
-        settings["max_steps"] = int(max_steps)
+    settings = fit_settings(ds, max_steps, **fit_kwargs)
     note = "; ".join(
         [
             f"end-to-end fine-tuning, patch {patch_size} px, {window} px windows on {settings['crop_size']} px crops, "
@@ -191,7 +204,7 @@ def run_galileo_nano_finetune(
         note=note,
         progress=progress,
         maps_dir=maps_dir,
-        **_schedule.settings_for(ds, settings),  # the dataset's plateau settings, at its label budget
+        **settings,
     )
 
 
