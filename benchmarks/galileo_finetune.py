@@ -193,8 +193,7 @@ def _escape_one(job: tuple) -> str:
     )  # fmt: skip
     if outcome.status not in ("ok", "skipped"):  # skipped: finished in an earlier call
         return f"seed {seed}: {outcome.status} ({outcome.reason})"
-    row = galileo_finetuned.FINETUNE_ROW if pretrained else galileo_finetuned.FINETUNE_RANDOM_ROW
-    src = runner.identity(ds, row, seed).run_dir(runs)
+    src = Path(outcome.out_dir)  # the run's folder, run now or before
     state = run_folders.load_checkpoint(src / run_folders.LAST)
     log = pd.read_csv(src / run_folders.LOG)
     steps = int(state["step"])
