@@ -267,3 +267,10 @@ def test_run_summary_is_the_replicate_mean_with_its_interval_and_costs(table):
     timed = rows.assign(fit_s=rows["seed"].astype(float) * 2)
     fit = tables.run_summary(timed, costs=("fit_s",), interval=False)["fit_s"]
     assert fit.loc[(d, m)] == pytest.approx(2 * test.drop_duplicates("seed")["seed"].mean())
+
+
+def test_run_summary_of_no_full_label_rows_is_empty_with_the_same_columns(table):
+    """A notebook run with label budgets only (``models: []``) has no row to summarise: an empty table, no error."""
+    out = tables.run_summary(table.iloc[:0], costs=("n", "fit_s"), interval=False, models=[])
+    assert out.empty and list(out.columns) == ["miou_macro", "f1_macro", "oa", "n", "fit_s"]
+    assert list(out.index.names) == ["dataset", "model"]

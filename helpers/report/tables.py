@@ -69,12 +69,15 @@ def run_summary(
     (``n_train_pixels``, ``fit_s``, ...: their mean over replicates). ``models`` orders the models (others dropped).
     """
     ok = rows[rows["status"] == "ok"]
+    suffixes = ["", " lo", " hi"] if interval else [""]
+    if ok.empty:  # a notebook run with label budgets only (its full-label block empty): nothing to summarise
+        index = pd.MultiIndex.from_arrays([[], []], names=["dataset", "model"])
+        return pd.DataFrame(columns=[*(f"{m}{s}" for m in metrics for s in suffixes), *costs], index=index)
     summary = compare.aggregate(ok, metrics=list(metrics), splits=["test"])
     summary = summary[summary["class"] == ""]
     stats = ["mean", "lo", "hi"] if interval else ["mean"]
     wide = summary.pivot_table(index=["dataset", "model"], columns="metric", values=stats)
     wide.columns = [m if stat == "mean" else f"{m} {stat}" for stat, m in wide.columns]
-    suffixes = ["", " lo", " hi"] if interval else [""]
     wide = wide[[f"{m}{s}" for m in metrics for s in suffixes if f"{m}{s}" in wide]]
     from_summary = [c for c in costs if c in summary.columns]
     from_rows = [c for c in costs if c not in summary.columns]
