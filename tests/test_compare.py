@@ -543,6 +543,26 @@ def test_real_data_resamples_test_chips_when_every_run_saved_them(tmp_path):
     assert "test chips" not in _row(verdicts.findings(df, n_boot=100), "2a", "burn_scars")["effect"]
 
 
+def test_chip_counts_of_budget_runs_are_read_from_their_budget(tmp_path):
+    """A run below full labels keeps its counts under its budget's folder; the crossed bootstrap must find them."""
+    chips_dir = tmp_path / "chips"
+    cms = np.ones((4, 2, 2), dtype=int)
+    counts = {"test": results.chip_counts([f"c{i}" for i in range(4)], cms)}
+    rows = []
+    for model in ("rf", "unet"):
+        for seed in range(2):
+            key = f"{model}{seed}p10"
+            results.save_chip_counts(chips_dir, results.RunId("scene", model, seed, "points-10"), key, counts)
+            rows.append({"dataset": "scene", "split": "test", "model": model, "seed": seed, "run_key": key,
+                         "label_budget": "points-10"})  # fmt: skip
+    d = pd.DataFrame(rows)
+    got = verdicts._chip_counts(d, False, ["rf", "unet"], chips_dir)
+    assert got is not None and sorted(got) == [(0, "rf"), (0, "unet"), (1, "rf"), (1, "unet")]
+    np.testing.assert_array_equal(got[(1, "unet")][0], counts["test"]["tp"])
+    # the same runs read as full-label runs find nothing under their keys: replicates only
+    assert verdicts._chip_counts(d.assign(label_budget="all"), False, ["rf", "unet"], chips_dir) is None
+
+
 def test_findings_on_full_table(table):
     f = verdicts.findings(table, n_boot=200)
     assert f.groupby("dataset").size().eq(6).all() and set(f["dataset"]) == set(CLASSES)

@@ -143,13 +143,20 @@ def _chip_counts(
         if "run_key" in test
         else pd.Series("", index=test.index)
     )
-    keys = dict(zip(zip(test["model"], test["seed"], strict=True), run_keys, strict=True))
+    # each run's counts sit under its own label budget (a budget below `all` adds a folder level): read at the
+    # `all` path, a 10 px/class run's key never matches and the crossed bootstrap was silently dropped
+    budgets = (
+        test["label_budget"].astype(str) if "label_budget" in test else pd.Series("all", index=test.index)
+    )
+    keys = dict(
+        zip(zip(test["model"], test["seed"], strict=True), zip(run_keys, budgets, strict=True), strict=True)
+    )
     out, ids = {}, None
-    for (model, rep), key in keys.items():
+    for (model, rep), (key, budget) in keys.items():
         if model not in models:
             continue
         c = _results.read_chip_counts(
-            str(d["dataset"].iloc[0]), model, int(rep), chips_dir=chips_dir, run_key=str(key) or None
+            str(d["dataset"].iloc[0]), model, int(rep), budget, chips_dir=chips_dir, run_key=str(key) or None
         )
         c = (c or {}).get("test")
         if c is None or (ids is not None and not np.array_equal(ids, c["chip_ids"])):
