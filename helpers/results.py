@@ -481,10 +481,15 @@ def read(path: str | os.PathLike = DEFAULT_PATH) -> pd.DataFrame:
     return _with_budget(df)
 
 
-def _with_budget(df: pd.DataFrame) -> pd.DataFrame:
-    """``label_budget`` as text, ``"all"`` where a row has none (rows written before budgets existed)."""
+def budget_tags(df: pd.DataFrame) -> pd.Series:
+    """Each row's ``label_budget`` as text, ``"all"`` where a row has none (rows written before budgets existed)."""
     col = df["label_budget"] if "label_budget" in df else pd.Series("", index=df.index, dtype=object)
-    df["label_budget"] = col.astype(object).where(col.notna() & (col.astype(str) != ""), "all").astype(str)
+    return col.astype(object).where(col.notna() & (col.astype(str) != ""), "all").astype(str)
+
+
+def _with_budget(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its ``label_budget`` column normalised by :func:`budget_tags`."""
+    df["label_budget"] = budget_tags(df)
     return df
 
 

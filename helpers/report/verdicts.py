@@ -145,9 +145,7 @@ def _chip_counts(
     )
     # each run's counts sit under its own label budget (a budget below `all` adds a folder level): read at the
     # `all` path, a 10 px/class run's key never matches and the crossed bootstrap was silently dropped
-    budgets = (
-        test["label_budget"].astype(str) if "label_budget" in test else pd.Series("all", index=test.index)
-    )
+    budgets = _results.budget_tags(test)
     keys = dict(
         zip(zip(test["model"], test["seed"], strict=True), zip(run_keys, budgets, strict=True), strict=True)
     )
