@@ -87,6 +87,11 @@ def test_findings_lines_say_the_random_split_leaks_and_the_floor_check_names_row
     assert "`my-scene-random` (LEAKY): rf_aug − rf +14.0 [" in texture
     floor = next(line for line in lines if line.startswith("- **`my-scene`** against"))
     assert "below it: unet 22.0" in floor and "25.0 % of test pixels" in floor
+    assert not any("not computed" in line for line in lines)
+    # a scene whose data was not readable: its floor line says so instead of vanishing
+    lacking = scenes.findings_lines(table, {"my-scene": 0.25})
+    assert "- **`my-scene-random`** against its most frequent test class: not computed" in "\n".join(lacking)
+    assert not any("not computed" in line for line in scenes.findings_lines(table))
     assert scenes.findings_lines(table[table["dataset"] == "my-scene"].drop(columns="protocol")) == []
     # findings.md gains the section only with lines
     assert "### One scene, several split protocols" in tables.scene_section(lines)

@@ -199,7 +199,8 @@ def findings_lines(table: pd.DataFrame, floors: Mapping[str, float] | None = Non
     Args:
         table: Results table (full-label rows).
         floors: Scene dataset -> share of its test split's most frequent class (optional: without it the floor
-            line is left out).
+            lines are left out; a scene of the table missing from it gets a line saying its floor was not computed,
+            so findings written without a scene's data say what they lack).
 
     Returns:
         Lines starting with ``- ``; empty without scene rows.
@@ -242,7 +243,7 @@ def findings_lines(table: pd.DataFrame, floors: Mapping[str, float] | None = Non
             + ". On random pixels a texture window holds labelled pixels of the same field as the test pixel, so "
             "its gain there is inflated by the leak; on blocks it is the texture features' held-out worth."
         )
-    if floors:
+    if floors is not None:
         floor = compare.majority_floor(table, {k: v for k, v in floors.items() if k in set(p["dataset"])})
         for name, rows in floor.groupby("dataset", sort=False):
             below = rows.loc[~rows["above"]]
@@ -258,5 +259,11 @@ def findings_lines(table: pd.DataFrame, floors: Mapping[str, float] | None = Non
                 f"({100 * float(rows['floor'].iloc[0]):.1f} % of test pixels; test OA, mean over replicates): "
                 f"{verdict} ({len(rows)} CNN and FM rows; lowest {100 * rows['oa'].min():.1f}, "
                 f"highest {100 * rows['oa'].max():.1f})."
+            )
+        # a scene whose data was not readable gets a line saying so, not a silent gap beside its variants' checks
+        for name in p.loc[~p["dataset"].isin(list(floors)), "dataset"]:
+            lines.append(
+                f"- **`{name}`** against its most frequent test class: not computed, its data was not readable where "
+                "these findings were written (the scene's folder under `data_dir`)."
             )
     return lines
