@@ -264,6 +264,16 @@ def test_class_counts(fixture_roots):
     assert counts.sum() == total and counts.shape == (2,)
 
 
+def test_majority_floors_name_what_they_could_not_read(fixture_roots, tmp_path):
+    """The floor is the most frequent class's share of the split; a missing folder is named, not fatal."""
+    data_dir = fixture_roots["burn_scars"].parent
+    floors, unreadable = datasets.majority_floors(["burn_scars", "sim-nowhere", "burn_scars"], data_dir)
+    counts = datasets.class_counts(datasets.open("burn_scars", fixture_roots["burn_scars"]), "test")
+    assert floors == {"burn_scars": pytest.approx(counts.max() / counts.sum())}
+    assert 0.5 <= floors["burn_scars"] < 1
+    assert list(unreadable) == ["sim-nowhere"] and "sim-nowhere" in unreadable["sim-nowhere"]
+
+
 def test_generator_facts_read_what_the_simulator_recorded(tmp_path):
     """The report's Bayes limits come from the card the generator wrote, through the data API (notebook 05)."""
     ds = datasets.prepare("sim-texture-0.5", tmp_path, size="quick")

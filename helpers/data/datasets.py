@@ -91,6 +91,7 @@ __all__ = [
     "fingerprint",
     "generator_facts",
     "holdout_split",
+    "majority_floors",
     "open",
     "prepare",
     "prepare_replicates",
@@ -141,6 +142,38 @@ def channel_stats(
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     std = np.where(std > 1e-8, std, 1.0)
     return [float(m) for m in mean], [float(s) for s in std]
+
+
+def majority_floors(
+    names: Sequence[str], data_dir: str | os.PathLike, *, split: str = "test", **open_kwargs
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Share of the most frequent class among each dataset's labelled pixels of ``split``, where its data is readable.
+
+    A map of that one class everywhere reaches this overall accuracy, so a row at or below it has learned nothing
+    (notebook 05 checks every deep row and draws it on the scene figure). The report otherwise reads only the results
+    table, so a dataset whose folder is absent where the report runs is returned with the reason rather than
+    stopping the report; the caller says which floors are missing.
+
+    Args:
+        names: Dataset names, each opened at ``data_dir / name``.
+        data_dir: The folder holding the datasets.
+        split: The split whose labelled pixels are counted.
+        **open_kwargs: Passed to :func:`open` (``splits_dir`` for real data stored without its split lists).
+
+    Returns:
+        ``(floors, unreadable)``: the share (0..1) per readable dataset, and the :class:`DataError` message per
+        dataset that could not be opened.
+    """
+    floors: dict[str, float] = {}
+    unreadable: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        try:
+            counts = class_counts(open(name, Path(data_dir) / name, **open_kwargs), split)
+        except DataError as err:
+            unreadable[name] = str(err)
+            continue
+        floors[name] = float(counts.max() / counts.sum())
+    return floors, unreadable
 
 
 def varies_by_replicate(name: str) -> bool:
