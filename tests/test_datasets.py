@@ -264,7 +264,7 @@ def test_class_counts(fixture_roots):
     assert counts.sum() == total and counts.shape == (2,)
 
 
-def test_majority_floors_name_what_they_could_not_read(fixture_roots, tmp_path):
+def test_majority_floors_name_what_they_could_not_read(fixture_roots):
     """The floor is the most frequent class's share of the split; a missing folder is named, not fatal."""
     data_dir = fixture_roots["burn_scars"].parent
     floors, unreadable = datasets.majority_floors(["burn_scars", "sim-nowhere", "burn_scars"], data_dir)
