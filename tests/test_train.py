@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -448,6 +450,45 @@ def test_cycle_patience_waits_out_a_flat_cycle_and_continues_a_run_stopped_befor
         train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "bad", **kw, cycle_patience=0)
 
 
+def test_doubling_stops_only_where_the_runs_second_half_gained_less_than_cycle_gain(tmp_path, monkeypatch):
+    # a slow climb over cycles 0-3, two flat cycles (4 and 5), a late rise in cycle 6, then flat: two flat cycles
+    # in a row end the run at step 36 on the low plateau; with doubling it goes on while its second half still
+    # gained, sees the rise at step 38 and stops at step 78, the first cycle end past twice that step
+    ds = FakeDataset()
+    kw = {**FIT, "lr": 1e-3, "warmup_steps": 0, "max_steps": 200, "patience": 1, "lr_drops": 1}
+    kw.update(cycles=50, cycle_gain=0.01, cycle_patience=2)
+    script = [v for v in (0.10, 0.12, 0.14, 0.30, 0.30, 0.30, 0.50) for _ in range(3)] + [0.50] * 60
+    _scripted(monkeypatch, script)
+    two = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "run", **kw)
+    assert two.stopped_by == "plateau" and two.steps == 36 and two.best_score == pytest.approx(0.30)
+    assert "doubling" not in two.config
+    _scripted(monkeypatch, script)
+    fresh = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "fresh", **kw, doubling=True)
+    assert fresh.stopped_by == "plateau" and fresh.steps == 78 and fresh.config["doubling"] is True
+    assert fresh.best_score == pytest.approx(0.50) and fresh.best_step == 38
+    assert schedule.second_half_gain({"history": fresh.history.to_dict("records")}) < 0.01
+    # the two-flat-cycle run, given doubling in its folder, goes on from its stop to the fresh run's end
+    _scripted(monkeypatch, script[18:])
+    went_on = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "run", **kw, doubling=True)
+    cols = ["step", "val_miou_macro", "lr", "cycle"]
+    pd.testing.assert_frame_equal(went_on.history[cols], fresh.history[cols], check_exact=True)
+    assert went_on.stopped_by == "plateau" and went_on.config == fresh.config
+    # ... and a doubling run is never taken for a run of the rule without it (dropping doubling is no raised cap)
+    assert not schedule.raised_caps(fresh.config, two.config) and schedule.raised_caps(two.config, fresh.config)
+    with pytest.raises(ValueError, match="doubling is a condition"):
+        train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "bad", **{**kw, "cycles": 1}, doubling=True)
+
+
+def test_second_half_gain_reads_the_best_score_on_each_side_of_half_the_steps():
+    def hist(pairs):
+        return {"history": [{"step": s, "val_miou_macro": v} for s, v in pairs]}
+
+    assert schedule.second_half_gain(hist([])) == math.inf
+    assert schedule.second_half_gain(hist([(50, 0.2)])) == math.inf  # no validation in its first half
+    assert schedule.second_half_gain(hist([(50, 0.2), (100, 0.5)])) == pytest.approx(0.3)
+    assert schedule.second_half_gain(hist([(50, 0.6), (100, float("nan")), (150, 0.5)])) == 0.0
+
+
 def test_run_keeps_checkpoints_of_its_trajectory_when_only_caps_change(tmp_path):
     ds = FakeDataset()
     kw = dict(results_path=tmp_path / "r.csv", runs_dir=tmp_path / "runs", seed=0)
@@ -775,6 +816,8 @@ def test_fit_settings_hold_what_fit_stored_before_the_split():
         and "label_budget" not in traj
     )
     assert train.FitSettings(max_steps=1, eval_tile=0).window == (None, None)
+    doubled = train.FitSettings(max_steps=10, cycles=20, doubling=True)
+    assert doubled.stopping()["doubling"] is True and doubled.rule()["doubling"] is True
     with pytest.raises(ValueError, match="cycle_patience"):
         train.FitSettings(max_steps=10, cycle_patience=0).check(ds)
 

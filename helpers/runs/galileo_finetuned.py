@@ -98,12 +98,21 @@ FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_ski
 #: deep row (:data:`helpers.runs.schedule.PLATEAU`), so the published weights and their random init train by the same rule
 #: as the CNNs and the in-study transformers. AdamW at 1e-3 with weight decay 1e-4 and a 25-step warm-up for both inits
 #: (the rate of the first fine-tuning row; not tuned toward either init). One change to that rule, for both inits:
-#: the run ends after two flat cycles in a row (``cycle_patience`` 2), not the first, because a random-init
-#: transformer can sit on a low plateau for a whole cycle and then leave it (``benchmarks/README.md``). Runs stopped
-#: under the one-flat-cycle rule continue from where they stopped (:data:`helpers.runs.schedule.CAPS`).
+#: a random-init transformer can sit on a low plateau for several cycles and then leave it, after a number of cycles
+#: that depends on its path (seed, CPU): two flat cycles in a row stopped such runs low at knobs 0.5 and 1, and three
+#: left two of three runs low at knob 0.5 (``benchmarks/README.md``, "Galileo-nano fine-tuning"). So the run stops
+#: only where two flat cycles in a row end *and* the second half of its steps raised its best validation score by
+#: less than a point (``doubling``, :func:`helpers.runs.schedule.second_half_gain`): every stop is its own check
+#: "twice the steps moved validation by less than a point", and a run that sat low for N steps gets N more to leave
+#: it. The step cap is 24,000, past the 8,600-11,150 steps at which the random init's runs that left the low
+#: plateau reached their own (2026-12-06, AMD EPYC), and the cycles' cap (100) cannot bind before it. All three are
+#: caps (:data:`helpers.runs.schedule.CAPS`): runs stopped under the earlier rule continue from where they stopped.
 FINETUNE_DEFAULTS: dict = {
     **_schedule.PLATEAU,
+    "max_steps": 24000,
+    "cycles": 100,
     "cycle_patience": 2,
+    "doubling": True,
     "batch_size": 8,
     "lr": 1e-3,
     "weight_decay": 1e-4,

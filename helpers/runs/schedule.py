@@ -205,17 +205,40 @@ def flat_cycles(state: Mapping, rule: Mapping) -> int:
     return int(state.get("flat_cycles", 0)) + 1  # runs saved before cycle_patience existed hold no count: 0
 
 
+def second_half_gain(state: Mapping) -> float:
+    """How much the second half of a run's steps raised its best validation score (mIoU fraction).
+
+    The best score of every validation so far minus the best of those at or before half the last validation's
+    step; ``inf`` when no validation lies in the first half (a run too short to have one).
+    """
+    history = state["history"]
+    if not history:
+        return math.inf
+    half = int(history[-1]["step"]) / 2
+    first = [h["val_miou_macro"] for h in history if h["step"] <= half and np.isfinite(h["val_miou_macro"])]
+    every = [h["val_miou_macro"] for h in history if np.isfinite(h["val_miou_macro"])]
+    if not first:
+        return math.inf
+    return float(max(every) - max(first))
+
+
 def cycle_decision(state: Mapping, rule: Mapping) -> tuple[bool, str]:
     """At the end of a cycle: whether another is due, and how the run stops if none is (:func:`decide_stop`).
 
     Another cycle is due while fewer than ``cycle_patience`` cycles in a row have gained less than ``cycle_gain``
     (and cycles remain). The run stops on its ``"plateau"`` once that many have; with cycles used up before, it
-    stops on ``"cycles"`` (not shown to be a plateau).
+    stops on ``"cycles"`` (not shown to be a plateau). With ``doubling`` set, the plateau also needs the second half
+    of the run's steps to have gained less than ``cycle_gain`` (:func:`second_half_gain`): the run stops only where
+    its own last half is the convergence check "twice the steps moved validation by less than a point", so a model
+    that sat on a low plateau for many cycles gets as many steps again to leave it (patience that grows with the
+    run, where a count of flat cycles is a fixed number of steps).
     """
     if rule.get("cycles", 1) <= 1:
         return False, "plateau"
     flat = flat_cycles(state, rule)
     shown = flat >= int(rule.get("cycle_patience", 1))
+    if shown and rule.get("doubling"):
+        shown = second_half_gain(state) < rule["cycle_gain"]
     if not shown and int(state.get("cycle", 0)) + 1 < rule["cycles"]:
         return True, ""
     return False, "plateau" if shown else "cycles"
@@ -242,8 +265,10 @@ def reset_schedule(state: dict, step: int) -> None:
 
 #: Settings that only cap a run's length: raising them continues a finished run instead of retraining it
 #: (:func:`extend`), as its trajectory up to the old cap is the same. ``cycle_patience`` is one: a rule that asks
-#: for more flat cycles in a row follows the same trajectory until the first flat cycle, then goes on.
-CAPS = ("max_steps", "cycles", "cycle_patience")
+#: for more flat cycles in a row follows the same trajectory until the first flat cycle, then goes on; ``doubling``
+#: too (it only asks more of a stop). Each with the value a run stored without it had.
+CAP_DEFAULTS: dict[str, int] = {"max_steps": 1, "cycles": 1, "cycle_patience": 1, "doubling": 0}
+CAPS = tuple(CAP_DEFAULTS)
 
 
 def extend(state: dict, config: Mapping, rule: Mapping) -> bool:
@@ -280,7 +305,7 @@ def raised_caps(stored: Mapping, current: Mapping) -> bool:
         "cycle_gain" in diff and "cycles" in stored
     ):  # a one-cycle run has no cycle_gain; others must keep theirs
         return False
-    return all(int(current.get(k, 1)) >= int(stored.get(k, 1)) for k in CAPS)
+    return all(int(current.get(k, CAP_DEFAULTS[k])) >= int(stored.get(k, CAP_DEFAULTS[k])) for k in CAPS)
 
 
 def config_diff(stored: Mapping, current: Mapping) -> list[str]:

@@ -250,6 +250,9 @@ class FitSettings:
             (with ``cycles`` > 1). ``1``: the first flat cycle ends the run (left out of the identity). More is for
             models that sit on a low plateau for a whole cycle and then leave it (a random-init transformer: see
             :data:`helpers.runs.galileo_finetuned.FINETUNE_DEFAULTS`).
+        doubling: Also stop on a plateau only where the second half of the run's steps raised its best validation
+            score by less than ``cycle_gain`` (:func:`helpers.runs.schedule.second_half_gain`; with ``cycles`` > 1):
+            a stop that is its own twice-the-steps check. ``False``: left out of the identity.
         batch_size: Crops per optimiser step.
         lr: Learning rate after warm-up (AdamW, constant: see :func:`helpers.runs.schedule.warmup_factor`).
         weight_decay: AdamW weight decay on weights (not biases/norms).
@@ -279,6 +282,7 @@ class FitSettings:
     cycles: int = 1
     cycle_gain: float = 0.01
     cycle_patience: int = 1
+    doubling: bool = False
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -317,6 +321,8 @@ class FitSettings:
             raise ValueError(f"loss_delta must be a fraction in [0, 1), got {self.loss_delta}")
         if int(self.cycle_patience) < 1:
             raise ValueError(f"cycle_patience must be a positive number of cycles, got {self.cycle_patience}")
+        if self.doubling and int(self.cycles) <= 1:
+            raise ValueError("doubling is a condition on a run's last cycle: it needs cycles > 1")
 
     @property
     def window(self) -> tuple[int | None, int | None]:
@@ -385,6 +391,8 @@ class FitSettings:
             out.update(cycles=int(self.cycles), cycle_gain=float(self.cycle_gain))
             if int(self.cycle_patience) != 1:
                 out["cycle_patience"] = int(self.cycle_patience)
+            if self.doubling:
+                out["doubling"] = True
         if self.restart_lr:  # a continuation from a restarted rate (convergence check); absent otherwise
             out["restart_lr"] = True
         return out
@@ -401,7 +409,7 @@ class FitSettings:
             cycles=int(self.cycles),
             cycle_gain=float(self.cycle_gain),
             cycle_patience=int(self.cycle_patience),
-        )
+        )  # doubling, where set, is in stopping()
         return out
 
 
