@@ -105,8 +105,10 @@ FINETUNE_ARCH_V1: dict = {"patch_size": 4, "window": 32, "width": 64, "pixel_ski
 #: less than a point (``doubling``, :func:`helpers.runs.schedule.second_half_gain`): every stop is its own check
 #: "twice the steps moved validation by less than a point", and a run that sat low for N steps gets N more to leave
 #: it. The step cap is 24,000, past the 8,600-11,150 steps at which the random init's runs that left the low
-#: plateau reached their own (2026-12-06, AMD EPYC), and the cycles' cap (100) cannot bind before it. All three are
-#: caps (:data:`helpers.runs.schedule.CAPS`): runs stopped under the earlier rule continue from where they stopped.
+#: plateau reached their flat-cycle stop (2026-12-06, AMD EPYC); under doubling the random init at knobs 0.5 and 1
+#: with every label still climbed at 24,000 steps (2026-12-07: stopped by the cap, rows that are lower bounds;
+#: README). The cycles' cap (100) cannot bind before it. All three are caps (:data:`helpers.runs.schedule.CAPS`):
+#: runs stopped under the earlier rule continue from where they stopped.
 FINETUNE_DEFAULTS: dict = {
     **_schedule.PLATEAU,
     "max_steps": 24000,
