@@ -466,7 +466,12 @@ def test_doubling_stops_only_where_the_runs_second_half_gained_less_than_cycle_g
     fresh = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "fresh", **kw, doubling=True)
     assert fresh.stopped_by == "plateau" and fresh.steps == 78 and fresh.config["doubling"] is True
     assert fresh.best_score == pytest.approx(0.50) and fresh.best_step == 38
-    assert schedule.second_half_gain({"history": fresh.history.to_dict("records")}) < 0.01
+    assert (
+        schedule.second_half_gain(
+            {"history": fresh.history.to_dict("records"), "best_score": fresh.best_score}
+        )
+        < 0.01
+    )
     # the two-flat-cycle run, given doubling in its folder, goes on from its stop to the fresh run's end
     _scripted(monkeypatch, script[18:])
     went_on = train.fit(PerPixel(), ds, seed=0, out_dir=tmp_path / "run", **kw, doubling=True)
@@ -481,8 +486,12 @@ def test_doubling_stops_only_where_the_runs_second_half_gained_less_than_cycle_g
 
 
 def test_second_half_gain_reads_the_best_score_on_each_side_of_half_the_steps():
-    def hist(pairs):
-        return {"history": [{"step": s, "val_miou_macro": v} for s, v in pairs]}
+    def hist(pairs):  # the loop's state: every validation, and the best finite score of them
+        scores = [v for _, v in pairs if math.isfinite(v)]
+        return {
+            "history": [{"step": s, "val_miou_macro": v} for s, v in pairs],
+            "best_score": max(scores, default=-math.inf),
+        }
 
     assert schedule.second_half_gain(hist([])) == math.inf
     assert schedule.second_half_gain(hist([(50, 0.2)])) == math.inf  # no validation in its first half

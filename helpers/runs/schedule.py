@@ -208,18 +208,18 @@ def flat_cycles(state: Mapping, rule: Mapping) -> int:
 def second_half_gain(state: Mapping) -> float:
     """How much the second half of a run's steps raised its best validation score (mIoU fraction).
 
-    The best score of every validation so far minus the best of those at or before half the last validation's
-    step; ``inf`` when no validation lies in the first half (a run too short to have one).
+    The run's best score so far (``best_score``, what :func:`flat_cycles` reads too) minus the best of the validations
+    at or before half the last validation's step; ``inf`` when no validation lies in the first half (a run too short
+    to have one).
     """
     history = state["history"]
     if not history:
         return math.inf
     half = int(history[-1]["step"]) / 2
     first = [h["val_miou_macro"] for h in history if h["step"] <= half and np.isfinite(h["val_miou_macro"])]
-    every = [h["val_miou_macro"] for h in history if np.isfinite(h["val_miou_macro"])]
     if not first:
         return math.inf
-    return float(max(every) - max(first))
+    return float(state["best_score"] - max(first))
 
 
 def cycle_decision(state: Mapping, rule: Mapping) -> tuple[bool, str]:
