@@ -275,8 +275,12 @@ def _write_scores(
     splits=("val", "test"),
     note="",
     platform="",
+    stopped_by=(),
 ):
-    """Rows whose miou_macro equals ``values[seed]`` exactly (per-class IoU all equal to it)."""
+    """Rows whose miou_macro equals ``values[seed]`` exactly (per-class IoU all equal to it).
+
+    ``stopped_by``: the runs' stop reasons by seed (none given: the column stays empty, as for classical rows).
+    """
     rows = []
     for seed, v in enumerate(values):
         ctx = dict(task=task, dataset=dataset, model=model, family=family, pretraining=pretraining, seed=seed)
@@ -284,6 +288,8 @@ def _write_scores(
             ctx["note"] = note
         if platform:
             ctx["platform"] = platform
+        if stopped_by:
+            ctx["stopped_by"] = stopped_by[seed]
         s = {
             "iou": np.array([v, v]),
             "f1": np.array([v, v]),
@@ -729,6 +735,40 @@ def test_claim3_evidence_names_sides_fine_tuned_in_different_precisions(tmp_path
     mixed = "fine-tuned in different precisions (prithvi_mae: bf16 autocast; prithvi_random: float32)"
     assert mixed in _row(f, "3 MAE vs random", "sim-flood")["evidence"]
     assert "different precisions" not in _row(f, "3 MAE vs spectral", "sim-flood")["evidence"]
+
+
+def test_a_verdict_never_rests_on_a_run_stopped_by_its_step_cap(tmp_path):
+    """A capped run still climbed: the cell is inconclusive unless the capped side wins anyway, and says why."""
+
+    def table(random_stops, published_stops, published=(0.95, 0.96, 0.97)):
+        p = tmp_path / f"{random_stops[0]}-{published_stops[0]}-{published[0]}.csv"
+        _write_scores(p, "sim-burn", "burn", "galileo_nano_finetune", "fm", list(published), "published",
+                      stopped_by=published_stops)  # fmt: skip
+        _write_scores(p, "sim-burn", "burn", "galileo_nano_finetune_random", "fm", [0.70, 0.72, 0.71], "none",
+                      stopped_by=random_stops)  # fmt: skip
+        return verdicts.findings(results.read(p), n_boot=300, claims=(3,))
+
+    plateau = ("plateau",) * 3
+    cell = "3 published vs random"
+    converged = _row(table(plateau, plateau), cell, "sim-burn")
+    assert converged["decision"] == "a>b" and converged["verdict"] == verdicts.HOLDS
+    assert "step cap" not in converged["evidence"]
+    # the random init capped in one replicate: the published lead may be the cap's, so no verdict
+    capped = _row(table(("plateau", "cap", "plateau"), plateau), cell, "sim-burn")
+    assert capped["decision"] == "a>b" and capped["verdict"] == verdicts.INCONCLUSIVE
+    assert (
+        "galileo_nano_finetune_random stopped by its step cap, not a plateau, in 1 of 3 paired replicates (1)"
+        in capped["evidence"]
+    )
+    # the published side capped and still ahead: a lower bound that wins stands
+    ahead = _row(table(plateau, ("cap",) * 3), cell, "sim-burn")
+    assert ahead["verdict"] == verdicts.HOLDS and "in 3 of 3 paired replicates (0,1,2)" in ahead["evidence"]
+    # the published side capped and behind: it might catch up, so no verdict where there was one
+    behind = table(plateau, ("cap",) * 3, published=(0.60, 0.61, 0.62))
+    assert _row(behind, cell, "sim-burn")["decision"] == "b>a"
+    assert _row(behind, cell, "sim-burn")["verdict"] == verdicts.INCONCLUSIVE
+    uncapped_behind = table(plateau, plateau, published=(0.60, 0.61, 0.62))
+    assert _row(uncapped_behind, cell, "sim-burn")["verdict"] == verdicts.FAILS
 
 
 def test_evidence_names_sides_trained_on_different_cpus(tmp_path):

@@ -243,7 +243,10 @@ def findings(
     A cell outside its setting (see :func:`dataset_setting`) gets ``"not the paper's setting"`` and is not tested
     (no adjusted p; its effect is still shown); a cell lacking a model on either side gets ``"missing"``. A model
     run on fewer replicates than another candidate of its group is no candidate of that cell (the evidence names
-    it): pairing on the replicates it ran would shrink the whole cell to those (:func:`_complete_candidates`).
+    it): pairing on the replicates it ran would shrink the whole cell to those (:func:`_complete_candidates`). A
+    run stopped by its step cap rather than a plateau scores a lower bound: a cell whose decision such a run could
+    have made (anything but the capped side winning) is ``"inconclusive"``, and its evidence names the runs
+    (:func:`_capped_sides`).
 
     Args:
         df: Results table (the rows of ``label_budget`` are used: :func:`helpers.results.at_budget`).
@@ -320,11 +323,13 @@ def findings(
             if claim == 3:
                 parts += _precision_mismatch(d, eff.a_model, eff.b_model)
             parts += _platform_mismatch(d, eff.a_model, eff.b_model)
+            capped, said = _capped_sides(d, eff.a_model, eff.b_model, eff.per_replicate.index)
+            parts += said
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
                 replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
                 interval=eff.interval_name, per_replicate=tuple(float(x) for x in eff.per_replicate),
-                evidence="; ".join(parts) + left_out,
+                evidence="; ".join(parts) + left_out, capped=capped,
             )  # fmt: skip
             out.append(row)
     cols = [
@@ -334,7 +339,7 @@ def findings(
     ]  # fmt: skip
     if not out:
         return pd.DataFrame(columns=cols)
-    frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies"]), alpha)
+    frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies", "capped"]), alpha)
     frame["metric"] = metric
     return frame.reindex(columns=cols).reset_index(drop=True)
 
@@ -412,7 +417,8 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
             continue
         decision = stats.decide(eff, r.p_adjusted, alpha)
         decisions.append(decision)
-        verdicts.append(_verdict(_expect_key(r.expected), decision, eff))
+        verdict = _verdict(_expect_key(r.expected), decision, eff)
+        verdicts.append(INCONCLUSIVE if _rests_on_cap(decision, r.capped) else verdict)
     frame["decision"], frame["verdict"], frame["effect"] = decisions, verdicts, texts
     frame["statement"] = frame["claim"].map(CLAIMS)
     for c in ("n_replicates", "df"):
@@ -421,6 +427,43 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
     frame["_k"] = [(cl, cell_rank[c]) for cl, c in zip(frame["claim"], frame["cell"], strict=True)]
     frame = frame.sort_values("_k", kind="mergesort")
     return frame
+
+
+def _capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, list[str]]:
+    """Which side of a cell stopped on its step cap in a paired replicate (``"a"``, ``"b"``, ``"ab"`` or ``""``).
+
+    A run stopped by its cap (``stopped_by == "cap"``) was still improving on validation: its score is a lower bound
+    on what the run reaches at a plateau, not a converged score, so a verdict must not rest on it
+    (:func:`_rests_on_cap`). The evidence names the side and the replicates.
+    """
+    if "stopped_by" not in d:
+        return "", []
+    runs = d.loc[d["seed"].isin(replicates)].drop_duplicates(["model", "seed"])
+    sides, said = "", []
+    for side, model in (("a", a), ("b", b)):
+        hit = runs.loc[(runs["model"] == model) & (runs["stopped_by"].astype(str) == "cap"), "seed"]
+        if hit.empty:
+            continue
+        sides += side
+        reps = ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in sorted(hit))
+        said.append(
+            f"{model} stopped by its step cap, not a plateau, in {len(hit)} of {len(replicates)} paired "
+            f"replicate{'' if len(replicates) == 1 else 's'} ({reps}): its scores there are lower bounds"
+        )
+    return sides, said
+
+
+def _rests_on_cap(decision: str, capped: object) -> bool:
+    """Whether a decision could be the step cap's rather than the models': then the verdict is inconclusive.
+
+    A capped side's scores are lower bounds (:func:`_capped_sides`), so the only decision they cannot have made is
+    that side winning anyway: ``a>b`` with only ``a`` capped, ``b>a`` with only ``b`` capped. Every other decision
+    (the uncapped side ahead, equivalence, or both sides capped) might change once the capped runs reach a plateau.
+    """
+    capped = capped if isinstance(capped, str) else ""
+    if not capped:
+        return False
+    return not ((capped == "a" and decision == stats.A_GT_B) or (capped == "b" and decision == stats.B_GT_A))
 
 
 def _complete_candidates(groups: Sequence[list[str]], ran: pd.Series) -> tuple[list[list[str]], str]:
