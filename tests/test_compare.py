@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import metrics, results
-from helpers.report import compare, stats, verdicts
+from helpers.report import compare, readme, stats, verdicts
 
 CLASSES = {
     "sim-crop": ["corn", "soy", "forest"],
@@ -760,6 +760,11 @@ def test_a_verdict_never_rests_on_a_run_stopped_by_its_step_cap(tmp_path):
         "galileo_nano_finetune_random stopped by its step cap, not a plateau, in 1 of 3 paired replicates (1)"
         in capped["evidence"]
     )
+    line = readme.verdict_lines(table(("plateau", "cap", "plateau"), plateau))[0]
+    assert "**inconclusive**" in line and line.endswith(
+        "; stopped by the step cap, still improving (lower bounds): galileo_nano_finetune_random in 1 of 3 replicates."
+    )
+    assert "step cap" not in readme.verdict_lines(table(plateau, plateau))[0]
     # the published side capped and still ahead: a lower bound that wins stands
     ahead = _row(table(plateau, ("cap",) * 3), cell, "sim-burn")
     assert ahead["verdict"] == verdicts.HOLDS and "in 3 of 3 paired replicates (0,1,2)" in ahead["evidence"]

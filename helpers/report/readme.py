@@ -197,9 +197,11 @@ def verdict_lines(findings: pd.DataFrame, source: str = "findings.md") -> list[s
             f" [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}]" if np.isfinite(r.lo) else " (no interval)"
         )
         crossed = " (interval over replicates and test chips)" if "test chips" in str(r.interval) else ""
+        capped = str(getattr(r, "capped", "") or "")
         lines.append(
             f"- Claim {r.cell}, `{r.dataset}`: **{r.verdict}**; {r.model_a} − {r.model_b} {effect}{crossed}, "
-            f"{ptext}, {r.n_replicates} replicate{'' if r.n_replicates == 1 else 's'}."
+            f"{ptext}, {r.n_replicates} replicate{'' if r.n_replicates == 1 else 's'}"
+            + (f"; stopped by the step cap, still improving (lower bounds): {capped}." if capped else ".")
         )
     skipped = len(findings) - len(tested)
     if skipped:

@@ -270,7 +270,8 @@ def findings(
         ``setting``, ``comparison``, ``expected``, ``model_a``, ``model_b``, ``n_replicates``, ``replicates``,
         ``estimate``, ``se``, ``df``, ``lo``, ``hi``, ``p``, ``p_adjusted``, ``decision``, ``verdict``, ``effect``
         (the effect with its named interval), ``interval``, ``per_replicate`` (tuple of the paired differences),
-        ``evidence``, ``metric``.
+        ``evidence``, ``capped`` (the compared models with a run stopped by its step cap, and in how many paired
+        replicates, e.g. ``"unet in 1 of 3 replicates"``; ``""`` if none: :func:`_capped_sides`), ``metric``.
     """
     del agg
     alpha = 1.0 - level
@@ -323,23 +324,23 @@ def findings(
             if claim == 3:
                 parts += _precision_mismatch(d, eff.a_model, eff.b_model)
             parts += _platform_mismatch(d, eff.a_model, eff.b_model)
-            capped, said = _capped_sides(d, eff.a_model, eff.b_model, eff.per_replicate.index)
+            sides, capped, said = _capped_sides(d, eff.a_model, eff.b_model, eff.per_replicate.index)
             parts += said
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
                 replicates=reps, estimate=eff.estimate, se=eff.se, df=eff.df, lo=eff.lo, hi=eff.hi, p=eff.p,
                 interval=eff.interval_name, per_replicate=tuple(float(x) for x in eff.per_replicate),
-                evidence="; ".join(parts) + left_out, capped=capped,
+                evidence="; ".join(parts) + left_out, capped=capped, capped_sides=sides,
             )  # fmt: skip
             out.append(row)
     cols = [
         "claim", "cell", "statement", "dataset", "simulated", "setting", "comparison", "expected", "model_a",
         "model_b", "n_replicates", "replicates", "estimate", "se", "df", "lo", "hi", "p", "p_adjusted", "decision",
-        "verdict", "effect", "interval", "per_replicate", "evidence", "metric",
+        "verdict", "effect", "interval", "per_replicate", "evidence", "capped", "metric",
     ]  # fmt: skip
     if not out:
         return pd.DataFrame(columns=cols)
-    frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies", "capped"]), alpha)
+    frame = _decide(pd.DataFrame(out).reindex(columns=[*cols, "applies", "capped_sides"]), alpha)
     frame["metric"] = metric
     return frame.reindex(columns=cols).reset_index(drop=True)
 
@@ -396,7 +397,7 @@ def _candidates(d: pd.DataFrame, runnable: Sequence[str]) -> tuple[dict[str, lis
 
 def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """Holm-adjusted p over every tested cell, then each cell's decision, verdict and effect text, in cell order."""
-    for c in ("model_a", "model_b", "replicates", "interval", "decision"):
+    for c in ("model_a", "model_b", "replicates", "interval", "decision", "capped"):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
     frame["p"] = pd.to_numeric(frame["p"], errors="coerce")
     tested = frame["applies"] & frame["verdict"].isna() & np.isfinite(frame["p"].to_numpy(dtype=float))
@@ -418,7 +419,7 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
         decision = stats.decide(eff, r.p_adjusted, alpha)
         decisions.append(decision)
         verdict = _verdict(_expect_key(r.expected), decision, eff)
-        verdicts.append(INCONCLUSIVE if _rests_on_cap(decision, r.capped) else verdict)
+        verdicts.append(INCONCLUSIVE if _rests_on_cap(decision, r.capped_sides) else verdict)
     frame["decision"], frame["verdict"], frame["effect"] = decisions, verdicts, texts
     frame["statement"] = frame["claim"].map(CLAIMS)
     for c in ("n_replicates", "df"):
@@ -429,28 +430,31 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return frame
 
 
-def _capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, list[str]]:
-    """Which side of a cell stopped on its step cap in a paired replicate (``"a"``, ``"b"``, ``"ab"`` or ``""``).
+def _capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, str, list[str]]:
+    """Which side of a cell stopped on its step cap in a paired replicate: ``(sides, brief, evidence)``.
 
     A run stopped by its cap (``stopped_by == "cap"``) was still improving on validation: its score is a lower bound
     on what the run reaches at a plateau, not a converged score, so a verdict must not rest on it
-    (:func:`_rests_on_cap`). The evidence names the side and the replicates.
+    (:func:`_rests_on_cap`). ``sides`` is ``"a"``, ``"b"``, ``"ab"`` or ``""``; ``brief`` names the capped models
+    with their counts (the README's verdict lines); the evidence also names the replicates.
     """
     if "stopped_by" not in d:
-        return "", []
+        return "", "", []
     runs = d.loc[d["seed"].isin(replicates)].drop_duplicates(["model", "seed"])
-    sides, said = "", []
+    sides, brief, said = "", [], []
     for side, model in (("a", a), ("b", b)):
         hit = runs.loc[(runs["model"] == model) & (runs["stopped_by"].astype(str) == "cap"), "seed"]
         if hit.empty:
             continue
         sides += side
+        n = f"{len(hit)} of {len(replicates)} {'replicate' if len(replicates) == 1 else 'replicates'}"
+        brief.append(f"{model} in {n}")
         reps = ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in sorted(hit))
         said.append(
             f"{model} stopped by its step cap, not a plateau, in {len(hit)} of {len(replicates)} paired "
             f"replicate{'' if len(replicates) == 1 else 's'} ({reps}): its scores there are lower bounds"
         )
-    return sides, said
+    return sides, "; ".join(brief), said
 
 
 def _rests_on_cap(decision: str, capped: object) -> bool:
