@@ -313,7 +313,7 @@ def findings(
                 val, test, a, b, chips=chips, n_boot=n_boot, seed=seed, level=level, margin=margin
             )
             ran = test.index[test[a + b].notna().any(axis=1)]
-            reps = ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in eff.per_replicate.index)
+            reps = _replicate_list(eff.per_replicate.index)
             tm = test.loc[eff.per_replicate.index]
             parts = [
                 _side(la, eff.a_model, tm, eff.selected_a),
@@ -449,12 +449,16 @@ def _capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tupl
         sides += side
         n = f"{len(hit)} of {len(replicates)} {'replicate' if len(replicates) == 1 else 'replicates'}"
         brief.append(f"{model} in {n}")
-        reps = ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in sorted(hit))
         said.append(
-            f"{model} stopped by its step cap, not a plateau, in {len(hit)} of {len(replicates)} paired "
-            f"replicate{'' if len(replicates) == 1 else 's'} ({reps}): its scores there are lower bounds"
+            f"{model} stopped by its step cap, not a plateau, in {n.replace(' rep', ' paired rep')} "
+            f"({_replicate_list(sorted(hit))}): its scores there are lower bounds"
         )
     return sides, "; ".join(brief), said
+
+
+def _replicate_list(replicates) -> str:
+    """``"0,1,2"``: replicate ids as the evidence writes them (whole numbers without a decimal point)."""
+    return ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in replicates)
 
 
 def _rests_on_cap(decision: str, capped: object) -> bool:
