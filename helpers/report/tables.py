@@ -445,7 +445,9 @@ def findings_preamble(findings: pd.DataFrame, date: str) -> str:
         f"declared when its Holm-adjusted p-value (over the {n_tested} tested cells of this table) is below 0.05; "
         "otherwise the two are *equivalent* when the 90 % interval lies within "
         f"±{100 * stats.EQUIVALENCE_MARGIN:g} mIoU points (a margin fixed before the results were seen), else "
-        "*undetermined*. 'FM' means a model that starts from pretrained weights; ViT, SegFormer and the FM "
+        "*undetermined*. A run stopped by its step cap rather than a plateau scores a lower bound: a cell whose "
+        "decision it could have made (anything but its side winning anyway) is inconclusive, and its evidence names "
+        "the run. 'FM' means a model that starts from pretrained weights; ViT, SegFormer and the FM "
         "architecture from random init are *transformers (from scratch)*, counted as deep models in 2a but not as "
         'FMs. Claims 1 and 2b accept equivalence ("as good as", "gap not obvious"); 2a and the aligned '
         "pretext of claim 3 need a win; the misaligned pretext must not beat random init. Setting 'spectral' / "
