@@ -197,7 +197,7 @@ def verdict_lines(findings: pd.DataFrame, source: str = "findings.md") -> list[s
             f" [{100 * r.lo:+.1f}, {100 * r.hi:+.1f}]" if np.isfinite(r.lo) else " (no interval)"
         )
         crossed = " (interval over replicates and test chips)" if "test chips" in str(r.interval) else ""
-        capped = str(getattr(r, "capped", "") or "")
+        capped = r.capped  # "" where no compared run stopped by its cap (verdicts.findings)
         lines.append(
             f"- Claim {r.cell}, `{r.dataset}`: **{r.verdict}**; {r.model_a} − {r.model_b} {effect}{crossed}, "
             f"{ptext}, {r.n_replicates} replicate{'' if r.n_replicates == 1 else 's'}"
