@@ -173,3 +173,29 @@ def test_a_cell_whose_networks_trained_on_different_cpus_says_so_and_a_classical
     rg = regime.regime(regime.curves(t[t["model"] != "rf"], {"sim-x": 5000}))
     assert rg.set_index("label_budget").loc["points-10", "cpus"] == "presto_frozen_lgbm: cpu a; unet: cpu b"
     assert "; the two trained on different CPUs)" in regime.findings_lines(rg)[0]
+
+
+def test_a_cell_never_rests_on_a_run_stopped_by_its_step_cap():
+    """A capped run scored a lower bound: only its own side winning anyway survives; anything else reads capped."""
+    t = _table()  # FM ahead at points-10 on every replicate (significant), other ahead at all
+    t["stopped_by"] = "plateau"
+    rf_capped = (t["model"] == "rf") & (t["seed"] == 1)
+    t.loc[rf_capped, "stopped_by"] = "cap"  # the losing side at points-10, the winning side at all
+    cv = regime.curves(t, {"sim-x": 5000})
+    assert set(cv.loc[(cv["model"] == "rf") & (cv["seed"] == 1), "stopped_by"]) == {"cap"}
+    rg = regime.regime(cv).set_index("label_budget")
+    # points-10: rf's replicate 1 might have caught up at a plateau, so the FM's significant lead is undecided
+    assert rg.loc["points-10", "winner"] == regime.CAPPED
+    assert rg.loc["points-10", "capped"] == "rf in 1 of 3 replicates"
+    # all: rf (capped) is ahead anyway; a plateau can only widen that
+    assert rg.loc["all", "winner"] == regime.OTHER and rg.loc["all", "capped"] == "rf in 1 of 3 replicates"
+    line = regime.findings_lines(rg.reset_index())[0]
+    assert (
+        "stopped by the step cap, still improving (lower bounds), at points-10 (rf in 1 of 3 replicates; "
+        in line
+    )
+    assert "undecided" in line and "all (rf in 1 of 3 replicates; its side wins anyway)" in line
+    # without the column (older tables), or with no capped run, nothing changes
+    plain = regime.regime(regime.curves(_table(), {"sim-x": 5000})).set_index("label_budget")
+    assert plain.loc["points-10", "winner"] == regime.FM and plain.loc["points-10", "capped"] == ""
+    assert "step cap" not in regime.findings_lines(plain.reset_index())[0]

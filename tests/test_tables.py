@@ -210,6 +210,10 @@ def test_family_inputs_table_reads_what_each_model_saw_from_the_rows():
     ]  # fmt: skip
     t = tables.family_inputs_table(pd.DataFrame(rows)).set_index("model")
     assert t.loc["unet", "steps"] == "700 (600–800)" and t.loc["unet", "precision"] == "bf16 autocast"
+    capped = pd.DataFrame(rows).assign(stopped_by=["", "plateau", "cap", "plateau", "plateau", ""])
+    at_cap = tables.family_inputs_table(capped).set_index("model")
+    assert at_cap.loc["unet", "steps"] == "700 (600–800); 1 of 2 runs at the step cap, still improving"
+    assert at_cap.loc["vit", "steps"] == "500"  # a run that reached its plateau says nothing more
     assert t.loc["rf", "steps"] == "–" and t.loc["rf", "precision"] == "float64 trees"
     assert (
         t.loc["prithvi_arch_small_mae", "pretraining"]

@@ -414,6 +414,38 @@ def cross_cpu(frame: pd.DataFrame, a: str, b: str) -> str:
     return f"{a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))}"
 
 
+def capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, str, list[str]]:
+    """Which side of a cell stopped on its step cap in a paired replicate: ``(sides, brief, evidence)``.
+
+    A run stopped by its cap (``stopped_by == "cap"``) was still improving on validation: its score is a lower bound
+    on what the run reaches at a plateau, not a converged score, so neither a claim's verdict nor a cell of the
+    regime map may rest on it (:func:`helpers.report.stats.rests_on_cap`). ``sides`` is ``"a"``, ``"b"``, ``"ab"``
+    or ``""``; ``brief`` names the capped models with their counts (the README's lines); the evidence also names the
+    replicates.
+    """
+    if "stopped_by" not in d:
+        return "", "", []
+    runs = d.loc[d["seed"].isin(replicates)].drop_duplicates(["model", "seed"])
+    sides, brief, said = "", [], []
+    for side, model in (("a", a), ("b", b)):
+        hit = runs.loc[(runs["model"] == model) & (runs["stopped_by"].astype(str) == "cap"), "seed"]
+        if hit.empty:
+            continue
+        sides += side
+        n = f"{len(hit)} of {len(replicates)} {'replicate' if len(replicates) == 1 else 'replicates'}"
+        brief.append(f"{model} in {n}")
+        said.append(
+            f"{model} stopped by its step cap, not a plateau, in {n.replace(' rep', ' paired rep')} "
+            f"({replicate_list(sorted(hit))}): its scores there are lower bounds"
+        )
+    return sides, "; ".join(brief), said
+
+
+def replicate_list(replicates) -> str:
+    """``"0,1,2"``: replicate ids as the evidence writes them (whole numbers without a decimal point)."""
+    return ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in replicates)
+
+
 def cpu_label(platform: object) -> str:
     """A platform string (:func:`helpers.runs.runtime.platform_class`) short enough for a table cell or a legend.
 

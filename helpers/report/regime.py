@@ -18,7 +18,10 @@ On simulated data a replicate is a data draw and a model seed (the run of seed `
 interval covers the data; on real data (fixed) it covers model seeds and label draws only, and says so. A cell is
 won only when the difference is significant after a Holm correction over the map's cells (``FM`` or ``other``); an
 interval inside ``±`` :data:`helpers.report.stats.EQUIVALENCE_MARGIN` (TOST) reads ``level``; anything else is
-``not separated``. The individual replicates' differences are kept (``per_replicate``) for the figure.
+``not separated``. A run stopped by its step cap scored a lower bound (it was still improving), so a cell whose
+decision such a run could have made (anything but its own side winning anyway) reads ``capped``, as a claim's
+verdict reads inconclusive (:func:`helpers.report.stats.rests_on_cap`). The individual replicates' differences are
+kept (``per_replicate``) for the figure.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ FM = "FM"
 OTHER = "other"
 LEVEL_ = "level"
 NOT_SEPARATED = "not separated"
+#: A cell whose decision rests on a run stopped by its step cap (a lower bound): undecided until that run converges.
+CAPPED = "capped"
 #: The rule the regime findings state above their lines.
 RULE = (
     "Per dataset and label budget, the best foundation-model row (pretrained weights: published or in-study) against "
@@ -44,7 +49,8 @@ RULE = (
     "simulated data the data too), mean [95 % t-interval over replicates, bootstrap SE with the choice of each best "
     "row redone in every resample; per cell, not adjusted]. A row wins only when the difference is significant "
     "after a Holm correction over the map's cells; 'level' means the 90 % interval lies within ±2 points "
-    "(equivalence); else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the "
+    "(equivalence); 'capped' where a run stopped by its step cap (still improving: a lower bound) could have made the "
+    "decision; else 'not separated'. On real data (Indian Pines) replicates vary the model seed and the "
     "labels drawn only. Budgets: points-K = K labelled training pixels per class; all = every label. At all, every "
     "row of the main comparison competes; at a smaller budget only the rows run at it, and a line names the FM rows "
     "run at full labels only."
@@ -71,7 +77,8 @@ def curves(
 
     Columns: ``dataset``, ``model``, ``family``, ``pretraining``, ``group`` (:data:`FM` or :data:`OTHER`),
     ``label_budget``, ``seed``, ``val`` and ``test`` (``miou_macro``, %), ``n_labelled_px``, ``platform`` (the CPU a
-    network trained on; empty for classical rows: :func:`helpers.report.compare.network_platform`).
+    network trained on; empty for classical rows: :func:`helpers.report.compare.network_platform`), ``stopped_by``
+    (``"cap"`` when the run stopped at its step cap, still improving; else the table's value or ``""``).
 
     Full-label rows written before rows carried ``n_labelled_px`` take the dataset's value from any full-label row
     that has it, else from ``full_px`` (``{dataset: labelled training pixels}``).
@@ -99,6 +106,9 @@ def curves(
     out = wide.merge(px, on=keys, how="left")
     plat = ok.assign(platform=compare.network_platform(ok)).groupby(keys)["platform"].first().reset_index()
     out = out.merge(plat, on=keys, how="left")
+    stop = ok["stopped_by"].astype(str) if "stopped_by" in ok else pd.Series("", index=ok.index)
+    stop = ok.assign(stopped_by=stop.replace("nan", "")).groupby(keys)["stopped_by"].max().reset_index()
+    out = out.merge(stop, on=keys, how="left")
     for split in ("val", "test"):
         out[split] = 100 * out[split] if split in out else np.nan
     out["n_labelled_px"] = pd.to_numeric(out["n_labelled_px"], errors="coerce").astype(float)
@@ -112,7 +122,7 @@ def curves(
     out["group"] = out["group"].map({True: FM, False: OTHER})
     cols = ["dataset", "model", "family", "pretraining", "group", "label_budget", "seed", "val", "test"]
     return (
-        out[[*cols, "n_labelled_px", "platform"]]
+        out[[*cols, "n_labelled_px", "platform", "stopped_by"]]
         .sort_values(["dataset", "model", "label_budget", "seed"])
         .reset_index(drop=True)
     )
@@ -139,7 +149,9 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     ``fm_not_run`` / ``other_not_run``: the models of each group with full-label rows on the dataset but none at
     this budget (comma-separated; empty at ``all``), the candidates this cell's choice never saw; ``cpus``: where the
     two chosen rows' networks were trained on different CPUs, what each was (empty otherwise; their paired difference
-    then holds the two CPUs' floating-point paths too).
+    then holds the two CPUs' floating-point paths too); ``capped``: the chosen rows with a run stopped by its step
+    cap in a paired replicate, and in how many (:func:`helpers.report.compare.capped_sides`; ``""`` if none), where
+    ``winner`` is :data:`CAPPED` unless the capped side won anyway.
     """
     from helpers.report import stats
 
@@ -172,6 +184,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         pairs = eff.per_replicate
         seeds = list(pairs.index)
         effects.append(eff)
+        sides, capped, _ = compare.capped_sides(cell, eff.a_model, eff.b_model, pairs.index)
         rows.append(
             {
                 **row,
@@ -189,6 +202,8 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
                 "n": int(eff.n_replicates),
                 "interval": eff.interval_name,
                 "cpus": compare.cross_cpu(cell, eff.a_model, eff.b_model),
+                "capped": capped,
+                "_sides": sides,
             }
         )
     out = pd.DataFrame(rows)
@@ -198,10 +213,19 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         p_holm[tested] = stats.holm([effects[i].p for i in tested])
     out["p_holm"] = p_holm
     decision = {stats.A_GT_B: FM, stats.B_GT_A: OTHER, stats.EQUIVALENT: LEVEL_}
-    out["winner"] = [
-        "missing" if e is None else decision.get(stats.decide(e, p_holm[i]), NOT_SEPARATED)
-        for i, e in enumerate(effects)
-    ]
+    sides = out["_sides"] if "_sides" in out else pd.Series("", index=out.index)
+    out["capped"] = out["capped"].fillna("") if "capped" in out else ""
+    winners = []
+    for i, e in enumerate(effects):
+        if e is None:
+            winners.append("missing")
+            continue
+        made = stats.decide(e, p_holm[i])
+        winners.append(
+            CAPPED if stats.rests_on_cap(made, sides.iloc[i]) else decision.get(made, NOT_SEPARATED)
+        )
+    out["winner"] = winners
+    out = out.drop(columns=["_sides"], errors="ignore")
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
     return out.sort_values(["dataset", "_order"]).drop(columns="_order").reset_index(drop=True)
 
@@ -275,6 +299,7 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
         verdicts_text = f"; the best other row wins at {', '.join(lost)}" if lost else ""
         level = cells[cells["winner"] == LEVEL_]["label_budget"].tolist()
         verdicts_text += f"; level (within the ±2-point margin) at {', '.join(level)}" if level else ""
+        verdicts_text += _capped_clause(cells)
         if won.empty:
             best = cells.loc[cells["advantage"].idxmax()] if cells["advantage"].notna().any() else None
             closest = f"; closest: {fmt(best)}" if best is not None else ""
@@ -290,6 +315,24 @@ def findings_lines(rg: pd.DataFrame, datasets: Sequence[str] | None = None) -> l
                 + "."
             )
     return lines
+
+
+def _capped_clause(cells: pd.DataFrame) -> str:
+    """The clause naming the cells with a chosen row stopped by its step cap (empty: none).
+
+    Such a row scored a lower bound; a cell whose decision it could have made reads :data:`CAPPED` and says so here,
+    and a cell its side won anyway names it too, so no score that is a lower bound passes for a converged one.
+    """
+    if "capped" not in cells:
+        return ""
+    parts = [
+        f"{r['label_budget']} ({r['capped']}{'; undecided' if r['winner'] == CAPPED else '; its side wins anyway'})"
+        for _, r in cells.iterrows()
+        if isinstance(r["capped"], str) and r["capped"]
+    ]
+    return (
+        "; stopped by the step cap, still improving (lower bounds), at " + ", ".join(parts) if parts else ""
+    )
 
 
 def _not_run(cells: pd.DataFrame, group: str, what: str) -> str:

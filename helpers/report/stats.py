@@ -521,6 +521,19 @@ def decide(effect: Effect, p_adjusted: float, alpha: float = 0.05) -> str:
     return EQUIVALENT if effect.equivalent else UNDETERMINED
 
 
+def rests_on_cap(decision: str, capped: object) -> bool:
+    """Whether a decision could be the step cap's rather than the models': then the verdict is inconclusive.
+
+    A capped side's scores are lower bounds (:func:`helpers.report.compare.capped_sides`), so the only decision they
+    cannot have made is that side winning anyway: ``a>b`` with only ``a`` capped, ``b>a`` with only ``b`` capped. Every other decision
+    (the uncapped side ahead, equivalence, or both sides capped) might change once the capped runs reach a plateau.
+    """
+    capped = capped if isinstance(capped, str) else ""
+    if not capped:
+        return False
+    return not ((capped == "a" and decision == A_GT_B) or (capped == "b" and decision == B_GT_A))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # formatting
 

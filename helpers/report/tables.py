@@ -523,6 +523,14 @@ def _span_text(values: pd.Series, fmt: str = "{:.0f}") -> str:
     return fmt.format(med) if lo == hi else f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
 
 
+def _at_cap(runs: pd.DataFrame) -> str:
+    """``"; 3 of 15 runs at the step cap, still improving"``: the runs a "trained to a validation plateau" excludes."""
+    if "stopped_by" not in runs:
+        return ""
+    k = int((runs["stopped_by"].astype(str) == "cap").sum())
+    return f"; {k} of {len(runs)} runs at the step cap, still improving" if k else ""
+
+
 def family_inputs_table(df: pd.DataFrame) -> pd.DataFrame:
     """What each model saw, per row of the main comparison (full labels): the "what each family saw" table.
 
@@ -530,7 +538,9 @@ def family_inputs_table(df: pd.DataFrame) -> pd.DataFrame:
     ``note``), never typed: labelled training pixels used, optimiser steps, pretraining (in-study: steps and seconds
     from the note, on the dataset's training chips; published: the weights), the location and date inputs an
     encoder was given, its input normalisation, its precision, and how its settings were chosen
-    (:data:`FAMILY_PROTOCOL`). Medians over runs with the range over datasets and replicates in brackets.
+    (:data:`FAMILY_PROTOCOL`). Medians over runs with the range over datasets and replicates in brackets; the steps
+    also count the runs stopped by their step cap rather than a plateau, which the protocol's "trained to a validation
+    plateau" does not describe.
     """
     rows = compare.scored(_results.full_labels(df))
     rows = rows[(rows["metric"] == "miou_macro") & (rows["class"] == "") & (rows["split"] == "test")]
@@ -576,7 +586,7 @@ def family_inputs_table(df: pd.DataFrame) -> pd.DataFrame:
                 "family": compare.COMPARISON_FAMILY_LABELS.get(fam, fam),
                 "model": model,
                 "labelled px used": _span_text(r["n_train_pixels"]),
-                "steps": _span_text(r["steps"]) if fam != "classical" else "–",
+                "steps": _span_text(r["steps"]) + _at_cap(r) if fam != "classical" else "–",
                 "pretraining": pre_text,
                 "dates": dates,
                 "location": location if fam == "fm" else "none",

@@ -23,10 +23,12 @@ from helpers.report.compare import (
     COMPARISON_FAMILY_ORDER,
     DEEP_FAMILIES,
     DEFAULT_N_BOOT,
+    capped_sides,
     comparison_families,
     cross_cpu,
     ordered_datasets,
     ordered_models,
+    replicate_list,
     scored,
     texture_knob,
 )
@@ -246,7 +248,7 @@ def findings(
     it): pairing on the replicates it ran would shrink the whole cell to those (:func:`_complete_candidates`). A
     run stopped by its step cap rather than a plateau scores a lower bound: a cell whose decision such a run could
     have made (anything but the capped side winning) is ``"inconclusive"``, and its evidence names the runs
-    (:func:`_capped_sides`).
+    (:func:`helpers.report.compare.capped_sides`).
 
     Args:
         df: Results table (the rows of ``label_budget`` are used: :func:`helpers.results.at_budget`).
@@ -271,7 +273,8 @@ def findings(
         ``estimate``, ``se``, ``df``, ``lo``, ``hi``, ``p``, ``p_adjusted``, ``decision``, ``verdict``, ``effect``
         (the effect with its named interval), ``interval``, ``per_replicate`` (tuple of the paired differences),
         ``evidence``, ``capped`` (the compared models with a run stopped by its step cap, and in how many paired
-        replicates, e.g. ``"unet in 1 of 3 replicates"``; ``""`` if none: :func:`_capped_sides`), ``metric``.
+        replicates, e.g. ``"unet in 1 of 3 replicates"``; ``""`` if none:
+        :func:`helpers.report.compare.capped_sides`), ``metric``.
     """
     del agg
     alpha = 1.0 - level
@@ -313,7 +316,7 @@ def findings(
                 val, test, a, b, chips=chips, n_boot=n_boot, seed=seed, level=level, margin=margin
             )
             ran = test.index[test[a + b].notna().any(axis=1)]
-            reps = _replicate_list(eff.per_replicate.index)
+            reps = replicate_list(eff.per_replicate.index)
             tm = test.loc[eff.per_replicate.index]
             parts = [
                 _side(la, eff.a_model, tm, eff.selected_a),
@@ -324,7 +327,7 @@ def findings(
             if claim == 3:
                 parts += _precision_mismatch(d, eff.a_model, eff.b_model)
             parts += _platform_mismatch(d, eff.a_model, eff.b_model)
-            sides, capped, said = _capped_sides(d, eff.a_model, eff.b_model, eff.per_replicate.index)
+            sides, capped, said = capped_sides(d, eff.a_model, eff.b_model, eff.per_replicate.index)
             parts += said
             row |= dict(
                 effect=eff, model_a=eff.a_model, model_b=eff.b_model, n_replicates=eff.n_replicates,
@@ -419,7 +422,7 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
         decision = stats.decide(eff, r.p_adjusted, alpha)
         decisions.append(decision)
         verdict = _verdict(_expect_key(r.expected), decision, eff)
-        verdicts.append(INCONCLUSIVE if _rests_on_cap(decision, r.capped_sides) else verdict)
+        verdicts.append(INCONCLUSIVE if stats.rests_on_cap(decision, r.capped_sides) else verdict)
     frame["decision"], frame["verdict"], frame["effect"] = decisions, verdicts, texts
     frame["statement"] = frame["claim"].map(CLAIMS)
     for c in ("n_replicates", "df"):
@@ -428,50 +431,6 @@ def _decide(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
     frame["_k"] = [(cl, cell_rank[c]) for cl, c in zip(frame["claim"], frame["cell"], strict=True)]
     frame = frame.sort_values("_k", kind="mergesort")
     return frame
-
-
-def _capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, str, list[str]]:
-    """Which side of a cell stopped on its step cap in a paired replicate: ``(sides, brief, evidence)``.
-
-    A run stopped by its cap (``stopped_by == "cap"``) was still improving on validation: its score is a lower bound
-    on what the run reaches at a plateau, not a converged score, so a verdict must not rest on it
-    (:func:`_rests_on_cap`). ``sides`` is ``"a"``, ``"b"``, ``"ab"`` or ``""``; ``brief`` names the capped models
-    with their counts (the README's verdict lines); the evidence also names the replicates.
-    """
-    if "stopped_by" not in d:
-        return "", "", []
-    runs = d.loc[d["seed"].isin(replicates)].drop_duplicates(["model", "seed"])
-    sides, brief, said = "", [], []
-    for side, model in (("a", a), ("b", b)):
-        hit = runs.loc[(runs["model"] == model) & (runs["stopped_by"].astype(str) == "cap"), "seed"]
-        if hit.empty:
-            continue
-        sides += side
-        n = f"{len(hit)} of {len(replicates)} {'replicate' if len(replicates) == 1 else 'replicates'}"
-        brief.append(f"{model} in {n}")
-        said.append(
-            f"{model} stopped by its step cap, not a plateau, in {n.replace(' rep', ' paired rep')} "
-            f"({_replicate_list(sorted(hit))}): its scores there are lower bounds"
-        )
-    return sides, "; ".join(brief), said
-
-
-def _replicate_list(replicates) -> str:
-    """``"0,1,2"``: replicate ids as the evidence writes them (whole numbers without a decimal point)."""
-    return ",".join(str(int(r)) if float(r).is_integer() else str(r) for r in replicates)
-
-
-def _rests_on_cap(decision: str, capped: object) -> bool:
-    """Whether a decision could be the step cap's rather than the models': then the verdict is inconclusive.
-
-    A capped side's scores are lower bounds (:func:`_capped_sides`), so the only decision they cannot have made is
-    that side winning anyway: ``a>b`` with only ``a`` capped, ``b>a`` with only ``b`` capped. Every other decision
-    (the uncapped side ahead, equivalence, or both sides capped) might change once the capped runs reach a plateau.
-    """
-    capped = capped if isinstance(capped, str) else ""
-    if not capped:
-        return False
-    return not ((capped == "a" and decision == stats.A_GT_B) or (capped == "b" and decision == stats.B_GT_A))
 
 
 def _complete_candidates(groups: Sequence[list[str]], ran: pd.Series) -> tuple[list[list[str]], str]:
