@@ -525,8 +525,9 @@ def rests_on_cap(decision: str, capped: object) -> bool:
     """Whether a decision could be the step cap's rather than the models': then the verdict is inconclusive.
 
     A capped side's scores are lower bounds (:func:`helpers.report.compare.capped_sides`), so the only decision they
-    cannot have made is that side winning anyway: ``a>b`` with only ``a`` capped, ``b>a`` with only ``b`` capped. Every other decision
-    (the uncapped side ahead, equivalence, or both sides capped) might change once the capped runs reach a plateau.
+    cannot have made is that side winning anyway: ``a>b`` with only ``a`` capped, ``b>a`` with only ``b`` capped.
+    Every other decision (the uncapped side ahead, equivalence, or both sides capped) might change once the capped
+    runs reach a plateau. Shared by the claims' verdicts and the regime map's cells.
     """
     capped = capped if isinstance(capped, str) else ""
     if not capped:
