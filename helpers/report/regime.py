@@ -158,7 +158,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     if cv.empty:
         return pd.DataFrame()
     full = cv[cv["label_budget"] == labels.ALL]
-    rows, effects = [], []
+    rows, effects, capped_sides = [], [], []  # capped_sides: per cell, which side a capped run sits on
     for (dataset, budget), cell in cv.groupby(["dataset", "label_budget"]):
         at_full = full[full["dataset"] == dataset]
         row = {
@@ -177,6 +177,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         if not fm_models or not other_models:
             rows.append({**row, "best_fm": None, "best_other": None, "n": 0, "winner": "missing"})
             effects.append(None)
+            capped_sides.append("")
             continue
         val = cell.pivot_table(index="seed", columns="model", values="val", aggfunc="first") / 100
         test = cell.pivot_table(index="seed", columns="model", values="test", aggfunc="first") / 100
@@ -185,6 +186,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         seeds = list(pairs.index)
         effects.append(eff)
         sides, capped, _ = compare.capped_sides(cell, eff.a_model, eff.b_model, pairs.index)
+        capped_sides.append(sides)
         rows.append(
             {
                 **row,
@@ -203,7 +205,6 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
                 "interval": eff.interval_name,
                 "cpus": compare.cross_cpu(cell, eff.a_model, eff.b_model),
                 "capped": capped,
-                "_sides": sides,
             }
         )
     out = pd.DataFrame(rows)
@@ -213,7 +214,6 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         p_holm[tested] = stats.holm([effects[i].p for i in tested])
     out["p_holm"] = p_holm
     decision = {stats.A_GT_B: FM, stats.B_GT_A: OTHER, stats.EQUIVALENT: LEVEL_}
-    sides = out["_sides"] if "_sides" in out else pd.Series("", index=out.index)
     out["capped"] = out["capped"].fillna("") if "capped" in out else ""
     winners = []
     for i, e in enumerate(effects):
@@ -222,10 +222,9 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
             continue
         made = stats.decide(e, p_holm[i])
         winners.append(
-            CAPPED if stats.rests_on_cap(made, sides.iloc[i]) else decision.get(made, NOT_SEPARATED)
+            CAPPED if stats.rests_on_cap(made, capped_sides[i]) else decision.get(made, NOT_SEPARATED)
         )
     out["winner"] = winners
-    out = out.drop(columns=["_sides"], errors="ignore")
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
     return out.sort_values(["dataset", "_order"]).drop(columns="_order").reset_index(drop=True)
 
