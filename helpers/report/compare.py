@@ -414,6 +414,11 @@ def cross_cpu(frame: pd.DataFrame, a: str, b: str) -> str:
     return f"{a}: {'; '.join(sorted(pa))}; {b}: {'; '.join(sorted(pb))}"
 
 
+#: How the reports name the runs of a cell stopped by their step cap (the README's claim lines, the regime map's
+#: findings), one wording wherever such a score is read as the lower bound it is.
+CAPPED_NOTE = "stopped by the step cap, still improving (lower bounds)"
+
+
 def capped_sides(d: pd.DataFrame, a: str, b: str, replicates: pd.Index) -> tuple[str, str, list[str]]:
     """Which side of a cell stopped on its step cap in a paired replicate: ``(sides, brief, evidence)``.
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.data.io import atomic_write
-from helpers.report import verdicts
+from helpers.report import compare, verdicts
 
 #: The block's name in the README (``<!-- BEGIN generated:results -->`` ... ``<!-- END generated:results -->``).
 RESULTS = "results"
@@ -201,7 +201,7 @@ def verdict_lines(findings: pd.DataFrame, source: str = "findings.md") -> list[s
         lines.append(
             f"- Claim {r.cell}, `{r.dataset}`: **{r.verdict}**; {r.model_a} − {r.model_b} {effect}{crossed}, "
             f"{ptext}, {r.n_replicates} replicate{'' if r.n_replicates == 1 else 's'}"
-            + (f"; stopped by the step cap, still improving (lower bounds): {capped}." if capped else ".")
+            + (f"; {compare.CAPPED_NOTE}: {capped}." if capped else ".")
         )
     skipped = len(findings) - len(tested)
     if skipped:

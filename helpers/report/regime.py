@@ -329,9 +329,7 @@ def _capped_clause(cells: pd.DataFrame) -> str:
         for _, r in cells.iterrows()
         if isinstance(r["capped"], str) and r["capped"]
     ]
-    return (
-        "; stopped by the step cap, still improving (lower bounds), at " + ", ".join(parts) if parts else ""
-    )
+    return f"; {compare.CAPPED_NOTE}, at " + ", ".join(parts) if parts else ""
 
 
 def _not_run(cells: pd.DataFrame, group: str, what: str) -> str:
