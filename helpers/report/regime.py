@@ -158,7 +158,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
     if cv.empty:
         return pd.DataFrame()
     full = cv[cv["label_budget"] == labels.ALL]
-    rows, effects, capped_sides = [], [], []  # capped_sides: per cell, which side a capped run sits on
+    rows, effects, sides_per_cell = [], [], []  # per cell, which side a capped run sits on
     for (dataset, budget), cell in cv.groupby(["dataset", "label_budget"]):
         at_full = full[full["dataset"] == dataset]
         row = {
@@ -177,7 +177,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         if not fm_models or not other_models:
             rows.append({**row, "best_fm": None, "best_other": None, "n": 0, "winner": "missing"})
             effects.append(None)
-            capped_sides.append("")
+            sides_per_cell.append("")
             continue
         val = cell.pivot_table(index="seed", columns="model", values="val", aggfunc="first") / 100
         test = cell.pivot_table(index="seed", columns="model", values="test", aggfunc="first") / 100
@@ -186,7 +186,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
         seeds = list(pairs.index)
         effects.append(eff)
         sides, capped, _ = compare.capped_sides(cell, eff.a_model, eff.b_model, pairs.index)
-        capped_sides.append(sides)
+        sides_per_cell.append(sides)
         rows.append(
             {
                 **row,
@@ -222,7 +222,7 @@ def regime(cv: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFra
             continue
         made = stats.decide(e, p_holm[i])
         winners.append(
-            CAPPED if stats.rests_on_cap(made, capped_sides[i]) else decision.get(made, NOT_SEPARATED)
+            CAPPED if stats.rests_on_cap(made, sides_per_cell[i]) else decision.get(made, NOT_SEPARATED)
         )
     out["winner"] = winners
     out["_order"] = [budget_order(b) for b in out["label_budget"]]
